@@ -1,0 +1,75 @@
+"""Configuration: one settings model, read from ``LEADFLOW_*`` environment variables and validated
+at cold start. Every field is required: a missing or malformed value stops the function from
+starting with a message naming the variable, instead of running on a silent default."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FormConfig(BaseModel):
+    """A sign-up form the website posts to ``/forms/{form_id}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    thank_you_url: str = Field(description="Where a browser goes after a successful post.")
+    error_url: str = Field(description="Where a browser goes back to when the post is invalid.")
+    consent_required: bool = Field(description="The marketing-consent checkbox must be ticked.")
+
+    @field_validator("thank_you_url", "error_url")
+    @classmethod
+    def _absolute_or_root_relative(cls, value: str) -> str:
+        if not (value.startswith(("https://", "http://")) or (value.startswith("/") and not value.startswith("//"))):
+            raise ValueError("must be an absolute http(s) URL or a path starting with a single '/'")
+        return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEADFLOW_", extra="ignore", frozen=True)
+
+    stage: str = Field(min_length=1, description="Deployment stage (local, dev, prod, ...).")
+    contacts_table: str = Field(min_length=3)
+    events_table: str = Field(min_length=3)
+    messages_table: str = Field(min_length=3)
+    idempotency_table: str = Field(min_length=3)
+    public_base_url: str = Field(description="Base URL of the public tracking API, no trailing slash.")
+    signing_key_secret: str = Field(min_length=1, description="Secrets Manager id of the HMAC key.")
+    sender_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    sender_name: str = Field(min_length=1)
+    unsubscribe_mailto: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    ses_configuration_set: str = Field(min_length=1)
+    content_dir: Path = Field(description="Folder holding journeys/ and templates/.")
+    state_machine_arn_prefix: str = Field(
+        pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:",
+        description="ARN prefix of the journey state machines; the journey id completes it.",
+    )
+    event_retention_days: int = Field(ge=1, le=3650)
+    forms: dict[str, FormConfig] = Field(min_length=1)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// locally)")
+        return value.rstrip("/")
+
+    @property
+    def journeys_dir(self) -> Path:
+        return self.content_dir / "journeys"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.content_dir / "templates"
+
+    def state_machine_arn(self, journey_id: str) -> str:
+        return f"{self.state_machine_arn_prefix}{journey_id}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, validated once (at cold start)."""
+    return Settings()  # type: ignore[call-arg]  # values come from the environment
