@@ -23,7 +23,10 @@ class FormConfig(BaseModel):
     @field_validator("thank_you_url", "error_url")
     @classmethod
     def _absolute_or_root_relative(cls, value: str) -> str:
-        if not (value.startswith(("https://", "http://")) or (value.startswith("/") and not value.startswith("//"))):
+        if not (
+            value.startswith(("https://", "http://"))
+            or (value.startswith("/") and not value.startswith("//"))
+        ):
             raise ValueError("must be an absolute http(s) URL or a path starting with a single '/'")
         return value
 
@@ -72,4 +75,4 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, validated once (at cold start)."""
-    return Settings()  # type: ignore[call-arg]  # values come from the environment
+    return Settings()  # values come from the environment

@@ -43,7 +43,7 @@ IDEMPOTENCY = TableSpec(name="idempotency", ttl_attribute="expires_at")
 ALL_TABLES: tuple[TableSpec, ...] = (CONTACTS, EVENTS, MESSAGES, IDEMPOTENCY)
 
 
-class keys:  # noqa: N801 - a namespace of key builders
+class keys:
     """Key builders: the only place that knows the key layout."""
 
     PROFILE = "PROFILE"

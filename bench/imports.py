@@ -1,0 +1,51 @@
+"""Cold-start proxy: import time of each function's module relative to ``import boto3`` alone,
+each measured in fresh interpreters, interleaved, median of several runs."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = ("track", "trigger", "score", "send")
+
+_TIMER = """
+import importlib.util, sys, time
+t = time.perf_counter()
+{body}
+print(time.perf_counter() - t)
+"""
+_IMPORT_FUNCTION = """
+spec = importlib.util.spec_from_file_location("fn", {path!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+"""
+
+
+def _time(body: str, env: Mapping[str, str]) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", _TIMER.format(body=body)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(env),
+        cwd=ROOT,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def import_ratios(env: Mapping[str, str], runs: int = 7) -> dict[str, float]:
+    """{function: median import seconds / median boto3 import seconds}."""
+    full_env = {**os.environ, **env}
+    samples: dict[str, list[float]] = {"boto3": [], **{fn: [] for fn in FUNCTIONS}}
+    for _ in range(runs):
+        samples["boto3"].append(_time("import boto3", full_env))
+        for fn in FUNCTIONS:
+            body = _IMPORT_FUNCTION.format(path=str(ROOT / "functions" / fn / "app.py"))
+            samples[fn].append(_time(body, full_env))
+    base = statistics.median(samples["boto3"])
+    return {"boto3_s": base} | {fn: statistics.median(samples[fn]) / base for fn in FUNCTIONS}

@@ -1,0 +1,43 @@
+"""score: lead scoring from the events stream (partial batch failures, exactly-once points)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from leadflow import wiring
+from leadflow.observability import logger, metrics, tracer
+from leadflow.scoring import ScoringService
+from leadflow.settings import get_settings
+from leadflow.streams import NotAnEvent, event_from_record
+
+settings = get_settings()
+_ddb = wiring.client("dynamodb")
+service = ScoringService(
+    contacts=wiring.contact_store(settings, _ddb),
+    marks=wiring.idempotency_marks(settings, _ddb),
+    transact=wiring.transactor(_ddb),
+)
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+def record_handler(record: DynamoDBRecord) -> str:
+    try:
+        event = event_from_record(record)
+    except NotAnEvent as exc:  # rejected, logged and counted; retrying cannot fix it
+        logger.warning("stream record rejected", extra={"reason": str(exc), "event_id": record.event_id})
+        metrics.add_metric(name="RejectedStreamRecords", unit="Count", value=1)
+        return "rejected"
+    return service.apply(event)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(  # type: ignore[return-value]  # a TypedDict of the same shape
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

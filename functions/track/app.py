@@ -1,0 +1,240 @@
+"""track: the public HTTP API (API Gateway HTTP API, payload v2) — pixels, clicks, events, forms,
+unsubscribes. Wiring only: parse, one call into ``leadflow.tracking``, answer."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from leadflow import wiring
+from leadflow.errors import InvalidInput, NotFound
+from leadflow.models import ClientError, EventAccepted, EventIn, FormAccepted, FormSubmission
+from leadflow.observability import logger, metrics, tracer
+from leadflow.settings import get_settings
+from leadflow.tokens import InvalidToken
+from leadflow.tracking import TrackingService
+from leadflow.web import (
+    PIXEL_HEADERS,
+    SNIPPET_JS,
+    TRANSPARENT_GIF,
+    VISITOR_COOKIE,
+    invalid_link_page,
+    unsubscribe_confirm_page,
+    unsubscribed_page,
+)
+
+settings = get_settings()
+_ddb = wiring.client("dynamodb")
+service = TrackingService(
+    events=wiring.event_store(settings, _ddb),
+    contacts=wiring.contact_store(settings, _ddb),
+    marks=wiring.idempotency_marks(settings, _ddb),
+    signer=wiring.token_signer(settings),
+    forms=settings.forms,
+    transact=wiring.transactor(_ddb),
+)
+app = APIGatewayHttpResolver(enable_validation=True)
+MAX_FORM_BODY = 16 * 1024
+HTML = "text/html; charset=utf-8"
+
+
+def _json(status: HTTPStatus, model: Any) -> Response[str]:
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=model.model_dump_json()
+    )
+
+
+def _error(status: HTTPStatus, message: str, fields: list[dict[str, str]] | None = None) -> Response[str]:
+    return _json(status, ClientError(error=message, fields=fields or []))
+
+
+def _pydantic_fields(errors: list[Any]) -> list[dict[str, str]]:
+    out = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
+        out.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", "invalid"))})
+    return out
+
+
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
+def _validation_error(exc: RequestValidationError) -> Response[str]:
+    metrics.add_metric(name="RejectedRequests", unit="Count", value=1)
+    return _error(HTTPStatus.BAD_REQUEST, "invalid request", _pydantic_fields(list(exc.errors())))
+
+
+@app.exception_handler(InvalidInput)  # type: ignore[untyped-decorator]
+def _invalid_input(exc: InvalidInput) -> Response[str]:
+    metrics.add_metric(name="RejectedRequests", unit="Count", value=1)
+    return _error(HTTPStatus.BAD_REQUEST, "invalid request", [{"field": exc.field, "message": exc.message}])
+
+
+@app.exception_handler(NotFound)  # type: ignore[untyped-decorator]
+def _not_found(exc: NotFound) -> Response[str]:
+    return _error(HTTPStatus.NOT_FOUND, str(exc))
+
+
+def _pixel() -> Response[bytes]:
+    return Response(status_code=HTTPStatus.OK, body=TRANSPARENT_GIF, headers=dict(PIXEL_HEADERS))
+
+
+@app.get("/t/o/<token>")
+def open_pixel(token: str) -> Response[bytes]:
+    try:
+        service.record_open(token.removesuffix(".gif"))
+    except Exception:  # the pixel answers whatever happens; the failure is logged and counted
+        logger.exception("open not recorded")
+        metrics.add_metric(name="PixelWriteFailures", unit="Count", value=1)
+    return _pixel()
+
+
+@app.get("/t/p.gif")
+def page_view_pixel() -> Response[bytes]:
+    event = app.current_event
+    params = {k: v for k, v in (event.query_string_parameters or {}).items() if isinstance(v, str)}
+    try:
+        view = service.record_page_view(params, _cookie(event.cookies or [], VISITOR_COOKIE))
+    except Exception:  # the pixel answers whatever happens; the failure is logged and counted
+        logger.exception("page view not recorded")
+        metrics.add_metric(name="PixelWriteFailures", unit="Count", value=1)
+        return _pixel()
+    response = _pixel()
+    if view.new_visitor:
+        response.cookies.append(
+            Cookie(
+                name=VISITOR_COOKIE,
+                value=view.visitor_id,
+                path="/",
+                max_age=63072000,
+                secure=True,
+                http_only=True,
+                same_site=SameSite.NONE_MODE,
+            )
+        )
+    return response
+
+
+def _cookie(cookies: list[str], name: str) -> str | None:
+    for cookie in cookies:
+        key, _, value = cookie.strip().partition("=")
+        if key == name:
+            return value
+    return None
+
+
+@app.get("/t/lf.js")
+def snippet() -> Response[str]:
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type="application/javascript; charset=utf-8",
+        body=SNIPPET_JS,
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
+@app.get("/t/c/<token>")
+def click(token: str) -> Response[str]:
+    try:
+        url = service.record_click(token, app.current_event.request_context.http.user_agent)
+    except InvalidToken:
+        metrics.add_metric(name="InvalidTokens", unit="Count", value=1)
+        return _error(HTTPStatus.BAD_REQUEST, "invalid or tampered link")
+    return Response(
+        status_code=HTTPStatus.FOUND, headers={"Location": url, "Cache-Control": "no-store"}, body=""
+    )
+
+
+@app.post("/events")
+def post_event(payload: EventIn) -> Response[str]:
+    accepted: EventAccepted = service.record_event(payload)
+    return _json(HTTPStatus.ACCEPTED, accepted)
+
+
+def _form_fields() -> tuple[dict[str, Any], bool]:
+    """The posted fields and whether the caller is a browser (urlencoded) or a JSON client."""
+    event = app.current_event
+    content_type = (event.headers.get("content-type") or "").lower()
+    body = event.decoded_body or ""
+    if len(body) > MAX_FORM_BODY:
+        raise InvalidInput("body", f"larger than {MAX_FORM_BODY} bytes")
+    if content_type.startswith("application/json"):
+        try:
+            data = json.loads(body or "{}")
+        except json.JSONDecodeError as exc:
+            raise InvalidInput("body", "is not valid JSON") from exc
+        if not isinstance(data, dict):
+            raise InvalidInput("body", "must be a JSON object")
+        return data, False
+    if content_type.startswith("application/x-www-form-urlencoded") or not content_type:
+        return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}, True
+    raise InvalidInput("content-type", "use application/x-www-form-urlencoded or application/json")
+
+
+def _with_query(url: str, **params: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+
+
+@app.post("/forms/<form_id>")
+def submit_form(form_id: str) -> Response[str]:
+    form = service.form_config(form_id)
+    data, browser = _form_fields()
+    http = app.current_event.request_context.http
+    try:
+        submission = FormSubmission.model_validate(data)
+        accepted: FormAccepted = service.submit_form(
+            form_id, submission, source_ip=http.source_ip, user_agent=http.user_agent
+        )
+    except (ValidationError, InvalidInput) as exc:
+        fields = (
+            _pydantic_fields(list(exc.errors()))
+            if isinstance(exc, ValidationError)
+            else [{"field": exc.field, "message": exc.message}]
+        )
+        metrics.add_metric(name="RejectedForms", unit="Count", value=1)
+        if browser:
+            return Response(
+                status_code=HTTPStatus.SEE_OTHER,
+                headers={"Location": _with_query(form.error_url, error=fields[0]["field"])},
+                body="",
+            )
+        return _error(HTTPStatus.BAD_REQUEST, "invalid form submission", fields)
+    if browser:
+        return Response(status_code=HTTPStatus.SEE_OTHER, headers={"Location": form.thank_you_url}, body="")
+    return _json(HTTPStatus.CREATED, accepted)
+
+
+@app.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> Response[str]:
+    try:
+        service.check_unsubscribe_token(token)
+    except InvalidToken:
+        return Response(status_code=HTTPStatus.BAD_REQUEST, content_type=HTML, body=invalid_link_page())
+    return Response(
+        status_code=HTTPStatus.OK, content_type=HTML, body=unsubscribe_confirm_page(f"/unsubscribe/{token}")
+    )
+
+
+@app.post("/unsubscribe/<token>")
+def unsubscribe(token: str) -> Response[str]:
+    body = app.current_event.decoded_body or ""
+    source = "one-click" if "List-Unsubscribe=One-Click" in body else "unsubscribe-page"
+    try:
+        changed = service.unsubscribe(token, source)
+    except InvalidToken:
+        return Response(status_code=HTTPStatus.BAD_REQUEST, content_type=HTML, body=invalid_link_page())
+    return Response(status_code=HTTPStatus.OK, content_type=HTML, body=unsubscribed_page(already=not changed))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,234 @@
+"""Models by boundary: API input (``*In``), domain (``Event``, ``Contact``), stream contracts
+(``StoredEvent``) and the send step's contract (``SendRequest``/``SendResult``).
+
+DynamoDB item shapes live next to the stores that write them (``store.py``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+VISITOR_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+CLIENT_EVENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+MAX_PROPERTIES = 50
+MAX_PROPERTY_VALUE = 1024
+
+EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]
+VisitorId = Annotated[str, StringConstraints(pattern=VISITOR_ID_PATTERN)]
+PropertyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+PropertyValue = str | int | float | bool | None
+
+_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
+_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalize_email(raw: str) -> str:
+    """Trim, lower-case and validate an address; IDN domains become punycode.
+
+    Raises ``ValueError`` with a reason a person understands."""
+    value = raw.strip()
+    if not value or len(value) > 254:
+        raise ValueError("must be an email address of at most 254 characters")
+    if any(ch in value for ch in '\r\n\t <>"(),;\\[]') or value.count("@") != 1:
+        raise ValueError("is not a valid email address")
+    local, domain = value.rsplit("@", 1)
+    if not _EMAIL_LOCAL.match(local) or local.startswith(".") or local.endswith(".") or ".." in local:
+        raise ValueError("is not a valid email address")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise ValueError("has an invalid domain") from exc
+    labels = ascii_domain.split(".")
+    if len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        raise ValueError("has an invalid domain")
+    return f"{local.lower()}@{ascii_domain}"
+
+
+def truncate_ip(raw: str | None) -> str | None:
+    """Anonymize an IP address: keep a /24 (IPv4) or /48 (IPv6) network."""
+    if not raw:
+        return None
+    try:
+        ip = ipaddress.ip_address(raw)
+    except ValueError:
+        return None
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _check_properties(value: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
+    if len(value) > MAX_PROPERTIES:
+        raise ValueError(f"at most {MAX_PROPERTIES} properties")
+    for key, item in value.items():
+        if isinstance(item, str) and len(item) > MAX_PROPERTY_VALUE:
+            raise ValueError(f"property {key!r} is longer than {MAX_PROPERTY_VALUE} characters")
+    return value
+
+
+# --- API input ---------------------------------------------------------------------------------
+
+
+class EventIn(BaseModel):
+    """``POST /events``: an interaction reported by a website or a server."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    type: EventType
+    visitor_id: VisitorId | None = None
+    email: str | None = Field(default=None, max_length=254)
+    properties: dict[PropertyKey, PropertyValue] = Field(default_factory=dict)
+    event_id: Annotated[str, StringConstraints(pattern=CLIENT_EVENT_ID_PATTERN)] | None = Field(
+        default=None, description="Client idempotency key: a repeated event_id is stored once."
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_email(value)
+
+    @field_validator("properties")
+    @classmethod
+    def _props(cls, value: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
+        return _check_properties(value)
+
+    @model_validator(mode="after")
+    def _who(self) -> EventIn:
+        if self.visitor_id is None and self.email is None:
+            raise ValueError("one of visitor_id or email is required")
+        return self
+
+
+class EventAccepted(BaseModel):
+    event_id: str
+    duplicate: bool
+
+
+class FormSubmission(BaseModel):
+    """``POST /forms/{form_id}``: the fields of a sign-up form (browser or JSON)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    email: str = Field(max_length=254)
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    consent: bool = False
+    visitor_id: VisitorId | None = None
+    page_url: str | None = Field(default=None, max_length=2048)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return normalize_email(value)
+
+    @field_validator("first_name", "last_name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        cleaned = " ".join(value.split())
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in cleaned):
+            raise ValueError("must not contain control characters")
+        return cleaned or None
+
+    @field_validator("visitor_id", "page_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("consent", mode="before")
+    @classmethod
+    def _checkbox(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().lower() in {"on", "true", "1", "yes"}
+        return value
+
+
+class FormAccepted(BaseModel):
+    contact_id: str
+    created: bool
+
+
+class ClientError(BaseModel):
+    """The JSON body of every 4xx answer."""
+
+    error: str
+    fields: list[dict[str, str]] = Field(default_factory=list)
+
+
+# --- domain ------------------------------------------------------------------------------------
+
+
+class Event(BaseModel):
+    """One immutable interaction. Either a known contact's or an anonymous visitor's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str
+    type: str
+    occurred_at: str
+    contact_id: str | None = None
+    visitor_id: str | None = None
+    message_id: str | None = None
+    journey_id: str | None = None
+    source: str
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _subject(self) -> Event:
+        if self.contact_id is None and self.visitor_id is None:
+            raise ValueError("an event belongs to a contact or a visitor")
+        return self
+
+
+ConsentState = Literal["granted", "revoked", "unknown"]
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    contact_id: str
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    consent_email: ConsentState = "unknown"
+    score: int = 0
+
+    @property
+    def reachable_by_email(self) -> bool:
+        return self.consent_email == "granted"
+
+
+# --- send step contract (state machine -> send) ------------------------------------------------
+
+
+class SendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["send_email"]
+    journey_id: str = Field(min_length=1, max_length=64)
+    step_id: str = Field(min_length=1, max_length=64)
+    template: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    contact_id: str = Field(min_length=1, max_length=64)
+    execution_id: str = Field(min_length=1, max_length=2048)
+
+
+SendStatus = Literal["sent", "skipped", "duplicate"]
+
+
+class SendResult(BaseModel):
+    message_id: str
+    status: SendStatus
+    reason: str | None = None

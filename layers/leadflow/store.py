@@ -1,0 +1,321 @@
+"""DynamoDB access: small classes around an injected boto3 DynamoDB *client*.
+
+Each store knows one table's item shapes (see ``tables.py`` for keys). Writes that must happen
+together are expressed as transaction items and committed in one ``transact_write_items`` call, so
+nothing is ever half-stored; idempotency markers ride in the same transaction as the effect they
+guard, which makes stream and Step Functions retries harmless.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from leadflow.models import Contact, Event
+from leadflow.tables import keys
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+Item = dict[str, Any]
+
+
+def _plain(value: Any) -> Any:
+    """Decimals from DynamoDB back to int/float, recursively."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _ddb_safe(value: Any) -> Any:
+    """Floats to Decimal (DynamoDB has no binary floats), recursively."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _ddb_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ddb_safe(v) for v in value]
+    return value
+
+
+def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(_ddb_safe(v)) for k, v in item.items() if v is not None}
+
+
+def deserialize(image: Mapping[str, Any]) -> Item:
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in image.items()}
+
+
+def values(**kwargs: Any) -> dict[str, Any]:
+    """ExpressionAttributeValues from keyword arguments (``:name`` placeholders)."""
+    return {f":{k}": _serializer.serialize(_ddb_safe(v)) for k, v in kwargs.items()}
+
+
+def is_conditional_failure(exc: ClientError) -> bool:
+    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+def cancellation_codes(exc: ClientError) -> list[str]:
+    """Per-item reason codes of a cancelled transaction (``None`` codes become ``"None"``)."""
+    reasons = exc.response.get("CancellationReasons") or []
+    return [str(reason.get("Code", "None")) for reason in reasons]
+
+
+@dataclass
+class Transaction:
+    """Collects transaction items for one ``transact_write_items`` call (max 100 items)."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, item: dict[str, Any]) -> int:
+        self.items.append(item)
+        return len(self.items) - 1
+
+    def commit(self, client: Any) -> None:
+        client.transact_write_items(TransactItems=self.items)
+
+
+def put_op(table: str, item: Mapping[str, Any], condition: str | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"TableName": table, "Item": serialize(item)}
+    if condition:
+        op["ConditionExpression"] = condition
+    return {"Put": op}
+
+
+class EventStore:
+    """The events table: one put per event, never updated."""
+
+    def __init__(self, client: Any, table: str, retention_days: int, now: Callable[[], float] = time.time):
+        self._client = client
+        self._table = table
+        self._retention_s = retention_days * 86400
+        self._now = now
+
+    def item(self, event: Event) -> Item:
+        subject = keys.contact(event.contact_id) if event.contact_id else keys.visitor(event.visitor_id or "")
+        return {
+            "pk": subject,
+            "sk": keys.event(event.event_id),
+            **event.model_dump(exclude_none=True),
+            "expires_at": int(self._now()) + self._retention_s,
+        }
+
+    def put_op(self, event: Event) -> dict[str, Any]:
+        return put_op(self._table, self.item(event), "attribute_not_exists(pk)")
+
+    def record(self, event: Event) -> None:
+        """The hot path: exactly one write, no read."""
+        self._client.put_item(
+            TableName=self._table,
+            Item=serialize(self.item(event)),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+
+class IdempotencyMarks:
+    """Markers written in the same transaction as the effect they make exactly-once."""
+
+    def __init__(self, client: Any, table: str, ttl_days: int = 30, now: Callable[[], float] = time.time):
+        self._client = client
+        self._table = table
+        self._ttl_s = ttl_days * 86400
+        self._now = now
+
+    def put_op(self, kind: str, key: str) -> dict[str, Any]:
+        item = {"pk": f"{kind}#{key}", "sk": keys.MARK, "expires_at": int(self._now()) + self._ttl_s}
+        return put_op(self._table, item, "attribute_not_exists(pk)")
+
+    def get(self, kind: str, key: str) -> Item | None:
+        resp = self._client.get_item(
+            TableName=self._table,
+            Key=serialize({"pk": f"{kind}#{key}", "sk": keys.MARK}),
+            ConsistentRead=True,
+        )
+        return deserialize(resp["Item"]) if "Item" in resp else None
+
+    def set_result(self, kind: str, key: str, result: Mapping[str, Any]) -> dict[str, Any]:
+        item = {
+            "pk": f"{kind}#{key}",
+            "sk": keys.MARK,
+            "expires_at": int(self._now()) + self._ttl_s,
+            **result,
+        }
+        return put_op(self._table, item, "attribute_not_exists(pk)")
+
+
+class ContactStore:
+    """Contact profiles, the email index and visitor links."""
+
+    def __init__(self, client: Any, table: str):
+        self._client = client
+        self._table = table
+
+    @property
+    def table(self) -> str:
+        return self._table
+
+    def get(self, contact_id: str) -> Contact | None:
+        resp = self._client.get_item(
+            TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
+        )
+        return Contact.model_validate(deserialize(resp["Item"])) if "Item" in resp else None
+
+    def contact_id_for_email(self, email: str) -> str | None:
+        resp = self._client.get_item(
+            TableName=self._table,
+            Key=serialize({"pk": keys.email(email), "sk": keys.EMAIL}),
+            ProjectionExpression="contact_id",
+            ConsistentRead=True,
+        )
+        return str(resp["Item"]["contact_id"]["S"]) if "Item" in resp else None
+
+    def email_claim_op(self, email: str, contact_id: str) -> dict[str, Any]:
+        """The email index entry; fails the transaction if the address belongs to another contact."""
+        op = put_op(
+            self._table,
+            {"pk": keys.email(email), "sk": keys.EMAIL, "contact_id": contact_id},
+            "attribute_not_exists(pk) OR contact_id = :cid",
+        )
+        op["Put"]["ExpressionAttributeValues"] = values(cid=contact_id)
+        return op
+
+    def visitor_link_op(self, visitor_id: str, contact_id: str, at: str) -> dict[str, Any]:
+        return put_op(
+            self._table,
+            {"pk": keys.visitor(visitor_id), "sk": keys.LINK, "contact_id": contact_id, "linked_at": at},
+        )
+
+    def upsert_profile_op(self, contact_id: str, fields: Mapping[str, Any], at: str) -> dict[str, Any]:
+        """Create or update a profile: set the given fields, keep created_at and score."""
+        sets = ["created_at = if_not_exists(created_at, :at)", "updated_at = :at", "contact_id = :cid"]
+        sets += ["score = if_not_exists(score, :zero)"]
+        names: dict[str, str] = {}
+        vals: dict[str, Any] = {"at": at, "cid": contact_id, "zero": 0}
+        for i, (name, value) in enumerate(sorted(fields.items())):
+            if value is None:
+                continue
+            names[f"#f{i}"] = name
+            vals[f"v{i}"] = value
+            sets.append(f"#f{i} = :v{i}")
+        op: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ExpressionAttributeValues": values(**vals),
+        }
+        if names:
+            op["ExpressionAttributeNames"] = names
+        return {"Update": op}
+
+    def revoke_email_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
+        """Flip email consent to revoked; fails (condition) when already revoked or no such contact."""
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
+                "UpdateExpression": "SET consent_email = :revoked, consent_updated_at = :at, "
+                "consent_source = :src, unsubscribed_at = :at, updated_at = :at",
+                "ConditionExpression": "attribute_exists(pk) AND consent_email <> :revoked",
+                "ExpressionAttributeValues": values(revoked="revoked", at=at, src=source),
+            }
+        }
+
+    def add_score_op(self, contact_id: str, points: int, at: str) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
+                "UpdateExpression": "ADD score :p SET score_updated_at = :at",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": values(p=points, at=at),
+            }
+        }
+
+
+class MessageStore:
+    """One item per journey message, keyed by a deterministic id per (execution, step)."""
+
+    def __init__(self, client: Any, table: str, ttl_days: int = 400, now: Callable[[], float] = time.time):
+        self._client = client
+        self._table = table
+        self._ttl_s = ttl_days * 86400
+        self._now = now
+
+    def _key(self, message_id: str) -> dict[str, Any]:
+        return serialize({"pk": keys.message(message_id), "sk": keys.MSG})
+
+    def claim(self, message_id: str, fields: Mapping[str, Any], at: str) -> bool:
+        """Claim the right to send: True for the first attempt, or a retry of one that never reached SES."""
+        item = {
+            "pk": keys.message(message_id),
+            "sk": keys.MSG,
+            "message_id": message_id,
+            **fields,
+            "status": "sending",
+            "created_at": at,
+            "expires_at": int(self._now()) + self._ttl_s,
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=serialize(item),
+                ConditionExpression="attribute_not_exists(pk) OR #s = :retryable",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values(retryable="retryable"),
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def get(self, message_id: str) -> Item | None:
+        resp = self._client.get_item(TableName=self._table, Key=self._key(message_id), ConsistentRead=True)
+        return deserialize(resp["Item"]) if "Item" in resp else None
+
+    def finish_op(self, message_id: str, status: str, at: str, **extra: Any) -> dict[str, Any]:
+        sets = ["#s = :status", "finished_at = :at"]
+        vals: dict[str, Any] = {"status": status, "at": at, "sending": "sending"}
+        for name, value in extra.items():
+            if value is not None:
+                sets.append(f"{name} = :{name}")
+                vals[name] = value
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": self._key(message_id),
+                "UpdateExpression": "SET " + ", ".join(sets),
+                "ConditionExpression": "#s = :sending",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": values(**vals),
+            }
+        }
+
+    def finish(self, message_id: str, status: str, at: str, **extra: Any) -> None:
+        self._client.update_item(**self.finish_op(message_id, status, at, **extra)["Update"])
+
+    def mark_engaged(self, message_id: str, attribute: str, at: str) -> bool:
+        """Record the first open/click of a message; idempotent. False if no such message."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(message_id),
+                UpdateExpression=f"SET {attribute} = if_not_exists({attribute}, :at)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=values(at=at),
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True

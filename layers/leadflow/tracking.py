@@ -1,0 +1,273 @@
+"""What the public tracking API does: record opens, clicks, page views, events, form posts and
+unsubscribes. Pixel and click recording is the hot path: one DynamoDB write, no read."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.exceptions import ClientError
+
+from leadflow import ids
+from leadflow.errors import InvalidInput, NotFound
+from leadflow.models import (
+    VISITOR_ID_PATTERN,
+    Event,
+    EventAccepted,
+    EventIn,
+    FormAccepted,
+    FormSubmission,
+    iso,
+    truncate_ip,
+    utc_now,
+)
+from leadflow.observability import logger, metrics
+from leadflow.settings import FormConfig
+from leadflow.store import ContactStore, EventStore, IdempotencyMarks, Transaction, cancellation_codes
+from leadflow.tokens import InvalidToken, TokenClaims, TokenSigner
+
+_VISITOR_ID = re.compile(VISITOR_ID_PATTERN)
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+MAX_URL = 2048
+
+
+def clean_url(value: str | None) -> str | None:
+    """An http(s) URL of bounded length, or None."""
+    if not value:
+        return None
+    value = value.strip()[:MAX_URL]
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    if any(ord(ch) < 32 for ch in value):
+        return None
+    return value
+
+
+def valid_visitor_id(value: str | None) -> str | None:
+    return value if value and _VISITOR_ID.match(value) else None
+
+
+@dataclass(frozen=True)
+class PageView:
+    visitor_id: str
+    new_visitor: bool
+
+
+class TrackingService:
+    def __init__(
+        self,
+        *,
+        events: EventStore,
+        contacts: ContactStore,
+        marks: IdempotencyMarks,
+        signer: TokenSigner,
+        forms: Mapping[str, FormConfig],
+        transact: Callable[[Transaction], None],
+    ) -> None:
+        self._events = events
+        self._contacts = contacts
+        self._marks = marks
+        self._signer = signer
+        self._forms = forms
+        self._transact = transact
+
+    # --- email engagement (hot path) -------------------------------------------------------------
+
+    def _engagement(self, claims: TokenClaims, event_type: str, properties: dict[str, Any]) -> None:
+        event = Event(
+            event_id=ids.new_event_id(),
+            type=event_type,
+            occurred_at=iso(utc_now()),
+            contact_id=claims.contact_id,
+            message_id=claims.message_id,
+            source="email",
+            properties=properties,
+        )
+        self._events.record(event)
+        metrics.add_metric(name=f"{event_type}", unit="Count", value=1)
+
+    def record_open(self, token: str) -> bool:
+        """Record an open for a valid token; anything else records nothing (the pixel still answers)."""
+        try:
+            claims = self._signer.verify(token, "open")
+        except InvalidToken as exc:
+            logger.info("open pixel with invalid token", extra={"reason": str(exc)})
+            metrics.add_metric(name="InvalidTokens", unit="Count", value=1)
+            return False
+        self._engagement(claims, "email_opened", {})
+        return True
+
+    def record_click(self, token: str, user_agent: str | None) -> str:
+        """Record a click and return the destination sealed in the token."""
+        claims = self._signer.verify(token, "click")
+        self._engagement(claims, "email_clicked", {"url": claims.url, "user_agent": (user_agent or "")[:256]})
+        return claims.url or ""
+
+    # --- website ---------------------------------------------------------------------------------
+
+    def record_page_view(self, params: Mapping[str, str], cookie_visitor_id: str | None) -> PageView:
+        """A page view from the pixel; tolerant of any input (bad fields are dropped, not fatal)."""
+        visitor_id = valid_visitor_id(params.get("vid")) or valid_visitor_id(cookie_visitor_id)
+        new_visitor = visitor_id is None
+        visitor_id = visitor_id or ids.new_visitor_id()
+        properties: dict[str, Any] = {
+            "url": clean_url(params.get("url")),
+            "referrer": clean_url(params.get("ref")),
+            "title": (params.get("title") or "")[:256] or None,
+        }
+        for key in UTM_KEYS:
+            if params.get(key):
+                properties[key] = params[key][:256]
+        event = Event(
+            event_id=ids.new_event_id(),
+            type="page_viewed",
+            occurred_at=iso(utc_now()),
+            visitor_id=visitor_id,
+            source="pixel",
+            properties={k: v for k, v in properties.items() if v is not None},
+        )
+        self._events.record(event)
+        metrics.add_metric(name="page_viewed", unit="Count", value=1)
+        return PageView(visitor_id=visitor_id, new_visitor=new_visitor)
+
+    def record_event(self, payload: EventIn) -> EventAccepted:
+        """An event from a site or server. With ``email`` the contact is found or created."""
+        contact_id: str | None = None
+        txn = Transaction()
+        at = iso(utc_now())
+        if payload.email:
+            contact_id = self._contacts.contact_id_for_email(payload.email)
+            if contact_id is None:
+                contact_id = ids.new_contact_id()
+                txn.add(self._contacts.email_claim_op(payload.email, contact_id))
+                txn.add(self._contacts.upsert_profile_op(contact_id, {"email": payload.email}, at))
+        event = Event(
+            event_id=ids.new_event_id(),
+            type=payload.type,
+            occurred_at=at,
+            contact_id=contact_id,
+            visitor_id=payload.visitor_id,
+            source="api",
+            properties=payload.properties
+            | ({"client_event_id": payload.event_id} if payload.event_id else {}),
+        )
+        txn.add(self._events.put_op(event))
+        mark_index = txn.add(self._marks.put_op("EVENT", payload.event_id)) if payload.event_id else None
+        try:
+            self._transact(txn)
+        except ClientError as exc:
+            codes = cancellation_codes(exc)
+            if (
+                mark_index is not None
+                and len(codes) > mark_index
+                and codes[mark_index] == "ConditionalCheckFailed"
+            ):
+                metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
+                return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=True)
+            raise
+        metrics.add_metric(name="EventsRecorded", unit="Count", value=1)
+        return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=False)
+
+    def form_config(self, form_id: str) -> FormConfig:
+        form = self._forms.get(form_id)
+        if form is None:
+            raise NotFound("form")
+        return form
+
+    def submit_form(
+        self, form_id: str, submission: FormSubmission, *, source_ip: str | None, user_agent: str | None
+    ) -> FormAccepted:
+        """Create or update the contact, record ``form_submitted`` and link the visitor: one transaction."""
+        form = self.form_config(form_id)
+        if form.consent_required and not submission.consent:
+            raise InvalidInput("consent", "consent is required to sign up")
+        for attempt in range(2):
+            existing = self._contacts.contact_id_for_email(submission.email)
+            contact_id = existing or ids.new_contact_id()
+            at = iso(utc_now())
+            fields: dict[str, Any] = {
+                "email": submission.email,
+                "first_name": submission.first_name,
+                "last_name": submission.last_name,
+            }
+            if submission.consent:
+                fields |= {
+                    "consent_email": "granted",
+                    "consent_updated_at": at,
+                    "consent_source": f"form:{form_id}",
+                    "consent_ip": truncate_ip(source_ip),
+                }
+            elif existing is None:
+                fields["consent_email"] = "unknown"
+            txn = Transaction()
+            txn.add(self._contacts.email_claim_op(submission.email, contact_id))
+            txn.add(self._contacts.upsert_profile_op(contact_id, fields, at))
+            if submission.visitor_id:
+                txn.add(self._contacts.visitor_link_op(submission.visitor_id, contact_id, at))
+            properties: dict[str, Any] = {"form_id": form_id, "consent": submission.consent}
+            if page := clean_url(submission.page_url):
+                properties["page_url"] = page
+            txn.add(
+                self._events.put_op(
+                    Event(
+                        event_id=ids.new_event_id(),
+                        type="form_submitted",
+                        occurred_at=at,
+                        contact_id=contact_id,
+                        visitor_id=submission.visitor_id,
+                        source=f"form:{form_id}",
+                        properties=properties,
+                    )
+                )
+            )
+            try:
+                self._transact(txn)
+            except ClientError as exc:
+                codes = cancellation_codes(exc)
+                if attempt == 0 and codes and codes[0] == "ConditionalCheckFailed":
+                    continue  # the address was claimed concurrently by a new contact: use that one
+                raise
+            metrics.add_metric(name="FormsSubmitted", unit="Count", value=1)
+            return FormAccepted(contact_id=contact_id, created=existing is None)
+        raise RuntimeError("unreachable: email claim retried")  # pragma: no cover
+
+    # --- unsubscribe -----------------------------------------------------------------------------
+
+    def check_unsubscribe_token(self, token: str) -> TokenClaims:
+        return self._signer.verify(token, "unsubscribe")
+
+    def unsubscribe(self, token: str, source: str) -> bool:
+        """Revoke email consent and record ``unsubscribed``. False when already unsubscribed."""
+        claims = self._signer.verify(token, "unsubscribe")
+        at = iso(utc_now())
+        txn = Transaction()
+        txn.add(self._contacts.revoke_email_consent_op(claims.contact_id, at, source))
+        txn.add(
+            self._events.put_op(
+                Event(
+                    event_id=ids.new_event_id(),
+                    type="unsubscribed",
+                    occurred_at=at,
+                    contact_id=claims.contact_id,
+                    message_id=claims.message_id,
+                    source=source,
+                    properties={"channel": "email"},
+                )
+            )
+        )
+        try:
+            self._transact(txn)
+        except ClientError as exc:
+            codes = cancellation_codes(exc)
+            if codes and codes[0] == "ConditionalCheckFailed":
+                return False
+            raise
+        metrics.add_metric(name="Unsubscribes", unit="Count", value=1)
+        return True

@@ -1,0 +1,62 @@
+"""Composition root: builds the domain services from the settings and boto3 clients.
+
+Handlers call these once at cold start; tests and the local runtime pass their own clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from leadflow.settings import Settings
+from leadflow.store import ContactStore, EventStore, IdempotencyMarks, MessageStore, Transaction
+from leadflow.tokens import TokenSigner
+
+_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+
+
+@cache
+def client(service: str) -> Any:
+    """One boto3 client per service and process."""
+    return boto3.client(service, config=_BOTO_CONFIG)
+
+
+def signing_key_source(secret_id: str) -> Callable[[], bytes]:
+    """The HMAC key from Secrets Manager through Powertools parameters (cached for 5 minutes)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    def key() -> bytes:
+        value = parameters.get_secret(secret_id, max_age=300)
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+    return key
+
+
+def token_signer(settings: Settings) -> TokenSigner:
+    return TokenSigner(signing_key_source(settings.signing_key_secret))
+
+
+def event_store(settings: Settings, ddb: Any) -> EventStore:
+    return EventStore(ddb, settings.events_table, settings.event_retention_days)
+
+
+def contact_store(settings: Settings, ddb: Any) -> ContactStore:
+    return ContactStore(ddb, settings.contacts_table)
+
+
+def message_store(settings: Settings, ddb: Any) -> MessageStore:
+    return MessageStore(ddb, settings.messages_table)
+
+
+def idempotency_marks(settings: Settings, ddb: Any) -> IdempotencyMarks:
+    return IdempotencyMarks(ddb, settings.idempotency_table)
+
+
+def transactor(ddb: Any) -> Callable[[Transaction], None]:
+    def commit(txn: Transaction) -> None:
+        txn.commit(ddb)
+
+    return commit
