@@ -1,0 +1,150 @@
+"""The journey language and its compiler to ASL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from leadflow.cli import main
+from leadflow.journeys import JourneyError, compile_journey, load_journey, load_journeys, parse_journey
+
+ROOT = Path(__file__).resolve().parents[2]
+WELCOME = ROOT / "journeys" / "welcome.yaml"
+
+
+def welcome_data() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(WELCOME.read_text())
+    return data
+
+
+def test_entry_rule_matches_event_type_and_properties() -> None:
+    entry = load_journey(WELCOME).entry
+    assert entry.matches("form_submitted", {"form_id": "newsletter", "consent": True})
+    assert not entry.matches("form_submitted", {"form_id": "whitepaper"})
+    assert not entry.matches("form_submitted", {})
+    assert not entry.matches("page_viewed", {"form_id": "newsletter"})
+
+
+def test_entry_where_accepts_a_list_of_values() -> None:
+    data = welcome_data() | {"entry": {"event": "form_submitted", "where": {"form_id": ["a", "b"]}}}
+    entry = parse_journey(data, "x.yaml").entry
+    assert entry.matches("form_submitted", {"form_id": "b"})
+    assert not entry.matches("form_submitted", {"form_id": "c"})
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda d: d["steps"][0]["send_email"].update(templte="x"),
+            r"steps\[0\]\.send_email\.templte: Extra inputs",
+        ),
+        (lambda d: d["steps"][1]["wait"].update(days=0), r"steps\[1\]\.wait: .*longer than 0"),
+        (lambda d: d["steps"][1]["wait"].update(days=400), r"at most 365 days"),
+        (lambda d: d["steps"].insert(0, {"jump": 1}), r"steps\[0\]: a step is a mapping with exactly one of"),
+        (
+            lambda d: d["steps"][2]["branch"].update({"if": {"opened": "nope"}}),
+            r"steps\[2\]\.branch\.if: 'nope' is not a send_email step that runs before",
+        ),
+        (
+            lambda d: d["steps"][2]["branch"]["then"][0]["send_email"].update(id="welcome"),
+            r"step id 'welcome' is used twice",
+        ),
+        (lambda d: d.update(id="Bad Id"), r"^bad\.yaml: id: String should match"),
+        (lambda d: d["steps"].insert(0, {"end": True}), r"steps\[0\]: 'end' must be the last step"),
+    ],
+)
+def test_invalid_journeys_name_file_step_and_problem(mutate: Any, message: str) -> None:
+    data = welcome_data()
+    mutate(data)
+    with pytest.raises(JourneyError, match=message):
+        parse_journey(data, "bad.yaml")
+
+
+def test_duplicate_journey_ids_across_files(tmp_path: Path) -> None:
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_text(WELCOME.read_text())
+    with pytest.raises(JourneyError, match="used by more than one file: welcome"):
+        load_journeys(tmp_path)
+
+
+def test_welcome_compiles_to_readable_wired_states() -> None:
+    asl = json.loads(compile_journey(load_journey(WELCOME)))
+    states = asl["States"]
+    assert asl["StartAt"] == "Send email: welcome"
+    assert states["Send email: welcome"]["Next"] == "Wait 2 days"
+    assert states["Wait 2 days"] == {"Type": "Wait", "Seconds": 172800, "Next": "Check engagement: welcome"}
+    choice = states["Opened or clicked the welcome email?"]
+    assert choice["Choices"][0]["Next"] == "Send email: engaged follow-up"
+    assert choice["Default"] == "Send email: nudge follow-up"
+    assert {c["Variable"] for c in choice["Choices"][0]["Or"]} == {
+        "$.engagement.welcome.Item.first_opened_at",
+        "$.engagement.welcome.Item.first_clicked_at",
+    }
+    for name in ("Send email: engaged follow-up", "Send email: nudge follow-up"):
+        assert states[name]["Next"] == "Journey complete"
+    assert states["Journey complete"]["Type"] == "Succeed"
+    # every Next points at a state that exists
+    for state in states.values():
+        for target in [state.get("Next"), state.get("Default")] + [
+            c["Next"] for c in state.get("Choices", [])
+        ]:
+            assert target is None or target in states
+
+
+def test_send_task_follows_the_contract() -> None:
+    states = json.loads(compile_journey(load_journey(WELCOME)))["States"]
+    task = states["Send email: welcome"]
+    assert task["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert task["Parameters"]["FunctionName"] == "${SendFunctionArn}"
+    assert task["Parameters"]["Payload"] == {
+        "action": "send_email",
+        "journey_id": "welcome",
+        "step_id": "welcome",
+        "template": "welcome",
+        "contact_id.$": "$.contact_id",
+        "execution_id.$": "$$.Execution.Id",
+    }
+    assert "SendThrottled" in task["Retry"][0]["ErrorEquals"]
+    assert task["Catch"][0]["Next"] == "Send failed"
+    check = states["Check engagement: welcome"]
+    assert check["Parameters"]["TableName"] == "${MessagesTableName}"
+
+
+def test_compilation_is_deterministic() -> None:
+    journey = load_journey(WELCOME)
+    assert compile_journey(journey) == compile_journey(load_journey(WELCOME))
+
+
+def test_compiled_asl_passes_statelint(tmp_path: Path) -> None:
+    variant = welcome_data()
+    variant["id"] = "variant"
+    variant["steps"][2]["branch"]["if"] = {"clicked": "welcome"}
+    variant["steps"][2]["branch"]["then"].append({"wait": {"hours": 3}})
+    variant["steps"][2]["branch"]["then"].append({"send_email": {"id": "third", "template": "welcome"}})
+    files = []
+    for journey in (load_journey(WELCOME), parse_journey(variant, "variant.yaml")):
+        path = tmp_path / f"{journey.id}.asl.json"
+        path.write_text(compile_journey(journey))
+        files.append(str(path))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "statelint"), *files], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cli_compile_and_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["journeys", "compile", str(WELCOME)]) == 0
+    assert json.loads(capsys.readouterr().out)["StartAt"] == "Send email: welcome"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\nname: y\n")
+    assert main(["journeys", "validate", str(WELCOME), str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert "ok: " in captured.out
+    assert "bad.yaml: entry: Field required" in captured.err
