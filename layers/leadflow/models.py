@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from leadflow import clock
+
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 VISITOR_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 CLIENT_EVENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -62,7 +64,7 @@ def truncate_ip(raw: str | None) -> str | None:
 
 
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    return clock.utc_now()
 
 
 def iso(ts: datetime) -> str:

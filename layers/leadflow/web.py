@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 from html import escape
 
-TRANSPARENT_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-assert len(TRANSPARENT_GIF) == 43
+TRANSPARENT_GIF_B64 = "R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw=="
+TRANSPARENT_GIF = base64.b64decode(TRANSPARENT_GIF_B64)  # 43 bytes
+
 
 PIXEL_HEADERS = {
     "Content-Type": "image/gif",

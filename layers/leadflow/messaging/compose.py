@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from leadflow import clock
 from leadflow.messaging.render import RenderedEmail
 from leadflow.tokens import TokenClaims, TokenSigner
 
@@ -132,7 +133,7 @@ def compose_marketing_email(
     msg["From"] = sender
     msg["To"] = _safe_address(recipient)
     msg["Subject"] = rendered.subject
-    msg["Date"] = formatdate(usegmt=True)
+    msg["Date"] = formatdate(clock.now(), usegmt=True)
     msg["Message-ID"] = make_msgid(idstring=message_id[:16], domain=sender.rsplit("@", 1)[-1].rstrip(">"))
     msg["List-Unsubscribe"] = f"<{unsubscribe_url}>, <mailto:{unsubscribe_mailto}?subject=unsubscribe>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

@@ -1,0 +1,27 @@
+"""The domain's time source. Lambda uses the wall clock; the local runtime installs its virtual
+clock here so events, messages and email Date headers carry virtual time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+_source: Callable[[], float] = time.time
+
+
+def now() -> float:
+    return _source()
+
+
+def utc_now() -> datetime:
+    return datetime.fromtimestamp(_source(), UTC)
+
+
+def set_source(source: Callable[[], float]) -> None:
+    global _source
+    _source = source
+
+
+def reset_source() -> None:
+    set_source(time.time)

@@ -1,0 +1,1 @@
+"""The local, embedded runtime: the whole system in one process on moto (not shipped to Lambda)."""

@@ -1,0 +1,76 @@
+"""A virtual clock for Step Functions Wait states.
+
+Waiting threads park until virtual time reaches their due time; ``advance`` moves time forward
+and wakes the parked threads one at a time in due order, letting the caller's ``settle`` callback
+run the woken work to its next park point before the next one is woken — so concurrent executions
+see a consistent order of time."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+@dataclass(order=True)
+class _Waiter:
+    due: float
+    seq: int
+    wake: threading.Event = field(compare=False, default_factory=threading.Event)
+
+
+class VirtualClock:
+    def __init__(self, start: float | None = None) -> None:
+        self._now = time.time() if start is None else start
+        self._lock = threading.Lock()
+        self._parked: list[_Waiter] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def now_datetime(self) -> datetime:
+        return datetime.fromtimestamp(self.now(), UTC)
+
+    @property
+    def parked(self) -> int:
+        with self._lock:
+            return len(self._parked)
+
+    def sleep(self, seconds: float, cancelled: Callable[[], bool] | None = None) -> None:
+        """Park the calling thread until virtual time has moved ``seconds`` on (or ``cancelled()``)."""
+        if seconds <= 0:
+            return
+        with self._lock:
+            waiter = _Waiter(self._now + seconds, next(self._seq))
+            heapq.heappush(self._parked, waiter)
+        while not waiter.wake.wait(0.05):
+            if cancelled is not None and cancelled():
+                with self._lock:
+                    if waiter in self._parked:
+                        self._parked.remove(waiter)
+                        heapq.heapify(self._parked)
+                return
+
+    def advance(self, seconds: float, settle: Callable[[], None] = lambda: None) -> float:
+        """Move time forward, waking due waiters in order; ``settle`` runs after each wake-up."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        with self._lock:
+            target = self._now + seconds
+        while True:
+            with self._lock:
+                if not self._parked or self._parked[0].due > target:
+                    self._now = max(self._now, target)
+                    break
+                waiter = heapq.heappop(self._parked)
+                self._now = max(self._now, waiter.due)
+            waiter.wake.set()
+            settle()
+        settle()
+        return self.now()

@@ -1,0 +1,133 @@
+"""Small, guarded patches of moto 5.2.5 internals that make its Step Functions interpreter usable
+as a local runtime:
+
+- Lambda tasks (``lambda:invoke``) are dispatched to the in-process handlers;
+- Wait states (Seconds, SecondsPath, Timestamp) run on the virtual clock;
+- Retry back-off sleeps briefly in real time instead of for seconds.
+
+``tests/integration/test_local_canary.py`` fails loudly if an upgrade moves these internals.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+import types
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import moto
+from moto.awslambda_simple import models as lambda_simple
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp as wait_timestamp
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+
+from leadflow.local.clock import VirtualClock
+
+MOTO_VERSION = "5.2.5"
+RETRY_REAL_SLEEP_CAP = 0.02  # seconds of real time per Retry back-off locally
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LambdaContext:
+    """What Powertools reads from a Lambda context."""
+
+    function_name: str
+    invoked_function_arn: str
+    aws_request_id: str
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def lambda_context(
+    function_name: str, region: str = "us-east-1", account: str = "123456789012"
+) -> LambdaContext:
+    return LambdaContext(
+        function_name=function_name,
+        invoked_function_arn=f"arn:aws:lambda:{region}:{account}:function:{function_name}",
+        aws_request_id=str(uuid.uuid4()),
+    )
+
+
+def _function_name(name_or_arn: str) -> str:
+    return name_or_arn.split(":function:")[-1].split(":")[0] if ":function:" in name_or_arn else name_or_arn
+
+
+def check_moto() -> None:
+    """Fail loudly when moto is not the version these patches were written for."""
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(f"leadflow's local runtime patches moto {MOTO_VERSION}; found {moto.__version__}")
+    for owner, attribute in (
+        (lambda_simple.LambdaSimpleBackend, "invoke"),
+        (wait_function.WaitFunction, "_wait_interval"),
+        (retrier_decl, "time"),
+        (wait_timestamp, "datetime"),
+    ):
+        if not hasattr(owner, attribute):
+            raise RuntimeError(f"moto internals moved: {owner!r} has no {attribute!r}")
+
+
+@contextmanager
+def patched_moto(clock: VirtualClock, handlers: Mapping[str, Handler]) -> Iterator[None]:
+    """Install the patches for the duration of the block."""
+    check_moto()
+
+    def invoke(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+    ) -> bytes:
+        name = _function_name(function_name)
+        handler = handlers.get(name)
+        if handler is None:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(
+                {"errorMessage": f"no local handler for {name}", "errorType": "ResourceNotFound"}
+            ).encode()
+        payload = json.loads(body) if body else {}
+        try:
+            result = handler(payload, lambda_context(name))
+        except Exception as exc:  # an unhandled Lambda error: Retry/Catch match on the error name
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__}).encode()
+        return json.dumps(result).encode()
+
+    def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        clock.sleep(wait_seconds, cancelled=lambda: not env.is_running())
+
+    class VirtualDatetime(_dt.datetime):
+        @classmethod
+        def now(cls, tz: _dt.tzinfo | None = None) -> VirtualDatetime:  # naive means UTC, as in moto
+            moment = cls.fromtimestamp(clock.now(), tz or _dt.UTC)
+            return moment if tz else moment.replace(tzinfo=None)
+
+    datetime_shim = types.SimpleNamespace(
+        datetime=VirtualDatetime, timezone=_dt.timezone, timedelta=_dt.timedelta
+    )
+    time_shim = types.SimpleNamespace(
+        sleep=lambda seconds: time.sleep(min(float(seconds), RETRY_REAL_SLEEP_CAP))
+    )
+
+    patches: list[tuple[Any, str, Any]] = [
+        (lambda_simple.LambdaSimpleBackend, "invoke", invoke),
+        (wait_function.WaitFunction, "_wait_interval", wait_interval),
+        (retrier_decl, "time", time_shim),
+        (wait_timestamp, "datetime", datetime_shim),
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    for owner, name, replacement in patches:
+        setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)

@@ -1,0 +1,415 @@
+"""``LocalSystem``: the whole leadflow system in one process on moto.
+
+Resources come from the same definitions the CDK app deploys: the table specs in
+``leadflow.tables`` and the compiled journeys (the exact ASL text, placeholders filled). The four
+Lambda handlers are imported from ``functions/*/app.py`` and called with real event shapes: HTTP
+API v2 events for ``track``, DynamoDB stream batches for ``trigger`` and ``score``, Step Functions
+Lambda-task payloads for ``send``."""
+
+from __future__ import annotations
+
+import base64
+import email
+import importlib.util
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from email.policy import default as default_policy
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import boto3
+from botocore.config import Config
+from moto import mock_aws
+
+from leadflow import clock as domain_clock
+from leadflow.api_routes import resolve
+from leadflow.journeys import compile_journey, load_journeys
+from leadflow.local.clock import VirtualClock
+from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
+from leadflow.local.pump import Consumer, StreamPump
+from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
+
+ROOT = Path(__file__).resolve().parents[3]
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+STAGE = "local"
+PREFIX = f"leadflow-{STAGE}"
+FUNCTIONS = ("track", "trigger", "score", "send")
+SENDER = "news@leadflow.example.com"
+
+
+def resource_name(logical: str) -> str:
+    return f"{PREFIX}-{logical}"
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{resource_name(name)}"
+
+
+def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, str]:
+    """The ``LEADFLOW_*`` environment the functions see locally (every Settings field)."""
+    return {
+        "LEADFLOW_STAGE": STAGE,
+        "LEADFLOW_CONTACTS_TABLE": resource_name("contacts"),
+        "LEADFLOW_EVENTS_TABLE": resource_name("events"),
+        "LEADFLOW_MESSAGES_TABLE": resource_name("messages"),
+        "LEADFLOW_IDEMPOTENCY_TABLE": resource_name("idempotency"),
+        "LEADFLOW_PUBLIC_BASE_URL": public_base_url,
+        "LEADFLOW_SIGNING_KEY_SECRET": resource_name("signing-key"),
+        "LEADFLOW_SENDER_EMAIL": SENDER,
+        "LEADFLOW_SENDER_NAME": "Northwind Analytics",
+        "LEADFLOW_UNSUBSCRIBE_MAILTO": "unsubscribe@leadflow.example.com",
+        "LEADFLOW_SES_CONFIGURATION_SET": resource_name("email"),
+        "LEADFLOW_CONTENT_DIR": str(content_dir),
+        "LEADFLOW_STATE_MACHINE_ARN_PREFIX": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{PREFIX}-",
+        "LEADFLOW_EVENT_RETENTION_DAYS": "400",
+        "LEADFLOW_FORMS": json.dumps(
+            {"newsletter": {"thank_you_url": "/thanks", "error_url": "/", "consent_required": True}}
+        ),
+        "POWERTOOLS_SERVICE_NAME": "leadflow",
+        "POWERTOOLS_METRICS_NAMESPACE": "Leadflow",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": os.environ.get("LEADFLOW_LOG_LEVEL", "WARNING"),
+    }
+
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    "MOTO_ACCOUNT_ID": ACCOUNT,
+}
+
+
+def create_table(ddb: Any, spec: TableSpec, name: str) -> dict[str, Any]:
+    """A table as the CDK app defines it: keys, on-demand, stream and TTL from the spec."""
+    params: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": [
+            {"AttributeName": spec.partition_key, "KeyType": "HASH"},
+            {"AttributeName": spec.sort_key, "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": spec.partition_key, "AttributeType": "S"},
+            {"AttributeName": spec.sort_key, "AttributeType": "S"},
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if spec.stream:
+        params["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": spec.stream}
+    table: dict[str, Any] = ddb.create_table(**params)["TableDescription"]
+    if spec.ttl_attribute:
+        ddb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
+        )
+    return table
+
+
+def load_function(name: str) -> ModuleType:
+    """Import ``functions/<name>/app.py`` under a unique module name."""
+    path = ROOT / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"leadflow_fn_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class LocalSystem:
+    """Start with ``with LocalSystem() as system:``; everything stops at the end of the block."""
+
+    def __init__(
+        self, public_base_url: str = "http://127.0.0.1:8080", *, background_pump: bool = True
+    ) -> None:
+        self.public_base_url = public_base_url
+        self.clock = VirtualClock()
+        self._background_pump = background_pump
+        self._stack = ExitStack()
+        self._saved_env: dict[str, str | None] = {}
+        self._invoke_lock = threading.RLock()
+        self.handlers: dict[str, Handler] = {}
+        self.state_machines: dict[str, str] = {}
+        self.dlq_urls: dict[str, str] = {}
+        self.pump: StreamPump
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalSystem:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _setenv(self, values: Mapping[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION, config=Config(account_id_endpoint_mode="disabled"))
+
+    def _start(self) -> None:
+        # moto's interpreter logs an IsPresent test on a missing path as an error (AWS does not);
+        # real failures are in the execution history, which /_local/executions shows
+        logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
+        self._setenv(AWS_ENV)
+        self._setenv(settings_env(self.public_base_url))
+        self._stack.enter_context(
+            mock_aws(
+                config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+            )
+        )
+        domain_clock.set_source(self.clock.now)
+        self._stack.callback(domain_clock.reset_source)
+        ddb = self.client("dynamodb")
+        tables = {spec.name: create_table(ddb, spec, resource_name(spec.name)) for spec in ALL_TABLES}
+        ses = self.client("ses")
+        ses.verify_email_identity(EmailAddress=SENDER)
+        ses.create_configuration_set(ConfigurationSet={"Name": resource_name("email")})
+        self.client("secretsmanager").create_secret(
+            Name=resource_name("signing-key"), SecretString=secrets.token_urlsafe(48)
+        )
+        sqs = self.client("sqs")
+        for consumer in ("trigger", "score"):
+            self.dlq_urls[consumer] = sqs.create_queue(QueueName=resource_name(f"{consumer}-failures"))[
+                "QueueUrl"
+            ]
+        self._create_state_machines()
+
+        modules = {name: load_function(name) for name in FUNCTIONS}
+        for name, module in modules.items():
+            self.handlers[resource_name(name)] = self._serialized(module.handler)
+        self._stack.enter_context(patched_moto(self.clock, self.handlers))
+
+        self.pump = StreamPump(
+            streams=self.client("dynamodbstreams"),
+            sqs=sqs,
+            stream_arn=tables[EVENTS.name]["LatestStreamArn"],
+            region=REGION,
+        )
+        for consumer in ("trigger", "score"):
+            self.pump.add_consumer(
+                Consumer(
+                    name=resource_name(consumer),
+                    handler=self.handlers[resource_name(consumer)],
+                    dlq_url=self.dlq_urls[consumer],
+                )
+            )
+        if self._background_pump:
+            self.pump.start()
+            self._stack.callback(self.pump.stop)
+
+    def _create_state_machines(self) -> None:
+        sfn = self.client("stepfunctions")
+        role = f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-journeys"
+        for journey in load_journeys(ROOT / "journeys"):
+            definition = (
+                compile_journey(journey)
+                .replace("${SendFunctionArn}", function_arn("send"))
+                .replace("${MessagesTableName}", resource_name(MESSAGES.name))
+            )
+            arn = sfn.create_state_machine(
+                name=f"{PREFIX}-{journey.id}", definition=definition, roleArn=role, type="STANDARD"
+            )["stateMachineArn"]
+            self.state_machines[journey.id] = arn
+
+    def _serialized(self, handler: Handler) -> Handler:
+        """Run handlers one at a time, as moto's backends are not built for concurrent writers."""
+
+        def run(event: dict[str, Any], context: Any) -> Any:
+            with self._invoke_lock:
+                return handler(event, context)
+
+        return run
+
+    def close(self) -> None:
+        self._stack.close()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+
+    # --- the public API, as API Gateway would call track ----------------------------------------
+
+    def invoke_http(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str | None = None,
+        source_ip: str = "127.0.0.1",
+    ) -> dict[str, Any]:
+        """Call ``track`` with an HTTP API v2 event; returns its response (status 404 for no route)."""
+        found = resolve(method.upper(), path)
+        if found is None:
+            return {
+                "statusCode": 404,
+                "headers": {"content-type": "application/json"},
+                "body": '{"message":"Not Found"}',
+            }
+        route, params = found
+        lower = {k.lower(): v for k, v in (headers or {}).items()}
+        raw = body.encode() if isinstance(body, str) else (body or b"")
+        try:
+            text_body: str | None = raw.decode("utf-8") if raw else None
+            is_b64 = False
+        except UnicodeDecodeError:
+            text_body, is_b64 = base64.b64encode(raw).decode(), True
+        now = time.time()
+        event = {
+            "version": "2.0",
+            "routeKey": route.key,
+            "rawPath": path,
+            "rawQueryString": query,
+            "cookies": [c.strip() for c in lower.pop("cookie", "").split(";") if c.strip()] or None,
+            "headers": lower,
+            "queryStringParameters": dict(parse_qsl(query, keep_blank_values=True)) or None,
+            "pathParameters": params or None,
+            "requestContext": {
+                "accountId": ACCOUNT,
+                "apiId": "local",
+                "domainName": "127.0.0.1",
+                "http": {
+                    "method": method.upper(),
+                    "path": path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": source_ip,
+                    "userAgent": lower.get("user-agent", ""),
+                },
+                "requestId": str(uuid.uuid4()),
+                "routeKey": route.key,
+                "stage": "$default",
+                "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+                "timeEpoch": int(now * 1000),
+            },
+            "body": text_body,
+            "isBase64Encoded": is_b64,
+        }
+        event = {k: v for k, v in event.items() if v is not None}
+        result: dict[str, Any] = self.handlers[resource_name("track")](
+            event, lambda_context(resource_name("track"))
+        )
+        return result
+
+    # --- operator views ---------------------------------------------------------------------------
+
+    def _running(self) -> int:
+        sfn = self.client("stepfunctions")
+        return sum(
+            len(sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"])
+            for arn in self.state_machines.values()
+        )
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Run the system until it is quiet: stream drained, every running execution parked on the clock."""
+        deadline = time.monotonic() + timeout
+        quiet_rounds = 0
+        while time.monotonic() < deadline:
+            moved = self.pump.drain()
+            if moved == 0 and self.pump.pending() == 0 and self._running() == self.clock.parked:
+                quiet_rounds += 1
+                if quiet_rounds >= 2:
+                    return
+            else:
+                quiet_rounds = 0
+            time.sleep(0.01)
+        raise TimeoutError("the local system did not settle")
+
+    def advance(self, seconds: float) -> float:
+        """Advance virtual time; due Wait states fire in order. Returns the new virtual time."""
+        self.settle()
+        return self.clock.advance(seconds, settle=self.settle)
+
+    def outbox(self) -> list[dict[str, Any]]:
+        """Every email (SES) and SMS (SNS) sent, oldest first."""
+        from moto.ses.models import ses_backends
+        from moto.sns.models import sns_backends
+
+        items: list[dict[str, Any]] = []
+        for sent in ses_backends[ACCOUNT][REGION].sent_messages:
+            raw = getattr(sent, "raw_data", None)
+            if raw is None:
+                continue
+            msg = email.message_from_string(raw, policy=default_policy)
+            text = msg.get_body(("plain",))
+            html = msg.get_body(("html",))
+            date = msg["Date"]
+            items.append(
+                {
+                    "channel": "email",
+                    "id": sent.id,
+                    "to": list(sent.destinations),
+                    "from": str(msg["From"]),
+                    "subject": str(msg["Subject"]),
+                    "text": text.get_content() if text else None,
+                    "html": html.get_content() if html else None,
+                    "headers": {k: str(v) for k, v in msg.items()},
+                    "time": parsedate_to_datetime(str(date)).isoformat() if date else None,
+                }
+            )
+        for sms_id, sms in sns_backends[ACCOUNT][REGION].sms_messages.items():
+            phone, text_msg = sms[0], sms[1]
+            items.append({"channel": "sms", "id": sms_id, "to": [phone], "text": text_msg, "time": None})
+        return items
+
+    def executions(self) -> list[dict[str, Any]]:
+        """Journey executions with their status and current (or last) state."""
+        sfn = self.client("stepfunctions")
+        out = []
+        for journey_id, arn in self.state_machines.items():
+            for execution in sfn.list_executions(stateMachineArn=arn)["executions"]:
+                events = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+                entered = [
+                    e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e
+                ]
+                state = entered[-1] if entered else None
+                out.append(
+                    {
+                        "journey": journey_id,
+                        "name": execution["name"],
+                        "status": execution["status"],
+                        "state": state,
+                        "started": execution["startDate"].isoformat(),
+                        "arn": execution["executionArn"],
+                    }
+                )
+        return out
+
+    def history(self, execution_arn: str) -> Iterator[dict[str, Any]]:
+        sfn = self.client("stepfunctions")
+        yield from sfn.get_execution_history(executionArn=execution_arn)["events"]
+
+    def dead_letters(self, consumer: str) -> list[dict[str, Any]]:
+        sqs = self.client("sqs")
+        resp = sqs.receive_message(
+            QueueUrl=self.dlq_urls[consumer], MaxNumberOfMessages=10, VisibilityTimeout=0
+        )
+        return [json.loads(m["Body"]) for m in resp.get("Messages", [])]
+
+
+def form_body(**fields: str) -> str:
+    return urlencode(fields)
