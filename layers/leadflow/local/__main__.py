@@ -1,0 +1,52 @@
+"""``python -m leadflow.local`` (what ``make run`` starts): the whole system on one port."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from leadflow.api_routes import PUBLIC_ROUTES
+from leadflow.local.server import LocalServer
+from leadflow.local.system import LocalSystem
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=os.environ.get("LEADFLOW_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "8080"))
+    base = f"http://{host}:{port}"
+    with LocalSystem(public_base_url=base) as system:
+        server = LocalServer(system, host, port)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+        thread.start()
+        print(f"leadflow is running locally on an embedded AWS (moto) at {base}", flush=True)
+        print(f"  demo page        {base}/", flush=True)
+        print("  public API (the track function, as API Gateway routes it):", flush=True)
+        for route in PUBLIC_ROUTES:
+            print(f"    {route.method:<5} {base}{route.path}", flush=True)
+        print("  operator routes:", flush=True)
+        print(f"    GET   {base}/_local/outbox        emails and SMS sent", flush=True)
+        print(f'    POST  {base}/_local/clock/advance {{"seconds": N}}  advance virtual time', flush=True)
+        print(f"    GET   {base}/_local/executions    journey executions", flush=True)
+        print(f"  journeys: {', '.join(system.state_machines)}   (Ctrl-C to stop)", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.shutdown()
+            server.server_close()
+    print("stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
