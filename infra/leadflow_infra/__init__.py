@@ -1,0 +1,1 @@
+"""The leadflow CDK app's constructs and stack."""

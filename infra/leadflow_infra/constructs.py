@@ -1,0 +1,304 @@
+"""One construct per concern: tables, a leadflow function, a stream consumer, the tracking API,
+journey state machines, email sending."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Acknowledgment as Ack
+from aws_cdk import Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ses as ses
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from leadflow.api_routes import PUBLIC_ROUTES
+from leadflow.journeys import Journey, compile_journey
+from leadflow.tables import TableSpec
+
+from .layer import ROOT
+
+
+def acknowledge(construct: Construct, rule: str, reason: str) -> None:
+    Validations.of(construct).acknowledge(Ack(id=rule, reason=reason))
+
+
+class LeadflowTables(Construct):
+    """Every table of ``leadflow.tables``: on-demand, PITR, encrypted, stream and TTL per spec."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, specs: Sequence[TableSpec], prefix: str, retain: bool
+    ):
+        super().__init__(scope, construct_id)
+        self.tables: dict[str, dynamodb.Table] = {}
+        for spec in specs:
+            self.tables[spec.name] = dynamodb.Table(
+                self,
+                spec.name.capitalize(),
+                table_name=f"{prefix}-{spec.name}",
+                partition_key=dynamodb.Attribute(name=spec.partition_key, type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name=spec.sort_key, type=dynamodb.AttributeType.STRING),
+                billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+                point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                    point_in_time_recovery_enabled=True
+                ),
+                encryption=dynamodb.TableEncryption.AWS_MANAGED,
+                stream=dynamodb.StreamViewType[spec.stream] if spec.stream else None,
+                time_to_live_attribute=spec.ttl_attribute,
+                removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
+            )
+
+    def __getitem__(self, name: str) -> dynamodb.Table:
+        return self.tables[name]
+
+
+class LeadflowFunction(Construct):
+    """A thin handler from ``functions/<name>/``: Python 3.13 on arm64 with the shared layer."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        prefix: str,
+        layer: lambda_.ILayerVersion,
+        environment: Mapping[str, str],
+        log_retention: logs.RetentionDays,
+        memory_mb: int = 512,
+        timeout: Duration | None = None,
+    ):
+        super().__init__(scope, construct_id)
+        log_group = logs.LogGroup(self, "Logs", retention=log_retention)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=f"{prefix}-{name}",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            architecture=lambda_.Architecture.ARM_64,
+            code=lambda_.Code.from_asset(str(ROOT / "functions" / name), exclude=["__pycache__"]),
+            handler="app.handler",
+            layers=[layer],
+            memory_size=memory_mb,
+            timeout=timeout or Duration.seconds(30),
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            environment={
+                **environment,
+                "POWERTOOLS_SERVICE_NAME": "leadflow",
+                "POWERTOOLS_METRICS_NAMESPACE": "Leadflow",
+            },
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "AWSLambdaBasicExecutionRole only allows writing this function's own CloudWatch logs.",
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-IAM5[Resource::*]",
+            "Only X-Ray PutTraceSegments/PutTelemetryRecords (no resource-level permissions exist) use '*'.",
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            "Pinned to Python 3.13: the shared layer's binary wheels are built for cp313 on arm64.",
+        )
+
+
+class StreamConsumer(Construct):
+    """A function fed by a table's stream with the delivery guarantees leadflow relies on."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, function: lambda_.Function, table: dynamodb.Table
+    ):
+        super().__init__(scope, construct_id)
+        self.failures = sqs.Queue(
+            self,
+            "Failures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.failures, "AwsSolutions-SQS3", "This queue is the on-failure destination (a DLQ) itself."
+        )
+        function.add_event_source(
+            sources.DynamoEventSource(
+                table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=100,
+                max_batching_window=Duration.seconds(1),
+                bisect_batch_on_error=True,
+                report_batch_item_failures=True,
+                retry_attempts=10,
+                max_record_age=Duration.hours(24),
+                on_failure=sources.SqsDlq(self.failures),
+                filters=[lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.is_equal("INSERT")})],
+            )
+        )
+
+
+class TrackingApi(Construct):
+    """The public HTTP API; every route of ``leadflow.api_routes`` goes to ``track``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handler: lambda_.IFunction,
+        allowed_origins: Sequence[str],
+        rate_limit: int,
+        burst_limit: int,
+        log_retention: logs.RetentionDays,
+    ):
+        super().__init__(scope, construct_id)
+        self.api = apigw.HttpApi(
+            self,
+            "Api",
+            description="leadflow public tracking API: pixels, clicks, events, forms, unsubscribe",
+            cors_preflight=apigw.CorsPreflightOptions(
+                allow_origins=list(allowed_origins),
+                allow_methods=[apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST],
+                allow_headers=["content-type"],
+                max_age=Duration.hours(1),
+            ),
+        )
+        integration = integrations.HttpLambdaIntegration("Track", handler)
+        for route in PUBLIC_ROUTES:
+            self.api.add_routes(
+                path=route.path, methods=[apigw.HttpMethod(route.method)], integration=integration
+            )
+        access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention)
+        stage = self.api.default_stage
+        assert stage is not None
+        cfn_stage = stage.node.default_child
+        assert isinstance(cfn_stage, apigw.CfnStage)
+        cfn_stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
+            destination_arn=access_logs.log_group_arn,
+            format='{"requestId":"$context.requestId","routeKey":"$context.routeKey","status":"$context.status",'
+            '"latency":"$context.responseLatency","integrationError":"$context.integrationErrorMessage"}',
+        )
+        cfn_stage.default_route_settings = apigw.CfnStage.RouteSettingsProperty(
+            throttling_rate_limit=rate_limit, throttling_burst_limit=burst_limit
+        )
+        for child in self.api.node.find_all():
+            if isinstance(child, apigw.HttpRoute):
+                acknowledge(
+                    child,
+                    "AwsSolutions-APIG4",
+                    "Public tracking routes (pixels, clicks, forms, unsubscribe) are called by browsers and "
+                    "mail clients without credentials; requests are validated and tokens are HMAC-signed.",
+                )
+
+    @property
+    def url(self) -> str:
+        url = self.api.url
+        assert url is not None
+        return url.rstrip("/")
+
+
+class JourneyStateMachines(Construct):
+    """One Standard state machine per journey file; the definition is the compiler's output verbatim."""
+
+    SEND_FUNCTION_ARN = "SendFunctionArn"
+    MESSAGES_TABLE_NAME = "MessagesTableName"
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        journeys: Sequence[Journey],
+        prefix: str,
+        send: lambda_.IFunction,
+        messages: dynamodb.ITable,
+        log_retention: logs.RetentionDays,
+    ):
+        super().__init__(scope, construct_id)
+        log_group = logs.LogGroup(self, "Logs", retention=log_retention)
+        self.machines: dict[str, sfn.StateMachine] = {}
+        for journey in journeys:
+            machine = sfn.StateMachine(
+                self,
+                f"Journey-{journey.id}",
+                state_machine_name=f"{prefix}-{journey.id}",
+                state_machine_type=sfn.StateMachineType.STANDARD,
+                definition_body=sfn.DefinitionBody.from_string(compile_journey(journey)),
+                definition_substitutions={
+                    self.SEND_FUNCTION_ARN: send.function_arn,
+                    self.MESSAGES_TABLE_NAME: messages.table_name,
+                },
+                logs=sfn.LogOptions(
+                    destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False
+                ),
+                tracing_enabled=True,
+            )
+            send.grant_invoke(machine)
+            messages.grant_read_data(machine)
+            acknowledge(
+                machine,
+                "AwsSolutions-IAM5[Resource::*]",
+                "CloudWatch Logs delivery and X-Ray actions have no resource-level permissions.",
+            )
+            acknowledge(
+                machine,
+                f"AwsSolutions-IAM5[Resource::<{Stack.of(self).get_logical_id(send.node.default_child)}.Arn>:*]",  # type: ignore[arg-type]
+                "grant_invoke covers the send function's versions and aliases (':*') — that function only.",
+            )
+            self.machines[journey.id] = machine
+
+
+class EmailSending(Construct):
+    """SES configuration set and domain identity, feedback (bounces, complaints) to an SNS topic."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, name: str, domain: str):
+        super().__init__(scope, construct_id)
+        self.feedback = sns.Topic(self, "Feedback", enforce_ssl=True, display_name="leadflow SES feedback")
+        acknowledge(
+            self.feedback,
+            "AwsSolutions-SNS2",
+            "SES publishes bounce/complaint metadata here; SSE-KMS would need a customer key with an SES "
+            "service grant, added with the ops work on feedback processing.",
+        )
+        self.configuration_set = ses.ConfigurationSet(self, "ConfigurationSet", configuration_set_name=name)
+        self.configuration_set.add_event_destination(
+            "Feedback",
+            destination=ses.EventDestination.sns_topic(self.feedback),
+            events=[
+                ses.EmailSendingEvent.BOUNCE,
+                ses.EmailSendingEvent.COMPLAINT,
+                ses.EmailSendingEvent.DELIVERY,
+                ses.EmailSendingEvent.REJECT,
+            ],
+        )
+        self.identity = ses.EmailIdentity(
+            self, "Identity", identity=ses.Identity.domain(domain), configuration_set=self.configuration_set
+        )
+
+    def grant_send(self, grantee: iam.IGrantable) -> None:
+        stack = Stack.of(self)
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["ses:SendRawEmail", "ses:SendEmail"],
+            resource_arns=[
+                stack.format_arn(
+                    service="ses", resource="identity", resource_name=self.identity.email_identity_name
+                ),
+                stack.format_arn(
+                    service="ses",
+                    resource="configuration-set",
+                    resource_name=self.configuration_set.configuration_set_name,
+                ),
+            ],
+        )

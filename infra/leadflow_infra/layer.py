@@ -1,0 +1,105 @@
+"""The shared Lambda layer — the ``leadflow`` package, its third-party dependencies and the content
+(journeys, templates) — built on this machine without Docker (``ILocalBundling``)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+ROOT = Path(__file__).resolve().parents[2]
+PIP_TARGET = {
+    "PIP_PLATFORMS": "manylinux2014_aarch64 manylinux_2_17_aarch64",
+    "PIP_IMPLEMENTATION": "cp",
+    "PIP_PYTHON_VERSION": "3.13",
+}
+EXCLUDED_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath")
+
+
+def _inputs() -> list[Path]:
+    files = [ROOT / "layers" / "requirements.txt"]
+    for folder in (ROOT / "layers" / "leadflow", ROOT / "journeys", ROOT / "templates"):
+        files += sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return [p for p in files if not _is_local_runtime(p)]
+
+
+def _is_local_runtime(path: Path) -> bool:
+    return path.is_relative_to(ROOT / "layers" / "leadflow" / "local")
+
+
+def content_hash() -> str:
+    """Changes whenever anything that goes into the layer (or how it is built) changes."""
+    digest = hashlib.sha256()
+    for key, value in sorted(PIP_TARGET.items()):
+        digest.update(f"{key}={value}\n".encode())
+    for path in _inputs():
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@jsii.implements(ILocalBundling)
+class LocalLayerBundling:
+    """pip for the Lambda platform, then copy the package and the content; never Docker."""
+
+    def try_bundle(self, output_dir: str, options: Any = None, **_: Any) -> bool:
+        build(Path(output_dir))
+        return True
+
+
+def build(out: Path) -> None:
+    python = out / "python"
+    python.mkdir(parents=True, exist_ok=True)
+    platforms = [arg for platform in PIP_TARGET["PIP_PLATFORMS"].split() for arg in ("--platform", platform)]
+    subprocess.run(  # noqa: S603 - fixed arguments
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            "-r", str(ROOT / "layers" / "requirements.txt"),
+            "--target", str(python), *platforms,
+            "--implementation", PIP_TARGET["PIP_IMPLEMENTATION"],
+            "--python-version", PIP_TARGET["PIP_PYTHON_VERSION"],
+            "--only-binary=:all:", "--no-compile",
+        ],
+        check=True,
+    )  # fmt: skip
+    for name in EXCLUDED_PACKAGES:  # the Lambda runtime provides these
+        for match in python.glob(f"{name}*"):
+            shutil.rmtree(match) if match.is_dir() else match.unlink()
+    shutil.copytree(
+        ROOT / "layers" / "leadflow",
+        python / "leadflow",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "local"),
+        dirs_exist_ok=True,
+    )
+    for folder in ("journeys", "templates"):
+        shutil.copytree(ROOT / folder, out / "content" / folder, dirs_exist_ok=True)
+
+
+class SharedLayer(Construct):
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.layer = lambda_.LayerVersion(
+            self,
+            "Layer",
+            description="leadflow domain package, dependencies, journeys and templates",
+            compatible_runtimes=[lambda_.Runtime.PYTHON_3_13],
+            compatible_architectures=[lambda_.Architecture.ARM_64],
+            code=lambda_.Code.from_asset(
+                str(ROOT / "layers"),
+                asset_hash_type=AssetHashType.CUSTOM,
+                asset_hash=content_hash(),
+                bundling=BundlingOptions(
+                    image=DockerImage.from_registry("local-bundling-only"),
+                    local=LocalLayerBundling(),
+                    environment=dict(PIP_TARGET),
+                ),
+            ),
+        )

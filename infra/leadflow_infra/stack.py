@@ -1,0 +1,186 @@
+"""The leadflow stack: everything one stage needs, wired with least-privilege grants."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from leadflow.journeys import load_journeys
+from leadflow.tables import ALL_TABLES, CONTACTS, EVENTS, IDEMPOTENCY, MESSAGES
+
+from .config import StageConfig
+from .constructs import (
+    EmailSending,
+    JourneyStateMachines,
+    LeadflowFunction,
+    LeadflowTables,
+    StreamConsumer,
+    TrackingApi,
+    acknowledge,
+)
+from .layer import ROOT, SharedLayer
+
+
+class LeadflowStack(Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, stage: str, config: StageConfig, **kwargs: object
+    ):
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        prefix = f"leadflow-{stage}"
+        retention = _retention(config.log_retention_days)
+        tables = LeadflowTables(self, "Tables", specs=ALL_TABLES, prefix=prefix, retain=config.retain_data)
+        signing_key = secretsmanager.Secret(
+            self,
+            "SigningKey",
+            description="HMAC key of leadflow's open, click and unsubscribe tokens",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+        )
+        acknowledge(
+            signing_key,
+            "AwsSolutions-SMG4",
+            "Rotating the token key invalidates links in emails already sent; rotation with a grace key is "
+            "planned with the ops work.",
+        )
+        email = EmailSending(self, "Email", name=prefix, domain=config.ses_identity_domain)
+        layer = SharedLayer(self, "SharedLayer").layer
+
+        # The API URL is the public base of every tracking link; the functions get it through the
+        # environment, so the API is created first with the track function added afterwards.
+        environment = {
+            "LEADFLOW_STAGE": stage,
+            "LEADFLOW_CONTACTS_TABLE": tables[CONTACTS.name].table_name,
+            "LEADFLOW_EVENTS_TABLE": tables[EVENTS.name].table_name,
+            "LEADFLOW_MESSAGES_TABLE": tables[MESSAGES.name].table_name,
+            "LEADFLOW_IDEMPOTENCY_TABLE": tables[IDEMPOTENCY.name].table_name,
+            "LEADFLOW_SIGNING_KEY_SECRET": signing_key.secret_arn,
+            "LEADFLOW_SENDER_EMAIL": config.sender_email,
+            "LEADFLOW_SENDER_NAME": config.sender_name,
+            "LEADFLOW_UNSUBSCRIBE_MAILTO": config.unsubscribe_mailto,
+            "LEADFLOW_SES_CONFIGURATION_SET": email.configuration_set.configuration_set_name,
+            "LEADFLOW_CONTENT_DIR": "/opt/content",
+            "LEADFLOW_STATE_MACHINE_ARN_PREFIX": self.format_arn(
+                service="states",
+                resource="stateMachine",
+                resource_name=f"{prefix}-",
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            ),
+            "LEADFLOW_EVENT_RETENTION_DAYS": str(config.event_retention_days),
+            "LEADFLOW_FORMS": json.dumps({k: v.model_dump() for k, v in config.forms.items()}),
+        }
+
+        def function(name: str, memory_mb: int = 512, timeout: int = 30) -> LeadflowFunction:
+            return LeadflowFunction(
+                self,
+                name.capitalize(),
+                name=name,
+                prefix=prefix,
+                layer=layer,
+                environment=environment,
+                log_retention=retention,
+                memory_mb=memory_mb,
+                timeout=Duration.seconds(timeout),
+            )
+
+        track = function("track", memory_mb=1024, timeout=10)
+        api = TrackingApi(
+            self,
+            "TrackingApi",
+            handler=track.function,
+            allowed_origins=config.allowed_origins,
+            rate_limit=config.throttling_rate_limit,
+            burst_limit=config.throttling_burst_limit,
+            log_retention=retention,
+        )
+        environment["LEADFLOW_PUBLIC_BASE_URL"] = api.url
+        trigger = function("trigger")
+        score = function("score")
+        send = function("send", timeout=60)
+        for fn in (track, trigger, score, send):
+            fn.function.add_environment("LEADFLOW_PUBLIC_BASE_URL", api.url)
+
+        journeys = JourneyStateMachines(
+            self,
+            "Journeys",
+            journeys=load_journeys(ROOT / "journeys"),
+            prefix=prefix,
+            send=send.function,
+            messages=tables[MESSAGES.name],
+            log_retention=retention,
+        )
+        consumers = {
+            "trigger": StreamConsumer(
+                self, "TriggerStream", function=trigger.function, table=tables[EVENTS.name]
+            ),
+            "score": StreamConsumer(self, "ScoreStream", function=score.function, table=tables[EVENTS.name]),
+        }
+
+        # least privilege, one function at a time
+        tables[EVENTS.name].grant_write_data(track.function)
+        tables[CONTACTS.name].grant_read_write_data(track.function)
+        tables[IDEMPOTENCY.name].grant_write_data(track.function)
+        signing_key.grant_read(track.function)
+
+        tables[MESSAGES.name].grant_read_write_data(trigger.function)
+        for machine in journeys.machines.values():
+            machine.grant_start_execution(trigger.function)
+
+        tables[CONTACTS.name].grant_read_write_data(score.function)
+        tables[IDEMPOTENCY.name].grant_read_write_data(score.function)
+
+        tables[CONTACTS.name].grant_read_data(send.function)
+        tables[MESSAGES.name].grant_read_write_data(send.function)
+        tables[EVENTS.name].grant_write_data(send.function)
+        signing_key.grant_read(send.function)
+        email.grant_send(send.function)
+        send.function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="SmsToPhoneNumbersOnly",
+                actions=["sns:Publish"],
+                not_resources=["arn:aws:sns:*:*:*"],  # direct SMS only, never a topic
+            )
+        )
+
+        CfnOutput(self, "ApiUrl", value=api.url, description="Public tracking API base URL")
+        for name, table in tables.tables.items():
+            CfnOutput(self, f"{name.capitalize()}Table", value=table.table_name)
+        for name, consumer in consumers.items():
+            CfnOutput(self, f"{name.capitalize()}FailuresQueue", value=consumer.failures.queue_url)
+        for journey_id, machine in journeys.machines.items():
+            CfnOutput(
+                self, f"Journey{journey_id.replace('-', '').capitalize()}Arn", value=machine.state_machine_arn
+            )
+        CfnOutput(self, "SesConfigurationSet", value=email.configuration_set.configuration_set_name)
+        for i, record in enumerate(email.identity.dkim_records):
+            CfnOutput(
+                self,
+                f"DkimCname{i + 1}",
+                value=f"{record.name} CNAME {record.value}",
+                description="Add to DNS",
+            )
+
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    """The shortest CloudWatch Logs retention that keeps logs at least ``days``."""
+    return next(value for limit, value in _RETENTION.items() if limit >= days)

@@ -1,0 +1,190 @@
+"""The synthesized CloudFormation template: what devops deploys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from leadflow.api_routes import PUBLIC_ROUTES
+from leadflow.journeys import compile_journey, load_journeys
+from leadflow.tables import ALL_TABLES
+from tests.infra.conftest import ROOT, cdk_context
+
+
+def resources(template_json: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template_json["Resources"].items() if v["Type"] == kind}
+
+
+def logical_id_of(template_json: dict[str, Any], kind: str, name_part: str) -> str:
+    [found] = [k for k in resources(template_json, kind) if k.startswith(name_part)]
+    return found
+
+
+def test_tables_follow_the_specs(template: Any) -> None:
+    template.resource_count_is("AWS::DynamoDB::Table", len(ALL_TABLES))
+    for spec in ALL_TABLES:
+        props: dict[str, Any] = {
+            "TableName": f"leadflow-dev-{spec.name}",
+            "BillingMode": "PAY_PER_REQUEST",
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+            "KeySchema": [
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+        }
+        if spec.stream:
+            props["StreamSpecification"] = {"StreamViewType": spec.stream}
+        if spec.ttl_attribute:
+            props["TimeToLiveSpecification"] = {"AttributeName": spec.ttl_attribute, "Enabled": True}
+        template.has_resource_properties("AWS::DynamoDB::Table", props)
+
+
+def test_functions_are_arm64_python_with_the_layer_and_tracing(template_json: dict[str, Any]) -> None:
+    functions = resources(template_json, "AWS::Lambda::Function")
+    names = {f["Properties"]["FunctionName"] for f in functions.values()}
+    assert names == {f"leadflow-dev-{n}" for n in ("track", "trigger", "score", "send")}
+    for fn in functions.values():
+        props = fn["Properties"]
+        assert props["Runtime"] == "python3.13"
+        assert props["Architectures"] == ["arm64"]
+        assert props["Handler"] == "app.handler"
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert len(props["Layers"]) == 1
+        env = props["Environment"]["Variables"]
+        assert env["LEADFLOW_CONTENT_DIR"] == "/opt/content"
+        assert "LEADFLOW_PUBLIC_BASE_URL" in env
+        assert not any("secret" in str(v).lower() and "arn" not in str(v).lower() for v in env.values())
+
+
+def test_stream_consumers_have_the_delivery_guarantees(template: Any, template_json: dict[str, Any]) -> None:
+    template.resource_count_is("AWS::Lambda::EventSourceMapping", 2)
+    template.all_resources_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "BisectBatchOnFunctionError": True,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "StartingPosition": "TRIM_HORIZON",
+            "MaximumRetryAttempts": 10,
+            "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
+            "FilterCriteria": {
+                "Filters": [{"Pattern": json.dumps({"eventName": ["INSERT"]}, separators=(",", ":"))}]
+            },
+        },
+    )
+    template.all_resources_properties(
+        "AWS::SQS::Queue", {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 1209600}
+    )
+
+
+def test_state_machines_deploy_the_compiler_output_verbatim(template_json: dict[str, Any]) -> None:
+    machines = resources(template_json, "AWS::StepFunctions::StateMachine")
+    journeys = load_journeys(ROOT / "journeys")
+    assert len(machines) == len(journeys)
+    send_id = logical_id_of(template_json, "AWS::Lambda::Function", "SendFunction")
+    by_name = {m["Properties"]["StateMachineName"]: m["Properties"] for m in machines.values()}
+    for journey in journeys:
+        props = by_name[f"leadflow-dev-{journey.id}"]
+        assert props["DefinitionString"] == compile_journey(journey)
+        assert props["DefinitionSubstitutions"]["SendFunctionArn"] == {"Fn::GetAtt": [send_id, "Arn"]}
+        assert "Ref" in props["DefinitionSubstitutions"]["MessagesTableName"]
+        assert props["StateMachineType"] == "STANDARD"
+        assert props["TracingConfiguration"] == {"Enabled": True}
+        assert props["LoggingConfiguration"]["Level"] == "ALL"
+        assert props["LoggingConfiguration"]["IncludeExecutionData"] is False
+
+
+def test_api_routes_are_exactly_the_public_routes(template_json: dict[str, Any]) -> None:
+    routes = {
+        r["Properties"]["RouteKey"] for r in resources(template_json, "AWS::ApiGatewayV2::Route").values()
+    }
+    assert routes == {route.key for route in PUBLIC_ROUTES}
+    [stage] = resources(template_json, "AWS::ApiGatewayV2::Stage").values()
+    assert "DestinationArn" in stage["Properties"]["AccessLogSettings"]
+    assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"] == 500
+
+
+def _statements(template_json: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for policy in resources(template_json, "AWS::IAM::Policy").values():
+        roles = json.dumps(policy["Properties"]["Roles"])
+        if role_prefix in roles:
+            out += policy["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    actions: set[str] = set()
+    for st in statements:
+        value = st["Action"]
+        actions |= {value} if isinstance(value, str) else set(value)
+    return actions
+
+
+def test_iam_is_least_privilege(template_json: dict[str, Any]) -> None:
+    for policy in resources(template_json, "AWS::IAM::Policy").values():
+        for action in _actions(policy["Properties"]["PolicyDocument"]["Statement"]):
+            assert action != "*"
+            assert not action.endswith(":*"), action
+    track = json.dumps(_statements(template_json, "TrackFunctionServiceRole"))
+    assert "Messages" not in track
+    assert "states:" not in track
+    score = _actions(_statements(template_json, "ScoreFunctionServiceRole"))
+    assert not any(a.startswith(("states:", "ses:", "sns:")) for a in score)
+    trigger = _actions(_statements(template_json, "TriggerFunctionServiceRole"))
+    assert "states:StartExecution" in trigger
+    assert not any(a.startswith(("ses:", "secretsmanager:")) for a in trigger)
+    send = _statements(template_json, "SendFunctionServiceRole")
+    assert {"ses:SendRawEmail", "sns:Publish"} <= _actions(send)
+    [sms] = [st for st in send if st.get("Sid") == "SmsToPhoneNumbersOnly"]
+    assert sms["NotResource"] == "arn:aws:sns:*:*:*"
+
+
+def test_cfn_lint_passes(synthesized: tuple[Any, Path]) -> None:
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cfn-lint"),
+            "--ignore-checks",
+            "W3005",
+            "--",
+            str(synthesized[1]),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bad_stage_config_fails_with_a_readable_message() -> None:
+    from leadflow_infra.config import StageConfigError, load_stage_config
+
+    stages = cdk_context()["stages"]
+    broken = {**stages["dev"], "sender_email": "not-an-address"}
+    with pytest.raises(StageConfigError, match=r"stage 'dev': sender_email: String should match"):
+        load_stage_config({"dev": broken}, "dev")
+    missing = {k: v for k, v in stages["dev"].items() if k != "forms"}
+    with pytest.raises(StageConfigError, match="forms: Field required"):
+        load_stage_config({"dev": missing}, "dev")
+    with pytest.raises(StageConfigError, match="no stage 'qa'"):
+        load_stage_config(stages, "qa")
+
+
+def test_synth_command_reports_bad_config() -> None:
+    env = {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "infra" / "app.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env | {"CDK_CONTEXT_JSON": json.dumps({"stage": "qa", "stages": {}})},
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert "leadflow: cdk.json has no stage 'qa'" in result.stderr
