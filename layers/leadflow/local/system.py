@@ -28,15 +28,18 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import boto3
+from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 from moto import mock_aws
 
 from leadflow import clock as domain_clock
+from leadflow import wiring
 from leadflow.api_routes import resolve
 from leadflow.journeys import compile_journey, load_journeys
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, StreamPump
+from leadflow.settings import get_settings
 from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -145,6 +148,7 @@ class LocalSystem:
         self.handlers: dict[str, Handler] = {}
         self.state_machines: dict[str, str] = {}
         self.dlq_urls: dict[str, str] = {}
+        self.modules: dict[str, ModuleType] = {}
         self.pump: StreamPump
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -179,6 +183,10 @@ class LocalSystem:
                 config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
             )
         )
+        # a fresh process state for this system: settings, clients and cached secrets of an earlier one go
+        get_settings.cache_clear()
+        wiring.client.cache_clear()
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
         domain_clock.set_source(self.clock.now)
         self._stack.callback(domain_clock.reset_source)
         ddb = self.client("dynamodb")
@@ -196,8 +204,8 @@ class LocalSystem:
             ]
         self._create_state_machines()
 
-        modules = {name: load_function(name) for name in FUNCTIONS}
-        for name, module in modules.items():
+        self.modules = {name: load_function(name) for name in FUNCTIONS}
+        for name, module in self.modules.items():
             self.handlers[resource_name(name)] = self._serialized(module.handler)
         self._stack.enter_context(patched_moto(self.clock, self.handlers))
 

@@ -1,0 +1,173 @@
+"""Nothing lost, nothing doubled: redelivered stream batches, retried send steps, repeated events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from leadflow.local.moto_patches import lambda_context
+from leadflow.local.system import LocalSystem
+from tests.integration.conftest import profile, sign_up, stream_records
+
+SCORE = "leadflow-local-score"
+TRIGGER = "leadflow-local-trigger"
+SEND = "leadflow-local-send"
+
+
+def outbox_to(system: LocalSystem, address: str) -> list[dict[str, Any]]:
+    return [m for m in system.outbox() if address in m["to"]]
+
+
+def test_redelivered_stream_batch_changes_no_score_and_starts_no_second_journey(system: LocalSystem) -> None:
+    """Given a sign-up processed once, when the whole stream is delivered again, nothing changes."""
+    contact = sign_up(system, "score@example.com")
+    system.settle()
+    first_score = int(profile(system, contact)["score"]["N"])
+    assert first_score == 10  # form_submitted
+    executions = [e for e in system.executions() if contact in e["name"]]
+    assert len(executions) == 1
+
+    batch = {"Records": stream_records(system)}
+    for name in (SCORE, TRIGGER):
+        response = system.handlers[name](batch, lambda_context(name))
+        assert response == {"batchItemFailures": []}
+    system.settle()
+    assert int(profile(system, contact)["score"]["N"]) == first_score
+    assert len([e for e in system.executions() if contact in e["name"]]) == 1
+    assert len(outbox_to(system, "score@example.com")) == 1
+
+
+def test_failed_records_are_reported_and_applied_once_on_retry(
+    system: LocalSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given the contacts table is unreachable, the score batch reports the failing record
+    (partial batch response) and passes the rest; once the table is back, the retried record is
+    applied exactly once however often it is delivered."""
+    system.invoke_http("GET", "/t/p.gif", query="vid=v-anonymous-0001&url=https%3A%2F%2Fexample.com%2F")
+    contact = sign_up(system, "retry@example.com", visitor_id="v-visitor-0002")
+    records = stream_records(system)
+    [page_view] = [
+        r for r in records if r["dynamodb"]["NewImage"].get("visitor_id", {}).get("S") == "v-anonymous-0001"
+    ]
+    [form] = [r for r in records if r["dynamodb"]["NewImage"].get("contact_id", {}).get("S") == contact]
+    monkeypatch.setattr(system.modules["score"].service._contacts, "_table", "leadflow-local-missing")
+    failed = system.handlers[SCORE]({"Records": [page_view, form]}, lambda_context(SCORE))
+    assert failed == {"batchItemFailures": [{"itemIdentifier": form["dynamodb"]["SequenceNumber"]}]}
+    with pytest.raises(Exception, match="All records failed"):  # the whole batch failed: Lambda retries it
+        system.handlers[SCORE]({"Records": [form]}, lambda_context(SCORE))
+    monkeypatch.undo()
+    for _ in range(3):
+        assert system.handlers[SCORE]({"Records": [form]}, lambda_context(SCORE)) == {"batchItemFailures": []}
+    assert int(profile(system, contact)["score"]["N"]) == 10
+
+
+def test_malformed_stream_record_is_rejected_not_retried(system: LocalSystem) -> None:
+    bad = {
+        "eventID": "x",
+        "eventName": "INSERT",
+        "eventSource": "aws:dynamodb",
+        "dynamodb": {"SequenceNumber": "1", "NewImage": {"pk": {"S": "C#x"}, "type": {"N": "5"}}},
+    }
+    assert system.handlers[SCORE]({"Records": [bad]}, lambda_context(SCORE)) == {"batchItemFailures": []}
+    assert system.handlers[TRIGGER]({"Records": [bad]}, lambda_context(TRIGGER)) == {"batchItemFailures": []}
+
+
+def _send_payload(contact: str, execution: str, step: str = "welcome") -> dict[str, Any]:
+    return {
+        "action": "send_email",
+        "journey_id": "welcome",
+        "step_id": step,
+        "template": "welcome",
+        "contact_id": contact,
+        "execution_id": execution,
+    }
+
+
+def test_a_retried_send_step_never_sends_twice(system: LocalSystem) -> None:
+    contact = sign_up(system, "twice@example.com", visitor_id="v-visitor-0003")
+    system.settle()
+    before = len(outbox_to(system, "twice@example.com"))
+    payload = _send_payload(contact, "arn:aws:states:us-east-1:123456789012:execution:manual:retry-1")
+    first = system.handlers[SEND](payload, lambda_context(SEND))
+    second = system.handlers[SEND](payload, lambda_context(SEND))
+    assert first["status"] == "sent"
+    assert second == {"message_id": first["message_id"], "status": "duplicate", "reason": "sent"}
+    assert len(outbox_to(system, "twice@example.com")) == before + 1
+
+
+def test_a_throttled_send_is_retried_and_sent_once(
+    system: LocalSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contact = sign_up(system, "throttle@example.com", visitor_id="v-visitor-0004")
+    system.settle()
+    before = len(outbox_to(system, "throttle@example.com"))
+    service = system.modules["send"].service
+    real_send = service._ses.send_raw_email
+    calls = {"n": 0}
+
+    def throttled_once(**kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ClientError(
+                {"Error": {"Code": "Throttling", "Message": "Maximum sending rate exceeded."}}, "SendRawEmail"
+            )
+        return real_send(**kwargs)
+
+    monkeypatch.setattr(service._ses, "send_raw_email", throttled_once)
+    payload = _send_payload(contact, "arn:aws:states:us-east-1:123456789012:execution:manual:throttle-1")
+    with pytest.raises(Exception, match="Maximum sending rate") as info:
+        system.handlers[SEND](payload, lambda_context(SEND))
+    assert type(info.value).__name__ == "SendThrottled"
+    assert system.handlers[SEND](payload, lambda_context(SEND))["status"] == "sent"
+    assert system.handlers[SEND](payload, lambda_context(SEND))["status"] == "duplicate"
+    assert len(outbox_to(system, "throttle@example.com")) == before + 1
+
+
+def test_unsubscribed_contact_is_skipped_at_send_time(system: LocalSystem) -> None:
+    contact = sign_up(system, "gone@example.com", visitor_id="v-visitor-0005")
+    system.settle()
+    system.client("dynamodb").update_item(
+        TableName="leadflow-local-contacts",
+        Key={"pk": {"S": f"C#{contact}"}, "sk": {"S": "PROFILE"}},
+        UpdateExpression="SET consent_email = :r",
+        ExpressionAttributeValues={":r": {"S": "revoked"}},
+    )
+    payload = _send_payload(contact, "arn:aws:states:us-east-1:123456789012:execution:manual:gone-1")
+    result = system.handlers[SEND](payload, lambda_context(SEND))
+    assert result["status"] == "skipped"
+    assert result["reason"] == "unsubscribed"
+    item = system.client("dynamodb").get_item(
+        TableName="leadflow-local-messages",
+        Key={"pk": {"S": f"M#{result['message_id']}"}, "sk": {"S": "MSG"}},
+    )["Item"]
+    assert (item["status"]["S"], item["reason"]["S"]) == ("skipped", "unsubscribed")
+
+
+def test_invalid_send_payload_is_a_clear_error(system: LocalSystem) -> None:
+    with pytest.raises(Exception, match="template"):
+        system.handlers[SEND](
+            {**_send_payload("c1", "e1"), "template": "../etc/passwd"}, lambda_context(SEND)
+        )
+
+
+def test_repeated_client_event_id_is_stored_once(system: LocalSystem) -> None:
+    body = json.dumps(
+        {
+            "type": "purchase",
+            "email": "buyer@example.com",
+            "event_id": "order-1001",
+            "properties": {"amount": 49.5},
+        }
+    )
+    replies = [
+        system.invoke_http("POST", "/events", headers={"content-type": "application/json"}, body=body)
+        for _ in range(3)
+    ]
+    assert [r["statusCode"] for r in replies] == [202, 202, 202]
+    assert [json.loads(r["body"])["duplicate"] for r in replies] == [False, True, True]
+    purchases = [r for r in stream_records(system) if r["dynamodb"]["NewImage"]["type"]["S"] == "purchase"]
+    assert len(purchases) == 1
+    assert purchases[0]["dynamodb"]["NewImage"]["properties"]["M"]["amount"]["N"] == "49.5"

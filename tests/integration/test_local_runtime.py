@@ -1,0 +1,126 @@
+"""The local runtime's machinery: moto patches (canary), virtual clock, stream pump semantics."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import moto
+import pytest
+from moto import mock_aws
+
+from leadflow.local import moto_patches
+from leadflow.local.clock import VirtualClock
+from leadflow.local.pump import Consumer, StreamPump
+from leadflow.local.system import AWS_ENV, create_table
+from leadflow.tables import EVENTS
+
+
+def test_canary_moto_internals_are_where_the_patches_expect_them() -> None:
+    """Fails loudly when moto is upgraded: the local runtime patches moto 5.2.5's internals."""
+    assert moto.__version__ == moto_patches.MOTO_VERSION
+    moto_patches.check_moto()
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    original = (LambdaSimpleBackend.invoke, WaitFunction._wait_interval)
+    with moto_patches.patched_moto(VirtualClock(), {}):
+        assert LambdaSimpleBackend.invoke is not original[0]
+        assert WaitFunction._wait_interval is not original[1]
+    assert (LambdaSimpleBackend.invoke, WaitFunction._wait_interval) == original
+
+
+def test_clock_wakes_concurrent_waiters_in_due_order() -> None:
+    clock = VirtualClock(start=1000.0)
+    woken: list[tuple[str, float]] = []
+
+    def waiter(name: str, seconds: float) -> None:
+        clock.sleep(seconds)
+        woken.append((name, clock.now()))
+
+    threads = [threading.Thread(target=waiter, args=(n, s)) for n, s in (("c", 300), ("a", 100), ("b", 200))]
+    for t in threads:
+        t.start()
+    while clock.parked < 3:
+        time.sleep(0.001)
+
+    def settle() -> None:
+        deadline = time.monotonic() + 5
+        while len(woken) + clock.parked < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    assert clock.advance(250, settle=settle) == 1250.0
+    assert woken == [("a", 1100.0), ("b", 1200.0)]
+    clock.advance(100, settle=settle)
+    for t in threads:
+        t.join(1)
+    assert woken == [("a", 1100.0), ("b", 1200.0), ("c", 1300.0)]
+    with pytest.raises(ValueError, match="forward"):
+        clock.advance(-1)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for key, value in AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        import boto3
+
+        yield boto3
+
+
+def test_pump_retries_failed_records_and_dead_letters_poison(aws: Any) -> None:
+    """A record that keeps failing ends in the consumer's on-failure queue; the others are
+    delivered exactly once and in order, and another consumer is unaffected."""
+    ddb = aws.client("dynamodb")
+    table = create_table(ddb, EVENTS, "events-test")
+    sqs = aws.client("sqs")
+    dlq = sqs.create_queue(QueueName="failures")["QueueUrl"]
+    for i in range(5):
+        ddb.put_item(
+            TableName="events-test", Item={"pk": {"S": "C#1"}, "sk": {"S": f"EV#{i}"}, "n": {"N": str(i)}}
+        )
+
+    seen: list[int] = []
+    calls = {"n": 0}
+
+    def flaky(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls["n"] += 1
+        failures = []
+        for record in event["Records"]:
+            n = int(record["dynamodb"]["NewImage"]["n"]["N"])
+            if n == 2:
+                failures.append({"itemIdentifier": record["dynamodb"]["SequenceNumber"]})
+                break
+            seen.append(n)
+        return {"batchItemFailures": failures}
+
+    healthy: list[int] = []
+
+    def ok(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        healthy.extend(int(r["dynamodb"]["NewImage"]["n"]["N"]) for r in event["Records"])
+        assert all(
+            r["eventSource"] == "aws:dynamodb" and r["eventName"] == "INSERT" for r in event["Records"]
+        )
+        return {"batchItemFailures": []}
+
+    pump = StreamPump(
+        streams=aws.client("dynamodbstreams"),
+        sqs=sqs,
+        stream_arn=table["LatestStreamArn"],
+        region="us-east-1",
+    )
+    pump.add_consumer(Consumer(name="flaky", handler=flaky, dlq_url=dlq, max_attempts=3))
+    pump.add_consumer(Consumer(name="ok", handler=ok, dlq_url=dlq))
+    pump.drain()
+    assert seen == [0, 1, 3, 4]
+    assert healthy == [0, 1, 2, 3, 4]
+    [message] = sqs.receive_message(QueueUrl=dlq)["Messages"]
+    body = json.loads(message["Body"])
+    assert body["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert body["record"]["dynamodb"]["NewImage"]["n"]["N"] == "2"
+    assert pump.pending() == 0
+    assert pump.drain() == 0  # nothing is delivered twice

@@ -1,0 +1,123 @@
+"""The public API through the track handler, with HTTP API v2 events, on moto."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from leadflow.local.system import LocalSystem
+from leadflow.web import TRANSPARENT_GIF
+from tests.integration.conftest import stream_records
+
+JSON = {"content-type": "application/json"}
+
+
+def event_count(system: LocalSystem) -> int:
+    return len(stream_records(system))
+
+
+def is_gif(reply: dict[str, Any]) -> bool:
+    return (
+        reply["statusCode"] == 200
+        and reply["headers"]["Content-Type"] == "image/gif"
+        and reply["isBase64Encoded"] is True
+        and base64.b64decode(reply["body"]) == TRANSPARENT_GIF
+    )
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "garbage.gif",
+        "x",
+        "eyJrIjoibyJ9.AAAAAAAAAAAAAAAAAAAAAA.gif",
+        "%00%0d%0a",
+        "a" * 5000 + ".gif",
+        "..%2f..%2fetc",
+    ],
+)
+def test_open_pixel_always_answers_the_gif_and_records_nothing_for_bad_tokens(
+    system: LocalSystem, token: str
+) -> None:
+    before = event_count(system)
+    reply = system.invoke_http("GET", f"/t/o/{token}")
+    assert is_gif(reply)
+    assert reply["headers"]["Cache-Control"].startswith("no-store")
+    assert event_count(system) == before
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "vid=bad id&url=javascript:alert(1)",
+        "url=" + "x" * 10000,
+        "vid=v1234567890&utm_source=<script>",
+        "%ff%fe=%00",
+    ],
+)
+def test_page_view_pixel_answers_the_gif_for_any_input(system: LocalSystem, query: str) -> None:
+    reply = system.invoke_http("GET", "/t/p.gif", query=query)
+    assert is_gif(reply)
+
+
+def test_page_view_records_one_event_and_sets_a_visitor_cookie_when_new(system: LocalSystem) -> None:
+    before = event_count(system)
+    reply = system.invoke_http(
+        "GET", "/t/p.gif", query="url=https%3A%2F%2Fexample.com%2Fpricing&utm_source=ads"
+    )
+    assert is_gif(reply)
+    [cookie] = reply["cookies"]
+    assert cookie.startswith("lf_vid=v")
+    assert "Secure" in cookie
+    assert "HttpOnly" in cookie
+    records = stream_records(system)
+    assert len(records) == before + 1
+    image = records[-1]["dynamodb"]["NewImage"]
+    assert image["type"]["S"] == "page_viewed"
+    assert image["properties"]["M"]["url"]["S"] == "https://example.com/pricing"
+    assert image["properties"]["M"]["utm_source"]["S"] == "ads"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "Bad Type", "visitor_id": "v1234567890"}, "type"),
+        ({"type": "purchase"}, "body"),
+        ({"type": "purchase", "email": "nope"}, "email"),
+        ({"type": "purchase", "visitor_id": "v1234567890", "properties": {"a": [1, 2]}}, "properties.a"),
+        ({"type": "purchase", "visitor_id": "v1234567890", "extra": 1}, "extra"),
+    ],
+)
+def test_invalid_events_get_a_400_naming_the_field(
+    system: LocalSystem, body: dict[str, Any], field: str
+) -> None:
+    before = event_count(system)
+    reply = system.invoke_http("POST", "/events", headers=JSON, body=json.dumps(body))
+    assert reply["statusCode"] == 400
+    payload = json.loads(reply["body"])
+    assert payload["error"] == "invalid request"
+    assert any(f["field"].startswith(field) for f in payload["fields"]), payload
+    assert event_count(system) == before
+
+
+def test_malformed_json_is_a_400(system: LocalSystem) -> None:
+    reply = system.invoke_http("POST", "/events", headers=JSON, body="{not json")
+    assert reply["statusCode"] == 400
+    assert json.loads(reply["body"])["error"] == "invalid request"
+
+
+def test_tampered_unsubscribe_token_shows_an_error_page(system: LocalSystem) -> None:
+    for method in ("GET", "POST"):
+        reply = system.invoke_http(method, "/unsubscribe/abc.def")
+        assert reply["statusCode"] == 400
+        assert "not valid" in reply["body"]
+
+
+def test_click_without_valid_token_never_redirects(system: LocalSystem) -> None:
+    reply = system.invoke_http("GET", "/t/c/abc.def", query="url=https://evil.example")
+    assert reply["statusCode"] == 400
+    assert "Location" not in (reply.get("headers") or {})
