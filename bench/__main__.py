@@ -1,0 +1,155 @@
+"""``make bench``: cost and speed of the hot path, as ratios measured in one run on the local runtime.
+
+(a) AWS API calls per tracked pixel/click (target: exactly 1 write, 0 reads)
+(b) median in-process time of ``track`` per pixel hit / median bare moto ``put_item`` (target <= 1.3)
+(c) import time of each function module / ``import boto3`` alone (cold-start proxy, target <= 1.5)
+The last line is one JSON object with the figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.client import BaseClient
+
+from bench.imports import import_ratios
+from leadflow.local.moto_patches import lambda_context
+from leadflow.local.system import LocalSystem, settings_env
+from leadflow.messaging import SignedLinks
+
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+READS = {"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems", "GetSecretValue", "GetParameter"}
+SAMPLES = int(os.environ.get("BENCH_SAMPLES", "400"))
+
+
+@contextmanager
+def counting_calls() -> Iterator[Counter[str]]:
+    """Every AWS API call made in the block, by operation name."""
+    calls: Counter[str] = Counter()
+    original = BaseClient._make_api_call
+
+    def counted(self: BaseClient, operation_name: str, api_params: Any) -> Any:
+        calls[operation_name] += 1
+        return original(self, operation_name, api_params)
+
+    BaseClient._make_api_call = counted  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        BaseClient._make_api_call = original  # type: ignore[method-assign]
+
+
+def median_seconds(fn: Callable[[], object], samples: int) -> float:
+    times = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> int:
+    with LocalSystem(background_pump=False) as system:
+        track = system.handlers["leadflow-local-track"]
+        signer = system.modules["track"].service._signer
+        links = SignedLinks(signer, system.public_base_url, "m-bench", "c-bench")
+        open_path = urlsplit(links.open_pixel_url).path
+        click_path = urlsplit(links.click("https://example.com/pricing")).path
+        system.invoke_http("GET", open_path)  # warm: cold-start work (secret fetch) is not the hot path
+
+        hits = 50
+        with counting_calls() as calls:
+            for i in range(hits):
+                system.invoke_http("GET", open_path if i % 2 else click_path)
+        writes = sum(n for op, n in calls.items() if op in WRITES) / hits
+        reads = sum(n for op, n in calls.items() if op in READS) / hits
+        others = {op: n for op, n in calls.items() if op not in WRITES | READS}
+
+        ddb = system.modules["track"]._ddb
+        table = os.environ["LEADFLOW_EVENTS_TABLE"]
+        counter = iter(range(10**9))
+
+        def bare_put() -> None:
+            n = next(counter)
+            ddb.put_item(
+                TableName=table,
+                Item={"pk": {"S": "C#bench"}, "sk": {"S": f"EV#bare{n}"}, "type": {"S": "email_opened"}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+
+        event = _http_event(open_path)
+        context = lambda_context("leadflow-local-track")
+
+        def pixel_hit() -> None:
+            track(event, context)
+
+        # interleave to share the machine's state fairly
+        put_times, track_times = [], []
+        for _ in range(4):
+            put_times.append(median_seconds(bare_put, SAMPLES // 4))
+            track_times.append(median_seconds(pixel_hit, SAMPLES // 4))
+        put_median, track_median = statistics.median(put_times), statistics.median(track_times)
+        ratio = track_median / put_median
+        env = settings_env(system.public_base_url)
+
+    imports = import_ratios(env | {"AWS_DEFAULT_REGION": "us-east-1"})
+    worst_fn = max(("track", "trigger", "score", "send"), key=lambda fn: imports[fn])
+
+    print("leadflow bench (local runtime, moto in-process; ratios measured in this run)")
+    print(
+        f"(a) AWS calls per pixel/click hit: writes {writes:.2f} (target 1), reads {reads:.2f} (target 0)"
+        + (f", other {others}" if others else "")
+    )
+    print(
+        f"(b) track per pixel hit {track_median * 1000:.3f} ms / bare put_item {put_median * 1000:.3f} ms"
+        f" = {ratio:.2f} (target <= 1.3)"
+    )
+    print(f"(c) import time / import boto3 ({imports['boto3_s'] * 1000:.0f} ms), target <= 1.5 each:")
+    for fn in ("track", "trigger", "score", "send"):
+        print(f"      {fn:<8} {imports[fn]:.2f}")
+    print(json.dumps({
+        "writes_per_track_event": round(writes, 3),
+        "reads_per_track_event": round(reads, 3),
+        "track_vs_put_item_ratio": round(ratio, 3),
+        "import_vs_boto3_ratio": round(imports[worst_fn], 3),
+        "import_worst_function": worst_fn,
+        "track_median_ms": round(track_median * 1000, 4),
+        "put_item_median_ms": round(put_median * 1000, 4),
+    }))  # fmt: skip
+    return 0
+
+
+def _http_event(path: str) -> dict[str, Any]:
+    return {
+        "version": "2.0",
+        "routeKey": "GET /t/o/{token}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"user-agent": "bench"},
+        "pathParameters": {"token": path.rsplit("/", 1)[1]},
+        "requestContext": {
+            "http": {
+                "method": "GET",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "bench",
+            },
+            "requestId": "bench",
+            "routeKey": "GET /t/o/{token}",
+            "stage": "$default",
+            "timeEpoch": 0,
+        },
+        "isBase64Encoded": False,
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
