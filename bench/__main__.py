@@ -39,11 +39,11 @@ def counting_calls() -> Iterator[Counter[str]]:
         calls[operation_name] += 1
         return original(self, operation_name, api_params)
 
-    BaseClient._make_api_call = counted  # type: ignore[method-assign]
+    BaseClient._make_api_call = counted
     try:
         yield calls
     finally:
-        BaseClient._make_api_call = original  # type: ignore[method-assign]
+        BaseClient._make_api_call = original
 
 
 def median_seconds(fn: Callable[[], object], samples: int) -> float:
