@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
 from leadflow.journeys import load_journeys
 from leadflow.observability import logger, metrics, tracer
 from leadflow.settings import get_settings
-from leadflow.streams import NotAnEvent, event_from_record
+from leadflow.streams import event_record_handler
 from leadflow.triggering import TriggerService
 
 settings = get_settings()
@@ -25,14 +24,7 @@ service = TriggerService(
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-def record_handler(record: DynamoDBRecord) -> list[str]:
-    try:
-        event = event_from_record(record)
-    except NotAnEvent as exc:  # rejected, logged and counted; retrying cannot fix it
-        logger.warning("stream record rejected", extra={"reason": str(exc), "event_id": record.event_id})
-        metrics.add_metric(name="RejectedStreamRecords", unit="Count", value=1)
-        return []
-    return service.handle(event)
+record_handler = event_record_handler(service.handle)
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -135,23 +135,6 @@ class IdempotencyMarks:
         item = {"pk": f"{kind}#{key}", "sk": keys.MARK, "expires_at": int(self._now()) + self._ttl_s}
         return put_op(self._table, item, "attribute_not_exists(pk)")
 
-    def get(self, kind: str, key: str) -> Item | None:
-        resp = self._client.get_item(
-            TableName=self._table,
-            Key=serialize({"pk": f"{kind}#{key}", "sk": keys.MARK}),
-            ConsistentRead=True,
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
-
-    def set_result(self, kind: str, key: str, result: Mapping[str, Any]) -> dict[str, Any]:
-        item = {
-            "pk": f"{kind}#{key}",
-            "sk": keys.MARK,
-            "expires_at": int(self._now()) + self._ttl_s,
-            **result,
-        }
-        return put_op(self._table, item, "attribute_not_exists(pk)")
-
 
 class ContactStore:
     """Contact profiles, the email index and visitor links."""

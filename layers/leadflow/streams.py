@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
 from leadflow.models import Event
+from leadflow.observability import logger, metrics
 from leadflow.store import deserialize
 
 EVENT_FIELDS = set(Event.model_fields)
@@ -28,3 +30,22 @@ def event_from_record(record: DynamoDBRecord) -> Event:
         return Event.model_validate({k: v for k, v in item.items() if k in EVENT_FIELDS})
     except ValueError as exc:
         raise NotAnEvent(f"malformed event item: {exc}") from exc
+
+
+T = TypeVar("T")
+
+
+def event_record_handler(handle: Callable[[Event], T]) -> Callable[[DynamoDBRecord], T | None]:
+    """A Powertools batch record handler: parse the event, then ``handle`` it. A record that is not
+    a well-formed event is rejected — logged and counted — instead of failing the batch forever."""
+
+    def record_handler(record: DynamoDBRecord) -> T | None:
+        try:
+            event = event_from_record(record)
+        except NotAnEvent as exc:
+            logger.warning("stream record rejected", extra={"reason": str(exc), "event_id": record.event_id})
+            metrics.add_metric(name="RejectedStreamRecords", unit="Count", value=1)
+            return None
+        return handle(event)
+
+    return record_handler
