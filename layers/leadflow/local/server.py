@@ -98,10 +98,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _operator(self, method: str, path: str, body: bytes) -> None:
         system = self.server.system
-        if method == "GET" and path == "/_local/outbox":
-            self._json(HTTPStatus.OK, system.outbox())
-        elif method == "GET" and path == "/_local/executions":
-            self._json(HTTPStatus.OK, system.executions())
+        if method == "GET" and path in ("/_local/outbox", "/_local/executions"):
+            # let in-flight work (stream records, running executions) finish first: reads are consistent
+            with self.server.clock_lock:
+                system.settle()
+            self._json(HTTPStatus.OK, system.outbox() if path.endswith("outbox") else system.executions())
         elif method == "POST" and path == "/_local/clock/advance":
             seconds, error = _advance_seconds(body)
             if error:
