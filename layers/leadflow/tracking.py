@@ -139,41 +139,44 @@ class TrackingService:
 
     def record_event(self, payload: EventIn) -> EventAccepted:
         """An event from a site or server. With ``email`` the contact is found or created."""
-        contact_id: str | None = None
-        txn = Transaction()
-        at = iso(utc_now())
-        if payload.email:
-            contact_id = self._contacts.contact_id_for_email(payload.email)
-            if contact_id is None:
-                contact_id = ids.new_contact_id()
-                txn.add(self._contacts.email_claim_op(payload.email, contact_id))
-                txn.add(self._contacts.upsert_profile_op(contact_id, {"email": payload.email}, at))
-        event = Event(
-            event_id=ids.new_event_id(),
-            type=payload.type,
-            occurred_at=at,
-            contact_id=contact_id,
-            visitor_id=payload.visitor_id,
-            source="api",
-            properties=payload.properties
-            | ({"client_event_id": payload.event_id} if payload.event_id else {}),
-        )
-        txn.add(self._events.put_op(event))
-        mark_index = txn.add(self._marks.put_op("EVENT", payload.event_id)) if payload.event_id else None
-        try:
-            self._transact(txn)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if (
-                mark_index is not None
-                and len(codes) > mark_index
-                and codes[mark_index] == "ConditionalCheckFailed"
-            ):
-                metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
-                return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=True)
-            raise
-        metrics.add_metric(name="EventsRecorded", unit="Count", value=1)
-        return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=False)
+        for attempt in range(2):
+            txn = Transaction()
+            at = iso(utc_now())
+            contact_id: str | None = None
+            claim_index: int | None = None
+            if payload.email:
+                contact_id = self._contacts.contact_id_for_email(payload.email)
+                if contact_id is None:
+                    contact_id = ids.new_contact_id()
+                    claim_index = txn.add(self._contacts.email_claim_op(payload.email, contact_id))
+                    txn.add(self._contacts.upsert_profile_op(contact_id, {"email": payload.email}, at))
+            event = Event(
+                event_id=ids.new_event_id(),
+                type=payload.type,
+                occurred_at=at,
+                contact_id=contact_id,
+                visitor_id=payload.visitor_id,
+                source="api",
+                properties=payload.properties
+                | ({"client_event_id": payload.event_id} if payload.event_id else {}),
+            )
+            txn.add(self._events.put_op(event))
+            mark_index = txn.add(self._marks.put_op("EVENT", payload.event_id)) if payload.event_id else None
+            try:
+                self._transact(txn)
+            except ClientError as exc:
+                failed = {
+                    i for i, code in enumerate(cancellation_codes(exc)) if code == "ConditionalCheckFailed"
+                }
+                if mark_index in failed:
+                    metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
+                    return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=True)
+                if claim_index in failed and attempt == 0:
+                    continue  # the address was claimed concurrently by a new contact: use that one
+                raise
+            metrics.add_metric(name="EventsRecorded", unit="Count", value=1)
+            return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=False)
+        raise RuntimeError("unreachable: email claim retried")  # pragma: no cover
 
     def form_config(self, form_id: str) -> FormConfig:
         form = self._forms.get(form_id)
