@@ -17,7 +17,9 @@ from leadflow_infra.stack import LeadflowStack  # noqa: E402
 
 def build(app: App) -> LeadflowStack:
     stage = str(app.node.try_get_context("stage") or "dev")
-    config = load_stage_config(app.node.try_get_context("stages"), stage)
+    config = load_stage_config(
+        app.node.try_get_context("stages"), stage, app.node.try_get_context("stage_defaults")
+    )
     stack = LeadflowStack(
         app,
         f"leadflow-{stage}",

@@ -8,7 +8,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
@@ -17,8 +17,9 @@ from pydantic import ValidationError
 
 from leadflow import wiring
 from leadflow.errors import InvalidInput, NotFound
-from leadflow.models import ClientError, EventAccepted, EventIn, FormAccepted, FormSubmission
+from leadflow.models import EventAccepted, EventIn, FormAccepted, FormSubmission
 from leadflow.observability import logger, metrics, tracer
+from leadflow.responses import error_response, json_response, validation_fields
 from leadflow.settings import get_settings
 from leadflow.tokens import InvalidToken
 from leadflow.tracking import TrackingService
@@ -47,39 +48,23 @@ MAX_FORM_BODY = 16 * 1024
 HTML = "text/html; charset=utf-8"
 
 
-def _json(status: HTTPStatus, model: Any) -> Response[str]:
-    return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=model.model_dump_json()
-    )
-
-
-def _error(status: HTTPStatus, message: str, fields: list[dict[str, str]] | None = None) -> Response[str]:
-    return _json(status, ClientError(error=message, fields=fields or []))
-
-
-def _pydantic_fields(errors: list[Any]) -> list[dict[str, str]]:
-    out = []
-    for err in errors:
-        loc = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
-        out.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", "invalid"))})
-    return out
-
-
 @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
 def _validation_error(exc: RequestValidationError) -> Response[str]:
     metrics.add_metric(name="RejectedRequests", unit="Count", value=1)
-    return _error(HTTPStatus.BAD_REQUEST, "invalid request", _pydantic_fields(list(exc.errors())))
+    return error_response(HTTPStatus.BAD_REQUEST, "invalid request", validation_fields(list(exc.errors())))
 
 
 @app.exception_handler(InvalidInput)  # type: ignore[untyped-decorator]
 def _invalid_input(exc: InvalidInput) -> Response[str]:
     metrics.add_metric(name="RejectedRequests", unit="Count", value=1)
-    return _error(HTTPStatus.BAD_REQUEST, "invalid request", [{"field": exc.field, "message": exc.message}])
+    return error_response(
+        HTTPStatus.BAD_REQUEST, "invalid request", [{"field": exc.field, "message": exc.message}]
+    )
 
 
 @app.exception_handler(NotFound)  # type: ignore[untyped-decorator]
 def _not_found(exc: NotFound) -> Response[str]:
-    return _error(HTTPStatus.NOT_FOUND, str(exc))
+    return error_response(HTTPStatus.NOT_FOUND, str(exc))
 
 
 def _pixel() -> Response[str]:
@@ -149,7 +134,7 @@ def click(token: str) -> Response[str]:
         url = service.record_click(token, app.current_event.request_context.http.user_agent)
     except InvalidToken:
         metrics.add_metric(name="InvalidTokens", unit="Count", value=1)
-        return _error(HTTPStatus.BAD_REQUEST, "invalid or tampered link")
+        return error_response(HTTPStatus.BAD_REQUEST, "invalid or tampered link")
     return Response(
         status_code=HTTPStatus.FOUND, headers={"Location": url, "Cache-Control": "no-store"}, body=""
     )
@@ -158,7 +143,7 @@ def click(token: str) -> Response[str]:
 @app.post("/events")
 def post_event(payload: EventIn) -> Response[str]:
     accepted: EventAccepted = service.record_event(payload)
-    return _json(HTTPStatus.ACCEPTED, accepted)
+    return json_response(HTTPStatus.ACCEPTED, accepted)
 
 
 def _form_fields() -> tuple[dict[str, Any], bool]:
@@ -197,7 +182,7 @@ def submit_form(form_id: str) -> Response[str]:
         )
     except (ValidationError, InvalidInput) as exc:
         fields = (
-            _pydantic_fields(list(exc.errors()))
+            validation_fields(list(exc.errors()))
             if isinstance(exc, ValidationError)
             else [{"field": exc.field, "message": exc.message}]
         )
@@ -208,10 +193,10 @@ def submit_form(form_id: str) -> Response[str]:
                 headers={"Location": _with_query(form.error_url, error=fields[0]["field"])},
                 body="",
             )
-        return _error(HTTPStatus.BAD_REQUEST, "invalid form submission", fields)
+        return error_response(HTTPStatus.BAD_REQUEST, "invalid form submission", fields)
     if browser:
         return Response(status_code=HTTPStatus.SEE_OTHER, headers={"Location": form.thank_you_url}, body="")
-    return _json(HTTPStatus.CREATED, accepted)
+    return json_response(HTTPStatus.CREATED, accepted)
 
 
 @app.get("/unsubscribe/<token>")

@@ -1,16 +1,20 @@
-"""One construct per concern: tables, a leadflow function, a stream consumer, the tracking API,
-journey state machines, email sending."""
+"""One construct per concern: tables, a leadflow function, a stream consumer, the HTTP API,
+journey state machines, email sending (monitoring lives in ``monitoring``)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from aws_cdk import Acknowledgment as Ack
 from aws_cdk import Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
@@ -20,10 +24,11 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from leadflow.api_routes import PUBLIC_ROUTES
+from leadflow.api_routes import ADMIN_ROUTES, ALL_ROUTES
 from leadflow.journeys import Journey, compile_journey
 from leadflow.tables import TableSpec
 
+from .config import CustomDomain
 from .layer import ROOT
 
 
@@ -148,37 +153,93 @@ class StreamConsumer(Construct):
         )
 
 
-class TrackingApi(Construct):
-    """The public HTTP API; every route of ``leadflow.api_routes`` goes to ``track``."""
+class LeadflowApi(Construct):
+    """The HTTP API: every route of ``leadflow.api_routes`` to its function. Public routes take no
+    credentials; admin routes require IAM (SigV4) authorization — ``admin_policy`` allows calling them."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        handler: lambda_.IFunction,
+        handlers: Mapping[str, lambda_.IFunction],
         allowed_origins: Sequence[str],
         rate_limit: int,
         burst_limit: int,
         log_retention: logs.RetentionDays,
+        custom_domain: CustomDomain | None,
     ):
         super().__init__(scope, construct_id)
+        self._domain_name = custom_domain.domain_name if custom_domain else None
+        self.domain = (
+            apigw.DomainName(
+                self,
+                "Domain",
+                domain_name=custom_domain.domain_name,
+                certificate=acm.Certificate.from_certificate_arn(
+                    self, "Certificate", custom_domain.certificate_arn
+                ),
+                security_policy=apigw.SecurityPolicy.TLS_1_2,
+            )
+            if custom_domain
+            else None
+        )
         self.api = apigw.HttpApi(
             self,
             "Api",
-            description="leadflow public tracking API: pixels, clicks, events, forms, unsubscribe",
+            description="leadflow HTTP API: public tracking routes and IAM-authorized admin routes",
             cors_preflight=apigw.CorsPreflightOptions(
                 allow_origins=list(allowed_origins),
                 allow_methods=[apigw.CorsHttpMethod.GET, apigw.CorsHttpMethod.POST],
                 allow_headers=["content-type"],
                 max_age=Duration.hours(1),
             ),
+            default_domain_mapping=apigw.DomainMappingOptions(domain_name=self.domain)
+            if self.domain
+            else None,
         )
-        integration = integrations.HttpLambdaIntegration("Track", handler)
-        for route in PUBLIC_ROUTES:
-            self.api.add_routes(
-                path=route.path, methods=[apigw.HttpMethod(route.method)], integration=integration
+        integrations_by_function = {
+            name: integrations.HttpLambdaIntegration(name.capitalize(), fn) for name, fn in handlers.items()
+        }
+        iam_auth = authorizers.HttpIamAuthorizer()
+        admin_arns: list[str] = []
+        for route in ALL_ROUTES:
+            [created] = self.api.add_routes(
+                path=route.path,
+                methods=[apigw.HttpMethod(route.method)],
+                integration=integrations_by_function[route.function],
+                authorizer=iam_auth if route.auth == "iam" else None,
             )
+            if route.auth == "iam":
+                admin_arns.append(
+                    self.api.arn_for_execute_api(
+                        route.method, re.sub(r"\{\w+\}", "*", route.path), "$default"
+                    )
+                )
+            else:
+                acknowledge(
+                    created,
+                    "AwsSolutions-APIG4",
+                    "Public tracking routes (pixels, clicks, forms, unsubscribe) are called by browsers and "
+                    "mail clients without credentials; requests are validated and tokens are HMAC-signed.",
+                )
+        self.admin_policy = iam.ManagedPolicy(
+            self,
+            "AdminAccess",
+            description="Call leadflow's admin API routes (attach to integration and ops roles)",
+            statements=[iam.PolicyStatement(actions=["execute-api:Invoke"], resources=admin_arns)],
+        )
+        api_id = Stack.of(self).get_logical_id(self.api.node.default_child)  # type: ignore[arg-type]
+        for route in ADMIN_ROUTES:
+            if "{" in route.path:
+                pattern = re.sub(r"\{\w+\}", "*", route.path)
+                acknowledge(
+                    self.admin_policy,
+                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:"
+                    f"<AWS::AccountId>:<{api_id}>/$default/{route.method}{pattern}]",
+                    f"{route.key}: the '*' is the route's path parameter (any contact) on this API's admin "
+                    "route only.",
+                )
         access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention)
         stage = self.api.default_stage
         assert stage is not None
@@ -187,22 +248,18 @@ class TrackingApi(Construct):
         cfn_stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
             destination_arn=access_logs.log_group_arn,
             format='{"requestId":"$context.requestId","routeKey":"$context.routeKey","status":"$context.status",'
-            '"latency":"$context.responseLatency","integrationError":"$context.integrationErrorMessage"}',
+            '"latency":"$context.responseLatency","integrationError":"$context.integrationErrorMessage",'
+            '"caller":"$context.identity.caller"}',
         )
         cfn_stage.default_route_settings = apigw.CfnStage.RouteSettingsProperty(
             throttling_rate_limit=rate_limit, throttling_burst_limit=burst_limit
         )
-        for child in self.api.node.find_all():
-            if isinstance(child, apigw.HttpRoute):
-                acknowledge(
-                    child,
-                    "AwsSolutions-APIG4",
-                    "Public tracking routes (pixels, clicks, forms, unsubscribe) are called by browsers and "
-                    "mail clients without credentials; requests are validated and tokens are HMAC-signed.",
-                )
 
     @property
     def url(self) -> str:
+        """The public base URL of every tracking link: the custom domain when there is one."""
+        if self._domain_name:
+            return f"https://{self._domain_name}"
         url = self.api.url
         assert url is not None
         return url.rstrip("/")
@@ -262,14 +319,10 @@ class JourneyStateMachines(Construct):
 class EmailSending(Construct):
     """SES configuration set and domain identity, feedback (bounces, complaints) to an SNS topic."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, name: str, domain: str):
+    def __init__(self, scope: Construct, construct_id: str, *, name: str, domain: str, topic_key: kms.IKey):
         super().__init__(scope, construct_id)
-        self.feedback = sns.Topic(self, "Feedback", enforce_ssl=True, display_name="leadflow SES feedback")
-        acknowledge(
-            self.feedback,
-            "AwsSolutions-SNS2",
-            "SES publishes bounce/complaint metadata here; SSE-KMS would need a customer key with an SES "
-            "service grant, added with the ops work on feedback processing.",
+        self.feedback = sns.Topic(
+            self, "Feedback", enforce_ssl=True, display_name="leadflow SES feedback", master_key=topic_key
         )
         self.configuration_set = ses.ConfigurationSet(self, "ConfigurationSet", configuration_set_name=name)
         self.configuration_set.add_event_destination(
@@ -302,3 +355,23 @@ class EmailSending(Construct):
                 ),
             ],
         )
+
+
+class TopicKey(Construct):
+    """The customer-managed KMS key of leadflow's SNS topics (alarms, SES feedback).
+
+    The services that publish to those topics — CloudWatch alarms and SES event destinations —
+    get exactly the key actions publishing to an encrypted topic needs."""
+
+    PUBLISHERS = ("cloudwatch.amazonaws.com", "ses.amazonaws.com")
+
+    def __init__(self, scope: Construct, construct_id: str):
+        super().__init__(scope, construct_id)
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="leadflow SNS topics (alarms, SES feedback)",
+            enable_key_rotation=True,
+        )
+        for service in self.PUBLISHERS:
+            self.key.grant(iam.ServicePrincipal(service), "kms:Decrypt", "kms:GenerateDataKey*")

@@ -17,13 +17,14 @@ from .config import StageConfig
 from .constructs import (
     EmailSending,
     JourneyStateMachines,
+    LeadflowApi,
     LeadflowFunction,
     LeadflowTables,
     StreamConsumer,
-    TrackingApi,
-    acknowledge,
+    TopicKey,
 )
 from .layer import ROOT, SharedLayer
+from .monitoring import Monitoring
 
 
 class LeadflowStack(Stack):
@@ -37,18 +38,18 @@ class LeadflowStack(Stack):
         signing_key = secretsmanager.Secret(
             self,
             "SigningKey",
-            description="HMAC key of leadflow's open, click and unsubscribe tokens",
+            description="HMAC key ring of leadflow's open, click and unsubscribe tokens (rotated by rotate)",
             generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True
+                secret_string_template=json.dumps({"previous": []}),
+                generate_string_key="current",
+                password_length=64,
+                exclude_punctuation=True,
             ),
         )
-        acknowledge(
-            signing_key,
-            "AwsSolutions-SMG4",
-            "Rotating the token key invalidates links in emails already sent; rotation with a grace key is "
-            "planned with the ops work.",
+        topic_key = TopicKey(self, "TopicKey").key
+        email = EmailSending(
+            self, "Email", name=prefix, domain=config.ses_identity_domain, topic_key=topic_key
         )
-        email = EmailSending(self, "Email", name=prefix, domain=config.ses_identity_domain)
         layer = SharedLayer(self, "SharedLayer").layer
 
         # The API URL is the public base of every tracking link; the functions get it through the
@@ -72,6 +73,9 @@ class LeadflowStack(Stack):
                 arn_format=ArnFormat.COLON_RESOURCE_NAME,
             ),
             "LEADFLOW_EVENT_RETENTION_DAYS": str(config.event_retention_days),
+            "LEADFLOW_SMS_SENDER_ID": config.sms.sender_id or "",
+            "LEADFLOW_SMS_ORIGINATION_NUMBER": config.sms.origination_number or "",
+            "LEADFLOW_SMS_TYPE": config.sms.message_type,
             "LEADFLOW_FORMS": json.dumps({k: v.model_dump() for k, v in config.forms.items()}),
         }
 
@@ -89,21 +93,29 @@ class LeadflowStack(Stack):
             )
 
         track = function("track", memory_mb=1024, timeout=10)
-        api = TrackingApi(
+        admin = function("admin")
+        api = LeadflowApi(
             self,
-            "TrackingApi",
-            handler=track.function,
+            "Api",
+            handlers={"track": track.function, "admin": admin.function},
             allowed_origins=config.allowed_origins,
             rate_limit=config.throttling_rate_limit,
             burst_limit=config.throttling_burst_limit,
             log_retention=retention,
+            custom_domain=config.custom_domain,
         )
         environment["LEADFLOW_PUBLIC_BASE_URL"] = api.url
         trigger = function("trigger")
         score = function("score")
         send = function("send", timeout=60)
-        for fn in (track, trigger, score, send):
+        rotate = function("rotate")
+        for fn in (track, admin, trigger, score, send, rotate):
             fn.function.add_environment("LEADFLOW_PUBLIC_BASE_URL", api.url)
+        signing_key.add_rotation_schedule(
+            "Rotation",
+            rotation_lambda=rotate.function,
+            automatically_after=Duration.days(config.signing_key_rotation_days),
+        )
 
         journeys = JourneyStateMachines(
             self,
@@ -127,6 +139,9 @@ class LeadflowStack(Stack):
         tables[IDEMPOTENCY.name].grant_write_data(track.function)
         signing_key.grant_read(track.function)
 
+        tables[CONTACTS.name].grant_read_data(admin.function)
+        tables[EVENTS.name].grant_read_data(admin.function)
+
         tables[MESSAGES.name].grant_read_write_data(trigger.function)
         for machine in journeys.machines.values():
             machine.grant_start_execution(trigger.function)
@@ -147,7 +162,45 @@ class LeadflowStack(Stack):
             )
         )
 
+        functions = {
+            "track": track,
+            "admin": admin,
+            "trigger": trigger,
+            "score": score,
+            "send": send,
+            "rotate": rotate,
+        }
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            prefix=prefix,
+            alarm_email=config.alarm_email,
+            thresholds=config.alarms,
+            topic_key=topic_key,
+            functions={name: fn.function for name, fn in functions.items()},
+            stream_consumers={
+                name: (functions[name].function, consumer.failures) for name, consumer in consumers.items()
+            },
+            state_machines=journeys.machines,
+            api=api.api,
+        )
+
         CfnOutput(self, "ApiUrl", value=api.url, description="Public tracking API base URL")
+        CfnOutput(
+            self,
+            "AdminPolicyArn",
+            value=api.admin_policy.managed_policy_arn,
+            description="Attach to the IAM roles that may call the admin API (SigV4)",
+        )
+        CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=prefix)
+        if api.domain:
+            CfnOutput(
+                self,
+                "ApiDomainTarget",
+                value=api.domain.regional_domain_name,
+                description=f"Point {api.url.removeprefix('https://')} at this (CNAME or alias)",
+            )
         for name, table in tables.tables.items():
             CfnOutput(self, f"{name.capitalize()}Table", value=table.table_name)
         for name, consumer in consumers.items():

@@ -1,17 +1,23 @@
-"""The public HTTP API's routes (API Gateway HTTP API route keys), all served by ``track``.
+"""The HTTP API's routes (API Gateway HTTP API route keys) and the function serving each.
 
-One list for the CDK app (routes it creates) and the local runtime (routes it serves)."""
+Public routes (pixels, clicks, events, forms, unsubscribe) are served by ``track`` without
+credentials; admin routes are served by ``admin`` and require IAM authorization (SigV4) in AWS and
+the local dev credential in the local runtime. One list for the CDK app (routes it creates) and
+the local runtime (routes it serves)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
 class Route:
     method: str
     path: str
+    function: str = "track"
+    auth: Literal["none", "iam"] = "none"
 
     @property
     def key(self) -> str:
@@ -38,8 +44,16 @@ PUBLIC_ROUTES: tuple[Route, ...] = (
 )
 
 
+ADMIN_ROUTES: tuple[Route, ...] = (
+    Route("GET", "/admin/contacts/{contact_id}", function="admin", auth="iam"),
+    Route("POST", "/admin/contacts/lookup", function="admin", auth="iam"),
+)
+
+ALL_ROUTES = PUBLIC_ROUTES + ADMIN_ROUTES
+
+
 def resolve(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-    for route in PUBLIC_ROUTES:
+    for route in ALL_ROUTES:
         params = route.match(method, path)
         if params is not None:
             return route, params

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,13 @@ class Settings(BaseSettings):
         description="ARN prefix of the journey state machines; the journey id completes it.",
     )
     event_retention_days: int = Field(ge=1, le=3650)
+    sms_sender_id: str = Field(
+        pattern=r"^[A-Za-z0-9]{0,11}$", description="SNS SMS sender id; empty for none."
+    )
+    sms_origination_number: str = Field(
+        pattern=r"^(\+[1-9]\d{6,14})?$", description="E.164 origination number; empty for the pool."
+    )
+    sms_type: Literal["Promotional", "Transactional"]
     forms: dict[str, FormConfig] = Field(min_length=1)
 
     @field_validator("public_base_url")

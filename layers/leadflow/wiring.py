@@ -4,7 +4,8 @@ Handlers call these once at cold start; tests and the local runtime pass their o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
@@ -13,7 +14,7 @@ from botocore.config import Config
 
 from leadflow.settings import Settings
 from leadflow.store import ContactStore, EventStore, IdempotencyMarks, MessageStore, Transaction
-from leadflow.tokens import TokenSigner
+from leadflow.tokens import KeyRing, TokenSigner
 
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
@@ -24,15 +25,28 @@ def client(service: str) -> Any:
     return boto3.client(service, config=_BOTO_CONFIG)
 
 
-def signing_key_source(secret_id: str) -> Callable[[], bytes]:
-    """The HMAC key from Secrets Manager through Powertools parameters (cached for 5 minutes)."""
+KEY_CACHE_SECONDS = 300
+KEY_REFRESH_INTERVAL_SECONDS = 30
+"""At most one forced refetch of the key ring per interval, however many unknown tokens arrive."""
+
+
+def signing_key_source(
+    secret_id: str, now: Callable[[], float] = time.monotonic
+) -> Callable[[bool], Sequence[bytes]]:
+    """The HMAC key ring from Secrets Manager through Powertools parameters (cached for 5 minutes;
+    a rotation takes effect without a deploy)."""
     from aws_lambda_powertools.utilities import parameters
 
-    def key() -> bytes:
-        value = parameters.get_secret(secret_id, max_age=300)
-        return value.encode() if isinstance(value, str) else bytes(value)
+    last_forced = [-float(KEY_REFRESH_INTERVAL_SECONDS)]
 
-    return key
+    def keys(refresh: bool) -> Sequence[bytes]:
+        force = refresh and now() - last_forced[0] >= KEY_REFRESH_INTERVAL_SECONDS
+        if force:
+            last_forced[0] = now()
+        value = parameters.get_secret(secret_id, max_age=KEY_CACHE_SECONDS, force_fetch=force)
+        return KeyRing.parse(value).keys
+
+    return keys
 
 
 def token_signer(settings: Settings) -> TokenSigner:

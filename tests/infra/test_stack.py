@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from leadflow.api_routes import PUBLIC_ROUTES
+from leadflow.api_routes import ADMIN_ROUTES, ALL_ROUTES, PUBLIC_ROUTES
 from leadflow.journeys import compile_journey, load_journeys
 from leadflow.tables import ALL_TABLES
 from tests.infra.conftest import ROOT, cdk_context
@@ -49,7 +49,7 @@ def test_tables_follow_the_specs(template: Any) -> None:
 def test_functions_are_arm64_python_with_the_layer_and_tracing(template_json: dict[str, Any]) -> None:
     functions = resources(template_json, "AWS::Lambda::Function")
     names = {f["Properties"]["FunctionName"] for f in functions.values()}
-    assert names == {f"leadflow-dev-{n}" for n in ("track", "trigger", "score", "send")}
+    assert names == {f"leadflow-dev-{n}" for n in ("track", "admin", "trigger", "score", "send", "rotate")}
     for fn in functions.values():
         props = fn["Properties"]
         assert props["Runtime"] == "python3.13"
@@ -100,11 +100,25 @@ def test_state_machines_deploy_the_compiler_output_verbatim(template_json: dict[
         assert props["LoggingConfiguration"]["IncludeExecutionData"] is False
 
 
-def test_api_routes_are_exactly_the_public_routes(template_json: dict[str, Any]) -> None:
+def test_api_routes_are_exactly_the_declared_routes_and_admin_needs_iam(
+    template_json: dict[str, Any],
+) -> None:
     routes = {
-        r["Properties"]["RouteKey"] for r in resources(template_json, "AWS::ApiGatewayV2::Route").values()
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in resources(template_json, "AWS::ApiGatewayV2::Route").values()
     }
-    assert routes == {route.key for route in PUBLIC_ROUTES}
+    assert set(routes) == {route.key for route in ALL_ROUTES}
+    for route in PUBLIC_ROUTES:
+        assert routes[route.key].get("AuthorizationType", "NONE") == "NONE", route.key
+    assert ADMIN_ROUTES
+    for route in ADMIN_ROUTES:
+        assert routes[route.key]["AuthorizationType"] == "AWS_IAM", route.key
+    # each route reaches its own function: admin routes never go to the public track function
+    integrations = resources(template_json, "AWS::ApiGatewayV2::Integration")
+    for route in ALL_ROUTES:
+        target = routes[route.key]["Target"]["Fn::Join"][1][1]["Ref"]
+        uri = json.dumps(integrations[target]["Properties"]["IntegrationUri"])
+        assert f"{route.function.capitalize()}Function" in uri, route.key
     [stage] = resources(template_json, "AWS::ApiGatewayV2::Stage").values()
     assert "DestinationArn" in stage["Properties"]["AccessLogSettings"]
     assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"] == 500

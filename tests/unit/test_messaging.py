@@ -21,7 +21,7 @@ from leadflow.messaging import (
 from leadflow.tokens import TokenSigner
 
 ROOT = Path(__file__).resolve().parents[2]
-SIGNER = TokenSigner(lambda: b"s" * 32)
+SIGNER = TokenSigner(lambda refresh: [b"s" * 32])
 BASE = "https://track.example.com"
 
 

@@ -13,7 +13,7 @@ KEY = b"k" * 32
 
 
 def signer(key: bytes = KEY) -> TokenSigner:
-    return TokenSigner(lambda: key)
+    return TokenSigner(lambda refresh: [key])
 
 
 def click_claims(url: str = "https://example.com/pricing?x=1") -> TokenClaims:

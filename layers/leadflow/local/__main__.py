@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from leadflow.api_routes import PUBLIC_ROUTES
+from leadflow.api_routes import ADMIN_ROUTES, PUBLIC_ROUTES
 from leadflow.local.server import LocalServer
 from leadflow.local.system import LocalSystem
 
@@ -31,7 +31,14 @@ def main() -> int:
         print("  public API (the track function, as API Gateway routes it):", flush=True)
         for route in PUBLIC_ROUTES:
             print(f"    {route.method:<5} {base}{route.path}", flush=True)
+        print("  admin API (the admin function; IAM in AWS, locally this dev credential):", flush=True)
+        for route in ADMIN_ROUTES:
+            print(f"    {route.method:<5} {base}{route.path}", flush=True)
+        print(f"    header: Authorization: Bearer {system.admin_key}", flush=True)
+        print("    (set LEADFLOW_LOCAL_ADMIN_KEY to choose the credential)", flush=True)
         print("  operator routes:", flush=True)
+        print(f"    GET   {base}/_local/              dashboard: figures, executions, outbox, contacts", flush=True)
+        print(f"    GET   {base}/_local/figures       the dashboard figures as JSON", flush=True)
         print(f"    GET   {base}/_local/outbox        emails and SMS sent", flush=True)
         print(f'    POST  {base}/_local/clock/advance {{"seconds": N}}  advance virtual time', flush=True)
         print(f"    GET   {base}/_local/executions    journey executions", flush=True)

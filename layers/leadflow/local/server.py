@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from leadflow.local import ops_pages
 from leadflow.local.system import LocalSystem
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -74,7 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if url.path.startswith("/_local/"):
-                self._operator(method, url.path, body)
+                self._operator(method, url.path, body, url.query)
             elif method == "GET" and url.path in PAGES:
                 page = (STATIC / PAGES[url.path]).read_bytes()
                 self._send(HTTPStatus.OK, page, {"Content-Type": "text/html; charset=utf-8"})
@@ -96,7 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
             response_headers[key] = ", ".join(values)
         self._send(int(result.get("statusCode", 500)), payload, response_headers, result.get("cookies"))
 
-    def _operator(self, method: str, path: str, body: bytes) -> None:
+    def _operator(self, method: str, path: str, body: bytes, query: str = "") -> None:
         system = self.server.system
         if method == "GET" and path in ("/_local/outbox", "/_local/executions"):
             # let in-flight work (stream records, running executions) finish first: reads are consistent
@@ -117,6 +118,15 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.OK,
                 {"now": system.clock.now_datetime().isoformat(), "epoch": now, "advanced": seconds},
             )
+        elif ops_pages.handles(method, path):
+            with self.server.clock_lock:  # settled, and no clock move while the page is read
+                system.settle()
+                page = ops_pages.render(system, path, query)
+            if page is None:
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no operator route {method} {path}"})
+                return
+            status, content_type, payload = page
+            self._send(status, payload, {"Content-Type": content_type})
         elif method == "GET" and path == "/_local/clock":
             self._json(
                 HTTPStatus.OK, {"now": system.clock.now_datetime().isoformat(), "epoch": system.clock.now()}

@@ -41,13 +41,20 @@ from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, StreamPump
 from leadflow.settings import get_settings
 from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
+from leadflow.tokens import KeyRing
 
 ROOT = Path(__file__).resolve().parents[3]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STAGE = "local"
 PREFIX = f"leadflow-{STAGE}"
-FUNCTIONS = ("track", "trigger", "score", "send")
+FUNCTIONS = ("track", "trigger", "score", "send", "admin", "rotate")
+FORBIDDEN = {
+    "statusCode": 403,
+    "headers": {"content-type": "application/json"},
+    "body": '{"message":"Forbidden"}',
+}
+"""What API Gateway answers an admin route called without valid IAM credentials."""
 SENDER = "news@leadflow.example.com"
 
 
@@ -76,6 +83,9 @@ def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, st
         "LEADFLOW_CONTENT_DIR": str(content_dir),
         "LEADFLOW_STATE_MACHINE_ARN_PREFIX": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{PREFIX}-",
         "LEADFLOW_EVENT_RETENTION_DAYS": "400",
+        "LEADFLOW_SMS_SENDER_ID": "Northwind",
+        "LEADFLOW_SMS_ORIGINATION_NUMBER": "",
+        "LEADFLOW_SMS_TYPE": "Promotional",
         "LEADFLOW_FORMS": json.dumps(
             {"newsletter": {"thank_you_url": "/thanks", "error_url": "/", "consent_required": True}}
         ),
@@ -150,6 +160,8 @@ class LocalSystem:
         self.dlq_urls: dict[str, str] = {}
         self.modules: dict[str, ModuleType] = {}
         self.pump: StreamPump
+        self.admin_key = os.environ.get("LEADFLOW_LOCAL_ADMIN_KEY") or secrets.token_urlsafe(24)
+        """The local dev credential of admin routes (``Authorization: Bearer <key>``), IAM's stand-in."""
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -195,7 +207,8 @@ class LocalSystem:
         ses.verify_email_identity(EmailAddress=SENDER)
         ses.create_configuration_set(ConfigurationSet={"Name": resource_name("email")})
         self.client("secretsmanager").create_secret(
-            Name=resource_name("signing-key"), SecretString=secrets.token_urlsafe(48)
+            Name=resource_name("signing-key"),
+            SecretString=KeyRing(current=secrets.token_urlsafe(48)).model_dump_json(),
         )
         sqs = self.client("sqs")
         for consumer in ("trigger", "score"):
@@ -271,7 +284,8 @@ class LocalSystem:
         body: bytes | str | None = None,
         source_ip: str = "127.0.0.1",
     ) -> dict[str, Any]:
-        """Call ``track`` with an HTTP API v2 event; returns its response (status 404 for no route)."""
+        """Call the route's function with an HTTP API v2 event; returns its response (404 for no route,
+        403 for an admin route without the local dev credential, as IAM authorization would)."""
         found = resolve(method.upper(), path)
         if found is None:
             return {
@@ -281,6 +295,14 @@ class LocalSystem:
             }
         route, params = found
         lower = {k.lower(): v for k, v in (headers or {}).items()}
+        authorizer: dict[str, Any] | None = None
+        if route.auth == "iam":
+            given = lower.pop("authorization", "")
+            if not secrets.compare_digest(given.encode(), f"Bearer {self.admin_key}".encode()):
+                return dict(FORBIDDEN)
+            authorizer = {
+                "iam": {"accountId": ACCOUNT, "userArn": f"arn:aws:iam::{ACCOUNT}:user/local-admin"}
+            }
         raw = body.encode() if isinstance(body, str) else (body or b"")
         try:
             text_body: str | None = raw.decode("utf-8") if raw else None
@@ -313,14 +335,14 @@ class LocalSystem:
                 "stage": "$default",
                 "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
                 "timeEpoch": int(now * 1000),
+                **({"authorizer": authorizer} if authorizer else {}),
             },
             "body": text_body,
             "isBase64Encoded": is_b64,
         }
         event = {k: v for k, v in event.items() if v is not None}
-        result: dict[str, Any] = self.handlers[resource_name("track")](
-            event, lambda_context(resource_name("track"))
-        )
+        function = resource_name(route.function)
+        result: dict[str, Any] = self.handlers[function](event, lambda_context(function))
         return result
 
     # --- operator views ---------------------------------------------------------------------------
@@ -417,6 +439,80 @@ class LocalSystem:
             QueueUrl=self.dlq_urls[consumer], MaxNumberOfMessages=10, VisibilityTimeout=0
         )
         return [json.loads(m["Body"]) for m in resp.get("Messages", [])]
+
+    def _scan(self, logical: str) -> Iterator[dict[str, Any]]:
+        """Every item of a table, plain Python values (a local tool: a full scan is fine here)."""
+        from leadflow.store import deserialize
+
+        pages = self.client("dynamodb").get_paginator("scan").paginate(TableName=resource_name(logical))
+        for page in pages:
+            for item in page.get("Items", []):
+                yield deserialize(item)
+
+    def contacts(self) -> list[dict[str, Any]]:
+        """Every contact profile (keys left out), oldest first."""
+        from leadflow.tables import CONTACTS, keys
+
+        profiles = [
+            {k: v for k, v in item.items() if k not in ("pk", "sk")}
+            for item in self._scan(CONTACTS.name)
+            if item.get("sk") == keys.PROFILE
+        ]
+        return sorted(profiles, key=lambda c: (str(c.get("created_at", "")), str(c.get("contact_id", ""))))
+
+    def figures(self) -> dict[str, Any]:
+        """The dashboard figures: what the CloudWatch dashboard shows in AWS, counted from the data."""
+        from collections import Counter
+
+        from leadflow.tables import CONTACTS, keys
+
+        events = Counter(str(item.get("type")) for item in self._scan(EVENTS.name))
+        contacts = sum(1 for item in self._scan(CONTACTS.name) if item.get("sk") == keys.PROFILE)
+        sfn = self.client("stepfunctions")
+        executions: dict[str, dict[str, int]] = {}
+        for journey_id, arn in self.state_machines.items():
+            statuses: Counter[str] = Counter()
+            for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
+                statuses.update(e["status"] for e in page["executions"])
+            executions[journey_id] = dict(sorted(statuses.items()))
+        by_status: Counter[str] = Counter()
+        by_reason: dict[str, Counter[str]] = {}
+        for message in self._scan(MESSAGES.name):
+            status = str(message.get("status"))
+            by_status[status] += 1
+            if message.get("reason") is not None:
+                by_reason.setdefault(status, Counter())[str(message["reason"])] += 1
+        sqs = self.client("sqs")
+        depths: dict[str, int] = {}
+        for consumer, url in self.dlq_urls.items():
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            depths[consumer] = int(attributes["ApproximateNumberOfMessages"]) + int(
+                attributes["ApproximateNumberOfMessagesNotVisible"]
+            )
+        return {
+            "now": self.clock.now_datetime().isoformat(),
+            "events": {"total": sum(events.values()), "by_type": dict(sorted(events.items()))},
+            "contacts": contacts,
+            "executions": executions,
+            "messages": {
+                "total": sum(by_status.values()),
+                "by_status": dict(sorted(by_status.items())),
+                "by_reason": {s: dict(sorted(r.items())) for s, r in sorted(by_reason.items())},
+            },
+            "consumers": {
+                c.name.removeprefix(f"{PREFIX}-"): {
+                    "function": c.name,
+                    "delivered": c.delivered,
+                    "dead_lettered": c.dead_lettered,
+                    "pending": len(c.buffer),
+                }
+                for c in self.pump.consumers
+            },
+            "dead_letter_queues": depths,
+        }
 
 
 def form_body(**fields: str) -> str:

@@ -1,0 +1,52 @@
+"""admin: the authenticated admin API (IAM-authorized routes under /admin). Wiring only."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from leadflow import wiring
+from leadflow.admin import ContactDirectory, ContactLookup, ContactRef, ContactView
+from leadflow.errors import NotFound
+from leadflow.observability import logger, metrics, tracer
+from leadflow.responses import error_response, validation_fields
+from leadflow.settings import get_settings
+
+settings = get_settings()
+_ddb = wiring.client("dynamodb")
+directory = ContactDirectory(
+    contacts=wiring.contact_store(settings, _ddb), ddb=_ddb, events_table=settings.events_table
+)
+app = APIGatewayHttpResolver(enable_validation=True)
+
+
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
+def _validation_error(exc: RequestValidationError) -> Response[str]:
+    return error_response(HTTPStatus.BAD_REQUEST, "invalid request", validation_fields(exc.errors()))
+
+
+@app.exception_handler(NotFound)  # type: ignore[untyped-decorator]
+def _not_found(exc: NotFound) -> Response[str]:
+    return error_response(HTTPStatus.NOT_FOUND, str(exc))
+
+
+@app.get("/admin/contacts/<contact_id>")
+def get_contact(contact_id: str) -> ContactView:
+    return directory.view(contact_id)
+
+
+@app.post("/admin/contacts/lookup")
+def lookup_contact(query: ContactLookup) -> ContactRef:
+    return directory.lookup(query)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

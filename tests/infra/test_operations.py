@@ -1,0 +1,203 @@
+"""What devops and ops get on day one: alarms, the dashboard, encryption, rotation, access, config."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from leadflow.api_routes import ADMIN_ROUTES
+from leadflow.journeys import load_journeys
+from tests.infra.conftest import ROOT, cdk_context
+from tests.infra.test_stack import resources
+
+FUNCTIONS = ("track", "admin", "trigger", "score", "send", "rotate")
+
+
+def alarms(template_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for a in resources(template_json, "AWS::CloudWatch::Alarm").values()
+    }
+
+
+def test_every_failure_mode_has_an_alarm_that_notifies_ops(template_json: dict[str, Any]) -> None:
+    found = alarms(template_json)
+    expected = {f"leadflow-dev-{fn}-{kind}" for fn in FUNCTIONS for kind in ("errors", "throttles")}
+    expected |= {
+        f"leadflow-dev-{c}-{kind}" for c in ("trigger", "score") for kind in ("dead-letters", "iterator-age")
+    }
+    expected |= {f"leadflow-dev-journey-{j.id}-failures" for j in load_journeys(ROOT / "journeys")}
+    expected |= {"leadflow-dev-api-5xx", "leadflow-dev-ses-bounce-rate", "leadflow-dev-ses-complaint-rate"}
+    assert set(found) == expected
+    [topic_id] = resources(template_json, "AWS::SNS::Topic").keys() & {
+        k for k in resources(template_json, "AWS::SNS::Topic") if k.startswith("MonitoringAlarmTopic")
+    }
+    for name, alarm in found.items():
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}], name
+        assert alarm["OKActions"] == [{"Ref": topic_id}], name
+        assert alarm["TreatMissingData"] == "notBreaching", name
+        assert alarm["AlarmDescription"], name
+    [subscription] = resources(template_json, "AWS::SNS::Subscription").values()
+    assert subscription["Properties"] == {
+        "Endpoint": "ops@example.com",
+        "Protocol": "email",
+        "TopicArn": {"Ref": topic_id},
+    }
+
+
+def test_alarm_thresholds_come_from_the_stage_config(template_json: dict[str, Any]) -> None:
+    found = alarms(template_json)
+    config = cdk_context()["stage_defaults"]["alarms"]
+    assert found["leadflow-dev-ses-bounce-rate"]["Threshold"] == config["ses_bounce_rate"]
+    assert found["leadflow-dev-ses-bounce-rate"]["MetricName"] == "Reputation.BounceRate"
+    assert found["leadflow-dev-ses-complaint-rate"]["Threshold"] == config["ses_complaint_rate"]
+    age = found["leadflow-dev-score-iterator-age"]
+    assert (age["MetricName"], age["Statistic"]) == ("IteratorAge", "Maximum")
+    assert age["Threshold"] == config["stream_iterator_age_seconds"] * 1000
+    dlq = found["leadflow-dev-trigger-dead-letters"]
+    assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert dlq["Threshold"] == 1
+    assert dlq["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    journey = next(v for k, v in found.items() if "-journey-" in k)
+    assert {m["Id"] for m in journey["Metrics"]} >= {"failed", "timedout", "aborted"}
+
+
+def test_the_dashboard_shows_alarms_and_the_application_metrics(template_json: dict[str, Any]) -> None:
+    [dashboard] = resources(template_json, "AWS::CloudWatch::Dashboard").values()
+    assert dashboard["Properties"]["DashboardName"] == "leadflow-dev"
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for metric in ("EventsRecorded", "JourneysStarted", "EmailsSent", "SendsSkipped", "IteratorAge"):
+        assert metric in body, metric
+    assert "ApproximateNumberOfMessagesVisible" in body
+    assert "ExecutionsFailed" in body
+    assert '\\"type\\":\\"alarm\\"' in body
+
+
+def test_topics_and_queues_are_encrypted_and_tls_only(template_json: dict[str, Any]) -> None:
+    [key] = resources(template_json, "AWS::KMS::Key").values()
+    assert key["Properties"]["EnableKeyRotation"] is True
+    principals = json.dumps(key["Properties"]["KeyPolicy"])
+    assert "cloudwatch.amazonaws.com" in principals
+    assert "ses.amazonaws.com" in principals
+    topics = resources(template_json, "AWS::SNS::Topic")
+    assert len(topics) == 2
+    for topic in topics.values():
+        assert "KmsMasterKeyId" in topic["Properties"]
+    queues = resources(template_json, "AWS::SQS::Queue")
+    for queue in queues.values():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    policies = [
+        *resources(template_json, "AWS::SNS::TopicPolicy").values(),
+        *resources(template_json, "AWS::SQS::QueuePolicy").values(),
+    ]
+    assert len(policies) == len(topics) + len(queues)
+    for policy in policies:
+        [deny] = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_signing_key_rotates_without_a_redeploy(template_json: dict[str, Any]) -> None:
+    [secret] = resources(template_json, "AWS::SecretsManager::Secret").values()
+    generator = secret["Properties"]["GenerateSecretString"]
+    assert generator["GenerateStringKey"] == "current"
+    assert json.loads(generator["SecretStringTemplate"]) == {"previous": []}
+    [schedule] = resources(template_json, "AWS::SecretsManager::RotationSchedule").values()
+    props = schedule["Properties"]
+    assert props["RotationRules"]["ScheduleExpression"] == "rate(90 days)"
+    assert "RotateFunction" in json.dumps(props["RotationLambdaARN"])
+    for fn in resources(template_json, "AWS::Lambda::Function").values():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert "Ref" in env["LEADFLOW_SIGNING_KEY_SECRET"]  # the secret's ARN, never its value
+        assert not any("KEY" in k and isinstance(v, str) and len(v) >= 32 for k, v in env.items())
+
+
+def test_admin_access_is_an_iam_policy_scoped_to_the_admin_routes(template_json: dict[str, Any]) -> None:
+    [policy] = resources(template_json, "AWS::IAM::ManagedPolicy").values()
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "execute-api:Invoke"
+    arns = json.dumps(statement["Resource"])
+    for route in ADMIN_ROUTES:
+        assert f"/$default/{route.method}/admin/" in arns
+    assert "/*/*" not in arns
+
+
+def test_logs_are_structured_and_kept_for_the_stage_retention(template_json: dict[str, Any]) -> None:
+    for fn in resources(template_json, "AWS::Lambda::Function").values():
+        props = fn["Properties"]
+        assert props["LoggingConfig"]["LogFormat"] == "JSON"
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "leadflow"
+    groups = resources(template_json, "AWS::Logs::LogGroup")
+    assert groups
+    assert all(g["Properties"]["RetentionInDays"] == 30 for g in groups.values())
+
+
+@pytest.mark.parametrize("stage", ["dev", "staging", "prod"])
+def test_every_shipped_stage_config_is_valid(stage: str) -> None:
+    from leadflow_infra.config import load_stage_config
+
+    context = cdk_context()
+    config = load_stage_config(context["stages"], stage, context["stage_defaults"])
+    assert config.retain_data is (stage != "dev")
+
+
+def test_config_errors_name_the_nested_field() -> None:
+    from leadflow_infra.config import StageConfigError, load_stage_config
+
+    context = cdk_context()
+    broken = {**context["stages"]["prod"], "alarms": {"ses_bounce_rate": 0.5}, "allowed_origins": ["*"]}
+    with pytest.raises(StageConfigError) as caught:
+        load_stage_config({"prod": broken}, "prod", context["stage_defaults"])
+    message = str(caught.value)
+    assert "stage 'prod'" in message
+    assert "alarms.ses_bounce_rate: Input should be less than 0.1" in message
+    assert "alarms.ses_complaint_rate: Field required" in message
+    bad_domain = {
+        **context["stages"]["prod"],
+        "custom_domain": {"domain_name": "t.example.com", "certificate_arn": "x"},
+    }
+    with pytest.raises(StageConfigError, match=r"custom_domain\.certificate_arn: String should match"):
+        load_stage_config({"prod": bad_domain}, "prod", context["stage_defaults"])
+    with pytest.raises(StageConfigError, match="allowed_origins: '\\*' must be an https origin"):
+        load_stage_config(
+            {"prod": {**context["stages"]["prod"], "allowed_origins": ["*"]}},
+            "prod",
+            context["stage_defaults"],
+        )
+
+
+def test_prod_with_a_custom_domain_retains_data_and_links_use_the_domain(tmp_path: Any) -> None:
+    """Given the prod stage with a custom tracking domain, when synthesized, then tables and the
+    signing key survive a stack deletion and every tracking link is built on the custom domain."""
+    import app as cdk_app
+    from aws_cdk import App
+    from aws_cdk.assertions import Template
+
+    context = cdk_context(stage="prod")
+    context["stages"]["prod"]["custom_domain"] = {
+        "domain_name": "t.example.com",
+        "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666",
+    }
+    application = App(outdir=str(tmp_path), context=context)
+    stack = cdk_app.build(application)
+    application.synth()  # cdk-nag runs here too
+    template = Template.from_stack(stack).to_json()
+    tables = resources(template, "AWS::DynamoDB::Table")
+    assert tables
+    assert all(t["DeletionPolicy"] == "Retain" for t in tables.values())
+    [domain] = resources(template, "AWS::ApiGatewayV2::DomainName").values()
+    assert domain["Properties"]["DomainName"] == "t.example.com"
+    assert domain["Properties"]["DomainNameConfigurations"][0]["SecurityPolicy"] == "TLS_1_2"
+    assert len(resources(template, "AWS::ApiGatewayV2::ApiMapping")) == 1
+    for fn in resources(template, "AWS::Lambda::Function").values():
+        assert (
+            fn["Properties"]["Environment"]["Variables"]["LEADFLOW_PUBLIC_BASE_URL"]
+            == "https://t.example.com"
+        )
+    assert "ApiDomainTarget" in template["Outputs"]
+    [group] = {
+        g["Properties"]["RetentionInDays"] for g in resources(template, "AWS::Logs::LogGroup").values()
+    }
+    assert group == 365
