@@ -1,11 +1,15 @@
-"""``leadflow`` command line: ``leadflow journeys validate FILE...``, ``leadflow journeys compile FILE``."""
+"""``leadflow`` command line: ``leadflow journeys validate FILE...``, ``leadflow journeys compile FILE``,
+``leadflow ops redrive [--stage dev] [--streams] [--executions] [--since ISO] [--dry-run]``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from leadflow.journeys import JourneyError, compile_journey, load_journey
 
@@ -33,6 +37,71 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _since(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _client(service: str, region: str | None) -> Any:
+    import boto3
+
+    return boto3.client(service, region_name=region)
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    from leadflow.ops.redrive import redrive, stage_resources, totals
+
+    do_streams, do_executions = args.streams, args.executions
+    if not do_streams and not do_executions:
+        do_streams = do_executions = True
+    try:
+        resources = stage_resources(_client("cloudformation", args.region), args.stage)
+    except Exception as exc:
+        print(f"error: cannot read stack leadflow-{args.stage}: {exc}", file=sys.stderr)
+        return 2
+    summaries = redrive(
+        resources,
+        sqs=_client("sqs", args.region),
+        streams=_client("dynamodbstreams", args.region),
+        lambda_=_client("lambda", args.region),
+        sfn=_client("stepfunctions", args.region),
+        do_streams=do_streams,
+        do_executions=do_executions,
+        since=args.since,
+        dry_run=args.dry_run,
+        delete_expired=args.delete_expired,
+    )
+    for summary in summaries:
+        print(
+            f"{summary.name}: {summary.redriven} redriven, {summary.still_failing} still failing, "
+            f"{summary.expired} expired"
+            + (f", {summary.pending} to redrive (dry run)" if args.dry_run else "")
+        )
+        for item in summary.items:
+            if item["outcome"] != "redriven":
+                where = (
+                    item.get("execution_arn")
+                    or f"{item.get('shard_id')} {item.get('start')}..{item.get('end')}"
+                )
+                print(f"  {item['outcome']}: {where} {item.get('reason', '')}".rstrip())
+    total = totals(summaries)
+    print(
+        json.dumps(
+            {
+                "stage": args.stage,
+                "dry_run": args.dry_run,
+                **total,
+                "summaries": [s.to_dict() for s in summaries],
+            },
+            default=str,
+        )
+    )
+    return 1 if total["still_failing"] or total["expired"] else 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="leadflow", description="leadflow command line")
     groups = root.add_subparsers(dest="group", required=True)
@@ -44,6 +113,33 @@ def parser() -> argparse.ArgumentParser:
     compile_ = commands.add_parser("compile", help="print the Step Functions definition (ASL) of a journey")
     compile_.add_argument("file", metavar="FILE")
     compile_.set_defaults(run=_compile)
+
+    ops = groups.add_parser("ops", help="operate a deployed stage")
+    ops_commands = ops.add_subparsers(dest="command", required=True)
+    redrive = ops_commands.add_parser(
+        "redrive",
+        help="re-process failed stream batches (on-failure queues) and failed journey executions",
+        description="Stream batches are read back from the stream and given to their consumer again; a "
+        "queue message is deleted only when the consumer succeeds. FAILED, TIMED_OUT and ABORTED journey "
+        "executions are redriven (same execution, so no email is sent twice). Neither --streams nor "
+        "--executions means both. Exit status 1 when something is still failing or expired.",
+    )
+    redrive.add_argument("--stage", default="dev", help="stage to redrive (stack leadflow-<stage>)")
+    redrive.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
+    redrive.add_argument("--streams", action="store_true", help="redrive the stream consumers' failures")
+    redrive.add_argument("--executions", action="store_true", help="redrive failed journey executions")
+    redrive.add_argument(
+        "--since", type=_since, default=None, metavar="ISO", help="only executions that ended at or after"
+    )
+    redrive.add_argument(
+        "--dry-run", action="store_true", help="report what would be redriven, change nothing"
+    )
+    redrive.add_argument(
+        "--delete-expired",
+        action="store_true",
+        help="delete queue messages whose records the stream no longer holds (after reporting them)",
+    )
+    redrive.set_defaults(run=_redrive)
     return root
 
 

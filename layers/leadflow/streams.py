@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from pydantic import ValidationError
 
 from leadflow.models import Event
 from leadflow.observability import logger, metrics
@@ -28,8 +29,14 @@ def event_from_record(record: DynamoDBRecord) -> Event:
     item = deserialize(image)
     try:
         return Event.model_validate({k: v for k, v in item.items() if k in EVENT_FIELDS})
+    except ValidationError as exc:
+        # field names and error kinds only: the rejected values may be personal data
+        problems = ", ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'item'}: {e['type']}" for e in exc.errors()
+        )
+        raise NotAnEvent(f"malformed event item ({problems})") from exc
     except ValueError as exc:
-        raise NotAnEvent(f"malformed event item: {exc}") from exc
+        raise NotAnEvent("malformed event item") from exc
 
 
 T = TypeVar("T")

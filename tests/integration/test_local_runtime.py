@@ -86,6 +86,7 @@ def test_pump_retries_failed_records_and_dead_letters_poison(aws: Any) -> None:
 
     seen: list[int] = []
     calls = {"n": 0}
+    poison: list[str] = []
 
     def flaky(event: dict[str, Any], context: Any) -> dict[str, Any]:
         calls["n"] += 1
@@ -93,6 +94,7 @@ def test_pump_retries_failed_records_and_dead_letters_poison(aws: Any) -> None:
         for record in event["Records"]:
             n = int(record["dynamodb"]["NewImage"]["n"]["N"])
             if n == 2:
+                poison.append(record["dynamodb"]["SequenceNumber"])
                 failures.append({"itemIdentifier": record["dynamodb"]["SequenceNumber"]})
                 break
             seen.append(n)
@@ -121,6 +123,13 @@ def test_pump_retries_failed_records_and_dead_letters_poison(aws: Any) -> None:
     [message] = sqs.receive_message(QueueUrl=dlq)["Messages"]
     body = json.loads(message["Body"])
     assert body["requestContext"]["condition"] == "RetryAttemptsExhausted"
-    assert body["record"]["dynamodb"]["NewImage"]["n"]["N"] == "2"
+    assert "record" not in body  # as in AWS: the batch's position, not its records
+    info = body["DDBStreamBatchInfo"]
+    assert (info["startSequenceNumber"], info["endSequenceNumber"], info["batchSize"]) == (
+        poison[0],
+        poison[0],
+        1,
+    )
+    assert info["shardId"]
     assert pump.pending() == 0
     assert pump.drain() == 0  # nothing is delivered twice

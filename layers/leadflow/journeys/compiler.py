@@ -23,7 +23,6 @@ SEND_RETRY_ERRORS = [
     "SendThrottled",
 ]
 COMPLETE = "Journey complete"
-SEND_FAILED = "Send failed"
 
 State = dict[str, Any]
 
@@ -93,7 +92,6 @@ class _Builder:
                         "JitterStrategy": "FULL",
                     }
                 ],
-                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": SEND_FAILED}],
                 "Next": nxt,
             },
         )
@@ -143,11 +141,8 @@ def compile_journey(journey: Journey) -> str:
     """The journey's state machine definition (ASL JSON text)."""
     builder = _Builder(journey)
     builder.states[COMPLETE] = {"Type": "Succeed", "Comment": "The contact reached the end of the journey."}
-    builder.states[SEND_FAILED] = {
-        "Type": "Fail",
-        "Error": "SendFailed",
-        "Cause": "A send step failed after its retries; the message item records why.",
-    }
+    # A send that still fails after its retries fails the execution *at its own state* (no Catch to
+    # a Fail state): the console shows which step failed and why, and a redrive resumes right there.
     start = builder.chain(journey.steps, COMPLETE)
     timeout = min(MAX_EXECUTION_SECONDS, journey.max_duration_seconds + 86400)
     # states in reading order: first state first, terminal states last

@@ -37,7 +37,10 @@ def main() -> int:
         print(f"    header: Authorization: Bearer {system.admin_key}", flush=True)
         print("    (set LEADFLOW_LOCAL_ADMIN_KEY to choose the credential)", flush=True)
         print("  operator routes:", flush=True)
-        print(f"    GET   {base}/_local/              dashboard: figures, executions, outbox, contacts", flush=True)
+        print(
+            f"    GET   {base}/_local/              dashboard: figures, executions, outbox, contacts",
+            flush=True,
+        )
         print(f"    GET   {base}/_local/figures       the dashboard figures as JSON", flush=True)
         print(f"    GET   {base}/_local/outbox        emails and SMS sent", flush=True)
         print(f'    POST  {base}/_local/clock/advance {{"seconds": N}}  advance virtual time', flush=True)

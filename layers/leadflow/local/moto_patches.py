@@ -3,7 +3,8 @@ as a local runtime:
 
 - Lambda tasks (``lambda:invoke``) are dispatched to the in-process handlers;
 - Wait states (Seconds, SecondsPath, Timestamp) run on the virtual clock;
-- Retry back-off sleeps briefly in real time instead of for seconds.
+- Retry back-off sleeps briefly in real time instead of for seconds;
+- ``RedriveExecution``, which moto 5.2.5 does not implement (see ``redrive_execution``).
 
 ``tests/integration/test_local_canary.py`` fails loudly if an upgrade moves these internals.
 """
@@ -22,9 +23,13 @@ from typing import Any
 
 import moto
 from moto.awslambda_simple import models as lambda_simple
+from moto.core.responses import ActionResult
+from moto.stepfunctions.parser.api import ExecutionNotRedrivable
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp as wait_timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+from moto.stepfunctions.parser.backend.execution import Execution as SfnExecution
+from moto.stepfunctions.responses import StepFunctionResponse
 
 from leadflow.local.clock import VirtualClock
 
@@ -73,9 +78,47 @@ def check_moto() -> None:
         (wait_function.WaitFunction, "_wait_interval"),
         (retrier_decl, "time"),
         (wait_timestamp, "datetime"),
+        (StepFunctionResponse, "stepfunction_backend"),
+        (SfnExecution, "start"),
     ):
         if not hasattr(owner, attribute):
             raise RuntimeError(f"moto internals moved: {owner!r} has no {attribute!r}")
+    if "exec_worker" not in SfnExecution.__annotations__:
+        raise RuntimeError(f"moto internals moved: {SfnExecution!r} has no 'exec_worker'")
+    if getattr(StepFunctionResponse, "redrive_execution", redrive_execution) is not redrive_execution:
+        raise RuntimeError("moto now implements RedriveExecution: drop leadflow's local redrive patch")
+
+
+REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")
+
+
+def redrive_execution(self: Any) -> ActionResult:
+    """``RedriveExecution`` for the local runtime (moto 5.2.5 has none).
+
+    AWS resumes a FAILED, TIMED_OUT or ABORTED Standard execution from its unsuccessful state,
+    keeping the execution ARN and input. Locally the execution's program is run again from its start
+    under the same ARN with the same input (status back to RUNNING, a fresh history). For leadflow's
+    journeys that is equivalent: a send step that already sent finds its message id
+    (execution id + step id) claimed and returns ``duplicate``, so nothing is sent twice; a Wait
+    state waits again on the virtual clock."""
+    arn = self._get_param("executionArn")
+    execution = self.stepfunction_backend.describe_execution(arn)
+    if not isinstance(execution, SfnExecution):
+        raise ExecutionNotRedrivable(
+            "RedriveExecution needs moto's Step Functions interpreter", "ExecutionNotRedrivable"
+        )
+    if execution.status not in REDRIVABLE:
+        raise ExecutionNotRedrivable(
+            f"Execution is {execution.status} and cannot be redriven.", "ExecutionNotRedrivable"
+        )
+    execution.exec_worker = None
+    execution.stop_date = None
+    execution.error = None
+    execution.cause = None
+    execution.output = None
+    redrive_date = _dt.datetime.now(_dt.UTC)
+    execution.start()
+    return ActionResult({"redriveDate": redrive_date})
 
 
 @contextmanager
@@ -122,12 +165,17 @@ def patched_moto(clock: VirtualClock, handlers: Mapping[str, Handler]) -> Iterat
         (wait_function.WaitFunction, "_wait_interval", wait_interval),
         (retrier_decl, "time", time_shim),
         (wait_timestamp, "datetime", datetime_shim),
+        (StepFunctionResponse, "redrive_execution", redrive_execution),
     ]
-    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    missing = object()
+    saved = [(owner, name, getattr(owner, name, missing)) for owner, name, _ in patches]
     for owner, name, replacement in patches:
         setattr(owner, name, replacement)
     try:
         yield
     finally:
         for owner, name, original in saved:
-            setattr(owner, name, original)
+            if original is missing:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)

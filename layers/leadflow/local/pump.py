@@ -11,14 +11,25 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from leadflow.local.moto_patches import Handler, lambda_context
 
 log = logging.getLogger("leadflow.local.pump")
+
+
+def _iso(epoch: Any) -> str | None:
+    """``2019-11-14T00:38:06.021Z``, as AWS writes times in on-failure records."""
+    if epoch is None:
+        return None
+    moment = epoch if isinstance(epoch, datetime) else datetime.fromtimestamp(float(epoch), UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -147,24 +158,43 @@ class StreamPump:
         return 0  # an identifier that is not in the batch: AWS retries the whole batch
 
     def _dead_letter(self, consumer: Consumer, record: dict[str, Any]) -> None:
+        """Send the on-failure record AWS sends for a stream batch whose retries are exhausted: the
+        batch's position in the stream (shard and sequence range), never the records themselves.
+        ``leadflow ops redrive`` reads the records back from the stream with it."""
         consumer.dead_lettered += 1
         log.error("consumer %s: record %s sent to its on-failure queue", consumer.name, record["eventID"])
-        self._sqs.send_message(
-            QueueUrl=consumer.dlq_url,
-            MessageBody=json.dumps(
-                {
-                    "requestContext": {"condition": "RetryAttemptsExhausted", "functionName": consumer.name},
-                    "DDBStreamBatchInfo": {
-                        "streamArn": self._stream_arn,
-                        "startSequenceNumber": record["dynamodb"]["SequenceNumber"],
-                        "endSequenceNumber": record["dynamodb"]["SequenceNumber"],
-                        "batchSize": 1,
-                    },
-                    "record": record,
-                },
-                default=str,
-            ),
-        )
+        seq = record["dynamodb"]["SequenceNumber"]
+        arrival = _iso(record["dynamodb"].get("ApproximateCreationDateTime"))
+        account = self._stream_arn.split(":")[4]
+        message = {
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"arn:aws:lambda:{self._region}:{account}:function:{consumer.name}",
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": consumer.attempts.get(seq, consumer.max_attempts),
+            },
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST"},
+            "version": "1.0",
+            "timestamp": _iso(time.time()),
+            "DDBStreamBatchInfo": {
+                "shardId": self._shard_of(seq),
+                "startSequenceNumber": seq,
+                "endSequenceNumber": seq,
+                "approximateArrivalOfFirstRecord": arrival,
+                "approximateArrivalOfLastRecord": arrival,
+                "batchSize": 1,
+                "streamArn": self._stream_arn,
+            },
+        }
+        self._sqs.send_message(QueueUrl=consumer.dlq_url, MessageBody=json.dumps(message))
+
+    def _shard_of(self, sequence_number: str) -> str:
+        """The shard whose sequence number range holds ``sequence_number``."""
+        shards = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]["Shards"]
+        for shard in reversed(shards):
+            if int(shard["SequenceNumberRange"]["StartingSequenceNumber"]) <= int(sequence_number):
+                return str(shard["ShardId"])
+        return str(shards[0]["ShardId"])
 
     def start(self, interval: float = 0.05, on_error: Callable[[BaseException], None] | None = None) -> None:
         def run() -> None:

@@ -1,0 +1,1 @@
+"""Operator tools for a deployed stage (and the local runtime): ``leadflow ops ...``."""
