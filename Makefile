@@ -12,7 +12,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 CDK := npx --no-install cdk --no-notices
 
-.PHONY: setup run test lint typecheck unit integration infra e2e bench synth deploy diff clean
+.PHONY: setup run test lint typecheck unit integration infra e2e bench synth bootstrap deploy destroy diff clean
 
 setup: $(PY_STAMP)
 
@@ -59,8 +59,14 @@ synth: $(PY_STAMP) $(NODE_STAMP) ## CloudFormation template into cdk.out/ (no Do
 diff: $(PY_STAMP) $(NODE_STAMP)
 	$(CDK) diff --context stage=$(STAGE)
 
+bootstrap: $(PY_STAMP) $(NODE_STAMP) ## once per account and region: the CDK toolkit stack
+	$(CDK) bootstrap --context stage=$(STAGE)
+
 deploy: $(PY_STAMP) $(NODE_STAMP) ## deploy into the AWS account of your current credentials
 	$(CDK) deploy --context stage=$(STAGE) --require-approval broadening
+
+destroy: $(PY_STAMP) $(NODE_STAMP) ## delete the stage's stack (tables of retain_data stages stay)
+	$(CDK) destroy --context stage=$(STAGE)
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .mypy_cache .ruff_cache .pytest_cache

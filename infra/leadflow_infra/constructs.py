@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from aws_cdk import Acknowledgment as Ack
-from aws_cdk import Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Duration, RemovalPolicy, Stack, Token, Validations
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
@@ -34,6 +34,15 @@ from .layer import ROOT
 
 def acknowledge(construct: Construct, rule: str, reason: str) -> None:
     Validations.of(construct).acknowledge(Ack(id=rule, reason=reason))
+
+
+def nag_env(scope: Construct) -> tuple[str, str]:
+    """Region and account as cdk-nag writes them in finding ids: the value when the stack's
+    environment is concrete, the pseudo parameter (``<AWS::Region>``) when it is not."""
+    stack = Stack.of(scope)
+    region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
+    account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+    return region, account
 
 
 class LeadflowTables(Construct):
@@ -233,10 +242,11 @@ class LeadflowApi(Construct):
         for route in ADMIN_ROUTES:
             if "{" in route.path:
                 pattern = re.sub(r"\{\w+\}", "*", route.path)
+                region, account = nag_env(self)
                 acknowledge(
                     self.admin_policy,
-                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:"
-                    f"<AWS::AccountId>:<{api_id}>/$default/{route.method}{pattern}]",
+                    f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:{region}:"
+                    f"{account}:<{api_id}>/$default/{route.method}{pattern}]",
                     f"{route.key}: the '*' is the route's path parameter (any contact) on this API's admin "
                     "route only.",
                 )

@@ -169,6 +169,30 @@ class Monitoring(Construct):
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(
+                title="SES: sent, delivered, bounced, complained, rejected",
+                left=[
+                    cw.Metric(namespace="AWS/SES", metric_name=name, statistic="Sum", period=FIVE_MINUTES)
+                    for name in ("Send", "Delivery", "Bounce", "Complaint", "Reject")
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="SES reputation (bounce and complaint rate)",
+                left=[
+                    cw.Metric(
+                        namespace="AWS/SES", metric_name=name, statistic="Maximum", period=Duration.hours(1)
+                    )
+                    for name in ("Reputation.BounceRate", "Reputation.ComplaintRate")
+                ],
+                left_annotations=[
+                    cw.HorizontalAnnotation(value=thresholds.ses_bounce_rate, label="bounce alarm"),
+                    cw.HorizontalAnnotation(value=thresholds.ses_complaint_rate, label="complaint alarm"),
+                ],
+                width=12,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
                 title="Stream iterator age (ms)",
                 left=[
                     fn.metric("IteratorAge", statistic="Maximum", period=Duration.minutes(1))
@@ -181,6 +205,18 @@ class Monitoring(Construct):
                 left=[
                     queue.metric_approximate_number_of_messages_visible(statistic="Maximum")
                     for _, queue in stream_consumers.values()
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Skipped sends by reason",
+                left=[
+                    cw.MathExpression(
+                        expression=f"SEARCH('{{{NAMESPACE},reason,service}} MetricName=\"SendsSkippedByReason\"', "
+                        "'Sum', 300)",
+                        label="",
+                        period=FIVE_MINUTES,
+                    )
                 ],
                 width=8,
             ),

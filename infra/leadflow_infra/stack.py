@@ -6,8 +6,11 @@ import json
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from leadflow.journeys import load_journeys
@@ -22,6 +25,8 @@ from .constructs import (
     LeadflowTables,
     StreamConsumer,
     TopicKey,
+    acknowledge,
+    nag_env,
 )
 from .layer import ROOT, SharedLayer
 from .monitoring import Monitoring
@@ -192,6 +197,18 @@ class LeadflowStack(Stack):
             value=api.admin_policy.managed_policy_arn,
             description="Attach to the IAM roles that may call the admin API (SigV4)",
         )
+        redrive = self._redrive_policy(
+            queues=[c.failures for c in consumers.values()],
+            stream_arn=tables[EVENTS.name].table_stream_arn,
+            consumers=[trigger.function, score.function],
+            machines=list(journeys.machines.values()),
+        )
+        CfnOutput(
+            self,
+            "OpsRedrivePolicyArn",
+            value=redrive.managed_policy_arn,
+            description="Attach to the operator role that runs `leadflow ops redrive`",
+        )
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=prefix)
         if api.domain:
@@ -217,6 +234,59 @@ class LeadflowStack(Stack):
                 value=f"{record.name} CNAME {record.value}",
                 description="Add to DNS",
             )
+
+    def _redrive_policy(
+        self,
+        *,
+        queues: list[sqs.IQueue],
+        stream_arn: str | None,
+        consumers: list[lambda_.IFunction],
+        machines: list[sfn.StateMachine],
+    ) -> iam.ManagedPolicy:
+        """What ``leadflow ops redrive`` needs, on this stage's resources only."""
+        assert stream_arn is not None
+        executions = [
+            self.format_arn(
+                service="states",
+                resource="execution",
+                resource_name=f"{machine.state_machine_name}:*",
+                arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            )
+            for machine in machines
+        ]
+        policy = iam.ManagedPolicy(
+            self,
+            "OpsRedrive",
+            description="Run `leadflow ops redrive` against this stage",
+            statements=[
+                iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[self.stack_id]),
+                iam.PolicyStatement(
+                    actions=["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+                    resources=[q.queue_arn for q in queues],
+                ),
+                iam.PolicyStatement(
+                    actions=["dynamodb:GetShardIterator", "dynamodb:GetRecords"],
+                    resources=[stream_arn],
+                ),
+                iam.PolicyStatement(
+                    actions=["lambda:InvokeFunction"], resources=[f.function_arn for f in consumers]
+                ),
+                iam.PolicyStatement(
+                    actions=["states:ListExecutions"], resources=[m.state_machine_arn for m in machines]
+                ),
+                iam.PolicyStatement(actions=["states:RedriveExecution"], resources=executions),
+            ],
+        )
+        region, account = nag_env(self)
+        for machine in machines:
+            logical_id = self.get_logical_id(machine.node.default_child)  # type: ignore[arg-type]
+            acknowledge(
+                policy,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:{region}:{account}:"
+                f"execution:<{logical_id}.Name>:*]",
+                "The '*' is the execution name: RedriveExecution on this journey's executions only.",
+            )
+        return policy
 
 
 _RETENTION = {

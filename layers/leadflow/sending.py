@@ -27,7 +27,7 @@ from leadflow.messaging import (
     template_context,
 )
 from leadflow.models import Contact, Event, SendRequest, SendResult, iso, utc_now
-from leadflow.observability import logger, metrics, pii_hash
+from leadflow.observability import count_by, logger, metrics, pii_hash
 from leadflow.store import ContactStore, EventStore, MessageStore, Transaction
 from leadflow.tokens import TokenSigner
 
@@ -183,5 +183,6 @@ class SendService:
     def _skip(self, message_id: str, reason: str) -> SendResult:
         self._messages.finish(message_id, "skipped", iso(utc_now()), reason=reason)
         metrics.add_metric(name="SendsSkipped", unit="Count", value=1)
+        count_by("SendsSkippedByReason", "reason", reason)
         logger.info("send skipped", extra={"message_id": message_id, "reason": reason})
         return SendResult(message_id=message_id, status="skipped", reason=reason)
