@@ -14,7 +14,7 @@ from leadflow import wiring
 from leadflow.admin import ContactDirectory, ContactLookup, ContactRef, ContactView
 from leadflow.errors import NotFound
 from leadflow.observability import logger, metrics, tracer
-from leadflow.responses import error_response, validation_fields
+from leadflow.responses import error_response, refuse_oversized, validation_fields
 from leadflow.settings import get_settings
 
 settings = get_settings()
@@ -49,4 +49,4 @@ def lookup_contact(query: ContactLookup) -> ContactRef:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return refuse_oversized(event) or app.resolve(event, context)

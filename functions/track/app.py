@@ -19,7 +19,7 @@ from leadflow import wiring
 from leadflow.errors import InvalidInput, NotFound
 from leadflow.models import EventAccepted, EventIn, FormAccepted, FormSubmission
 from leadflow.observability import logger, metrics, tracer
-from leadflow.responses import error_response, json_response, validation_fields
+from leadflow.responses import error_response, json_response, refuse_oversized, validation_fields
 from leadflow.settings import get_settings
 from leadflow.tokens import InvalidToken
 from leadflow.tracking import TrackingService
@@ -225,4 +225,4 @@ def unsubscribe(token: str) -> Response[str]:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return refuse_oversized(event) or app.resolve(event, context)

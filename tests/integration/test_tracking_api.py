@@ -121,3 +121,29 @@ def test_click_without_valid_token_never_redirects(system: LocalSystem) -> None:
     reply = system.invoke_http("GET", "/t/c/abc.def", query="url=https://evil.example")
     assert reply["statusCode"] == 400
     assert "Location" not in (reply.get("headers") or {})
+
+
+@pytest.mark.parametrize("path", ["/events", "/forms/newsletter", "/unsubscribe/abc.def"])
+def test_oversized_posts_are_refused_before_parsing_and_store_nothing(system: LocalSystem, path: str) -> None:
+    before = event_count(system)
+    reply = system.invoke_http("POST", path, headers=JSON, body='{"type": "' + "x" * 70_000 + '"}')
+    assert reply["statusCode"] == 413
+    body = json.loads(reply["body"])
+    assert body["error"] == "request body too large"
+    assert body["fields"] == [{"field": "body", "message": "larger than 65536 bytes"}]
+    assert event_count(system) == before
+
+
+def test_the_pixel_answers_the_gif_even_with_a_huge_body(system: LocalSystem) -> None:
+    reply = system.invoke_http("GET", "/t/p.gif", query="vid=v-big-body-0001", body="x" * 200_000)
+    assert is_gif(reply)
+
+
+def test_admin_routes_refuse_oversized_bodies_too(system: LocalSystem) -> None:
+    reply = system.invoke_http(
+        "POST",
+        "/admin/contacts/lookup",
+        headers={**JSON, "authorization": f"Bearer {system.admin_key}"},
+        body='{"email": "' + "a" * 70_000 + '@example.com"}',
+    )
+    assert reply["statusCode"] == 413
