@@ -14,6 +14,8 @@ from cdk_nag import AwsSolutionsChecks  # noqa: E402
 from leadflow_infra.config import StageConfigError, load_stage_config  # noqa: E402
 from leadflow_infra.stack import LeadflowStack  # noqa: E402
 
+from leadflow.journeys import JourneyError  # noqa: E402
+
 
 def build(app: App) -> LeadflowStack:
     stage = str(app.node.try_get_context("stage") or "dev")
@@ -38,7 +40,7 @@ def main() -> int:
     app = App(outdir=os.environ.get("CDK_OUTDIR", str(ROOT / "cdk.out")))
     try:
         build(app)
-    except StageConfigError as exc:
+    except (StageConfigError, JourneyError) as exc:
         print(f"leadflow: {exc}", file=sys.stderr)
         return 1
     app.synth()

@@ -1,4 +1,5 @@
-"""admin: the authenticated admin API (IAM-authorized routes under /admin). Wiring only."""
+"""admin: the authenticated admin API (IAM-authorized routes under /admin): contact reads and
+do-not-contact. Wiring only."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
-from leadflow.admin import ContactDirectory, ContactLookup, ContactRef, ContactView
+from leadflow.admin import (
+    ContactDirectory,
+    ContactLookup,
+    ContactRef,
+    ContactView,
+    DoNotContactIn,
+    DoNotContactResult,
+)
 from leadflow.errors import NotFound
 from leadflow.observability import logger, metrics, tracer
 from leadflow.responses import error_response, refuse_oversized, validation_fields
@@ -20,7 +28,11 @@ from leadflow.settings import get_settings
 settings = get_settings()
 _ddb = wiring.client("dynamodb")
 directory = ContactDirectory(
-    contacts=wiring.contact_store(settings, _ddb), ddb=_ddb, events_table=settings.events_table
+    contacts=wiring.contact_store(settings, _ddb),
+    ddb=_ddb,
+    events_table=settings.events_table,
+    events=wiring.event_store(settings, _ddb),
+    transact=wiring.transactor(_ddb),
 )
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -43,6 +55,13 @@ def get_contact(contact_id: str) -> ContactView:
 @app.post("/admin/contacts/lookup")
 def lookup_contact(query: ContactLookup) -> ContactRef:
     return directory.lookup(query)
+
+
+@app.post("/admin/contacts/<contact_id>/do-not-contact")
+def do_not_contact(contact_id: str, body: DoNotContactIn) -> DoNotContactResult:
+    identity = app.current_event.request_context.authorizer.iam
+    actor = (identity.user_arn if identity else None) or "unknown"
+    return directory.do_not_contact(contact_id, body, actor=actor)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)

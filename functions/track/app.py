@@ -1,5 +1,5 @@
 """track: the public HTTP API (API Gateway HTTP API, payload v2) — pixels, clicks, events, forms,
-unsubscribes. Wiring only: parse, one call into ``leadflow.tracking``, answer."""
+unsubscribes, double opt-in confirmations. Wiring only: parse, one call into ``leadflow.tracking``, answer."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from leadflow.web import (
     TRANSPARENT_GIF_B64,
     VISITOR_COOKIE,
     invalid_link_page,
+    subscription_confirmed_page,
     unsubscribe_confirm_page,
     unsubscribed_page,
 )
@@ -219,6 +220,21 @@ def unsubscribe(token: str) -> Response[str]:
     except InvalidToken:
         return Response(status_code=HTTPStatus.BAD_REQUEST, content_type=HTML, body=invalid_link_page())
     return Response(status_code=HTTPStatus.OK, content_type=HTML, body=unsubscribed_page(already=not changed))
+
+
+@app.get("/confirm/<token>")
+def confirm_subscription(token: str) -> Response[str]:
+    try:
+        changed = service.confirm_subscription(token)
+    except InvalidToken:
+        metrics.add_metric(name="InvalidTokens", unit="Count", value=1)
+        return Response(status_code=HTTPStatus.BAD_REQUEST, content_type=HTML, body=invalid_link_page())
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=HTML,
+        body=subscription_confirmed_page(already=not changed),
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)

@@ -1,4 +1,4 @@
-"""trigger: starts journeys whose entry rule an event matches; records email engagement."""
+"""trigger: journey entries and exits from the events stream; records email engagement."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from leadflow.streams import event_record_handler
 from leadflow.triggering import TriggerService
 
 settings = get_settings()
+_ddb = wiring.client("dynamodb")
 service = TriggerService(
     journeys=load_journeys(settings.journeys_dir),
-    messages=wiring.message_store(settings, wiring.client("dynamodb")),
+    messages=wiring.message_store(settings, _ddb),
+    store=wiring.journey_store(settings, _ddb),
     sfn=wiring.client("stepfunctions"),
     state_machine_arn=settings.state_machine_arn,
 )

@@ -279,7 +279,6 @@ class JourneyStateMachines(Construct):
     """One Standard state machine per journey file; the definition is the compiler's output verbatim."""
 
     SEND_FUNCTION_ARN = "SendFunctionArn"
-    MESSAGES_TABLE_NAME = "MessagesTableName"
 
     def __init__(
         self,
@@ -289,7 +288,6 @@ class JourneyStateMachines(Construct):
         journeys: Sequence[Journey],
         prefix: str,
         send: lambda_.IFunction,
-        messages: dynamodb.ITable,
         log_retention: logs.RetentionDays,
     ):
         super().__init__(scope, construct_id)
@@ -302,17 +300,13 @@ class JourneyStateMachines(Construct):
                 state_machine_name=f"{prefix}-{journey.id}",
                 state_machine_type=sfn.StateMachineType.STANDARD,
                 definition_body=sfn.DefinitionBody.from_string(compile_journey(journey)),
-                definition_substitutions={
-                    self.SEND_FUNCTION_ARN: send.function_arn,
-                    self.MESSAGES_TABLE_NAME: messages.table_name,
-                },
+                definition_substitutions={self.SEND_FUNCTION_ARN: send.function_arn},
                 logs=sfn.LogOptions(
                     destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False
                 ),
                 tracing_enabled=True,
             )
             send.grant_invoke(machine)
-            messages.grant_read_data(machine)
             acknowledge(
                 machine,
                 "AwsSolutions-IAM5[Resource::*]",

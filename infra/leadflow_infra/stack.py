@@ -9,11 +9,14 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from leadflow.journeys import load_journeys
+from leadflow.journeys import JourneyError, load_journeys
+from leadflow.journeys.checks import missing_templates
 from leadflow.tables import ALL_TABLES, CONTACTS, EVENTS, IDEMPOTENCY, MESSAGES
 
 from .config import StageConfig
@@ -52,6 +55,30 @@ class LeadflowStack(Stack):
             ),
         )
         topic_key = TopicKey(self, "TopicKey").key
+        webhook_keys = secretsmanager.Secret(
+            self,
+            "WebhookKeys",
+            description="Signing keys of journey webhooks (JSON name -> key); add keys per endpoint",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps({}),
+                generate_string_key="default",
+                password_length=48,
+                exclude_punctuation=True,
+            ),
+        )
+        acknowledge(
+            webhook_keys,
+            "AwsSolutions-SMG4",
+            "Webhook keys are shared with the receiving systems: rotate by adding a key under a new "
+            "name, pointing the journey's webhook step at it, then removing the old one (README).",
+        )
+        sales_handoff = sns.Topic(
+            self,
+            "SalesHandoff",
+            display_name=f"{prefix} sales hand-off",
+            master_key=topic_key,
+            enforce_ssl=True,
+        )
         email = EmailSending(
             self, "Email", name=prefix, domain=config.ses_identity_domain, topic_key=topic_key
         )
@@ -78,6 +105,8 @@ class LeadflowStack(Stack):
                 arn_format=ArnFormat.COLON_RESOURCE_NAME,
             ),
             "LEADFLOW_EVENT_RETENTION_DAYS": str(config.event_retention_days),
+            "LEADFLOW_SALES_TOPIC_ARN": sales_handoff.topic_arn,
+            "LEADFLOW_WEBHOOK_SECRETS_SECRET": webhook_keys.secret_arn,
             "LEADFLOW_SMS_SENDER_ID": config.sms.sender_id or "",
             "LEADFLOW_SMS_ORIGINATION_NUMBER": config.sms.origination_number or "",
             "LEADFLOW_SMS_TYPE": config.sms.message_type,
@@ -122,13 +151,17 @@ class LeadflowStack(Stack):
             automatically_after=Duration.days(config.signing_key_rotation_days),
         )
 
+        journey_files = load_journeys(ROOT / "journeys")
+        for journey in journey_files:
+            problems = missing_templates(journey, ROOT / "templates")
+            if problems:
+                raise JourneyError(f"journeys/{journey.id}: " + "; ".join(problems))
         journeys = JourneyStateMachines(
             self,
             "Journeys",
-            journeys=load_journeys(ROOT / "journeys"),
+            journeys=journey_files,
             prefix=prefix,
             send=send.function,
-            messages=tables[MESSAGES.name],
             log_retention=retention,
         )
         consumers = {
@@ -148,16 +181,49 @@ class LeadflowStack(Stack):
         tables[EVENTS.name].grant_read_data(admin.function)
 
         tables[MESSAGES.name].grant_read_write_data(trigger.function)
-        for machine in journeys.machines.values():
+        tables[CONTACTS.name].grant_read_write_data(trigger.function)  # enrollments
+        tables[EVENTS.name].grant_read_data(trigger.function)  # entry conditions on event history
+        region, account = nag_env(self)
+        for journey_id, machine in journeys.machines.items():
             machine.grant_start_execution(trigger.function)
+            # is an earlier entry's execution still running? (at most one active per contact)
+            trigger.function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["states:DescribeExecution"],
+                    resources=[
+                        self.format_arn(
+                            service="states",
+                            resource="execution",
+                            resource_name=f"{prefix}-{journey_id}:*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    ],
+                )
+            )
+            acknowledge(
+                trigger.function,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:"
+                f"{region}:{account}:execution:{prefix}-{journey_id}:*]",
+                "DescribeExecution on this journey's executions: the '*' is the execution name.",
+            )
 
         tables[CONTACTS.name].grant_read_write_data(score.function)
         tables[IDEMPOTENCY.name].grant_read_write_data(score.function)
 
-        tables[CONTACTS.name].grant_read_data(send.function)
+        # send runs every journey task: sends, decisions, contact updates, hand-offs, webhooks
+        tables[CONTACTS.name].grant_read_write_data(send.function)
         tables[MESSAGES.name].grant_read_write_data(send.function)
-        tables[EVENTS.name].grant_write_data(send.function)
+        tables[EVENTS.name].grant_read_write_data(send.function)
+        tables[IDEMPOTENCY.name].grant_read_write_data(send.function)
         signing_key.grant_read(send.function)
+        webhook_keys.grant_read(send.function)
+        sales_handoff.grant_publish(send.function)
+        acknowledge(
+            send.function,
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "Publishing to the KMS-encrypted sales hand-off topic needs GenerateDataKey* on the topic key "
+            "(grant_publish scopes it to that key).",
+        )
         email.grant_send(send.function)
         send.function.add_to_role_policy(
             iam.PolicyStatement(
@@ -175,6 +241,37 @@ class LeadflowStack(Stack):
             "send": send,
             "rotate": rotate,
         }
+        # --- provider feedback: SES events (bounces, complaints, ...) and inbound SMS (STOP) ----------
+        feedback = function("feedback")
+        inbound_sms = sns.Topic(
+            self,
+            "InboundSms",
+            display_name=f"{prefix} inbound SMS",
+            master_key=topic_key,
+            enforce_ssl=True,
+        )
+        # AWS End User Messaging SMS publishes two-way replies; only on behalf of this account
+        sms_voice = iam.ServicePrincipal(
+            "sms-voice.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": self.account}}
+        )
+        inbound_sms.grant_publish(sms_voice)
+        topic_key.grant(sms_voice, "kms:Decrypt", "kms:GenerateDataKey*")
+        for topic in (email.feedback, inbound_sms):
+            topic.add_subscription(sns_subscriptions.LambdaSubscription(feedback.function))
+        tables[CONTACTS.name].grant_read_write_data(feedback.function)  # suppression, SMS consent
+        tables[EVENTS.name].grant_write_data(feedback.function)
+        tables[MESSAGES.name].grant_read_write_data(feedback.function)  # link + bounced_at etc.
+        functions["feedback"] = feedback
+        # admin: do-not-contact writes the profile and its event
+        tables[CONTACTS.name].grant_write_data(admin.function)
+        tables[EVENTS.name].grant_write_data(admin.function)
+        CfnOutput(
+            self,
+            "InboundSmsTopicArn",
+            value=inbound_sms.topic_arn,
+            description="Set as the two-way SMS destination of your origination number (STOP opt-outs)",
+        )
+
         monitoring = Monitoring(
             self,
             "Monitoring",
@@ -210,6 +307,13 @@ class LeadflowStack(Stack):
             description="Attach to the operator role that runs `leadflow ops redrive`",
         )
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)
+        CfnOutput(
+            self,
+            "SalesHandoffTopicArn",
+            value=sales_handoff.topic_arn,
+            description="Subscribe your CRM integration: one message per hand-off (dedupe on handoff_id)",
+        )
+        CfnOutput(self, "WebhookKeysSecretArn", value=webhook_keys.secret_arn)
         CfnOutput(self, "DashboardName", value=prefix)
         if api.domain:
             CfnOutput(

@@ -1,17 +1,29 @@
-"""The admin API's queries: what an integration or an operator may read about a contact.
+"""The admin API: what an integration or an operator may read about a contact, and the one thing it
+may change: marking a contact do-not-contact (no message of any kind is sent to it any more).
 
 Admin routes sit behind IAM authorization in AWS (a local dev credential in the local runtime);
 identifiers travel in paths, personal data (an email to look up) only in request bodies."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from leadflow import ids
 from leadflow.errors import NotFound
-from leadflow.models import normalize_email
-from leadflow.store import ContactStore, deserialize, serialize
+from leadflow.models import Event, iso, normalize_email, utc_now
+from leadflow.observability import logger, metrics
+from leadflow.store import (
+    ContactStore,
+    EventStore,
+    Transaction,
+    cancellation_codes,
+    deserialize,
+    serialize,
+)
 from leadflow.tables import keys
 
 TIMELINE_LIMIT = 100
@@ -55,11 +67,76 @@ class ContactView(BaseModel):
     events_truncated: bool
 
 
+class DoNotContactIn(BaseModel):
+    """``POST /admin/contacts/{contact_id}/do-not-contact``: why (kept on the profile and the event)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(min_length=1, max_length=500)
+
+    @field_validator("reason")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+
+class DoNotContactResult(BaseModel):
+    contact_id: str
+    do_not_contact: bool
+    changed: bool
+    """False when the contact was already marked (the call is idempotent)."""
+
+
 class ContactDirectory:
-    def __init__(self, *, contacts: ContactStore, ddb: Any, events_table: str) -> None:
+    def __init__(
+        self,
+        *,
+        contacts: ContactStore,
+        ddb: Any,
+        events_table: str,
+        events: EventStore | None = None,
+        transact: Callable[[Transaction], None] | None = None,
+    ) -> None:
         self._contacts = contacts
         self._ddb = ddb
         self._events_table = events_table
+        self._events = events
+        self._transact = transact
+
+    def do_not_contact(self, contact_id: str, body: DoNotContactIn, *, actor: str) -> DoNotContactResult:
+        """Mark the contact do-not-contact and record ``do_not_contact_set``, in one transaction;
+        every later send, on every channel and of every purpose, is skipped (``do_not_contact``)."""
+        if self._events is None or self._transact is None:
+            raise RuntimeError("ContactDirectory was built read-only")
+        at = iso(utc_now())
+        txn = Transaction()
+        txn.add(self._contacts.do_not_contact_op(contact_id, body.reason, at))
+        txn.add(
+            self._events.put_op(
+                Event(
+                    event_id=ids.new_event_id(),
+                    type="do_not_contact_set",
+                    occurred_at=at,
+                    contact_id=contact_id,
+                    source="admin",
+                    properties={"reason": body.reason, "actor": actor[:256]},
+                )
+            )
+        )
+        try:
+            self._transact(txn)
+        except ClientError as exc:
+            codes = cancellation_codes(exc)
+            if codes and codes[0] == "ConditionalCheckFailed":
+                if self._contacts.get(contact_id) is None:
+                    raise NotFound("contact") from exc
+                return DoNotContactResult(contact_id=contact_id, do_not_contact=True, changed=False)
+            raise
+        metrics.add_metric(name="DoNotContactSet", unit="Count", value=1)
+        logger.info("contact marked do-not-contact", extra={"contact_id": contact_id})
+        return DoNotContactResult(contact_id=contact_id, do_not_contact=True, changed=True)
 
     def lookup(self, query: ContactLookup) -> ContactRef:
         contact_id = self._contacts.contact_id_for_email(query.email)

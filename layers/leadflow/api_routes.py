@@ -1,6 +1,6 @@
 """The HTTP API's routes (API Gateway HTTP API route keys) and the function serving each.
 
-Public routes (pixels, clicks, events, forms, unsubscribe) are served by ``track`` without
+Public routes (pixels, clicks, events, forms, unsubscribe, opt-in confirmation) are served by ``track`` without
 credentials; admin routes are served by ``admin`` and require IAM authorization (SigV4) in AWS and
 the local dev credential in the local runtime. One list for the CDK app (routes it creates) and
 the local runtime (routes it serves)."""
@@ -41,12 +41,14 @@ PUBLIC_ROUTES: tuple[Route, ...] = (
     Route("POST", "/forms/{form_id}"),
     Route("GET", "/unsubscribe/{token}"),
     Route("POST", "/unsubscribe/{token}"),
+    Route("GET", "/confirm/{token}"),  # double opt-in confirmation link
 )
 
 
 ADMIN_ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin/contacts/{contact_id}", function="admin", auth="iam"),
     Route("POST", "/admin/contacts/lookup", function="admin", auth="iam"),
+    Route("POST", "/admin/contacts/{contact_id}/do-not-contact", function="admin", auth="iam"),
 )
 
 ALL_ROUTES = PUBLIC_ROUTES + ADMIN_ROUTES

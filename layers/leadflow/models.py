@@ -25,6 +25,8 @@ VisitorId = Annotated[str, StringConstraints(pattern=VISITOR_ID_PATTERN)]
 PropertyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 PropertyValue = str | int | float | bool | None
 
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
 _EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -49,6 +51,23 @@ def normalize_email(raw: str) -> str:
     if len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels) or labels[-1].isdigit():
         raise ValueError("has an invalid domain")
     return f"{local.lower()}@{ascii_domain}"
+
+
+def normalize_phone(raw: str) -> str:
+    """An E.164 number (``+`` and 7 to 15 digits) from what a person types: spaces, dots, dashes,
+    slashes and parentheses are dropped, a leading ``00`` becomes ``+``.
+
+    Raises ``ValueError`` with a reason a person understands."""
+    value = _PHONE_PUNCTUATION.sub("", raw.strip())
+    if value.startswith("00"):
+        value = "+" + value[2:]
+    if not _E164.match(value):
+        raise ValueError("must be a phone number in international format, e.g. +14155550123")
+    return value
+
+
+def is_e164(value: str | None) -> bool:
+    return bool(value) and _E164.match(value or "") is not None
 
 
 def truncate_ip(raw: str | None) -> str | None:
@@ -129,11 +148,18 @@ class FormSubmission(BaseModel):
     consent: bool = False
     visitor_id: VisitorId | None = None
     page_url: str | None = Field(default=None, max_length=2048)
+    phone: str | None = Field(default=None, max_length=32)
+    sms_consent: bool = False
 
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
         return normalize_email(value)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_phone(value)
 
     @field_validator("first_name", "last_name")
     @classmethod
@@ -145,12 +171,12 @@ class FormSubmission(BaseModel):
             raise ValueError("must not contain control characters")
         return cleaned or None
 
-    @field_validator("visitor_id", "page_url", mode="before")
+    @field_validator("visitor_id", "page_url", "phone", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("consent", mode="before")
+    @field_validator("consent", "sms_consent", mode="before")
     @classmethod
     def _checkbox(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -195,7 +221,10 @@ class Event(BaseModel):
         return self
 
 
-ConsentState = Literal["granted", "revoked", "unknown"]
+ConsentState = Literal["granted", "revoked", "unknown", "pending"]
+"""``pending``: signed up through a double opt-in form, not confirmed yet (only the confirmation
+email may be sent)."""
+SuppressionReason = Literal["bounce", "complaint"]
 
 
 class Contact(BaseModel):
@@ -207,6 +236,12 @@ class Contact(BaseModel):
     last_name: str | None = None
     consent_email: ConsentState = "unknown"
     score: int = 0
+    phone: str | None = None
+    consent_sms: ConsentState = "unknown"
+    suppressed: SuppressionReason | None = None
+    """Set by SES feedback: the address hard-bounced or complained; no email is sent to it again."""
+    do_not_contact: bool = False
+    """Set by an operator: no message of any kind on any channel."""
 
     @property
     def reachable_by_email(self) -> bool:
@@ -216,10 +251,17 @@ class Contact(BaseModel):
 # --- send step contract (state machine -> send) ------------------------------------------------
 
 
+MessagePurpose = Literal["marketing", "transactional", "confirmation"]
+"""marketing: needs consent, tracked, List-Unsubscribe, frequency caps. transactional: no consent
+needed and no tracking, suppression still applies. confirmation: the double opt-in email, the only
+message a contact with pending consent receives."""
+
+
 class SendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["send_email"]
+    action: Literal["send_email", "send_sms"]
+    purpose: MessagePurpose = "marketing"
     journey_id: str = Field(min_length=1, max_length=64)
     step_id: str = Field(min_length=1, max_length=64)
     template: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")

@@ -1,18 +1,29 @@
-"""The send step: deliver one journey email exactly once, if the contact may receive it.
+"""The send step: deliver one journey message (email or SMS) exactly once, if the contact may
+receive it.
 
 Order of work for a step (execution, step) → message id:
 1. claim the message item (conditional put). A retry of a step that already sent finds the claim
    and returns ``duplicate``: a message is never sent twice. Only a throttled attempt is re-claimable.
-2. consent and suppression are checked now, at send time.
-3. render, rewrite links to signed click links, add the open pixel and one-click unsubscribe headers.
-4. send through SES with the configuration set; then mark the item sent and record ``email_sent``
+2. do-not-contact, suppression and consent are checked now, at send time; a skipped send is
+   recorded on the message item with its reason.
+3. render; a marketing email gets signed click links, the open pixel and one-click unsubscribe
+   headers (transactional and confirmation emails none of them); a marketing SMS ends with the
+   opt-out hint; the SMS encoding and segment count are measured (more than 10 is a template error).
+4. send through SES with the configuration set and the ``leadflow_message_id`` tag (feedback links
+   back through it) or through SNS; then mark the item sent and record ``email_sent``/``sms_sent``
    in one transaction.
+
+Purposes (``SendRequest.purpose``): ``marketing`` needs granted consent on the channel;
+``transactional`` needs none (suppression, do-not-contact and SMS opt-out still apply);
+``confirmation`` is the double opt-in email, the only message a contact whose email consent is
+``pending`` receives.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -23,22 +34,34 @@ from leadflow.messaging import (
     InvalidRecipient,
     SignedLinks,
     TemplateRenderError,
-    compose_marketing_email,
+    compose_email,
+    compose_sms,
     template_context,
 )
-from leadflow.models import Contact, Event, SendRequest, SendResult, iso, utc_now
+from leadflow.models import Contact, Event, SendRequest, SendResult, is_e164, iso, utc_now
 from leadflow.observability import count_by, logger, metrics, pii_hash
 from leadflow.store import ContactStore, EventStore, MessageStore, Transaction
 from leadflow.tokens import TokenSigner
 
 RETRYABLE = "retryable"
-"""Message status of an attempt that did not reach SES: the step's retry may claim it again."""
-THROTTLING_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException"}
+"""Message status of an attempt that did not reach the provider: the step's retry may claim it again."""
+THROTTLING_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "Throttled",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "LimitExceededException",
+}
 THROTTLING_MESSAGES = ("Maximum sending rate exceeded", "Daily message quota exceeded")
+MESSAGE_TAG = "leadflow_message_id"
+"""The SES message tag that carries our message id into SES event publishing (feedback)."""
+
+Channel = Literal["email", "sms"]
 
 
 class SendInDoubt(Exception):
-    """SES did not answer; the message may have gone out, so it is not sent again."""
+    """The provider did not answer; the message may have gone out, so it is not sent again."""
 
 
 def _is_throttled(exc: ClientError) -> bool:
@@ -46,6 +69,48 @@ def _is_throttled(exc: ClientError) -> bool:
     return err.get("Code") in THROTTLING_CODES or any(
         m in str(err.get("Message", "")) for m in THROTTLING_MESSAGES
     )
+
+
+@dataclass(frozen=True)
+class _Delivered:
+    contact: Contact
+    recipient: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    """Recorded on the message item with the ``sent`` status (provider message id, SMS segments)."""
+
+
+def email_skip_reason(contact: Contact, purpose: str, suppression: str | None) -> str | None:
+    """Why an email of this purpose may not go to the contact now, or None."""
+    if contact.do_not_contact:
+        return "do_not_contact"
+    suppressed = contact.suppressed or suppression
+    if suppressed:
+        return f"suppressed_{suppressed}"
+    consent = contact.consent_email
+    if purpose == "confirmation":
+        return {"pending": None, "revoked": "unsubscribed", "granted": "already_confirmed"}.get(
+            consent, "no_consent"
+        )
+    if consent == "pending":
+        return "consent_pending"
+    if purpose == "transactional":
+        return None
+    if consent == "revoked":
+        return "unsubscribed"
+    return None if consent == "granted" else "no_consent"
+
+
+def sms_skip_reason(contact: Contact, purpose: str) -> str | None:
+    """Why an SMS of this purpose may not go to the contact now, or None."""
+    if contact.do_not_contact:
+        return "do_not_contact"
+    if not is_e164(contact.phone):
+        return "invalid_phone"
+    if contact.consent_sms == "revoked":
+        return "sms_opted_out"
+    if purpose == "marketing" and contact.consent_sms != "granted":
+        return "no_sms_consent"
+    return None
 
 
 class SendService:
@@ -63,6 +128,10 @@ class SendService:
         sender: str,
         unsubscribe_mailto: str,
         configuration_set: str,
+        sns: Any = None,
+        sms_sender_id: str = "",
+        sms_origination_number: str = "",
+        sms_type: str = "Promotional",
     ) -> None:
         self._contacts = contacts
         self._messages = messages
@@ -75,8 +144,18 @@ class SendService:
         self._sender = sender
         self._unsubscribe_mailto = unsubscribe_mailto
         self._configuration_set = configuration_set
+        self._sns = sns
+        self._sms_sender_id = sms_sender_id
+        self._sms_origination_number = sms_origination_number
+        self._sms_type = sms_type
 
     def send_email(self, request: SendRequest) -> SendResult:
+        return self._send(request, "email")
+
+    def send_sms(self, request: SendRequest) -> SendResult:
+        return self._send(request, "sms")
+
+    def _send(self, request: SendRequest, channel: Channel) -> SendResult:
         message_id = ids.deterministic_id(request.execution_id, request.step_id)
         fields = {
             "contact_id": request.contact_id,
@@ -84,7 +163,8 @@ class SendService:
             "step_id": request.step_id,
             "execution_id": request.execution_id,
             "template": request.template,
-            "channel": "email",
+            "channel": channel,
+            "purpose": request.purpose,
         }
         if not self._messages.claim(message_id, fields, iso(utc_now())):
             existing = self._messages.get(message_id) or {}
@@ -95,54 +175,68 @@ class SendService:
             return SendResult(message_id=message_id, status="duplicate", reason=str(existing.get("status")))
 
         try:
-            outcome = self._deliver(message_id, request)
+            outcome = (
+                self._deliver_email(message_id, request)
+                if channel == "email"
+                else self._deliver_sms(message_id, request)
+            )
         except (SendThrottled, SendInDoubt, TemplateRenderError):
             raise  # the message item already says what happened
         except Exception:
-            # Nothing reached SES: release the claim so the state machine's retry can send.
+            # Nothing reached the provider: release the claim so the state machine's retry can send.
             self._messages.finish(message_id, RETRYABLE, iso(utc_now()), reason="error before send")
             raise
         if isinstance(outcome, SendResult):
             return outcome
-        contact, ses_message_id = outcome
         at = iso(utc_now())
         txn = Transaction()
-        txn.add(self._messages.finish_op(message_id, "sent", at, ses_message_id=ses_message_id, sent_at=at))
+        txn.add(self._messages.finish_op(message_id, "sent", at, sent_at=at, **outcome.fields))
+        properties: dict[str, Any] = {"template": request.template, "step_id": request.step_id}
+        if request.purpose != "marketing":
+            properties["purpose"] = request.purpose
+        if channel == "sms":
+            properties["segments"] = outcome.fields["sms_segments"]
         txn.add(
             self._events.put_op(
                 Event(
                     event_id=ids.new_event_id(),
-                    type="email_sent",
+                    type=f"{channel}_sent",
                     occurred_at=at,
-                    contact_id=contact.contact_id,
+                    contact_id=outcome.contact.contact_id,
                     message_id=message_id,
                     journey_id=request.journey_id,
                     source=f"journey:{request.journey_id}",
-                    properties={"template": request.template, "step_id": request.step_id},
+                    properties=properties,
                 )
             )
         )
         self._transact(txn)
-        metrics.add_metric(name="EmailsSent", unit="Count", value=1)
-        logger.info("email sent", extra={"message_id": message_id, "recipient": pii_hash(contact.email)})
+        metrics.add_metric(name="EmailsSent" if channel == "email" else "SmsSent", unit="Count", value=1)
+        logger.info(
+            f"{channel} sent", extra={"message_id": message_id, "recipient": pii_hash(outcome.recipient)}
+        )
         return SendResult(message_id=message_id, status="sent")
 
-    def _deliver(self, message_id: str, request: SendRequest) -> SendResult | tuple[Contact, str]:
-        """Check consent, compose and hand the email to SES. A SendResult means it was skipped."""
+    # --- email -----------------------------------------------------------------------------------
+
+    def _deliver_email(self, message_id: str, request: SendRequest) -> SendResult | _Delivered:
+        """Check the contact, compose and hand the email to SES. A SendResult means it was skipped."""
         contact = self._contacts.get(request.contact_id)
         if contact is None:
             return self._skip(message_id, "contact_not_found")
-        if contact.consent_email == "revoked":
-            return self._skip(message_id, "unsubscribed")
-        if not contact.reachable_by_email:
-            return self._skip(message_id, "no_consent")
+        suppression = None if contact.do_not_contact else self._contacts.suppression(contact.email)
+        reason = email_skip_reason(contact, request.purpose, suppression)
+        if reason is not None:
+            return self._skip(message_id, reason)
 
         links = SignedLinks(self._signer, self._base_url, message_id, contact.contact_id)
+        confirm_url = links.confirm_url if request.purpose == "confirmation" else None
         try:
             rendered = self._renderer.render(
-                request.template, template_context(contact.model_dump(), links.unsubscribe_url)
+                request.template,
+                template_context(contact.model_dump(), links.unsubscribe_url, confirm_url=confirm_url),
             )
-            email = compose_marketing_email(
+            email = compose_email(
                 rendered=rendered,
                 links=links,
                 sender=self._sender,
@@ -150,12 +244,12 @@ class SendService:
                 unsubscribe_mailto=self._unsubscribe_mailto,
                 configuration_set=self._configuration_set,
                 message_id=message_id,
+                tracked=request.purpose == "marketing",
             )
         except InvalidRecipient:
             return self._skip(message_id, "invalid_recipient")
         except TemplateRenderError as exc:
-            self._messages.finish(message_id, "failed", iso(utc_now()), reason=f"template: {exc}"[:500])
-            metrics.add_metric(name="SendFailures", unit="Count", value=1)
+            self._fail(message_id, exc)
             raise
 
         try:
@@ -164,21 +258,100 @@ class SendService:
                 Destinations=[contact.email],
                 RawMessage={"Data": email.raw},
                 ConfigurationSetName=self._configuration_set,
+                Tags=[{"Name": MESSAGE_TAG, "Value": message_id}],
             )
         except ClientError as exc:
-            if _is_throttled(exc):
-                self._messages.finish(message_id, RETRYABLE, iso(utc_now()), reason="throttled")
-                metrics.add_metric(name="SendThrottled", unit="Count", value=1)
-                raise SendThrottled(str(exc)) from exc
             if exc.response.get("Error", {}).get("Code") == "MessageRejected":
                 return self._skip(message_id, "rejected_by_provider")
-            raise  # SES answered with an error: nothing was sent, the retry may send
+            self._provider_error(message_id, exc)
+            raise  # the provider answered with an error: nothing was sent, the retry may send
         except Exception as exc:
-            # No answer from SES (timeout, connection lost): it may have sent. Never risk a second copy.
-            self._messages.finish(message_id, "in_doubt", iso(utc_now()), reason=type(exc).__name__)
-            metrics.add_metric(name="SendsInDoubt", unit="Count", value=1)
-            raise SendInDoubt(f"no answer from SES for message {message_id}") from exc
-        return contact, str(response.get("MessageId", ""))
+            raise self._in_doubt(message_id, exc, "SES") from exc
+        return _Delivered(
+            contact=contact,
+            recipient=contact.email,
+            fields={"ses_message_id": str(response.get("MessageId", ""))},
+        )
+
+    # --- SMS -------------------------------------------------------------------------------------
+
+    def _deliver_sms(self, message_id: str, request: SendRequest) -> SendResult | _Delivered:
+        """Check the contact, render and measure the text and publish it through SNS."""
+        contact = self._contacts.get(request.contact_id)
+        if contact is None:
+            return self._skip(message_id, "contact_not_found")
+        reason = sms_skip_reason(contact, request.purpose)
+        if reason is not None:
+            return self._skip(message_id, reason)
+        assert contact.phone is not None  # is_e164 checked it
+        if self._sns is None:
+            raise RuntimeError("SendService was built without an SNS client: it cannot send SMS")
+
+        marketing = request.purpose == "marketing"
+        links = SignedLinks(self._signer, self._base_url, message_id, contact.contact_id)
+        try:
+            text = self._renderer.render_sms(
+                request.template, template_context(contact.model_dump(), links.unsubscribe_url)
+            )
+            sms = compose_sms(text, marketing=marketing)
+        except TemplateRenderError as exc:
+            self._fail(message_id, exc)
+            raise
+
+        attributes = {
+            "AWS.SNS.SMS.SMSType": {
+                "DataType": "String",
+                "StringValue": self._sms_type if marketing else "Transactional",
+            }
+        }
+        if self._sms_sender_id:
+            attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": self._sms_sender_id}
+        if self._sms_origination_number:
+            attributes["AWS.MM.SMS.OriginationNumber"] = {
+                "DataType": "String",
+                "StringValue": self._sms_origination_number,
+            }
+        try:
+            response = self._sns.publish(
+                PhoneNumber=contact.phone, Message=sms.text, MessageAttributes=attributes
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("InvalidParameter", "InvalidParameterValue") and not _is_throttled(exc):
+                return self._skip(message_id, "rejected_by_provider")
+            self._provider_error(message_id, exc)
+            raise
+        except Exception as exc:
+            raise self._in_doubt(message_id, exc, "SNS") from exc
+        return _Delivered(
+            contact=contact,
+            recipient=contact.phone,
+            fields={
+                "sns_message_id": str(response.get("MessageId", "")),
+                "sms_segments": sms.segments,
+                "sms_encoding": sms.encoding,
+            },
+        )
+
+    # --- outcomes --------------------------------------------------------------------------------
+
+    def _provider_error(self, message_id: str, exc: ClientError) -> None:
+        """The provider answered with an error: throttling becomes ``SendThrottled`` (retried with
+        back-off by the state machine); any other error leaves the claim retryable."""
+        if _is_throttled(exc):
+            self._messages.finish(message_id, RETRYABLE, iso(utc_now()), reason="throttled")
+            metrics.add_metric(name="SendThrottled", unit="Count", value=1)
+            raise SendThrottled(str(exc)) from exc
+
+    def _in_doubt(self, message_id: str, exc: Exception, provider: str) -> SendInDoubt:
+        # No answer (timeout, connection lost): it may have sent. Never risk a second copy.
+        self._messages.finish(message_id, "in_doubt", iso(utc_now()), reason=type(exc).__name__)
+        metrics.add_metric(name="SendsInDoubt", unit="Count", value=1)
+        return SendInDoubt(f"no answer from {provider} for message {message_id}")
+
+    def _fail(self, message_id: str, exc: TemplateRenderError) -> None:
+        self._messages.finish(message_id, "failed", iso(utc_now()), reason=f"template: {exc}"[:500])
+        metrics.add_metric(name="SendFailures", unit="Count", value=1)
 
     def _skip(self, message_id: str, reason: str) -> SendResult:
         self._messages.finish(message_id, "skipped", iso(utc_now()), reason=reason)

@@ -20,6 +20,11 @@ class FormConfig(BaseModel):
     thank_you_url: str = Field(description="Where a browser goes after a successful post.")
     error_url: str = Field(description="Where a browser goes back to when the post is invalid.")
     consent_required: bool = Field(description="The marketing-consent checkbox must be ticked.")
+    double_opt_in: bool = Field(
+        default=False,
+        description="Consent given on this form stays pending until the contact clicks the link of "
+        "the confirmation email (journeys/double-opt-in.yaml sends it).",
+    )
 
     @field_validator("thank_you_url", "error_url")
     @classmethod
@@ -52,6 +57,13 @@ class Settings(BaseSettings):
         description="ARN prefix of the journey state machines; the journey id completes it.",
     )
     event_retention_days: int = Field(ge=1, le=3650)
+    sales_topic_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$",
+        description="SNS topic that receives sales hand-offs (notify_sales steps).",
+    )
+    webhook_secrets_secret: str = Field(
+        min_length=1, description="Secrets Manager id of the webhook signing keys (JSON name -> key)."
+    )
     sms_sender_id: str = Field(
         pattern=r"^[A-Za-z0-9]{0,11}$", description="SNS SMS sender id; empty for none."
     )

@@ -8,6 +8,7 @@ guard, which makes stream and Step Functions retries harmless.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -135,6 +136,14 @@ class IdempotencyMarks:
         item = {"pk": f"{kind}#{key}", "sk": keys.MARK, "expires_at": int(self._now()) + self._ttl_s}
         return put_op(self._table, item, "attribute_not_exists(pk)")
 
+    def exists(self, kind: str, key: str) -> bool:
+        resp = self._client.get_item(
+            TableName=self._table,
+            Key=serialize({"pk": f"{kind}#{key}", "sk": keys.MARK}),
+            ConsistentRead=True,
+        )
+        return "Item" in resp
+
 
 class ContactStore:
     """Contact profiles, the email index and visitor links."""
@@ -221,6 +230,111 @@ class ContactStore:
                 "UpdateExpression": "ADD score :p SET score_updated_at = :at",
                 "ConditionExpression": "attribute_exists(pk)",
                 "ExpressionAttributeValues": values(p=points, at=at),
+            }
+        }
+
+    # --- phone index, suppression list, consent and do-not-contact --------------------------------
+
+    PHONE_SK = "PHONE"
+    SUPPRESSION_SK = "SUPPRESSION"
+
+    @staticmethod
+    def phone_key(phone: str) -> str:
+        return f"PHONE#{phone}"
+
+    @staticmethod
+    def suppression_key(email: str) -> str:
+        """The suppression item's key: a hash of the normalized address, so the entry outlives the
+        contact (a re-import or a new sign-up of the address stays suppressed) without storing it."""
+        return "SUPPRESS#" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+    def contact_id_for_phone(self, phone: str) -> str | None:
+        resp = self._client.get_item(
+            TableName=self._table,
+            Key=serialize({"pk": self.phone_key(phone), "sk": self.PHONE_SK}),
+            ProjectionExpression="contact_id",
+            ConsistentRead=True,
+        )
+        return str(resp["Item"]["contact_id"]["S"]) if "Item" in resp else None
+
+    def phone_index_op(self, phone: str, contact_id: str, at: str) -> dict[str, Any]:
+        """The phone index entry (E.164 -> contact): the contact that gave the number last owns it."""
+        return put_op(
+            self._table,
+            {"pk": self.phone_key(phone), "sk": self.PHONE_SK, "contact_id": contact_id, "updated_at": at},
+        )
+
+    def suppression(self, email: str) -> str | None:
+        """Why the address is on the suppression list ("bounce" or "complaint"), or None."""
+        resp = self._client.get_item(
+            TableName=self._table,
+            Key=serialize({"pk": self.suppression_key(email), "sk": self.SUPPRESSION_SK}),
+            ProjectionExpression="reason",
+            ConsistentRead=True,
+        )
+        return str(resp["Item"]["reason"]["S"]) if "Item" in resp else None
+
+    def suppression_op(self, email: str, reason: str, at: str) -> dict[str, Any]:
+        """Put the address on the suppression list (the latest reason wins; first date kept)."""
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": serialize({"pk": self.suppression_key(email), "sk": self.SUPPRESSION_SK}),
+                "UpdateExpression": "SET reason = :r, updated_at = :at, "
+                "suppressed_at = if_not_exists(suppressed_at, :at)",
+                "ExpressionAttributeValues": values(r=reason, at=at),
+            }
+        }
+
+    def suppress_profile_op(self, contact_id: str, reason: str, at: str) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
+                "UpdateExpression": "SET suppressed = :r, suppressed_at = :at, updated_at = :at",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": values(r=reason, at=at),
+            }
+        }
+
+    def confirm_email_consent_op(self, contact_id: str, at: str) -> dict[str, Any]:
+        """Pending -> granted (double opt-in); fails (condition) unless the consent is pending."""
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
+                "UpdateExpression": "SET consent_email = :granted, consent_updated_at = :at, "
+                "consent_source = :src, consent_confirmed_at = :at, updated_at = :at",
+                "ConditionExpression": "attribute_exists(pk) AND consent_email = :pending",
+                "ExpressionAttributeValues": values(
+                    granted="granted", pending="pending", at=at, src="double_opt_in"
+                ),
+            }
+        }
+
+    def revoke_sms_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
+                "UpdateExpression": "SET consent_sms = :revoked, consent_sms_updated_at = :at, "
+                "consent_sms_source = :src, updated_at = :at",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": values(revoked="revoked", at=at, src=source),
+            }
+        }
+
+    def do_not_contact_op(self, contact_id: str, reason: str, at: str) -> dict[str, Any]:
+        """Mark a contact do-not-contact; fails (condition) when already marked or no such contact."""
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
+                "UpdateExpression": "SET do_not_contact = :yes, do_not_contact_reason = :r, "
+                "do_not_contact_at = :at, updated_at = :at",
+                "ConditionExpression": "attribute_exists(pk) AND "
+                "(attribute_not_exists(do_not_contact) OR do_not_contact <> :yes)",
+                "ExpressionAttributeValues": values(yes=True, r=reason, at=at),
             }
         }
 

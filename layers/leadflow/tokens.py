@@ -1,4 +1,4 @@
-"""Signed, URL-safe tokens for open, click and unsubscribe links.
+"""Signed, URL-safe tokens for open, click, unsubscribe and double opt-in confirmation links.
 
 A token is ``base64url(payload) "." base64url(HMAC-SHA256(key, payload)[:16])``. The payload holds
 opaque ids only (message id, contact id) and, for clicks, the destination URL sealed by the
@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-TokenKind = Literal["open", "click", "unsubscribe"]
+TokenKind = Literal["open", "click", "unsubscribe", "confirm"]
 _MAC_BYTES = 16
 MAX_TOKEN_LENGTH = 4096
 

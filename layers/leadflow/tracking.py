@@ -201,20 +201,35 @@ class TrackingService:
                 "last_name": submission.last_name,
             }
             if submission.consent:
+                # double opt-in: consent stays pending until the confirmation link is clicked; a
+                # contact who already confirmed keeps the granted consent
+                pending = form.double_opt_in and not self._already_granted(existing)
                 fields |= {
-                    "consent_email": "granted",
+                    "consent_email": "pending" if pending else "granted",
                     "consent_updated_at": at,
                     "consent_source": f"form:{form_id}",
                     "consent_ip": truncate_ip(source_ip),
                 }
             elif existing is None:
                 fields["consent_email"] = "unknown"
+            if submission.phone:
+                fields["phone"] = submission.phone
+                if submission.sms_consent:
+                    fields |= {
+                        "consent_sms": "granted",
+                        "consent_sms_updated_at": at,
+                        "consent_sms_source": f"form:{form_id}",
+                    }
             txn = Transaction()
             txn.add(self._contacts.email_claim_op(submission.email, contact_id))
             txn.add(self._contacts.upsert_profile_op(contact_id, fields, at))
+            if submission.phone:
+                txn.add(self._contacts.phone_index_op(submission.phone, contact_id, at))
             if submission.visitor_id:
                 txn.add(self._contacts.visitor_link_op(submission.visitor_id, contact_id, at))
             properties: dict[str, Any] = {"form_id": form_id, "consent": submission.consent}
+            if form.double_opt_in:
+                properties["double_opt_in"] = True
             if page := clean_url(submission.page_url):
                 properties["page_url"] = page
             txn.add(
@@ -240,6 +255,45 @@ class TrackingService:
             metrics.add_metric(name="FormsSubmitted", unit="Count", value=1)
             return FormAccepted(contact_id=contact_id, created=existing is None)
         raise RuntimeError("unreachable: email claim retried")  # pragma: no cover
+
+    def _already_granted(self, contact_id: str | None) -> bool:
+        if contact_id is None:
+            return False
+        contact = self._contacts.get(contact_id)
+        return contact is not None and contact.consent_email == "granted"
+
+    # --- double opt-in ---------------------------------------------------------------------------
+
+    def confirm_subscription(self, token: str) -> bool:
+        """The confirmation link of a double opt-in email: pending consent becomes granted
+        (source ``double_opt_in``) and ``consent_confirmed`` is recorded, in one transaction.
+        False when there was nothing to confirm (a second click, or consent no longer pending)."""
+        claims = self._signer.verify(token, "confirm")
+        at = iso(utc_now())
+        txn = Transaction()
+        txn.add(self._contacts.confirm_email_consent_op(claims.contact_id, at))
+        txn.add(
+            self._events.put_op(
+                Event(
+                    event_id=ids.new_event_id(),
+                    type="consent_confirmed",
+                    occurred_at=at,
+                    contact_id=claims.contact_id,
+                    message_id=claims.message_id,
+                    source="double_opt_in",
+                    properties={"channel": "email"},
+                )
+            )
+        )
+        try:
+            self._transact(txn)
+        except ClientError as exc:
+            codes = cancellation_codes(exc)
+            if codes and codes[0] == "ConditionalCheckFailed":
+                return False
+            raise
+        metrics.add_metric(name="ConsentsConfirmed", unit="Count", value=1)
+        return True
 
     # --- unsubscribe -----------------------------------------------------------------------------
 

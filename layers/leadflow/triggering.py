@@ -1,56 +1,102 @@
-"""Journey entry and engagement bookkeeping from the event stream.
+"""Journey entries and exits, and email engagement bookkeeping, from the event stream.
 
 - ``email_opened``/``email_clicked`` set the message's first-open/first-click time, which journey
-  branches read.
-- An event matching a journey's entry rule starts that journey's state machine for the contact,
-  under a deterministic execution name: a redelivered or repeated event cannot start it twice.
+  conditions read.
+- An event that is a journey's entry trigger — an event type with property filters, a stage
+  change, a score crossing, a segment entry, or a manual enrollment request — enters the contact
+  when the entry condition holds and the re-entry rule allows it, with at most one active
+  execution per contact and journey. The enrollment is written before the execution starts, under
+  a deterministic name: a redelivered or repeated event cannot start the journey twice.
+- An event that is one of a journey's exit events marks the contact's active enrollment to leave
+  before its next step.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 from botocore.exceptions import ClientError
 
-from leadflow.models import Event
+from leadflow.enrollments import JourneyStore
+from leadflow.journeys.conditions import Facts, evaluate
+from leadflow.journeys.model import Journey, ReEntryAfter
+from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger, metrics
 from leadflow.store import MessageStore
 
 ENGAGEMENT_ATTRIBUTE = {"email_opened": "first_opened_at", "email_clicked": "first_clicked_at"}
+MANUAL_ENROLLMENT = "journey_enrollment_requested"
 
 
-class EntryRule(Protocol):
-    def matches(self, event_type: str, properties: Any) -> bool: ...
-
-
-class JourneyLike(Protocol):
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def entry(self) -> EntryRule: ...
-
-
-def execution_name(journey_id: str, contact_id: str) -> str:
+def execution_name(journey_id: str, contact_id: str, entry: int = 1) -> str:
     """Deterministic, PII-free and within Step Functions' 80-character limit."""
-    return f"{journey_id}-{contact_id}"[:80]
+    suffix = "" if entry == 1 else f"-{entry}"
+    return f"{journey_id}-{contact_id}"[: 80 - len(suffix)] + suffix
+
+
+def is_entry(journey: Journey, event: Event) -> bool:
+    """Whether the event is the journey's entry trigger (its ``if`` condition is checked apart)."""
+    entry = journey.entry
+    props = event.properties
+    if entry.kind == "event":
+        return entry.matches(event.type, props)
+    if entry.kind == "stage":
+        return event.type == "stage_changed" and props.get("to") == entry.stage
+    if entry.kind == "score":
+        assert entry.score_reaches is not None
+        before, after = _number(props.get("from")), _number(props.get("to"))
+        return (
+            event.type == "score_changed"
+            and before is not None
+            and after is not None
+            and before < entry.score_reaches <= after
+        )
+    if entry.kind == "segment":
+        return event.type == "segment_entered" and props.get("segment") == entry.segment
+    return event.type == MANUAL_ENROLLMENT and props.get("journey_id") == journey.id
+
+
+def exit_reason(journey: Journey, event: Event) -> str | None:
+    rules = journey.exit
+    for rule in rules.events:
+        if event.type == rule.event and all(
+            event.properties.get(k) in (v if isinstance(v, list) else [v]) for k, v in rule.where.items()
+        ):
+            return f"converted: {event.type}"
+    if event.type == "stage_changed" and event.properties.get("to") in rules.stages:
+        return f"reached stage {event.properties.get('to')}"
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class TriggerService:
     def __init__(
         self,
         *,
-        journeys: Sequence[JourneyLike],
+        journeys: Sequence[Journey],
         messages: MessageStore,
+        store: JourneyStore,
         sfn: Any,
         state_machine_arn: Callable[[str], str],
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._journeys = journeys
         self._messages = messages
+        self._store = store
         self._sfn = sfn
         self._state_machine_arn = state_machine_arn
+        self._now = now
 
     def handle(self, event: Event) -> list[str]:
         """React to one event; returns the ids of the journeys it started (for counting and tests)."""
@@ -63,15 +109,96 @@ class TriggerService:
             logger.info("engagement for unknown message", extra={"event_id": event.event_id})
         if event.contact_id is None:
             return []
-        started = []
         for journey in self._journeys:
-            if journey.entry.matches(event.type, event.properties) and self._start(journey.id, event):
+            reason = exit_reason(journey, event)
+            if reason and self._store.request_exit(event.contact_id, journey.id, reason, iso(self._now())):
+                metrics.add_metric(name="JourneyExitsRequested", unit="Count", value=1)
+        started = []
+        profile: Mapping[str, Any] | None = None
+        contact_id = event.contact_id
+
+        def history(since: datetime | None) -> Sequence[Mapping[str, Any]]:
+            return self._store.events_since(contact_id, since)
+
+        for journey in self._journeys:
+            if not is_entry(journey, event):
+                continue
+            if journey.entry.if_ is not None:
+                if profile is None:
+                    profile = self._store.profile(event.contact_id) or {}
+                facts = Facts(profile=profile, now=self._now(), events=history)
+                if not evaluate(journey.entry.if_, facts):
+                    metrics.add_metric(name="JourneyEntryConditionFalse", unit="Count", value=1)
+                    continue
+            if self._enter(journey, event):
                 started.append(journey.id)
         return started
 
-    def _start(self, journey_id: str, event: Event) -> bool:
+    # --- entering ----------------------------------------------------------------------------------
+
+    def _execution_arn(self, journey_id: str, name: str) -> str:
+        machine = self._state_machine_arn(journey_id)
+        return machine.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+
+    def _running(self, journey_id: str, name: str) -> bool:
+        try:
+            status = self._sfn.describe_execution(executionArn=self._execution_arn(journey_id, name))[
+                "status"
+            ]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                return False
+            raise
+        return bool(status == "RUNNING")
+
+    def _may_reenter(self, journey: Journey, left_at: str | None) -> bool:
+        rule = journey.re_entry
+        if rule == "always":
+            return True
+        if rule == "never":
+            return False
+        assert isinstance(rule, ReEntryAfter)
+        if not left_at:
+            return True
+        left = datetime.fromisoformat(left_at.replace("Z", "+00:00"))
+        return self._now() >= left + timedelta(seconds=rule.after.total_seconds)
+
+    def _enter(self, journey: Journey, event: Event) -> bool:
         assert event.contact_id is not None
-        name = execution_name(journey_id, event.contact_id)
+        contact_id = event.contact_id
+        enrollment = self._store.enrollment(contact_id, journey.id)
+        previous = int(enrollment["entries"]) if enrollment else None
+        if enrollment is not None:
+            if enrollment.get("entry_event_id") == event.event_id:
+                # this very event entered the contact: the start may not have happened yet
+                return self._start(journey.id, str(enrollment["execution_name"]), event)
+            left_at = enrollment.get("left_at")
+            if enrollment.get("status") == "active":
+                if self._running(journey.id, str(enrollment["execution_name"])):
+                    metrics.add_metric(name="JourneyAlreadyEntered", unit="Count", value=1)
+                    logger.info("contact already in journey", extra={"journey": journey.id})
+                    return False
+                left_at = None  # it ended without leaving (failed, timed out): re-entry rules apply
+            if not self._may_reenter(journey, left_at if isinstance(left_at, str) else None):
+                metrics.add_metric(name="JourneyReEntryRefused", unit="Count", value=1)
+                return False
+        entries = (previous or 0) + 1
+        name = execution_name(journey.id, contact_id, entries)
+        if not self._store.enter(
+            contact_id,
+            journey.id,
+            entries=entries,
+            previous_entries=previous,
+            execution_name=name,
+            entry_event_id=event.event_id,
+            at=iso(self._now()),
+        ):
+            metrics.add_metric(name="JourneyAlreadyEntered", unit="Count", value=1)
+            return False  # another event entered the contact a moment ago
+        return self._start(journey.id, name, event)
+
+    def _start(self, journey_id: str, name: str, event: Event) -> bool:
+        assert event.contact_id is not None
         try:
             self._sfn.start_execution(
                 stateMachineArn=self._state_machine_arn(journey_id),
@@ -81,6 +208,7 @@ class TriggerService:
                         "contact_id": event.contact_id,
                         "journey_id": journey_id,
                         "entry_event_id": event.event_id,
+                        "round": {"n": 0},
                     }
                 ),
             )

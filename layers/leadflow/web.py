@@ -1,5 +1,5 @@
 """Static web assets of the public API: the transparent GIF, the JS snippet and the small HTML pages
-(unsubscribe confirmation). Every dynamic value is HTML-escaped."""
+(unsubscribe confirmation, double opt-in confirmation). Every dynamic value is HTML-escaped."""
 
 from __future__ import annotations
 
@@ -87,6 +87,15 @@ def unsubscribed_page(already: bool) -> str:
     return _page(
         "Unsubscribed", f"<h1>Done</h1><p>{escape(text)} No further marketing email will be sent.</p>"
     )
+
+
+def subscription_confirmed_page(already: bool) -> str:
+    text = (
+        "Your subscription was already confirmed."
+        if already
+        else "Thank you, your subscription is confirmed."
+    )
+    return _page("Subscription confirmed", f"<h1>Confirmed</h1><p>{escape(text)}</p>")
 
 
 def invalid_link_page() -> str:

@@ -5,13 +5,14 @@ Handlers call these once at cold start; tests and the local runtime pass their o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
+from leadflow.enrollments import JourneyStore
 from leadflow.settings import Settings
 from leadflow.store import ContactStore, EventStore, IdempotencyMarks, MessageStore, Transaction
 from leadflow.tokens import KeyRing, TokenSigner
@@ -74,3 +75,20 @@ def transactor(ddb: Any) -> Callable[[Transaction], None]:
         txn.commit(ddb)
 
     return commit
+
+
+def webhook_keys_source(secret_id: str) -> Callable[[], Mapping[str, str]]:
+    """The webhook signing keys (JSON ``{"name": "key"}``) from Secrets Manager, cached 5 minutes."""
+    from aws_lambda_powertools.utilities import parameters
+
+    def keys() -> Mapping[str, str]:
+        value = parameters.get_secret(secret_id, max_age=KEY_CACHE_SECONDS, transform="json")
+        if not isinstance(value, dict):
+            raise ValueError("the webhook secret must be a JSON object of name -> key")
+        return {str(k): str(v) for k, v in value.items()}
+
+    return keys
+
+
+def journey_store(settings: Settings, ddb: Any) -> JourneyStore:
+    return JourneyStore(ddb, contacts_table=settings.contacts_table, events_table=settings.events_table)

@@ -12,7 +12,7 @@ from leadflow.journeys import load_journeys
 from tests.infra.conftest import ROOT, cdk_context
 from tests.infra.test_stack import resources
 
-FUNCTIONS = ("track", "admin", "trigger", "score", "send", "rotate")
+FUNCTIONS = ("track", "admin", "trigger", "score", "send", "rotate", "feedback")
 
 
 def alarms(template_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -39,7 +39,11 @@ def test_every_failure_mode_has_an_alarm_that_notifies_ops(template_json: dict[s
         assert alarm["OKActions"] == [{"Ref": topic_id}], name
         assert alarm["TreatMissingData"] == "notBreaching", name
         assert alarm["AlarmDescription"], name
-    [subscription] = resources(template_json, "AWS::SNS::Subscription").values()
+    [subscription] = [
+        s
+        for s in resources(template_json, "AWS::SNS::Subscription").values()
+        if s["Properties"]["Protocol"] == "email"
+    ]  # the others are the feedback function's (test_stack)
     assert subscription["Properties"] == {
         "Endpoint": "ops@example.com",
         "Protocol": "email",
@@ -84,7 +88,7 @@ def test_topics_and_queues_are_encrypted_and_tls_only(template_json: dict[str, A
     assert "cloudwatch.amazonaws.com" in principals
     assert "ses.amazonaws.com" in principals
     topics = resources(template_json, "AWS::SNS::Topic")
-    assert len(topics) == 2
+    assert len(topics) == 4  # alarms, SES feedback, sales hand-off, inbound SMS
     for topic in topics.values():
         assert "KmsMasterKeyId" in topic["Properties"]
     queues = resources(template_json, "AWS::SQS::Queue")
@@ -101,7 +105,11 @@ def test_topics_and_queues_are_encrypted_and_tls_only(template_json: dict[str, A
 
 
 def test_the_signing_key_rotates_without_a_redeploy(template_json: dict[str, Any]) -> None:
-    [secret] = resources(template_json, "AWS::SecretsManager::Secret").values()
+    [secret] = [
+        s
+        for k, s in resources(template_json, "AWS::SecretsManager::Secret").items()
+        if k.startswith("SigningKey")
+    ]
     generator = secret["Properties"]["GenerateSecretString"]
     assert generator["GenerateStringKey"] == "current"
     assert json.loads(generator["SecretStringTemplate"]) == {"previous": []}
@@ -238,3 +246,27 @@ def test_the_redrive_policy_covers_exactly_what_ops_redrive_calls(template_json:
     for statement in statements:
         assert statement["Resource"] != "*"
     assert "OpsRedrivePolicyArn" in template_json["Outputs"]
+
+
+def test_journey_tasks_have_what_they_need_and_no_more(template_json: dict[str, Any]) -> None:
+    from tests.infra.test_stack import _actions, _statements
+
+    send = _statements(template_json, "SendFunctionServiceRole")
+    assert {"sns:Publish", "secretsmanager:GetSecretValue", "dynamodb:UpdateItem"} <= _actions(send)
+    [publish] = [s for s in send if s["Action"] == "sns:Publish" and "Resource" in s]
+    assert publish["Resource"] == {
+        "Ref": next(k for k in template_json["Resources"] if k.startswith("SalesHandoff"))
+    }
+    trigger = _statements(template_json, "TriggerFunctionServiceRole")
+    describe = json.dumps([s["Resource"] for s in trigger if s["Action"] == "states:DescribeExecution"])
+    for journey in load_journeys(ROOT / "journeys"):
+        assert f":execution:leadflow-dev-{journey.id}:*" in describe
+    assert not any(a.startswith(("ses:", "sns:")) for a in _actions(trigger))
+    env = next(
+        f["Properties"]["Environment"]["Variables"]
+        for f in resources(template_json, "AWS::Lambda::Function").values()
+        if f["Properties"]["FunctionName"] == "leadflow-dev-send"
+    )
+    assert "Ref" in env["LEADFLOW_SALES_TOPIC_ARN"]
+    assert "Ref" in env["LEADFLOW_WEBHOOK_SECRETS_SECRET"]
+    assert "SalesHandoffTopicArn" in template_json["Outputs"]

@@ -49,7 +49,9 @@ def test_tables_follow_the_specs(template: Any) -> None:
 def test_functions_are_arm64_python_with_the_layer_and_tracing(template_json: dict[str, Any]) -> None:
     functions = resources(template_json, "AWS::Lambda::Function")
     names = {f["Properties"]["FunctionName"] for f in functions.values()}
-    assert names == {f"leadflow-dev-{n}" for n in ("track", "admin", "trigger", "score", "send", "rotate")}
+    assert names == {
+        f"leadflow-dev-{n}" for n in ("track", "admin", "trigger", "score", "send", "rotate", "feedback")
+    }
     for fn in functions.values():
         props = fn["Properties"]
         assert props["Runtime"] == "python3.13"
@@ -93,7 +95,6 @@ def test_state_machines_deploy_the_compiler_output_verbatim(template_json: dict[
         props = by_name[f"leadflow-dev-{journey.id}"]
         assert props["DefinitionString"] == compile_journey(journey)
         assert props["DefinitionSubstitutions"]["SendFunctionArn"] == {"Fn::GetAtt": [send_id, "Arn"]}
-        assert "Ref" in props["DefinitionSubstitutions"]["MessagesTableName"]
         assert props["StateMachineType"] == "STANDARD"
         assert props["TracingConfiguration"] == {"Enabled": True}
         assert props["LoggingConfiguration"]["Level"] == "ALL"
@@ -202,3 +203,47 @@ def test_synth_command_reports_bad_config() -> None:
     )
     assert result.returncode == 1
     assert "leadflow: cdk.json has no stage 'qa'" in result.stderr
+
+
+def test_feedback_function_is_subscribed_to_ses_feedback_and_inbound_sms(
+    template_json: dict[str, Any],
+) -> None:
+    feedback_id = logical_id_of(template_json, "AWS::Lambda::Function", "FeedbackFunction")
+    topics = resources(template_json, "AWS::SNS::Topic")
+    ses_topic = logical_id_of(template_json, "AWS::SNS::Topic", "EmailFeedback")
+    sms_topic = logical_id_of(template_json, "AWS::SNS::Topic", "InboundSms")
+    key_id = logical_id_of(template_json, "AWS::KMS::Key", "TopicKey")
+    assert topics[sms_topic]["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    subscriptions = {
+        s["Properties"]["TopicArn"]["Ref"]: s["Properties"]
+        for s in resources(template_json, "AWS::SNS::Subscription").values()
+        if s["Properties"]["Protocol"] == "lambda"
+    }
+    for topic in (ses_topic, sms_topic):
+        assert subscriptions[topic]["Endpoint"] == {"Fn::GetAtt": [feedback_id, "Arn"]}
+    invoke = {
+        p["Properties"]["SourceArn"]["Ref"]
+        for p in resources(template_json, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "sns.amazonaws.com"
+        and p["Properties"]["FunctionName"] == {"Fn::GetAtt": [feedback_id, "Arn"]}
+    }
+    assert invoke == {ses_topic, sms_topic}
+    # only this account's End User Messaging SMS may publish inbound replies
+    [policy] = [
+        p["Properties"]
+        for p in resources(template_json, "AWS::SNS::TopicPolicy").values()
+        if {"Ref": sms_topic} in p["Properties"]["Topics"]
+    ]
+    [publish] = [
+        st
+        for st in policy["PolicyDocument"]["Statement"]
+        if isinstance(st.get("Principal"), dict) and "Service" in st["Principal"]
+    ]
+    assert publish["Principal"] == {"Service": "sms-voice.amazonaws.com"}
+    assert publish["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    # least privilege: tables only, no sending, no journeys
+    actions = _actions(_statements(template_json, "FeedbackFunctionServiceRole"))
+    assert not any(a.startswith(("ses:", "sns:Publish", "states:", "secretsmanager:")) for a in actions)
+    assert "dynamodb:PutItem" in actions
+    admin = _actions(_statements(template_json, "AdminFunctionServiceRole"))
+    assert {"dynamodb:UpdateItem", "dynamodb:PutItem"} <= admin

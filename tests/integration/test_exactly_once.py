@@ -75,12 +75,20 @@ def test_malformed_stream_record_is_rejected_not_retried(system: LocalSystem) ->
     assert system.handlers[TRIGGER]({"Records": [bad]}, lambda_context(TRIGGER)) == {"batchItemFailures": []}
 
 
-def _send_payload(contact: str, execution: str, step: str = "welcome") -> dict[str, Any]:
+def _send_payload(
+    contact: str,
+    execution: str,
+    step: str = "welcome",
+    template: str = "welcome",
+    exit_on_unsubscribe: bool = True,
+) -> dict[str, Any]:
+    """A journey send task's payload, as the compiled state machine builds it."""
     return {
         "action": "send_email",
         "journey_id": "welcome",
         "step_id": step,
-        "template": "welcome",
+        "step": {"template": template, "purpose": "marketing", "channel": "email"},
+        "journey": {"exit": {"unsubscribed": exit_on_unsubscribe}},
         "contact_id": contact,
         "execution_id": execution,
     }
@@ -104,7 +112,7 @@ def test_a_throttled_send_is_retried_and_sent_once(
     contact = sign_up(system, "throttle@example.com", visitor_id="v-visitor-0004")
     system.settle()
     before = len(outbox_to(system, "throttle@example.com"))
-    service = system.modules["send"].service
+    service = system.modules["send"].sender
     real_send = service._ses.send_raw_email
     calls = {"n": 0}
 
@@ -126,7 +134,9 @@ def test_a_throttled_send_is_retried_and_sent_once(
     assert len(outbox_to(system, "throttle@example.com")) == before + 1
 
 
-def test_unsubscribed_contact_is_skipped_at_send_time(system: LocalSystem) -> None:
+def test_unsubscribed_contact_exits_the_journey_or_is_skipped_at_send_time(system: LocalSystem) -> None:
+    """Given an unsubscribed contact, a journey that exits on unsubscribe ends (ContactExited) before
+    the send; one that does not exit on it still never mails them: the send is skipped."""
     contact = sign_up(system, "gone@example.com", visitor_id="v-visitor-0005")
     system.settle()
     system.client("dynamodb").update_item(
@@ -135,7 +145,11 @@ def test_unsubscribed_contact_is_skipped_at_send_time(system: LocalSystem) -> No
         UpdateExpression="SET consent_email = :r",
         ExpressionAttributeValues={":r": {"S": "revoked"}},
     )
-    payload = _send_payload(contact, "arn:aws:states:us-east-1:123456789012:execution:manual:gone-1")
+    execution = "arn:aws:states:us-east-1:123456789012:execution:manual:gone-1"
+    with pytest.raises(Exception, match="unsubscribed") as exited:
+        system.handlers[SEND](_send_payload(contact, execution), lambda_context(SEND))
+    assert type(exited.value).__name__ == "ContactExited"
+    payload = _send_payload(contact, execution, exit_on_unsubscribe=False)
     result = system.handlers[SEND](payload, lambda_context(SEND))
     assert result["status"] == "skipped"
     assert result["reason"] == "unsubscribed"
@@ -147,10 +161,9 @@ def test_unsubscribed_contact_is_skipped_at_send_time(system: LocalSystem) -> No
 
 
 def test_invalid_send_payload_is_a_clear_error(system: LocalSystem) -> None:
+    contact = sign_up(system, "badtemplate@example.com", visitor_id="v-visitor-0099")
     with pytest.raises(Exception, match="template"):
-        system.handlers[SEND](
-            {**_send_payload("c1", "e1"), "template": "../etc/passwd"}, lambda_context(SEND)
-        )
+        system.handlers[SEND](_send_payload(contact, "e1", template="../etc/passwd"), lambda_context(SEND))
 
 
 def test_repeated_client_event_id_is_stored_once(system: LocalSystem) -> None:

@@ -128,9 +128,10 @@ def test_a_sign_up_shows_on_every_page(site: Site) -> None:
     assert states == [
         "Send email: welcome",
         "Wait 2 days",
-        "Check engagement: welcome",
+        "Evaluate: Opened or clicked the welcome email?",
         "Opened or clicked the welcome email?",
         "Send email: nudge follow-up",
+        "Leave journey",
         "Journey complete",
     ]
     entered = next(r for r in rows if r["type"] == "WaitStateEntered")
@@ -152,7 +153,7 @@ def test_figures_count_what_happened(site: Site) -> None:
     assert isinstance(empty, dict)
     assert empty["contacts"] == 0
     assert empty["events"] == {"total": 0, "by_type": {}}
-    assert empty["executions"] == {"welcome": {}}
+    assert empty["executions"] == {"welcome": {}, "trial-nurture": {}, "mql-handoff": {}}
     assert empty["messages"] == {"total": 0, "by_status": {}, "by_reason": {}}
 
     sign_up(site, "mo@example.com", "Mo", "v-mo-000000001")
@@ -175,19 +176,21 @@ def test_figures_count_what_happened(site: Site) -> None:
     figures = json_of(site.get("/_local/figures"))
     assert isinstance(figures, dict)
     assert figures["contacts"] == 2
-    assert figures["events"]["by_type"] == {"email_sent": 3, "form_submitted": 2, "unsubscribed": 1}
-    assert figures["events"]["total"] == 6
-    assert figures["executions"] == {"welcome": {"SUCCEEDED": 2}}
-    # two welcomes and Kai's follow-up sent; Mo's follow-up skipped: unsubscribed
-    assert figures["messages"] == {
-        "total": 4,
-        "by_status": {"sent": 3, "skipped": 1},
-        "by_reason": {"skipped": {"unsubscribed": 1}},
+    assert figures["events"]["by_type"] == {
+        "email_sent": 3,
+        "form_submitted": 2,
+        "unsubscribed": 1,
+        "journey_completed": 1,
+        "journey_exited": 1,
     }
+    assert figures["events"]["total"] == 8
+    assert figures["executions"] == {"welcome": {"SUCCEEDED": 2}, "trial-nurture": {}, "mql-handoff": {}}
+    # two welcomes and Kai's follow-up sent; Mo left the journey when unsubscribed: no follow-up
+    assert figures["messages"] == {"total": 3, "by_status": {"sent": 3}, "by_reason": {}}
     for name in ("trigger", "score"):  # every event reached both stream consumers
         assert figures["consumers"][name] == {
             "function": f"leadflow-local-{name}",
-            "delivered": 6,
+            "delivered": 8,
             "dead_lettered": 0,
             "pending": 0,
         }
@@ -200,7 +203,7 @@ def test_figures_count_what_happened(site: Site) -> None:
 
     dashboard = html_page(site, "/_local/")
     assert '<td>welcome</td><td class="status-SUCCEEDED">SUCCEEDED</td><td class="n">2</td>' in dashboard
-    assert '<td></td><td>unsubscribed</td><td class="n">1</td>' in dashboard
+    assert '<td>journey_exited</td><td class="n">1</td>' in dashboard
     assert '<a href="/_local/contacts">2 contacts</a>' in dashboard
 
 

@@ -239,7 +239,7 @@ def test_records_no_longer_in_the_stream_are_reported_not_dropped(system: LocalS
 
 
 def _break_ses(system: LocalSystem, monkeypatch: pytest.MonkeyPatch) -> None:
-    ses = system.modules["send"].service._ses
+    ses = system.modules["send"].sender._ses
 
     def unavailable(**kwargs: Any) -> Any:
         raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "injected"}}, "SendRawEmail")

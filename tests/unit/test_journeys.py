@@ -50,7 +50,7 @@ def test_entry_where_accepts_a_list_of_values() -> None:
         (lambda d: d["steps"].insert(0, {"jump": 1}), r"steps\[0\]: a step is a mapping with exactly one of"),
         (
             lambda d: d["steps"][2]["branch"].update({"if": {"opened": "nope"}}),
-            r"steps\[2\]\.branch\.if: 'nope' is not a send_email step that runs before",
+            r"steps\[2\]\.branch\.if: 'nope' is not a send step that runs before",
         ),
         (
             lambda d: d["steps"][2]["branch"]["then"][0]["send_email"].update(id="welcome"),
@@ -79,21 +79,34 @@ def test_welcome_compiles_to_readable_wired_states() -> None:
     states = asl["States"]
     assert asl["StartAt"] == "Send email: welcome"
     assert states["Send email: welcome"]["Next"] == "Wait 2 days"
-    assert states["Wait 2 days"] == {"Type": "Wait", "Seconds": 172800, "Next": "Check engagement: welcome"}
-    choice = states["Opened or clicked the welcome email?"]
-    assert choice["Choices"][0]["Next"] == "Send email: engaged follow-up"
-    assert choice["Default"] == "Send email: nudge follow-up"
-    assert {c["Variable"] for c in choice["Choices"][0]["Or"]} == {
-        "$.engagement.welcome.Item.first_opened_at",
-        "$.engagement.welcome.Item.first_clicked_at",
+    assert states["Wait 2 days"] == {
+        "Type": "Wait",
+        "Seconds": 172800,
+        "Next": "Evaluate: Opened or clicked the welcome email?",
     }
+    evaluate = states["Evaluate: Opened or clicked the welcome email?"]
+    assert evaluate["Next"] == "Opened or clicked the welcome email?"
+    assert evaluate["Parameters"]["Payload"]["step"] == {"if": {"opened_or_clicked": "welcome"}}
+    assert evaluate["Comment"] == "opened or clicked welcome"
+    choice = states["Opened or clicked the welcome email?"]
+    assert choice["Choices"] == [
+        {
+            "Variable": "$.decisions.branch_1.path",
+            "StringEquals": "then",
+            "Next": "Send email: engaged follow-up",
+        }
+    ]
+    assert choice["Default"] == "Send email: nudge follow-up"
     for name in ("Send email: engaged follow-up", "Send email: nudge follow-up"):
-        assert states[name]["Next"] == "Journey complete"
+        assert states[name]["Next"] == "Leave journey"
+    assert states["Leave journey"]["Next"] == "Journey complete"
     assert states["Journey complete"]["Type"] == "Succeed"
+    assert states["Leave journey (exited)"]["Next"] == "Contact exited"
+    assert "Held out" not in states  # no holdout step: no holdout states
     # every Next points at a state that exists
     for state in states.values():
         for target in [state.get("Next"), state.get("Default")] + [
-            c["Next"] for c in state.get("Choices", [])
+            c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])
         ]:
             assert target is None or target in states
 
@@ -103,20 +116,19 @@ def test_send_task_follows_the_contract() -> None:
     task = states["Send email: welcome"]
     assert task["Resource"] == "arn:aws:states:::lambda:invoke"
     assert task["Parameters"]["FunctionName"] == "${SendFunctionArn}"
-    assert task["Parameters"]["Payload"] == {
-        "action": "send_email",
-        "journey_id": "welcome",
-        "step_id": "welcome",
-        "template": "welcome",
-        "contact_id.$": "$.contact_id",
-        "execution_id.$": "$$.Execution.Id",
-    }
+    payload = task["Parameters"]["Payload"]
+    assert payload["action"] == "send_email"
+    assert payload["step_id"] == "welcome"
+    assert payload["step"] == {"template": "welcome", "purpose": "marketing", "channel": "email"}
+    assert payload["contact_id.$"] == "$.contact_id"
+    assert payload["execution_id.$"] == "$$.Execution.Id"
+    assert payload["round.$"] == "$.round.n"
+    assert payload["journey"]["exit"]["unsubscribed"] is True
     assert "SendThrottled" in task["Retry"][0]["ErrorEquals"]
-    assert (
-        "Catch" not in task
-    )  # a failed send fails at its own state: the console shows it, redrive resumes it
-    check = states["Check engagement: welcome"]
-    assert check["Parameters"]["TableName"] == "${MessagesTableName}"
+    # only an exit is caught: a failed send fails at its own state (the console shows it, redrive resumes it)
+    assert task["Catch"] == [
+        {"ErrorEquals": ["ContactExited"], "ResultPath": "$.exit", "Next": "Leave journey (exited)"}
+    ]
 
 
 def test_compilation_is_deterministic() -> None:

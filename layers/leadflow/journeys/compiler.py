@@ -1,46 +1,159 @@
 """Compile a journey to Amazon States Language: a pure function, deterministic output.
 
-State names are what a marketer wrote ("Send email: welcome", "Wait 2 days"), so ops can follow an
-execution in the Step Functions console. Two placeholders are filled at deploy time (CDK
-``definition_substitutions``) or by the local runtime: ``${SendFunctionArn}``, ``${MessagesTableName}``.
+State names are what a marketer wrote ("Send email: welcome", "Wait 2 days", "Evaluate: Opened
+the welcome email?"), so ops can follow an execution in the Step Functions console. Control flow
+(order, waits, choices, loops) is ASL; every decision and effect is one call of the journey step
+function (the ``send`` Lambda, placeholder ``${SendFunctionArn}``) whose payload carries the step's
+own definition: a running execution keeps the journey version it started with.
+
+Before every step the function checks the journey's exit rules; a contact that meets one raises
+``ContactExited``, which every task catches and routes to "Leave journey (exited)". Sends that are
+deferred (quiet hours, send window, frequency cap) wait on ``TimestampPath`` and come back.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
-from leadflow.journeys.model import BranchStep, EndStep, Journey, SendEmailStep, Step, WaitStep
+from leadflow.journeys.conditions import describe
+from leadflow.journeys.model import (
+    BranchStep,
+    EndStep,
+    GotoStep,
+    HoldoutStep,
+    Journey,
+    NotifySalesStep,
+    RandomSplitStep,
+    SendEmailStep,
+    SendSmsStep,
+    Step,
+    UpdateContactStep,
+    WaitForStep,
+    WaitStep,
+    WaitUntilStep,
+    WebhookStep,
+    step_body,
+    step_kind,
+)
 
 SEND_FUNCTION_ARN = "${SendFunctionArn}"
-MESSAGES_TABLE_NAME = "${MessagesTableName}"
-MAX_EXECUTION_SECONDS = 365 * 86400  # Standard workflows run up to one year
-SEND_RETRY_ERRORS = [
+MAX_NAME = 80
+TRANSIENT_ERRORS = [
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
-    "SendThrottled",
+    "Lambda.Unknown",
 ]
+SEND_RETRY_ERRORS = [*TRANSIENT_ERRORS, "SendThrottled"]
+EXITED_ERROR = "ContactExited"
+DEFERRED_ERROR = "SendDeferred"
+WEBHOOK_ERROR = "WebhookFailed"
 COMPLETE = "Journey complete"
+EXITED = "Contact exited"
+HELD_OUT = "Held out"
+LEAVE = "Leave journey"
+LEAVE_EXITED = "Leave journey (exited)"
+LEAVE_HELD_OUT = "Leave journey (held out)"
+WEEKDAY_NAMES = {
+    "mon": "Mon",
+    "tue": "Tue",
+    "wed": "Wed",
+    "thu": "Thu",
+    "fri": "Fri",
+    "sat": "Sat",
+    "sun": "Sun",
+}
 
 State = dict[str, Any]
+
+
+def _truncate(name: str) -> str:
+    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…"
 
 
 class _Builder:
     def __init__(self, journey: Journey) -> None:
         self.journey = journey
         self.states: dict[str, State] = {}
+        self.labels: dict[int, str] = {}
+        self.journey_spec = {
+            "exit": journey.exit.model_dump(mode="json", by_alias=True, exclude_defaults=False),
+            "settings": journey.settings.model_dump(mode="json", exclude_none=True),
+        }
+        used: set[str] = set()
+        for step in journey.walk():
+            base = self._label(step)
+            label, n = base, 2
+            while label in used:
+                label = f"{base} ({n})"
+                n += 1
+            used.add(label)
+            self.labels[id(step)] = label
+
+    # --- naming ------------------------------------------------------------------------------
+
+    def _label(self, step: Step) -> str:
+        body = step_body(step)
+        if isinstance(step, SendEmailStep | SendSmsStep):
+            return str(body.name or body.id)
+        if isinstance(step, WaitStep):
+            return step.wait.name or step.wait.describe()
+        if isinstance(step, WaitUntilStep):
+            return step.wait_until.name or f"Wait until {_describe_until(step)}"
+        if isinstance(step, WaitForStep):
+            return step.wait_for.name or step.wait_for.event
+        if isinstance(step, BranchStep | RandomSplitStep):
+            return str(body.name)
+        if isinstance(step, HoldoutStep):
+            return step.holdout.name or f"{step.holdout.percent:g}%"
+        if isinstance(step, UpdateContactStep):
+            return step.update_contact.name or _describe_update(step)
+        if isinstance(step, NotifySalesStep):
+            return step.notify_sales.name or step.notify_sales.reason[:50]
+        if isinstance(step, WebhookStep):
+            return step.webhook.name or urlsplit(step.webhook.url).hostname or "webhook"
+        return step_kind(step)
+
+    def entry(self, step: Step) -> str:
+        """The name of the first state of a step (goto targets, chains)."""
+        label = self.labels[id(step)]
+        if isinstance(step, SendEmailStep):
+            return _truncate(
+                f"Schedule: {label}" if self._scheduled(step.send_email.purpose) else f"Send email: {label}"
+            )
+        if isinstance(step, SendSmsStep):
+            return _truncate(
+                f"Schedule: {label}" if self._scheduled(step.send_sms.purpose) else f"Send SMS: {label}"
+            )
+        prefixes = {
+            "wait": "Wait",
+            "wait_for": "Wait for",
+            "branch": "Evaluate:",
+            "random_split": "Split:",
+            "holdout": "Holdout:",
+            "update_contact": "Update contact:",
+            "notify_sales": "Notify sales:",
+            "webhook": "Webhook:",
+        }
+        kind = step_kind(step)
+        if kind == "wait_until":
+            return _truncate(f"Plan: {label}")
+        if kind == "wait_for":
+            return _truncate(f"Wait for {label}: start")
+        return _truncate(f"{prefixes[kind]} {label}")
+
+    def _scheduled(self, purpose: str) -> bool:
+        return purpose == "marketing" and self.journey.settings.schedules_sends
 
     def add(self, name: str, state: State) -> str:
-        unique = name[:80]
-        n = 2
-        while unique in self.states:
-            suffix = f" ({n})"
-            unique = name[: 80 - len(suffix)] + suffix
-            n += 1
-        self.states[unique] = state
-        return unique
+        assert name not in self.states, f"state name {name!r} used twice"
+        self.states[name] = state
+        return name
+
+    # --- building ----------------------------------------------------------------------------
 
     def chain(self, steps: list[Step], after: str) -> str:
         """Add the states of ``steps``, the last one continuing to ``after``; return the first's name."""
@@ -49,108 +162,365 @@ class _Builder:
             nxt = self.step(step, nxt)
         return nxt
 
+    def _target(self, goto: GotoStep) -> Step:
+        return next(s for s in self.journey.walk() if self.journey.step_id(s) == goto.goto)
+
     def step(self, step: Step, nxt: str) -> str:
-        if isinstance(step, SendEmailStep):
-            return self.send_email(step, nxt)
+        if isinstance(step, GotoStep):
+            target = self._target(step)
+            if self.journey.position(target) < self.journey.position(step):
+                # a loop: count the round so messages of the next round get their own ids
+                return self.add(
+                    _truncate(f"Repeat from {self.labels[id(target)]}"),
+                    {
+                        "Type": "Pass",
+                        "Comment": f"goto {step.goto}",
+                        "Parameters": {"n.$": "States.MathAdd($.round.n, 1)"},
+                        "ResultPath": "$.round",
+                        "Next": self.entry(target),
+                    },
+                )
+            return self.entry(target)
+        if isinstance(step, EndStep):
+            return LEAVE
+        if isinstance(step, SendEmailStep | SendSmsStep):
+            return self.send(step, nxt)
         if isinstance(step, WaitStep):
-            wait = step.wait
             return self.add(
-                f"Wait {wait.describe()}", {"Type": "Wait", "Seconds": wait.total_seconds, "Next": nxt}
+                self.entry(step), {"Type": "Wait", "Seconds": step.wait.total_seconds, "Next": nxt}
             )
+        if isinstance(step, WaitUntilStep):
+            return self.wait_until(step, nxt)
+        if isinstance(step, WaitForStep):
+            return self.wait_for(step, nxt)
         if isinstance(step, BranchStep):
             return self.branch(step, nxt)
-        assert isinstance(step, EndStep)
-        return COMPLETE
+        if isinstance(step, RandomSplitStep):
+            return self.random_split(step, nxt)
+        if isinstance(step, HoldoutStep):
+            return self.holdout(step, nxt)
+        assert isinstance(step, UpdateContactStep | NotifySalesStep | WebhookStep)
+        return self.effect(step, nxt)
 
-    def send_email(self, step: SendEmailStep, nxt: str) -> str:
-        send = step.send_email
-        return self.add(
-            f"Send email: {send.name or send.id}",
-            {
-                "Type": "Task",
-                "Comment": f"template {send.template}",
-                "Resource": "arn:aws:states:::lambda:invoke",
-                "Parameters": {
-                    "FunctionName": SEND_FUNCTION_ARN,
-                    "Payload": {
-                        "action": "send_email",
-                        "journey_id": self.journey.id,
-                        "step_id": send.id,
-                        "template": send.template,
-                        "contact_id.$": "$.contact_id",
-                        "execution_id.$": "$$.Execution.Id",
-                    },
-                },
-                "ResultSelector": {"message_id.$": "$.Payload.message_id", "status.$": "$.Payload.status"},
-                "ResultPath": f"$.steps.{send.id}",
-                "Retry": [
-                    {
-                        "ErrorEquals": SEND_RETRY_ERRORS,
-                        "IntervalSeconds": 2,
-                        "MaxAttempts": 6,
-                        "BackoffRate": 2.0,
-                        "JitterStrategy": "FULL",
-                    }
-                ],
-                "Next": nxt,
+    def task(
+        self,
+        name: str,
+        action: str,
+        step: Step,
+        nxt: str,
+        *,
+        spec: Any = None,
+        result: dict[str, str] | None = None,
+        result_path: str | None = None,
+        retry: list[State] | None = None,
+        catch: list[State] | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> str:
+        payload: dict[str, Any] = {
+            "action": action,
+            "journey_id": self.journey.id,
+            "step_id": self.journey.step_id(step),
+            "journey": self.journey_spec,
+            "contact_id.$": "$.contact_id",
+            "execution_id.$": "$$.Execution.Id",
+            "entered_at.$": "$$.Execution.StartTime",
+            "round.$": "$.round.n",
+        }
+        if spec is not None:
+            payload["step"] = spec
+        payload.update(extra or {})
+        state: State = {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": SEND_FUNCTION_ARN, "Payload": payload},
+            "ResultSelector": result or {"status.$": "$.Payload.status"},
+            "ResultPath": result_path or f"$.steps.{self.journey.step_id(step)}",
+            "Retry": retry
+            or [
+                {
+                    "ErrorEquals": TRANSIENT_ERRORS,
+                    "IntervalSeconds": 2,
+                    "MaxAttempts": 6,
+                    "BackoffRate": 2.0,
+                    "JitterStrategy": "FULL",
+                }
+            ],
+            "Catch": [
+                *(catch or []),
+                {"ErrorEquals": [EXITED_ERROR], "ResultPath": "$.exit", "Next": LEAVE_EXITED},
+            ],
+            "Next": nxt,
+        }
+        return self.add(name, state)
+
+    def send(self, step: SendEmailStep | SendSmsStep, nxt: str) -> str:
+        body = step.send_email if isinstance(step, SendEmailStep) else step.send_sms
+        channel = "email" if isinstance(step, SendEmailStep) else "sms"
+        label = self.labels[id(step)]
+        send_name = _truncate(f"Send {'email' if channel == 'email' else 'SMS'}: {label}")
+        scheduled = self._scheduled(body.purpose)
+        schedule_name = _truncate(f"Schedule: {label}")
+        send = self.task(
+            send_name,
+            f"send_{channel}",
+            step,
+            nxt,
+            spec={"template": body.template, "purpose": body.purpose, "channel": channel},
+            result={
+                "message_id.$": "$.Payload.message_id",
+                "status.$": "$.Payload.status",
+                "reason.$": "$.Payload.reason",
             },
+            retry=[
+                {
+                    "ErrorEquals": SEND_RETRY_ERRORS,
+                    "IntervalSeconds": 2,
+                    "MaxAttempts": 6,
+                    "BackoffRate": 2.0,
+                    "JitterStrategy": "FULL",
+                }
+            ],
+            catch=[{"ErrorEquals": [DEFERRED_ERROR], "ResultPath": "$.deferred", "Next": schedule_name}]
+            if scheduled
+            else None,
+        )
+        self.states[send]["Comment"] = f"{body.purpose} {channel}, template {body.template}"
+        if not scheduled:
+            return send
+        wait = self.add(
+            _truncate(f"Wait for send window: {label}"),
+            {"Type": "Wait", "TimestampPath": f"$.schedule.{self.journey.step_id(step)}.at", "Next": send},
+        )
+        return self.task(
+            schedule_name,
+            "schedule",
+            step,
+            wait,
+            spec={"channel": channel},
+            result={"at.$": "$.Payload.at"},
+            result_path=f"$.schedule.{self.journey.step_id(step)}",
+        )
+
+    def wait_until(self, step: WaitUntilStep, nxt: str) -> str:
+        step_id = self.journey.step_id(step)
+        label = self.labels[id(step)]
+        wait = self.add(
+            _truncate(label),
+            {"Type": "Wait", "TimestampPath": f"$.schedule.{step_id}.at", "Next": nxt},
+        )
+        return self.task(
+            self.entry(step),
+            "schedule",
+            step,
+            wait,
+            spec=step.wait_until.model_dump(mode="json", exclude_none=True, exclude={"id", "name"}),
+            result={"at.$": "$.Payload.at"},
+            result_path=f"$.schedule.{step_id}",
+        )
+
+    def wait_for(self, step: WaitForStep, nxt: str) -> str:
+        spec = step.wait_for
+        step_id = self.journey.step_id(step)
+        label = self.labels[id(step)]
+        on_event = self.chain(spec.on_event, nxt)
+        on_timeout = self.chain(spec.on_timeout, nxt)
+        check_name = _truncate(f"Wait for {label}: check")
+        pause = self.add(
+            _truncate(f"Wait for {label}: pause"),
+            {"Type": "Wait", "SecondsPath": f"$.waits.{step_id}.pause_seconds", "Next": check_name},
+        )
+        choice = self.add(
+            _truncate(f"Did {label} happen?"),
+            {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": f"$.waits.{step_id}.outcome", "StringEquals": "event", "Next": on_event},
+                    {"Variable": f"$.waits.{step_id}.outcome", "StringEquals": "timeout", "Next": on_timeout},
+                ],
+                "Default": pause,
+            },
+        )
+        self.task(
+            check_name,
+            "wait_for",
+            step,
+            choice,
+            spec={
+                "event": spec.event,
+                "where": spec.where,
+                "timeout_seconds": spec.timeout.total_seconds,
+                "check_every_seconds": spec.check_every.total_seconds,
+            },
+            extra={"since.$": f"$.waits.{step_id}.since"},
+            result={
+                "since.$": "$.Payload.since",
+                "outcome.$": "$.Payload.outcome",
+                "pause_seconds.$": "$.Payload.pause_seconds",
+            },
+            result_path=f"$.waits.{step_id}",
+        )
+        return self.add(
+            self.entry(step),
+            {
+                "Type": "Pass",
+                "Comment": f"wait for {spec.event}, at most {spec.timeout.describe()}",
+                "Result": {"since": None},
+                "ResultPath": f"$.waits.{step_id}",
+                "Next": check_name,
+            },
+        )
+
+    def _decision(self, step: Step, name: str, paths: list[tuple[str, str]], spec: Any, action: str) -> str:
+        step_id = self.journey.step_id(step)
+        *choices, (_, last_target) = paths
+        choice = self.add(
+            _truncate(name),
+            {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": f"$.decisions.{step_id}.path", "StringEquals": path, "Next": target}
+                    for path, target in choices
+                ],
+                "Default": last_target,
+            },
+        )
+        return self.task(
+            self.entry(step),
+            action,
+            step,
+            choice,
+            spec=spec,
+            result={"path.$": "$.Payload.path"},
+            result_path=f"$.decisions.{step_id}",
         )
 
     def branch(self, step: BranchStep, nxt: str) -> str:
         branch = step.branch
-        then_first = self.chain(branch.then, nxt)
-        else_first = self.chain(branch.else_, nxt)
-        ref = branch.if_.step
-        checks = [
-            {"Variable": f"$.engagement.{ref}.Item.{attribute}", "IsPresent": True}
-            for attribute in branch.if_.attributes
-        ]
-        condition: dict[str, Any] = checks[0] if len(checks) == 1 else {"Or": checks}
-        choice = self.add(
-            branch.name,
-            {"Type": "Choice", "Choices": [{**condition, "Next": then_first}], "Default": else_first},
+        targets = [(path, self.chain(steps, nxt)) for path, steps in branch.paths()]
+        spec = branch.model_dump(mode="json", by_alias=True, exclude_none=True, include={"if_", "cases"})
+        if "cases" in spec:
+            spec["cases"] = [{"if": case["if"]} for case in spec["cases"]]
+        label = self.labels[id(step)]
+        name = label if label.endswith("?") else f"{label}?"
+        comment = describe(branch.if_) if branch.if_ is not None else None
+        first = self._decision(step, name, targets, spec, "evaluate")
+        if comment:
+            self.states[first]["Comment"] = comment
+        return first
+
+    def random_split(self, step: RandomSplitStep, nxt: str) -> str:
+        split = step.random_split
+        targets = [(f"path{i + 1}", self.chain(p.steps, nxt)) for i, p in enumerate(split.paths)]
+        spec = {"weights": [p.weight for p in split.paths]}
+        label = self.labels[id(step)]
+        return self._decision(step, f"{label}: which path?", targets, spec, "split")
+
+    def holdout(self, step: HoldoutStep, nxt: str) -> str:
+        label = self.labels[id(step)]
+        targets = [("held_out", LEAVE_HELD_OUT), ("treated", nxt)]
+        return self._decision(
+            step, f"Held out? ({label})", targets, {"percent": step.holdout.percent}, "holdout"
         )
-        return self.add(
-            f"Check engagement: {ref}",
-            {
+
+    def effect(self, step: UpdateContactStep | NotifySalesStep | WebhookStep, nxt: str) -> str:
+        kind = step_kind(step)
+        spec = step_body(step).model_dump(mode="json", exclude_none=True, exclude={"id", "name"})
+        retry = None
+        if isinstance(step, WebhookStep):
+            retry = [
+                {
+                    "ErrorEquals": [*TRANSIENT_ERRORS, WEBHOOK_ERROR],
+                    "IntervalSeconds": 10,
+                    "MaxAttempts": 5,
+                    "BackoffRate": 3.0,
+                    "JitterStrategy": "FULL",
+                }
+            ]
+        return self.task(self.entry(step), kind, step, nxt, spec=spec, retry=retry)
+
+    def terminal(self) -> None:
+        leave = {"action": "leave", "journey_id": self.journey.id, "contact_id.$": "$.contact_id"}
+        for name, outcome, end in (
+            (LEAVE, "completed", COMPLETE),
+            (LEAVE_EXITED, "exited", EXITED),
+            (LEAVE_HELD_OUT, "held_out", HELD_OUT),
+        ):
+            payload = {**leave, "outcome": outcome, "execution_id.$": "$$.Execution.Id"}
+            if outcome == "exited":
+                payload["reason.$"] = "$.exit.Cause"
+            self.states[name] = {
                 "Type": "Task",
-                "Resource": "arn:aws:states:::dynamodb:getItem",
-                "Parameters": {
-                    "TableName": MESSAGES_TABLE_NAME,
-                    "Key": {
-                        "pk": {"S.$": f"States.Format('M#{{}}', $.steps.{ref}.message_id)"},
-                        "sk": {"S": "MSG"},
-                    },
-                    "ProjectionExpression": "first_opened_at, first_clicked_at",
-                },
-                "ResultPath": f"$.engagement.{ref}",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": SEND_FUNCTION_ARN, "Payload": payload},
+                "ResultSelector": {"status.$": "$.Payload.status"},
+                "ResultPath": "$.left",
                 "Retry": [
                     {
-                        "ErrorEquals": ["DynamoDB.AmazonDynamoDBException", "States.TaskFailed"],
+                        "ErrorEquals": TRANSIENT_ERRORS,
                         "IntervalSeconds": 2,
-                        "MaxAttempts": 3,
+                        "MaxAttempts": 6,
                         "BackoffRate": 2.0,
                     }
                 ],
-                "Next": choice,
-            },
-        )
+                "Next": end,
+            }
+        self.states[COMPLETE] = {"Type": "Succeed", "Comment": "The contact reached the end of the journey."}
+        self.states[EXITED] = {"Type": "Succeed", "Comment": "An exit rule held: no further step."}
+        self.states[HELD_OUT] = {"Type": "Succeed", "Comment": "In the holdout group: receives nothing more."}
+
+
+def _describe_update(step: UpdateContactStep) -> str:
+    spec = step.update_contact
+    parts = []
+    if spec.stage:
+        parts.append(f"stage {spec.stage}")
+    if spec.add_points:
+        parts.append(f"{spec.add_points:+d} points")
+    parts += [f"tag {t}" for t in spec.add_tags]
+    parts += [f"untag {t}" for t in spec.remove_tags]
+    parts += [f"set {k}" for k in spec.set]
+    parts += [f"clear {k}" for k in spec.unset]
+    text = ", ".join(parts)
+    return text if len(text) <= 50 else text[:49] + "…"
+
+
+def _describe_until(step: WaitUntilStep) -> str:
+    spec = step.wait_until
+    if spec.attribute is not None:
+        shift = f" {spec.offset_days:+d} days" if spec.offset_days else ""
+        at = f" at {spec.time}" if spec.time else ""
+        return f"{spec.attribute}{shift}{at}"
+    days = f" on {'/'.join(WEEKDAY_NAMES[d] for d in spec.weekdays)}" if spec.weekdays else ""
+    return f"{spec.time}{days}"
+
+
+def _targets(states: Any) -> set[str]:
+    found: set[str] = set()
+    for state in states:
+        found.update(t for t in (state.get("Next"), state.get("Default")) if t)
+        found.update(c["Next"] for c in state.get("Choices", []))
+        found.update(c["Next"] for c in state.get("Catch", []))
+    return found
 
 
 def compile_journey(journey: Journey) -> str:
     """The journey's state machine definition (ASL JSON text)."""
     builder = _Builder(journey)
-    builder.states[COMPLETE] = {"Type": "Succeed", "Comment": "The contact reached the end of the journey."}
-    # A send that still fails after its retries fails the execution *at its own state* (no Catch to
-    # a Fail state): the console shows which step failed and why, and a redrive resumes right there.
-    start = builder.chain(journey.steps, COMPLETE)
-    timeout = min(MAX_EXECUTION_SECONDS, journey.max_duration_seconds + 86400)
+    start = builder.chain(journey.steps, LEAVE)
+    builder.terminal()
     # states in reading order: first state first, terminal states last
-    ordered = dict(reversed(list(builder.states.items())))
+    terminal_names = (LEAVE, LEAVE_EXITED, LEAVE_HELD_OUT, COMPLETE, EXITED, HELD_OUT)
+    body = [(k, v) for k, v in builder.states.items() if k not in terminal_names]
+    ordered = dict(reversed(body))
+    referenced = _targets(ordered.values()) | {start}
+    for leave, end in ((LEAVE, COMPLETE), (LEAVE_EXITED, EXITED), (LEAVE_HELD_OUT, HELD_OUT)):
+        if leave in referenced:
+            ordered[leave] = builder.states[leave]
+            ordered[end] = builder.states[end]
     definition = {
         "Comment": f"leadflow journey '{journey.id}': {journey.name}",
         "StartAt": start,
-        "TimeoutSeconds": timeout,
+        "TimeoutSeconds": journey.timeout_seconds,
         "States": ordered,
     }
     return json.dumps(definition, indent=2, ensure_ascii=False) + "\n"

@@ -4,7 +4,12 @@ as a local runtime:
 - Lambda tasks (``lambda:invoke``) are dispatched to the in-process handlers;
 - Wait states (Seconds, SecondsPath, Timestamp) run on the virtual clock;
 - Retry back-off sleeps briefly in real time instead of for seconds;
-- ``RedriveExecution``, which moto 5.2.5 does not implement (see ``redrive_execution``).
+- ``RedriveExecution``, which moto 5.2.5 does not implement (see ``redrive_execution``);
+- the interpreter's Lambda client is made once instead of once per task, and a definition is
+  parsed once instead of at every StartExecution and DescribeExecution (a boto3 client costs tens
+  of milliseconds, parsing a journey's ASL with ANTLR hundreds: with many executions that was most
+  of the local runtime's time). Parsed programs hold no per-execution state; the concurrency
+  tests run many executions of one definition at once.
 
 ``tests/integration/test_local_canary.py`` fails loudly if an upgrade moves these internals.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import threading
 import time
 import types
 import uuid
@@ -26,8 +32,13 @@ from moto.awslambda_simple import models as lambda_simple
 from moto.core.responses import ActionResult
 from moto.stepfunctions.parser.api import ExecutionNotRedrivable
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp as wait_timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+from moto.stepfunctions.parser.asl.static_analyser.variable_references_static_analyser import (
+    VariableReferencesStaticAnalyser,
+)
+from moto.stepfunctions.parser.backend import execution_worker
 from moto.stepfunctions.parser.backend.execution import Execution as SfnExecution
 from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -80,6 +91,9 @@ def check_moto() -> None:
         (wait_timestamp, "datetime"),
         (StepFunctionResponse, "stepfunction_backend"),
         (SfnExecution, "start"),
+        (lambda_eval_utils, "boto_client_for"),
+        (execution_worker, "AmazonStateLanguageParser"),
+        (VariableReferencesStaticAnalyser, "process_and_get"),
     ):
         if not hasattr(owner, attribute):
             raise RuntimeError(f"moto internals moved: {owner!r} has no {attribute!r}")
@@ -160,7 +174,41 @@ def patched_moto(clock: VirtualClock, handlers: Mapping[str, Handler]) -> Iterat
         sleep=lambda seconds: time.sleep(min(float(seconds), RETRY_REAL_SLEEP_CAP))
     )
 
+    clients: dict[tuple[str, str], Any] = {}
+    clients_lock = threading.Lock()
+    make_client = getattr(lambda_eval_utils, "boto_client_for")  # noqa: B009 - not re-exported
+
+    def cached_client(region: str, service: str, state_credentials: Any = None) -> Any:
+        with clients_lock:
+            key = (region, service)
+            if key not in clients:
+                clients[key] = make_client(region, service, state_credentials)
+            return clients[key]
+
+    parser = getattr(execution_worker, "AmazonStateLanguageParser")  # noqa: B009 - not re-exported
+    analyse = VariableReferencesStaticAnalyser.process_and_get
+    parsed: dict[str, Any] = {}
+    analysed: dict[str, Any] = {}
+    parse_lock = threading.Lock()
+
+    class CachingParser:
+        @staticmethod
+        def parse(definition: str) -> Any:
+            with parse_lock:
+                if definition not in parsed:
+                    parsed[definition] = parser.parse(definition)
+                return parsed[definition]
+
+    def cached_references(definition: str) -> Any:
+        with parse_lock:
+            if definition not in analysed:
+                analysed[definition] = analyse(definition)
+            return analysed[definition]
+
     patches: list[tuple[Any, str, Any]] = [
+        (lambda_eval_utils, "boto_client_for", cached_client),
+        (execution_worker, "AmazonStateLanguageParser", CachingParser),
+        (VariableReferencesStaticAnalyser, "process_and_get", staticmethod(cached_references)),
         (lambda_simple.LambdaSimpleBackend, "invoke", invoke),
         (wait_function.WaitFunction, "_wait_interval", wait_interval),
         (retrier_decl, "time", time_shim),

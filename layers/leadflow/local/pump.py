@@ -22,6 +22,8 @@ from typing import Any
 from leadflow.local.moto_patches import Handler, lambda_context
 
 log = logging.getLogger("leadflow.local.pump")
+SHARDS_REFRESH_SECONDS = 1.0
+"""How often the shard list is read again (each read costs a DescribeStream; shards rarely change)."""
 
 
 def _iso(epoch: Any) -> str | None:
@@ -54,6 +56,8 @@ class StreamPump:
         self._region = region
         self._consumers: list[Consumer] = []
         self._iterators: dict[str, str] = {}
+        self._shards: list[str] = []
+        self._shards_read_at = 0.0
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -68,9 +72,11 @@ class StreamPump:
     def _read(self) -> list[dict[str, Any]]:
         """New stream records of every shard since the last read."""
         records: list[dict[str, Any]] = []
-        shards = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]["Shards"]
-        for shard in shards:
-            shard_id = shard["ShardId"]
+        if time.monotonic() - self._shards_read_at > SHARDS_REFRESH_SECONDS:
+            described = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]
+            self._shards = [shard["ShardId"] for shard in described["Shards"]]
+            self._shards_read_at = time.monotonic()
+        for shard_id in self._shards:
             if shard_id not in self._iterators:
                 self._iterators[shard_id] = self._streams.get_shard_iterator(
                     StreamArn=self._stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"

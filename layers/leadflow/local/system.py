@@ -33,7 +33,7 @@ from botocore.config import Config
 from moto import mock_aws
 
 from leadflow import clock as domain_clock
-from leadflow import wiring
+from leadflow import observability, wiring
 from leadflow.api_routes import resolve
 from leadflow.journeys import compile_journey, load_journeys
 from leadflow.local.clock import VirtualClock
@@ -48,7 +48,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STAGE = "local"
 PREFIX = f"leadflow-{STAGE}"
-FUNCTIONS = ("track", "trigger", "score", "send", "admin", "rotate")
+FUNCTIONS = ("track", "trigger", "score", "send", "admin", "rotate", "feedback")
 FORBIDDEN = {
     "statusCode": 403,
     "headers": {"content-type": "application/json"},
@@ -83,11 +83,26 @@ def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, st
         "LEADFLOW_CONTENT_DIR": str(content_dir),
         "LEADFLOW_STATE_MACHINE_ARN_PREFIX": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{PREFIX}-",
         "LEADFLOW_EVENT_RETENTION_DAYS": "400",
+        "LEADFLOW_SALES_TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:{resource_name('sales-handoff')}",
+        "LEADFLOW_WEBHOOK_SECRETS_SECRET": resource_name("webhook-keys"),
         "LEADFLOW_SMS_SENDER_ID": "Northwind",
         "LEADFLOW_SMS_ORIGINATION_NUMBER": "",
         "LEADFLOW_SMS_TYPE": "Promotional",
         "LEADFLOW_FORMS": json.dumps(
-            {"newsletter": {"thank_you_url": "/thanks", "error_url": "/", "consent_required": True}}
+            {
+                "newsletter": {
+                    "thank_you_url": "/thanks",
+                    "error_url": "/",
+                    "consent_required": True,
+                    "double_opt_in": False,
+                },
+                "whitepaper": {
+                    "thank_you_url": "/thanks",
+                    "error_url": "/",
+                    "consent_required": True,
+                    "double_opt_in": True,
+                },
+            }
         ),
         "POWERTOOLS_SERVICE_NAME": "leadflow",
         "POWERTOOLS_METRICS_NAMESPACE": "Leadflow",
@@ -147,10 +162,18 @@ class LocalSystem:
     """Start with ``with LocalSystem() as system:``; everything stops at the end of the block."""
 
     def __init__(
-        self, public_base_url: str = "http://127.0.0.1:8080", *, background_pump: bool = True
+        self,
+        public_base_url: str = "http://127.0.0.1:8080",
+        *,
+        background_pump: bool = True,
+        content_dir: Path = ROOT,
+        clock_start: float | None = None,
     ) -> None:
+        """``content_dir`` holds ``journeys/`` and ``templates/`` (the repository's by default);
+        ``clock_start`` sets the virtual clock (epoch seconds; default: now)."""
         self.public_base_url = public_base_url
-        self.clock = VirtualClock()
+        self.content_dir = content_dir
+        self.clock = VirtualClock(clock_start)
         self._background_pump = background_pump
         self._stack = ExitStack()
         self._saved_env: dict[str, str | None] = {}
@@ -160,6 +183,7 @@ class LocalSystem:
         self.dlq_urls: dict[str, str] = {}
         self.modules: dict[str, ModuleType] = {}
         self.pump: StreamPump
+        self.sales_handoffs_url = ""
         self.admin_key = os.environ.get("LEADFLOW_LOCAL_ADMIN_KEY") or secrets.token_urlsafe(24)
         """The local dev credential of admin routes (``Authorization: Bearer <key>``), IAM's stand-in."""
 
@@ -189,7 +213,7 @@ class LocalSystem:
         # real failures are in the execution history, which /_local/executions shows
         logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
         self._setenv(AWS_ENV)
-        self._setenv(settings_env(self.public_base_url))
+        self._setenv(settings_env(self.public_base_url, self.content_dir))
         self._stack.enter_context(
             mock_aws(
                 config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
@@ -210,7 +234,14 @@ class LocalSystem:
             Name=resource_name("signing-key"),
             SecretString=KeyRing(current=secrets.token_urlsafe(48)).model_dump_json(),
         )
+        self.client("secretsmanager").create_secret(
+            Name=resource_name("webhook-keys"),
+            SecretString=json.dumps(
+                {"default": os.environ.get("LEADFLOW_LOCAL_WEBHOOK_KEY") or secrets.token_urlsafe(32)}
+            ),
+        )
         sqs = self.client("sqs")
+        self.sales_handoffs_url = self._sales_handoffs(sqs)
         for consumer in ("trigger", "score"):
             self.dlq_urls[consumer] = sqs.create_queue(QueueName=resource_name(f"{consumer}-failures"))[
                 "QueueUrl"
@@ -221,6 +252,9 @@ class LocalSystem:
         for name, module in self.modules.items():
             self.handlers[resource_name(name)] = self._serialized(module.handler)
         self._stack.enter_context(patched_moto(self.clock, self.handlers))
+        # moto builds its Lambda URL router on first use, and concurrent first uses each build one
+        # (seconds of CPU): build it now, before executions run in parallel
+        self.client("lambda").list_functions()
 
         self.pump = StreamPump(
             streams=self.client("dynamodbstreams"),
@@ -240,15 +274,34 @@ class LocalSystem:
             self.pump.start()
             self._stack.callback(self.pump.stop)
 
+    def _sales_handoffs(self, sqs: Any) -> str:
+        """The sales hand-off topic, with a queue subscribed so the local runtime can show what sales got."""
+        sns = self.client("sns")
+        topic = sns.create_topic(Name=resource_name("sales-handoff"))["TopicArn"]
+        url: str = sqs.create_queue(QueueName=resource_name("sales-handoffs"))["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+        return url
+
+    def sales_handoffs(self) -> list[dict[str, Any]]:
+        """Every hand-off document published to the sales topic so far (kept in the queue)."""
+        sqs = self.client("sqs")
+        found: dict[str, dict[str, Any]] = {}
+        for _ in range(10):
+            messages = sqs.receive_message(
+                QueueUrl=self.sales_handoffs_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+            ).get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                found.setdefault(message["MessageId"], json.loads(message["Body"]))
+        return list(found.values())
+
     def _create_state_machines(self) -> None:
         sfn = self.client("stepfunctions")
         role = f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-journeys"
-        for journey in load_journeys(ROOT / "journeys"):
-            definition = (
-                compile_journey(journey)
-                .replace("${SendFunctionArn}", function_arn("send"))
-                .replace("${MessagesTableName}", resource_name(MESSAGES.name))
-            )
+        for journey in load_journeys(self.content_dir / "journeys"):
+            definition = compile_journey(journey).replace("${SendFunctionArn}", function_arn("send"))
             arn = sfn.create_state_machine(
                 name=f"{PREFIX}-{journey.id}", definition=definition, roleArn=role, type="STANDARD"
             )["stateMachineArn"]
@@ -259,7 +312,12 @@ class LocalSystem:
 
         def run(event: dict[str, Any], context: Any) -> Any:
             with self._invoke_lock:
-                return handler(event, context)
+                try:
+                    return handler(event, context)
+                finally:
+                    # metrics are disabled locally, but Powertools keeps buffering them and prints
+                    # EMF after 100: drop them with each invocation, as a new Lambda invoke would
+                    observability.metrics.clear_metrics()
 
         return run
 
@@ -348,10 +406,16 @@ class LocalSystem:
     # --- operator views ---------------------------------------------------------------------------
 
     def _running(self) -> int:
-        sfn = self.client("stepfunctions")
+        """Running executions, read from moto's backend: ListExecutions per state machine and settle
+        round costs more than the executions' own work once there are a few hundred of them."""
+        from moto.stepfunctions.responses import get_backend
+
+        backend = get_backend(ACCOUNT, REGION)
         return sum(
-            len(sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"])
-            for arn in self.state_machines.values()
+            1
+            for machine in backend.state_machines
+            for execution in machine.executions
+            if execution.status == "RUNNING"
         )
 
     def settle(self, timeout: float = 30.0) -> None:
@@ -366,7 +430,7 @@ class LocalSystem:
                     return
             else:
                 quiet_rounds = 0
-            time.sleep(0.01)
+            time.sleep(0.02)
         raise TimeoutError("the local system did not settle")
 
     def advance(self, seconds: float) -> float:
@@ -513,6 +577,109 @@ class LocalSystem:
             },
             "dead_letter_queues": depths,
         }
+
+    # --- provider feedback: what SES event publishing and two-way SMS deliver through SNS ---------
+
+    def ses_event(
+        self,
+        sent: Mapping[str, Any],
+        event_type: str,
+        *,
+        bounce_type: str = "Permanent",
+        at: str | None = None,
+    ) -> dict[str, Any]:
+        """The SES event publishing document (``Bounce``, ``Complaint``, ``Delivery``, ``Reject``)
+        for an email of the outbox, as SES publishes it to the feedback topic."""
+        when = at or self.clock.now_datetime().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        recipients = list(sent["to"])
+        tags = {"ses:configuration-set": [resource_name("email")]}
+        leadflow_id = sent.get("headers", {}).get("X-Leadflow-Message-Id")
+        if leadflow_id:
+            tags["leadflow_message_id"] = [leadflow_id]
+        document: dict[str, Any] = {
+            "eventType": event_type,
+            "mail": {
+                "timestamp": sent.get("time") or when,
+                "source": SENDER,
+                "sendingAccountId": ACCOUNT,
+                "messageId": sent["id"],
+                "destination": recipients,
+                "headersTruncated": False,
+                "tags": tags,
+            },
+        }
+        if event_type == "Bounce":
+            document["bounce"] = {
+                "bounceType": bounce_type,
+                "bounceSubType": "General",
+                "bouncedRecipients": [
+                    {"emailAddress": r, "action": "failed", "status": "5.1.1"} for r in recipients
+                ],
+                "timestamp": when,
+                "feedbackId": f"feedback-{uuid.uuid4()}",
+            }
+        elif event_type == "Complaint":
+            document["complaint"] = {
+                "complainedRecipients": [{"emailAddress": r} for r in recipients],
+                "timestamp": when,
+                "feedbackId": f"feedback-{uuid.uuid4()}",
+                "complaintFeedbackType": "abuse",
+            }
+        elif event_type == "Delivery":
+            document["delivery"] = {
+                "timestamp": when,
+                "recipients": recipients,
+                "processingTimeMillis": 120,
+                "smtpResponse": "250 ok",
+            }
+        elif event_type == "Reject":
+            document["reject"] = {"reason": "Bad content"}
+        return document
+
+    def deliver_feedback(
+        self,
+        message: Mapping[str, Any] | str,
+        *,
+        sns_message_id: str | None = None,
+        timestamp: str | None = None,
+    ) -> Any:
+        """Invoke the feedback function with an SNS event carrying ``message`` (as the SES feedback
+        or the inbound SMS topic delivers it); the same ``sns_message_id`` and ``timestamp`` (the
+        publish time, default now) make a redelivery."""
+        body = message if isinstance(message, str) else json.dumps(message)
+        name = resource_name("feedback")
+        record = {
+            "EventSource": "aws:sns",
+            "EventVersion": "1.0",
+            "EventSubscriptionArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:{resource_name('feedback')}:sub",
+            "Sns": {
+                "Type": "Notification",
+                "MessageId": sns_message_id or str(uuid.uuid4()),
+                "TopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:{resource_name('feedback')}",
+                "Subject": None,
+                "Message": body,
+                "Timestamp": timestamp
+                or self.clock.now_datetime().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "MessageAttributes": {},
+            },
+        }
+        return self.handlers[name]({"Records": [record]}, lambda_context(name))
+
+    def sms_reply(
+        self, from_number: str, body: str, *, inbound_id: str | None = None, timestamp: str | None = None
+    ) -> Any:
+        """A two-way SMS reply (e.g. ``STOP``) from ``from_number``, as End User Messaging publishes it."""
+        return self.deliver_feedback(
+            timestamp=timestamp,
+            message={
+                "originationNumber": from_number,
+                "destinationNumber": "+18005550100",
+                "messageKeyword": "KEYWORD_" + ACCOUNT,
+                "messageBody": body,
+                "inboundMessageId": inbound_id or str(uuid.uuid4()),
+                "previousPublishedMessageId": None,
+            },
+        )
 
 
 def form_body(**fields: str) -> str:

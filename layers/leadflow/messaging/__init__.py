@@ -1,23 +1,30 @@
-"""Email composition: sandboxed rendering, tracked links, compliant headers."""
+"""Message composition: sandboxed rendering, tracked links, compliant headers, SMS segments."""
 
 from leadflow.messaging.compose import (
     InvalidRecipient,
     OutgoingEmail,
     SignedLinks,
+    compose_email,
     compose_marketing_email,
     rewrite_links,
     template_context,
 )
 from leadflow.messaging.render import EmailRenderer, RenderedEmail, TemplateRenderError
+from leadflow.messaging.sms import OPT_OUT_HINT, SmsText, compose_sms, measure
 
 __all__ = [
+    "OPT_OUT_HINT",
     "EmailRenderer",
     "InvalidRecipient",
     "OutgoingEmail",
     "RenderedEmail",
     "SignedLinks",
+    "SmsText",
     "TemplateRenderError",
+    "compose_email",
     "compose_marketing_email",
+    "compose_sms",
+    "measure",
     "rewrite_links",
     "template_context",
 ]

@@ -1,6 +1,7 @@
-"""Turning a rendered template into a sendable marketing email: tracked links, open pixel,
-one-click unsubscribe headers (RFC 8058) and a MIME message built by the stdlib ``email`` package,
-which refuses CR/LF in headers — no header injection through any contact field."""
+"""Turning a rendered template into a sendable email: for marketing, tracked links, open pixel and
+one-click unsubscribe headers (RFC 8058); for transactional and confirmation emails, the links as
+written and no tracking. The MIME message is built by the stdlib ``email`` package, which refuses
+CR/LF in headers — no header injection through any contact field."""
 
 from __future__ import annotations
 
@@ -60,6 +61,11 @@ class SignedLinks:
     def unsubscribe_url(self) -> str:
         return f"{self._base}/unsubscribe/{self._token('unsubscribe')}"
 
+    @property
+    def confirm_url(self) -> str:
+        """The double opt-in confirmation link (``GET /confirm/{token}``)."""
+        return f"{self._base}/confirm/{self._token('confirm')}"
+
 
 def rewrite_links(
     html: str, text: str, click_url: Callable[[str], str], skip: Container[str]
@@ -96,9 +102,12 @@ def _safe_address(recipient: str) -> Address:
         raise InvalidRecipient(str(exc)) from exc
 
 
-def template_context(contact: Mapping[str, Any], unsubscribe_url: str) -> dict[str, Any]:
-    """What templates may use: the contact's name and address, and the unsubscribe link."""
-    return {
+def template_context(
+    contact: Mapping[str, Any], unsubscribe_url: str, *, confirm_url: str | None = None
+) -> dict[str, Any]:
+    """What templates may use: the contact's name and address, the unsubscribe link and, in the
+    double opt-in confirmation email only, ``confirm_url``."""
+    context: dict[str, Any] = {
         "contact": {
             "first_name": contact.get("first_name"),
             "last_name": contact.get("last_name"),
@@ -106,6 +115,9 @@ def template_context(contact: Mapping[str, Any], unsubscribe_url: str) -> dict[s
         },
         "unsubscribe_url": unsubscribe_url,
     }
+    if confirm_url is not None:
+        context["confirm_url"] = confirm_url
+    return context
 
 
 def compose_marketing_email(
@@ -118,25 +130,53 @@ def compose_marketing_email(
     configuration_set: str,
     message_id: str,
 ) -> OutgoingEmail:
-    unsubscribe_url = links.unsubscribe_url
-    html, text = rewrite_links(rendered.html, rendered.text, links.click, skip={unsubscribe_url})
-    pixel = (
-        f'<img src="{htmllib.escape(links.open_pixel_url)}" width="1" height="1" alt="" style="display:none">'
-    )
-    html = (
-        re.sub(r"</body>", pixel + "</body>", html, count=1, flags=re.IGNORECASE)
-        if "</body>" in html.lower()
-        else html + pixel
+    """A marketing email: tracked links, open pixel, List-Unsubscribe and one-click unsubscribe."""
+    return compose_email(
+        rendered=rendered,
+        links=links,
+        sender=sender,
+        recipient=recipient,
+        unsubscribe_mailto=unsubscribe_mailto,
+        configuration_set=configuration_set,
+        message_id=message_id,
+        tracked=True,
     )
 
+
+def compose_email(
+    *,
+    rendered: RenderedEmail,
+    links: SignedLinks,
+    sender: str,
+    recipient: str,
+    unsubscribe_mailto: str,
+    configuration_set: str,
+    message_id: str,
+    tracked: bool,
+) -> OutgoingEmail:
+    """``tracked``: marketing (click tracking, open pixel, unsubscribe headers). Untracked emails
+    (transactional, confirmation) keep their links as written and carry no pixel."""
+    html, text = rendered.html, rendered.text
     msg = EmailMessage(policy=SMTP)
     msg["From"] = sender
     msg["To"] = _safe_address(recipient)
     msg["Subject"] = rendered.subject
     msg["Date"] = formatdate(clock.now(), usegmt=True)
     msg["Message-ID"] = make_msgid(idstring=message_id[:16], domain=sender.rsplit("@", 1)[-1].rstrip(">"))
-    msg["List-Unsubscribe"] = f"<{unsubscribe_url}>, <mailto:{unsubscribe_mailto}?subject=unsubscribe>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if tracked:
+        unsubscribe_url = links.unsubscribe_url
+        html, text = rewrite_links(html, text, links.click, skip={unsubscribe_url})
+        pixel = (
+            f'<img src="{htmllib.escape(links.open_pixel_url)}" width="1" height="1" alt="" '
+            'style="display:none">'
+        )
+        html = (
+            re.sub(r"</body>", pixel + "</body>", html, count=1, flags=re.IGNORECASE)
+            if "</body>" in html.lower()
+            else html + pixel
+        )
+        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>, <mailto:{unsubscribe_mailto}?subject=unsubscribe>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["X-SES-CONFIGURATION-SET"] = configuration_set
     msg["X-Leadflow-Message-Id"] = message_id
     msg.set_content(text, subtype="plain", charset="utf-8")

@@ -1,7 +1,8 @@
 """Template rendering in a Jinja2 sandbox: a template error fails loudly, never half-renders.
 
-Layout: ``templates/<name>/subject.txt``, ``body.html``, ``body.txt``; a locale folder
-``templates/<name>/<locale>/`` (e.g. ``de``) overrides any of the three, falling back to the default.
+Layout: ``templates/<name>/subject.txt``, ``body.html``, ``body.txt`` (email) and ``sms.txt`` (SMS);
+a locale folder ``templates/<name>/<locale>/`` (e.g. ``de``) overrides any of them, falling back to
+the default.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
 PARTS = ("subject.txt", "body.html", "body.txt")
+SMS_PART = "sms.txt"
 _LOCALE = re.compile(r"^[a-z]{2}(?:[-_][A-Za-z]{2})?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_SMS_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]+")  # newlines stay
 
 
 class TemplateRenderError(Exception):
@@ -81,3 +84,16 @@ class EmailRenderer:
         if not subject:
             raise TemplateRenderError(f"template {template!r}: the subject is empty")
         return RenderedEmail(subject=subject, html=rendered["body.html"], text=rendered["body.txt"])
+
+    def render_sms(self, template: str, context: Mapping[str, Any], locale: str | None = None) -> str:
+        """The text of ``templates/<name>/sms.txt``: control characters other than newlines become a
+        space, surrounding whitespace goes. An empty text is a template error."""
+        name = self._source(template, locale, SMS_PART)
+        try:
+            text = self._env.get_template(name).render(**context)
+        except TemplateError as exc:
+            raise TemplateRenderError(f"template {template!r}, {SMS_PART}: {exc}") from exc
+        text = _SMS_CONTROL.sub(" ", text.replace("\r\n", "\n")).strip()
+        if not text:
+            raise TemplateRenderError(f"template {template!r}: the SMS text is empty")
+        return text

@@ -1,0 +1,47 @@
+"""feedback: SNS-delivered provider feedback — SES event publishing (bounces, complaints, deliveries,
+rejects) and inbound two-way SMS (STOP). Wiring only: each record's message goes to
+``leadflow.feedback``; a malformed one is logged (no personal data) and counted, never retried."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from leadflow import wiring
+from leadflow.feedback import BadNotification, FeedbackService
+from leadflow.observability import logger, metrics, tracer
+from leadflow.settings import get_settings
+
+settings = get_settings()
+_ddb = wiring.client("dynamodb")
+service = FeedbackService(
+    contacts=wiring.contact_store(settings, _ddb),
+    events=wiring.event_store(settings, _ddb),
+    messages=wiring.message_store(settings, _ddb),
+    transact=wiring.transactor(_ddb),
+)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    outcomes: dict[str, int] = {}
+    records = event.get("Records") if isinstance(event, dict) else None
+    for record in records if isinstance(records, list) else [None]:
+        sns = record.get("Sns") if isinstance(record, dict) else None
+        try:
+            if not isinstance(sns, dict) or not isinstance(sns.get("Message"), str):
+                raise BadNotification("not an SNS record with a Message")
+            outcome: str = service.process(
+                sns["Message"],
+                sns_message_id=str(sns.get("MessageId") or ""),
+                sns_timestamp=sns.get("Timestamp") if isinstance(sns.get("Timestamp"), str) else None,
+            )
+        except BadNotification as exc:
+            logger.warning("notification rejected", extra={"reason": str(exc)})
+            metrics.add_metric(name="FeedbackRejected", unit="Count", value=1)
+            outcome = "rejected"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return {"outcomes": outcomes}

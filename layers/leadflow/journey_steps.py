@@ -1,0 +1,571 @@
+"""The journey step function: every decision and effect a journey's state machine asks for.
+
+The compiled ASL calls this (through the ``send`` Lambda) with the step's own definition in the
+payload. Before every step the contact is checked against the journey's exit rules; a contact that
+meets one raises ``ContactExited`` (the state machine routes it to "Leave journey (exited)").
+
+Exactly once: sends are claimed per (execution, step, round) by ``SendService``; contact updates,
+sales hand-offs and webhooks write an idempotency marker in the same transaction as their effect;
+frequency-cap reservations are keyed by the message id. A Step Functions retry or a redrive repeats
+nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from leadflow import ids
+from leadflow.enrollments import CapExceeded, JourneyStore
+from leadflow.journeys.conditions import Condition, Facts, evaluate
+from leadflow.journeys.model import Exit, Settings, UpdateContact, WaitUntil
+from leadflow.journeys.timing import next_send_time, rfc3339, wait_until_time, week_key, zone
+from leadflow.models import Event, SendRequest, SendResult, iso, utc_now
+from leadflow.observability import logger, metrics
+from leadflow.store import (
+    EventStore,
+    IdempotencyMarks,
+    MessageStore,
+    Transaction,
+    cancellation_codes,
+    serialize,
+    values,
+)
+from leadflow.tables import keys
+
+Action = Literal[
+    "send_email",
+    "send_sms",
+    "schedule",
+    "evaluate",
+    "split",
+    "holdout",
+    "wait_for",
+    "update_contact",
+    "notify_sales",
+    "webhook",
+    "leave",
+]
+HANDOFF_EVENTS = 50
+WEBHOOK_TIMEOUT_SECONDS = 10
+
+
+class ContactExited(Exception):
+    """An exit rule holds: the state machine catches this error name and ends the journey."""
+
+
+class SendDeferred(Exception):
+    """The frequency cap filled up since the send was scheduled: schedule it again."""
+
+
+class WebhookFailed(Exception):
+    """The endpoint did not accept the delivery (timeout, 5xx, 408, 429): retried with back-off."""
+
+
+class WebhookRejected(Exception):
+    """The endpoint refused the delivery for good (a 4xx other than 408/429): not retried."""
+
+
+class JourneySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    exit: Exit = Field(default_factory=Exit)
+    settings: Settings = Field(default_factory=Settings)
+
+
+class StepRequest(BaseModel):
+    """What a journey task sends (see ``leadflow.journeys.compiler``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Action
+    journey_id: str = Field(min_length=1, max_length=64)
+    contact_id: str = Field(min_length=1, max_length=64)
+    execution_id: str = Field(min_length=1, max_length=2048)
+    step_id: str | None = Field(default=None, max_length=64)
+    entered_at: str | None = None
+    round: int = Field(default=0, ge=0)
+    journey: JourneySpec = Field(default_factory=JourneySpec)
+    step: dict[str, Any] = Field(default_factory=dict)
+    since: str | None = None
+    outcome: Literal["completed", "exited", "held_out"] | None = None
+    reason: str | None = None
+
+    @property
+    def round_step_id(self) -> str:
+        """The step id messages and markers use: the same step in a later loop round is another."""
+        assert self.step_id is not None
+        return self.step_id if self.round == 0 else f"{self.step_id}@{self.round}"
+
+    @property
+    def execution_name(self) -> str:
+        return self.execution_id.rsplit(":", 1)[-1]
+
+
+class Sender(Protocol):
+    def send_email(self, request: SendRequest) -> SendResult: ...
+
+    def send_sms(self, request: SendRequest) -> SendResult: ...
+
+
+Poster = Callable[[str, bytes, Mapping[str, str]], int]
+"""POST a body with headers to a URL; the HTTP status (raises OSError when there is no answer)."""
+
+
+def http_post(url: str, body: bytes, headers: Mapping[str, str]) -> int:
+    """POST without following redirects (a redirect is an answer, not a place to send data)."""
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(_NoRedirect)
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310
+    try:
+        with opener.open(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def _bucket(*parts: str) -> float:
+    """A stable number in [0, 1) for the parts: the same contact always lands in the same place."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class JourneyStepRunner:
+    def __init__(
+        self,
+        *,
+        store: JourneyStore,
+        messages: MessageStore,
+        events: EventStore,
+        marks: IdempotencyMarks,
+        sender: Sender,
+        transact: Callable[[Transaction], None],
+        contacts_table: str,
+        sns: Any,
+        sales_topic_arn: str,
+        webhook_keys: Callable[[], Mapping[str, str]],
+        allow_plain_http: bool = False,
+        post: Poster = http_post,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._messages = messages
+        self._events = events
+        self._marks = marks
+        self._sender = sender
+        self._transact = transact
+        self._contacts_table = contacts_table
+        self._sns = sns
+        self._sales_topic_arn = sales_topic_arn
+        self._webhook_keys = webhook_keys
+        self._allow_plain_http = allow_plain_http
+        self._post = post
+        self._now = now
+
+    def run(self, request: StepRequest) -> dict[str, Any]:
+        if request.action == "leave":
+            return self._leave(request)
+        profile = self._check_exit(request)
+        handler: Callable[[StepRequest, dict[str, Any]], dict[str, Any]] = getattr(self, f"_{request.action}")
+        return handler(request, profile)
+
+    # --- exit rules ------------------------------------------------------------------------------
+
+    def _facts(self, request: StepRequest, profile: Mapping[str, Any]) -> Facts:
+        def engagement(step_id: str) -> Mapping[str, Any]:
+            ref = step_id if request.round == 0 else f"{step_id}@{request.round}"
+            message = self._messages.get(ids.deterministic_id(request.execution_id, ref))
+            if message is None and request.round:
+                # the send ran in an earlier round only
+                message = self._messages.get(ids.deterministic_id(request.execution_id, step_id))
+            return message or {}
+
+        return Facts(
+            profile=profile,
+            now=self._now(),
+            engagement=engagement,
+            events=lambda since: self._store.events_since(request.contact_id, since),
+        )
+
+    def _check_exit(self, request: StepRequest) -> dict[str, Any]:
+        profile, enrollment = self._store.profile_and_enrollment(request.contact_id, request.journey_id)
+        rules = request.journey.exit
+        reason: str | None = None
+        if profile is None:
+            reason = "contact no longer exists"
+        elif (
+            enrollment
+            and enrollment.get("exit_reason")
+            and enrollment.get("execution_name")
+            in (
+                request.execution_name,
+                None,
+            )
+        ):
+            reason = str(enrollment["exit_reason"])
+        elif rules.unsubscribed and profile.get("consent_email") == "revoked":
+            reason = "unsubscribed"
+        elif rules.stages and profile.get("stage") in rules.stages:
+            reason = f"reached stage {profile.get('stage')}"
+        elif rules.if_ is not None and evaluate(rules.if_, self._facts(request, profile)):
+            reason = "exit condition met"
+        if reason is not None:
+            metrics.add_metric(name="JourneyExits", unit="Count", value=1)
+            logger.info("contact exits journey", extra={"journey": request.journey_id, "reason": reason})
+            raise ContactExited(reason)
+        assert profile is not None
+        return profile
+
+    # --- sends -----------------------------------------------------------------------------------
+
+    def _send_request(self, request: StepRequest) -> SendRequest:
+        return SendRequest(
+            action=request.action,  # type: ignore[arg-type]
+            purpose=request.step.get("purpose", "marketing"),
+            journey_id=request.journey_id,
+            step_id=request.round_step_id,
+            template=request.step["template"],
+            contact_id=request.contact_id,
+            execution_id=request.execution_id,
+        )
+
+    def _reserve(self, request: StepRequest, profile: Mapping[str, Any], channel: str) -> None:
+        settings = request.journey.settings
+        cap = settings.frequency_cap
+        if cap is None or request.step.get("purpose", "marketing") != "marketing":
+            return
+        local_day = self._now().astimezone(zone(profile.get("timezone"), settings.timezone)).date()
+        limits: dict[str, int] = {}
+        if cap.per_day is not None:
+            limits[f"D#{local_day.isoformat()}"] = cap.per_day
+        if cap.per_week is not None:
+            limits[f"W#{week_key(local_day)}"] = cap.per_week
+        message_id = ids.deterministic_id(request.execution_id, request.round_step_id)
+        try:
+            self._store.reserve(request.contact_id, channel, message_id, limits)
+        except CapExceeded as exc:
+            metrics.add_metric(name="SendsDeferred", unit="Count", value=1)
+            raise SendDeferred(f"{channel} frequency cap reached") from exc
+
+    def _send_email(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        self._reserve(request, profile, "email")
+        return self._sender.send_email(self._send_request(request)).model_dump()
+
+    def _send_sms(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        self._reserve(request, profile, "sms")
+        return self._sender.send_sms(self._send_request(request)).model_dump()
+
+    # --- time --------------------------------------------------------------------------------------
+
+    def _schedule(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        settings = request.journey.settings
+        tz = zone(profile.get("timezone"), settings.timezone)
+        now = self._now()
+        if "channel" in request.step:
+            channel = str(request.step["channel"])
+            counts: dict[str, int] = {}
+
+            def count(period: str) -> int:
+                if period not in counts:
+                    counts.update(self._store.cap_counts(request.contact_id, channel, [period]))
+                return counts[period]
+
+            at = next_send_time(
+                now,
+                tz,
+                quiet=settings.quiet_hours,
+                window=settings.send_window,
+                cap=settings.frequency_cap,
+                sent_on_day=lambda day: count(f"D#{day}"),
+                sent_in_week=lambda week: count(f"W#{week}"),
+            )
+            if at > now:
+                metrics.add_metric(name="SendsDeferred", unit="Count", value=1)
+        else:
+            spec = WaitUntil.model_validate(request.step)
+            value = profile.get(spec.attribute) if spec.attribute else None
+            at = wait_until_time(now, tz, spec, value)
+        return {"at": rfc3339(at)}
+
+    def _wait_for(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        now = self._now()
+        since = _parse_time(request.since) or now
+        spec = request.step
+        deadline = since + timedelta(seconds=int(spec["timeout_seconds"]))
+        where: Mapping[str, Any] = spec.get("where") or {}
+        for event in self._store.events_since(request.contact_id, since):
+            if event.get("type") == spec["event"] and _matches(event, where):
+                return {"since": iso(since), "outcome": "event", "pause_seconds": 0}
+        if now >= deadline:
+            return {"since": iso(since), "outcome": "timeout", "pause_seconds": 0}
+        pause = min(int(spec["check_every_seconds"]), int((deadline - now).total_seconds()) + 1)
+        return {"since": iso(since), "outcome": "waiting", "pause_seconds": max(1, pause)}
+
+    # --- decisions -------------------------------------------------------------------------------
+
+    def _evaluate(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        from pydantic import TypeAdapter
+
+        adapter: TypeAdapter[Condition] = TypeAdapter(Condition)
+        facts = self._facts(request, profile)
+        if "if" in request.step:
+            return {
+                "path": "then" if evaluate(adapter.validate_python(request.step["if"]), facts) else "else"
+            }
+        for i, case in enumerate(request.step.get("cases", [])):
+            if evaluate(adapter.validate_python(case["if"]), facts):
+                return {"path": f"case{i + 1}"}
+        return {"path": "default"}
+
+    def _split(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        weights = [int(w) for w in request.step["weights"]]
+        point = _bucket("split", request.journey_id, str(request.step_id), request.contact_id) * sum(weights)
+        total = 0
+        for i, weight in enumerate(weights):
+            total += weight
+            if point < total:
+                return {"path": f"path{i + 1}"}
+        return {"path": f"path{len(weights)}"}
+
+    def _holdout(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        share = float(request.step["percent"]) / 100
+        held = _bucket("holdout", request.journey_id, str(request.step_id), request.contact_id) < share
+        return {"path": "held_out" if held else "treated"}
+
+    # --- effects ---------------------------------------------------------------------------------
+
+    def _once(self, request: StepRequest, txn: Transaction) -> bool:
+        """Commit ``txn`` with this step's marker; False when an earlier attempt already did."""
+        marker = txn.add(self._marks.put_op("STEP", f"{request.execution_id}#{request.round_step_id}"))
+        try:
+            self._transact(txn)
+        except ClientError as exc:
+            codes = cancellation_codes(exc)
+            if len(codes) > marker and codes[marker] == "ConditionalCheckFailed":
+                metrics.add_metric(name="DuplicateStepsPrevented", unit="Count", value=1)
+                return False
+            raise
+        return True
+
+    def _event(self, request: StepRequest, kind: str, properties: dict[str, Any]) -> Event:
+        return Event(
+            event_id=ids.deterministic_id(request.execution_id, request.round_step_id, kind),
+            type=kind,
+            occurred_at=iso(self._now()),
+            contact_id=request.contact_id,
+            journey_id=request.journey_id,
+            source="journey",
+            properties=properties,
+        )
+
+    def _update_contact(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        spec = UpdateContact.model_validate(request.step)
+        at = iso(self._now())
+        sets = ["updated_at = :at"]
+        removes: list[str] = []
+        adds: list[str] = []
+        deletes: list[str] = []
+        names: dict[str, str] = {}
+        vals: dict[str, Any] = {"at": at}
+        for i, (name, value) in enumerate(sorted(spec.set.items())):
+            names[f"#s{i}"] = name
+            vals[f"s{i}"] = value
+            sets.append(f"#s{i} = :s{i}")
+        for i, name in enumerate(spec.unset):
+            names[f"#u{i}"] = name
+            removes.append(f"#u{i}")
+        if spec.stage:
+            sets.append("stage = :stage")
+            vals["stage"] = spec.stage
+        if spec.add_tags:
+            adds.append("tags :addtags")
+            vals["addtags"] = set(spec.add_tags)
+        if spec.remove_tags:
+            deletes.append("tags :deltags")
+            vals["deltags"] = set(spec.remove_tags)
+        if spec.add_points:
+            adds.append("score :points")
+            vals["points"] = spec.add_points
+        expression = "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        if adds:
+            expression += " ADD " + ", ".join(adds)
+        if deletes:
+            expression += " DELETE " + ", ".join(deletes)
+        update: dict[str, Any] = {
+            "TableName": self._contacts_table,
+            "Key": serialize({"pk": keys.contact(request.contact_id), "sk": keys.PROFILE}),
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeValues": values(**vals),
+        }
+        if names:
+            update["ExpressionAttributeNames"] = names
+        txn = Transaction()
+        txn.add({"Update": update})
+        old_stage = profile.get("stage")
+        if spec.stage and spec.stage != old_stage:
+            stage_event = self._event(request, "stage_changed", {"from": old_stage or "", "to": spec.stage})
+            txn.add(self._events.put_op(stage_event))
+        if spec.add_points:
+            old = int(profile.get("score") or 0)
+            score_event = self._event(
+                request, "score_changed", {"from": old, "to": old + spec.add_points, "delta": spec.add_points}
+            )
+            txn.add(self._events.put_op(score_event))
+        done = self._once(request, txn)
+        return {"status": "updated" if done else "duplicate"}
+
+    def _handoff_document(
+        self, request: StepRequest, profile: Mapping[str, Any], reason: str
+    ) -> dict[str, Any]:
+        history = self._store.events_since(request.contact_id, None)[:HANDOFF_EVENTS]
+        return {
+            "handoff_id": ids.deterministic_id(request.execution_id, request.round_step_id, "handoff"),
+            "reason": reason,
+            "journey_id": request.journey_id,
+            "notified_at": iso(self._now()),
+            "contact": {k: v for k, v in profile.items() if k not in ("pk", "sk")},
+            "events": [
+                {
+                    k: v
+                    for k, v in e.items()
+                    if k in ("event_id", "type", "occurred_at", "properties", "source")
+                }
+                for e in history
+            ],
+        }
+
+    def _already_done(self, request: StepRequest) -> bool:
+        return self._marks.exists("STEP", f"{request.execution_id}#{request.round_step_id}")
+
+    def _notify_sales(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        if self._already_done(request):
+            return {"status": "duplicate"}
+        reason = str(request.step["reason"])
+        document = self._handoff_document(request, profile, reason)
+        # Published before the marker commits: a crash in between publishes again with the same
+        # handoff_id, which subscribers use to drop the repeat (SNS itself is at-least-once).
+        self._sns.publish(
+            TopicArn=self._sales_topic_arn,
+            Subject="leadflow: lead handed to sales",
+            Message=json.dumps(document, default=str),
+            MessageAttributes={"journey_id": {"DataType": "String", "StringValue": request.journey_id}},
+        )
+        txn = Transaction()
+        txn.add(self._events.put_op(self._event(request, "sales_notified", {"reason": reason[:200]})))
+        self._once(request, txn)
+        metrics.add_metric(name="SalesHandoffs", unit="Count", value=1)
+        return {"status": "notified"}
+
+    def _webhook(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        if self._already_done(request):
+            return {"status": "duplicate"}
+        url = str(request.step["url"])
+        if url.startswith("http://") and not self._allow_plain_http:
+            raise WebhookRejected("webhooks need https:// outside the local runtime")
+        secret = self._webhook_keys().get(str(request.step["secret"]))
+        if not secret:
+            raise WebhookRejected(f"no webhook secret named {request.step['secret']!r}")
+        delivery_id = ids.deterministic_id(request.execution_id, request.round_step_id, "webhook")
+        body = json.dumps(
+            {
+                "delivery_id": delivery_id,
+                "journey_id": request.journey_id,
+                "step_id": request.step_id,
+                "contact_id": request.contact_id,
+                "sent_at": iso(self._now()),
+                "payload": request.step.get("payload") or {},
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        ).encode()
+        timestamp = str(int(time.time()))
+        signature = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "leadflow-webhook/1",
+            "X-Leadflow-Delivery": delivery_id,
+            "X-Leadflow-Signature": f"t={timestamp},v1={signature}",
+        }
+        try:
+            status = self._post(url, body, headers)
+        except OSError as exc:
+            raise WebhookFailed(f"no answer: {type(exc).__name__}") from exc
+        if status >= 500 or status in (408, 429):
+            raise WebhookFailed(f"endpoint answered {status}")
+        if not 200 <= status < 300:
+            raise WebhookRejected(f"endpoint refused the delivery with {status}")
+        txn = Transaction()
+        txn.add(self._events.put_op(self._event(request, "webhook_delivered", {"status": status})))
+        self._once(request, txn)
+        metrics.add_metric(name="WebhooksDelivered", unit="Count", value=1)
+        return {"status": "delivered"}
+
+    # --- leaving -----------------------------------------------------------------------------------
+
+    def _leave(self, request: StepRequest) -> dict[str, Any]:
+        outcome = request.outcome or "completed"
+        reason = _exit_reason(request.reason) if outcome == "exited" else None
+        at = iso(self._now())
+        self._store.leave(request.contact_id, request.journey_id, request.execution_name, outcome, reason, at)
+        event = Event(
+            event_id=ids.deterministic_id(request.execution_id, "leave", outcome),
+            type=f"journey_{outcome}",
+            occurred_at=at,
+            contact_id=request.contact_id,
+            journey_id=request.journey_id,
+            source="journey",
+            properties={"reason": reason} if reason else {},
+        )
+        try:
+            self._events.record(event)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+        metrics.add_metric(name=f"Journeys{outcome.title().replace('_', '')}", unit="Count", value=1)
+        return {"status": outcome}
+
+
+def _matches(event: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
+    properties = event.get("properties") or {}
+    for key, expected in where.items():
+        allowed = expected if isinstance(expected, list) else [expected]
+        if key not in properties or properties[key] not in allowed:
+            return False
+    return True
+
+
+def _exit_reason(cause: str | None) -> str:
+    """The reason from a caught ContactExited error's Cause (Lambda's error JSON)."""
+    if not cause:
+        return "exit rule"
+    try:
+        data = json.loads(cause)
+    except json.JSONDecodeError:
+        return cause[:200]
+    return str(data.get("errorMessage") or "exit rule")[:200] if isinstance(data, dict) else cause[:200]

@@ -1,0 +1,409 @@
+"""Conditions: what journeys branch, enter and exit on. One small language, one evaluator.
+
+A condition is a mapping with exactly one key::
+
+    {opened: welcome}                      # the contact opened the email of send step 'welcome'
+    {clicked: welcome}  {opened_or_clicked: welcome}
+    {score: {gte: 50}}                     # comparisons: eq, ne, gt, gte, lt, lte
+    {stage: mql}  {stage: [mql, sql]}      # lifecycle stage is one of
+    {tag: vip}                             # the contact has the tag
+    {segment: hot-leads}                   # the contact is in the segment
+    {attribute: country, in: [DE, AT]}     # also: equals, exists, gt/gte/lt/lte, contains
+    {did: purchase, within: {days: 30}, at_least: 1, where: {plan: pro}}
+    {all: [...]}  {any: [...]}  {not: {...}}
+
+Evaluation needs facts (``Facts``): the contact's profile, engagement of earlier sends and the
+contact's recent events; the step executor gathers them with as few reads as the condition needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+STEP_ID = r"^[a-z][a-z0-9_]{0,39}$"
+NAME = r"^[a-z][a-z0-9_]{0,39}$"
+EVENT_TYPE = r"^[a-z][a-z0-9_]{0,63}$"
+SEGMENT = r"^[a-z0-9][a-z0-9-]{0,63}$"
+Scalar = str | int | float | bool
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Span(_Model):
+    """A duration written as days/hours/minutes/seconds (any combination)."""
+
+    days: int = Field(default=0, ge=0)
+    hours: int = Field(default=0, ge=0)
+    minutes: int = Field(default=0, ge=0)
+    seconds: int = Field(default=0, ge=0)
+
+    @property
+    def total_seconds(self) -> int:
+        return ((self.days * 24 + self.hours) * 60 + self.minutes) * 60 + self.seconds
+
+    def describe(self) -> str:
+        parts = [(self.days, "day"), (self.hours, "hour"), (self.minutes, "minute"), (self.seconds, "second")]
+        return " ".join(f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n) or "0 seconds"
+
+
+class Compare(_Model):
+    eq: float | None = None
+    ne: float | None = None
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> Compare:
+        if all(v is None for v in self.model_dump().values()):
+            raise ValueError("give at least one of eq, ne, gt, gte, lt, lte")
+        return self
+
+    def test(self, value: float) -> bool:
+        checks: list[tuple[float | None, Callable[[float, float], bool]]] = [
+            (self.eq, lambda a, b: a == b),
+            (self.ne, lambda a, b: a != b),
+            (self.gt, lambda a, b: a > b),
+            (self.gte, lambda a, b: a >= b),
+            (self.lt, lambda a, b: a < b),
+            (self.lte, lambda a, b: a <= b),
+        ]
+        return all(op(value, bound) for bound, op in checks if bound is not None)
+
+    def describe(self) -> str:
+        symbols = {"eq": "=", "ne": "≠", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
+        return " and ".join(f"{symbols[k]} {v:g}" for k, v in self.model_dump().items() if v is not None)
+
+
+class Opened(_Model):
+    opened: str = Field(pattern=STEP_ID)
+
+
+class Clicked(_Model):
+    clicked: str = Field(pattern=STEP_ID)
+
+
+class OpenedOrClicked(_Model):
+    opened_or_clicked: str = Field(pattern=STEP_ID)
+
+
+class ScoreIs(_Model):
+    score: Compare
+
+
+class StageIs(_Model):
+    stage: str | list[str]
+
+    @property
+    def stages(self) -> list[str]:
+        return self.stage if isinstance(self.stage, list) else [self.stage]
+
+
+class HasTag(_Model):
+    tag: str = Field(min_length=1, max_length=64)
+
+
+class InSegment(_Model):
+    segment: str = Field(pattern=SEGMENT)
+
+
+class AttributeIs(_Model):
+    attribute: str = Field(pattern=NAME)
+    equals: Scalar | None = None
+    in_: list[Scalar] | None = Field(default=None, alias="in")
+    exists: bool | None = None
+    contains: str | None = None
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> AttributeIs:
+        given = [k for k, v in self.model_dump(exclude={"attribute"}).items() if v is not None]
+        if not given:
+            raise ValueError("give a test: equals, in, exists, contains, gt, gte, lt or lte")
+        return self
+
+
+class Did(_Model):
+    did: str = Field(pattern=EVENT_TYPE)
+    within: Span | None = None
+    at_least: int = Field(default=1, ge=1, le=1000)
+    where: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+
+
+class All(_Model):
+    all: list[Condition] = Field(min_length=1)
+
+
+class Any_(_Model):
+    any: list[Condition] = Field(min_length=1)
+
+
+class Not(_Model):
+    not_: Condition = Field(alias="not")
+
+
+KINDS: dict[str, str] = {
+    "opened": "opened",
+    "clicked": "clicked",
+    "opened_or_clicked": "opened_or_clicked",
+    "score": "score",
+    "stage": "stage",
+    "tag": "tag",
+    "segment": "segment",
+    "attribute": "attribute",
+    "did": "did",
+    "all": "all",
+    "any": "any",
+    "not": "not",
+    "not_": "not",
+}
+
+
+def _kind(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        found = [KINDS[k] for k in value if k in KINDS]
+        return found[0] if len(found) == 1 else None
+    for attr, kind in KINDS.items():
+        if hasattr(value, attr):
+            return kind
+    return None
+
+
+Condition = Annotated[
+    Annotated[Opened, Tag("opened")]
+    | Annotated[Clicked, Tag("clicked")]
+    | Annotated[OpenedOrClicked, Tag("opened_or_clicked")]
+    | Annotated[ScoreIs, Tag("score")]
+    | Annotated[StageIs, Tag("stage")]
+    | Annotated[HasTag, Tag("tag")]
+    | Annotated[InSegment, Tag("segment")]
+    | Annotated[AttributeIs, Tag("attribute")]
+    | Annotated[Did, Tag("did")]
+    | Annotated[All, Tag("all")]
+    | Annotated[Any_, Tag("any")]
+    | Annotated[Not, Tag("not")],
+    Discriminator(
+        _kind,
+        custom_error_type="condition_kind",
+        custom_error_message=(
+            "a condition has exactly one of: opened, clicked, opened_or_clicked, score, stage, tag, "
+            "segment, attribute, did, all, any, not"
+        ),
+    ),
+]
+All.model_rebuild()
+Any_.model_rebuild()
+Not.model_rebuild()
+
+
+def walk(condition: Condition) -> Iterator[Condition]:
+    yield condition
+    if isinstance(condition, All):
+        for c in condition.all:
+            yield from walk(c)
+    elif isinstance(condition, Any_):
+        for c in condition.any:
+            yield from walk(c)
+    elif isinstance(condition, Not):
+        yield from walk(condition.not_)
+
+
+def engagement_refs(condition: Condition) -> list[str]:
+    """The send steps whose engagement the condition reads."""
+    refs = []
+    for c in walk(condition):
+        if isinstance(c, Opened):
+            refs.append(c.opened)
+        elif isinstance(c, Clicked):
+            refs.append(c.clicked)
+        elif isinstance(c, OpenedOrClicked):
+            refs.append(c.opened_or_clicked)
+    return refs
+
+
+def needs_events(condition: Condition) -> bool:
+    return any(isinstance(c, Did) for c in walk(condition))
+
+
+def describe(condition: Condition) -> str:
+    """A short human description (state names, graphs)."""
+    if isinstance(condition, Opened):
+        return f"opened {condition.opened}"
+    if isinstance(condition, Clicked):
+        return f"clicked {condition.clicked}"
+    if isinstance(condition, OpenedOrClicked):
+        return f"opened or clicked {condition.opened_or_clicked}"
+    if isinstance(condition, ScoreIs):
+        return f"score {condition.score.describe()}"
+    if isinstance(condition, StageIs):
+        return f"stage is {' or '.join(condition.stages)}"
+    if isinstance(condition, HasTag):
+        return f"tagged {condition.tag}"
+    if isinstance(condition, InSegment):
+        return f"in segment {condition.segment}"
+    if isinstance(condition, AttributeIs):
+        tests = {k: v for k, v in condition.model_dump(exclude={"attribute"}).items() if v is not None}
+        return f"{condition.attribute} " + " and ".join(f"{k.rstrip('_')} {v}" for k, v in tests.items())
+    if isinstance(condition, Did):
+        window = f" within {condition.within.describe()}" if condition.within else ""
+        times = f" at least {condition.at_least} times" if condition.at_least > 1 else ""
+        return f"did {condition.did}{times}{window}"
+    if isinstance(condition, All):
+        return " and ".join(f"({describe(c)})" for c in condition.all)
+    if isinstance(condition, Any_):
+        return " or ".join(f"({describe(c)})" for c in condition.any)
+    assert isinstance(condition, Not)
+    return f"not ({describe(condition.not_)})"
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+class Facts:
+    """What a condition is evaluated against. ``engagement`` maps send step ids to the message
+    item's first_opened_at/first_clicked_at; ``events`` yields the contact's events, newest first."""
+
+    def __init__(
+        self,
+        *,
+        profile: Mapping[str, Any],
+        now: datetime,
+        engagement: Callable[[str], Mapping[str, Any]] | None = None,
+        events: Callable[[datetime | None], Sequence[Mapping[str, Any]]] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.now = now
+        self._engagement = engagement or (lambda _step: {})
+        self._events = events or (lambda _since: [])
+        self._engagement_cache: dict[str, Mapping[str, Any]] = {}
+
+    def engagement(self, step_id: str) -> Mapping[str, Any]:
+        if step_id not in self._engagement_cache:
+            self._engagement_cache[step_id] = self._engagement(step_id)
+        return self._engagement_cache[step_id]
+
+    def events_since(self, since: datetime | None) -> Sequence[Mapping[str, Any]]:
+        return self._events(since)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float | Decimal):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, set | frozenset | list | tuple):
+        return list(value)
+    return [value]
+
+
+def _attribute(condition: AttributeIs, profile: Mapping[str, Any]) -> bool:
+    present = condition.attribute in profile and profile[condition.attribute] not in (None, "")
+    value = profile.get(condition.attribute)
+    if condition.exists is not None and present != condition.exists:
+        return False
+    if condition.equals is not None and not (present and _same(value, condition.equals)):
+        return False
+    if condition.in_ is not None and not (present and any(_same(value, v) for v in condition.in_)):
+        return False
+    if condition.contains is not None and not (
+        present and any(condition.contains.lower() in str(v).lower() for v in _as_list(value))
+    ):
+        return False
+    bounds = (
+        Compare(gt=condition.gt, gte=condition.gte, lt=condition.lt, lte=condition.lte)
+        if any(b is not None for b in (condition.gt, condition.gte, condition.lt, condition.lte))
+        else None
+    )
+    if bounds is not None:
+        number = _number(value)
+        if number is None or not bounds.test(number):
+            return False
+    return True
+
+
+def _same(value: Any, expected: Scalar) -> bool:
+    if isinstance(expected, bool) or isinstance(value, bool):
+        return value is expected or str(value).lower() == str(expected).lower()
+    if isinstance(expected, int | float):
+        number = _number(value)
+        return number is not None and number == float(expected)
+    return str(value) == expected
+
+
+def _matches_where(event: Mapping[str, Any], where: Mapping[str, Scalar | list[Scalar]]) -> bool:
+    properties = event.get("properties") or {}
+    for key, expected in where.items():
+        allowed = expected if isinstance(expected, list) else [expected]
+        if key not in properties or not any(_same(properties[key], a) for a in allowed):
+            return False
+    return True
+
+
+def _before(value: Any, moment: datetime) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return when < moment
+
+
+def evaluate(condition: Condition, facts: Facts) -> bool:
+    profile = facts.profile
+    if isinstance(condition, Opened):
+        return bool(facts.engagement(condition.opened).get("first_opened_at"))
+    if isinstance(condition, Clicked):
+        return bool(facts.engagement(condition.clicked).get("first_clicked_at"))
+    if isinstance(condition, OpenedOrClicked):
+        seen = facts.engagement(condition.opened_or_clicked)
+        return bool(seen.get("first_opened_at") or seen.get("first_clicked_at"))
+    if isinstance(condition, ScoreIs):
+        score = _number(profile.get("score", 0))
+        return score is not None and condition.score.test(score)
+    if isinstance(condition, StageIs):
+        return profile.get("stage") in condition.stages
+    if isinstance(condition, HasTag):
+        return condition.tag in _as_list(profile.get("tags"))
+    if isinstance(condition, InSegment):
+        return condition.segment in _as_list(profile.get("segments"))
+    if isinstance(condition, AttributeIs):
+        return _attribute(condition, profile)
+    if isinstance(condition, Did):
+        since = facts.now - timedelta(seconds=condition.within.total_seconds) if condition.within else None
+        count = sum(
+            1
+            for e in facts.events_since(since)
+            if e.get("type") == condition.did
+            and _matches_where(e, condition.where)
+            and (since is None or not _before(e.get("occurred_at"), since))
+        )
+        return count >= condition.at_least
+    if isinstance(condition, All):
+        return all(evaluate(c, facts) for c in condition.all)
+    if isinstance(condition, Any_):
+        return any(evaluate(c, facts) for c in condition.any)
+    assert isinstance(condition, Not)
+    return not evaluate(condition.not_, facts)

@@ -1,0 +1,357 @@
+"""The full journey language: every step type validates, compiles to statelint-clean ASL with
+readable state names, and bad files get errors that name the file, the step and the problem."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from leadflow.journeys import JourneyError, compile_journey, load_journeys, parse_journey
+from leadflow.journeys.conditions import Facts, evaluate
+from leadflow.journeys.model import FrequencyCap, QuietHours, SendWindow, WaitUntil
+from leadflow.journeys.timing import next_send_time, wait_until_time
+
+ROOT = Path(__file__).resolve().parents[2]
+
+EVERY_STEP = """
+id: everything
+name: Every step type
+entry:
+  event: form_submitted
+  where: {form_id: [demo, trial]}
+  if: {not: {tag: employee}}
+re_entry: {after: {days: 30}}
+exit:
+  events: [{event: purchase, where: {plan: pro}}]
+  stages: [customer]
+  if: {attribute: country, in: [KP]}
+settings:
+  timezone: America/New_York
+  quiet_hours: {start: "20:00", end: "09:00"}
+  send_window: {weekdays: [mon, tue, wed, thu, fri]}
+  frequency_cap: {per_day: 1, per_week: 3}
+  max_duration: {days: 120}
+steps:
+  - send_email: {id: hello, template: welcome}
+  - send_sms: {id: text, template: welcome, purpose: transactional}
+  - wait: {days: 1, hours: 2}
+  - wait_until: {time: "10:30", weekdays: [tue]}
+  - wait_until: {attribute: renewal_date, offset_days: -7}
+  - wait_for:
+      id: demo_booked
+      event: demo_booked
+      timeout: {days: 5}
+      on_event: [{update_contact: {stage: sql, add_points: 30}}]
+      on_timeout: [{notify_sales: {reason: no demo after 5 days}}]
+  - branch:
+      name: Opened hello?
+      if: {opened: hello}
+      then: [{webhook: {url: "https://crm.example.com/hooks/leadflow", secret: default}}]
+      else: []
+  - branch:
+      name: Lead temperature
+      cases:
+        - if: {score: {gte: 50}}
+          steps: [{update_contact: {add_tags: [hot]}}]
+        - if: {did: pricing_viewed, at_least: 2, within: {days: 14}}
+          steps: [{update_contact: {add_tags: [warm]}}]
+      default: [{goto: hello_again}]
+  - random_split:
+      name: Offer test
+      paths:
+        - {weight: 70, steps: [{send_email: {id: offer_a, template: welcome}}]}
+        - {weight: 30, steps: [{send_email: {id: offer_b, template: welcome}}]}
+  - holdout: {percent: 15}
+  - send_email: {id: hello_again, template: welcome-followup-nudge}
+  - end: true
+"""
+
+
+def data(text: str = EVERY_STEP) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def test_every_step_type_compiles_to_readable_wired_states() -> None:
+    journey = parse_journey(data(), "everything.yaml")
+    asl = json.loads(compile_journey(journey))
+    states = asl["States"]
+    assert asl["TimeoutSeconds"] == 120 * 86400
+    assert asl["StartAt"] == "Schedule: hello"  # quiet hours/window/cap: marketing sends are scheduled
+    expected = {
+        "Schedule: hello",
+        "Wait for send window: hello",
+        "Send email: hello",
+        "Send SMS: text",  # transactional: not scheduled
+        "Wait 1 day 2 hours",
+        "Plan: Wait until 10:30 on Tue",
+        "Wait until 10:30 on Tue",
+        "Plan: Wait until renewal_date -7 days",
+        "Wait for demo_booked: start",
+        "Wait for demo_booked: check",
+        "Did demo_booked happen?",
+        "Wait for demo_booked: pause",
+        "Update contact: stage sql, +30 points",
+        "Notify sales: no demo after 5 days",
+        "Evaluate: Opened hello?",
+        "Opened hello?",
+        "Webhook: crm.example.com",
+        "Evaluate: Lead temperature",
+        "Lead temperature?",
+        "Split: Offer test",
+        "Offer test: which path?",
+        "Holdout: 15%",
+        "Held out? (15%)",
+        "Leave journey",
+        "Journey complete",
+        "Leave journey (exited)",
+        "Contact exited",
+        "Leave journey (held out)",
+        "Held out",
+    }
+    assert expected <= set(states)
+    # the default case loops forward to the hello_again send
+    assert states["Lead temperature?"]["Default"] == "Schedule: hello_again"
+    assert [c["Next"] for c in states["Offer test: which path?"]["Choices"]] == ["Schedule: offer_a"]
+    assert states["Offer test: which path?"]["Default"] == "Schedule: offer_b"
+    # deferral: the send goes back to scheduling when the cap filled meanwhile
+    assert {"ErrorEquals": ["SendDeferred"], "ResultPath": "$.deferred", "Next": "Schedule: hello"} in states[
+        "Send email: hello"
+    ]["Catch"]
+    assert states["Wait for send window: hello"]["TimestampPath"] == "$.schedule.hello.at"
+    webhook = states["Webhook: crm.example.com"]
+    assert "WebhookFailed" in webhook["Retry"][0]["ErrorEquals"]
+    # every task catches exits, and every target exists
+    for name, state in states.items():
+        if state["Type"] == "Task" and not name.startswith("Leave journey"):
+            assert state["Catch"][-1]["ErrorEquals"] == ["ContactExited"], name
+        for target in [state.get("Next"), state.get("Default")] + [
+            c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])
+        ]:
+            assert target is None or target in states, (name, target)
+        assert len(name) <= 80
+
+
+def test_shipped_and_test_journeys_pass_statelint(tmp_path: Path) -> None:
+    journeys = [*load_journeys(ROOT / "journeys"), parse_journey(data(), "everything.yaml")]
+    loop = data()
+    loop["id"] = "loop"
+    loop["steps"][-1] = {"goto": "text"}  # back to an earlier step, with waits on the way
+    journeys.append(parse_journey(loop, "loop.yaml"))
+    files = []
+    for journey in journeys:
+        path = tmp_path / f"{journey.id}.asl.json"
+        path.write_text(compile_journey(journey))
+        files.append(str(path))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "statelint"), *files], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    looped = json.loads((tmp_path / "loop.asl.json").read_text())["States"]
+    repeat = looped["Repeat from text"]
+    assert repeat["Type"] == "Pass"
+    assert repeat["Next"] == "Send SMS: text"
+    assert repeat["Parameters"] == {"n.$": "States.MathAdd($.round.n, 1)"}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["entry"].update(stage="mql"), r"entry: give exactly one of: event, stage"),
+        (lambda d: d.update(re_entry="sometimes"), r"re_entry"),
+        (lambda d: d["settings"].update(timezone="Mars/Olympus"), r"settings\.timezone: unknown time zone"),
+        (lambda d: d["settings"]["quiet_hours"].update(start="25:00"), r"quiet_hours\.start: .*HH:MM"),
+        (lambda d: d["steps"][3]["wait_until"].update(time=None), r"steps\[3\]\.wait_until: give a time"),
+        (
+            lambda d: (
+                d["steps"][5]["wait_for"]["check_every"].update({"seconds": 10})
+                if "check_every" in d["steps"][5]["wait_for"]
+                else d["steps"][5]["wait_for"].update(check_every={"seconds": 10})
+            ),
+            r"steps\[5\]\.wait_for: check_every: must be at least 1 minute",
+        ),
+        (
+            lambda d: d["steps"][6]["branch"].update({"if": {"clicked": "offer_a"}}),
+            r"steps\[6\]\.branch\.if: 'offer_a' is not a send step that runs before",
+        ),
+        (
+            lambda d: d["steps"][7]["branch"].update({"then": [{"end": True}]}),
+            r"steps\[7\]\.branch: 'then'/'else' belong to an 'if' branch",
+        ),
+        (
+            lambda d: d["steps"][7]["branch"]["default"].__setitem__(0, {"goto": "nowhere"}),
+            r"goto: no step has the id 'nowhere'",
+        ),
+        (
+            lambda d: d["steps"].__setitem__(-1, {"goto": "offer_a"}),
+            r"going back to 'offer_a' needs a wait",
+        ),
+        (lambda d: d["steps"][9]["holdout"].update(percent=100), r"steps\[9\]\.holdout\.percent"),
+        (
+            lambda d: d["steps"][8]["random_split"]["paths"].pop(),
+            r"steps\[8\]\.random_split\.paths: List should have at least 2 items",
+        ),
+        (
+            lambda d: d["steps"][5]["wait_for"]["on_event"][0]["update_contact"].update(set={"email": "x"}),
+            r"attribute 'email' is managed by leadflow",
+        ),
+        (
+            lambda d: d["steps"][6]["branch"]["then"][0]["webhook"].update(url="http://crm.example.com/x"),
+            r"webhook\.url: .*https://",
+        ),
+        (
+            lambda d: d["steps"][7]["branch"]["cases"][0].update({"if": {"score": {}}}),
+            r"give at least one of eq, ne, gt, gte, lt, lte",
+        ),
+        (
+            lambda d: d["steps"][7]["branch"]["cases"][0].update({"if": {"colour": "red"}}),
+            r"a condition has exactly one of",
+        ),
+        (
+            lambda d: d["steps"].insert(0, {"sleep": 1}),
+            r"steps\[0\]: a step is a mapping with exactly one of",
+        ),
+    ],
+)
+def test_invalid_journeys_name_file_step_and_problem(mutate: Any, message: str) -> None:
+    journey = data()
+    mutate(journey)
+    with pytest.raises(JourneyError, match=message) as caught:
+        parse_journey(journey, "everything.yaml")
+    assert str(caught.value).startswith("everything.yaml: ")
+
+
+def test_conditions_evaluate_against_profile_engagement_and_history() -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    facts = Facts(
+        profile={"score": 55, "stage": "mql", "tags": ["vip"], "country": "DE", "segments": ["hot"]},
+        now=now,
+        engagement=lambda step: {"first_clicked_at": "2026-02-27T10:00:00Z"} if step == "hello" else {},
+        events=lambda since: [
+            {"type": "pricing_viewed", "occurred_at": "2026-02-28T10:00:00Z", "properties": {"plan": "pro"}},
+            {"type": "pricing_viewed", "occurred_at": "2026-02-20T10:00:00Z", "properties": {}},
+        ],
+    )
+
+    def parse(c):
+        return (
+            parse_journey(
+                {
+                    "id": "c",
+                    "name": "c",
+                    "entry": {"event": "x"},
+                    "steps": [
+                        {"send_email": {"id": "hello", "template": "t"}},
+                        {"branch": {"name": "b", "if": c}},
+                    ],
+                },
+                "c.yaml",
+            )
+            .steps[1]
+            .branch.if_
+        )  # type: ignore[union-attr]
+
+    truths = {
+        "clicked": {"clicked": "hello"},
+        "opened_or_clicked": {"opened_or_clicked": "hello"},
+        "score": {"score": {"gte": 50, "lt": 60}},
+        "stage": {"stage": ["mql", "sql"]},
+        "tag": {"tag": "vip"},
+        "segment": {"segment": "hot"},
+        "attribute": {"attribute": "country", "in": ["DE", "AT"]},
+        "did": {"did": "pricing_viewed", "where": {"plan": "pro"}},
+        "all": {"all": [{"tag": "vip"}, {"not": {"stage": "customer"}}]},
+    }
+    falsities = {
+        "opened": {"opened": "hello"},
+        "did within": {"did": "pricing_viewed", "at_least": 2, "within": {"days": 7}},
+        "any": {"any": [{"tag": "student"}, {"attribute": "country", "exists": False}]},
+        "gt": {"attribute": "score", "gt": 55},
+    }
+    for name, condition in truths.items():
+        assert evaluate(parse(condition), facts), name
+    for name, condition in falsities.items():
+        assert not evaluate(parse(condition), facts), name
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def test_next_send_time_respects_quiet_hours_window_and_caps() -> None:
+    def at(*args: int) -> datetime:
+        return datetime(*args, tzinfo=UTC)
+
+    quiet = QuietHours(start="21:00", end="08:00")
+    window = SendWindow(weekdays=["mon", "tue", "wed", "thu", "fri"], start="09:00", end="17:00")
+    none = {"sent_on_day": lambda d: 0, "sent_in_week": lambda w: 0}
+    # Friday 22:30 Berlin: quiet until Saturday 08:00, the window opens Monday 09:00 Berlin
+    friday_night = at(2026, 1, 9, 21, 30)
+    assert next_send_time(friday_night, BERLIN, quiet=quiet, window=None, cap=None, **none) == at(
+        2026, 1, 10, 7, 0
+    )
+    assert next_send_time(friday_night, BERLIN, quiet=quiet, window=window, cap=None, **none) == at(
+        2026, 1, 12, 8, 0
+    )
+    # inside everything: now
+    tuesday = at(2026, 1, 6, 10, 0)
+    assert next_send_time(tuesday, BERLIN, quiet=quiet, window=window, cap=None, **none) == tuesday
+    # a full day moves to the next day's window, a full week to next Monday's
+    cap = FrequencyCap(per_day=1, per_week=3)
+    full_day = next_send_time(
+        tuesday,
+        BERLIN,
+        quiet=quiet,
+        window=window,
+        cap=cap,
+        sent_on_day=lambda d: 1 if d == "2026-01-06" else 0,
+        sent_in_week=lambda w: 1,
+    )
+    assert full_day == at(2026, 1, 7, 8, 0)
+    full_week = next_send_time(
+        tuesday,
+        BERLIN,
+        quiet=quiet,
+        window=window,
+        cap=cap,
+        sent_on_day=lambda d: 0,
+        sent_in_week=lambda w: 3 if w == "2026-W02" else 0,
+    )
+    assert full_week == at(2026, 1, 12, 8, 0)
+
+
+def test_wait_until_times_of_day_weekdays_and_dates() -> None:
+    now = datetime(2026, 3, 27, 12, 0, tzinfo=UTC)  # Friday, 13:00 Berlin
+    nine = WaitUntil(time="09:00")
+    assert wait_until_time(now, BERLIN, nine, None) == datetime(2026, 3, 28, 8, 0, tzinfo=UTC)
+    monday = WaitUntil(time="09:00", weekdays=["mon"])
+    # across the switch to summer time: 09:00 CEST is 07:00 UTC
+    assert wait_until_time(now, BERLIN, monday, None) == datetime(2026, 3, 30, 7, 0, tzinfo=UTC)
+    renewal = WaitUntil(attribute="renewal", offset_days=-3, time="10:00")
+    assert wait_until_time(now, BERLIN, renewal, "2026-04-10") == datetime(2026, 4, 7, 8, 0, tzinfo=UTC)
+    assert wait_until_time(now, BERLIN, renewal, "2026-03-01") == now  # past: at once
+    assert wait_until_time(now, BERLIN, renewal, "not a date") == now
+
+
+def test_send_steps_need_existing_templates(tmp_path: Path) -> None:
+    from leadflow.journeys.checks import missing_templates
+
+    for journey in load_journeys(ROOT / "journeys"):
+        assert missing_templates(journey, ROOT / "templates") == [], journey.id
+    (tmp_path / "welcome").mkdir()
+    (tmp_path / "welcome" / "subject.txt").write_text("Hi")
+    (tmp_path / "welcome-followup-nudge").mkdir()
+    (tmp_path / "welcome-followup-nudge" / "subject.txt").write_text("Hi")
+    problems = missing_templates(parse_journey(data(), "everything.yaml"), tmp_path)
+    assert "step 'hello': template 'welcome' has neither body.html nor body.txt" in problems
+    assert "step 'text': template 'welcome' has no sms.txt" in problems
+    assert (
+        "step 'hello_again': template 'welcome-followup-nudge' has neither body.html nor body.txt" in problems
+    )
