@@ -1,5 +1,5 @@
-"""admin: the authenticated admin API (IAM-authorized routes under /admin): contact reads and
-do-not-contact. Wiring only."""
+"""admin: the authenticated admin API (IAM-authorized routes under /admin): contact reads,
+do-not-contact and manual journey enrollment. Wiring only."""
 
 from __future__ import annotations
 
@@ -19,10 +19,13 @@ from leadflow.admin import (
     ContactView,
     DoNotContactIn,
     DoNotContactResult,
+    EnrollmentAccepted,
+    EnrollmentIn,
 )
 from leadflow.errors import NotFound
+from leadflow.journeys import load_journeys
 from leadflow.observability import logger, metrics, tracer
-from leadflow.responses import error_response, refuse_oversized, validation_fields
+from leadflow.responses import error_response, json_response, refuse_oversized, validation_fields
 from leadflow.settings import get_settings
 
 settings = get_settings()
@@ -34,6 +37,7 @@ directory = ContactDirectory(
     events=wiring.event_store(settings, _ddb),
     transact=wiring.transactor(_ddb),
 )
+manual_journeys = {j.id for j in load_journeys(settings.journeys_dir) if j.entry.kind == "manual"}
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
@@ -62,6 +66,12 @@ def do_not_contact(contact_id: str, body: DoNotContactIn) -> DoNotContactResult:
     identity = app.current_event.request_context.authorizer.iam
     actor = (identity.user_arn if identity else None) or "unknown"
     return directory.do_not_contact(contact_id, body, actor=actor)
+
+
+@app.post("/admin/journeys/<journey_id>/enrollments")
+def enroll(journey_id: str, body: EnrollmentIn) -> Response[str]:
+    accepted: EnrollmentAccepted = directory.enroll(journey_id, body, manual_journeys=manual_journeys)
+    return json_response(HTTPStatus.ACCEPTED, accepted)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)

@@ -89,6 +89,28 @@ class DoNotContactResult(BaseModel):
     """False when the contact was already marked (the call is idempotent)."""
 
 
+class EnrollmentIn(BaseModel):
+    """``POST /admin/journeys/{journey_id}/enrollments``: enter a contact into a manual-entry journey."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    contact_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    request_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Idempotency key: the same request_id enrolls once however often it is sent.",
+    )
+
+
+class EnrollmentAccepted(BaseModel):
+    journey_id: str
+    contact_id: str
+    event_id: str
+    """The ``journey_enrollment_requested`` event; the trigger starts the execution from it."""
+
+
 class ContactDirectory:
     def __init__(
         self,
@@ -137,6 +159,37 @@ class ContactDirectory:
         metrics.add_metric(name="DoNotContactSet", unit="Count", value=1)
         logger.info("contact marked do-not-contact", extra={"contact_id": contact_id})
         return DoNotContactResult(contact_id=contact_id, do_not_contact=True, changed=True)
+
+    def enroll(self, journey_id: str, body: EnrollmentIn, *, manual_journeys: set[str]) -> EnrollmentAccepted:
+        """Record the enrollment request as an event: the journey starts from the stream like any
+        other entry (re-entry rules, one active execution), and a repeated request_id is one event."""
+        if self._events is None:
+            raise RuntimeError("ContactDirectory was built read-only")
+        if journey_id not in manual_journeys:
+            raise NotFound("journey with manual entry")
+        if self._contacts.get(body.contact_id) is None:
+            raise NotFound("contact")
+        event_id = (
+            ids.deterministic_id("enroll", journey_id, body.contact_id, body.request_id)
+            if body.request_id
+            else ids.new_event_id()
+        )
+        event = Event(
+            event_id=event_id,
+            type="journey_enrollment_requested",
+            occurred_at=iso(utc_now()),
+            contact_id=body.contact_id,
+            journey_id=journey_id,
+            source="admin",
+            properties={"journey_id": journey_id},
+        )
+        try:
+            self._events.record(event)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise  # anything but "this request was recorded before"
+        metrics.add_metric(name="EnrollmentsRequested", unit="Count", value=1)
+        return EnrollmentAccepted(journey_id=journey_id, contact_id=body.contact_id, event_id=event_id)
 
     def lookup(self, query: ContactLookup) -> ContactRef:
         contact_id = self._contacts.contact_id_for_email(query.email)

@@ -49,6 +49,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin/contacts/{contact_id}", function="admin", auth="iam"),
     Route("POST", "/admin/contacts/lookup", function="admin", auth="iam"),
     Route("POST", "/admin/contacts/{contact_id}/do-not-contact", function="admin", auth="iam"),
+    Route("POST", "/admin/journeys/{journey_id}/enrollments", function="admin", auth="iam"),
 )
 
 ALL_ROUTES = PUBLIC_ROUTES + ADMIN_ROUTES

@@ -1,4 +1,5 @@
 """``leadflow`` command line: ``leadflow journeys validate FILE...``, ``leadflow journeys compile FILE``,
+``leadflow journeys graph FILE [-o OUT.svg]``,
 ``leadflow ops redrive [--stage dev] [--streams] [--executions] [--since ISO] [--dry-run]``."""
 
 from __future__ import annotations
@@ -34,6 +35,31 @@ def _compile(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(compile_journey(journey))
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    out = Path(args.output) if args.output else None
+    if out is not None and out.suffix.lower() == ".png":
+        print(
+            "error: PNG needs an SVG converter, which leadflow does not ship; write an .svg and convert "
+            f"it, e.g. rsvg-convert {out.with_suffix('.svg')} -o {out}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        journey = load_journey(Path(args.file))
+    except JourneyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    from leadflow.journeys.graph import render_svg
+
+    svg = render_svg(journey)
+    if out is None:
+        sys.stdout.write(svg)
+    else:
+        out.write_text(svg, encoding="utf-8")
+        print(f"wrote {out} (journey '{journey.id}')")
     return 0
 
 
@@ -105,7 +131,7 @@ def _redrive(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="leadflow", description="leadflow command line")
     groups = root.add_subparsers(dest="group", required=True)
-    journeys = groups.add_parser("journeys", help="validate and compile journey files")
+    journeys = groups.add_parser("journeys", help="validate, compile and draw journey files")
     commands = journeys.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check journey files, print every problem")
     validate.add_argument("files", nargs="+", metavar="FILE")
@@ -113,6 +139,10 @@ def parser() -> argparse.ArgumentParser:
     compile_ = commands.add_parser("compile", help="print the Step Functions definition (ASL) of a journey")
     compile_.add_argument("file", metavar="FILE")
     compile_.set_defaults(run=_compile)
+    graph = commands.add_parser("graph", help="draw a journey as a flowchart (SVG)")
+    graph.add_argument("file", metavar="FILE")
+    graph.add_argument("-o", "--output", metavar="OUT.svg", help="write here (default: standard output)")
+    graph.set_defaults(run=_graph)
 
     ops = groups.add_parser("ops", help="operate a deployed stage")
     ops_commands = ops.add_subparsers(dest="command", required=True)

@@ -569,3 +569,64 @@ steps: [{update_contact: {add_points: 25}}]
     assert "vip" in profile(system, vip)["tags"]
     assert "hot" in profile(system, lead)["tags"]
     assert "hot" not in profile(system, vip).get("tags", [])
+
+
+def test_double_opt_in_contacts_get_only_the_confirmation_until_they_confirm() -> None:
+    """With the shipped journeys: a whitepaper (double opt-in) sign-up gets the confirmation email and
+    nothing else; the one who clicks the signed link is confirmed and gets no reminder, the other one
+    gets one reminder two days later. Neither enters the newsletter welcome series."""
+    with LocalSystem(background_pump=False, clock_start=MONDAY_0700_UTC) as system:
+        for email in ("confirms@example.com", "silent@example.com"):
+            reply = system.invoke_http(
+                "POST",
+                "/forms/whitepaper",
+                headers=JSON,
+                body=json.dumps({"email": email, "first_name": "Dee", "consent": True}),
+            )
+            assert reply["statusCode"] == 201, reply
+        system.settle()
+        [confirmation] = [m for m in system.outbox() if "confirms@example.com" in m["to"]]
+        assert confirmation["subject"] == "Please confirm your subscription to Northwind Analytics"
+        [link] = re.findall(r"http://127\.0\.0\.1:8080(/confirm/[^\s<>\"]+)", confirmation["text"])
+        assert "/t/o/" not in (confirmation["html"] or "")  # a confirmation carries no tracking pixel
+        system.advance(3600)
+        reply = system.invoke_http("GET", link)
+        assert reply["statusCode"] == 200
+        system.advance(3 * DAY)
+        assert len(sent(system, "confirms@example.com")) == 1
+        assert [s for s, _ in sent(system, "silent@example.com")] == [
+            "Please confirm your subscription to Northwind Analytics"
+        ] * 2
+        states = {e["name"]: e["state"] for e in executions(system, "double-opt-in")}
+        assert set(states.values()) == {"Journey complete"}
+        assert executions(system, "welcome") == []
+
+
+def test_manual_enrollment_through_the_admin_api() -> None:
+    with LocalSystem(background_pump=False, clock_start=MONDAY_0700_UTC) as system:
+        contact_id = contact(system, "lost-deal@example.com")
+        headers = {**JSON, "authorization": f"Bearer {system.admin_key}"}
+        body = json.dumps({"contact_id": contact_id, "request_id": "crm-4711"})
+        for _ in range(2):  # a retried request enrolls once
+            reply = system.invoke_http(
+                "POST", "/admin/journeys/win-back/enrollments", headers=headers, body=body
+            )
+            assert reply["statusCode"] == 202, reply
+        system.settle()
+        assert [e["name"] for e in executions(system, "win-back")] == [f"win-back-{contact_id}"]
+        refused = system.invoke_http(
+            "POST", "/admin/journeys/welcome/enrollments", headers=headers, body=body
+        )
+        assert refused["statusCode"] == 404  # not a manual-entry journey
+        assert json.loads(refused["body"])["error"] == "journey with manual entry not found"
+        unknown = system.invoke_http(
+            "POST",
+            "/admin/journeys/win-back/enrollments",
+            headers=headers,
+            body=json.dumps({"contact_id": "c0nobody"}),
+        )
+        assert unknown["statusCode"] == 404
+        anonymous = system.invoke_http(
+            "POST", "/admin/journeys/win-back/enrollments", headers=JSON, body=body
+        )
+        assert anonymous["statusCode"] == 403

@@ -8,6 +8,7 @@ twins for tests and scripts:
 - ``/_local/execution?arn=``    one execution's state-by-state history (JSON: ``/_local/execution.json``)
 - ``/_local/outbox/page``       every email and SMS sent
 - ``/_local/contacts``          contact profiles (JSON: ``/_local/contacts.json``)
+- ``/_local/journeys``          the loaded journeys; ``/_local/journey?id=`` one journey's diagram and ASL
 
 Times are virtual (the local clock that Wait states run on). moto stamps execution history with the
 wall clock, so an execution's virtual times are rebuilt from its history: it starts when its entry
@@ -28,7 +29,10 @@ from urllib.parse import parse_qsl
 
 from botocore.exceptions import ClientError
 from jinja2 import DictLoader, Environment, StrictUndefined
+from markupsafe import Markup
 
+from leadflow.journeys import Journey, JourneyError, compile_journey, load_journeys
+from leadflow.journeys.model import EndStep, GotoStep
 from leadflow.local.system import LocalSystem, resource_name
 from leadflow.tables import EVENTS, keys
 
@@ -62,6 +66,8 @@ ROUTES = frozenset(
         "/_local/outbox/page",
         "/_local/contacts",
         "/_local/contacts.json",
+        "/_local/journeys",
+        "/_local/journey",
     }
 )
 
@@ -301,6 +307,7 @@ text-align:left;vertical-align:top}th{background:#eef2f6}td.n{text-align:right}
 </style></head><body>
 <nav><a href="/_local/">Dashboard</a><a href="/_local/executions/page">Executions</a>
 <a href="/_local/outbox/page">Outbox</a><a href="/_local/contacts">Contacts</a>
+<a href="/_local/journeys">Journeys</a>
 <span class="muted">virtual time {{ now }}</span></nav>
 <h1>{{ self.title() }}</h1>
 {% block body %}{% endblock %}
@@ -310,6 +317,7 @@ text-align:left;vertical-align:top}th{background:#eef2f6}td.n{text-align:right}
 _INDEX = """{% extends "base.html" %}{% block title %}Dashboard{% endblock %}{% block body %}
 <p>Figures as of virtual time {{ f.now }} · <a href="/_local/figures">JSON</a></p>
 <h2>Contacts</h2><p><a href="/_local/contacts">{{ f.contacts }} contacts</a></p>
+<h2>Journeys</h2><p><a href="/_local/journeys">Journeys and their diagrams</a></p>
 <h2>Events recorded ({{ f.events.total }})</h2>
 <table><tr><th>Type</th><th>Count</th></tr>
 {% for type, n in f.events.by_type.items() %}<tr><td>{{ type }}</td><td class="n">{{ n }}</td></tr>
@@ -383,6 +391,22 @@ _CONTACTS = """{% extends "base.html" %}{% block title %}Contacts{% endblock %}{
 {% else %}<tr><td class="muted">no contacts yet</td></tr>{% endfor %}</table>
 {% endblock %}"""
 
+_JOURNEYS = """{% extends "base.html" %}{% block title %}Journeys{% endblock %}{% block body %}
+<table><tr><th>Id</th><th>Name</th><th>Entry</th><th>Steps</th><th>States</th><th>State machine</th></tr>
+{% for j in journeys %}<tr><td><a href="/_local/journey?id={{ j.id | urlencode }}">{{ j.id }}</a></td>
+<td>{{ j.name }}</td><td>{{ j.entry }}</td><td class="n">{{ j.steps }}</td><td class="n">{{ j.states }}</td>
+<td>{% if j.arn %}<a href="/_local/executions/page">{{ j.arn }}</a>
+{% else %}<span class="muted">not loaded</span>{% endif %}</td></tr>
+{% else %}<tr><td colspan="6" class="muted">no journeys in {{ directory }}</td></tr>{% endfor %}</table>
+{% endblock %}"""
+
+_JOURNEY = """{% extends "base.html" %}{% block title %}Journey {{ j.name }}{% endblock %}{% block body %}
+<p>{{ j.id }} · {{ j.entry }} · {{ j.steps }} steps · <a href="/_local/journeys">All journeys</a></p>
+{% if j.description %}<p>{{ j.description }}</p>{% endif %}
+<div class="diagram">{% if svg %}{{ svg }}{% else %}<p class="muted">{{ svg_error }}</p>{% endif %}</div>
+<details><summary>Compiled state machine (ASL)</summary><pre>{{ asl }}</pre></details>
+{% endblock %}"""
+
 _ERROR = """{% extends "base.html" %}{% block title %}{{ heading }}{% endblock %}{% block body %}
 <p>{{ message }}</p>{% endblock %}"""
 
@@ -395,6 +419,8 @@ _env = Environment(
             "execution.html": _EXECUTION,
             "outbox.html": _OUTBOX,
             "contacts.html": _CONTACTS,
+            "journeys.html": _JOURNEYS,
+            "journey.html": _JOURNEY,
             "error.html": _ERROR,
         }
     ),
@@ -411,6 +437,54 @@ def _html(system: LocalSystem, template: str, status: int = HTTPStatus.OK, **con
 
 def _json(payload: Any) -> Page:
     return HTTPStatus.OK, JSON, json.dumps(payload, indent=1, default=str).encode()
+
+
+def _journey_row(system: LocalSystem, journey: Journey, asl: str) -> dict[str, Any]:
+    from leadflow.journeys.graph import entry_text
+
+    return {
+        "id": journey.id,
+        "name": journey.name,
+        "description": journey.description,
+        "entry": entry_text(journey).removeprefix("Start: "),
+        "steps": sum(1 for s in journey.walk() if not isinstance(s, GotoStep | EndStep)),
+        "states": len(json.loads(asl)["States"]),
+        "arn": system.state_machines.get(journey.id),
+    }
+
+
+def _journeys(system: LocalSystem, path: str, params: Mapping[str, str]) -> Page:
+    directory = system.content_dir / "journeys"
+    try:
+        journeys = load_journeys(directory)
+    except JourneyError as exc:
+        return _html(
+            system,
+            "error.html",
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            heading="Invalid journey",
+            message=str(exc),
+        )
+    if path == "/_local/journeys":
+        rows = [_journey_row(system, j, compile_journey(j)) for j in journeys]
+        return _html(system, "journeys.html", journeys=rows, directory=str(directory))
+    wanted = params.get("id", "")
+    journey = next((j for j in journeys if j.id == wanted), None)
+    if journey is None:
+        return _html(
+            system, "error.html", HTTPStatus.NOT_FOUND, heading="Not found", message=f"no journey {wanted!r}"
+        )
+    asl = compile_journey(journey)
+    svg, svg_error = None, ""
+    try:
+        from leadflow.journeys.graph import render_svg
+    except ImportError:  # pragma: no cover - grandalf comes with the dev dependencies
+        svg_error = "The diagram needs grandalf: pip install -e '.[dev]'"
+    else:
+        svg = Markup(render_svg(journey))  # built with every name escaped  # noqa: S704
+    return _html(
+        system, "journey.html", j=_journey_row(system, journey, asl), svg=svg, svg_error=svg_error, asl=asl
+    )
 
 
 def render(system: LocalSystem, path: str, query: str = "") -> Page | None:
@@ -442,4 +516,6 @@ def render(system: LocalSystem, path: str, query: str = "") -> Page | None:
         if path.endswith(".json"):
             return _json(contacts)
         return _html(system, "contacts.html", contacts=contacts, columns=_columns(contacts))
+    if path in ("/_local/journeys", "/_local/journey"):
+        return _journeys(system, path, params)
     return None
