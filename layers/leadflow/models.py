@@ -150,6 +150,22 @@ class FormSubmission(BaseModel):
     page_url: str | None = Field(default=None, max_length=2048)
     phone: str | None = Field(default=None, max_length=32)
     sms_consent: bool = False
+    locale: str | None = Field(default=None, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
+    salutation: str | None = Field(default=None, max_length=20)
+    timezone: str | None = Field(default=None, max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("must be an IANA time zone like Europe/Berlin") from exc
+        return value
 
     @field_validator("email")
     @classmethod
@@ -161,7 +177,7 @@ class FormSubmission(BaseModel):
     def _phone(cls, value: str | None) -> str | None:
         return None if value is None else normalize_phone(value)
 
-    @field_validator("first_name", "last_name")
+    @field_validator("first_name", "last_name", "salutation")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
         if value is None:
@@ -171,7 +187,7 @@ class FormSubmission(BaseModel):
             raise ValueError("must not contain control characters")
         return cleaned or None
 
-    @field_validator("visitor_id", "page_url", "phone", mode="before")
+    @field_validator("visitor_id", "page_url", "phone", "locale", "salutation", "timezone", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -242,6 +258,12 @@ class Contact(BaseModel):
     """Set by SES feedback: the address hard-bounced or complained; no email is sent to it again."""
     do_not_contact: bool = False
     """Set by an operator: no message of any kind on any channel."""
+    locale: str | None = None
+    """BCP 47-ish (``de``, ``de-AT``): picks the template locale folder and the greeting."""
+    salutation: str | None = None
+    """Title for formal greetings (Ms, Mr, Dr, Frau, Herr, Madame, Monsieur...)."""
+    timezone: str | None = None
+    """IANA time zone: quiet hours, send windows and wait_until are in the contact's local time."""
 
     @property
     def reachable_by_email(self) -> bool:

@@ -235,6 +235,7 @@ class SendService:
             rendered = self._renderer.render(
                 request.template,
                 template_context(contact.model_dump(), links.unsubscribe_url, confirm_url=confirm_url),
+                locale=contact.locale,
             )
             email = compose_email(
                 rendered=rendered,
@@ -291,7 +292,9 @@ class SendService:
         links = SignedLinks(self._signer, self._base_url, message_id, contact.contact_id)
         try:
             text = self._renderer.render_sms(
-                request.template, template_context(contact.model_dump(), links.unsubscribe_url)
+                request.template,
+                template_context(contact.model_dump(), links.unsubscribe_url),
+                locale=contact.locale,
             )
             sms = compose_sms(text, marketing=marketing)
         except TemplateRenderError as exc:

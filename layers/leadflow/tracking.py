@@ -199,6 +199,9 @@ class TrackingService:
                 "email": submission.email,
                 "first_name": submission.first_name,
                 "last_name": submission.last_name,
+                "locale": submission.locale.replace("_", "-") if submission.locale else None,
+                "salutation": submission.salutation,
+                "timezone": submission.timezone,
             }
             if submission.consent:
                 # double opt-in: consent stays pending until the confirmation link is clicked; a

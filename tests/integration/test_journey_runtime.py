@@ -630,3 +630,38 @@ def test_manual_enrollment_through_the_admin_api() -> None:
             "POST", "/admin/journeys/win-back/enrollments", headers=JSON, body=body
         )
         assert anonymous["statusCode"] == 403
+
+
+def test_the_welcome_email_speaks_the_contacts_language() -> None:
+    with LocalSystem(background_pump=False, clock_start=MONDAY_0700_UTC) as system:
+        reply = system.invoke_http(
+            "POST",
+            "/forms/newsletter",
+            headers=JSON,
+            body=json.dumps(
+                {
+                    "email": "eva@example.de",
+                    "first_name": "Eva",
+                    "last_name": "Müller",
+                    "salutation": "Frau",
+                    "locale": "de_AT",
+                    "timezone": "Europe/Vienna",
+                    "consent": True,
+                }
+            ),
+        )
+        assert reply["statusCode"] == 201, reply
+        contact_id = json.loads(reply["body"])["contact_id"]
+        system.settle()
+        [welcome] = [m for m in system.outbox() if "eva@example.de" in m["to"]]
+        assert welcome["subject"] == "Willkommen bei Northwind Analytics, Eva!"
+        assert welcome["text"].startswith("Sehr geehrte Frau Müller,")
+        assert profile(system, contact_id)["timezone"] == "Europe/Vienna"
+        bad = system.invoke_http(
+            "POST",
+            "/forms/newsletter",
+            headers=JSON,
+            body=json.dumps({"email": "x@example.de", "timezone": "Mars/Base", "consent": True}),
+        )
+        assert bad["statusCode"] == 400
+        assert json.loads(bad["body"])["fields"][0]["field"] == "timezone"

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from leadflow import clock
 from leadflow.messaging.render import RenderedEmail
+from leadflow.messaging.salutation import salutation
 from leadflow.tokens import TokenClaims, TokenSigner
 
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
@@ -105,14 +106,18 @@ def _safe_address(recipient: str) -> Address:
 def template_context(
     contact: Mapping[str, Any], unsubscribe_url: str, *, confirm_url: str | None = None
 ) -> dict[str, Any]:
-    """What templates may use: the contact's name and address, the unsubscribe link and, in the
-    double opt-in confirmation email only, ``confirm_url``."""
+    """What templates may use: the contact's name, address, locale and title, the greeting line
+    for its locale (``salutation``), the unsubscribe link and, in the double opt-in confirmation
+    email only, ``confirm_url``."""
     context: dict[str, Any] = {
         "contact": {
             "first_name": contact.get("first_name"),
             "last_name": contact.get("last_name"),
             "email": contact.get("email"),
+            "locale": contact.get("locale"),
+            "salutation": contact.get("salutation"),
         },
+        "salutation": salutation(contact),
         "unsubscribe_url": unsubscribe_url,
     }
     if confirm_url is not None:
