@@ -25,3 +25,13 @@ def set_source(source: Callable[[], float]) -> None:
 
 def reset_source() -> None:
     set_source(time.time)
+
+
+def parse_iso(value: object) -> datetime | None:
+    """An ISO 8601 timestamp as stored in items (``...Z`` or with an offset), or None if it is not one."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

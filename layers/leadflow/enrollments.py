@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from leadflow.clock import parse_iso
 from leadflow.store import cancellation_codes, deserialize, is_conditional_failure, serialize, values
 from leadflow.tables import keys
 
@@ -231,25 +232,15 @@ class JourneyStore:
             "ScanIndexForward": False,
             "Limit": 100,
         }
-        cutoff = since.isoformat() if since else None
         while len(found) < EVENTS_SCAN_LIMIT:
             page = self._client.query(**kwargs)
             for raw in page["Items"]:
                 item = deserialize(raw)
-                if cutoff and _iso_before(str(item.get("occurred_at", "")), since):
+                when = parse_iso(item.get("occurred_at"))
+                if since is not None and when is not None and when < since:
                     return found
                 found.append(item)
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return found
-
-
-def _iso_before(value: str, moment: datetime | None) -> bool:
-    if moment is None or not value:
-        return False
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return when < moment

@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow import ids
+from leadflow.clock import parse_iso
 from leadflow.enrollments import CapExceeded, JourneyStore
 from leadflow.journeys.conditions import Condition, Facts, evaluate
 from leadflow.journeys.model import Exit, Settings, UpdateContact, WaitUntil
@@ -142,15 +143,6 @@ def _bucket(*parts: str) -> float:
     """A stable number in [0, 1) for the parts: the same contact always lands in the same place."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class JourneyStepRunner:
@@ -312,7 +304,7 @@ class JourneyStepRunner:
 
     def _wait_for(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
         now = self._now()
-        since = _parse_time(request.since) or now
+        since = parse_iso(request.since) or now
         spec = request.step
         deadline = since + timedelta(seconds=int(spec["timeout_seconds"]))
         where: Mapping[str, Any] = spec.get("where") or {}

@@ -56,3 +56,21 @@ def event_record_handler(handle: Callable[[Event], T]) -> Callable[[DynamoDBReco
         return handle(event)
 
     return record_handler
+
+
+def lambda_stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+    """A DynamoDB Streams ``GetRecords`` record as a Lambda event source mapping delivers it (used by
+    the local stream pump and by ``leadflow ops redrive``)."""
+    dynamodb = dict(record["dynamodb"])
+    created: Any = dynamodb.get("ApproximateCreationDateTime")
+    if hasattr(created, "timestamp"):
+        dynamodb["ApproximateCreationDateTime"] = int(created.timestamp())
+    return {
+        "eventID": record["eventID"],
+        "eventName": record["eventName"],
+        "eventVersion": record.get("eventVersion", "1.1"),
+        "eventSource": "aws:dynamodb",
+        "awsRegion": stream_arn.split(":")[3],
+        "dynamodb": dynamodb,
+        "eventSourceARN": stream_arn,
+    }

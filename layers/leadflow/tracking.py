@@ -265,55 +265,18 @@ class TrackingService:
         contact = self._contacts.get(contact_id)
         return contact is not None and contact.consent_email == "granted"
 
-    # --- double opt-in ---------------------------------------------------------------------------
-
-    def confirm_subscription(self, token: str) -> bool:
-        """The confirmation link of a double opt-in email: pending consent becomes granted
-        (source ``double_opt_in``) and ``consent_confirmed`` is recorded, in one transaction.
-        False when there was nothing to confirm (a second click, or consent no longer pending)."""
-        claims = self._signer.verify(token, "confirm")
-        at = iso(utc_now())
+    def _consent_change(
+        self, profile_op: dict[str, Any], event_type: str, claims: TokenClaims, at: str, *, source: str
+    ) -> bool:
+        """A conditional consent change and its event, in one transaction; False when the
+        condition failed (nothing to change: a second click)."""
         txn = Transaction()
-        txn.add(self._contacts.confirm_email_consent_op(claims.contact_id, at))
+        txn.add(profile_op)
         txn.add(
             self._events.put_op(
                 Event(
                     event_id=ids.new_event_id(),
-                    type="consent_confirmed",
-                    occurred_at=at,
-                    contact_id=claims.contact_id,
-                    message_id=claims.message_id,
-                    source="double_opt_in",
-                    properties={"channel": "email"},
-                )
-            )
-        )
-        try:
-            self._transact(txn)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes and codes[0] == "ConditionalCheckFailed":
-                return False
-            raise
-        metrics.add_metric(name="ConsentsConfirmed", unit="Count", value=1)
-        return True
-
-    # --- unsubscribe -----------------------------------------------------------------------------
-
-    def check_unsubscribe_token(self, token: str) -> TokenClaims:
-        return self._signer.verify(token, "unsubscribe")
-
-    def unsubscribe(self, token: str, source: str) -> bool:
-        """Revoke email consent and record ``unsubscribed``. False when already unsubscribed."""
-        claims = self._signer.verify(token, "unsubscribe")
-        at = iso(utc_now())
-        txn = Transaction()
-        txn.add(self._contacts.revoke_email_consent_op(claims.contact_id, at, source))
-        txn.add(
-            self._events.put_op(
-                Event(
-                    event_id=ids.new_event_id(),
-                    type="unsubscribed",
+                    type=event_type,
                     occurred_at=at,
                     contact_id=claims.contact_id,
                     message_id=claims.message_id,
@@ -329,5 +292,33 @@ class TrackingService:
             if codes and codes[0] == "ConditionalCheckFailed":
                 return False
             raise
+        return True
+
+    # --- double opt-in ---------------------------------------------------------------------------
+
+    def confirm_subscription(self, token: str) -> bool:
+        """The confirmation link of a double opt-in email: pending consent becomes granted
+        (source ``double_opt_in``) and ``consent_confirmed`` is recorded, in one transaction.
+        False when there was nothing to confirm (a second click, or consent no longer pending)."""
+        claims = self._signer.verify(token, "confirm")
+        at = iso(utc_now())
+        op = self._contacts.confirm_email_consent_op(claims.contact_id, at)
+        if not self._consent_change(op, "consent_confirmed", claims, at, source="double_opt_in"):
+            return False
+        metrics.add_metric(name="ConsentsConfirmed", unit="Count", value=1)
+        return True
+
+    # --- unsubscribe -----------------------------------------------------------------------------
+
+    def check_unsubscribe_token(self, token: str) -> TokenClaims:
+        return self._signer.verify(token, "unsubscribe")
+
+    def unsubscribe(self, token: str, source: str) -> bool:
+        """Revoke email consent and record ``unsubscribed``. False when already unsubscribed."""
+        claims = self._signer.verify(token, "unsubscribe")
+        at = iso(utc_now())
+        op = self._contacts.revoke_email_consent_op(claims.contact_id, at, source)
+        if not self._consent_change(op, "unsubscribed", claims, at, source=source):
+            return False
         metrics.add_metric(name="Unsubscribes", unit="Count", value=1)
         return True

@@ -8,6 +8,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,12 +79,13 @@ class Site:
         return self.post_json("/_local/clock/advance", {"seconds": seconds})
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    with socket.socket() as probe:  # a free port, so the links in emails point at this server
+@contextmanager
+def local_site(*, background_pump: bool = True) -> Iterator[Site]:
+    """The local system behind its HTTP server on a free port (the links in emails point at it)."""
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with LocalSystem(public_base_url=f"http://127.0.0.1:{port}") as system:
+    with LocalSystem(public_base_url=f"http://127.0.0.1:{port}", background_pump=background_pump) as system:
         server = LocalServer(system, "127.0.0.1", port)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
@@ -92,3 +94,9 @@ def site() -> Iterator[Site]:
         finally:
             server.shutdown()
             server.server_close()
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    with local_site() as running:
+        yield running

@@ -4,32 +4,18 @@ journeys and one journey's diagram (inline SVG) with its compiled state machine.
 from __future__ import annotations
 
 import html
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from leadflow.journeys import load_journeys
-from leadflow.local.server import LocalServer
-from leadflow.local.system import LocalSystem
-from tests.e2e.conftest import Site
+from tests.e2e.conftest import Site, local_site
 
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with LocalSystem(public_base_url=f"http://127.0.0.1:{port}", background_pump=False) as system:
-        server = LocalServer(system, "127.0.0.1", port)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield Site(base=f"http://127.0.0.1:{port}", system=system)
-        finally:
-            server.shutdown()
-            server.server_close()
+    with local_site(background_pump=False) as running:
+        yield running
 
 
 def page(site: Site, path: str, status: int = 200) -> str:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,28 +13,16 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from leadflow.local.server import LocalServer
-from leadflow.local.system import LocalSystem
 from leadflow.scoring import DEFAULT_POINTS
-from tests.e2e.conftest import Reply, Site
+from tests.e2e.conftest import Reply, Site, local_site
 
 TWO_DAYS = 2 * 86400
 
 
 @pytest.fixture
 def site() -> Iterator[Site]:
-    with socket.socket() as probe:  # a free port, so the links in emails point at this server
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with LocalSystem(public_base_url=f"http://127.0.0.1:{port}", background_pump=False) as system:
-        server = LocalServer(system, "127.0.0.1", port)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield Site(base=f"http://127.0.0.1:{port}", system=system)
-        finally:
-            server.shutdown()
-            server.server_close()
+    with local_site(background_pump=False) as running:
+        yield running
 
 
 def sign_up(site: Site, email: str, first_name: str, visitor_id: str) -> None:

@@ -16,63 +16,12 @@ import yaml
 from leadflow.cli import main
 from leadflow.journeys import Journey, load_journey, parse_journey
 from leadflow.journeys.graph import render_svg
+from tests.unit.test_journey_language import EVERY_STEP
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEY_FILES = sorted((ROOT / "journeys").glob("*.yaml"))
 SVG = "{http://www.w3.org/2000/svg}"
 
-EVERY_STEP = """
-id: everything
-name: Every step type
-entry:
-  event: form_submitted
-  where: {form_id: [demo, trial]}
-  if: {not: {tag: employee}}
-re_entry: {after: {days: 30}}
-exit:
-  events: [{event: purchase, where: {plan: pro}}]
-  stages: [customer]
-  if: {attribute: country, in: [KP]}
-settings:
-  timezone: America/New_York
-  quiet_hours: {start: "20:00", end: "09:00"}
-  send_window: {weekdays: [mon, tue, wed, thu, fri]}
-  frequency_cap: {per_day: 1, per_week: 3}
-  max_duration: {days: 120}
-steps:
-  - send_email: {id: hello, template: welcome}
-  - send_sms: {id: text, template: welcome, purpose: transactional}
-  - wait: {days: 1, hours: 2}
-  - wait_until: {time: "10:30", weekdays: [tue]}
-  - wait_until: {attribute: renewal_date, offset_days: -7}
-  - wait_for:
-      id: demo_booked
-      event: demo_booked
-      timeout: {days: 5}
-      on_event: [{update_contact: {stage: sql, add_points: 30}}]
-      on_timeout: [{notify_sales: {reason: no demo after 5 days}}]
-  - branch:
-      name: Opened hello?
-      if: {opened: hello}
-      then: [{webhook: {url: "https://crm.example.com/hooks/leadflow", secret: default}}]
-      else: []
-  - branch:
-      name: Lead temperature
-      cases:
-        - if: {score: {gte: 50}}
-          steps: [{update_contact: {add_tags: [hot]}}]
-        - if: {did: pricing_viewed, at_least: 2, within: {days: 14}}
-          steps: [{update_contact: {add_tags: [warm]}}]
-      default: [{goto: hello_again}]
-  - random_split:
-      name: Offer test
-      paths:
-        - {weight: 70, steps: [{send_email: {id: offer_a, template: welcome}}]}
-        - {weight: 30, steps: [{send_email: {id: offer_b, template: welcome}}]}
-  - holdout: {percent: 15}
-  - send_email: {id: hello_again, template: welcome-followup-nudge}
-  - end: true
-"""
 
 HOSTILE = """
 id: hostile

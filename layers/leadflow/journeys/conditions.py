@@ -25,6 +25,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from leadflow.clock import parse_iso
+
 STEP_ID = r"^[a-z][a-z0-9_]{0,39}$"
 NAME = r"^[a-z][a-z0-9_]{0,39}$"
 EVENT_TYPE = r"^[a-z][a-z0-9_]{0,63}$"
@@ -362,13 +364,8 @@ def _matches_where(event: Mapping[str, Any], where: Mapping[str, Scalar | list[S
 
 
 def _before(value: Any, moment: datetime) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return when < moment
+    when = parse_iso(value)
+    return when is not None and when < moment
 
 
 def evaluate(condition: Condition, facts: Facts) -> bool:

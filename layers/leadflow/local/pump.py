@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from leadflow.local.moto_patches import Handler, lambda_context
+from leadflow.streams import lambda_stream_record
 
 log = logging.getLogger("leadflow.local.pump")
 SHARDS_REFRESH_SECONDS = 1.0
@@ -90,19 +91,7 @@ class StreamPump:
         return records
 
     def _lambda_record(self, record: dict[str, Any]) -> dict[str, Any]:
-        dynamodb = dict(record["dynamodb"])
-        created: Any = dynamodb.get("ApproximateCreationDateTime")
-        if hasattr(created, "timestamp"):
-            dynamodb["ApproximateCreationDateTime"] = int(created.timestamp())
-        return {
-            "eventID": record["eventID"],
-            "eventName": record["eventName"],
-            "eventVersion": record.get("eventVersion", "1.1"),
-            "eventSource": "aws:dynamodb",
-            "awsRegion": self._region,
-            "dynamodb": dynamodb,
-            "eventSourceARN": self._stream_arn,
-        }
+        return lambda_stream_record(record, self._stream_arn)
 
     def drain(self) -> int:
         """Deliver everything in the stream now; returns how many records were handed to consumers."""

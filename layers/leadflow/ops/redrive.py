@@ -25,6 +25,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from leadflow.streams import lambda_stream_record
+
 CONSUMERS = ("trigger", "score")
 EXECUTION_FAILURES = ("FAILED", "TIMED_OUT", "ABORTED")
 EXPIRED_STREAM_CODES = {"TrimmedDataAccessException", "ResourceNotFoundException", "ExpiredIteratorException"}
@@ -62,23 +64,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, set):
         return sorted(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def lambda_stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
-    """A DynamoDB Streams ``GetRecords`` record as a Lambda event source mapping delivers it."""
-    dynamodb = dict(record["dynamodb"])
-    created: Any = dynamodb.get("ApproximateCreationDateTime")
-    if hasattr(created, "timestamp"):
-        dynamodb["ApproximateCreationDateTime"] = int(created.timestamp())
-    return {
-        "eventID": record["eventID"],
-        "eventName": record["eventName"],
-        "eventVersion": record.get("eventVersion", "1.1"),
-        "eventSource": "aws:dynamodb",
-        "awsRegion": stream_arn.split(":")[3],
-        "dynamodb": dynamodb,
-        "eventSourceARN": stream_arn,
-    }
 
 
 def _error_code(exc: ClientError) -> str:
