@@ -12,7 +12,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 CDK := npx --no-install cdk --no-notices
 
-.PHONY: setup run test lint typecheck unit integration infra e2e bench synth bootstrap deploy destroy diff clean
+.PHONY: setup run test lint typecheck unit integration infra e2e bench synth bootstrap deploy destroy diff clean proof proof-setup
 
 setup: $(PY_STAMP)
 
@@ -51,6 +51,15 @@ e2e: $(PY_STAMP)
 
 bench: $(PY_STAMP) ## print speed/cost figures as ratios measured in one run
 	$(BIN)/python -m bench
+
+# Debian's chromium for the browser proof (Playwright drives it; no browser is downloaded). Idempotent.
+CHROMIUM := /usr/bin/chromium
+proof-setup: $(PY_STAMP) ## install what `make proof` needs (headless Chromium from Debian)
+	@if [ -x $(CHROMIUM) ]; then echo "chromium: $$($(CHROMIUM) --version 2>/dev/null)"; else \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; fi
+
+proof: proof-setup ## reliability proof: browser, load, faults, hostile input, access (summary table)
+	$(BIN)/python -m tests.proof
 
 synth: $(PY_STAMP) $(NODE_STAMP) ## CloudFormation template into cdk.out/ (no Docker, no AWS account)
 	$(CDK) synth --context stage=$(STAGE) --quiet

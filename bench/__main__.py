@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from botocore.client import BaseClient
 
 from bench.imports import import_ratios
+from bench.reporting import report_calls
 from leadflow import ids
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import LocalSystem, settings_env
@@ -110,6 +111,8 @@ def main() -> int:
         put_median, track_median = statistics.median(put_times), statistics.median(track_times)
         ratio = track_median / put_median
         env = settings_env(system.public_base_url)
+        report_ddb = system.client("dynamodb")
+        report_small, report_large = report_calls(report_ddb, 100), report_calls(report_ddb, 10_000)
 
     imports = import_ratios(env | {"AWS_DEFAULT_REGION": "us-east-1"})
     worst_fn = max(("track", "trigger", "score", "send"), key=lambda fn: imports[fn])
@@ -123,6 +126,8 @@ def main() -> int:
         f"(b) track per pixel hit {track_median * 1000:.3f} ms / bare put_item {put_median * 1000:.3f} ms"
         f" = {ratio:.2f} (target <= 1.3)"
     )
+    print(f"(d) AWS calls to build a journey report: {report_small} with 100 contacts, "
+          f"{report_large} with 10,000 (target: equal)")  # fmt: skip
     print(f"(c) import time / import boto3 ({imports['boto3_s'] * 1000:.0f} ms), target <= 1.5 each:")
     for fn in ("track", "trigger", "score", "send"):
         print(f"      {fn:<8} {imports[fn]:.2f}")
@@ -134,6 +139,8 @@ def main() -> int:
         "import_worst_function": worst_fn,
         "track_median_ms": round(track_median * 1000, 4),
         "put_item_median_ms": round(put_median * 1000, 4),
+        "report_calls_small": report_small,
+        "report_calls_large": report_large,
     }))  # fmt: skip
     return 0
 

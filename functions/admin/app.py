@@ -25,7 +25,9 @@ from leadflow.admin import (
 from leadflow.errors import NotFound
 from leadflow.journeys import load_journeys
 from leadflow.observability import logger, metrics, tracer
-from leadflow.responses import error_response, json_response, refuse_oversized, validation_fields
+from leadflow.privacy import ContactExport, ErasureRequest, ErasureResult, PrivacyService
+from leadflow.reporting.api import reports_router
+from leadflow.responses import error_response, json_response, refuse_unreadable, validation_fields
 from leadflow.settings import get_settings
 
 settings = get_settings()
@@ -36,6 +38,16 @@ directory = ContactDirectory(
     events_table=settings.events_table,
     events=wiring.event_store(settings, _ddb),
     transact=wiring.transactor(_ddb),
+)
+privacy = PrivacyService(
+    ddb=_ddb,
+    contacts=wiring.contact_store(settings, _ddb),
+    contacts_table=settings.contacts_table,
+    events_table=settings.events_table,
+    messages_table=settings.messages_table,
+    reports_table=settings.reports_table,
+    sfn=wiring.client("stepfunctions"),
+    state_machine_arn=settings.state_machine_arn,
 )
 manual_journeys = {j.id for j in load_journeys(settings.journeys_dir) if j.entry.kind == "manual"}
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -63,9 +75,7 @@ def lookup_contact(query: ContactLookup) -> ContactRef:
 
 @app.post("/admin/contacts/<contact_id>/do-not-contact")
 def do_not_contact(contact_id: str, body: DoNotContactIn) -> DoNotContactResult:
-    identity = app.current_event.request_context.authorizer.iam
-    actor = (identity.user_arn if identity else None) or "unknown"
-    return directory.do_not_contact(contact_id, body, actor=actor)
+    return directory.do_not_contact(contact_id, body, actor=_actor())
 
 
 @app.post("/admin/journeys/<journey_id>/enrollments")
@@ -74,8 +84,31 @@ def enroll(journey_id: str, body: EnrollmentIn) -> Response[str]:
     return json_response(HTTPStatus.ACCEPTED, accepted)
 
 
+def _actor() -> str:
+    identity = app.current_event.request_context.authorizer.iam
+    return (identity.user_arn if identity else None) or "unknown"
+
+
+@app.get("/admin/contacts/<contact_id>/export")
+def export_contact(contact_id: str) -> ContactExport:
+    return privacy.export(contact_id)
+
+
+@app.post("/admin/contacts/<contact_id>/erase")
+def erase_contact(contact_id: str, body: ErasureRequest) -> ErasureResult:
+    return privacy.erase(contact_id, body, actor=_actor())
+
+
+@app.get("/admin/erasures/<contact_id>")
+def erasure_record(contact_id: str) -> dict[str, object]:
+    return privacy.erasure_record(contact_id)
+
+
+app.include_router(reports_router)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return refuse_oversized(event) or app.resolve(event, context)
+    return refuse_unreadable(event) or app.resolve(event, context)

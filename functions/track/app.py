@@ -19,7 +19,7 @@ from leadflow import wiring
 from leadflow.errors import InvalidInput, NotFound
 from leadflow.models import EventAccepted, EventIn, FormAccepted, FormSubmission
 from leadflow.observability import logger, metrics, tracer
-from leadflow.responses import error_response, json_response, refuse_oversized, validation_fields
+from leadflow.responses import error_response, json_response, refuse_unreadable, validation_fields
 from leadflow.settings import get_settings
 from leadflow.tokens import InvalidToken
 from leadflow.tracking import TrackingService
@@ -78,7 +78,8 @@ def _pixel() -> Response[str]:
 @app.get("/t/o/<token>")
 def open_pixel(token: str) -> Response[str]:
     try:
-        service.record_open(token.removesuffix(".gif"))
+        http = app.current_event.request_context.http
+        service.record_open(token.removesuffix(".gif"), http.user_agent, http.source_ip)
     except Exception:  # the pixel answers whatever happens; the failure is logged and counted
         logger.exception("open not recorded")
         metrics.add_metric(name="PixelWriteFailures", unit="Count", value=1)
@@ -225,7 +226,7 @@ def unsubscribe(token: str) -> Response[str]:
 @app.get("/confirm/<token>")
 def confirm_subscription(token: str) -> Response[str]:
     try:
-        changed = service.confirm_subscription(token)
+        changed = service.confirm_subscription(token, app.current_event.request_context.http.source_ip)
     except InvalidToken:
         metrics.add_metric(name="InvalidTokens", unit="Count", value=1)
         return Response(status_code=HTTPStatus.BAD_REQUEST, content_type=HTML, body=invalid_link_page())
@@ -241,4 +242,4 @@ def confirm_subscription(token: str) -> Response[str]:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return refuse_oversized(event) or app.resolve(event, context)
+    return refuse_unreadable(event) or app.resolve(event, context)

@@ -22,6 +22,7 @@ service = TriggerService(
     store=wiring.journey_store(settings, _ddb),
     sfn=wiring.client("stepfunctions"),
     state_machine_arn=settings.state_machine_arn,
+    events=wiring.event_store(settings, _ddb),
 )
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 

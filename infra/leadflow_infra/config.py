@@ -80,6 +80,7 @@ class StageConfig(_Strict):
     custom_domain: CustomDomain | None = None  # CDK context drops JSON nulls: absent means none
     sms: SmsConfig
     signing_key_rotation_days: int = Field(ge=1, le=365)
+    report_goals: list[str] = Field(min_length=1, description="Conversion event types reports count.")
     forms: dict[str, FormConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

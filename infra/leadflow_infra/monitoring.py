@@ -92,21 +92,21 @@ class Monitoring(Construct):
                 periods=5,
             )
         for journey, machine in state_machines.items():
+            # aborted executions are not counted: an operator (or an erasure) stopped them on purpose
             failed = cw.MathExpression(
-                expression="failed + timedout + aborted",
+                expression="failed + timedout",
                 using_metrics={
                     "failed": machine.metric_failed(period=FIVE_MINUTES),
                     "timedout": machine.metric_timed_out(period=FIVE_MINUTES),
-                    "aborted": machine.metric_aborted(period=FIVE_MINUTES),
                 },
-                label=f"{journey} executions not succeeded",
+                label=f"{journey} executions failed or timed out",
                 period=FIVE_MINUTES,
             )
             self._alarm(
                 f"journey-{journey}-failures",
                 failed,
                 1,
-                f"Journey {journey}: executions failed, timed out or were aborted; "
+                f"Journey {journey}: executions failed or timed out; "
                 "fix the cause, then `leadflow ops redrive --executions`.",
             )
         self._alarm(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
 from aws_cdk import aws_iam as iam
@@ -17,7 +18,7 @@ from constructs import Construct
 
 from leadflow.journeys import JourneyError, load_journeys
 from leadflow.journeys.checks import missing_templates
-from leadflow.tables import ALL_TABLES, CONTACTS, EVENTS, IDEMPOTENCY, MESSAGES
+from leadflow.tables import ALL_TABLES, CONTACTS, EVENTS, IDEMPOTENCY, MESSAGES, REPORTS
 
 from .config import StageConfig
 from .constructs import (
@@ -105,6 +106,8 @@ class LeadflowStack(Stack):
                 arn_format=ArnFormat.COLON_RESOURCE_NAME,
             ),
             "LEADFLOW_EVENT_RETENTION_DAYS": str(config.event_retention_days),
+            "LEADFLOW_REPORTS_TABLE": tables[REPORTS.name].table_name,
+            "LEADFLOW_REPORT_GOALS": ",".join(config.report_goals),
             "LEADFLOW_SALES_TOPIC_ARN": sales_handoff.topic_arn,
             "LEADFLOW_WEBHOOK_SECRETS_SECRET": webhook_keys.secret_arn,
             "LEADFLOW_SMS_SENDER_ID": config.sms.sender_id or "",
@@ -182,30 +185,14 @@ class LeadflowStack(Stack):
 
         tables[MESSAGES.name].grant_read_write_data(trigger.function)
         tables[CONTACTS.name].grant_read_write_data(trigger.function)  # enrollments
-        tables[EVENTS.name].grant_read_data(trigger.function)  # entry conditions on event history
-        region, account = nag_env(self)
-        for journey_id, machine in journeys.machines.items():
+        # entry conditions on event history; journey_entered is recorded with each entry
+        tables[EVENTS.name].grant_read_write_data(trigger.function)
+        for machine in journeys.machines.values():
             machine.grant_start_execution(trigger.function)
-            # is an earlier entry's execution still running? (at most one active per contact)
-            trigger.function.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=["states:DescribeExecution"],
-                    resources=[
-                        self.format_arn(
-                            service="states",
-                            resource="execution",
-                            resource_name=f"{prefix}-{journey_id}:*",
-                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    ],
-                )
-            )
-            acknowledge(
-                trigger.function,
-                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:"
-                f"{region}:{account}:execution:{prefix}-{journey_id}:*]",
-                "DescribeExecution on this journey's executions: the '*' is the execution name.",
-            )
+        # is an earlier entry's execution still running? (at most one active per contact and journey)
+        self._grant_on_executions(trigger.function, "states:DescribeExecution", prefix, journeys.machines)
+        # an erasure stops the contact's running executions
+        self._grant_on_executions(admin.function, "states:StopExecution", prefix, journeys.machines)
 
         tables[CONTACTS.name].grant_read_write_data(score.function)
         tables[IDEMPOTENCY.name].grant_read_write_data(score.function)
@@ -264,13 +251,27 @@ class LeadflowStack(Stack):
         functions["feedback"] = feedback
         # admin: do-not-contact writes the profile and its event
         tables[CONTACTS.name].grant_write_data(admin.function)
-        tables[EVENTS.name].grant_write_data(admin.function)
+        # right of access and erasure: the contact's events and messages are read and deleted
+        tables[EVENTS.name].grant_read_write_data(admin.function)
+        tables[MESSAGES.name].grant_read_write_data(admin.function)
         CfnOutput(
             self,
             "InboundSmsTopicArn",
             value=inbound_sms.topic_arn,
             description="Set as the two-way SMS destination of your origination number (STOP opt-outs)",
         )
+
+        # --- reporting: a stream consumer of its own (own failure queue), so counting never delays
+        # or fails scoring and journey entry; admin reads the counters for /admin/reports/*
+        report = function("report")
+        consumers["report"] = StreamConsumer(
+            self, "ReportStream", function=report.function, table=tables[EVENTS.name]
+        )
+        tables[REPORTS.name].grant_read_write_data(report.function)
+        tables[IDEMPOTENCY.name].grant_read_write_data(report.function)  # REPORT#<event id> markers
+        # admin reads the reports; an erasure deletes the contact's per-contact reporting state
+        tables[REPORTS.name].grant_read_write_data(admin.function)
+        functions["report"] = report
 
         monitoring = Monitoring(
             self,
@@ -297,7 +298,7 @@ class LeadflowStack(Stack):
         redrive = self._redrive_policy(
             queues=[c.failures for c in consumers.values()],
             stream_arn=tables[EVENTS.name].table_stream_arn,
-            consumers=[trigger.function, score.function],
+            consumers=[functions[name].function for name in consumers],
             machines=list(journeys.machines.values()),
         )
         CfnOutput(
@@ -337,6 +338,33 @@ class LeadflowStack(Stack):
                 f"DkimCname{i + 1}",
                 value=f"{record.name} CNAME {record.value}",
                 description="Add to DNS",
+            )
+
+    def _grant_on_executions(
+        self, function: lambda_.Function, action: str, prefix: str, machines: Mapping[str, sfn.StateMachine]
+    ) -> None:
+        """``action`` on the executions of each journey state machine (execution names are not
+        known in advance: the resource ends in ``:*``, one statement per journey)."""
+        region, account = nag_env(self)
+        for journey_id in machines:
+            name = f"{prefix}-{journey_id}"
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=[action],
+                    resources=[
+                        self.format_arn(
+                            service="states",
+                            resource="execution",
+                            resource_name=f"{name}:*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    ],
+                )
+            )
+            acknowledge(
+                function,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:{region}:{account}:execution:{name}:*]",
+                f"{action} on the executions of journey {journey_id} only: the '*' is the execution name.",
             )
 
     def _redrive_policy(

@@ -136,6 +136,11 @@ class ContactDirectory:
         txn = Transaction()
         txn.add(self._contacts.do_not_contact_op(contact_id, body.reason, at))
         txn.add(
+            self._contacts.consent_log_op(
+                contact_id, channel="all", action="do_not_contact", source=f"admin:{actor[:200]}", at=at
+            )
+        )
+        txn.add(
             self._events.put_op(
                 Event(
                     event_id=ids.new_event_id(),

@@ -50,6 +50,12 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route("POST", "/admin/contacts/lookup", function="admin", auth="iam"),
     Route("POST", "/admin/contacts/{contact_id}/do-not-contact", function="admin", auth="iam"),
     Route("POST", "/admin/journeys/{journey_id}/enrollments", function="admin", auth="iam"),
+    Route("GET", "/admin/contacts/{contact_id}/export", function="admin", auth="iam"),
+    Route("POST", "/admin/contacts/{contact_id}/erase", function="admin", auth="iam"),
+    Route("GET", "/admin/erasures/{contact_id}", function="admin", auth="iam"),
+    Route("GET", "/admin/reports/journeys/{journey_id}", function="admin", auth="iam"),
+    Route("GET", "/admin/reports/messages/{template}", function="admin", auth="iam"),
+    Route("GET", "/admin/reports/attribution", function="admin", auth="iam"),
 )
 
 ALL_ROUTES = PUBLIC_ROUTES + ADMIN_ROUTES

@@ -170,7 +170,59 @@ def parser() -> argparse.ArgumentParser:
         help="delete queue messages whose records the stream no longer holds (after reporting them)",
     )
     redrive.set_defaults(run=_redrive)
+
+    report = groups.add_parser(
+        "report",
+        help="print the reporting figures of a deployed stage",
+        description="Reads the reporting counters (the ReportsTable output of stack leadflow-<stage>) "
+        "through boto3: a fixed number of reads, whatever the number of contacts. Locally, "
+        "/_local/report shows the same figures as charts.",
+    )
+    report.add_argument("--stage", default="dev", help="stage (stack leadflow-<stage>)")
+    report.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
+    report.add_argument("--table", default=None, help="the reports table name (default: from the stack)")
+    report.add_argument("--journey", action="append", default=[], help="journey id (repeatable)")
+    report.add_argument("--template", action="append", default=[], help="template name (repeatable)")
+    report.add_argument("--goal", default=None, help="goal event type of journey reports")
+    report.add_argument("--json", action="store_true", help="JSON instead of text")
+    report.set_defaults(run=_report)
     return root
+
+
+def _report(args: argparse.Namespace) -> int:
+    from leadflow.reporting import render
+    from leadflow.reporting.consumer import DEFAULT_GOALS
+    from leadflow.reporting.counters import ReportTable
+    from leadflow.reporting.reports import ReportReader
+
+    table = args.table
+    if table is None:
+        stack = _client("cloudformation", args.region).describe_stacks(StackName=f"leadflow-{args.stage}")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Stacks"][0].get("Outputs", [])}
+        table = outputs["ReportsTable"]
+    goals = (args.goal,) if args.goal else DEFAULT_GOALS
+    reader = ReportReader(ReportTable(_client("dynamodb", args.region), table), goals)
+    journeys = [reader.journey(j, args.goal) for j in args.journey]
+    messages = [reader.message(t) for t in args.template]
+    attribution = reader.attribution()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "journeys": [j.model_dump() for j in journeys],
+                    "messages": [m.model_dump() for m in messages],
+                    "attribution": attribution.model_dump(),
+                },
+                indent=1,
+            )
+        )
+        return 0
+    for j in journeys:
+        print(render.journey_text(j))
+    for m in messages:
+        print(render.message_text(m))
+    print(render.attribution_text(attribution))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

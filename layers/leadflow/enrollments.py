@@ -88,8 +88,10 @@ class JourneyStore:
         execution_name: str,
         entry_event_id: str,
         at: str,
+        with_ops: Sequence[dict[str, Any]] = (),
     ) -> bool:
-        """Record a new entry; False if someone else changed the enrollment since it was read."""
+        """Record a new entry; False if someone else changed the enrollment since it was read.
+        ``with_ops`` (the ``journey_entered`` event) are committed in the same transaction."""
         item = {
             "pk": keys.contact(contact_id),
             "sk": f"J#{journey_id}",
@@ -105,9 +107,14 @@ class JourneyStore:
         if previous_entries is not None:
             kwargs["ExpressionAttributeValues"] = values(prev=previous_entries)
         try:
-            self._client.put_item(TableName=self._contacts, Item=serialize(item), **kwargs)
+            if with_ops:
+                put = {"TableName": self._contacts, "Item": serialize(item), **kwargs}
+                self._client.transact_write_items(TransactItems=[{"Put": put}, *with_ops])
+            else:
+                self._client.put_item(TableName=self._contacts, Item=serialize(item), **kwargs)
         except ClientError as exc:
-            if is_conditional_failure(exc):
+            codes = cancellation_codes(exc)
+            if is_conditional_failure(exc) or (codes and codes[0] == "ConditionalCheckFailed"):
                 return False
             raise
         return True

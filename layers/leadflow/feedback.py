@@ -311,6 +311,11 @@ class FeedbackService:
         txn = Transaction()
         txn.add(self._events.put_op(event))
         txn.add(self._contacts.revoke_sms_consent_op(contact_id, event.occurred_at, "sms_stop"))
+        txn.add(
+            self._contacts.consent_log_op(
+                contact_id, channel="sms", action="revoked", source="sms_stop", at=event.occurred_at
+            )
+        )
         try:
             self._transact(txn)
         except ClientError as exc:

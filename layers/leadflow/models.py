@@ -21,6 +21,23 @@ MAX_PROPERTIES = 50
 MAX_PROPERTY_VALUE = 1024
 
 EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN)]
+RESERVED_EVENT_TYPES = frozenset(
+    {
+        "form_submitted",
+        "page_viewed",
+        "unsubscribed",
+        "stage_changed",
+        "score_changed",
+        "segment_entered",
+        "segment_left",
+        "sales_notified",
+        "webhook_delivered",
+        "do_not_contact_set",
+    }
+)
+RESERVED_EVENT_PREFIXES = ("email_", "sms_", "journey_", "consent_")
+"""Event types leadflow records itself: ``POST /events`` may not forge them (a forged
+``stage_changed`` would hand a lead to sales, a forged ``email_clicked`` would add points)."""
 VisitorId = Annotated[str, StringConstraints(pattern=VISITOR_ID_PATTERN)]
 PropertyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 PropertyValue = str | int | float | bool | None
@@ -120,6 +137,13 @@ class EventIn(BaseModel):
     def _email(cls, value: str | None) -> str | None:
         return None if value is None else normalize_email(value)
 
+    @field_validator("type")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_EVENT_TYPES or value.startswith(RESERVED_EVENT_PREFIXES):
+            raise ValueError(f"{value!r} is recorded by leadflow itself and cannot be posted")
+        return value
+
     @field_validator("properties")
     @classmethod
     def _props(cls, value: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
@@ -201,8 +225,9 @@ class FormSubmission(BaseModel):
 
 
 class FormAccepted(BaseModel):
+    """The same answer whether the address was new or known: a form never tells who is a contact."""
+
     contact_id: str
-    created: bool
 
 
 class ClientError(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
@@ -38,20 +40,33 @@ MAX_REQUEST_BYTES = 64 * 1024
 refused with 413 before any parsing."""
 
 
-def refuse_oversized(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The 413 answer (HTTP API v2 shape) for a POST body over ``MAX_REQUEST_BYTES``, else None.
-
-    Checked before the resolver, so an oversized body is never parsed or validated."""
-    method = (event.get("requestContext") or {}).get("http", {}).get("method")
-    if method != "POST" or len(event.get("body") or "") <= MAX_REQUEST_BYTES:
-        return None
-    body = ClientError(
-        error="request body too large",
-        fields=[{"field": "body", "message": f"larger than {MAX_REQUEST_BYTES} bytes"}],
-    )
+def _refusal(status: HTTPStatus, error: str, message: str) -> dict[str, Any]:
+    body = ClientError(error=error, fields=[{"field": "body", "message": message}])
     return {
-        "statusCode": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        "statusCode": status,
         "headers": {"Content-Type": content_types.APPLICATION_JSON},
         "body": body.model_dump_json(),
         "isBase64Encoded": False,
     }
+
+
+def refuse_unreadable(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer (HTTP API v2 shape) for a POST body the API never parses: over
+    ``MAX_REQUEST_BYTES`` (413) or not UTF-8 text (400, API Gateway passes such bodies base64
+    encoded); None for every other request. Checked before the resolver."""
+    method = (event.get("requestContext") or {}).get("http", {}).get("method")
+    if method != "POST":
+        return None
+    raw = event.get("body") or ""
+    if len(raw) > MAX_REQUEST_BYTES:
+        return _refusal(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "request body too large",
+            f"larger than {MAX_REQUEST_BYTES} bytes",
+        )
+    if event.get("isBase64Encoded"):
+        try:
+            base64.b64decode(raw, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return _refusal(HTTPStatus.BAD_REQUEST, "invalid request", "is not valid UTF-8 text")
+    return None

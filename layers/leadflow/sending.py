@@ -223,11 +223,11 @@ class SendService:
         """Check the contact, compose and hand the email to SES. A SendResult means it was skipped."""
         contact = self._contacts.get(request.contact_id)
         if contact is None:
-            return self._skip(message_id, "contact_not_found")
+            return self._skip(request, message_id, "contact_not_found")
         suppression = None if contact.do_not_contact else self._contacts.suppression(contact.email)
         reason = email_skip_reason(contact, request.purpose, suppression)
         if reason is not None:
-            return self._skip(message_id, reason)
+            return self._skip(request, message_id, reason)
 
         links = SignedLinks(self._signer, self._base_url, message_id, contact.contact_id)
         confirm_url = links.confirm_url if request.purpose == "confirmation" else None
@@ -248,11 +248,12 @@ class SendService:
                 tracked=request.purpose == "marketing",
             )
         except InvalidRecipient:
-            return self._skip(message_id, "invalid_recipient")
+            return self._skip(request, message_id, "invalid_recipient")
         except TemplateRenderError as exc:
             self._fail(message_id, exc)
             raise
 
+        self._handing_over(message_id)
         try:
             response = self._ses.send_raw_email(
                 Source=self._sender,
@@ -263,7 +264,7 @@ class SendService:
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "MessageRejected":
-                return self._skip(message_id, "rejected_by_provider")
+                return self._skip(request, message_id, "rejected_by_provider")
             self._provider_error(message_id, exc)
             raise  # the provider answered with an error: nothing was sent, the retry may send
         except Exception as exc:
@@ -280,10 +281,10 @@ class SendService:
         """Check the contact, render and measure the text and publish it through SNS."""
         contact = self._contacts.get(request.contact_id)
         if contact is None:
-            return self._skip(message_id, "contact_not_found")
+            return self._skip(request, message_id, "contact_not_found")
         reason = sms_skip_reason(contact, request.purpose)
         if reason is not None:
-            return self._skip(message_id, reason)
+            return self._skip(request, message_id, reason)
         assert contact.phone is not None  # is_e164 checked it
         if self._sns is None:
             raise RuntimeError("SendService was built without an SNS client: it cannot send SMS")
@@ -314,6 +315,7 @@ class SendService:
                 "DataType": "String",
                 "StringValue": self._sms_origination_number,
             }
+        self._handing_over(message_id)
         try:
             response = self._sns.publish(
                 PhoneNumber=contact.phone, Message=sms.text, MessageAttributes=attributes
@@ -321,7 +323,7 @@ class SendService:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in ("InvalidParameter", "InvalidParameterValue") and not _is_throttled(exc):
-                return self._skip(message_id, "rejected_by_provider")
+                return self._skip(request, message_id, "rejected_by_provider")
             self._provider_error(message_id, exc)
             raise
         except Exception as exc:
@@ -352,12 +354,36 @@ class SendService:
         metrics.add_metric(name="SendsInDoubt", unit="Count", value=1)
         return SendInDoubt(f"no answer from {provider} for message {message_id}")
 
+    def _handing_over(self, message_id: str) -> None:
+        if not self._messages.hand_over(message_id, iso(utc_now())):
+            raise RuntimeError(f"message {message_id} was taken over by another attempt")
+
     def _fail(self, message_id: str, exc: TemplateRenderError) -> None:
         self._messages.finish(message_id, "failed", iso(utc_now()), reason=f"template: {exc}"[:500])
         metrics.add_metric(name="SendFailures", unit="Count", value=1)
 
-    def _skip(self, message_id: str, reason: str) -> SendResult:
-        self._messages.finish(message_id, "skipped", iso(utc_now()), reason=reason)
+    def _skip(self, request: SendRequest, message_id: str, reason: str) -> SendResult:
+        """Record the skip on the message item and as an ``<channel>_skipped`` event (reports count
+        skips by step and reason from the stream; erasure finds the message through it)."""
+        at = iso(utc_now())
+        channel = "sms" if request.action == "send_sms" else "email"
+        txn = Transaction()
+        txn.add(self._messages.finish_op(message_id, "skipped", at, reason=reason))
+        txn.add(
+            self._events.put_op(
+                Event(
+                    event_id=ids.deterministic_id(message_id, "skipped"),
+                    type=f"{channel}_skipped",
+                    occurred_at=at,
+                    contact_id=request.contact_id,
+                    message_id=message_id,
+                    journey_id=request.journey_id,
+                    source=f"journey:{request.journey_id}",
+                    properties={"step_id": request.step_id, "template": request.template, "reason": reason},
+                )
+            )
+        )
+        self._transact(txn)
         metrics.add_metric(name="SendsSkipped", unit="Count", value=1)
         count_by("SendsSkippedByReason", "reason", reason)
         logger.info("send skipped", extra={"message_id": message_id, "reason": reason})

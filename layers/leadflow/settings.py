@@ -20,6 +20,11 @@ class FormConfig(BaseModel):
     thank_you_url: str = Field(description="Where a browser goes after a successful post.")
     error_url: str = Field(description="Where a browser goes back to when the post is invalid.")
     consent_required: bool = Field(description="The marketing-consent checkbox must be ticked.")
+    consent_text: str = Field(
+        min_length=10,
+        max_length=2000,
+        description="The consent wording the form shows; stored (with its version) in the consent log.",
+    )
     double_opt_in: bool = Field(
         default=False,
         description="Consent given on this form stays pending until the contact clicks the link of "
@@ -57,6 +62,12 @@ class Settings(BaseSettings):
         description="ARN prefix of the journey state machines; the journey id completes it.",
     )
     event_retention_days: int = Field(ge=1, le=3650)
+    reports_table: str = Field(min_length=3, description="Reporting counters (the report consumer).")
+    report_goals: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,63}(,[a-z][a-z0-9_]{0,63})*$",
+        description="Conversion event types counted per journey and channel (comma-separated); "
+        "the first is a journey report's default goal.",
+    )
     sales_topic_arn: str = Field(
         pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$",
         description="SNS topic that receives sales hand-offs (notify_sales steps).",
@@ -87,6 +98,10 @@ class Settings(BaseSettings):
     @property
     def templates_dir(self) -> Path:
         return self.content_dir / "templates"
+
+    @property
+    def goals(self) -> tuple[str, ...]:
+        return tuple(self.report_goals.split(","))
 
     def state_machine_arn(self, journey_id: str) -> str:
         return f"{self.state_machine_arn_prefix}{journey_id}"

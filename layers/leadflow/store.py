@@ -18,6 +18,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from leadflow import ids
 from leadflow.models import Contact, Event
 from leadflow.tables import keys
 
@@ -187,8 +188,11 @@ class ContactStore:
             {"pk": keys.visitor(visitor_id), "sk": keys.LINK, "contact_id": contact_id, "linked_at": at},
         )
 
-    def upsert_profile_op(self, contact_id: str, fields: Mapping[str, Any], at: str) -> dict[str, Any]:
-        """Create or update a profile: set the given fields, keep created_at and score."""
+    def upsert_profile_op(
+        self, contact_id: str, fields: Mapping[str, Any], at: str, *, visitor_id: str | None = None
+    ) -> dict[str, Any]:
+        """Create or update a profile: set the given fields, keep created_at and score; remember the
+        visitor id (its anonymous history belongs to the contact: export and erasure find it)."""
         sets = ["created_at = if_not_exists(created_at, :at)", "updated_at = :at", "contact_id = :cid"]
         sets += ["score = if_not_exists(score, :zero)"]
         names: dict[str, str] = {}
@@ -199,15 +203,46 @@ class ContactStore:
             names[f"#f{i}"] = name
             vals[f"v{i}"] = value
             sets.append(f"#f{i} = :v{i}")
+        expression = "SET " + ", ".join(sets)
+        if visitor_id:
+            expression += " ADD visitor_ids :vids"
+            vals["vids"] = {visitor_id}
         op: dict[str, Any] = {
             "TableName": self._table,
             "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-            "UpdateExpression": "SET " + ", ".join(sets),
+            "UpdateExpression": expression,
             "ExpressionAttributeValues": values(**vals),
         }
         if names:
             op["ExpressionAttributeNames"] = names
         return {"Update": op}
+
+    def consent_log_op(
+        self,
+        contact_id: str,
+        *,
+        channel: str,
+        action: str,
+        source: str,
+        at: str,
+        ip: str | None = None,
+        text: str | None = None,
+    ) -> dict[str, Any]:
+        """One entry of the contact's consent log (GDPR art. 7(1): proof of consent): what was
+        agreed to or withdrawn, when, where, from which (truncated) IP, and the wording shown."""
+        item: dict[str, Any] = {
+            "pk": keys.contact(contact_id),
+            "sk": f"CONSENT#{at}#{ids.ulid()}",
+            "channel": channel,
+            "action": action,
+            "source": source,
+            "at": at,
+            "ip": ip,
+        }
+        if text:
+            item["text"] = text
+            item["text_version"] = hashlib.sha256(text.encode()).hexdigest()[:12]
+        return put_op(self._table, item)
 
     def revoke_email_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
         """Flip email consent to revoked; fails (condition) when already revoked or no such contact."""
@@ -366,9 +401,11 @@ class MessageStore:
             self._client.put_item(
                 TableName=self._table,
                 Item=serialize(item),
-                ConditionExpression="attribute_not_exists(pk) OR #s = :retryable",
+                # "sending" is re-claimable: an attempt that never reached the provider may have
+                # failed to release its claim; one that did reach it moved on to "handing_over"
+                ConditionExpression="attribute_not_exists(pk) OR #s IN (:retryable, :sending)",
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values(retryable="retryable"),
+                ExpressionAttributeValues=values(retryable="retryable", sending="sending"),
             )
         except ClientError as exc:
             if is_conditional_failure(exc):
@@ -380,9 +417,27 @@ class MessageStore:
         resp = self._client.get_item(TableName=self._table, Key=self._key(message_id), ConsistentRead=True)
         return deserialize(resp["Item"]) if "Item" in resp else None
 
+    def hand_over(self, message_id: str, at: str) -> bool:
+        """Mark the moment the message goes to the provider (after this, a retry never re-sends);
+        False if another attempt changed the claim meanwhile."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(message_id),
+                UpdateExpression="SET #s = :over, handed_over_at = :at",
+                ConditionExpression="#s = :sending",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values(over="handing_over", sending="sending", at=at),
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
     def finish_op(self, message_id: str, status: str, at: str, **extra: Any) -> dict[str, Any]:
         sets = ["#s = :status", "finished_at = :at"]
-        vals: dict[str, Any] = {"status": status, "at": at, "sending": "sending"}
+        vals: dict[str, Any] = {"status": status, "at": at, "sending": "sending", "over": "handing_over"}
         for name, value in extra.items():
             if value is not None:
                 sets.append(f"{name} = :{name}")
@@ -392,7 +447,7 @@ class MessageStore:
                 "TableName": self._table,
                 "Key": self._key(message_id),
                 "UpdateExpression": "SET " + ", ".join(sets),
-                "ConditionExpression": "#s = :sending",
+                "ConditionExpression": "#s IN (:sending, :over)",
                 "ExpressionAttributeNames": {"#s": "status"},
                 "ExpressionAttributeValues": values(**vals),
             }

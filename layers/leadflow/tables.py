@@ -40,7 +40,12 @@ deterministic id per (execution, step): the send's idempotency record and its en
 IDEMPOTENCY = TableSpec(name="idempotency", ttl_attribute="expires_at")
 """Markers that make effects exactly-once: client event ids, applied score points."""
 
-ALL_TABLES: tuple[TableSpec, ...] = (CONTACTS, EVENTS, MESSAGES, IDEMPOTENCY)
+REPORTS = TableSpec(name="reports", ttl_attribute="expires_at")
+"""Reporting counters (``J#<journey>``, ``T#<template>``, ``ATTR``, ``DAY#<date>`` / ``COUNTS``),
+maintained from the events stream by ``report``, and its per-message, per-membership and per-touch
+state (``S#...``). A report reads a fixed number of counter items, never one per contact."""
+
+ALL_TABLES: tuple[TableSpec, ...] = (CONTACTS, EVENTS, MESSAGES, IDEMPOTENCY, REPORTS)
 
 
 class keys:

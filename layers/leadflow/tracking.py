@@ -93,15 +93,18 @@ class TrackingService:
         self._events.record(event)
         metrics.add_metric(name=f"{event_type}", unit="Count", value=1)
 
-    def record_open(self, token: str) -> bool:
-        """Record an open for a valid token; anything else records nothing (the pixel still answers)."""
+    def record_open(self, token: str, user_agent: str | None = None, source_ip: str | None = None) -> bool:
+        """Record an open for a valid token; anything else records nothing (the pixel still answers).
+        The user agent and the truncated IP (/24, /48) let reporting tell privacy-proxy prefetches
+        and scanners from people."""
         try:
             claims = self._signer.verify(token, "open")
         except InvalidToken as exc:
             logger.info("open pixel with invalid token", extra={"reason": str(exc)})
             metrics.add_metric(name="InvalidTokens", unit="Count", value=1)
             return False
-        self._engagement(claims, "email_opened", {})
+        properties = {"user_agent": (user_agent or "")[:256], "ip": truncate_ip(source_ip)}
+        self._engagement(claims, "email_opened", {k: v for k, v in properties.items() if v is not None})
         return True
 
     def record_click(self, token: str, user_agent: str | None) -> str:
@@ -225,7 +228,33 @@ class TrackingService:
                     }
             txn = Transaction()
             txn.add(self._contacts.email_claim_op(submission.email, contact_id))
-            txn.add(self._contacts.upsert_profile_op(contact_id, fields, at))
+            txn.add(
+                self._contacts.upsert_profile_op(contact_id, fields, at, visitor_id=submission.visitor_id)
+            )
+            if submission.consent:
+                txn.add(
+                    self._contacts.consent_log_op(
+                        contact_id,
+                        channel="email",
+                        action=str(fields["consent_email"]),
+                        source=f"form:{form_id}",
+                        at=at,
+                        ip=truncate_ip(source_ip),
+                        text=form.consent_text,
+                    )
+                )
+            if submission.phone and submission.sms_consent:
+                txn.add(
+                    self._contacts.consent_log_op(
+                        contact_id,
+                        channel="sms",
+                        action="granted",
+                        source=f"form:{form_id}",
+                        at=at,
+                        ip=truncate_ip(source_ip),
+                        text=form.consent_text,
+                    )
+                )
             if submission.phone:
                 txn.add(self._contacts.phone_index_op(submission.phone, contact_id, at))
             if submission.visitor_id:
@@ -256,7 +285,7 @@ class TrackingService:
                     continue  # the address was claimed concurrently by a new contact: use that one
                 raise
             metrics.add_metric(name="FormsSubmitted", unit="Count", value=1)
-            return FormAccepted(contact_id=contact_id, created=existing is None)
+            return FormAccepted(contact_id=contact_id)
         raise RuntimeError("unreachable: email claim retried")  # pragma: no cover
 
     def _already_granted(self, contact_id: str | None) -> bool:
@@ -266,12 +295,25 @@ class TrackingService:
         return contact is not None and contact.consent_email == "granted"
 
     def _consent_change(
-        self, profile_op: dict[str, Any], event_type: str, claims: TokenClaims, at: str, *, source: str
+        self,
+        profile_op: dict[str, Any],
+        event_type: str,
+        claims: TokenClaims,
+        at: str,
+        *,
+        source: str,
+        action: str,
+        ip: str | None = None,
     ) -> bool:
-        """A conditional consent change and its event, in one transaction; False when the
-        condition failed (nothing to change: a second click)."""
+        """A conditional consent change, its event and its consent-log entry, in one transaction;
+        False when the condition failed (nothing to change: a second click)."""
         txn = Transaction()
         txn.add(profile_op)
+        txn.add(
+            self._contacts.consent_log_op(
+                claims.contact_id, channel="email", action=action, source=source, at=at, ip=truncate_ip(ip)
+            )
+        )
         txn.add(
             self._events.put_op(
                 Event(
@@ -296,14 +338,16 @@ class TrackingService:
 
     # --- double opt-in ---------------------------------------------------------------------------
 
-    def confirm_subscription(self, token: str) -> bool:
+    def confirm_subscription(self, token: str, source_ip: str | None = None) -> bool:
         """The confirmation link of a double opt-in email: pending consent becomes granted
         (source ``double_opt_in``) and ``consent_confirmed`` is recorded, in one transaction.
         False when there was nothing to confirm (a second click, or consent no longer pending)."""
         claims = self._signer.verify(token, "confirm")
         at = iso(utc_now())
         op = self._contacts.confirm_email_consent_op(claims.contact_id, at)
-        if not self._consent_change(op, "consent_confirmed", claims, at, source="double_opt_in"):
+        if not self._consent_change(
+            op, "consent_confirmed", claims, at, source="double_opt_in", action="confirmed", ip=source_ip
+        ):
             return False
         metrics.add_metric(name="ConsentsConfirmed", unit="Count", value=1)
         return True
@@ -318,7 +362,7 @@ class TrackingService:
         claims = self._signer.verify(token, "unsubscribe")
         at = iso(utc_now())
         op = self._contacts.revoke_email_consent_op(claims.contact_id, at, source)
-        if not self._consent_change(op, "unsubscribed", claims, at, source=source):
+        if not self._consent_change(op, "unsubscribed", claims, at, source=source, action="revoked"):
             return False
         metrics.add_metric(name="Unsubscribes", unit="Count", value=1)
         return True

@@ -20,12 +20,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from leadflow import ids
 from leadflow.enrollments import JourneyStore
 from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.journeys.model import Journey, ReEntryAfter
 from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger, metrics
-from leadflow.store import MessageStore
+from leadflow.store import EventStore, MessageStore
 
 ENGAGEMENT_ATTRIBUTE = {"email_opened": "first_opened_at", "email_clicked": "first_clicked_at"}
 MANUAL_ENROLLMENT = "journey_enrollment_requested"
@@ -90,7 +91,10 @@ class TriggerService:
         sfn: Any,
         state_machine_arn: Callable[[str], str],
         now: Callable[[], datetime] = utc_now,
+        events: EventStore | None = None,
     ) -> None:
+        """``events``: where ``journey_entered`` is recorded with each entry (reports count it)."""
+        self._events = events
         self._journeys = journeys
         self._messages = messages
         self._store = store
@@ -184,6 +188,24 @@ class TriggerService:
                 return False
         entries = (previous or 0) + 1
         name = execution_name(journey.id, contact_id, entries)
+        at = iso(self._now())
+        entered = (
+            [
+                self._events.put_op(
+                    Event(
+                        event_id=ids.deterministic_id(journey.id, name, "entered"),
+                        type="journey_entered",
+                        occurred_at=at,
+                        contact_id=contact_id,
+                        journey_id=journey.id,
+                        source="journey",
+                        properties={"entry_event_id": event.event_id, "entries": entries},
+                    )
+                )
+            ]
+            if self._events is not None
+            else []
+        )
         if not self._store.enter(
             contact_id,
             journey.id,
@@ -191,7 +213,8 @@ class TriggerService:
             previous_entries=previous,
             execution_name=name,
             entry_event_id=event.event_id,
-            at=iso(self._now()),
+            at=at,
+            with_ops=entered,
         ):
             metrics.add_metric(name="JourneyAlreadyEntered", unit="Count", value=1)
             return False  # another event entered the contact a moment ago

@@ -50,7 +50,8 @@ def test_functions_are_arm64_python_with_the_layer_and_tracing(template_json: di
     functions = resources(template_json, "AWS::Lambda::Function")
     names = {f["Properties"]["FunctionName"] for f in functions.values()}
     assert names == {
-        f"leadflow-dev-{n}" for n in ("track", "admin", "trigger", "score", "send", "rotate", "feedback")
+        f"leadflow-dev-{n}"
+        for n in ("track", "admin", "trigger", "score", "send", "rotate", "feedback", "report")
     }
     for fn in functions.values():
         props = fn["Properties"]
@@ -66,7 +67,7 @@ def test_functions_are_arm64_python_with_the_layer_and_tracing(template_json: di
 
 
 def test_stream_consumers_have_the_delivery_guarantees(template: Any, template_json: dict[str, Any]) -> None:
-    template.resource_count_is("AWS::Lambda::EventSourceMapping", 2)
+    template.resource_count_is("AWS::Lambda::EventSourceMapping", 3)  # trigger, score, report
     template.all_resources_properties(
         "AWS::Lambda::EventSourceMapping",
         {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -9,6 +10,7 @@ from urllib.parse import urlencode
 import pytest
 
 from leadflow.local.system import LocalSystem
+from leadflow.observability import logger as powertools_logger
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +59,25 @@ def profile(system: LocalSystem, contact_id: str) -> dict[str, Any]:
 
 def query_string(**params: str) -> str:
     return urlencode(params)
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    collect = Collect()
+    collect.setFormatter(powertools_logger.registered_formatter)
+    target = logging.getLogger(powertools_logger.service)
+    level = target.level
+    target.addHandler(collect)
+    target.setLevel(logging.DEBUG)
+    yield collect.lines
+    target.removeHandler(collect)
+    target.setLevel(level)

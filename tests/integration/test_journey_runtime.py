@@ -563,7 +563,10 @@ steps: [{update_contact: {add_points: 25}}]
     system = run(vip=manual, hot=threshold, points=points)
     vip = contact(system, "vip@example.com")
     lead = contact(system, "lead@example.com")
-    event(system, "vip@example.com", "journey_enrollment_requested", journey_id="vip")
+    headers = {**JSON, "authorization": f"Bearer {system.admin_key}"}
+    body = json.dumps({"contact_id": vip})
+    enrolled = system.invoke_http("POST", "/admin/journeys/vip/enrollments", headers=headers, body=body)
+    assert enrolled["statusCode"] == 202, enrolled
     event(system, "lead@example.com", "webinar_attended")  # 10 (form) + 25 crosses 30
     system.settle()
     assert "vip" in profile(system, vip)["tags"]

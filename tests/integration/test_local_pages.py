@@ -167,26 +167,31 @@ def test_figures_count_what_happened(site: Site) -> None:
         "email_sent": 3,
         "form_submitted": 2,
         "unsubscribed": 1,
+        "journey_entered": 2,
         "journey_completed": 1,
         "journey_exited": 1,
     }
-    assert figures["events"]["total"] == 8
+    assert figures["events"]["total"] == 10
     assert figures["executions"] == {j: {"SUCCEEDED": 2} if j == "welcome" else {} for j in journeys}
     # two welcomes and Kai's follow-up sent; Mo left the journey when unsubscribed: no follow-up
     assert figures["messages"] == {"total": 3, "by_status": {"sent": 3}, "by_reason": {}}
-    for name in ("trigger", "score"):  # every event reached both stream consumers
+    for name in ("trigger", "score", "report"):  # every event reached every stream consumer
         assert figures["consumers"][name] == {
             "function": f"leadflow-local-{name}",
-            "delivered": 8,
+            "delivered": 10,
             "dead_lettered": 0,
             "pending": 0,
         }
-    assert figures["dead_letter_queues"] == {"trigger": 0, "score": 0}
+    assert figures["dead_letter_queues"] == {"trigger": 0, "score": 0, "report": 0}
     assert at(figures["now"]) - at(empty["now"]) == timedelta(seconds=TWO_DAYS)
 
     # a record in an on-failure queue shows as that queue's depth
     site.system.client("sqs").send_message(QueueUrl=site.system.dlq_urls["score"], MessageBody="{}")
-    assert json_of(site.get("/_local/figures"))["dead_letter_queues"] == {"trigger": 0, "score": 1}
+    assert json_of(site.get("/_local/figures"))["dead_letter_queues"] == {
+        "trigger": 0,
+        "score": 1,
+        "report": 0,
+    }
 
     dashboard = html_page(site, "/_local/")
     assert '<td>welcome</td><td class="status-SUCCEEDED">SUCCEEDED</td><td class="n">2</td>' in dashboard

@@ -3,40 +3,12 @@ record the functions write, whatever happens (sign-up, journey, unsubscribe, rej
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-
-import pytest
-
 from leadflow.local.system import LocalSystem
-from leadflow.observability import logger as powertools_logger
 from leadflow.tables import keys
 from tests.integration.conftest import sign_up
 
 EMAIL = "Pii.Canary+logs@Example.org"
 NAME = "Zyxwvutsr"
-
-
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[str]]:
-    collect = Collect()
-    collect.setFormatter(powertools_logger.registered_formatter)
-    target = logging.getLogger(powertools_logger.service)
-    level = target.level
-    target.addHandler(collect)
-    target.setLevel(logging.DEBUG)
-    yield collect.lines
-    target.removeHandler(collect)
-    target.setLevel(level)
 
 
 def test_no_personal_data_reaches_the_logs(log_lines: list[str]) -> None:

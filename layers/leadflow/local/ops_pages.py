@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl
 
 from botocore.exceptions import ClientError
 from jinja2 import DictLoader, Environment, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from leadflow.journeys import Journey, JourneyError, compile_journey, load_journeys
 from leadflow.journeys.model import EndStep, GotoStep
@@ -68,6 +68,7 @@ ROUTES = frozenset(
         "/_local/contacts.json",
         "/_local/journeys",
         "/_local/journey",
+        "/_local/report",
     }
 )
 
@@ -307,12 +308,19 @@ text-align:left;vertical-align:top}th{background:#eef2f6}td.n{text-align:right}
 </style></head><body>
 <nav><a href="/_local/">Dashboard</a><a href="/_local/executions/page">Executions</a>
 <a href="/_local/outbox/page">Outbox</a><a href="/_local/contacts">Contacts</a>
-<a href="/_local/journeys">Journeys</a>
+<a href="/_local/journeys">Journeys</a><a href="/_local/report">Report</a>
 <span class="muted">virtual time {{ now }}</span></nav>
 <h1>{{ self.title() }}</h1>
 {% block body %}{% endblock %}
 </body></html>
 """
+
+_REPORT = """{% extends "base.html" %}{% block title %}Report{% endblock %}{% block body %}
+<p class="muted">Counters maintained from the events stream by <code>report</code>; the same figures as
+<code>GET /admin/reports/...</code> and <code>leadflow report</code>. Opens and clicks of privacy
+proxies and scanners are counted apart.</p>
+{{ body }}
+{% endblock %}"""
 
 _INDEX = """{% extends "base.html" %}{% block title %}Dashboard{% endblock %}{% block body %}
 <p>Figures as of virtual time {{ f.now }} · <a href="/_local/figures">JSON</a></p>
@@ -415,6 +423,7 @@ _env = Environment(
         {
             "base.html": _BASE,
             "index.html": _INDEX,
+            "report.html": _REPORT,
             "executions.html": _EXECUTIONS,
             "execution.html": _EXECUTION,
             "outbox.html": _OUTBOX,
@@ -518,4 +527,35 @@ def render(system: LocalSystem, path: str, query: str = "") -> Page | None:
         return _html(system, "contacts.html", contacts=contacts, columns=_columns(contacts))
     if path in ("/_local/journeys", "/_local/journey"):
         return _journeys(system, path, params)
+    if path == "/_local/report":
+        return _report(system, params)
     return None
+
+
+def _report(system: LocalSystem, params: Mapping[str, str]) -> Page:
+    """The reporting counters as charts (inline SVG) and figures: the figures of the admin API's
+    /admin/reports/* routes and of ``leadflow report``."""
+    from leadflow.reporting import render
+    from leadflow.reporting.api import reader
+
+    reports = reader()
+    journeys = [j.id for j in load_journeys(system.content_dir / "journeys")]
+    templates = sorted(
+        p.name for p in (system.content_dir / "templates").iterdir() if not p.name.startswith("_")
+    )
+    chosen = [params["journey"]] if params.get("journey") else journeys
+    parts = [render.daily_svg(reports.days(system.clock.now_datetime().date()))]
+    attribution = reports.attribution()
+    parts.append(render.attribution_svg(attribution))
+    parts.append(f"<pre>{escape(render.attribution_text(attribution))}</pre>")
+    for journey_id in chosen:
+        report = reports.journey(journey_id, params.get("goal"))
+        if report.entered:
+            parts.append(render.funnel_svg(report))
+            parts.append(f"<pre>{escape(render.journey_text(report))}</pre>")
+    for template in templates:
+        message = reports.message(template)
+        if message.sent:
+            parts.append(f"<pre>{escape(render.message_text(message))}</pre>")
+    body = Markup("\n".join(parts))  # noqa: S704 - every name and value escaped by render
+    return _html(system, "report.html", body=body)

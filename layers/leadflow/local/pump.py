@@ -78,14 +78,24 @@ class StreamPump:
             self._shards = [shard["ShardId"] for shard in described["Shards"]]
             self._shards_read_at = time.monotonic()
         for shard_id in self._shards:
-            if shard_id not in self._iterators:
-                self._iterators[shard_id] = self._streams.get_shard_iterator(
-                    StreamArn=self._stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
+            # a fresh iterator after the last record read, each time: moto replaces a table's stream
+            # shard when it rolls back a cancelled transaction, and an old iterator would read the
+            # abandoned shard forever
+            last = self._iterators.get(shard_id)
+            position: dict[str, str] = (
+                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": last}
+                if last
+                else {"ShardIteratorType": "TRIM_HORIZON"}
+            )
+            iterator = self._streams.get_shard_iterator(
+                StreamArn=self._stream_arn, ShardId=shard_id, **position
+            )["ShardIterator"]
             while True:
-                resp = self._streams.get_records(ShardIterator=self._iterators[shard_id], Limit=1000)
-                self._iterators[shard_id] = resp["NextShardIterator"]
+                resp = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+                iterator = resp["NextShardIterator"]
                 records.extend(resp["Records"])
+                if resp["Records"]:
+                    self._iterators[shard_id] = str(resp["Records"][-1]["dynamodb"]["SequenceNumber"])
                 if len(resp["Records"]) < 1000:
                     break
         return records

@@ -39,6 +39,7 @@ from leadflow.journeys import compile_journey, load_journeys
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, StreamPump
+from leadflow.reporting import api as reporting_api
 from leadflow.settings import get_settings
 from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
 from leadflow.tokens import KeyRing
@@ -48,7 +49,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STAGE = "local"
 PREFIX = f"leadflow-{STAGE}"
-FUNCTIONS = ("track", "trigger", "score", "send", "admin", "rotate", "feedback")
+FUNCTIONS = ("track", "trigger", "score", "send", "admin", "rotate", "feedback", "report")
 FORBIDDEN = {
     "statusCode": 403,
     "headers": {"content-type": "application/json"},
@@ -74,6 +75,8 @@ def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, st
         "LEADFLOW_EVENTS_TABLE": resource_name("events"),
         "LEADFLOW_MESSAGES_TABLE": resource_name("messages"),
         "LEADFLOW_IDEMPOTENCY_TABLE": resource_name("idempotency"),
+        "LEADFLOW_REPORTS_TABLE": resource_name("reports"),
+        "LEADFLOW_REPORT_GOALS": "purchase,deal_won",
         "LEADFLOW_PUBLIC_BASE_URL": public_base_url,
         "LEADFLOW_SIGNING_KEY_SECRET": resource_name("signing-key"),
         "LEADFLOW_SENDER_EMAIL": SENDER,
@@ -95,12 +98,14 @@ def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, st
                     "error_url": "/",
                     "consent_required": True,
                     "double_opt_in": False,
+                    "consent_text": "Yes, send me the Northwind Analytics newsletter. I can unsubscribe at any time.",
                 },
                 "whitepaper": {
                     "thank_you_url": "/thanks",
                     "error_url": "/",
                     "consent_required": True,
                     "double_opt_in": True,
+                    "consent_text": "Yes, send me the whitepaper and the Northwind Analytics newsletter.",
                 },
             }
         ),
@@ -221,6 +226,7 @@ class LocalSystem:
         )
         # a fresh process state for this system: settings, clients and cached secrets of an earlier one go
         get_settings.cache_clear()
+        reporting_api.reset()
         wiring.client.cache_clear()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
         domain_clock.set_source(self.clock.now)
@@ -242,7 +248,7 @@ class LocalSystem:
         )
         sqs = self.client("sqs")
         self.sales_handoffs_url = self._sales_handoffs(sqs)
-        for consumer in ("trigger", "score"):
+        for consumer in ("trigger", "score", "report"):
             self.dlq_urls[consumer] = sqs.create_queue(QueueName=resource_name(f"{consumer}-failures"))[
                 "QueueUrl"
             ]
@@ -262,7 +268,7 @@ class LocalSystem:
             stream_arn=tables[EVENTS.name]["LatestStreamArn"],
             region=REGION,
         )
-        for consumer in ("trigger", "score"):
+        for consumer in ("trigger", "score", "report"):
             self.pump.add_consumer(
                 Consumer(
                     name=resource_name(consumer),

@@ -1,0 +1,287 @@
+"""Data-protection requests (GDPR/DSGVO art. 15 and 17): export everything stored about a contact,
+and erase it everywhere.
+
+Where a contact's data lives (``tables.py``):
+- contacts table: the profile and every item of its partition ``C#<id>`` (journey enrollments,
+  the consent log, frequency-cap counters), the email index ``EMAIL#<address>``, the phone index
+  ``PHONE#<e164>``, the visitor links ``V#<visitor>`` of the visitor ids the profile remembers;
+- events table: the partition ``C#<id>`` and the anonymous history ``V#<visitor>`` of those visitors;
+- messages table: the items of the messages sent to it (named by its ``email_sent``/``sms_sent``
+  and skip events, and by the deterministic message ids its journeys used);
+- running journey executions (their input holds only the contact id).
+
+Erasure deletes all of it, stops running executions, and keeps two things without personal data:
+an erasure record ``ERASURE#<contact id>`` (when, what was deleted: the proof) and the address on
+the suppression list as a hash, so it is never mailed again, even if it is imported later.
+Counters and reports keep only aggregates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from leadflow.errors import NotFound
+from leadflow.models import iso, utc_now
+from leadflow.observability import logger, metrics
+from leadflow.reporting.counters import rkeys
+from leadflow.store import ContactStore, deserialize, serialize, values
+from leadflow.tables import keys
+
+BATCH = 25
+
+
+class ErasureRequest(BaseModel):
+    """``POST /admin/contacts/{contact_id}/erase``: who asked and why (kept in the erasure record)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(min_length=1, max_length=500)
+
+    @field_validator("reason")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+
+class ErasureResult(BaseModel):
+    contact_id: str
+    erased_at: str
+    deleted: dict[str, int]
+    """Items deleted per kind (profile, contact_items, indexes, events, messages, visitor_events)."""
+    executions_stopped: int
+    suppressed: bool
+    """The address stays on the suppression list (as a hash): it is never mailed again."""
+
+
+class ContactExport(BaseModel):
+    """Everything leadflow stores about a contact (right of access), as JSON."""
+
+    contact_id: str
+    exported_at: str
+    profile: dict[str, Any]
+    consent_log: list[dict[str, Any]]
+    journeys: list[dict[str, Any]]
+    other_contact_items: list[dict[str, Any]]
+    indexes: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    anonymous_events: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    report_state: list[dict[str, Any]]
+    suppression: str | None
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in deserialize(item).items() if k not in ("expires_at",)}
+
+
+class PrivacyService:
+    def __init__(
+        self,
+        *,
+        ddb: Any,
+        contacts: ContactStore,
+        contacts_table: str,
+        events_table: str,
+        messages_table: str,
+        reports_table: str,
+        sfn: Any,
+        state_machine_arn: Callable[[str], str],
+    ) -> None:
+        self._ddb = ddb
+        self._contacts = contacts
+        self._contacts_table = contacts_table
+        self._events_table = events_table
+        self._messages_table = messages_table
+        self._reports_table = reports_table
+        self._sfn = sfn
+        self._state_machine_arn = state_machine_arn
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def _partition(self, table: str, pk: str) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": values(pk=pk),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._ddb.query(**kwargs)
+            yield from page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _messages(self, message_ids: set[str]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        ordered = sorted(message_ids)
+        for start in range(0, len(ordered), 100):
+            request = {
+                self._messages_table: {
+                    "Keys": [
+                        serialize({"pk": keys.message(m), "sk": keys.MSG})
+                        for m in ordered[start : start + 100]
+                    ],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                resp = self._ddb.batch_get_item(RequestItems=request)
+                found += resp.get("Responses", {}).get(self._messages_table, [])
+                request = resp.get("UnprocessedKeys") or {}
+        return found
+
+    def _gather(self, contact_id: str) -> dict[str, Any]:
+        items = list(self._partition(self._contacts_table, keys.contact(contact_id)))
+        plain = [deserialize(i) for i in items]
+        profile = next((p for p in plain if p["sk"] == keys.PROFILE), None)
+        if profile is None:
+            raise NotFound("contact")
+        index_keys = [(keys.email(str(profile["email"])), keys.EMAIL)] if profile.get("email") else []
+        if profile.get("phone"):
+            index_keys.append((ContactStore.phone_key(str(profile["phone"])), ContactStore.PHONE_SK))
+        visitors = sorted(str(v) for v in profile.get("visitor_ids") or [])
+        index_keys += [(keys.visitor(v), keys.LINK) for v in visitors]
+        indexes = []
+        for pk, sk in index_keys:
+            resp = self._ddb.get_item(
+                TableName=self._contacts_table, Key=serialize({"pk": pk, "sk": sk}), ConsistentRead=True
+            )
+            # an index entry belongs to this contact only while it points at it
+            if "Item" in resp and deserialize(resp["Item"]).get("contact_id") == contact_id:
+                indexes.append(resp["Item"])
+        events = list(self._partition(self._events_table, keys.contact(contact_id)))
+        anonymous = [e for v in visitors for e in self._partition(self._events_table, keys.visitor(v))]
+        # the report consumer's per-contact and per-visitor state (touches, journey memberships)
+        report_state = list(self._partition(self._reports_table, rkeys.contact_state(contact_id)))
+        report_state += [
+            i for v in visitors for i in self._partition(self._reports_table, rkeys.visitor_state(v))
+        ]
+        message_ids = {
+            str(m) for m in (deserialize(e).get("message_id") for e in events + anonymous) if m is not None
+        }
+        for message_id in sorted(message_ids):  # opens and clicks per message (they name the contact)
+            report_state += self._partition(self._reports_table, rkeys.message_state(message_id))
+        return {
+            "profile": profile,
+            "items": items,
+            "plain": plain,
+            "indexes": indexes,
+            "events": events,
+            "anonymous": anonymous,
+            "messages": self._messages(message_ids),
+            "report_state": report_state,
+        }
+
+    def export(self, contact_id: str) -> ContactExport:
+        found = self._gather(contact_id)
+        plain: list[dict[str, Any]] = found["plain"]
+        profile = {k: v for k, v in found["profile"].items() if k not in ("pk", "sk")}
+        metrics.add_metric(name="ContactExports", unit="Count", value=1)
+        return ContactExport(
+            contact_id=contact_id,
+            exported_at=iso(utc_now()),
+            profile=profile,
+            consent_log=[p for p in plain if str(p["sk"]).startswith("CONSENT#")],
+            journeys=[p for p in plain if str(p["sk"]).startswith("J#")],
+            other_contact_items=[
+                p
+                for p in plain
+                if p["sk"] != keys.PROFILE and not str(p["sk"]).startswith(("CONSENT#", "J#"))
+            ],
+            indexes=[_plain(i) for i in found["indexes"]],
+            events=[_plain(e) for e in found["events"]],
+            anonymous_events=[_plain(e) for e in found["anonymous"]],
+            messages=[_plain(m) for m in found["messages"]],
+            report_state=[_plain(r) for r in found["report_state"]],
+            suppression=self._contacts.suppression(str(profile["email"])) if profile.get("email") else None,
+        )
+
+    # --- erasing ---------------------------------------------------------------------------------
+
+    def _delete(self, table: str, items: list[dict[str, Any]]) -> int:
+        keys_only = [{"pk": i["pk"], "sk": i["sk"]} for i in items]
+        for start in range(0, len(keys_only), BATCH):
+            request = {table: [{"DeleteRequest": {"Key": k}} for k in keys_only[start : start + BATCH]]}
+            while request:
+                resp = self._ddb.batch_write_item(RequestItems=request)
+                request = resp.get("UnprocessedItems") or {}
+        return len(keys_only)
+
+    def _stop_executions(self, plain: list[dict[str, Any]]) -> int:
+        stopped = 0
+        for enrollment in plain:
+            if not str(enrollment["sk"]).startswith("J#") or enrollment.get("status") != "active":
+                continue
+            machine = self._state_machine_arn(str(enrollment["journey_id"]))
+            arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{enrollment['execution_name']}"
+            try:
+                self._sfn.stop_execution(executionArn=arn, error="ContactErased", cause="erasure request")
+                stopped += 1
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
+                    raise
+        return stopped
+
+    def erase(self, contact_id: str, request: ErasureRequest, *, actor: str) -> ErasureResult:
+        """Delete the contact everywhere; idempotent per item (a repeated request finds nothing)."""
+        found = self._gather(contact_id)
+        at = iso(utc_now())
+        email = found["profile"].get("email")
+        stopped = self._stop_executions(found["plain"])
+        if email:  # first: from now on nothing is sent to the address, whatever else happens
+            self._ddb.update_item(**self._contacts.suppression_op(str(email), "erased", at)["Update"])
+        deleted = {
+            "messages": self._delete(self._messages_table, found["messages"]),
+            "events": self._delete(self._events_table, found["events"]),
+            "visitor_events": self._delete(self._events_table, found["anonymous"]),
+            "indexes": self._delete(self._contacts_table, found["indexes"]),
+            "report_state": self._delete(self._reports_table, found["report_state"]),
+            "contact_items": self._delete(
+                self._contacts_table, [i for i in found["items"] if deserialize(i)["sk"] != keys.PROFILE]
+            ),
+        }
+        # the profile last: until it is gone, a failed erasure can be repeated and finds everything
+        deleted["profile"] = self._delete(
+            self._contacts_table, [i for i in found["items"] if deserialize(i)["sk"] == keys.PROFILE]
+        )
+        self._ddb.put_item(
+            TableName=self._contacts_table,
+            Item=serialize(
+                {
+                    "pk": f"ERASURE#{contact_id}",
+                    "sk": "ERASURE",
+                    "contact_id": contact_id,
+                    "erased_at": at,
+                    "reason": request.reason,
+                    "actor": actor[:256],
+                    "deleted": deleted,
+                    "executions_stopped": stopped,
+                }
+            ),
+        )
+        metrics.add_metric(name="ContactsErased", unit="Count", value=1)
+        logger.info("contact erased", extra={"contact_id": contact_id, "deleted": deleted})
+        return ErasureResult(
+            contact_id=contact_id,
+            erased_at=at,
+            deleted=deleted,
+            executions_stopped=stopped,
+            suppressed=bool(email),
+        )
+
+    def erasure_record(self, contact_id: str) -> dict[str, Any]:
+        resp = self._ddb.get_item(
+            TableName=self._contacts_table,
+            Key=serialize({"pk": f"ERASURE#{contact_id}", "sk": "ERASURE"}),
+            ConsistentRead=True,
+        )
+        if "Item" not in resp:
+            raise NotFound("erasure record")
+        return deserialize(resp["Item"])

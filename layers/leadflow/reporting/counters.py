@@ -1,0 +1,198 @@
+"""The reports table: counter items, per-event state, and the batch of changes one event makes.
+
+Counter items (``COUNTS``) hold many counters each, updated with ``ADD``; a report reads one item
+per journey, template or day. One event's changes — counters and state — are committed in one
+transaction together with the idempotency marker ``REPORT#<event id>``: a redelivered stream record
+finds the marker and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from leadflow.store import deserialize, serialize, values
+
+COUNTS = "COUNTS"
+STATE = "STATE"
+TOUCH = "TOUCH"
+STATE_TTL_SECONDS = 400 * 86400
+
+
+class rkeys:
+    """Key builders of the reports table."""
+
+    ATTRIBUTION = "ATTR"
+
+    @staticmethod
+    def journey(journey_id: str) -> str:
+        return f"J#{journey_id}"
+
+    @staticmethod
+    def template(template: str) -> str:
+        return f"T#{template}"
+
+    @staticmethod
+    def day(date: str) -> str:
+        return f"DAY#{date}"
+
+    @staticmethod
+    def message_state(message_id: str) -> str:
+        return f"S#M#{message_id}"
+
+    @staticmethod
+    def contact_state(contact_id: str) -> str:
+        return f"S#C#{contact_id}"
+
+    @staticmethod
+    def visitor_state(visitor_id: str) -> str:
+        return f"S#V#{visitor_id}"
+
+    @staticmethod
+    def membership(journey_id: str) -> str:
+        return f"J#{journey_id}"
+
+
+def link_key(url: str) -> str:
+    """A short, stable name for a link's counters (URLs are long; the URL is kept beside them)."""
+    return hashlib.sha256(url.encode()).hexdigest()[:12]
+
+
+class Changes:
+    """Counter increments and state writes of one event, merged per item (a transaction may not
+    touch an item twice)."""
+
+    def __init__(self) -> None:
+        self._adds: dict[tuple[str, str], dict[str, int | float]] = {}
+        self._sets: dict[tuple[str, str], dict[str, Any]] = {}
+        self._set_once: dict[tuple[str, str], dict[str, Any]] = {}
+        self._puts: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add(self, pk: str, name: str, n: int | float = 1, sk: str = COUNTS) -> None:
+        if n == 0:
+            return
+        counters = self._adds.setdefault((pk, sk), {})
+        counters[name] = counters.get(name, 0) + n
+
+    def set(self, pk: str, sk: str, **fields: Any) -> None:
+        self._sets.setdefault((pk, sk), {}).update(fields)
+
+    def set_once(self, pk: str, sk: str, **fields: Any) -> None:
+        """SET name = if_not_exists(name, value)."""
+        self._set_once.setdefault((pk, sk), {}).update(fields)
+
+    def put(self, pk: str, sk: str, item: Mapping[str, Any]) -> None:
+        """Replace a state item (no other change to it in the same event)."""
+        self._puts[(pk, sk)] = dict(item)
+
+    @property
+    def empty(self) -> bool:
+        return not (self._adds or self._sets or self._set_once or self._puts)
+
+    def adds(self, pk: str, sk: str = COUNTS) -> Mapping[str, int | float]:
+        return self._adds.get((pk, sk), {})
+
+    def ops(self, table: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for (pk, sk), item in self._puts.items():
+            out.append({"Put": {"TableName": table, "Item": serialize({**item, "pk": pk, "sk": sk})}})
+        keys_ = (set(self._adds) | set(self._sets) | set(self._set_once)) - set(self._puts)
+        for pk, sk in sorted(keys_):
+            names: dict[str, str] = {}
+            vals: dict[str, Any] = {}
+            adds: list[str] = []
+            sets: list[str] = []
+            for i, (name, n) in enumerate(sorted(self._adds.get((pk, sk), {}).items())):
+                names[f"#a{i}"] = name
+                vals[f"a{i}"] = n
+                adds.append(f"#a{i} :a{i}")
+            for i, (name, value) in enumerate(sorted(self._sets.get((pk, sk), {}).items())):
+                names[f"#s{i}"] = name
+                vals[f"s{i}"] = value
+                sets.append(f"#s{i} = :s{i}")
+            for i, (name, value) in enumerate(sorted(self._set_once.get((pk, sk), {}).items())):
+                names[f"#o{i}"] = name
+                vals[f"o{i}"] = value
+                sets.append(f"#o{i} = if_not_exists(#o{i}, :o{i})")
+            expression = " ".join(
+                part
+                for part in (
+                    ("ADD " + ", ".join(adds)) if adds else "",
+                    ("SET " + ", ".join(sets)) if sets else "",
+                )
+                if part
+            )
+            out.append(
+                {
+                    "Update": {
+                        "TableName": table,
+                        "Key": serialize({"pk": pk, "sk": sk}),
+                        "UpdateExpression": expression,
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": values(**vals),
+                    }
+                }
+            )
+        return out
+
+
+class ReportTable:
+    """Reads of the reports table (writes go through ``Changes`` in a transaction)."""
+
+    def __init__(self, client: Any, table: str, now: Callable[[], float] = time.time) -> None:
+        self._client = client
+        self._table = table
+        self._now = now
+
+    @property
+    def name(self) -> str:
+        return self._table
+
+    def expires_at(self) -> int:
+        return int(self._now()) + STATE_TTL_SECONDS
+
+    def get(self, pk: str, sk: str = COUNTS) -> dict[str, Any] | None:
+        resp = self._client.get_item(
+            TableName=self._table, Key=serialize({"pk": pk, "sk": sk}), ConsistentRead=True
+        )
+        return deserialize(resp["Item"]) if "Item" in resp else None
+
+    def get_many(self, item_keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Up to 100 items in one BatchGetItem (plus retries of unprocessed keys)."""
+        wanted = list(dict.fromkeys(item_keys))
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        if not wanted:
+            return found
+        if len(wanted) > 100:
+            raise ValueError("at most 100 items per read")
+        request: dict[str, Any] = {
+            self._table: {
+                "Keys": [serialize({"pk": pk, "sk": sk}) for pk, sk in wanted],
+                "ConsistentRead": True,
+            }
+        }
+        while request:
+            resp = self._client.batch_get_item(RequestItems=request)
+            for raw in resp.get("Responses", {}).get(self._table, []):
+                item = deserialize(raw)
+                found[(str(item["pk"]), str(item["sk"]))] = item
+            request = resp.get("UnprocessedKeys") or {}
+        return found
+
+    def query_state(self, pk: str, prefix: str) -> list[dict[str, Any]]:
+        """One contact's state items (its journey memberships): per event, never per report."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
+            "ExpressionAttributeValues": values(pk=pk, p=prefix),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._client.query(**kwargs)
+            items += [deserialize(raw) for raw in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

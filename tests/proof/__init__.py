@@ -1,0 +1,1 @@
+"""Issue 7, prove it: `make proof` (see __main__)."""
