@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
+from leadflow.admin import DoNotContactIn
 from leadflow.errors import NotFound
 from leadflow.models import iso, utc_now
 from leadflow.observability import logger, metrics
@@ -34,19 +35,8 @@ from leadflow.tables import keys
 BATCH = 25
 
 
-class ErasureRequest(BaseModel):
+class ErasureRequest(DoNotContactIn):
     """``POST /admin/contacts/{contact_id}/erase``: who asked and why (kept in the erasure record)."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    reason: str = Field(min_length=1, max_length=500)
-
-    @field_validator("reason")
-    @classmethod
-    def _printable(cls, value: str) -> str:
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-            raise ValueError("must not contain control characters")
-        return value
 
 
 class ErasureResult(BaseModel):

@@ -95,3 +95,11 @@ def test_lift_from_counters() -> None:
     assert result.difference_ci95 is not None
     assert result.difference_ci95[0] < 0.05 < result.difference_ci95[1]
     assert lift("purchase", {"entered": 10}).difference_ci95 is None
+
+
+def test_utm_parameters_left_in_the_page_url_classify_the_touch() -> None:
+    from leadflow.reporting.classify import classify_touch
+
+    assert classify_touch({"url": "https://example.com/?utm_source=google&utm_medium=cpc"}) == "paid"
+    assert classify_touch({"url": "https://example.com/?utm_medium=social"}) == "social"
+    assert classify_touch({"url": "https://example.com/pricing"}) == "direct"

@@ -128,13 +128,14 @@ def is_internal(properties: Mapping[str, Any]) -> bool:
 
 def classify_touch(properties: Mapping[str, Any]) -> Channel:
     """The marketing channel of a page view (``url``, ``referrer``, ``utm_*``)."""
-    medium = str(properties.get("utm_medium") or "").strip().lower()
-    source = str(properties.get("utm_source") or "").strip().lower()
     query: dict[str, list[str]] = {}
     try:
         query = parse_qs(urlsplit(str(properties.get("url") or "")).query)
     except ValueError:
         query = {}
+    # the snippet sends utm_* apart; a page URL that still carries them counts the same
+    medium = str(properties.get("utm_medium") or query.get("utm_medium", [""])[0]).strip().lower()
+    source = str(properties.get("utm_source") or query.get("utm_source", [""])[0]).strip().lower()
     if medium in PAID_MEDIA or any(k in query for k in PAID_CLICK_IDS):
         return "paid"
     if medium in EMAIL_MEDIA or source in EMAIL_MEDIA:
