@@ -91,6 +91,7 @@ def main() -> int:
                     contact_id="c-bench",
                     message_id="m-bench",
                     source="email",
+                    properties={"user_agent": "bench", "ip": "127.0.0.0"},  # what an open records
                 )
             )
             ddb.put_item(
