@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from pydantic import ValidationError
 
@@ -74,3 +75,17 @@ def lambda_stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, A
         "dynamodb": dynamodb,
         "eventSourceARN": stream_arn,
     }
+
+
+def stream_batch_handler(handle: Callable[[Event], Any]) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """A DynamoDB-stream Lambda body: every record parsed and handed to ``handle``, failures
+    reported per record (partial batch response) — what trigger, score and report all do."""
+    processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+    record_handler = event_record_handler(handle)
+
+    def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return process_partial_response(  # type: ignore[return-value]  # a TypedDict of the same shape
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+
+    return run
