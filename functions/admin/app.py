@@ -22,12 +22,15 @@ from leadflow.admin import (
     EnrollmentAccepted,
     EnrollmentIn,
 )
+from leadflow.contacts import api as contacts_api
 from leadflow.errors import NotFound
 from leadflow.journeys import load_journeys
+from leadflow.leads import sales_api
 from leadflow.observability import logger, metrics, tracer
 from leadflow.privacy import ContactExport, ErasureRequest, ErasureResult, PrivacyService
 from leadflow.reporting.api import reports_router
 from leadflow.responses import error_response, json_response, refuse_unreadable, validation_fields
+from leadflow.segments import api as segments_api
 from leadflow.settings import get_settings
 
 settings = get_settings()
@@ -105,10 +108,14 @@ def erasure_record(contact_id: str) -> dict[str, object]:
 
 
 app.include_router(reports_router)
+for build_router in (contacts_api.build_router, segments_api.build_router, sales_api.build_router):
+    app.include_router(build_router(settings, wiring.client))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return refuse_unreadable(event) or app.resolve(event, context)
+    limit = contacts_api.MAX_IMPORT_BYTES if event.get("rawPath") == "/admin/contacts/import" else None
+    refusal = refuse_unreadable(event, limit) if limit else refuse_unreadable(event)
+    return refusal or app.resolve(event, context)

@@ -56,6 +56,25 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route("GET", "/admin/reports/journeys/{journey_id}", function="admin", auth="iam"),
     Route("GET", "/admin/reports/messages/{template}", function="admin", auth="iam"),
     Route("GET", "/admin/reports/attribution", function="admin", auth="iam"),
+    # contacts: upsert, list/search, timeline, tags, merge, bulk import, attribute schema
+    Route("POST", "/admin/contacts", function="admin", auth="iam"),
+    Route("GET", "/admin/contacts", function="admin", auth="iam"),
+    Route("POST", "/admin/contacts/import", function="admin", auth="iam"),
+    Route("GET", "/admin/contacts/{contact_id}/timeline", function="admin", auth="iam"),
+    Route("POST", "/admin/contacts/{contact_id}/tags", function="admin", auth="iam"),
+    Route("POST", "/admin/contacts/{contact_id}/merge", function="admin", auth="iam"),
+    Route("GET", "/admin/attributes", function="admin", auth="iam"),
+    # sales feedback closes the hand-off loop
+    Route("POST", "/admin/contacts/{contact_id}/sales-feedback", function="admin", auth="iam"),
+    # segments and broadcasts
+    Route("GET", "/admin/segments", function="admin", auth="iam"),
+    Route("GET", "/admin/segments/{segment_id}", function="admin", auth="iam"),
+    Route("PUT", "/admin/segments/{segment_id}", function="admin", auth="iam"),
+    Route("DELETE", "/admin/segments/{segment_id}", function="admin", auth="iam"),
+    Route("POST", "/admin/segments/{segment_id}/evaluate", function="admin", auth="iam"),
+    Route("GET", "/admin/segments/{segment_id}/members", function="admin", auth="iam"),
+    Route("POST", "/admin/broadcasts", function="admin", auth="iam"),
+    Route("GET", "/admin/broadcasts/{broadcast_id}", function="admin", auth="iam"),
 )
 
 ALL_ROUTES = PUBLIC_ROUTES + ADMIN_ROUTES

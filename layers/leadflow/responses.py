@@ -50,19 +50,19 @@ def _refusal(status: HTTPStatus, error: str, message: str) -> dict[str, Any]:
     }
 
 
-def refuse_unreadable(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The answer (HTTP API v2 shape) for a POST body the API never parses: over
-    ``MAX_REQUEST_BYTES`` (413) or not UTF-8 text (400, API Gateway passes such bodies base64
-    encoded); None for every other request. Checked before the resolver."""
+def refuse_unreadable(event: dict[str, Any], max_bytes: int = MAX_REQUEST_BYTES) -> dict[str, Any] | None:
+    """The answer (HTTP API v2 shape) for a POST/PUT body the API never parses: over ``max_bytes``
+    (413) or not UTF-8 text (400, API Gateway passes such bodies base64 encoded); None for every
+    other request. Checked before the resolver."""
     method = (event.get("requestContext") or {}).get("http", {}).get("method")
-    if method != "POST":
+    if method not in ("POST", "PUT"):
         return None
     raw = event.get("body") or ""
-    if len(raw) > MAX_REQUEST_BYTES:
+    if len(raw) > max_bytes:
         return _refusal(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             "request body too large",
-            f"larger than {MAX_REQUEST_BYTES} bytes",
+            f"larger than {max_bytes} bytes",
         )
     if event.get("isBase64Encoded"):
         try:

@@ -83,6 +83,19 @@ class Settings(BaseSettings):
     )
     sms_type: Literal["Promotional", "Transactional"]
     forms: dict[str, FormConfig] = Field(min_length=1)
+    bulk_queue_url: str = Field(
+        pattern=r"^https?://", description="SQS queue of bulk jobs (broadcast pages, segment evaluations)."
+    )
+    event_bus_name: str = Field(
+        pattern=r"^[A-Za-z0-9._/-]{1,256}$|^arn:aws",
+        description="EventBridge bus that receives sales hand-offs.",
+    )
+    webhook_dead_letter_queue_url: str = Field(
+        pattern=r"^https?://", description="SQS queue of webhook deliveries that failed every retry."
+    )
+    broadcast_send_rate: float = Field(
+        gt=0, le=10000, description="Emails per second a broadcast may send, across all workers (SES limit)."
+    )
 
     @field_validator("public_base_url")
     @classmethod
@@ -98,6 +111,15 @@ class Settings(BaseSettings):
     @property
     def templates_dir(self) -> Path:
         return self.content_dir / "templates"
+
+    @property
+    def leads_file(self) -> Path:
+        """Scoring, fit, lifecycle, routing and custom attribute schema (``leads.yaml``)."""
+        return self.content_dir / "leads.yaml"
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.content_dir / "segments"
 
     @property
     def goals(self) -> tuple[str, ...]:

@@ -133,3 +133,58 @@ def test_pump_retries_failed_records_and_dead_letters_poison(aws: Any) -> None:
     assert info["shardId"]
     assert pump.pending() == 0
     assert pump.drain() == 0  # nothing is delivered twice
+
+
+def test_canary_a_cancelled_transaction_changes_no_item_and_no_stream_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given the patched TransactWriteItems (it restores the items it touched instead of copying
+    whole tables), when a transaction is cancelled half-way, then every item and the stream are as
+    before; when it commits, everything is written and each write is one stream record."""
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws(), moto_patches.patched_moto(VirtualClock(), {}):
+        import boto3
+
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(ddb, EVENTS, "canary-events")
+        ddb.put_item(TableName="canary-events", Item={"pk": {"S": "A"}, "sk": {"S": "1"}, "n": {"N": "1"}})
+        arn = ddb.describe_table(TableName="canary-events")["Table"]["LatestStreamArn"]
+        streams = boto3.client("dynamodbstreams", region_name="us-east-1")
+
+        def stream_length() -> int:
+            shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+            it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+            return len(streams.get_records(ShardIterator=it["ShardIterator"])["Records"])
+
+        def items() -> list[dict[str, Any]]:
+            return sorted(ddb.scan(TableName="canary-events")["Items"], key=lambda i: json.dumps(i))
+
+        ddb.put_item(TableName="canary-events", Item={"pk": {"S": "Z"}, "sk": {"S": "1"}})
+        before, length = items(), stream_length()
+        writes: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": "canary-events",
+                    "Key": {"pk": {"S": "A"}, "sk": {"S": "1"}},
+                    "UpdateExpression": "ADD n :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                }
+            },
+            {"Put": {"TableName": "canary-events", "Item": {"pk": {"S": "B"}, "sk": {"S": "1"}}}},
+        ]
+        failing = {
+            "Put": {
+                "TableName": "canary-events",
+                "Item": {"pk": {"S": "Z"}, "sk": {"S": "1"}},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        with pytest.raises(ddb.exceptions.TransactionCanceledException):
+            ddb.transact_write_items(TransactItems=[*writes, failing])
+        assert items() == before
+        assert stream_length() == length
+
+        ddb.transact_write_items(TransactItems=writes)
+        assert {i["pk"]["S"]: i.get("n", {}).get("N") for i in items()} == {"A": "2", "B": None, "Z": None}
+        assert stream_length() == length + 2

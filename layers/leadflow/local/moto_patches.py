@@ -9,13 +9,17 @@ as a local runtime:
   parsed once instead of at every StartExecution and DescribeExecution (a boto3 client costs tens
   of milliseconds, parsing a journey's ASL with ANTLR hundreds: with many executions that was most
   of the local runtime's time). Parsed programs hold no per-execution state; the concurrency
-  tests run many executions of one definition at once.
+  tests run many executions of one definition at once;
+- ``TransactWriteItems`` keeps a copy of the items it touches (and the stream's length) to roll back
+  with, instead of deep-copying every table it writes to: moto's copy made each transaction cost
+  as much as the whole table, so a local import of thousands of contacts slowed to a crawl.
 
 ``tests/integration/test_local_canary.py`` fails loudly if an upgrade moves these internals.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import threading
@@ -30,6 +34,8 @@ from typing import Any
 import moto
 from moto.awslambda_simple import models as lambda_simple
 from moto.core.responses import ActionResult
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.stepfunctions.parser.api import ExecutionNotRedrivable
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
@@ -94,6 +100,9 @@ def check_moto() -> None:
         (lambda_eval_utils, "boto_client_for"),
         (execution_worker, "AmazonStateLanguageParser"),
         (VariableReferencesStaticAnalyser, "process_and_get"),
+        (dynamodb_models, "copy"),
+        (dynamodb_models.DynamoDBBackend, "transact_write_items"),
+        (dynamodb_models.Table, "get_item"),
     ):
         if not hasattr(owner, attribute):
             raise RuntimeError(f"moto internals moved: {owner!r} has no {attribute!r}")
@@ -133,6 +142,56 @@ def redrive_execution(self: Any) -> ActionResult:
     redrive_date = _dt.datetime.now(_dt.UTC)
     execution.start()
     return ActionResult({"redriveDate": redrive_date})
+
+
+class _TableCopyShim:
+    """``copy`` for moto's transact_write_items: tables are not copied (``_rollback`` restores the
+    touched items instead); anything else is copied as before."""
+
+    @staticmethod
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        if isinstance(value, dynamodb_models.Table):
+            return value
+        return copy.deepcopy(value, memo)
+
+
+def _transaction_snapshot(backend: Any, transact_items: list[dict[str, Any]]) -> list[Callable[[], None]]:
+    """Undo actions for the items a transaction touches and for the streams it appends to."""
+    undo: list[Callable[[], None]] = []
+    streams: dict[str, Any] = {}
+    for entry in transact_items[:100]:
+        if len(entry) != 1:
+            continue
+        _, op = next(iter(entry.items()))
+        table = backend.tables.get(op.get("TableName", ""))
+        if table is None:
+            continue
+        key = op.get("Key") or op.get("Item") or {}
+        try:
+            hash_key = DynamoType(key[table.hash_key_attr])
+            range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        except KeyError:
+            continue
+        current = table.get_item(hash_key, range_key)
+        saved = copy.deepcopy(current) if current is not None else None
+
+        def restore(table: Any = table, h: Any = hash_key, r: Any = range_key, item: Any = saved) -> None:
+            if r is None:
+                if item is None:
+                    table.items.pop(h, None)
+                else:
+                    table.items[h] = item
+            elif item is None:
+                table.items[h].pop(r, None)
+            else:
+                table.items[h][r] = item
+
+        undo.append(restore)
+        if table.stream_shard is not None and table.name not in streams:
+            streams[table.name] = (table.stream_shard, len(table.stream_shard.items))
+    for shard, length in streams.values():
+        undo.append(lambda shard=shard, length=length: shard.items.__delitem__(slice(length, None)))
+    return undo
 
 
 @contextmanager
@@ -205,7 +264,20 @@ def patched_moto(clock: VirtualClock, handlers: Mapping[str, Handler]) -> Iterat
                 analysed[definition] = analyse(definition)
             return analysed[definition]
 
+    original_transact = dynamodb_models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        undo = _transaction_snapshot(self, transact_items)
+        try:
+            original_transact(self, transact_items)
+        except Exception:
+            for action in reversed(undo):
+                action()
+            raise
+
     patches: list[tuple[Any, str, Any]] = [
+        (dynamodb_models, "copy", _TableCopyShim),
+        (dynamodb_models.DynamoDBBackend, "transact_write_items", transact_write_items),
         (lambda_eval_utils, "boto_client_for", cached_client),
         (execution_worker, "AmazonStateLanguageParser", CachingParser),
         (VariableReferencesStaticAnalyser, "process_and_get", staticmethod(cached_references)),

@@ -67,6 +67,11 @@ def function_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{resource_name(name)}"
 
 
+def queue_url(logical: str) -> str:
+    """The URL moto gives the queue named ``resource_name(logical)``."""
+    return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{resource_name(logical)}"
+
+
 def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, str]:
     """The ``LEADFLOW_*`` environment the functions see locally (every Settings field)."""
     return {
@@ -109,6 +114,10 @@ def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, st
                 },
             }
         ),
+        "LEADFLOW_BULK_QUEUE_URL": queue_url("bulk-jobs"),
+        "LEADFLOW_EVENT_BUS_NAME": resource_name("leads"),
+        "LEADFLOW_WEBHOOK_DEAD_LETTER_QUEUE_URL": queue_url("webhook-dead-letters"),
+        "LEADFLOW_BROADCAST_SEND_RATE": "1000",
         "POWERTOOLS_SERVICE_NAME": "leadflow",
         "POWERTOOLS_METRICS_NAMESPACE": "Leadflow",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -189,6 +198,9 @@ class LocalSystem:
         self.modules: dict[str, ModuleType] = {}
         self.pump: StreamPump
         self.sales_handoffs_url = ""
+        self.bulk_queue_url = ""
+        self.webhook_dead_letters_url = ""
+        self.lead_events_url = ""
         self.admin_key = os.environ.get("LEADFLOW_LOCAL_ADMIN_KEY") or secrets.token_urlsafe(24)
         """The local dev credential of admin routes (``Authorization: Bearer <key>``), IAM's stand-in."""
 
@@ -252,6 +264,11 @@ class LocalSystem:
             self.dlq_urls[consumer] = sqs.create_queue(QueueName=resource_name(f"{consumer}-failures"))[
                 "QueueUrl"
             ]
+        self.bulk_queue_url = sqs.create_queue(QueueName=resource_name("bulk-jobs"))["QueueUrl"]
+        self.webhook_dead_letters_url = sqs.create_queue(QueueName=resource_name("webhook-dead-letters"))[
+            "QueueUrl"
+        ]
+        self.lead_events_url = self._lead_event_bus(sqs)
         self._create_state_machines()
 
         self.modules = {name: load_function(name) for name in FUNCTIONS}
@@ -288,6 +305,39 @@ class LocalSystem:
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
         return url
+
+    def _lead_event_bus(self, sqs: Any) -> str:
+        """The EventBridge bus of hand-offs, with a rule that copies every event to a queue (what a
+        CRM integration would subscribe), so the local runtime can show what went out."""
+        events = self.client("events")
+        bus = resource_name("leads")
+        events.create_event_bus(Name=bus)
+        url: str = sqs.create_queue(QueueName=resource_name("lead-events"))["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(
+            Name=resource_name("all-lead-events"), EventBusName=bus, EventPattern='{"source": ["leadflow"]}'
+        )
+        events.put_targets(
+            Rule=resource_name("all-lead-events"), EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}]
+        )
+        return url
+
+    def lead_events(self) -> list[dict[str, Any]]:
+        """Every event put on the hand-off bus so far (EventBridge envelopes, kept in the queue)."""
+        return self._peek(self.lead_events_url)
+
+    def _peek(self, url: str) -> list[dict[str, Any]]:
+        sqs = self.client("sqs")
+        found: dict[str, dict[str, Any]] = {}
+        for _ in range(100):
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
+                "Messages", []
+            )
+            if not messages or all(m["MessageId"] in found for m in messages):
+                break
+            for message in messages:
+                found.setdefault(message["MessageId"], json.loads(message["Body"]))
+        return list(found.values())
 
     def sales_handoffs(self) -> list[dict[str, Any]]:
         """Every hand-off document published to the sales topic so far (kept in the queue)."""

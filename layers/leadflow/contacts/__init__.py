@@ -1,0 +1,1 @@
+"""Contacts: normalization, the contacts API (upsert, search, timeline, tags, import), identity merge."""

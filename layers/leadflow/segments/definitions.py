@@ -1,0 +1,71 @@
+"""Segment definitions: an id, a name and a condition in the journey condition language::
+
+    id: hot-leads
+    name: Hot leads
+    when:
+      all:
+        - {score: {gte: 50}}
+        - {consent: email}
+        - {did: page_viewed, where: {path: /pricing}, at_least: 3, within: {days: 14}}
+        - {not: {stage: customer}}
+
+Files live in ``segments/*.yaml``; segments defined through the admin API are stored in the
+contacts table (``SEGDEF#<id>``/``DEF``). Ids are unique across both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from leadflow.journeys.conditions import SEGMENT, Condition
+
+
+class SegmentError(ValueError):
+    """A segment definition is invalid; the message names the source, the field and the problem."""
+
+
+class Segment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=SEGMENT)
+    name: str = Field(min_length=1, max_length=120)
+    description: str | None = Field(default=None, max_length=1000)
+    when: Condition
+
+
+def _format(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        message = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(dict.fromkeys(lines))
+
+
+def parse_segment(data: Any, source: str) -> Segment:
+    if not isinstance(data, dict):
+        raise SegmentError(f"{source}: a segment must be a mapping")
+    try:
+        return Segment.model_validate(data)
+    except ValidationError as exc:
+        raise SegmentError(f"{source}: {_format(exc)}") from exc
+
+
+def load_segments(directory: Path) -> list[Segment]:
+    """Every ``*.yaml`` segment file in ``directory`` (none if it does not exist)."""
+    segments = []
+    for path in sorted(Path(directory).glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise SegmentError(f"{path}: cannot read YAML: {exc}") from exc
+        segments.append(parse_segment(data, str(path)))
+    ids = [s.id for s in segments]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise SegmentError(f"{directory}: segment ids used by more than one file: {', '.join(duplicates)}")
+    return segments
