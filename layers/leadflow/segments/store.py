@@ -1,0 +1,95 @@
+"""Segments defined through the admin API, stored in the contacts table (``SEGDEF#<id>``/``DEF``),
+and the set of all segments (files + API) the lead engine evaluates."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from leadflow.segments.definitions import Segment, SegmentError, parse_segment
+from leadflow.store import put_op, serialize, values
+
+DEF_SK = "DEF"
+CACHE_SECONDS = 60.0
+"""How long a consumer keeps the API-defined segments before reading them again."""
+
+
+class SegmentDefinitionStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    @staticmethod
+    def key(segment_id: str) -> dict[str, Any]:
+        return serialize({"pk": f"SEGDEF#{segment_id}", "sk": DEF_SK})
+
+    def put(self, segment: Segment, at: str) -> None:
+        op = put_op(
+            self._table,
+            {
+                "pk": f"SEGDEF#{segment.id}",
+                "sk": DEF_SK,
+                "segment_id": segment.id,
+                "definition": segment.model_dump_json(by_alias=True, exclude_none=True),
+                "updated_at": at,
+            },
+        )["Put"]
+        self._client.put_item(**op)
+
+    def get(self, segment_id: str) -> Segment | None:
+        resp = self._client.get_item(TableName=self._table, Key=self.key(segment_id), ConsistentRead=True)
+        if "Item" not in resp:
+            return None
+        return _parse(resp["Item"])
+
+    def delete(self, segment_id: str) -> bool:
+        resp = self._client.delete_item(
+            TableName=self._table, Key=self.key(segment_id), ReturnValues="ALL_OLD"
+        )
+        return "Attributes" in resp
+
+    def list(self) -> list[Segment]:
+        """Every API-defined segment (a scan of the definition items only: they are few)."""
+        found: list[Segment] = []
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :def AND begins_with(pk, :prefix)",
+            "ExpressionAttributeValues": values(**{"def": DEF_SK, "prefix": "SEGDEF#"}),
+        }
+        while True:
+            resp = self._client.scan(**params)
+            found += [_parse(item) for item in resp["Items"]]
+            if "LastEvaluatedKey" not in resp:
+                return sorted(found, key=lambda s: s.id)
+            params["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def _parse(item: dict[str, Any]) -> Segment:
+    raw = item["definition"]["S"]
+    try:
+        return parse_segment(json.loads(raw), f"segment {item.get('segment_id', {}).get('S', '?')}")
+    except (json.JSONDecodeError, SegmentError) as exc:
+        raise SegmentError(f"stored segment definition is unreadable: {exc}") from exc
+
+
+def segment_source(
+    files: Sequence[Segment],
+    store: SegmentDefinitionStore | None,
+    now: Callable[[], float] = time.monotonic,
+    cache_seconds: float = CACHE_SECONDS,
+) -> Callable[[], list[Segment]]:
+    """All segments: the files' and the API-defined ones (re-read at most every ``cache_seconds``).
+    A file segment's id cannot be defined through the API, so ids never clash."""
+    cached: list[Segment] = []
+    read_at = [-float("inf")]
+
+    def segments() -> list[Segment]:
+        if store is not None and now() - read_at[0] >= cache_seconds:
+            file_ids = {s.id for s in files}
+            cached[:] = [s for s in store.list() if s.id not in file_ids]
+            read_at[0] = now()
+        return [*files, *cached]
+
+    return segments
