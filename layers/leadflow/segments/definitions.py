@@ -10,7 +10,7 @@
         - {not: {stage: customer}}
 
 Files live in ``segments/*.yaml``; segments defined through the admin API are stored in the
-contacts table (``SEGDEF#<id>``/``DEF``). Ids are unique across both.
+contacts table (``SEGDEFS``/``<id>``). Ids are unique across both.
 """
 
 from __future__ import annotations

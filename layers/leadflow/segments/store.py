@@ -1,5 +1,6 @@
-"""Segments defined through the admin API, stored in the contacts table (``SEGDEF#<id>``/``DEF``),
-and the set of all segments (files + API) the lead engine evaluates."""
+"""Segments defined through the admin API, stored in one small partition of the contacts table
+(``SEGDEFS``/``<segment id>``: listing them is one query, never a table scan), and the set of all
+segments (files + API) the lead engine evaluates."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from typing import Any
 from leadflow.segments.definitions import Segment, SegmentError, parse_segment
 from leadflow.store import put_op, serialize, values
 
-DEF_SK = "DEF"
-CACHE_SECONDS = 60.0
-"""How long a consumer keeps the API-defined segments before reading them again."""
+DEFS_PK = "SEGDEFS"
 
 
 class SegmentDefinitionStore:
@@ -23,14 +22,14 @@ class SegmentDefinitionStore:
 
     @staticmethod
     def key(segment_id: str) -> dict[str, Any]:
-        return serialize({"pk": f"SEGDEF#{segment_id}", "sk": DEF_SK})
+        return serialize({"pk": DEFS_PK, "sk": segment_id})
 
     def put(self, segment: Segment, at: str) -> None:
         op = put_op(
             self._table,
             {
-                "pk": f"SEGDEF#{segment.id}",
-                "sk": DEF_SK,
+                "pk": DEFS_PK,
+                "sk": segment.id,
                 "segment_id": segment.id,
                 "definition": segment.model_dump_json(by_alias=True, exclude_none=True),
                 "updated_at": at,
@@ -51,15 +50,16 @@ class SegmentDefinitionStore:
         return "Attributes" in resp
 
     def list(self) -> list[Segment]:
-        """Every API-defined segment (a scan of the definition items only: they are few)."""
+        """Every API-defined segment, in id order (one query of one partition)."""
         found: list[Segment] = []
         params: dict[str, Any] = {
             "TableName": self._table,
-            "FilterExpression": "sk = :def AND begins_with(pk, :prefix)",
-            "ExpressionAttributeValues": values(**{"def": DEF_SK, "prefix": "SEGDEF#"}),
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": values(pk=DEFS_PK),
+            "ConsistentRead": True,
         }
         while True:
-            resp = self._client.scan(**params)
+            resp = self._client.query(**params)
             found += [_parse(item) for item in resp["Items"]]
             if "LastEvaluatedKey" not in resp:
                 return sorted(found, key=lambda s: s.id)
@@ -78,15 +78,16 @@ def segment_source(
     files: Sequence[Segment],
     store: SegmentDefinitionStore | None,
     now: Callable[[], float] = time.monotonic,
-    cache_seconds: float = CACHE_SECONDS,
+    cache_seconds: float = 0.0,
 ) -> Callable[[], list[Segment]]:
-    """All segments: the files' and the API-defined ones (re-read at most every ``cache_seconds``).
+    """All segments: the files' and the API-defined ones, re-read at most every ``cache_seconds``
+    (0: at every call — one small query, so a segment defined through the API is live at once).
     A file segment's id cannot be defined through the API, so ids never clash."""
     cached: list[Segment] = []
     read_at = [-float("inf")]
 
     def segments() -> list[Segment]:
-        if store is not None and now() - read_at[0] >= cache_seconds:
+        if store is not None and (cache_seconds <= 0 or now() - read_at[0] >= cache_seconds):
             file_ids = {s.id for s in files}
             cached[:] = [s for s in store.list() if s.id not in file_ids]
             read_at[0] = now()
