@@ -4,6 +4,9 @@
 (b) median in-process time of ``track`` per pixel hit / median bare moto ``put_item`` of the same
     event item (target <= 1.3)
 (c) import time of each function module / ``import boto3`` alone (cold-start proxy, target <= 1.5)
+(d) AWS calls to build a journey report with 100 and with 10,000 contacts (target: equal)
+(e) stream records per second through ``score`` + ``trigger``, and the cost of a record of a contact
+    with 10 past events / with 10,000 (target >= 0.9: cost must not grow with history)
 The last line is one JSON object with the figures."""
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from botocore.client import BaseClient
 
 from bench.imports import import_ratios
 from bench.reporting import report_calls
+from bench.streams import stream_figures
 from leadflow import ids
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import LocalSystem, settings_env
@@ -114,6 +118,7 @@ def main() -> int:
         env = settings_env(system.public_base_url)
         report_ddb = system.client("dynamodb")
         report_small, report_large = report_calls(report_ddb, 100), report_calls(report_ddb, 10_000)
+        streams = stream_figures(system, [_sign_up(system, n) for n in range(50)])
 
     imports = import_ratios(env | {"AWS_DEFAULT_REGION": "us-east-1"})
     worst_fn = max(("track", "trigger", "score", "send"), key=lambda fn: imports[fn])
@@ -129,6 +134,8 @@ def main() -> int:
     )
     print(f"(d) AWS calls to build a journey report: {report_small} with 100 contacts, "
           f"{report_large} with 10,000 (target: equal)")  # fmt: skip
+    print(f"(e) stream records through score + trigger: {streams['stream_records_per_s']:.0f} records/s; "
+          f"cost with 10 past events / with 10,000: {streams['history_cost_ratio']:.2f} (target >= 0.9)")  # fmt: skip
     print(f"(c) import time / import boto3 ({imports['boto3_s'] * 1000:.0f} ms), target <= 1.5 each:")
     for fn in ("track", "trigger", "score", "send"):
         print(f"      {fn:<8} {imports[fn]:.2f}")
@@ -142,8 +149,21 @@ def main() -> int:
         "put_item_median_ms": round(put_median * 1000, 4),
         "report_calls_small": report_small,
         "report_calls_large": report_large,
+        "stream_records_per_s": streams["stream_records_per_s"],
+        "history_cost_ratio": streams["history_cost_ratio"],
     }))  # fmt: skip
     return 0
+
+
+def _sign_up(system: LocalSystem, n: int) -> str:
+    reply = system.invoke_http(
+        "POST",
+        "/forms/newsletter",
+        headers={"content-type": "application/json"},
+        body=json.dumps({"email": f"bench-{n}@example.com", "first_name": "Bench", "consent": True}),
+    )
+    contact_id: str = json.loads(reply["body"])["contact_id"]
+    return contact_id
 
 
 def _http_event(path: str) -> dict[str, Any]:

@@ -82,6 +82,11 @@ class StageConfig(_Strict):
     signing_key_rotation_days: int = Field(ge=1, le=365)
     report_goals: list[str] = Field(min_length=1, description="Conversion event types reports count.")
     forms: dict[str, FormConfig] = Field(min_length=1)
+    broadcast_send_rate: float = Field(
+        gt=0,
+        le=10_000,
+        description="Emails per second broadcasts may send: the SES account's maximum send rate.",
+    )
 
     @model_validator(mode="after")
     def _origins_are_https(self) -> StageConfig:

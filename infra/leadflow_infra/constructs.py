@@ -162,6 +162,52 @@ class StreamConsumer(Construct):
         )
 
 
+class BulkJobs(Construct):
+    """Bulk work over many contacts (broadcast pages, segment re-evaluation pages): an SQS queue
+    feeding ``function`` with at most ``max_concurrency`` workers (the SES sending rate is shared
+    by them), a job that fails ``max_receive_count`` times moves to ``dead_letters``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function: lambda_.Function,
+        max_concurrency: int,
+        max_receive_count: int = 5,
+    ):
+        super().__init__(scope, construct_id)
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(self.dead_letters, "AwsSolutions-SQS3", "This queue is the bulk jobs' dead-letter queue.")
+        timeout = function.timeout or Duration.minutes(5)
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            # AWS: at least six times the function timeout, so a job is not redelivered while it runs
+            visibility_timeout=Duration.seconds(timeout.to_seconds() * 6),
+            retention_period=Duration.days(14),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letters, max_receive_count=max_receive_count
+            ),
+        )
+        function.add_event_source(
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=1,
+                max_concurrency=max_concurrency,
+                report_batch_item_failures=True,
+            )
+        )
+
+
 class LeadflowApi(Construct):
     """The HTTP API: every route of ``leadflow.api_routes`` to its function. Public routes take no
     credentials; admin routes require IAM (SigV4) authorization — ``admin_policy`` allows calling them."""

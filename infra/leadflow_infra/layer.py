@@ -21,13 +21,17 @@ PIP_TARGET = {
     "PIP_IMPLEMENTATION": "cp",
     "PIP_PYTHON_VERSION": "3.13",
 }
+CONTENT_FOLDERS = ("journeys", "templates", "segments")
+CONTENT_FILES = ("leads.yaml",)
+"""What marketers write, shipped in the layer under /opt/content (``LEADFLOW_CONTENT_DIR``)."""
 EXCLUDED_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath")
 
 
 def _inputs() -> list[Path]:
     files = [ROOT / "layers" / "requirements.txt"]
-    for folder in (ROOT / "layers" / "leadflow", ROOT / "journeys", ROOT / "templates"):
+    for folder in (ROOT / "layers" / "leadflow", *(ROOT / name for name in CONTENT_FOLDERS)):
         files += sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files += [ROOT / name for name in CONTENT_FILES if (ROOT / name).is_file()]
     return [p for p in files if not _is_local_runtime(p)]
 
 
@@ -79,8 +83,11 @@ def build(out: Path) -> None:
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "local"),
         dirs_exist_ok=True,
     )
-    for folder in ("journeys", "templates"):
+    for folder in (f for f in CONTENT_FOLDERS if (ROOT / f).is_dir()):
         shutil.copytree(ROOT / folder, out / "content" / folder, dirs_exist_ok=True)
+    for name in CONTENT_FILES:
+        if (ROOT / name).is_file():
+            shutil.copy2(ROOT / name, out / "content" / name)
 
 
 class SharedLayer(Construct):

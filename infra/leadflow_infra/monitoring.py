@@ -59,6 +59,7 @@ class Monitoring(Construct):
         stream_consumers: Mapping[str, tuple[lambda_.Function, sqs.IQueue]],
         state_machines: Mapping[str, sfn.StateMachine],
         api: apigw.HttpApi,
+        dead_letter_queues: Mapping[str, sqs.IQueue],
     ):
         super().__init__(scope, construct_id)
         self._prefix = prefix
@@ -90,6 +91,15 @@ class Monitoring(Construct):
                 thresholds.stream_iterator_age_seconds * 1000,
                 f"{name} is behind the events stream (records expire after 24 h).",
                 periods=5,
+            )
+        for name, queue in dead_letter_queues.items():
+            self._alarm(
+                f"{name}-dead-letters",
+                queue.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+                1,
+                f"{name}: work that failed every retry is waiting in its dead-letter queue (README: Operate).",
             )
         for journey, machine in state_machines.items():
             # aborted executions are not counted: an operator (or an erasure) stopped them on purpose

@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -22,6 +24,7 @@ from leadflow.tables import ALL_TABLES, CONTACTS, EVENTS, IDEMPOTENCY, MESSAGES,
 
 from .config import StageConfig
 from .constructs import (
+    BulkJobs,
     EmailSending,
     JourneyStateMachines,
     LeadflowApi,
@@ -34,6 +37,10 @@ from .constructs import (
 )
 from .layer import ROOT, SharedLayer
 from .monitoring import Monitoring
+
+BULK_WORKERS = 4
+"""Concurrent bulk workers (SQS event source maximum concurrency): a broadcast's sending rate is
+shared by them (``leadflow.broadcasts``)."""
 
 
 class LeadflowStack(Stack):
@@ -80,6 +87,21 @@ class LeadflowStack(Stack):
             master_key=topic_key,
             enforce_ssl=True,
         )
+        # hand-offs to sales also go to an EventBridge bus (CRM integrations subscribe with rules)
+        lead_bus = events.EventBus(self, "LeadEvents", event_bus_name=f"{prefix}-leads")
+        # journey webhooks (CRM deliveries) that failed every retry wait here for an operator
+        webhook_dead_letters = sqs.Queue(
+            self,
+            "WebhookDeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            webhook_dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is the webhook deliveries' dead-letter queue.",
+        )
         email = EmailSending(
             self, "Email", name=prefix, domain=config.ses_identity_domain, topic_key=topic_key
         )
@@ -114,6 +136,9 @@ class LeadflowStack(Stack):
             "LEADFLOW_SMS_ORIGINATION_NUMBER": config.sms.origination_number or "",
             "LEADFLOW_SMS_TYPE": config.sms.message_type,
             "LEADFLOW_FORMS": json.dumps({k: v.model_dump() for k, v in config.forms.items()}),
+            "LEADFLOW_EVENT_BUS_NAME": lead_bus.event_bus_name,
+            "LEADFLOW_WEBHOOK_DEAD_LETTER_QUEUE_URL": webhook_dead_letters.queue_url,
+            "LEADFLOW_BROADCAST_SEND_RATE": str(config.broadcast_send_rate),
         }
 
         def function(name: str, memory_mb: int = 512, timeout: int = 30) -> LeadflowFunction:
@@ -146,8 +171,12 @@ class LeadflowStack(Stack):
         score = function("score")
         send = function("send", timeout=60)
         rotate = function("rotate")
-        for fn in (track, admin, trigger, score, send, rotate):
+        # bulk jobs (broadcast pages, segment re-evaluations) run on SQS-fed workers
+        bulk = function("bulk", memory_mb=1024, timeout=300)
+        bulk_jobs = BulkJobs(self, "BulkJobs", function=bulk.function, max_concurrency=BULK_WORKERS)
+        for fn in (track, admin, trigger, score, send, rotate, bulk):
             fn.function.add_environment("LEADFLOW_PUBLIC_BASE_URL", api.url)
+            fn.function.add_environment("LEADFLOW_BULK_QUEUE_URL", bulk_jobs.queue.queue_url)
         signing_key.add_rotation_schedule(
             "Rotation",
             rotation_lambda=rotate.function,
@@ -194,8 +223,11 @@ class LeadflowStack(Stack):
         # an erasure stops the contact's running executions
         self._grant_on_executions(admin.function, "states:StopExecution", prefix, journeys.machines)
 
+        # the lead engine: profile lead state, segment memberships, derived events (score, stage,
+        # segment changes), the visitor's earlier events when a visitor is identified
         tables[CONTACTS.name].grant_read_write_data(score.function)
         tables[IDEMPOTENCY.name].grant_read_write_data(score.function)
+        tables[EVENTS.name].grant_read_write_data(score.function)
 
         # send runs every journey task: sends, decisions, contact updates, hand-offs, webhooks
         tables[CONTACTS.name].grant_read_write_data(send.function)
@@ -212,12 +244,37 @@ class LeadflowStack(Stack):
             "(grant_publish scopes it to that key).",
         )
         email.grant_send(send.function)
+        lead_bus.grant_put_events_to(send.function)  # hand-offs
+        webhook_dead_letters.grant_send_messages(send.function)
         send.function.add_to_role_policy(
             iam.PolicyStatement(
                 sid="SmsToPhoneNumbersOnly",
                 actions=["sns:Publish"],
                 not_resources=["arn:aws:sns:*:*:*"],  # direct SMS only, never a topic
             )
+        )
+
+        # bulk: broadcast sends (the send path's reads and writes) and segment re-evaluation (a
+        # parallel scan of the profiles, the lead engine's writes); continues its own jobs
+        for spec in (CONTACTS, MESSAGES, EVENTS, IDEMPOTENCY):
+            tables[spec.name].grant_read_write_data(bulk.function)
+        signing_key.grant_read(bulk.function)
+        email.grant_send(bulk.function)
+        bulk_jobs.queue.grant_send_messages(bulk.function)
+        bulk_jobs.queue.grant_send_messages(admin.function)  # starts broadcasts and re-evaluations
+        events.Rule(
+            self,
+            "SegmentRefresh",
+            description="Re-evaluate every segment daily: time windows and score decay move members "
+            "without an event",
+            schedule=events.Schedule.cron(minute="15", hour="3"),
+            targets=[
+                targets.SqsQueue(
+                    bulk_jobs.queue,
+                    # no segment_id: every segment
+                    message=events.RuleTargetInput.from_object({"kind": "segment_scan_start"}),
+                )
+            ],
         )
 
         functions = {
@@ -227,6 +284,7 @@ class LeadflowStack(Stack):
             "score": score,
             "send": send,
             "rotate": rotate,
+            "bulk": bulk,
         }
         # --- provider feedback: SES events (bounces, complaints, ...) and inbound SMS (STOP) ----------
         feedback = function("feedback")
@@ -250,7 +308,8 @@ class LeadflowStack(Stack):
         tables[MESSAGES.name].grant_read_write_data(feedback.function)  # link + bounced_at etc.
         functions["feedback"] = feedback
         # admin: do-not-contact writes the profile and its event
-        tables[CONTACTS.name].grant_write_data(admin.function)
+        tables[CONTACTS.name].grant_write_data(admin.function)  # + contacts API, import, merge, segments
+        tables[IDEMPOTENCY.name].grant_read_write_data(admin.function)  # sales feedback request ids
         # right of access and erasure: the contact's events and messages are read and deleted
         tables[EVENTS.name].grant_read_write_data(admin.function)
         tables[MESSAGES.name].grant_read_write_data(admin.function)
@@ -286,6 +345,10 @@ class LeadflowStack(Stack):
             },
             state_machines=journeys.machines,
             api=api.api,
+            dead_letter_queues={
+                "bulk-jobs": bulk_jobs.dead_letters,
+                "webhooks": webhook_dead_letters,
+            },
         )
 
         CfnOutput(self, "ApiUrl", value=api.url, description="Public tracking API base URL")
@@ -315,6 +378,15 @@ class LeadflowStack(Stack):
             description="Subscribe your CRM integration: one message per hand-off (dedupe on handoff_id)",
         )
         CfnOutput(self, "WebhookKeysSecretArn", value=webhook_keys.secret_arn)
+        CfnOutput(
+            self,
+            "LeadEventBusName",
+            value=lead_bus.event_bus_name,
+            description="EventBridge bus of sales hand-offs (source leadflow): add rules for your CRM",
+        )
+        CfnOutput(self, "WebhookDeadLettersQueue", value=webhook_dead_letters.queue_url)
+        CfnOutput(self, "BulkJobsQueue", value=bulk_jobs.queue.queue_url)
+        CfnOutput(self, "BulkJobsDeadLettersQueue", value=bulk_jobs.dead_letters.queue_url)
         CfnOutput(self, "DashboardName", value=prefix)
         if api.domain:
             CfnOutput(

@@ -12,7 +12,7 @@ from leadflow.journeys import load_journeys
 from tests.infra.conftest import ROOT, cdk_context
 from tests.infra.test_stack import resources
 
-FUNCTIONS = ("track", "admin", "trigger", "score", "send", "rotate", "feedback", "report")
+FUNCTIONS = ("track", "admin", "trigger", "score", "send", "rotate", "feedback", "report", "bulk")
 
 
 def alarms(template_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -32,6 +32,7 @@ def test_every_failure_mode_has_an_alarm_that_notifies_ops(template_json: dict[s
     }
     expected |= {f"leadflow-dev-journey-{j.id}-failures" for j in load_journeys(ROOT / "journeys")}
     expected |= {"leadflow-dev-api-5xx", "leadflow-dev-ses-bounce-rate", "leadflow-dev-ses-complaint-rate"}
+    expected |= {"leadflow-dev-bulk-jobs-dead-letters", "leadflow-dev-webhooks-dead-letters"}
     assert set(found) == expected
     [topic_id] = resources(template_json, "AWS::SNS::Topic").keys() & {
         k for k in resources(template_json, "AWS::SNS::Topic") if k.startswith("MonitoringAlarmTopic")
@@ -274,3 +275,33 @@ def test_journey_tasks_have_what_they_need_and_no_more(template_json: dict[str, 
     assert "Ref" in env["LEADFLOW_SALES_TOPIC_ARN"]
     assert "Ref" in env["LEADFLOW_WEBHOOK_SECRETS_SECRET"]
     assert "SalesHandoffTopicArn" in template_json["Outputs"]
+
+
+def test_bulk_jobs_hand_offs_and_dead_letters_are_wired(template_json: dict[str, Any]) -> None:
+    """Broadcasts and segment re-evaluations run on an SQS-fed worker (bounded concurrency, partial
+    batch failures, a dead-letter queue); segments are re-evaluated daily; hand-offs go to an
+    EventBridge bus; failed webhook deliveries land in their own queue."""
+    from tests.infra.test_stack import _actions, _statements
+
+    mappings = resources(template_json, "AWS::Lambda::EventSourceMapping").values()
+    [bulk] = [m["Properties"] for m in mappings if "ScalingConfig" in m["Properties"]]
+    assert bulk["ScalingConfig"] == {"MaximumConcurrency": 4}
+    assert bulk["BatchSize"] == 1
+    assert bulk["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queues = resources(template_json, "AWS::SQS::Queue")
+    [jobs] = [q["Properties"] for k, q in queues.items() if k.startswith("BulkJobsQueue")]
+    assert jobs["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert jobs["VisibilityTimeout"] == 6 * 300
+    [rule] = resources(template_json, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "cron(15 3 * * ? *)"
+    assert json.loads(rule["Properties"]["Targets"][0]["Input"]) == {
+        "kind": "segment_scan_start",
+        "segment_id": None,
+    }
+    [bus] = resources(template_json, "AWS::Events::EventBus").values()
+    assert bus["Properties"]["Name"] == "leadflow-dev-leads"
+    send = _actions(_statements(template_json, "SendFunctionServiceRole"))
+    assert {"events:PutEvents", "sqs:SendMessage"} <= send
+    bulk_role = _actions(_statements(template_json, "BulkFunctionServiceRole"))
+    assert {"ses:SendRawEmail", "sqs:SendMessage", "dynamodb:Scan"} <= bulk_role
+    assert not any(a.startswith("states:") for a in bulk_role)
