@@ -1,4 +1,5 @@
-"""score: lead scoring from the events stream (partial batch failures, exactly-once points)."""
+"""score: the lead engine on the events stream — behaviour and fit scores, lifecycle stages and
+segment membership, exactly once per event (partial batch failures)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
 from leadflow.observability import logger, metrics, tracer
-from leadflow.scoring import ScoringService
 from leadflow.settings import get_settings
 from leadflow.streams import stream_batch_handler
 
 settings = get_settings()
-_ddb = wiring.client("dynamodb")
-service = ScoringService(
-    contacts=wiring.contact_store(settings, _ddb),
-    marks=wiring.idempotency_marks(settings, _ddb),
-    transact=wiring.transactor(_ddb),
-)
-batch = stream_batch_handler(service.apply)
+service = wiring.lead_engine(settings, wiring.client("dynamodb"))
+batch = stream_batch_handler(service.handle)
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
 from leadflow.journeys import load_journeys
+from leadflow.leads.model import load_lead_model
 from leadflow.observability import logger, metrics, tracer
 from leadflow.settings import get_settings
 from leadflow.streams import stream_batch_handler
@@ -22,6 +23,7 @@ service = TriggerService(
     sfn=wiring.client("stepfunctions"),
     state_machine_arn=settings.state_machine_arn,
     events=wiring.event_store(settings, _ddb),
+    lead_model=load_lead_model(settings.leads_file),
 )
 batch = stream_batch_handler(service.handle)
 

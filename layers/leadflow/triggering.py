@@ -24,6 +24,8 @@ from leadflow import ids
 from leadflow.enrollments import JourneyStore
 from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.journeys.model import Journey, ReEntryAfter
+from leadflow.leads.model import LeadModel
+from leadflow.leads.scoring import current_score
 from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger, metrics
 from leadflow.store import EventStore, MessageStore
@@ -92,9 +94,12 @@ class TriggerService:
         state_machine_arn: Callable[[str], str],
         now: Callable[[], datetime] = utc_now,
         events: EventStore | None = None,
+        lead_model: LeadModel | None = None,
     ) -> None:
-        """``events``: where ``journey_entered`` is recorded with each entry (reports count it)."""
+        """``events``: where ``journey_entered`` is recorded with each entry (reports count it);
+        ``lead_model``: its score decay applies to ``score`` conditions of entries."""
         self._events = events
+        self._lead_model = lead_model or LeadModel()
         self._journeys = journeys
         self._messages = messages
         self._store = store
@@ -130,7 +135,13 @@ class TriggerService:
             if journey.entry.if_ is not None:
                 if profile is None:
                     profile = self._store.profile(event.contact_id) or {}
-                facts = Facts(profile=profile, now=self._now(), events=history)
+                now = self._now()
+                facts = Facts(
+                    profile=profile,
+                    now=now,
+                    events=history,
+                    score=current_score(profile, now, self._lead_model),
+                )
                 if not evaluate(journey.entry.if_, facts):
                     metrics.add_metric(name="JourneyEntryConditionFalse", unit="Count", value=1)
                     continue

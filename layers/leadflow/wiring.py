@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -16,6 +16,11 @@ from leadflow.enrollments import JourneyStore
 from leadflow.settings import Settings
 from leadflow.store import ContactStore, EventStore, IdempotencyMarks, MessageStore, Transaction
 from leadflow.tokens import KeyRing, TokenSigner
+
+if TYPE_CHECKING:  # the services below are imported where they are built: a handler loads what it uses
+    from leadflow.leads.engine import LeadEngine
+    from leadflow.segments.store import SegmentDefinitionStore
+    from leadflow.sending import SendService
 
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
@@ -92,3 +97,54 @@ def webhook_keys_source(secret_id: str) -> Callable[[], Mapping[str, str]]:
 
 def journey_store(settings: Settings, ddb: Any) -> JourneyStore:
     return JourneyStore(ddb, contacts_table=settings.contacts_table, events_table=settings.events_table)
+
+
+def send_service(settings: Settings, ddb: Any) -> SendService:
+    """Email and SMS delivery (journey sends and broadcasts share it: one claim per message id)."""
+    from email.utils import formataddr
+
+    from leadflow.messaging import EmailRenderer
+    from leadflow.sending import SendService
+
+    return SendService(
+        contacts=contact_store(settings, ddb),
+        messages=message_store(settings, ddb),
+        events=event_store(settings, ddb),
+        renderer=EmailRenderer(settings.templates_dir),
+        signer=token_signer(settings),
+        ses=client("ses"),
+        transact=transactor(ddb),
+        public_base_url=settings.public_base_url,
+        sender=formataddr((settings.sender_name, settings.sender_email)),
+        unsubscribe_mailto=settings.unsubscribe_mailto,
+        configuration_set=settings.ses_configuration_set,
+        sns=client("sns"),
+        sms_sender_id=settings.sms_sender_id,
+        sms_origination_number=settings.sms_origination_number,
+        sms_type=settings.sms_type,
+    )
+
+
+def segment_definitions(settings: Settings, ddb: Any) -> SegmentDefinitionStore:
+    from leadflow.segments.store import SegmentDefinitionStore
+
+    return SegmentDefinitionStore(ddb, settings.contacts_table)
+
+
+def lead_engine(settings: Settings, ddb: Any) -> LeadEngine:
+    """The lead engine: scores, stages and segment memberships (the score consumer, and full
+    segment re-evaluations in bulk)."""
+    from leadflow.leads.engine import LeadEngine, LeadStore
+    from leadflow.leads.model import load_lead_model
+    from leadflow.segments.definitions import load_segments
+    from leadflow.segments.membership import SegmentMembership
+    from leadflow.segments.store import segment_source
+
+    return LeadEngine(
+        store=LeadStore(ddb, settings.contacts_table, settings.events_table),
+        marks=idempotency_marks(settings, ddb),
+        events=event_store(settings, ddb),
+        membership=SegmentMembership(ddb, settings.contacts_table),
+        model=load_lead_model(settings.leads_file),
+        segments=segment_source(load_segments(settings.segments_dir), segment_definitions(settings, ddb)),
+    )

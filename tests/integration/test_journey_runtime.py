@@ -541,7 +541,7 @@ steps:
     assert execution["status"] == "SUCCEEDED"
 
 
-def test_manual_enrollment_and_score_threshold_entries(run: Any) -> None:
+def test_manual_enrollment_and_score_threshold_entries(run: Any, tmp_path: Path) -> None:
     manual = """
 id: vip
 name: VIP programme
@@ -560,6 +560,9 @@ name: Points
 entry: {event: webinar_attended}
 steps: [{update_contact: {add_points: 25}}]
 """
+    (tmp_path / "leads.yaml").write_text(
+        "scoring:\n  rules:\n    - {id: forms, event: form_submitted, points: 10}\n"
+    )  # the lead engine scores the sign-up; the journey's points come as points_awarded
     system = run(vip=manual, hot=threshold, points=points)
     vip = contact(system, "vip@example.com")
     lead = contact(system, "lead@example.com")

@@ -13,8 +13,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from leadflow.scoring import DEFAULT_POINTS
+from leadflow.leads.model import load_lead_model
+from leadflow.local.system import ROOT
 from tests.e2e.conftest import Reply, Site, local_site
+
+SIGN_UP_POINTS = next(
+    r.points for r in load_lead_model(ROOT / "leads.yaml").scoring.rules if r.id == "newsletter-signup"
+)
+"""A newsletter sign-up's points in the shipped leads.yaml."""
 
 TWO_DAYS = 2 * 86400
 
@@ -62,14 +68,14 @@ def test_a_sign_up_shows_on_every_page(site: Site) -> None:
         "lin@example.com",
         "Lin",
         "granted",
-        DEFAULT_POINTS["form_submitted"],  # the score consumer has run: the page shows settled data
+        SIGN_UP_POINTS,  # the score consumer has run: the page shows settled data
     )
     assert "pk" not in contact
     page = html_page(site, "/_local/contacts")
     assert "<td>lin@example.com</td>" in page
     assert "<td>Lin</td>" in page
     assert "<td>granted</td>" in page
-    assert f"<td>{DEFAULT_POINTS['form_submitted']}</td>" in page
+    assert f"<td>{SIGN_UP_POINTS}</td>" in page
     assert f"<td>{contact['contact_id']}</td>" in page
 
     # executions: the list links to the execution, which is parked in its Wait state
@@ -170,15 +176,19 @@ def test_figures_count_what_happened(site: Site) -> None:
         "journey_entered": 2,
         "journey_completed": 1,
         "journey_exited": 1,
+        # the lead engine: +10 per sign-up, -20 for Mo's unsubscribe; both became subscribers
+        "score_changed": 3,
+        "stage_changed": 2,
+        "contact_identified": 2,  # each sign-up came with its visitor id
     }
-    assert figures["events"]["total"] == 10
+    assert figures["events"]["total"] == 17
     assert figures["executions"] == {j: {"SUCCEEDED": 2} if j == "welcome" else {} for j in journeys}
     # two welcomes and Kai's follow-up sent; Mo left the journey when unsubscribed: no follow-up
     assert figures["messages"] == {"total": 3, "by_status": {"sent": 3}, "by_reason": {}}
     for name in ("trigger", "score", "report"):  # every event reached every stream consumer
         assert figures["consumers"][name] == {
             "function": f"leadflow-local-{name}",
-            "delivered": 10,
+            "delivered": 17,
             "dead_lettered": 0,
             "pending": 0,
         }

@@ -104,16 +104,16 @@ def test_failed_score_records_are_redriven_once(system: LocalSystem, monkeypatch
     """Given the score consumer fails for one contact's records until they go to its on-failure
     queue, when the fault is gone and redrive runs, the points are applied once, the queue is empty
     and a second redrive does nothing."""
-    store = system.modules["score"].service._contacts
-    real = store.add_score_op
+    store = system.modules["score"].service._store
+    real = store.update_op
     failing: set[str] = set()
 
-    def broken(contact_id: str, points: int, at: str) -> dict[str, Any]:
-        if contact_id in failing:
+    def broken(contact_id: str, sets: dict[str, Any], *args: Any) -> dict[str, Any]:
+        if contact_id in failing and "score_value" in sets:  # writing the contact's points fails
             raise injected("TransactWriteItems")
-        return real(contact_id, points, at)
+        return real(contact_id, sets, *args)
 
-    monkeypatch.setattr(store, "add_score_op", broken)
+    monkeypatch.setattr(store, "update_op", broken)
     contact = sign_up(system, "redrive-score@example.com", visitor_id="v-redrive-0001")
     healthy = sign_up(system, "healthy-score@example.com", visitor_id="v-redrive-0002")
     failing.add(contact)

@@ -36,10 +36,11 @@ from botocore.exceptions import ClientError
 
 from leadflow import observability, wiring
 from leadflow.ids import new_event_id
+from leadflow.leads.model import load_lead_model
+from leadflow.leads.scoring import display_score, replay
 from leadflow.local.system import LocalSystem
 from leadflow.models import Event, iso, utc_now
 from leadflow.ops import redrive as ops
-from leadflow.scoring import DEFAULT_POINTS
 from leadflow.store import EventStore
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -486,11 +487,12 @@ def verify(
     for e in events:
         if e.get("contact_id"):
             by_contact[str(e["contact_id"])].append(e)
-    # scores: exactly the points of the contact's stored events, each once
+    # scores: exactly the points of the contact's stored events, each once (leads.yaml rules)
+    lead_model = load_lead_model(system.content_dir / "leads.yaml")
     wrong_score = wrong_consent = 0
     for i, contact_id in ids.items():
         profile = contacts[contact_id]
-        expected = sum(DEFAULT_POINTS.get(str(e["type"]), 0) for e in by_contact[contact_id])
+        expected = display_score(replay(by_contact[contact_id], lead_model).value)
         if int(profile.get("score", 0)) != expected:
             wrong_score += 1
         want = "revoked" if i in plan.unsubscribes else "granted"

@@ -8,12 +8,15 @@ A condition is a mapping with exactly one key::
     {stage: mql}  {stage: [mql, sql]}      # lifecycle stage is one of
     {tag: vip}                             # the contact has the tag
     {segment: hot-leads}                   # the contact is in the segment
+    {consent: email}  {consent: sms}       # the contact granted consent on the channel
     {attribute: country, in: [DE, AT]}     # also: equals, exists, gt/gte/lt/lte, contains
     {did: purchase, within: {days: 30}, at_least: 1, where: {plan: pro}}
     {all: [...]}  {any: [...]}  {not: {...}}
 
 Evaluation needs facts (``Facts``): the contact's profile, engagement of earlier sends and the
 contact's recent events; the step executor gathers them with as few reads as the condition needs.
+The lead engine passes the decayed score (``score``) and windowed counts from its activity
+counters (``counts``), so it evaluates ``did`` without reading the contact's history.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -117,6 +120,10 @@ class InSegment(_Model):
     segment: str = Field(pattern=SEGMENT)
 
 
+class HasConsent(_Model):
+    consent: Literal["email", "sms"]
+
+
 class AttributeIs(_Model):
     attribute: str = Field(pattern=NAME)
     equals: Scalar | None = None
@@ -163,6 +170,7 @@ KINDS: dict[str, str] = {
     "stage": "stage",
     "tag": "tag",
     "segment": "segment",
+    "consent": "consent",
     "attribute": "attribute",
     "did": "did",
     "all": "all",
@@ -190,6 +198,7 @@ Condition = Annotated[
     | Annotated[StageIs, Tag("stage")]
     | Annotated[HasTag, Tag("tag")]
     | Annotated[InSegment, Tag("segment")]
+    | Annotated[HasConsent, Tag("consent")]
     | Annotated[AttributeIs, Tag("attribute")]
     | Annotated[Did, Tag("did")]
     | Annotated[All, Tag("all")]
@@ -200,7 +209,7 @@ Condition = Annotated[
         custom_error_type="condition_kind",
         custom_error_message=(
             "a condition has exactly one of: opened, clicked, opened_or_clicked, score, stage, tag, "
-            "segment, attribute, did, all, any, not"
+            "segment, consent, attribute, did, all, any, not"
         ),
     ),
 ]
@@ -254,6 +263,8 @@ def describe(condition: Condition) -> str:
         return f"tagged {condition.tag}"
     if isinstance(condition, InSegment):
         return f"in segment {condition.segment}"
+    if isinstance(condition, HasConsent):
+        return f"consented to {condition.consent}"
     if isinstance(condition, AttributeIs):
         tests = {k: v for k, v in condition.model_dump(exclude={"attribute"}).items() if v is not None}
         return f"{condition.attribute} " + " and ".join(f"{k.rstrip('_')} {v}" for k, v in tests.items())
@@ -274,7 +285,12 @@ def describe(condition: Condition) -> str:
 
 class Facts:
     """What a condition is evaluated against. ``engagement`` maps send step ids to the message
-    item's first_opened_at/first_clicked_at; ``events`` yields the contact's events, newest first."""
+    item's first_opened_at/first_clicked_at; ``events`` yields the contact's events, newest first.
+
+    ``score``: the contact's current (decayed) score; when given, ``score`` conditions use it
+    instead of the profile's stored ``score``. ``counts``: how many events a ``did`` condition
+    counts at ``now`` (the lead engine's activity counters); when given, ``did`` conditions use it
+    instead of reading ``events``."""
 
     def __init__(
         self,
@@ -283,9 +299,13 @@ class Facts:
         now: datetime,
         engagement: Callable[[str], Mapping[str, Any]] | None = None,
         events: Callable[[datetime | None], Sequence[Mapping[str, Any]]] | None = None,
+        score: float | None = None,
+        counts: Callable[[Did], int] | None = None,
     ) -> None:
         self.profile = profile
         self.now = now
+        self.score = score
+        self.counts = counts
         self._engagement = engagement or (lambda _step: {})
         self._events = events or (lambda _since: [])
         self._engagement_cache: dict[str, Mapping[str, Any]] = {}
@@ -354,8 +374,8 @@ def _same(value: Any, expected: Scalar) -> bool:
     return str(value) == expected
 
 
-def _matches_where(event: Mapping[str, Any], where: Mapping[str, Scalar | list[Scalar]]) -> bool:
-    properties = event.get("properties") or {}
+def matches_where(properties: Mapping[str, Any], where: Mapping[str, Scalar | list[Scalar]]) -> bool:
+    """Property equality filters: each key present and equal to the value (a list: any of them)."""
     for key, expected in where.items():
         allowed = expected if isinstance(expected, list) else [expected]
         if key not in properties or not any(_same(properties[key], a) for a in allowed):
@@ -378,7 +398,7 @@ def evaluate(condition: Condition, facts: Facts) -> bool:
         seen = facts.engagement(condition.opened_or_clicked)
         return bool(seen.get("first_opened_at") or seen.get("first_clicked_at"))
     if isinstance(condition, ScoreIs):
-        score = _number(profile.get("score", 0))
+        score = facts.score if facts.score is not None else _number(profile.get("score", 0))
         return score is not None and condition.score.test(score)
     if isinstance(condition, StageIs):
         return profile.get("stage") in condition.stages
@@ -386,15 +406,19 @@ def evaluate(condition: Condition, facts: Facts) -> bool:
         return condition.tag in _as_list(profile.get("tags"))
     if isinstance(condition, InSegment):
         return condition.segment in _as_list(profile.get("segments"))
+    if isinstance(condition, HasConsent):
+        return profile.get(f"consent_{condition.consent}") == "granted"
     if isinstance(condition, AttributeIs):
         return _attribute(condition, profile)
     if isinstance(condition, Did):
+        if facts.counts is not None:
+            return facts.counts(condition) >= condition.at_least
         since = facts.now - timedelta(seconds=condition.within.total_seconds) if condition.within else None
         count = sum(
             1
             for e in facts.events_since(since)
             if e.get("type") == condition.did
-            and _matches_where(e, condition.where)
+            and matches_where(e.get("properties") or {}, condition.where)
             and (since is None or not _before(e.get("occurred_at"), since))
         )
         return count >= condition.at_least

@@ -10,6 +10,9 @@ as a local runtime:
   of milliseconds, parsing a journey's ASL with ANTLR hundreds: with many executions that was most
   of the local runtime's time). Parsed programs hold no per-execution state; the concurrency
   tests run many executions of one definition at once;
+- DynamoDB condition and filter expressions are parsed once per (expression, names, values)
+  instead of at every write: moto's parser was most of the cost of a conditional put, and a bulk
+  import makes thousands of identical ``attribute_not_exists(pk)`` checks;
 - ``TransactWriteItems`` keeps a copy of the items it touches (and the stream's length) to roll back
   with, instead of deep-copying every table it writes to: moto's copy made each transaction cost
   as much as the whole table, so a local import of thousands of contacts slowed to a crawl.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import json
 import threading
 import time
@@ -34,8 +38,11 @@ from typing import Any
 import moto
 from moto.awslambda_simple import models as lambda_simple
 from moto.core.responses import ActionResult
+from moto.dynamodb import comparisons as dynamodb_comparisons
 from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models import table as dynamodb_table
 from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table as DynamoTable
 from moto.stepfunctions.parser.api import ExecutionNotRedrivable
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
@@ -101,8 +108,10 @@ def check_moto() -> None:
         (execution_worker, "AmazonStateLanguageParser"),
         (VariableReferencesStaticAnalyser, "process_and_get"),
         (dynamodb_models, "copy"),
+        (dynamodb_models, "get_filter_expression"),
+        (dynamodb_table, "get_filter_expression"),
         (dynamodb_models.DynamoDBBackend, "transact_write_items"),
-        (dynamodb_models.Table, "get_item"),
+        (DynamoTable, "get_item"),
     ):
         if not hasattr(owner, attribute):
             raise RuntimeError(f"moto internals moved: {owner!r} has no {attribute!r}")
@@ -144,13 +153,29 @@ def redrive_execution(self: Any) -> ActionResult:
     return ActionResult({"redriveDate": redrive_date})
 
 
+_parse_expression = dynamodb_comparisons.get_filter_expression
+
+
+@functools.lru_cache(maxsize=8192)
+def _parsed_expression(expression: str | None, names: str, values: str) -> Any:
+    return _parse_expression(expression, json.loads(names), json.loads(values))
+
+
+def cached_filter_expression(expression: str | None, names: Any, values: Any) -> Any:
+    """moto's ``get_filter_expression``, memoized: the parsed condition is immutable and depends
+    only on its three inputs (a parse error is raised every time, never cached)."""
+    return _parsed_expression(
+        expression, json.dumps(names, sort_keys=True), json.dumps(values, sort_keys=True)
+    )
+
+
 class _TableCopyShim:
     """``copy`` for moto's transact_write_items: tables are not copied (``_rollback`` restores the
     touched items instead); anything else is copied as before."""
 
     @staticmethod
     def deepcopy(value: Any, memo: Any = None) -> Any:
-        if isinstance(value, dynamodb_models.Table):
+        if isinstance(value, DynamoTable):
             return value
         return copy.deepcopy(value, memo)
 
@@ -190,7 +215,11 @@ def _transaction_snapshot(backend: Any, transact_items: list[dict[str, Any]]) ->
         if table.stream_shard is not None and table.name not in streams:
             streams[table.name] = (table.stream_shard, len(table.stream_shard.items))
     for shard, length in streams.values():
-        undo.append(lambda shard=shard, length=length: shard.items.__delitem__(slice(length, None)))
+
+        def truncate(shard: Any = shard, length: int = length) -> None:
+            del shard.items[length:]
+
+        undo.append(truncate)
     return undo
 
 
@@ -276,6 +305,8 @@ def patched_moto(clock: VirtualClock, handlers: Mapping[str, Handler]) -> Iterat
             raise
 
     patches: list[tuple[Any, str, Any]] = [
+        (dynamodb_models, "get_filter_expression", cached_filter_expression),
+        (dynamodb_table, "get_filter_expression", cached_filter_expression),
         (dynamodb_models, "copy", _TableCopyShim),
         (dynamodb_models.DynamoDBBackend, "transact_write_items", transact_write_items),
         (lambda_eval_utils, "boto_client_for", cached_client),

@@ -1,0 +1,599 @@
+"""The lead engine: the ``score`` consumer of the events stream.
+
+Per event, in time independent of the contact's history (one consistent profile read, one
+transaction; no history query except the one-time fold below):
+
+1. resolve the contact: ``contact_id``; an anonymous event through the visitor link
+   (``V#<vid>``/``LINK``) — only events at or after ``linked_at`` are handled one by one, the earlier
+   ones are folded in by ``contact_identified``; a merged contact's tombstone is followed once;
+2. behaviour score (decay, rule points, caps; ``points_awarded`` adds its points directly), activity
+   counters for ``did`` conditions, fit score, lifecycle stage (rules move forward only, never
+   while ``stage_hold_until`` is in the future) and every segment's membership;
+3. one transaction: the profile's lead fields under the optimistic lock ``lead_version``, the marker
+   ``SCORE#<event id>`` (a redelivered event changes nothing: ``duplicate``), the derived events
+   (``score_changed``, ``stage_changed``, ``segment_entered``/``segment_left``, ``source: leads``,
+   deterministic ids) and the segment member items and counters. A lock conflict re-reads and
+   retries (at most ``MAX_ATTEMPTS`` times, then the record fails and the stream retries it).
+
+``contact_identified`` folds the visitor's events from before the link (``V#<vid>`` partition,
+``occurred_at < linked_at``) through scoring and activity, in time order, once (its own marker).
+
+Activity counters count from the moment a ``did`` condition exists. ``reevaluate`` (the full
+segment re-evaluation) recounts, once per contact and counter, the counters the profile does not
+list in ``activity_complete`` from the contact's stored events — so a segment defined later with a
+``did`` condition sees the history. (An event stored before that recount but applied by the stream
+after it may be counted twice; the window is the stream's lag.)
+
+A transaction holds at most 100 items: an event that changes more than ``MAX_SEGMENT_CHANGES``
+memberships applies that many (in segment order) and leaves the rest to the contact's next event
+or the next full re-evaluation (``reevaluate``), which recompute them from the profile.
+
+Events the engine writes itself (``source: leads``) are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from leadflow import ids
+from leadflow.clock import parse_iso, utc_now
+from leadflow.journeys.conditions import Did, Facts, evaluate
+from leadflow.leads.model import LeadModel
+from leadflow.leads.scoring import (
+    ScoreState,
+    add_points,
+    count,
+    count_event,
+    counters,
+    decay,
+    display_score,
+    fit_score,
+    model_conditions,
+    next_stage,
+    read_activity,
+    score_event,
+    trim_activity,
+)
+from leadflow.models import Event, iso
+from leadflow.observability import logger, metrics
+from leadflow.segments.definitions import Segment
+from leadflow.segments.membership import SegmentMembership
+from leadflow.store import EventStore, IdempotencyMarks, cancellation_codes, deserialize, serialize, values
+from leadflow.tables import keys
+
+LEADS_SOURCE = "leads"
+MARK_KIND = "SCORE"
+MAX_ATTEMPTS = 5
+MAX_ITEMS = 100
+FIXED_ITEMS = 4
+"""Profile update, marker, score_changed, stage_changed."""
+MAX_SEGMENT_CHANGES = (MAX_ITEMS - FIXED_ITEMS) // 3
+"""Each membership change: its event, the member item and the shard counter."""
+CONDITION_FAILED = "ConditionalCheckFailed"
+COMPLETE = "activity_complete"
+"""Profile attribute: the counter keys a full re-evaluation recounted from the contact's history
+(the stream path counts from the moment a ``did`` condition exists; a re-evaluation completes
+the counts of conditions defined later)."""
+
+
+class LeadStateConflict(RuntimeError):
+    """The profile kept changing under the engine; the stream retries the record."""
+
+
+class LeadStore:
+    """The reads the engine needs and its transactions (an injected DynamoDB client)."""
+
+    def __init__(self, client: Any, contacts_table: str, events_table: str) -> None:
+        self._client = client
+        self._contacts_table = contacts_table
+        self._events_table = events_table
+
+    @property
+    def contacts_table(self) -> str:
+        return self._contacts_table
+
+    def profile(self, contact_id: str) -> dict[str, Any] | None:
+        resp = self._client.get_item(
+            TableName=self._contacts_table,
+            Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
+            ConsistentRead=True,
+        )
+        return deserialize(resp["Item"]) if "Item" in resp else None
+
+    def link(self, visitor_id: str) -> dict[str, Any] | None:
+        resp = self._client.get_item(
+            TableName=self._contacts_table,
+            Key=serialize({"pk": keys.visitor(visitor_id), "sk": keys.LINK}),
+            ConsistentRead=True,
+        )
+        return deserialize(resp["Item"]) if "Item" in resp else None
+
+    def visitor_events(self, visitor_id: str) -> list[dict[str, Any]]:
+        """Every stored event of an anonymous visitor (one partition, paged)."""
+        return self._partition(keys.visitor(visitor_id))
+
+    def contact_events(self, contact_id: str) -> list[dict[str, Any]]:
+        """Every stored event of a contact (full re-evaluation only: never on the stream path)."""
+        return self._partition(keys.contact(contact_id))
+
+    def _partition(self, pk: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {
+            "TableName": self._events_table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :ev)",
+            "ExpressionAttributeValues": values(pk=pk, ev="EV#"),
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = self._client.query(**params)
+            found += [deserialize(item) for item in resp["Items"]]
+            if "LastEvaluatedKey" not in resp:
+                return found
+            params["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def update_op(
+        self,
+        contact_id: str,
+        sets: Mapping[str, Any],
+        removes: Sequence[str],
+        version: int | None,
+        stage_from: tuple[str | None] | None,
+    ) -> dict[str, Any]:
+        """SET/REMOVE lead fields under the lock: the profile exists, is no tombstone, its
+        ``lead_version`` is still ``version`` (and its stage still ``stage_from[0]`` when given)."""
+        names: dict[str, str] = {}
+        vals: dict[str, Any] = {}
+        parts = []
+        for i, (name, value) in enumerate(sorted(sets.items())):
+            names[f"#s{i}"] = name
+            vals[f"s{i}"] = value
+            parts.append(f"#s{i} = :s{i}")
+        expression = "SET " + ", ".join(parts)
+        if removes:
+            for i, name in enumerate(removes):
+                names[f"#r{i}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
+        names["#lv"] = "lead_version"
+        names["#mi"] = "merged_into"
+        condition = "attribute_exists(pk) AND attribute_not_exists(#mi) AND "
+        if version is None:
+            condition += "attribute_not_exists(#lv)"
+        else:
+            condition += "#lv = :old_version"
+            vals["old_version"] = version
+        if stage_from is not None:
+            names["#st"] = "stage"
+            if stage_from[0] is None:
+                condition += " AND attribute_not_exists(#st)"
+            else:
+                condition += " AND #st = :old_stage"
+                vals["old_stage"] = stage_from[0]
+        return {
+            "Update": {
+                "TableName": self._contacts_table,
+                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
+                "UpdateExpression": expression,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values(**vals),
+            }
+        }
+
+    def transact(self, items: list[dict[str, Any]]) -> None:
+        self._client.transact_write_items(TransactItems=items)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One event folded into the lead state."""
+
+    type: str
+    properties: Mapping[str, Any]
+    at: datetime
+
+
+@dataclass
+class Plan:
+    """What one evaluation writes."""
+
+    contact_id: str
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+    entering: list[str] = field(default_factory=list)
+    leaving: list[str] = field(default_factory=list)
+    membership_from: int = 0
+    marker_index: int | None = None
+
+
+def _keyed(*parts: str) -> Callable[[str, str], str]:
+    """Derived event ids from the cause's key parts, the kind and the detail."""
+
+    def event_id(kind: str, detail: str) -> str:
+        return ids.deterministic_id(*parts, kind, detail)
+
+    return event_id
+
+
+class LeadEngine:
+    def __init__(
+        self,
+        *,
+        store: LeadStore,
+        marks: IdempotencyMarks,
+        events: EventStore,
+        membership: SegmentMembership,
+        model: LeadModel,
+        segments: Callable[[], Sequence[Segment]],
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._marks = marks
+        self._events = events
+        self._membership = membership
+        self._model = model
+        self._segments = segments
+        self._now = now
+
+    # --- the stream ------------------------------------------------------------------------------
+
+    def handle(self, event: Event) -> str:
+        """Apply one event; returns what happened (for counting and tests): ``applied``,
+        ``unchanged``, ``duplicate``, ``own_event``, ``anonymous`` (no link yet), ``before_link``
+        (folded in by ``contact_identified``), ``unknown_contact``."""
+        if event.source == LEADS_SOURCE:
+            return "own_event"
+        at = parse_iso(event.occurred_at)
+        if at is None:
+            logger.warning("event without a readable time skipped", extra={"event_id": event.event_id})
+            return "unreadable"
+        overrides: dict[str, bool] = {}
+        for _attempt in range(MAX_ATTEMPTS):
+            contact_id = event.contact_id
+            if contact_id is None:
+                link = self._store.link(event.visitor_id or "")
+                if link is None:
+                    return self._count("anonymous")
+                linked_at = parse_iso(link.get("linked_at"))
+                if linked_at is not None and at < linked_at:
+                    return self._count("before_link")
+                contact_id = str(link["contact_id"])
+            resolved = self._resolve(contact_id)
+            if resolved is None:
+                logger.info("event of an unknown contact skipped", extra={"event_id": event.event_id})
+                return self._count("unknown_contact")
+            contact_id, profile = resolved
+            steps = [*self._fold(event, contact_id), Step(event.type, event.properties, at)]
+            now = self._now()
+            plan = self._plan(
+                contact_id,
+                profile,
+                steps,
+                now,
+                event_id=_keyed(event.event_id),
+                overrides=overrides,
+            )
+            if plan is None:
+                return "unchanged"
+            plan.ops.insert(1, self._marks.put_op(MARK_KIND, event.event_id))
+            plan.marker_index = 1
+            plan.membership_from += 1
+            outcome = self._commit(plan, overrides)
+            if outcome == "retry":
+                continue
+            return self._count(outcome)
+        raise LeadStateConflict(
+            f"lead state of event {event.event_id} kept changing; retried {MAX_ATTEMPTS}x"
+        )
+
+    # --- full re-evaluation --------------------------------------------------------------------------
+
+    def reevaluate(self, contact_id: str, run_id: str) -> list[str]:
+        """Recompute one contact at now — the score decayed to now, fit, stage, every segment — and
+        write what changed under the same lock; derived event ids are keyed by ``run_id``. Returns
+        the changes written (``segment_entered:<id>``, ``segment_left:<id>``, ``stage_changed:<to>``,
+        ``score_changed``); empty when nothing changed. A merged contact's tombstone leaves all its
+        segments."""
+        overrides: dict[str, bool] = {}
+        for _attempt in range(MAX_ATTEMPTS):
+            profile = self._store.profile(contact_id)
+            if profile is None:
+                return []
+            now = self._now()
+            version = str(profile.get("lead_version", 0))
+            plan = self._plan(
+                contact_id,
+                profile,
+                [],
+                now,
+                event_id=_keyed(run_id, contact_id, version),
+                overrides=overrides,
+                tombstone=bool(profile.get("merged_into")),
+                recount=True,
+            )
+            if plan is None:
+                return []
+            outcome = self._commit(plan, overrides)
+            if outcome == "retry":
+                continue
+            return plan.changes if outcome == "applied" else []
+        raise LeadStateConflict(f"lead state of contact kept changing; retried {MAX_ATTEMPTS}x")
+
+    # --- internals -----------------------------------------------------------------------------------
+
+    def _count(self, outcome: str) -> str:
+        name = {
+            "duplicate": "DuplicateScoreRecords",
+            "unknown_contact": "LeadEventsOfUnknownContacts",
+            "anonymous": "LeadEventsOfUnlinkedVisitors",
+            "before_link": "LeadEventsBeforeLink",
+            "applied": "LeadEventsApplied",
+        }.get(outcome)
+        if name:
+            metrics.add_metric(name=name, unit="Count", value=1)
+        return outcome
+
+    def _resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The contact's profile; a merged contact's survivor (followed once)."""
+        profile = self._store.profile(contact_id)
+        if profile is not None and profile.get("merged_into"):
+            contact_id = str(profile["merged_into"])
+            profile = self._store.profile(contact_id)
+            if profile is not None and profile.get("merged_into"):
+                return None
+        return (contact_id, profile) if profile is not None else None
+
+    def _fold(self, event: Event, contact_id: str) -> list[Step]:
+        """``contact_identified``: the visitor's events from before the link, oldest first."""
+        if event.type != "contact_identified":
+            return []
+        visitor_id = event.properties.get("visitor_id")
+        if not isinstance(visitor_id, str) or not visitor_id:
+            return []
+        link = self._store.link(visitor_id)
+        linked_at = parse_iso(link.get("linked_at")) if link else None
+        if link is None or linked_at is None or str(link.get("contact_id")) != contact_id:
+            return []
+        steps = []
+        for item in self._store.visitor_events(visitor_id):
+            at = parse_iso(item.get("occurred_at"))
+            if at is None or at >= linked_at or item.get("source") == LEADS_SOURCE:
+                continue
+            steps.append(
+                (
+                    at,
+                    str(item.get("event_id", "")),
+                    Step(str(item.get("type")), item.get("properties") or {}, at),
+                )
+            )
+        steps.sort(key=lambda s: (s[0], s[1]))
+        return [s[2] for s in steps]
+
+    def _history(self, contact_id: str, profile: Mapping[str, Any]) -> list[Step]:
+        """The contact's stored events (its own, its merged duplicates' and its visitors' from before
+        their link), for recounting activity in a full re-evaluation."""
+        items = self._store.contact_events(contact_id)
+        for merged in profile.get("merged_ids") or []:
+            items += self._store.contact_events(str(merged))
+        for visitor_id in profile.get("visitor_ids") or []:
+            link = self._store.link(str(visitor_id))
+            linked_at = parse_iso(link.get("linked_at")) if link else None
+            if link is None or linked_at is None or str(link.get("contact_id")) != contact_id:
+                continue
+            items += [
+                e
+                for e in self._store.visitor_events(str(visitor_id))
+                if (parse_iso(e.get("occurred_at")) or linked_at) < linked_at
+            ]
+        steps = []
+        for item in items:
+            at = parse_iso(item.get("occurred_at"))
+            if at is not None and item.get("source") != LEADS_SOURCE:
+                steps.append(Step(str(item.get("type")), item.get("properties") or {}, at))
+        return steps
+
+    def _plan(
+        self,
+        contact_id: str,
+        profile: dict[str, Any],
+        steps: Sequence[Step],
+        now: datetime,
+        *,
+        event_id: Callable[[str, str], str],
+        overrides: Mapping[str, bool],
+        tombstone: bool = False,
+        recount: bool = False,
+    ) -> Plan | None:
+        """The transaction items of the new lead state, or None when nothing changes. ``recount``
+        (re-evaluation): counters the profile does not list as complete are recounted from history."""
+        model = self._model
+        segments = list(self._segments())
+        tracked = counters([s.when for s in segments] + model_conditions(model))
+        old_state = ScoreState.of(profile)
+        state = old_state
+        points = 0
+        rules: list[str] = []
+        activity = read_activity(profile)
+        complete = sorted(str(k) for k in profile.get(COMPLETE) or [])
+        new_complete = [k for k in complete if k in tracked]  # a dropped key's counts are gone
+        if recount and not tombstone:
+            missing = {k: c for k, c in tracked.items() if k not in complete}
+            if missing:
+                activity = {k: v for k, v in activity.items() if k not in missing}
+                for step in self._history(contact_id, profile):
+                    activity = count_event(activity, missing, step.type, step.properties, step.at)
+            new_complete = sorted(tracked)
+        for step in steps:
+            if step.type == "points_awarded":
+                awarded = step.properties.get("points")
+                if isinstance(awarded, int | float) and not isinstance(awarded, bool) and awarded:
+                    state = add_points(state, float(awarded), step.at, model)
+                    points += int(awarded)
+                    rules.append("points_awarded")
+            else:
+                state, granted, by = score_event(state, step.type, step.properties, step.at, model)
+                points += granted
+                rules += by
+            activity = count_event(activity, tracked, step.type, step.properties, step.at)
+        activity = trim_activity(activity, tracked, now)
+        if not steps and state.at is not None and state.at < now and state.value > 0:
+            # re-evaluation: the stored score is brought up to now when the displayed one changed
+            decayed = decay(state.value, state.at, now, model)
+            if display_score(decayed) != display_score(state.value):
+                state = ScoreState(value=decayed, at=now, rule_points=state.rule_points)
+
+        sets: dict[str, Any] = {}
+        removes: list[str] = []
+        derived: list[Event] = []
+        changes: list[str] = []
+
+        def derive(kind: str, detail: str, properties: dict[str, Any]) -> None:
+            derived.append(
+                Event(
+                    event_id=event_id(kind, detail),
+                    type=kind,
+                    occurred_at=iso(now),
+                    contact_id=contact_id,
+                    source=LEADS_SOURCE,
+                    properties=properties,
+                )
+            )
+            changes.append(f"{kind}:{detail}" if detail else kind)
+
+        if state != old_state:
+            fields = state.fields()
+            sets.update({k: v for k, v in fields.items() if v is not None})
+            # points: against the old score decayed to the same moment; decay alone: the stored one
+            since = state.at or now if steps else old_state.at
+            before = display_score(decay(old_state.value, old_state.at, since or now, model))
+            after = int(fields["score"])
+            if before != after:
+                derive(
+                    "score_changed",
+                    "",
+                    {
+                        "from": before,
+                        "to": after,
+                        "delta": after - before,
+                        "rule": ",".join(rules) or "decay",
+                    },
+                )
+        if activity != read_activity(profile):
+            sets["activity"] = activity
+        if new_complete != complete:
+            sets[COMPLETE] = new_complete
+
+        new_profile: dict[str, Any] = {**profile, **sets, "activity": activity}
+        current = decay(state.value, state.at, now, model)
+
+        def counts(did: Did) -> int:
+            return count(activity, did, now)
+
+        facts = Facts(profile=new_profile, now=now, score=current, counts=counts)
+        fit = fit_score(model, facts)
+        if (profile.get("fit_score") or 0) != fit:
+            sets["fit_score"] = fit
+        new_profile["fit_score"] = fit
+
+        stage_from: tuple[str | None] | None = None
+        hold = parse_iso(profile.get("stage_hold_until"))
+        old_stage = profile.get("stage") if isinstance(profile.get("stage"), str) else None
+        if not tombstone and (hold is None or hold <= now):
+            moved = next_stage(model, old_stage, facts)
+            if moved is not None:
+                to, rule_id = moved
+                sets["stage"] = to
+                sets["stage_at"] = iso(now)
+                stage_from = (old_stage,)
+                new_profile["stage"] = to
+                derive("stage_changed", to, {"from": old_stage, "to": to, "reason": f"rule {rule_id}"})
+
+        members = {str(s) for s in (profile.get("segments") or [])}
+        entering: list[str] = []
+        leaving: list[str] = []
+        for segment in segments:
+            inside = False if tombstone else evaluate(segment.when, facts)
+            was = overrides.get(segment.id, segment.id in members)
+            if inside and not was:
+                entering.append(segment.id)
+            elif was and not inside:
+                leaving.append(segment.id)
+        if tombstone:
+            known = {s.id for s in segments}
+            leaving += sorted(m for m in members if m not in known and overrides.get(m, True))
+        budget = MAX_SEGMENT_CHANGES
+        if len(entering) + len(leaving) > budget:
+            logger.info(
+                "more segment changes than one transaction holds; the rest follow",
+                extra={"changes": len(entering) + len(leaving), "applied": budget},
+            )
+            entering = entering[:budget]
+            leaving = leaving[: budget - len(entering)]
+        new_members = {m for m in members if overrides.get(m, True)}
+        new_members |= {s for s, inside in overrides.items() if inside}
+        new_members = (new_members - set(leaving)) | set(entering)
+        for segment_id in entering:
+            derive("segment_entered", segment_id, {"segment": segment_id})
+        for segment_id in leaving:
+            derive("segment_left", segment_id, {"segment": segment_id})
+        if new_members != members:
+            if new_members:
+                sets["segments"] = new_members
+            else:
+                removes.append("segments")
+
+        if not sets and not removes:
+            return None
+        old_version = profile.get("lead_version")
+        version = int(old_version) if isinstance(old_version, int | float) else None
+        sets["lead_version"] = (version or 0) + 1
+        plan = Plan(contact_id=contact_id, changes=changes, entering=entering, leaving=leaving)
+        plan.ops.append(self._store.update_op(contact_id, sets, removes, version, stage_from))
+        plan.ops += [self._events.put_op(e) for e in derived]
+        plan.membership_from = len(plan.ops)
+        at = iso(now)
+        for segment_id in entering:
+            plan.ops += self._membership.enter_ops(segment_id, contact_id, at)
+        for segment_id in leaving:
+            plan.ops += self._membership.leave_ops(segment_id, contact_id)
+        return plan
+
+    def _commit(self, plan: Plan, overrides: dict[str, bool]) -> str:
+        """``applied``, ``duplicate`` or ``retry`` (re-read: the lock or a membership item differed)."""
+        try:
+            self._store.transact(plan.ops)
+        except ClientError as exc:
+            codes = cancellation_codes(exc)
+            if not codes:
+                raise
+            marker = plan.marker_index
+            if marker is not None and len(codes) > marker and codes[marker] == CONDITION_FAILED:
+                return "duplicate"
+            repaired = False
+            for i, segment_id in enumerate(plan.entering + plan.leaving):
+                index = plan.membership_from + 2 * i
+                if len(codes) > index and codes[index] == CONDITION_FAILED:
+                    # the member item already says otherwise: the profile follows the member item
+                    overrides[segment_id] = segment_id in plan.entering
+                    repaired = True
+            if repaired:
+                logger.warning("segment membership out of step with the profile; repaired")
+            if (
+                codes[0] in (CONDITION_FAILED, "TransactionConflict")
+                or repaired
+                or "TransactionConflict" in codes
+            ):
+                metrics.add_metric(name="LeadStateConflicts", unit="Count", value=1)
+                return "retry"
+            raise
+        if plan.entering or plan.leaving:
+            metrics.add_metric(
+                name="SegmentMembershipChanges", unit="Count", value=len(plan.entering) + len(plan.leaving)
+            )
+        if any(c.startswith("stage_changed") for c in plan.changes):
+            metrics.add_metric(name="LeadStageChanges", unit="Count", value=1)
+        return "applied"
