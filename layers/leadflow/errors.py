@@ -26,3 +26,7 @@ class NotFound(LeadflowError):
 
 class SendThrottled(LeadflowError):
     """The provider throttled the send; the state machine retries with back-off (error name matters)."""
+
+
+class Conflict(LeadflowError):
+    """The request conflicts with the current state (e.g. redefining a file segment); HTTP 409."""

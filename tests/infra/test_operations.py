@@ -294,10 +294,8 @@ def test_bulk_jobs_hand_offs_and_dead_letters_are_wired(template_json: dict[str,
     assert jobs["VisibilityTimeout"] == 6 * 300
     [rule] = resources(template_json, "AWS::Events::Rule").values()
     assert rule["Properties"]["ScheduleExpression"] == "cron(15 3 * * ? *)"
-    assert json.loads(rule["Properties"]["Targets"][0]["Input"]) == {
-        "kind": "segment_scan_start",
-        "segment_id": None,
-    }
+    # no segment_id: every segment
+    assert json.loads(rule["Properties"]["Targets"][0]["Input"]) == {"kind": "segment_scan_start"}
     [bus] = resources(template_json, "AWS::Events::EventBus").values()
     assert bus["Properties"]["Name"] == "leadflow-dev-leads"
     send = _actions(_statements(template_json, "SendFunctionServiceRole"))

@@ -218,3 +218,134 @@ class StreamPump:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+
+
+@dataclass
+class QueueConsumer:
+    """An SQS event source mapping, done locally: ``handler`` gets real SQS events (batches of
+    ``batch_size``); the records it does not report as failed (``batchItemFailures``) are deleted,
+    the failed ones become visible again after ``retry_delay`` seconds, and a message received
+    ``max_receives`` times is moved to ``dead_letters`` (the redrive policy's dead-letter queue)."""
+
+    name: str
+    handler: Handler
+    queue_url: str
+    queue_arn: str
+    batch_size: int = 1
+    max_receives: int = 5
+    retry_delay: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+
+
+class QueuePump:
+    """Pumps SQS queues into their consumers (the bulk worker)."""
+
+    def __init__(self, *, sqs: Any, region: str) -> None:
+        self._sqs = sqs
+        self._region = region
+        self._consumers: list[QueueConsumer] = []
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def consumers(self) -> list[QueueConsumer]:
+        return list(self._consumers)
+
+    def add_consumer(self, consumer: QueueConsumer) -> None:
+        self._consumers.append(consumer)
+
+    def _record(self, consumer: QueueConsumer, message: dict[str, Any]) -> dict[str, Any]:
+        attributes = message.get("Attributes", {})
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": {
+                "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
+                "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
+                "SenderId": attributes.get("SenderId", "local"),
+                "ApproximateFirstReceiveTimestamp": attributes.get(
+                    "ApproximateFirstReceiveTimestamp", str(int(time.time() * 1000))
+                ),
+            },
+            "messageAttributes": {},
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": consumer.queue_arn,
+            "awsRegion": self._region,
+        }
+
+    def drain_once(self) -> int:
+        """One receive per consumer; returns how many messages were handed over."""
+        with self._lock:
+            handed = 0
+            for consumer in self._consumers:
+                messages = self._sqs.receive_message(
+                    QueueUrl=consumer.queue_url,
+                    MaxNumberOfMessages=min(10, consumer.batch_size),
+                    AttributeNames=["All"],
+                    VisibilityTimeout=30,
+                ).get("Messages", [])
+                if messages:
+                    handed += len(messages)
+                    self._deliver(consumer, messages)
+            return handed
+
+    def drain(self, max_rounds: int = 100_000) -> int:
+        """Deliver until the queues are empty (failed jobs are retried at once); returns how many."""
+        total = 0
+        for _ in range(max_rounds):
+            moved = self.drain_once()
+            total += moved
+            if moved == 0:
+                return total
+        return total
+
+    def _deliver(self, consumer: QueueConsumer, messages: list[dict[str, Any]]) -> None:
+        records = [self._record(consumer, m) for m in messages]
+        try:
+            response = consumer.handler({"Records": records}, lambda_context(consumer.name))
+            failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
+        except Exception:
+            log.exception("consumer %s failed a batch of %d", consumer.name, len(records))
+            failed = {r["messageId"] for r in records}
+        for message, record in zip(messages, records, strict=True):
+            if record["messageId"] not in failed:
+                consumer.delivered += 1
+                self._sqs.delete_message(QueueUrl=consumer.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                continue
+            consumer.failed += 1
+            receives = int(record["attributes"]["ApproximateReceiveCount"])
+            if receives >= consumer.max_receives:
+                log.error("consumer %s: job %s dead-lettered", consumer.name, record["messageId"])
+                consumer.dead_letters.append(json.loads(message["Body"]))
+                self._sqs.delete_message(QueueUrl=consumer.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                self._sqs.change_message_visibility(
+                    QueueUrl=consumer.queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=consumer.retry_delay,
+                )
+
+    def start(self, interval: float = 0.05, on_error: Callable[[BaseException], None] | None = None) -> None:
+        def run() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    while self.drain_once():
+                        if self._stop.is_set():
+                            return
+                except Exception as exc:
+                    log.exception("queue pump")
+                    if on_error:
+                        on_error(exc)
+
+        self._thread = threading.Thread(target=run, name="queue-pump", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)

@@ -38,7 +38,7 @@ from leadflow.api_routes import resolve
 from leadflow.journeys import compile_journey, load_journeys
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
-from leadflow.local.pump import Consumer, StreamPump
+from leadflow.local.pump import Consumer, QueueConsumer, QueuePump, StreamPump
 from leadflow.reporting import api as reporting_api
 from leadflow.settings import get_settings
 from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
@@ -49,7 +49,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STAGE = "local"
 PREFIX = f"leadflow-{STAGE}"
-FUNCTIONS = ("track", "trigger", "score", "send", "admin", "rotate", "feedback", "report")
+FUNCTIONS = ("track", "trigger", "score", "send", "admin", "rotate", "feedback", "report", "bulk")
 FORBIDDEN = {
     "statusCode": 403,
     "headers": {"content-type": "application/json"},
@@ -197,6 +197,7 @@ class LocalSystem:
         self.dlq_urls: dict[str, str] = {}
         self.modules: dict[str, ModuleType] = {}
         self.pump: StreamPump
+        self.bulk_pump: QueuePump
         self.sales_handoffs_url = ""
         self.bulk_queue_url = ""
         self.webhook_dead_letters_url = ""
@@ -293,9 +294,22 @@ class LocalSystem:
                     dlq_url=self.dlq_urls[consumer],
                 )
             )
+        self.bulk_pump = QueuePump(sqs=sqs, region=REGION)
+        self.bulk_pump.add_consumer(
+            QueueConsumer(
+                name=resource_name("bulk"),
+                handler=self.handlers[resource_name("bulk")],
+                queue_url=self.bulk_queue_url,
+                queue_arn=sqs.get_queue_attributes(QueueUrl=self.bulk_queue_url, AttributeNames=["QueueArn"])[
+                    "Attributes"
+                ]["QueueArn"],
+            )
+        )
         if self._background_pump:
             self.pump.start()
             self._stack.callback(self.pump.stop)
+            self.bulk_pump.start()
+            self._stack.callback(self.bulk_pump.stop)
 
     def _sales_handoffs(self, sqs: Any) -> str:
         """The sales hand-off topic, with a queue subscribed so the local runtime can show what sales got."""
@@ -327,31 +341,33 @@ class LocalSystem:
         return self._peek(self.lead_events_url)
 
     def _peek(self, url: str) -> list[dict[str, Any]]:
+        """Every message in the queue, left in it: received with a visibility timeout until none
+        is left to receive, then made visible again."""
         sqs = self.client("sqs")
         found: dict[str, dict[str, Any]] = {}
-        for _ in range(100):
-            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
+        handles: list[str] = []
+        while True:
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300).get(
                 "Messages", []
             )
-            if not messages or all(m["MessageId"] in found for m in messages):
-                break
-            for message in messages:
-                found.setdefault(message["MessageId"], json.loads(message["Body"]))
-        return list(found.values())
-
-    def sales_handoffs(self) -> list[dict[str, Any]]:
-        """Every hand-off document published to the sales topic so far (kept in the queue)."""
-        sqs = self.client("sqs")
-        found: dict[str, dict[str, Any]] = {}
-        for _ in range(10):
-            messages = sqs.receive_message(
-                QueueUrl=self.sales_handoffs_url, MaxNumberOfMessages=10, VisibilityTimeout=0
-            ).get("Messages", [])
             if not messages:
                 break
             for message in messages:
                 found.setdefault(message["MessageId"], json.loads(message["Body"]))
+                handles.append(message["ReceiptHandle"])
+        for start in range(0, len(handles), 10):
+            sqs.change_message_visibility_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                    for n, handle in enumerate(handles[start : start + 10])
+                ],
+            )
         return list(found.values())
+
+    def sales_handoffs(self) -> list[dict[str, Any]]:
+        """Every hand-off document published to the sales topic so far (kept in the queue)."""
+        return self._peek(self.sales_handoffs_url)
 
     def _create_state_machines(self) -> None:
         sfn = self.client("stepfunctions")
@@ -488,6 +504,22 @@ class LocalSystem:
                 quiet_rounds = 0
             time.sleep(0.02)
         raise TimeoutError("the local system did not settle")
+
+    def drain_bulk(self, timeout: float = 120.0) -> None:
+        """Run the bulk queue (broadcasts, segment evaluations) and the events stream until both are
+        idle and every running execution is parked on the clock."""
+        deadline = time.monotonic() + timeout
+        quiet_rounds = 0
+        while time.monotonic() < deadline:
+            moved = self.bulk_pump.drain() + self.pump.drain()
+            if moved == 0 and self.pump.pending() == 0 and self._running() == self.clock.parked:
+                quiet_rounds += 1
+                if quiet_rounds >= 2:
+                    return
+            else:
+                quiet_rounds = 0
+            time.sleep(0.02)
+        raise TimeoutError("the bulk queue did not drain")
 
     def advance(self, seconds: float) -> float:
         """Advance virtual time; due Wait states fire in order. Returns the new virtual time."""
