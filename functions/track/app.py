@@ -22,7 +22,7 @@ from leadflow.observability import logger, metrics, tracer
 from leadflow.responses import error_response, json_response, refuse_unreadable, validation_fields
 from leadflow.settings import get_settings
 from leadflow.tokens import InvalidToken
-from leadflow.tracking import TrackingService
+from leadflow.tracking import TrackingService, VisitorLinks
 from leadflow.web import (
     PIXEL_HEADERS,
     SNIPPET_JS,
@@ -43,6 +43,7 @@ service = TrackingService(
     signer=wiring.token_signer(settings),
     forms=settings.forms,
     transact=wiring.transactor(_ddb),
+    links=VisitorLinks(_ddb, settings.contacts_table),
 )
 app = APIGatewayHttpResolver(enable_validation=True)
 MAX_FORM_BODY = 16 * 1024
@@ -133,7 +134,10 @@ def snippet() -> Response[str]:
 @app.get("/t/c/<token>")
 def click(token: str) -> Response[str]:
     try:
-        url = service.record_click(token, app.current_event.request_context.http.user_agent)
+        event = app.current_event
+        url = service.record_click(
+            token, event.request_context.http.user_agent, _cookie(event.cookies or [], VISITOR_COOKIE)
+        )
     except InvalidToken:
         metrics.add_metric(name="InvalidTokens", unit="Count", value=1)
         return error_response(HTTPStatus.BAD_REQUEST, "invalid or tampered link")

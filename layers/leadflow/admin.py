@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from leadflow import ids
 from leadflow.errors import NotFound
+from leadflow.leads.model import LeadModel, load_lead_model
 from leadflow.models import Event, iso, normalize_email, utc_now
 from leadflow.observability import logger, metrics
 from leadflow.store import (
@@ -59,10 +60,15 @@ class TimelineEvent(BaseModel):
 
 
 class ContactView(BaseModel):
-    """A contact's profile and its most recent events, newest first."""
+    """A contact's profile and its most recent events, newest first (the full history, with the
+    merged contacts' and the visitor ids' events: ``GET /admin/contacts/{id}/timeline``)."""
 
     contact_id: str
     profile: dict[str, Any]
+    score: int = 0
+    """The behaviour score now (decayed since ``score_at``), rounded half up."""
+    score_value: float = 0.0
+    """The behaviour score now (decayed), exact."""
     events: list[TimelineEvent]
     events_truncated: bool
 
@@ -120,7 +126,9 @@ class ContactDirectory:
         events_table: str,
         events: EventStore | None = None,
         transact: Callable[[Transaction], None] | None = None,
+        lead_model: LeadModel | None = None,
     ) -> None:
+        self._lead_model = lead_model
         self._contacts = contacts
         self._ddb = ddb
         self._events_table = events_table
@@ -202,15 +210,33 @@ class ContactDirectory:
             raise NotFound("contact")
         return ContactRef(contact_id=contact_id)
 
-    def view(self, contact_id: str) -> ContactView:
+    def _profile(self, contact_id: str) -> dict[str, Any] | None:
         resp = self._ddb.get_item(
             TableName=self._contacts.table,
             Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
             ConsistentRead=True,
         )
-        if "Item" not in resp:
+        return deserialize(resp["Item"]) if "Item" in resp else None
+
+    def _model(self) -> LeadModel:
+        if self._lead_model is None:
+            from leadflow.settings import get_settings
+
+            self._lead_model = load_lead_model(get_settings().leads_file)
+        return self._lead_model
+
+    def view(self, contact_id: str) -> ContactView:
+        """The profile (a merged contact's survivor, followed once) with the score now."""
+        item = self._profile(contact_id)
+        if item is not None and item.get("merged_into"):
+            contact_id = str(item["merged_into"])
+            item = self._profile(contact_id)
+        if item is None or item.get("merged_into"):
             raise NotFound("contact")
-        profile = {k: v for k, v in deserialize(resp["Item"]).items() if k not in ("pk", "sk")}
+        profile = {k: v for k, v in item.items() if k not in ("pk", "sk")}
+        from leadflow.leads.scoring import current_score, display_score
+
+        score_value = current_score(profile, utc_now(), self._model())
         page = self._ddb.query(
             TableName=self._events_table,
             KeyConditionExpression="pk = :pk",
@@ -222,6 +248,8 @@ class ContactDirectory:
         return ContactView(
             contact_id=contact_id,
             profile=profile,
+            score=display_score(score_value),
+            score_value=round(score_value, 6),
             events=events,
             events_truncated="LastEvaluatedKey" in page,
         )

@@ -33,6 +33,13 @@ RESERVED_EVENT_TYPES = frozenset(
         "sales_notified",
         "webhook_delivered",
         "do_not_contact_set",
+        "contact_created",
+        "contact_updated",
+        "contact_identified",
+        "contacts_merged",
+        "points_awarded",
+        "sales_feedback",
+        "lead_assigned",
     }
 )
 RESERVED_EVENT_PREFIXES = ("email_", "sms_", "journey_", "consent_")
@@ -273,6 +280,9 @@ class Contact(BaseModel):
 
     contact_id: str
     email: str
+    merged_into: str | None = None
+    """Set on the tombstone of a contact merged into another (its personal fields are gone, its
+    ``email`` is empty): nothing is sent to it; readers follow ``merged_into`` to the survivor."""
     first_name: str | None = None
     last_name: str | None = None
     consent_email: ConsentState = "unknown"
@@ -289,6 +299,14 @@ class Contact(BaseModel):
     """Title for formal greetings (Ms, Mr, Dr, Frau, Herr, Madame, Monsieur...)."""
     timezone: str | None = None
     """IANA time zone: quiet hours, send windows and wait_until are in the contact's local time."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tombstone(cls, data: Any) -> Any:
+        # a merged contact's tombstone has no email: checked before the fields are validated
+        if isinstance(data, dict) and data.get("merged_into") and not data.get("email"):
+            return {**data, "email": ""}
+        return data
 
     @property
     def reachable_by_email(self) -> bool:

@@ -3,9 +3,11 @@ and erase it everywhere.
 
 Where a contact's data lives (``tables.py``):
 - contacts table: the profile and every item of its partition ``C#<id>`` (journey enrollments,
-  the consent log, frequency-cap counters), the email index ``EMAIL#<address>``, the phone index
+  the consent log, frequency-cap counters) and of the partitions of the contacts merged into it
+  (``merged_ids``: their tombstones, consent logs, journeys), the email index ``EMAIL#<address>``
+  (its own address and the merged ones, ``alt_emails``), the phone index
   ``PHONE#<e164>``, the visitor links ``V#<visitor>`` of the visitor ids the profile remembers;
-- events table: the partition ``C#<id>`` and the anonymous history ``V#<visitor>`` of those visitors;
+- events table: the partitions ``C#<id>`` (and of the merged ids) and the anonymous history ``V#<visitor>`` of those visitors;
 - messages table: the items of the messages sent to it (named by its ``email_sent``/``sms_sent``
   and skip events, and by the deterministic message ids its journeys used);
 - running journey executions (their input holds only the contact id).
@@ -133,7 +135,16 @@ class PrivacyService:
         profile = next((p for p in plain if p["sk"] == keys.PROFILE), None)
         if profile is None:
             raise NotFound("contact")
-        index_keys = [(keys.email(str(profile["email"])), keys.EMAIL)] if profile.get("email") else []
+        # contacts merged into this one: their partitions (tombstone, consent log, journeys) and
+        # events belong to it now
+        merged = sorted(str(m) for m in profile.get("merged_ids") or [])
+        for merged_id in merged:
+            more = list(self._partition(self._contacts_table, keys.contact(merged_id)))
+            items += more
+            plain += [deserialize(i) for i in more]
+        emails = [str(profile["email"])] if profile.get("email") else []
+        emails += sorted(str(e) for e in profile.get("alt_emails") or [])
+        index_keys = [(keys.email(e), keys.EMAIL) for e in emails]
         if profile.get("phone"):
             index_keys.append((ContactStore.phone_key(str(profile["phone"])), ContactStore.PHONE_SK))
         visitors = sorted(str(v) for v in profile.get("visitor_ids") or [])
@@ -146,10 +157,16 @@ class PrivacyService:
             # an index entry belongs to this contact only while it points at it
             if "Item" in resp and deserialize(resp["Item"]).get("contact_id") == contact_id:
                 indexes.append(resp["Item"])
-        events = list(self._partition(self._events_table, keys.contact(contact_id)))
+        events = [
+            e for c in [contact_id, *merged] for e in self._partition(self._events_table, keys.contact(c))
+        ]
         anonymous = [e for v in visitors for e in self._partition(self._events_table, keys.visitor(v))]
         # the report consumer's per-contact and per-visitor state (touches, journey memberships)
-        report_state = list(self._partition(self._reports_table, rkeys.contact_state(contact_id)))
+        report_state = [
+            i
+            for c in [contact_id, *merged]
+            for i in self._partition(self._reports_table, rkeys.contact_state(c))
+        ]
         report_state += [
             i for v in visitors for i in self._partition(self._reports_table, rkeys.visitor_state(v))
         ]
@@ -160,6 +177,7 @@ class PrivacyService:
             report_state += self._partition(self._reports_table, rkeys.message_state(message_id))
         return {
             "profile": profile,
+            "emails": emails,
             "items": items,
             "plain": plain,
             "indexes": indexes,
@@ -225,8 +243,8 @@ class PrivacyService:
         at = iso(utc_now())
         email = found["profile"].get("email")
         stopped = self._stop_executions(found["plain"])
-        if email:  # first: from now on nothing is sent to the address, whatever else happens
-            self._ddb.update_item(**self._contacts.suppression_op(str(email), "erased", at)["Update"])
+        for address in found["emails"]:  # first: from now on nothing is sent to them, whatever else happens
+            self._ddb.update_item(**self._contacts.suppression_op(address, "erased", at)["Update"])
         deleted = {
             "messages": self._delete(self._messages_table, found["messages"]),
             "events": self._delete(self._events_table, found["events"]),

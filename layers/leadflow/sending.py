@@ -5,7 +5,7 @@ Order of work for a step (execution, step) → message id:
 1. claim the message item (conditional put). A retry of a step that already sent finds the claim
    and returns ``duplicate``: a message is never sent twice. Only a throttled attempt is re-claimable.
 2. do-not-contact, suppression and consent are checked now, at send time; a skipped send is
-   recorded on the message item with its reason.
+   recorded on the message item with its reason (a contact merged into another one: ``merged``).
 3. render; a marketing email gets signed click links, the open pixel and one-click unsubscribe
    headers (transactional and confirmation emails none of them); a marketing SMS ends with the
    opt-out hint; the SMS encoding and segment count are measured (more than 10 is a template error).
@@ -224,6 +224,8 @@ class SendService:
         contact = self._contacts.get(request.contact_id)
         if contact is None:
             return self._skip(request, message_id, "contact_not_found")
+        if contact.merged_into:  # a tombstone: the survivor gets its own messages
+            return self._skip(request, message_id, "merged")
         suppression = None if contact.do_not_contact else self._contacts.suppression(contact.email)
         reason = email_skip_reason(contact, request.purpose, suppression)
         if reason is not None:
@@ -282,6 +284,8 @@ class SendService:
         contact = self._contacts.get(request.contact_id)
         if contact is None:
             return self._skip(request, message_id, "contact_not_found")
+        if contact.merged_into:  # a tombstone: the survivor gets its own messages
+            return self._skip(request, message_id, "merged")
         reason = sms_skip_reason(contact, request.purpose)
         if reason is not None:
             return self._skip(request, message_id, reason)

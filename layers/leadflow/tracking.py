@@ -1,5 +1,15 @@
 """What the public tracking API does: record opens, clicks, page views, events, form posts and
-unsubscribes. Pixel and click recording is the hot path: one DynamoDB write, no read."""
+unsubscribes. Pixel and click recording is the hot path: one DynamoDB write, no read.
+
+Identity: a visitor id (the ``lf_vid`` cookie / the snippet's id) becomes a contact's when it is
+linked to it for the first time — a form post with ``visitor_id``, ``POST /events`` with both
+``email`` and ``visitor_id`` (e.g. type ``identify``), or an email click that carries the visitor
+cookie. The link item ``V#<vid>``/``LINK`` is written with the condition "not linked yet" together
+with ``contact_identified`` {visitor_id} and the visitor id added to the profile's ``visitor_ids``,
+in one transaction: the lead engine folds the visitor's anonymous history into the score, the
+timeline shows it. A visitor id already linked to ANOTHER contact keeps its first link (a shared
+device: the anonymous history is not handed to whoever signs up next on it); the new contact's
+own events are recorded as usual. The page-view pixel never reads or links (one write)."""
 
 from __future__ import annotations
 
@@ -26,7 +36,17 @@ from leadflow.models import (
 )
 from leadflow.observability import logger, metrics
 from leadflow.settings import FormConfig
-from leadflow.store import ContactStore, EventStore, IdempotencyMarks, Transaction, cancellation_codes
+from leadflow.store import (
+    ContactStore,
+    EventStore,
+    IdempotencyMarks,
+    Transaction,
+    cancellation_codes,
+    put_op,
+    serialize,
+    values,
+)
+from leadflow.tables import keys
 from leadflow.tokens import InvalidToken, TokenClaims, TokenSigner
 
 _VISITOR_ID = re.compile(VISITOR_ID_PATTERN)
@@ -54,6 +74,59 @@ def valid_visitor_id(value: str | None) -> str | None:
     return value if value and _VISITOR_ID.match(value) else None
 
 
+class VisitorLinks:
+    """The visitor link items ``V#<vid>``/``LINK`` {contact_id, linked_at} of the contacts table."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def linked_contact(self, visitor_id: str, *, consistent: bool = True) -> str | None:
+        resp = self._client.get_item(
+            TableName=self._table,
+            Key=serialize({"pk": keys.visitor(visitor_id), "sk": keys.LINK}),
+            ProjectionExpression="contact_id",
+            ConsistentRead=consistent,
+        )
+        return str(resp["Item"]["contact_id"]["S"]) if "Item" in resp else None
+
+    def link_op(self, visitor_id: str, contact_id: str, at: str) -> dict[str, Any]:
+        """The first link of a visitor id (fails the transaction when it is linked already)."""
+        return put_op(
+            self._table,
+            {"pk": keys.visitor(visitor_id), "sk": keys.LINK, "contact_id": contact_id, "linked_at": at},
+            "attribute_not_exists(pk)",
+        )
+
+    def add_visitor_op(self, contact_id: str, visitor_id: str, at: str) -> dict[str, Any]:
+        """Remember the visitor id on an existing, unmerged profile."""
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
+                "UpdateExpression": "ADD visitor_ids :vids SET updated_at = :at",
+                "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(merged_into)",
+                "ExpressionAttributeValues": values(vids={visitor_id}, at=at),
+            }
+        }
+
+
+def identified_event(
+    contact_id: str, visitor_id: str, at: str, source: str, *, with_event: str | None = None
+) -> Event:
+    """``contact_identified``; written together with another event (``with_event``: its id), its id
+    sorts right after that one's, so the pair is ordered the same way in every listing."""
+    return Event(
+        event_id=f"{with_event}.identified" if with_event else ids.new_event_id(),
+        type="contact_identified",
+        occurred_at=at,
+        contact_id=contact_id,
+        visitor_id=visitor_id,
+        source=source,
+        properties={"visitor_id": visitor_id},
+    )
+
+
 @dataclass(frozen=True)
 class PageView:
     visitor_id: str
@@ -70,7 +143,9 @@ class TrackingService:
         signer: TokenSigner,
         forms: Mapping[str, FormConfig],
         transact: Callable[[Transaction], None],
+        links: VisitorLinks,
     ) -> None:
+        self._links = links
         self._events = events
         self._contacts = contacts
         self._marks = marks
@@ -107,11 +182,34 @@ class TrackingService:
         self._engagement(claims, "email_opened", {k: v for k, v in properties.items() if v is not None})
         return True
 
-    def record_click(self, token: str, user_agent: str | None) -> str:
-        """Record a click and return the destination sealed in the token."""
+    def record_click(self, token: str, user_agent: str | None, visitor_id: str | None = None) -> str:
+        """Record a click and return the destination sealed in the token. With the visitor cookie
+        (``visitor_id``) an unlinked visitor becomes the clicking contact's (``contact_identified``)."""
         claims = self._signer.verify(token, "click")
         self._engagement(claims, "email_clicked", {"url": claims.url, "user_agent": (user_agent or "")[:256]})
+        visitor_id = valid_visitor_id(visitor_id)
+        if visitor_id:
+            try:
+                self._identify_from_click(claims.contact_id, visitor_id)
+            except ClientError:  # the click is recorded; a failed link is logged, not fatal
+                logger.exception("visitor not linked")
         return claims.url or ""
+
+    def _identify_from_click(self, contact_id: str, visitor_id: str) -> None:
+        if self._links.linked_contact(visitor_id, consistent=False) is not None:
+            return  # linked already (to this contact, or to another one on a shared device)
+        at = iso(utc_now())
+        txn = Transaction()
+        txn.add(self._links.link_op(visitor_id, contact_id, at))
+        txn.add(self._links.add_visitor_op(contact_id, visitor_id, at))
+        txn.add(self._events.put_op(identified_event(contact_id, visitor_id, at, "email")))
+        try:
+            self._transact(txn)
+        except ClientError as exc:
+            if "ConditionalCheckFailed" in cancellation_codes(exc):
+                return  # linked concurrently, or the contact was merged or erased
+            raise
+        metrics.add_metric(name="VisitorsIdentified", unit="Count", value=1)
 
     # --- website ---------------------------------------------------------------------------------
 
@@ -147,14 +245,32 @@ class TrackingService:
             at = iso(utc_now())
             contact_id: str | None = None
             claim_index: int | None = None
+            link_index: int | None = None
+            event_id = ids.new_event_id()
             if payload.email:
                 contact_id = self._contacts.contact_id_for_email(payload.email)
+                link = None
+                if payload.visitor_id and self._links.linked_contact(payload.visitor_id) is None:
+                    link = payload.visitor_id  # first time this visitor is tied to a contact
                 if contact_id is None:
                     contact_id = ids.new_contact_id()
                     claim_index = txn.add(self._contacts.email_claim_op(payload.email, contact_id))
-                    txn.add(self._contacts.upsert_profile_op(contact_id, {"email": payload.email}, at))
+                    txn.add(
+                        self._contacts.upsert_profile_op(
+                            contact_id, {"email": payload.email}, at, visitor_id=link
+                        )
+                    )
+                elif link:
+                    txn.add(self._links.add_visitor_op(contact_id, link, at))
+                if link:
+                    link_index = txn.add(self._links.link_op(link, contact_id, at))
+                    txn.add(
+                        self._events.put_op(
+                            identified_event(contact_id, link, at, "api", with_event=event_id)
+                        )
+                    )
             event = Event(
-                event_id=ids.new_event_id(),
+                event_id=event_id,
                 type=payload.type,
                 occurred_at=at,
                 contact_id=contact_id,
@@ -174,8 +290,8 @@ class TrackingService:
                 if mark_index in failed:
                     metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
                     return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=True)
-                if claim_index in failed and attempt == 0:
-                    continue  # the address was claimed concurrently by a new contact: use that one
+                if (claim_index in failed or link_index in failed) and attempt == 0:
+                    continue  # claimed or linked concurrently: read again
                 raise
             metrics.add_metric(name="EventsRecorded", unit="Count", value=1)
             return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=False)
@@ -198,6 +314,9 @@ class TrackingService:
             existing = self._contacts.contact_id_for_email(submission.email)
             contact_id = existing or ids.new_contact_id()
             at = iso(utc_now())
+            linked = self._links.linked_contact(submission.visitor_id) if submission.visitor_id else None
+            # a visitor id linked to another contact keeps that link (shared device)
+            visitor_id = submission.visitor_id if linked in (None, contact_id) else None
             fields: dict[str, Any] = {
                 "email": submission.email,
                 "first_name": submission.first_name,
@@ -228,9 +347,7 @@ class TrackingService:
                     }
             txn = Transaction()
             txn.add(self._contacts.email_claim_op(submission.email, contact_id))
-            txn.add(
-                self._contacts.upsert_profile_op(contact_id, fields, at, visitor_id=submission.visitor_id)
-            )
+            txn.add(self._contacts.upsert_profile_op(contact_id, fields, at, visitor_id=visitor_id))
             if submission.consent:
                 txn.add(
                     self._contacts.consent_log_op(
@@ -257,8 +374,17 @@ class TrackingService:
                 )
             if submission.phone:
                 txn.add(self._contacts.phone_index_op(submission.phone, contact_id, at))
-            if submission.visitor_id:
-                txn.add(self._contacts.visitor_link_op(submission.visitor_id, contact_id, at))
+            link_index: int | None = None
+            form_event_id = ids.new_event_id()
+            if submission.visitor_id and linked is None:
+                link_index = txn.add(self._links.link_op(submission.visitor_id, contact_id, at))
+                txn.add(
+                    self._events.put_op(
+                        identified_event(
+                            contact_id, submission.visitor_id, at, f"form:{form_id}", with_event=form_event_id
+                        )
+                    )
+                )
             properties: dict[str, Any] = {"form_id": form_id, "consent": submission.consent}
             if form.double_opt_in:
                 properties["double_opt_in"] = True
@@ -267,7 +393,7 @@ class TrackingService:
             txn.add(
                 self._events.put_op(
                     Event(
-                        event_id=ids.new_event_id(),
+                        event_id=form_event_id,
                         type="form_submitted",
                         occurred_at=at,
                         contact_id=contact_id,
@@ -281,8 +407,11 @@ class TrackingService:
                 self._transact(txn)
             except ClientError as exc:
                 codes = cancellation_codes(exc)
-                if attempt == 0 and codes and codes[0] == "ConditionalCheckFailed":
-                    continue  # the address was claimed concurrently by a new contact: use that one
+                link_failed = link_index is not None and codes[link_index : link_index + 1] == [
+                    "ConditionalCheckFailed"
+                ]
+                if attempt == 0 and codes and (codes[0] == "ConditionalCheckFailed" or link_failed):
+                    continue  # the address was claimed or the visitor linked concurrently: read again
                 raise
             metrics.add_metric(name="FormsSubmitted", unit="Count", value=1)
             return FormAccepted(contact_id=contact_id)

@@ -26,7 +26,7 @@ def test_redelivered_stream_batch_changes_no_score_and_starts_no_second_journey(
     contact = sign_up(system, "score@example.com")
     system.settle()
     first_score = int(profile(system, contact)["score"]["N"])
-    assert first_score == 10  # form_submitted
+    assert first_score == 10  # form_submitted (newsletter-signup in leads.yaml)
     executions = [e for e in system.executions() if contact in e["name"]]
     assert len(executions) == 1
 
@@ -43,7 +43,7 @@ def test_redelivered_stream_batch_changes_no_score_and_starts_no_second_journey(
 def test_failed_records_are_reported_and_applied_once_on_retry(
     system: LocalSystem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Given the contacts table is unreachable, the score batch reports the failing record
+    """Given the contacts table cannot be written, the score batch reports the failing record
     (partial batch response) and passes the rest; once the table is back, the retried record is
     applied exactly once however often it is delivered."""
     system.invoke_http("GET", "/t/p.gif", query="vid=v-anonymous-0001&url=https%3A%2F%2Fexample.com%2F")
@@ -52,8 +52,19 @@ def test_failed_records_are_reported_and_applied_once_on_retry(
     [page_view] = [
         r for r in records if r["dynamodb"]["NewImage"].get("visitor_id", {}).get("S") == "v-anonymous-0001"
     ]
-    [form] = [r for r in records if r["dynamodb"]["NewImage"].get("contact_id", {}).get("S") == contact]
-    monkeypatch.setattr(system.modules["score"].service._contacts, "_table", "leadflow-local-missing")
+    [form] = [
+        r
+        for r in records
+        if r["dynamodb"]["NewImage"].get("contact_id", {}).get("S") == contact
+        and r["dynamodb"]["NewImage"]["type"]["S"] == "form_submitted"
+    ]
+
+    def unreachable(items: list[dict[str, Any]]) -> None:
+        raise ClientError(
+            {"Error": {"Code": "ResourceNotFoundException", "Message": "gone"}}, "TransactWriteItems"
+        )
+
+    monkeypatch.setattr(system.modules["score"].service._store, "transact", unreachable)
     failed = system.handlers[SCORE]({"Records": [page_view, form]}, lambda_context(SCORE))
     assert failed == {"batchItemFailures": [{"itemIdentifier": form["dynamodb"]["SequenceNumber"]}]}
     with pytest.raises(Exception, match="All records failed"):  # the whole batch failed: Lambda retries it

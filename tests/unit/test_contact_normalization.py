@@ -1,0 +1,164 @@
+"""Contact input normalization and validation (no AWS): one person is one contact however the data
+was typed, and every error names its field."""
+
+from __future__ import annotations
+
+import pytest
+
+from leadflow.contacts.model import (
+    COUNTRY_CODES,
+    ContactIn,
+    ContactInvalid,
+    check_attributes,
+    normalize_country,
+    normalize_gender,
+    parse_contact,
+)
+from leadflow.leads.model import AttributeSpec
+
+SCHEMA = {
+    "company_size": AttributeSpec(type="integer", min=1, max=100000),
+    "budget": AttributeSpec(type="number", min=0),
+    "newsletter": AttributeSpec(type="boolean"),
+    "renewal": AttributeSpec(type="date"),
+    "plan": AttributeSpec(type="enum", values=["free", "pro"]),
+    "hq": AttributeSpec(type="country"),
+    "industry": AttributeSpec(type="string", max_length=10),
+}
+
+
+def fields_of(data: dict[str, object]) -> dict[str, str]:
+    with pytest.raises(ContactInvalid) as caught:
+        parse_contact(data, SCHEMA)
+    return {f["field"]: f["message"] for f in caught.value.fields}
+
+
+def test_email_is_trimmed_lower_cased_and_idn_becomes_punycode() -> None:
+    assert parse_contact({"email": " Ada@Bücher.Example "}, SCHEMA).email == "ada@xn--bcher-kva.example"
+    assert parse_contact({"email": "MIXED.Case@Example.COM"}, SCHEMA).email == "mixed.case@example.com"
+    assert "email" in fields_of({"email": "no-at-sign"})
+    assert fields_of({"email": " "})["email"] == "is required"
+
+
+def test_phone_becomes_e164() -> None:
+    assert (
+        parse_contact({"email": "a@example.com", "phone": "0049 (30) 1234-567"}, SCHEMA).phone
+        == "+49301234567"
+    )
+    assert (
+        parse_contact({"email": "a@example.com", "phone": "+1 415.555.0123"}, SCHEMA).phone == "+14155550123"
+    )
+    assert "phone" in fields_of({"email": "a@example.com", "phone": "030 1234"})
+
+
+def test_country_codes_are_the_249_assigned_ones() -> None:
+    assert len(COUNTRY_CODES) == 249
+    assert normalize_country(" de ") == "DE"
+    assert {"AX", "BQ", "SS", "XK"} & COUNTRY_CODES == {"AX", "BQ", "SS"}  # XK is user-assigned
+    for bad in ("UK", "EU", "XX", "DEU", "D"):
+        assert "country" in fields_of({"email": "a@example.com", "country": bad})
+
+
+def test_gender_synonyms() -> None:
+    assert [normalize_gender(v) for v in ("F", "w", "Female", "weiblich")] == ["female"] * 4
+    assert [normalize_gender(v) for v in ("m", "MALE", "Mann")] == ["male"] * 3
+    assert [normalize_gender(v) for v in ("d", "X", "non-binary", "divers")] == ["diverse"] * 4
+    assert normalize_gender("prefer not to say") == "undisclosed"
+    assert "gender" in fields_of({"email": "a@example.com", "gender": "robot"})
+
+
+def test_names_are_cleaned_and_blank_means_not_given() -> None:
+    contact = parse_contact(
+        {
+            "email": "a@example.com",
+            "first_name": "  Ada \t  Maria ",
+            "last_name": "",
+            "company": " ACME  GmbH ",
+        },
+        SCHEMA,
+    )
+    assert (contact.first_name, contact.last_name, contact.company) == ("Ada Maria", None, "ACME GmbH")
+    assert "first_name" in fields_of({"email": "a@example.com", "first_name": "bad\x00name"})
+    assert "last_name" in fields_of({"email": "a@example.com", "last_name": "x" * 101})
+
+
+def test_tags_locale_timezone_consent() -> None:
+    contact = parse_contact(
+        {
+            "email": "a@example.com",
+            "tags": "VIP| webinar ;vip",
+            "locale": "de_AT",
+            "timezone": "Europe/Vienna",
+        },
+        SCHEMA,
+    )
+    assert contact.tags == ["vip", "webinar"]
+    assert contact.locale == "de-AT"
+    assert "tags" in fields_of({"email": "a@example.com", "tags": ["has space"]})
+    assert "timezone" in fields_of({"email": "a@example.com", "timezone": "Mars/Base"})
+    assert "consent_source" in fields_of({"email": "a@example.com", "consent_email": "granted"})
+    granted = parse_contact(
+        {"email": "a@example.com", "consent_email": "GRANTED", "consent_source": "fair 2026"}, SCHEMA
+    )
+    assert granted.consent_email == "granted"
+    assert "consent_email" in fields_of({"email": "a@example.com", "consent_email": "maybe"})
+    assert fields_of({"email": "a@example.com", "password": "x"}) == {"password": "unknown field"}
+
+
+def test_custom_attributes_are_typed_by_the_schema() -> None:
+    values, errors = check_attributes(
+        {
+            "company_size": "250",
+            "budget": "1200.50",
+            "newsletter": "yes",
+            "renewal": "2026-12-31",
+            "plan": "PRO",
+            "hq": "ch",
+            "industry": "  retail ",
+        },
+        SCHEMA,
+    )
+    assert errors == []
+    assert values == {
+        "company_size": 250,
+        "budget": 1200.5,
+        "newsletter": True,
+        "renewal": "2026-12-31",
+        "plan": "pro",
+        "hq": "CH",
+        "industry": "retail",
+    }
+    bad = fields_of(
+        {
+            "email": "a@example.com",
+            "attributes": {
+                "company_size": "2.5",
+                "budget": -1,
+                "newsletter": "perhaps",
+                "renewal": "31.12.2026",
+                "plan": "gold",
+                "hq": "XX",
+                "industry": "x" * 11,
+                "shoe_size": 42,
+            },
+        }
+    )
+    assert set(bad) == {
+        "attributes.company_size",
+        "attributes.budget",
+        "attributes.newsletter",
+        "attributes.renewal",
+        "attributes.plan",
+        "attributes.hq",
+        "attributes.industry",
+        "attributes.shoe_size",
+    }
+    assert bad["attributes.budget"] == "must be at least 0"
+    assert "unknown attribute" in bad["attributes.shoe_size"]
+    assert check_attributes({"company_size": True}, SCHEMA)[1][0]["field"] == "attributes.company_size"
+
+
+def test_every_problem_of_a_contact_is_reported_at_once() -> None:
+    bad = fields_of({"email": "x", "country": "ZZ", "attributes": {"plan": "gold"}})
+    assert set(bad) == {"email", "country", "attributes.plan"}
+    assert ContactIn.model_fields["email"].is_required()
