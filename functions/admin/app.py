@@ -23,7 +23,7 @@ from leadflow.admin import (
     EnrollmentIn,
 )
 from leadflow.contacts import api as contacts_api
-from leadflow.errors import NotFound
+from leadflow.errors import Conflict, NotFound
 from leadflow.journeys import load_journeys
 from leadflow.leads import sales_api
 from leadflow.observability import logger, metrics, tracer
@@ -64,6 +64,11 @@ def _validation_error(exc: RequestValidationError) -> Response[str]:
 @app.exception_handler(NotFound)  # type: ignore[untyped-decorator]
 def _not_found(exc: NotFound) -> Response[str]:
     return error_response(HTTPStatus.NOT_FOUND, str(exc))
+
+
+@app.exception_handler(Conflict)  # type: ignore[untyped-decorator]
+def _conflict(exc: Conflict) -> Response[str]:
+    return error_response(HTTPStatus.CONFLICT, str(exc))
 
 
 @app.get("/admin/contacts/<contact_id>")

@@ -3,7 +3,7 @@ schedules, contact updates, sales hand-offs, webhooks, leaving). Returns the ste
 
 from __future__ import annotations
 
-from email.utils import formataddr
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser import parse
@@ -11,30 +11,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
 from leadflow.journey_steps import JourneyStepRunner, StepRequest
-from leadflow.messaging import EmailRenderer
+from leadflow.leads.handoff import HandoffPublisher, InteractionHistory
+from leadflow.leads.model import load_lead_model
+from leadflow.leads.routing import Assignments, OwnerPicker
 from leadflow.observability import logger, metrics, tracer
-from leadflow.sending import SendService
 from leadflow.settings import get_settings
 
 settings = get_settings()
 _ddb = wiring.client("dynamodb")
-sender = SendService(
-    contacts=wiring.contact_store(settings, _ddb),
-    messages=wiring.message_store(settings, _ddb),
-    events=wiring.event_store(settings, _ddb),
-    renderer=EmailRenderer(settings.templates_dir),
-    signer=wiring.token_signer(settings),
-    ses=wiring.client("ses"),
-    transact=wiring.transactor(_ddb),
-    public_base_url=settings.public_base_url,
-    sender=formataddr((settings.sender_name, settings.sender_email)),
-    unsubscribe_mailto=settings.unsubscribe_mailto,
-    configuration_set=settings.ses_configuration_set,
-    sns=wiring.client("sns"),
-    sms_sender_id=settings.sms_sender_id,
-    sms_origination_number=settings.sms_origination_number,
-    sms_type=settings.sms_type,
-)
+lead_model = load_lead_model(settings.leads_file)
+sender = wiring.send_service(settings, _ddb)
 runner = JourneyStepRunner(
     store=wiring.journey_store(settings, _ddb),
     messages=wiring.message_store(settings, _ddb),
@@ -43,8 +29,22 @@ runner = JourneyStepRunner(
     sender=sender,
     transact=wiring.transactor(_ddb),
     contacts_table=settings.contacts_table,
-    sns=wiring.client("sns"),
-    sales_topic_arn=settings.sales_topic_arn,
+    handoffs=HandoffPublisher(
+        sns=wiring.client("sns"),
+        events=wiring.client("events"),
+        topic_arn=settings.sales_topic_arn,
+        event_bus_name=settings.event_bus_name,
+    ),
+    history=InteractionHistory(_ddb, settings.events_table),
+    assignments=Assignments(
+        client=_ddb,
+        idempotency_table=settings.idempotency_table,
+        picker=OwnerPicker(client=_ddb, contacts_table=settings.contacts_table, model=lambda: lead_model),
+        now=time.time,
+    ),
+    lead_model=lambda: lead_model,
+    sqs=wiring.client("sqs"),
+    dead_letter_queue_url=settings.webhook_dead_letter_queue_url,
     webhook_keys=wiring.webhook_keys_source(settings.webhook_secrets_secret),
     allow_plain_http=settings.stage == "local",
 )

@@ -8,6 +8,11 @@ Exactly once: sends are claimed per (execution, step, round) by ``SendService``;
 sales hand-offs and webhooks write an idempotency marker in the same transaction as their effect;
 frequency-cap reservations are keyed by the message id. A Step Functions retry or a redrive repeats
 nothing.
+
+Sales hand-offs (``notify_sales``) assign an owner by the lead model's routing rules and publish the
+complete hand-off document (``leadflow.leads.handoff``) to the sales SNS topic and the EventBridge
+bus. A webhook whose retries are exhausted (or that the endpoint refused) is dead-lettered: the
+``dead_letter`` action sends a record of it to the webhook dead-letter queue and the journey goes on.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +37,10 @@ from leadflow.enrollments import CapExceeded, JourneyStore
 from leadflow.journeys.conditions import Condition, Facts, evaluate
 from leadflow.journeys.model import Exit, Settings, UpdateContact, WaitUntil
 from leadflow.journeys.timing import next_send_time, rfc3339, wait_until_time, week_key, zone
+from leadflow.leads.handoff import HandoffPublisher, InteractionHistory, build_document
+from leadflow.leads.model import LeadModel
+from leadflow.leads.routing import Assignment, Assignments
+from leadflow.leads.scoring import current_score
 from leadflow.models import Event, SendRequest, SendResult, iso, utc_now
 from leadflow.observability import logger, metrics
 from leadflow.store import (
@@ -55,9 +65,9 @@ Action = Literal[
     "update_contact",
     "notify_sales",
     "webhook",
+    "dead_letter",
     "leave",
 ]
-HANDOFF_EVENTS = 50
 WEBHOOK_TIMEOUT_SECONDS = 10
 
 
@@ -101,6 +111,8 @@ class StepRequest(BaseModel):
     since: str | None = None
     outcome: Literal["completed", "exited", "held_out"] | None = None
     reason: str | None = None
+    failure: dict[str, Any] | None = None
+    """The error a dead-lettered step failed with (Step Functions' ``{Error, Cause}``)."""
 
     @property
     def round_step_id(self) -> str:
@@ -156,13 +168,20 @@ class JourneyStepRunner:
         sender: Sender,
         transact: Callable[[Transaction], None],
         contacts_table: str,
-        sns: Any,
-        sales_topic_arn: str,
+        handoffs: HandoffPublisher,
+        history: InteractionHistory,
+        assignments: Assignments,
+        lead_model: Callable[[], LeadModel],
+        sqs: Any,
+        dead_letter_queue_url: str,
         webhook_keys: Callable[[], Mapping[str, str]],
         allow_plain_http: bool = False,
         post: Poster = http_post,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
+        """``handoffs``/``history``/``assignments``: sales hand-offs (where they go, the interaction
+        history, the owner); ``lead_model``: the lead model (``leads.yaml``, read once and cached by
+        the caller); ``sqs``/``dead_letter_queue_url``: where failed webhook deliveries go."""
         self._store = store
         self._messages = messages
         self._events = events
@@ -170,8 +189,12 @@ class JourneyStepRunner:
         self._sender = sender
         self._transact = transact
         self._contacts_table = contacts_table
-        self._sns = sns
-        self._sales_topic_arn = sales_topic_arn
+        self._handoffs = handoffs
+        self._history = history
+        self._assignments = assignments
+        self._lead_model = lead_model
+        self._sqs = sqs
+        self._dead_letter_queue_url = dead_letter_queue_url
         self._webhook_keys = webhook_keys
         self._allow_plain_http = allow_plain_http
         self._post = post
@@ -180,6 +203,9 @@ class JourneyStepRunner:
     def run(self, request: StepRequest) -> dict[str, Any]:
         if request.action == "leave":
             return self._leave(request)
+        if request.action == "dead_letter":
+            # the record of a failed delivery is kept whatever the contact did meanwhile
+            return self._dead_letter(request)
         profile = self._check_exit(request)
         handler: Callable[[StepRequest, dict[str, Any]], dict[str, Any]] = getattr(self, f"_{request.action}")
         return handler(request, profile)
@@ -195,11 +221,13 @@ class JourneyStepRunner:
                 message = self._messages.get(ids.deterministic_id(request.execution_id, step_id))
             return message or {}
 
+        now = self._now()
         return Facts(
             profile=profile,
-            now=self._now(),
+            now=now,
             engagement=engagement,
             events=lambda since: self._store.events_since(request.contact_id, since),
+            score=current_score(profile, now, self._lead_model()),
         )
 
     def _check_exit(self, request: StepRequest) -> dict[str, Any]:
@@ -349,9 +377,9 @@ class JourneyStepRunner:
 
     # --- effects ---------------------------------------------------------------------------------
 
-    def _once(self, request: StepRequest, txn: Transaction) -> bool:
+    def _once(self, request: StepRequest, txn: Transaction, kind: str = "STEP") -> bool:
         """Commit ``txn`` with this step's marker; False when an earlier attempt already did."""
-        marker = txn.add(self._marks.put_op("STEP", f"{request.execution_id}#{request.round_step_id}"))
+        marker = txn.add(self._marks.put_op(kind, f"{request.execution_id}#{request.round_step_id}"))
         try:
             self._transact(txn)
         except ClientError as exc:
@@ -389,18 +417,20 @@ class JourneyStepRunner:
         for i, name in enumerate(spec.unset):
             names[f"#u{i}"] = name
             removes.append(f"#u{i}")
-        if spec.stage:
-            sets.append("stage = :stage")
+        old_stage = profile.get("stage")
+        stage_changes = bool(spec.stage) and spec.stage != old_stage
+        if stage_changes:
+            # the lead engine's optimistic lock (lead_version) sees the change and re-reads
+            sets += ["stage = :stage", "stage_at = :at"]
             vals["stage"] = spec.stage
+            adds.append("lead_version :one")
+            vals["one"] = 1
         if spec.add_tags:
             adds.append("tags :addtags")
             vals["addtags"] = set(spec.add_tags)
         if spec.remove_tags:
             deletes.append("tags :deltags")
             vals["deltags"] = set(spec.remove_tags)
-        if spec.add_points:
-            adds.append("score :points")
-            vals["points"] = spec.add_points
         expression = "SET " + ", ".join(sets)
         if removes:
             expression += " REMOVE " + ", ".join(removes)
@@ -419,57 +449,78 @@ class JourneyStepRunner:
             update["ExpressionAttributeNames"] = names
         txn = Transaction()
         txn.add({"Update": update})
-        old_stage = profile.get("stage")
-        if spec.stage and spec.stage != old_stage:
-            stage_event = self._event(request, "stage_changed", {"from": old_stage or "", "to": spec.stage})
+        if stage_changes:
+            stage_event = self._event(
+                request,
+                "stage_changed",
+                {"from": old_stage or "", "to": spec.stage, "reason": f"journey {request.journey_id}"},
+            )
             txn.add(self._events.put_op(stage_event))
         if spec.add_points:
-            old = int(profile.get("score") or 0)
-            score_event = self._event(
-                request, "score_changed", {"from": old, "to": old + spec.add_points, "delta": spec.add_points}
+            # the lead engine applies the points (with decay and caps) and emits score_changed
+            points = self._event(
+                request,
+                "points_awarded",
+                {"points": spec.add_points, "reason": f"journey {request.journey_id}/{request.step_id}"},
             )
-            txn.add(self._events.put_op(score_event))
+            txn.add(self._events.put_op(points))
         done = self._once(request, txn)
         return {"status": "updated" if done else "duplicate"}
 
-    def _handoff_document(
-        self, request: StepRequest, profile: Mapping[str, Any], reason: str
+    def _handoff(
+        self, request: StepRequest, profile: Mapping[str, Any], reason: str, assignment: Assignment
     ) -> dict[str, Any]:
-        history = self._store.events_since(request.contact_id, None)[:HANDOFF_EVENTS]
-        return {
-            "handoff_id": ids.deterministic_id(request.execution_id, request.round_step_id, "handoff"),
-            "reason": reason,
-            "journey_id": request.journey_id,
-            "notified_at": iso(self._now()),
-            "contact": {k: v for k, v in profile.items() if k not in ("pk", "sk")},
-            "events": [
-                {
-                    k: v
-                    for k, v in e.items()
-                    if k in ("event_id", "type", "occurred_at", "properties", "source")
-                }
-                for e in history
-            ],
-        }
+        """The complete hand-off document (profile, owner, full interaction history)."""
+        history, truncated = self._history.of(profile)
+        return build_document(
+            handoff_id=ids.deterministic_id(request.execution_id, request.round_step_id, "handoff"),
+            reason=reason,
+            journey_id=request.journey_id,
+            step_id=request.step_id,
+            profile=profile,
+            assignment=assignment,
+            history=history,
+            history_truncated=truncated,
+            now=self._now(),
+            model=self._lead_model(),
+        )
 
-    def _already_done(self, request: StepRequest) -> bool:
-        return self._marks.exists("STEP", f"{request.execution_id}#{request.round_step_id}")
+    def _already_done(self, request: StepRequest, kind: str = "STEP") -> bool:
+        return self._marks.exists(kind, f"{request.execution_id}#{request.round_step_id}")
 
     def _notify_sales(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
         if self._already_done(request):
             return {"status": "duplicate"}
         reason = str(request.step["reason"])
-        document = self._handoff_document(request, profile, reason)
-        # Published before the marker commits: a crash in between publishes again with the same
-        # handoff_id, which subscribers use to drop the repeat (SNS itself is at-least-once).
-        self._sns.publish(
-            TopicArn=self._sales_topic_arn,
-            Subject="leadflow: lead handed to sales",
-            Message=json.dumps(document, default=str),
-            MessageAttributes={"journey_id": {"DataType": "String", "StringValue": request.journey_id}},
+        # one owner per hand-off: the first notify_sales of the execution picks it, a retry or a
+        # reminder of the same execution reuses it
+        assignment, new = self._assignments.assign(
+            request.execution_id, profile, self._now(), made_by=request.round_step_id
         )
+        document = self._handoff(request, profile, reason, assignment)
+        # Published before the marker commits: a crash in between publishes again with the same
+        # handoff_id, which subscribers use to drop the repeat (SNS and EventBridge are at-least-once).
+        self._handoffs.publish(document)
         txn = Transaction()
         txn.add(self._events.put_op(self._event(request, "sales_notified", {"reason": reason[:200]})))
+        if new and assignment.owner is not None:
+            txn.add(
+                {
+                    "Update": {
+                        "TableName": self._contacts_table,
+                        "Key": serialize({"pk": keys.contact(request.contact_id), "sk": keys.PROFILE}),
+                        "UpdateExpression": "SET #owner = :owner, owner_assigned_at = :at, updated_at = :at "
+                        "ADD lead_version :one",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeNames": {"#owner": "owner"},
+                        "ExpressionAttributeValues": values(
+                            owner=assignment.owner, at=iso(self._now()), one=1
+                        ),
+                    }
+                }
+            )
+            assigned = {"owner": assignment.owner, "rule": assignment.rule}
+            txn.add(self._events.put_op(self._event(request, "lead_assigned", assigned)))
         self._once(request, txn)
         metrics.add_metric(name="SalesHandoffs", unit="Count", value=1)
         return {"status": "notified"}
@@ -484,18 +535,20 @@ class JourneyStepRunner:
         if not secret:
             raise WebhookRejected(f"no webhook secret named {request.step['secret']!r}")
         delivery_id = ids.deterministic_id(request.execution_id, request.round_step_id, "webhook")
-        body = json.dumps(
-            {
-                "delivery_id": delivery_id,
-                "journey_id": request.journey_id,
-                "step_id": request.step_id,
-                "contact_id": request.contact_id,
-                "sent_at": iso(self._now()),
-                "payload": request.step.get("payload") or {},
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        ).encode()
+        document: dict[str, Any] = {
+            "delivery_id": delivery_id,
+            "journey_id": request.journey_id,
+            "step_id": request.step_id,
+            "contact_id": request.contact_id,
+            "sent_at": iso(self._now()),
+            "payload": request.step.get("payload") or {},
+        }
+        if request.step.get("include_handoff"):
+            # the owner of the contact's current hand-off, if any (a webhook never assigns one)
+            owner = profile.get("owner")
+            current = Assignment(owner=str(owner) if owner else None, rule=None)
+            document["handoff"] = self._handoff(request, profile, "CRM sync", current)
+        body = json.dumps(document, separators=(",", ":"), sort_keys=True, default=str).encode()
         timestamp = str(int(time.time()))
         signature = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
         headers = {
@@ -517,6 +570,44 @@ class JourneyStepRunner:
         self._once(request, txn)
         metrics.add_metric(name="WebhooksDelivered", unit="Count", value=1)
         return {"status": "delivered"}
+
+    def _dead_letter(self, request: StepRequest) -> dict[str, Any]:
+        """A webhook delivery failed for good: a record of it goes to the dead-letter queue (once:
+        a marker after the send; a crash in between sends it again with the same delivery id)."""
+        if self._already_done(request, "DEADLETTER"):
+            return {"status": "duplicate"}
+        failure = request.failure or {}
+        error = str(failure.get("Error") or "unknown")[:100]
+        at = iso(self._now())
+        record = {
+            "delivery_id": ids.deterministic_id(request.execution_id, request.round_step_id, "webhook"),
+            "journey_id": request.journey_id,
+            "step_id": request.step_id,
+            "execution_id": request.execution_id,
+            "contact_id": request.contact_id,
+            "url_host": urlsplit(str(request.step.get("url", ""))).hostname or "",
+            "error": error,
+            "message": _exit_reason(failure.get("Cause"))[:300] if failure.get("Cause") else "",
+            "at": at,
+        }
+        self._sqs.send_message(
+            QueueUrl=self._dead_letter_queue_url,
+            MessageBody=json.dumps(record, separators=(",", ":"), sort_keys=True),
+            MessageAttributes={
+                "journey_id": {"DataType": "String", "StringValue": request.journey_id},
+                "error": {"DataType": "String", "StringValue": error},
+            },
+        )
+        txn = Transaction()
+        failed = self._event(request, "webhook_failed", {"error": error, "url_host": record["url_host"]})
+        txn.add(self._events.put_op(failed))
+        self._once(request, txn, "DEADLETTER")
+        metrics.add_metric(name="WebhooksDeadLettered", unit="Count", value=1)
+        logger.warning(
+            "webhook dead-lettered",
+            extra={"journey": request.journey_id, "step": request.step_id, "error": error},
+        )
+        return {"status": "dead_lettered"}
 
     # --- leaving -----------------------------------------------------------------------------------
 

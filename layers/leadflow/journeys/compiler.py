@@ -51,6 +51,8 @@ SEND_RETRY_ERRORS = [*TRANSIENT_ERRORS, "SendThrottled"]
 EXITED_ERROR = "ContactExited"
 DEFERRED_ERROR = "SendDeferred"
 WEBHOOK_ERROR = "WebhookFailed"
+WEBHOOK_REJECTED = "WebhookRejected"
+HANDOFF_ERROR = "HandoffNotPublished"
 COMPLETE = "Journey complete"
 EXITED = "Contact exited"
 HELD_OUT = "Held out"
@@ -425,9 +427,53 @@ class _Builder:
     def effect(self, step: UpdateContactStep | NotifySalesStep | WebhookStep, nxt: str) -> str:
         kind = step_kind(step)
         spec = step_body(step).model_dump(mode="json", exclude_none=True, exclude={"id", "name"})
-        retry = None
         if isinstance(step, WebhookStep):
+            return self.webhook(step, spec, nxt)
+        retry = None
+        if isinstance(step, NotifySalesStep):
             retry = [
+                {
+                    "ErrorEquals": [*TRANSIENT_ERRORS, HANDOFF_ERROR],
+                    "IntervalSeconds": 5,
+                    "MaxAttempts": 6,
+                    "BackoffRate": 2.0,
+                    "JitterStrategy": "FULL",
+                }
+            ]
+        return self.task(self.entry(step), kind, step, nxt, spec=spec, retry=retry)
+
+    def webhook(self, step: WebhookStep, spec: dict[str, Any], nxt: str) -> str:
+        """The delivery, retried with back-off; one that fails every retry (or that the endpoint
+        refuses) is dead-lettered and the journey continues: a CRM outage does not stop it."""
+        step_id = self.journey.step_id(step)
+        dead_letter = self.task(
+            _truncate(f"Dead-letter: {self.labels[id(step)]}"),
+            "dead_letter",
+            step,
+            nxt,
+            spec={"url": step.webhook.url},
+            extra={"failure.$": f"$.failures.{step_id}"},
+            result_path=f"$.steps.{step_id}",
+            retry=[
+                {
+                    "ErrorEquals": ["States.ALL"],
+                    "IntervalSeconds": 2,
+                    "MaxAttempts": 6,
+                    "BackoffRate": 2.0,
+                    "JitterStrategy": "FULL",
+                }
+            ],
+        )
+        self.states[dead_letter]["Comment"] = (
+            "the delivery failed every retry: to the webhook dead-letter queue"
+        )
+        return self.task(
+            self.entry(step),
+            "webhook",
+            step,
+            nxt,
+            spec=spec,
+            retry=[
                 {
                     "ErrorEquals": [*TRANSIENT_ERRORS, WEBHOOK_ERROR],
                     "IntervalSeconds": 10,
@@ -435,8 +481,15 @@ class _Builder:
                     "BackoffRate": 3.0,
                     "JitterStrategy": "FULL",
                 }
-            ]
-        return self.task(self.entry(step), kind, step, nxt, spec=spec, retry=retry)
+            ],
+            catch=[
+                {
+                    "ErrorEquals": [WEBHOOK_ERROR, WEBHOOK_REJECTED],
+                    "ResultPath": f"$.failures.{step_id}",
+                    "Next": dead_letter,
+                }
+            ],
+        )
 
     def terminal(self) -> None:
         leave = {"action": "leave", "journey_id": self.journey.id, "contact_id.$": "$.contact_id"}

@@ -65,6 +65,19 @@ RESERVED_ATTRIBUTES = frozenset(
         "unsubscribed_at",
         "suppressed",
         "do_not_contact",
+        # lead state: the lead engine, routing and sales feedback write these (with their events)
+        "fit_score",
+        "score_value",
+        "score_at",
+        "stage_at",
+        "stage_hold_until",
+        "lead_version",
+        "rule_points",
+        "activity",
+        "owner",
+        "visitor_ids",
+        "merged_ids",
+        "merged_into",
     }
 )
 
@@ -378,18 +391,24 @@ class UpdateContact(_Step):
 
 
 class NotifySales(_Step):
-    """Hand the contact to sales: an event with the profile and history goes to the hand-off topic."""
+    """Hand the contact to sales: routing (``leads.yaml``) assigns an owner and the hand-off
+    document — the complete profile, the owner and the interaction history — goes to the sales
+    hand-off topic and the EventBridge bus."""
 
     reason: str = Field(min_length=1, max_length=200)
 
 
 class Webhook(_Step):
     """POST a signed JSON document (the contact id, journey and step, ``payload``) to a URL, with
-    retries. ``secret`` names the key in the webhook secrets (HMAC-SHA256 over the body)."""
+    retries. ``secret`` names the key in the webhook secrets (HMAC-SHA256 over the body).
+    ``include_handoff``: the document carries the hand-off document (``handoff``: profile, owner,
+    interaction history), as a CRM integration needs it. A delivery that fails every retry, or
+    that the endpoint refuses, goes to the webhook dead-letter queue and the journey continues."""
 
     url: str = Field(max_length=2048)
     secret: str = Field(pattern=NAME)
     payload: dict[str, Scalar] = Field(default_factory=dict)
+    include_handoff: bool = False
 
     @field_validator("url")
     @classmethod
