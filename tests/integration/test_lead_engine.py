@@ -201,6 +201,29 @@ def test_anonymous_page_views_count_after_identification(system: LocalSystem) ->
     assert profile(system, contact) == before  # a replay changes nothing
 
 
+def test_identification_counts_each_anonymous_event_once_whatever_the_order_and_clock(
+    system: LocalSystem,
+) -> None:
+    """Given page views at the very instant of the sign-up (the clock does not move) — some the
+    stream brings before the visitor is linked, one after the link but before the fold, one after
+    the fold — when everything is applied, and then the whole stream again, then each pricing view
+    counts exactly once: never lost for lack of a later timestamp, never counted twice."""
+    score = system.handlers[SCORE]
+    page_view(system, "v-same-instant", "https://northwind.example/pricing")
+    page_view(system, "v-same-instant", "https://northwind.example/docs")
+    system.settle()  # applied while anonymous: skipped, no marker
+    contact = sign_up(system, "instant@example.com", visitor_id="v-same-instant")
+    page_view(system, "v-same-instant", "https://northwind.example/pricing")  # after the link
+    system.settle()
+    state = profile(system, contact)
+    assert state["score"] == 30  # sign-up 10 + two pricing views, each once
+    assert state["activity"]  # the page views are counted for the did conditions too
+    before = profile(system, contact)
+    assert score({"Records": stream_records(system)}, lambda_context(SCORE)) == {"batchItemFailures": []}
+    system.settle()
+    assert profile(system, contact) == before
+
+
 def test_mql_crossing_happens_once_when_the_batch_is_delivered_twice(system: LocalSystem) -> None:
     contact = sign_up(system, "mql@example.com")
     system.settle()

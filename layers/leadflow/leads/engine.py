@@ -4,8 +4,8 @@ Per event, in time independent of the contact's history (one consistent profile 
 transaction; no history query except the one-time fold below):
 
 1. resolve the contact: ``contact_id``; an anonymous event through the visitor link
-   (``V#<vid>``/``LINK``) — only events at or after ``linked_at`` are handled one by one, the earlier
-   ones are folded in by ``contact_identified``; a merged contact's tombstone is followed once;
+   (``V#<vid>``/``LINK``; without a link yet it waits for ``contact_identified``); a merged
+   contact's tombstone is followed once;
 2. behaviour score (decay, rule points, caps; ``points_awarded`` adds its points directly), activity
    counters for ``did`` conditions, fit score, lifecycle stage (rules move forward only, never
    while ``stage_hold_until`` is in the future) and every segment's membership;
@@ -15,8 +15,11 @@ transaction; no history query except the one-time fold below):
    deterministic ids) and the segment member items and counters. A lock conflict re-reads and
    retries (at most ``MAX_ATTEMPTS`` times, then the record fails and the stream retries it).
 
-``contact_identified`` folds the visitor's events from before the link (``V#<vid>`` partition,
-``occurred_at < linked_at``) through scoring and activity, in time order, once (its own marker).
+``contact_identified`` folds the visitor's events that no one applied yet (``V#<vid>`` partition,
+oldest first) through scoring and activity, in chunks, each chunk with the ``SCORE#`` markers of its
+events: every anonymous event counts exactly once, whether the stream brought it before the link
+(skipped then, folded now), after the link (applied on its own, skipped by the fold) or while the
+fold ran — no reliance on clocks or timestamps.
 
 Activity counters count from the moment a ``did`` condition exists. ``reevaluate`` (the full
 segment re-evaluation) recounts, once per contact and counter, the counters the profile does not
@@ -69,6 +72,8 @@ from leadflow.tables import keys
 LEADS_SOURCE = "leads"
 MARK_KIND = "SCORE"
 MAX_ATTEMPTS = 5
+FOLD_CHUNK = 60
+"""Anonymous events folded per transaction (their markers + the lead state's items fit in 100)."""
 MAX_ITEMS = 100
 FIXED_ITEMS = 4
 """Profile update, marker, score_changed, stage_changed."""
@@ -208,6 +213,9 @@ class Plan:
     leaving: list[str] = field(default_factory=list)
     membership_from: int = 0
     marker_index: int | None = None
+    fold_markers: range = range(0)
+    """Indexes of the folded events' markers: one failing means the stream applied that event
+    meanwhile — re-read and fold the rest."""
 
 
 def _keyed(*parts: str) -> Callable[[str, str], str]:
@@ -243,8 +251,8 @@ class LeadEngine:
 
     def handle(self, event: Event) -> str:
         """Apply one event; returns what happened (for counting and tests): ``applied``,
-        ``unchanged``, ``duplicate``, ``own_event``, ``anonymous`` (no link yet), ``before_link``
-        (folded in by ``contact_identified``), ``unknown_contact``."""
+        ``unchanged``, ``duplicate``, ``own_event``, ``anonymous`` (no link yet: folded in by
+        ``contact_identified``), ``unknown_contact``."""
         if event.source == LEADS_SOURCE:
             return "own_event"
         at = parse_iso(event.occurred_at)
@@ -257,17 +265,20 @@ class LeadEngine:
             if contact_id is None:
                 link = self._store.link(event.visitor_id or "")
                 if link is None:
-                    return self._count("anonymous")
-                linked_at = parse_iso(link.get("linked_at"))
-                if linked_at is not None and at < linked_at:
-                    return self._count("before_link")
+                    return self._count("anonymous")  # no marker: contact_identified folds it in
                 contact_id = str(link["contact_id"])
             resolved = self._resolve(contact_id)
             if resolved is None:
                 logger.info("event of an unknown contact skipped", extra={"event_id": event.event_id})
                 return self._count("unknown_contact")
             contact_id, profile = resolved
-            steps = [*self._fold(event, contact_id), Step(event.type, event.properties, at)]
+            if event.type == "contact_identified" and not self._marks.exists(MARK_KIND, event.event_id):
+                self._fold(event, contact_id)
+                resolved = self._resolve(contact_id)
+                if resolved is None:
+                    return self._count("unknown_contact")
+                contact_id, profile = resolved
+            steps = [Step(event.type, event.properties, at)]
             now = self._now()
             plan = self._plan(
                 contact_id,
@@ -330,7 +341,7 @@ class LeadEngine:
             "duplicate": "DuplicateScoreRecords",
             "unknown_contact": "LeadEventsOfUnknownContacts",
             "anonymous": "LeadEventsOfUnlinkedVisitors",
-            "before_link": "LeadEventsBeforeLink",
+            "folded": "LeadVisitorEventsFolded",
             "applied": "LeadEventsApplied",
         }.get(outcome)
         if name:
@@ -347,48 +358,71 @@ class LeadEngine:
                 return None
         return (contact_id, profile) if profile is not None else None
 
-    def _fold(self, event: Event, contact_id: str) -> list[Step]:
-        """``contact_identified``: the visitor's events from before the link, oldest first."""
-        if event.type != "contact_identified":
-            return []
+    def _fold(self, event: Event, contact_id: str) -> None:
+        """``contact_identified``: apply the visitor's events nobody applied yet, oldest first, in
+        chunks of ``FOLD_CHUNK`` — each chunk with the events' ``SCORE#`` markers in its
+        transaction, so an event the stream applies on its own (or a retried fold) never counts
+        twice. One-time work proportional to the visitor's anonymous history."""
         visitor_id = event.properties.get("visitor_id")
         if not isinstance(visitor_id, str) or not visitor_id:
-            return []
+            return
         link = self._store.link(visitor_id)
-        linked_at = parse_iso(link.get("linked_at")) if link else None
-        if link is None or linked_at is None or str(link.get("contact_id")) != contact_id:
-            return []
-        steps = []
-        for item in self._store.visitor_events(visitor_id):
-            at = parse_iso(item.get("occurred_at"))
-            if at is None or at >= linked_at or item.get("source") == LEADS_SOURCE:
+        if link is None or str(link.get("contact_id")) != contact_id:
+            return
+        pending = sorted(
+            (
+                (at, str(item.get("event_id", "")), item)
+                for item in self._store.visitor_events(visitor_id)
+                if item.get("source") != LEADS_SOURCE
+                and (at := parse_iso(item.get("occurred_at"))) is not None
+                and item.get("event_id")
+            ),
+            key=lambda entry: (entry[0], entry[1]),
+        )
+        overrides: dict[str, bool] = {}
+        size, attempts = FOLD_CHUNK, 0
+        while pending and attempts < MAX_ATTEMPTS * 10:
+            attempts += 1
+            pending = [entry for entry in pending if not self._marks.exists(MARK_KIND, entry[1])]
+            resolved = self._resolve(contact_id)
+            if not pending or resolved is None:
+                return
+            contact_id, profile = resolved
+            todo = pending[:size]
+            plan = self._plan(
+                contact_id,
+                profile,
+                [Step(str(item.get("type")), item.get("properties") or {}, at) for at, _, item in todo],
+                self._now(),
+                event_id=_keyed(event.event_id, "fold", todo[0][1]),
+                overrides=overrides,
+            ) or Plan(contact_id=contact_id)  # nothing changes: only remember they were seen
+            if len(plan.ops) + len(todo) > MAX_ITEMS:
+                size = max(1, size // 2)  # many segment changes at once: a smaller chunk
                 continue
-            steps.append(
-                (
-                    at,
-                    str(item.get("event_id", "")),
-                    Step(str(item.get("type")), item.get("properties") or {}, at),
-                )
-            )
-        steps.sort(key=lambda s: (s[0], s[1]))
-        return [s[2] for s in steps]
+            pos = 1 if plan.ops else 0
+            plan.ops[pos:pos] = [self._marks.put_op(MARK_KIND, event_id) for _, event_id, _ in todo]
+            plan.fold_markers = range(pos, pos + len(todo))
+            if plan.marker_index is not None:
+                plan.marker_index += len(todo)
+            plan.membership_from += len(todo)
+            if self._commit(plan, overrides) == "retry":
+                continue
+            self._count("folded")
+            pending = pending[len(todo) :]
+        if pending:
+            raise LeadStateConflict("visitor history kept changing while it was folded in; retried")
 
     def _history(self, contact_id: str, profile: Mapping[str, Any]) -> list[Step]:
-        """The contact's stored events (its own, its merged duplicates' and its visitors' from before
-        their link), for recounting activity in a full re-evaluation."""
+        """The contact's stored events (its own, its merged duplicates' and its visitors'), for
+        recounting activity in a full re-evaluation."""
         items = self._store.contact_events(contact_id)
         for merged in profile.get("merged_ids") or []:
             items += self._store.contact_events(str(merged))
         for visitor_id in profile.get("visitor_ids") or []:
             link = self._store.link(str(visitor_id))
-            linked_at = parse_iso(link.get("linked_at")) if link else None
-            if link is None or linked_at is None or str(link.get("contact_id")) != contact_id:
-                continue
-            items += [
-                e
-                for e in self._store.visitor_events(str(visitor_id))
-                if (parse_iso(e.get("occurred_at")) or linked_at) < linked_at
-            ]
+            if link is not None and str(link.get("contact_id")) == contact_id:
+                items += self._store.visitor_events(str(visitor_id))
         steps = []
         for item in items:
             at = parse_iso(item.get("occurred_at"))
@@ -573,6 +607,8 @@ class LeadEngine:
             marker = plan.marker_index
             if marker is not None and len(codes) > marker and codes[marker] == CONDITION_FAILED:
                 return "duplicate"
+            if any(len(codes) > i and codes[i] == CONDITION_FAILED for i in plan.fold_markers):
+                return "retry"
             repaired = False
             for i, segment_id in enumerate(plan.entering + plan.leaving):
                 index = plan.membership_from + 2 * i
