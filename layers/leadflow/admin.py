@@ -237,6 +237,7 @@ class ContactDirectory:
         from leadflow.leads.scoring import current_score, display_score
 
         score_value = current_score(profile, utc_now(), self._model())
+        profile["score"] = display_score(score_value)  # the score now, not as of score_at
         page = self._ddb.query(
             TableName=self._events_table,
             KeyConditionExpression="pk = :pk",

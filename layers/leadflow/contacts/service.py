@@ -677,7 +677,8 @@ class ContactService:
             contact_id=contact_id,
             merged_ids=merged,
             visitor_ids=visitors,
-            profile={k: v for k, v in profile.items() if k not in ("pk", "sk")},
+            # the score now (decayed), not as of score_at
+            profile={k: v for k, v in profile.items() if k not in ("pk", "sk")} | {"score": score},
             score=score,
             score_value=score_value,
             events=page,

@@ -87,6 +87,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.OK, page, {"Content-Type": "text/html; charset=utf-8"})
             else:
                 self._api(method, url.path, url.query, body)
+        except (BrokenPipeError, ConnectionResetError):
+            log.info("client went away before the answer")  # nothing to answer to
         except Exception:
             log.exception("request failed")
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
@@ -108,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and path in ("/_local/outbox", "/_local/executions"):
             # let in-flight work (stream records, running executions) finish first: reads are consistent
             with self.server.clock_lock:
-                system.settle()
+                _settle_briefly(system)
             self._json(HTTPStatus.OK, system.outbox() if path.endswith("outbox") else system.executions())
         elif method == "POST" and path == "/_local/clock/advance":
             seconds, error = _advance_seconds(body)
@@ -126,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif ops_pages.handles(method, path):
             with self.server.clock_lock:  # settled, and no clock move while the page is read
-                system.settle()
+                _settle_briefly(system)
                 page = ops_pages.render(system, path, query)
             if page is None:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no operator route {method} {path}"})
@@ -139,6 +141,18 @@ class _Handler(BaseHTTPRequestHandler):
             )
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no operator route {method} {path}"})
+
+
+SETTLE_SECONDS = 5.0
+
+
+def _settle_briefly(system: Any) -> None:
+    """Let in-flight work finish before a read, but answer anyway when bulk work (a broadcast, a
+    segment re-evaluation over thousands of contacts) keeps the system busy for longer."""
+    try:
+        system.settle(timeout=SETTLE_SECONDS)
+    except TimeoutError:
+        log.info("answering while work is still in flight")
 
 
 def _advance_seconds(body: bytes) -> tuple[float, str | None]:
