@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class LeadflowError(Exception):
     """Base class of domain errors."""
@@ -30,3 +35,18 @@ class SendThrottled(LeadflowError):
 
 class Conflict(LeadflowError):
     """The request conflicts with the current state (e.g. redefining a file segment); HTTP 409."""
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """A pydantic error as one line a person reads: ``field.path: problem; ...`` (a union's tag,
+    repeated in the location, is shown once)."""
+    lines = []
+    for err in exc.errors():
+        parts: list[str | int] = []
+        for part in err["loc"]:
+            if not parts or part != parts[-1]:
+                parts.append(part)
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+        message = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(dict.fromkeys(lines))

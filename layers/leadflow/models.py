@@ -90,6 +90,19 @@ def normalize_phone(raw: str) -> str:
     return value
 
 
+def check_time_zone(value: str | None) -> str | None:
+    """An IANA time zone name (None for blank); raises ``ValueError`` with a readable reason."""
+    if not value:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("must be an IANA time zone like Europe/Berlin") from exc
+    return value
+
+
 def is_e164(value: str | None) -> bool:
     return bool(value) and _E164.match(value or "") is not None
 
@@ -188,15 +201,7 @@ class FormSubmission(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError("must be an IANA time zone like Europe/Berlin") from exc
-        return value
+        return check_time_zone(value)
 
     @field_validator("email")
     @classmethod

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from leadflow.errors import InvalidInput
 from leadflow.leads.model import BUILT_IN_FIELDS, AttributeSpec
-from leadflow.models import normalize_email, normalize_phone
+from leadflow.models import check_time_zone, normalize_email, normalize_phone
 
 COUNTRY_CODES = frozenset(
     [
@@ -418,15 +418,7 @@ class ContactIn(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError("must be an IANA time zone like Europe/Berlin") from exc
-        return value
+        return check_time_zone(value)
 
     @field_validator("consent_email", mode="before")
     @classmethod

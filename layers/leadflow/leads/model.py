@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from leadflow.errors import describe_validation
 from leadflow.journeys.conditions import EVENT_TYPE, NAME, Condition, Scalar, Span
 
 RULE_ID = r"^[a-z][a-z0-9_-]{0,63}$"
@@ -237,15 +238,6 @@ def _unique_ids(ids: list[str], where: str) -> None:
         raise ValueError(f"{where}: ids used more than once: {', '.join(seen)}")
 
 
-def _format(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-        message = str(err["msg"]).removeprefix("Value error, ")
-        lines.append(f"{loc}: {message}" if loc else message)
-    return "; ".join(dict.fromkeys(lines))
-
-
 def parse_lead_model(data: Any, source: str) -> LeadModel:
     if data is None:
         return LeadModel()
@@ -254,7 +246,7 @@ def parse_lead_model(data: Any, source: str) -> LeadModel:
     try:
         return LeadModel.model_validate(data)
     except ValidationError as exc:
-        raise LeadModelError(f"{source}: {_format(exc)}") from exc
+        raise LeadModelError(f"{source}: {describe_validation(exc)}") from exc
 
 
 def load_lead_model(path: Path) -> LeadModel:

@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from email.policy import default as default_policy
 from email.utils import parsedate_to_datetime
@@ -492,26 +492,20 @@ class LocalSystem:
 
     def settle(self, timeout: float = 30.0) -> None:
         """Run the system until it is quiet: stream drained, every running execution parked on the clock."""
-        deadline = time.monotonic() + timeout
-        quiet_rounds = 0
-        while time.monotonic() < deadline:
-            moved = self.pump.drain()
-            if moved == 0 and self.pump.pending() == 0 and self._running() == self.clock.parked:
-                quiet_rounds += 1
-                if quiet_rounds >= 2:
-                    return
-            else:
-                quiet_rounds = 0
-            time.sleep(0.02)
-        raise TimeoutError("the local system did not settle")
+        self._until_quiet(self.pump.drain, timeout, "the local system did not settle")
 
     def drain_bulk(self, timeout: float = 120.0) -> None:
         """Run the bulk queue (broadcasts, segment evaluations) and the events stream until both are
         idle and every running execution is parked on the clock."""
+        self._until_quiet(
+            lambda: self.bulk_pump.drain() + self.pump.drain(), timeout, "the bulk queue did not drain"
+        )
+
+    def _until_quiet(self, drain: Callable[[], int], timeout: float, failure: str) -> None:
         deadline = time.monotonic() + timeout
         quiet_rounds = 0
         while time.monotonic() < deadline:
-            moved = self.bulk_pump.drain() + self.pump.drain()
+            moved = drain()
             if moved == 0 and self.pump.pending() == 0 and self._running() == self.clock.parked:
                 quiet_rounds += 1
                 if quiet_rounds >= 2:
@@ -519,7 +513,7 @@ class LocalSystem:
             else:
                 quiet_rounds = 0
             time.sleep(0.02)
-        raise TimeoutError("the bulk queue did not drain")
+        raise TimeoutError(failure)
 
     def advance(self, seconds: float) -> float:
         """Advance virtual time; due Wait states fire in order. Returns the new virtual time."""

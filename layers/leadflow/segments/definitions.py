@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from leadflow.errors import describe_validation
 from leadflow.journeys.conditions import SEGMENT, Condition
 
 
@@ -37,22 +38,13 @@ class Segment(BaseModel):
     when: Condition
 
 
-def _format(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-        message = str(err["msg"]).removeprefix("Value error, ")
-        lines.append(f"{loc}: {message}" if loc else message)
-    return "; ".join(dict.fromkeys(lines))
-
-
 def parse_segment(data: Any, source: str) -> Segment:
     if not isinstance(data, dict):
         raise SegmentError(f"{source}: a segment must be a mapping")
     try:
         return Segment.model_validate(data)
     except ValidationError as exc:
-        raise SegmentError(f"{source}: {_format(exc)}") from exc
+        raise SegmentError(f"{source}: {describe_validation(exc)}") from exc
 
 
 def load_segments(directory: Path) -> list[Segment]:
