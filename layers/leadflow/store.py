@@ -182,12 +182,6 @@ class ContactStore:
         op["Put"]["ExpressionAttributeValues"] = values(cid=contact_id)
         return op
 
-    def visitor_link_op(self, visitor_id: str, contact_id: str, at: str) -> dict[str, Any]:
-        return put_op(
-            self._table,
-            {"pk": keys.visitor(visitor_id), "sk": keys.LINK, "contact_id": contact_id, "linked_at": at},
-        )
-
     def upsert_profile_op(
         self, contact_id: str, fields: Mapping[str, Any], at: str, *, visitor_id: str | None = None
     ) -> dict[str, Any]:

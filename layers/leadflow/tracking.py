@@ -1,5 +1,6 @@
 """What the public tracking API does: record opens, clicks, page views, events, form posts and
-unsubscribes. Pixel and click recording is the hot path: one DynamoDB write, no read.
+unsubscribes. Pixel and click recording is the hot path: one DynamoDB write, no read (a click that
+carries the visitor cookie also reads that visitor's link: an eventually consistent get).
 
 Identity: a visitor id (the ``lf_vid`` cookie / the snippet's id) becomes a contact's when it is
 linked to it for the first time — a form post with ``visitor_id``, ``POST /events`` with both
