@@ -47,8 +47,7 @@ from leadflow.models import Contact, SendRequest, iso
 from leadflow.observability import count_by, logger, metrics
 from leadflow.segments.membership import SHARDS, SegmentMembership
 from leadflow.sending import SendInDoubt, SendService, email_skip_reason
-from leadflow.store import MessageStore, deserialize, serialize
-from leadflow.tables import keys
+from leadflow.store import ContactStore, MessageStore
 
 BROADCAST_PREFIX = "BROADCAST#"
 PAGE_SECONDS = 30.0
@@ -300,24 +299,7 @@ class BroadcastService:
             logger.info("broadcast completed", extra={"broadcast_id": broadcast_id})
 
     def _profiles(self, contact_ids: list[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(contact_ids), 100):
-            pending: dict[str, Any] = {
-                self._table: {
-                    "Keys": [
-                        serialize({"pk": keys.contact(c), "sk": keys.PROFILE})
-                        for c in contact_ids[start : start + 100]
-                    ],
-                    "ConsistentRead": True,
-                }
-            }
-            while pending:
-                resp = self._client.batch_get_item(RequestItems=pending)
-                for raw in resp.get("Responses", {}).get(self._table, []):
-                    item = deserialize(raw)
-                    found[str(item["pk"]).removeprefix("C#")] = item
-                pending = resp.get("UnprocessedKeys") or {}
-        return found
+        return ContactStore(self._client, self._table).profiles(contact_ids)
 
     def _deliver(
         self, broadcast_id: str, meta: dict[str, Any], contact_id: str, profile: dict[str, Any] | None

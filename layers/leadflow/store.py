@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -162,6 +162,38 @@ class ContactStore:
             TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
         )
         return Contact.model_validate(deserialize(resp["Item"])) if "Item" in resp else None
+
+    def profiles(self, contact_ids: Sequence[str], fields: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+        """Profiles by contact id, 100 per BatchGetItem (unprocessed keys retried); only ``fields``
+        when given (``contact_id`` always). Unknown ids are absent."""
+        found: dict[str, dict[str, Any]] = {}
+        projection: dict[str, Any] = {}
+        if fields:
+            names = ["contact_id", *(f for f in fields if f != "contact_id")]
+            projection = {
+                "ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(names))),
+                "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(names)},
+            }
+        unique = list(dict.fromkeys(contact_ids))
+        for start in range(0, len(unique), 100):
+            pending: dict[str, Any] = {
+                self._table: {
+                    "Keys": [
+                        serialize({"pk": keys.contact(c), "sk": keys.PROFILE})
+                        for c in unique[start : start + 100]
+                    ],
+                    "ConsistentRead": True,
+                    **projection,
+                }
+            }
+            while pending:
+                resp = self._client.batch_get_item(RequestItems=pending)
+                for raw in resp.get("Responses", {}).get(self._table, []):
+                    item = deserialize(raw)
+                    if item.get("contact_id"):
+                        found[str(item["contact_id"])] = item
+                pending = resp.get("UnprocessedKeys") or {}
+        return found
 
     def contact_id_for_email(self, email: str) -> str | None:
         resp = self._client.get_item(

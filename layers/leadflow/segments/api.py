@@ -31,8 +31,7 @@ from leadflow.segments.evaluation import RunStatus, SegmentEvaluations
 from leadflow.segments.membership import SHARDS, SegmentMembership
 from leadflow.segments.store import SegmentDefinitionStore
 from leadflow.settings import Settings
-from leadflow.store import EventStore, deserialize, serialize
-from leadflow.tables import keys
+from leadflow.store import ContactStore, EventStore
 
 MAX_EXPORT_PAGE = 1000
 MEMBER_FIELDS = ("contact_id", "email", "first_name", "last_name", "stage", "score")
@@ -227,25 +226,7 @@ class SegmentAdmin:
         return MembersPage(segment_id=segment_id, members=members, cursor=next_cursor)
 
     def _profiles(self, contact_ids: list[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(contact_ids), 100):
-            pending: dict[str, Any] = {
-                self._table: {
-                    "Keys": [
-                        serialize({"pk": keys.contact(c), "sk": keys.PROFILE})
-                        for c in contact_ids[start : start + 100]
-                    ],
-                    "ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(PROFILE_FIELDS))),
-                    "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(PROFILE_FIELDS)},
-                }
-            }
-            while pending:
-                resp = self._client.batch_get_item(RequestItems=pending)
-                for raw in resp.get("Responses", {}).get(self._table, []):
-                    item = deserialize(raw)
-                    found[str(item.get("contact_id"))] = item
-                pending = resp.get("UnprocessedKeys") or {}
-        return found
+        return ContactStore(self._client, self._table).profiles(contact_ids, PROFILE_FIELDS)
 
 
 def members_csv(page: MembersPage) -> str:
