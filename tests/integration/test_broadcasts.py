@@ -138,16 +138,25 @@ def test_refuses_unknown_segment_and_template(system: LocalSystem, audience: dic
 
 
 class CrashOnce(Pacer):
-    """A worker that dies once, before its ``at``-th send of the process (after earlier sends went out)."""
+    """A worker that dies once, before the second send of a page (after the page's first send went
+    out), at the first such moment from its ``at``-th send on: the redone page must find that send
+    already made."""
 
     def __init__(self, at: int) -> None:
         super().__init__(1000.0)
         self.calls = 0
+        self.in_page = 0
+        self.crashed = False
         self.at = at
+
+    def new_page(self) -> None:
+        self.in_page = 0
 
     def wait(self) -> None:
         self.calls += 1
-        if self.calls == self.at:
+        self.in_page += 1
+        if not self.crashed and self.calls >= self.at and self.in_page >= 2:
+            self.crashed = True
             raise RuntimeError("worker crashed")
         super().wait()
 
@@ -174,9 +183,15 @@ def test_redelivery_crash_and_throttling_never_send_twice(
 ) -> None:
     service = system.modules["bulk"].broadcasts
     sender = service._sender
-    real_ses, real_pacer = sender._ses, service._pacer
+    real_ses, real_pacer, real_page = sender._ses, service._pacer, service.page
     sender._ses = ThrottleOnce(real_ses, at=7)
-    service._pacer = CrashOnce(at=20)
+    crash = service._pacer = CrashOnce(at=20)
+
+    def page(*args: Any, **kwargs: Any) -> Any:
+        crash.new_page()
+        return real_page(*args, **kwargs)
+
+    service.page = page
     try:
         accepted = start(system)
         broadcast_id = accepted["broadcast_id"]
@@ -193,6 +208,8 @@ def test_redelivery_crash_and_throttling_never_send_twice(
         system.drain_bulk()
     finally:
         sender._ses, service._pacer = real_ses, real_pacer
+        del service.page  # the class's method again
+    assert crash.crashed
     view = expect_complete(system, broadcast_id, audience)
     assert view["duplicate"] >= 1  # the crashed and the throttled pages were done again
     failed = system.bulk_pump.consumers[0].failed
