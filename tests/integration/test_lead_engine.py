@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from leadflow import ids
 from leadflow.journeys.conditions import Did
 from leadflow.leads.model import load_lead_model
-from leadflow.leads.scoring import counter_key, current_score, display_score
+from leadflow.leads.scoring import counter_key, current_score, display_score, replay
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import ROOT, LocalSystem
 from leadflow.models import Event, iso
@@ -288,3 +288,49 @@ def test_reevaluation_recounts_history_for_a_did_condition_defined_later(
     system.settle()
     key = counter_key(Did(did="webinar_attended"))
     assert profile(system, contact)["activity"][key] == {"all": 3}
+
+
+def test_an_event_applied_late_gives_the_score_its_stored_events_say(system: LocalSystem) -> None:
+    """A record redriven after newer ones were applied (a crashed batch, the on-failure queue):
+    the score is the stored events' in time order — here the floor at 0 makes the order matter."""
+    contact = sign_up(system, "late@example.com")  # +10
+    system.settle()
+    start = system.clock.now_datetime()
+    store = EventStore(system.client("dynamodb"), "leadflow-local-events", 30)
+    engine = system.modules["score"].service
+    events = []
+    for hours, kind in ((1, "unsubscribed"), (2, "webinar_attended")):  # -20 (floored at 0), +40
+        event = Event(
+            event_id=ids.new_event_id(),
+            type=kind,
+            occurred_at=iso(start + timedelta(hours=hours)),
+            contact_id=contact,
+            source="api",
+        )
+        store.record(event)
+        events.append(event)
+    # the stream applies the webinar first; the unsubscribe comes back from the redrive
+    assert engine.handle(events[1]) == "applied"
+    assert engine.handle(events[0]) == "applied"
+    system.settle()  # the stream's own delivery of both: duplicates
+    model = load_lead_model(system.content_dir / "leads.yaml")
+    stored = all_events(system, contact)
+    expected = replay(stored, model)
+    state = profile(system, contact)
+    assert state["score"] == display_score(expected.value) == 40
+    assert state["score_value"] == pytest.approx(expected.value, abs=1e-6)
+    # later events add to it as usual
+    post_event(system, "late@example.com", "webinar_attended")
+    system.settle()
+    assert profile(system, contact)["score"] == display_score(
+        replay(all_events(system, contact), model).value
+    )
+
+
+def all_events(system: LocalSystem, contact_id: str) -> list[dict[str, Any]]:
+    items = system.client("dynamodb").query(
+        TableName="leadflow-local-events",
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": keys.contact(contact_id)}},
+    )["Items"]
+    return [deserialize(i) for i in items]

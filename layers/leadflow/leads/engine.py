@@ -1,7 +1,9 @@
 """The lead engine: the ``score`` consumer of the events stream.
 
 Per event, in time independent of the contact's history (one consistent profile read, one
-transaction; no history query except the one-time fold below):
+transaction; no history query except the one-time fold below, and an event that scores but is not
+newer than the score's time — redriven or late — which replays the stored events up to then, as the
+floor at 0 and the caps make the score depend on the order of the events):
 
 1. resolve the contact: ``contact_id``; an anonymous event through the visitor link
    (``V#<vid>``/``LINK``; without a link yet it waits for ``contact_identified``); a merged
@@ -59,6 +61,8 @@ from leadflow.leads.scoring import (
     model_conditions,
     next_stage,
     read_activity,
+    replay,
+    rule_matches,
     score_event,
     trim_activity,
 )
@@ -413,9 +417,41 @@ class LeadEngine:
         if pending:
             raise LeadStateConflict("visitor history kept changing while it was folded in; retried")
 
+    def _out_of_order(self, state: ScoreState, steps: Sequence[Step]) -> bool:
+        """True when a step that scores is not newer than the score's time."""
+        if state.at is None:
+            return False
+        return any(step.at <= state.at and self._scores(step) for step in steps)
+
+    def _scores(self, step: Step) -> bool:
+        if step.type == "points_awarded":
+            return True
+        return any(rule_matches(rule, step.type, step.properties) for rule in self._model.scoring.rules)
+
+    def _replayed(self, contact_id: str, profile: Mapping[str, Any], until: datetime) -> ScoreState:
+        """The behaviour score of the contact's stored events up to ``until``, oldest first (what
+        ``leadflow.leads.scoring.replay`` defines). Every stored event up to the score's time is in
+        it, so one applied later (redriven) replays again rather than adding to it."""
+        items = [
+            item
+            for item in self._history_items(contact_id, profile)
+            if (at := parse_iso(item.get("occurred_at"))) and at <= until
+        ]
+        return replay(items, self._model)
+
     def _history(self, contact_id: str, profile: Mapping[str, Any]) -> list[Step]:
         """The contact's stored events (its own, its merged duplicates' and its visitors'), for
         recounting activity in a full re-evaluation."""
+        steps = []
+        for item in self._history_items(contact_id, profile):
+            at = parse_iso(item.get("occurred_at"))
+            if at is not None:
+                steps.append(Step(str(item.get("type")), item.get("properties") or {}, at))
+        return steps
+
+    def _history_items(self, contact_id: str, profile: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The stored event items of the contact, its merged duplicates and its linked visitors
+        (the engine's own ``source: leads`` events left out)."""
         items = self._store.contact_events(contact_id)
         for merged in profile.get("merged_ids") or []:
             items += self._store.contact_events(str(merged))
@@ -423,12 +459,7 @@ class LeadEngine:
             link = self._store.link(str(visitor_id))
             if link is not None and str(link.get("contact_id")) == contact_id:
                 items += self._store.visitor_events(str(visitor_id))
-        steps = []
-        for item in items:
-            at = parse_iso(item.get("occurred_at"))
-            if at is not None and item.get("source") != LEADS_SOURCE:
-                steps.append(Step(str(item.get("type")), item.get("properties") or {}, at))
-        return steps
+        return [item for item in items if item.get("source") != LEADS_SOURCE]
 
     def _plan(
         self,
@@ -461,7 +492,17 @@ class LeadEngine:
                 for step in self._history(contact_id, profile):
                     activity = count_event(activity, missing, step.type, step.properties, step.at)
             new_complete = sorted(tracked)
-        for step in steps:
+        if steps and not recount and self._out_of_order(old_state, steps):
+            # an event older than the score's time (a redriven or late record): the score is
+            # replayed from the stored events, in time order, up to the newest of them — the
+            # floor at 0 and the caps make it depend on the order, not only on the sum
+            until = max([s.at for s in steps] + ([old_state.at] if old_state.at else []))
+            state = self._replayed(contact_id, profile, until)
+            rules.append("replayed")
+            steps_to_score: Sequence[Step] = []
+        else:
+            steps_to_score = steps
+        for step in steps_to_score:
             if step.type == "points_awarded":
                 awarded = step.properties.get("points")
                 if isinstance(awarded, int | float) and not isinstance(awarded, bool) and awarded:
@@ -472,6 +513,7 @@ class LeadEngine:
                 state, granted, by = score_event(state, step.type, step.properties, step.at, model)
                 points += granted
                 rules += by
+        for step in steps:
             activity = count_event(activity, tracked, step.type, step.properties, step.at)
         activity = trim_activity(activity, tracked, now)
         if not steps and state.at is not None and state.at < now and state.value > 0:
