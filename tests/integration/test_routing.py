@@ -311,6 +311,26 @@ def test_round_robin_deals_owners_in_turn_and_the_reminder_keeps_the_owner(syste
         assert len(bus_handoffs_of(system, contact_id)) == 2
 
 
+def test_an_mql_who_unsubscribes_before_the_hand_off_runs_is_still_handed_to_sales(
+    system: LocalSystem,
+) -> None:
+    """Email consent governs marketing email, not the hand-off: an MQL crossing reaches sales (and
+    the reminder) whether the unsubscribe lands before or after the journey's step runs."""
+    contact_id = sign_up(system, "late-handoff@example.com")
+    system.settle()
+    become_mql(system, contact_id)
+    # the unsubscribe is stored before the stream starts the hand-off (a slow or redriven record)
+    update_profile(system, contact_id, "SET consent_email = :r", r="revoked")
+    record(system, type="unsubscribed", contact_id=contact_id, source="email")
+    system.settle()
+    first = handoffs_of(system, contact_id)
+    assert [h["reason"] for h in first] == ["Became a marketing-qualified lead"]
+    system.advance(2 * DAY + 4 * 3600)
+    reasons = sorted(h["reason"] for h in handoffs_of(system, contact_id))
+    assert reasons == ["Became a marketing-qualified lead", "Reminder: no sales feedback within 2 days"]
+    assert not [e for e in events_of(system, contact_id) if e["type"] == "journey_exited"]
+
+
 # --- webhooks ------------------------------------------------------------------------------------------
 
 
