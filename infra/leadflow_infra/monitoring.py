@@ -28,7 +28,14 @@ FIVE_MINUTES = Duration.minutes(5)
 APPLICATION_METRICS = {
     "Tracking": ("EventsRecorded", "FormsSubmitted", "Unsubscribes", "RejectedRequests", "InvalidTokens"),
     "Journeys": ("JourneysStarted", "JourneyAlreadyEntered", "ScorePointsApplied", "RejectedStreamRecords"),
-    "Messages": ("EmailsSent", "SendsSkipped", "SendFailures", "SendThrottled", "DuplicateSendsPrevented"),
+    "Messages": (
+        "EmailsSent",
+        "SendsSkipped",
+        "SendsRejected",
+        "SendFailures",
+        "SendThrottled",
+        "DuplicateSendsPrevented",
+    ),
 }
 """Powertools (EMF) metrics the functions emit, graphed by area."""
 
@@ -125,6 +132,21 @@ class Monitoring(Construct):
             1,
             "The tracking API answered with 5xx.",
         )
+        for alarm_name, metric_name, what in (
+            (
+                "sends-rejected",
+                "SendsRejected",
+                "SES refused messages for good (MessageRejected): they were not sent; reports show "
+                "them as skipped with reason rejected_by_provider.",
+            ),
+            (
+                "send-outcomes-not-recorded",
+                "SendOutcomesNotRecorded",
+                "A message went to the provider but its outcome could not be recorded after retries: "
+                "it stays handing_over (in doubt) and is not sent again.",
+            ),
+        ):
+            self._alarm(alarm_name, app_metric(metric_name), 1, what)
         for metric_name, threshold, what in (
             ("Reputation.BounceRate", thresholds.ses_bounce_rate, "bounce"),
             ("Reputation.ComplaintRate", thresholds.ses_complaint_rate, "complaint"),

@@ -21,6 +21,7 @@ Purposes (``SendRequest.purpose``): ``marketing`` needs granted consent on the c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -55,6 +56,9 @@ THROTTLING_CODES = {
 }
 THROTTLING_MESSAGES = ("Maximum sending rate exceeded", "Daily message quota exceeded")
 MESSAGE_TAG = "leadflow_message_id"
+OUTCOME_WRITE_ATTEMPTS = 4
+"""Writes of what the provider answered (sent, or rejected) are retried in the invocation: a retry
+of the step could not tell any more whether the message went out."""
 """The SES message tag that carries our message id into SES event publishing (feedback)."""
 
 Channel = Literal["email", "sms"]
@@ -210,7 +214,7 @@ class SendService:
                 )
             )
         )
-        self._transact(txn)
+        self._record_outcome(message_id, txn)
         metrics.add_metric(name="EmailsSent" if channel == "email" else "SmsSent", unit="Count", value=1)
         logger.info(
             f"{channel} sent", extra={"message_id": message_id, "recipient": pii_hash(outcome.recipient)}
@@ -266,7 +270,7 @@ class SendService:
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "MessageRejected":
-                return self._skip(request, message_id, "rejected_by_provider")
+                return self._rejected(request, message_id)
             self._provider_error(message_id, exc)
             raise  # the provider answered with an error: nothing was sent, the retry may send
         except Exception as exc:
@@ -327,7 +331,7 @@ class SendService:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in ("InvalidParameter", "InvalidParameterValue") and not _is_throttled(exc):
-                return self._skip(request, message_id, "rejected_by_provider")
+                return self._rejected(request, message_id)
             self._provider_error(message_id, exc)
             raise
         except Exception as exc:
@@ -366,9 +370,34 @@ class SendService:
         self._messages.finish(message_id, "failed", iso(utc_now()), reason=f"template: {exc}"[:500])
         metrics.add_metric(name="SendFailures", unit="Count", value=1)
 
-    def _skip(self, request: SendRequest, message_id: str, reason: str) -> SendResult:
+    def _rejected(self, request: SendRequest, message_id: str) -> SendResult:
+        """The provider refused the message for good (SES ``MessageRejected``): nothing was sent and
+        a retry would be refused again. Recorded as a skip (reason ``rejected_by_provider``, which
+        reports show) whatever a write error in between, and counted (``SendsRejected``, alarmed)."""
+        metrics.add_metric(name="SendsRejected", unit="Count", value=1)
+        return self._skip(request, message_id, "rejected_by_provider", after_provider=True)
+
+    def _record_outcome(self, message_id: str, txn: Transaction) -> None:
+        """Write what the provider answered, retried with back-off: after the hand-over the claim
+        can no longer be released for a retry (the message may be out), so a lost write would
+        leave the message ``handing_over`` with no record of being sent or refused. If every
+        attempt fails the message stays ``handing_over`` (in doubt, counted and alarmed)."""
+        for attempt in range(OUTCOME_WRITE_ATTEMPTS):
+            try:
+                self._transact(txn)
+                return
+            except ClientError as exc:
+                if "ConditionalCheckFailed" in str(exc) or attempt == OUTCOME_WRITE_ATTEMPTS - 1:
+                    metrics.add_metric(name="SendOutcomesNotRecorded", unit="Count", value=1)
+                    raise SendInDoubt(f"outcome of message {message_id} not recorded: {exc}") from exc
+                time.sleep(0.05 * 2**attempt)
+
+    def _skip(
+        self, request: SendRequest, message_id: str, reason: str, *, after_provider: bool = False
+    ) -> SendResult:
         """Record the skip on the message item and as an ``<channel>_skipped`` event (reports count
-        skips by step and reason from the stream; erasure finds the message through it)."""
+        skips by step and reason from the stream; erasure finds the message through it).
+        ``after_provider``: the provider answered already (the write is retried, never released)."""
         at = iso(utc_now())
         channel = "sms" if request.action == "send_sms" else "email"
         txn = Transaction()
@@ -387,7 +416,10 @@ class SendService:
                 )
             )
         )
-        self._transact(txn)
+        if after_provider:
+            self._record_outcome(message_id, txn)
+        else:
+            self._transact(txn)
         metrics.add_metric(name="SendsSkipped", unit="Count", value=1)
         count_by("SendsSkippedByReason", "reason", reason)
         logger.info("send skipped", extra={"message_id": message_id, "reason": reason})

@@ -33,6 +33,7 @@ def test_every_failure_mode_has_an_alarm_that_notifies_ops(template_json: dict[s
     expected |= {f"leadflow-dev-journey-{j.id}-failures" for j in load_journeys(ROOT / "journeys")}
     expected |= {"leadflow-dev-api-5xx", "leadflow-dev-ses-bounce-rate", "leadflow-dev-ses-complaint-rate"}
     expected |= {"leadflow-dev-bulk-jobs-dead-letters", "leadflow-dev-webhooks-dead-letters"}
+    expected |= {"leadflow-dev-sends-rejected", "leadflow-dev-send-outcomes-not-recorded"}
     assert set(found) == expected
     [topic_id] = resources(template_json, "AWS::SNS::Topic").keys() & {
         k for k in resources(template_json, "AWS::SNS::Topic") if k.startswith("MonitoringAlarmTopic")

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from leadflow import wiring
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import LocalSystem
 from tests.integration.conftest import profile, sign_up, stream_records
@@ -143,6 +144,84 @@ def test_a_throttled_send_is_retried_and_sent_once(
     assert system.handlers[SEND](payload, lambda_context(SEND))["status"] == "sent"
     assert system.handlers[SEND](payload, lambda_context(SEND))["status"] == "duplicate"
     assert len(outbox_to(system, "throttle@example.com")) == before + 1
+
+
+def _failing_writes(system: LocalSystem, monkeypatch: pytest.MonkeyPatch, operation: str, times: int) -> None:
+    """The send function's next ``times`` DynamoDB ``operation`` calls fail after the SDK's own
+    retries (what a throughput or network fault leaves)."""
+    ddb = wiring.client("dynamodb")  # the client the functions use (one per process)
+    real = getattr(ddb, operation)
+    left = {"n": times}
+
+    def failing(**kwargs: Any) -> Any:
+        if left["n"] > 0:
+            left["n"] -= 1
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"}},
+                operation,
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(ddb, operation, failing)
+
+
+def _message(system: LocalSystem, message_id: str) -> dict[str, Any]:
+    [item] = [m for m in system._scan("messages") if m.get("message_id") == message_id]
+    return item
+
+
+def test_a_rejected_email_is_recorded_as_rejected_even_when_a_write_fails_in_between(
+    system: LocalSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SES refuses the message for good (MessageRejected): it is recorded as skipped with reason
+    ``rejected_by_provider`` and an ``email_skipped`` event (reports count it), never counted as
+    sent and never tried again — even when the first writes of that outcome fail."""
+    contact = sign_up(system, "rejected@example.com", visitor_id="v-visitor-0006")
+    system.settle()
+    before = len(outbox_to(system, "rejected@example.com"))
+    service = system.modules["send"].sender
+    calls = {"n": 0}
+
+    def rejected(**kwargs: Any) -> Any:
+        calls["n"] += 1
+        raise ClientError({"Error": {"Code": "MessageRejected", "Message": "Email rejected"}}, "SendRawEmail")
+
+    monkeypatch.setattr(service._ses, "send_raw_email", rejected)
+    _failing_writes(system, monkeypatch, "transact_write_items", 2)
+    monkeypatch.setattr("leadflow.sending.time.sleep", lambda _s: None)
+    payload = _send_payload(contact, "arn:aws:states:us-east-1:123456789012:execution:manual:reject-1")
+    first = system.handlers[SEND](payload, lambda_context(SEND))
+    assert (first["status"], first["reason"]) == ("skipped", "rejected_by_provider")
+    again = system.handlers[SEND](payload, lambda_context(SEND))  # a retry of the step
+    assert again["status"] == "duplicate"
+    assert calls["n"] == 1
+    item = _message(system, first["message_id"])
+    assert (item["status"], item["reason"]) == ("skipped", "rejected_by_provider")
+    events = [r["dynamodb"]["NewImage"] for r in stream_records(system)]
+    skipped = [e for e in events if e.get("message_id", {}).get("S") == first["message_id"]]
+    assert [e["type"]["S"] for e in skipped] == ["email_skipped"]
+    assert len(outbox_to(system, "rejected@example.com")) == before
+
+
+def test_a_sent_email_is_recorded_as_sent_even_when_a_write_fails_after_ses_accepted_it(
+    system: LocalSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SES accepted the email, then the write of ``sent`` + ``email_sent`` fails once: it is
+    written again in the same invocation (a retry of the step could not tell it was sent)."""
+    contact = sign_up(system, "recorded@example.com", visitor_id="v-visitor-0007")
+    system.settle()
+    before = len(outbox_to(system, "recorded@example.com"))
+    _failing_writes(system, monkeypatch, "transact_write_items", 1)
+    monkeypatch.setattr("leadflow.sending.time.sleep", lambda _s: None)
+    payload = _send_payload(contact, "arn:aws:states:us-east-1:123456789012:execution:manual:record-1")
+    first = system.handlers[SEND](payload, lambda_context(SEND))
+    assert first["status"] == "sent"
+    assert _message(system, first["message_id"])["status"] == "sent"
+    events = [r["dynamodb"]["NewImage"] for r in stream_records(system)]
+    assert [e["type"]["S"] for e in events if e.get("message_id", {}).get("S") == first["message_id"]] == [
+        "email_sent"
+    ]
+    assert len(outbox_to(system, "recorded@example.com")) == before + 1
 
 
 def test_unsubscribed_contact_exits_the_journey_or_is_skipped_at_send_time(system: LocalSystem) -> None:

@@ -8,6 +8,12 @@ cached ``leadflow.wiring`` clients): the call fails as if the SDK had given up o
 retries exhausted), so every fault reaches the function. Which function made the call is known
 from the handler wrappers installed here.
 
+Which calls fail is decided by the call's identity, not by timing: a hash of the seed, the
+function, the operation, the call's parameters with the contacts' random ids and addresses
+replaced by stable names (``CallIdentity``), and how many times that same call was made before.
+Journey executions run in threads, so calls of different contacts interleave differently from run
+to run; with the same seed the same call of the same contact fails the same way every run.
+
 Finding (``never_sent_stuck_claim``): a send step claims its message id ("sending") before it
 calls SES; when a DynamoDB call fails before SES is reached *and* the write that releases the
 claim ("retryable") fails too, the claim stays "sending" and every retry or redrive answers
@@ -19,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import hashlib
 import json
 import logging
-import random
 import re
 import sys
 import warnings
@@ -80,7 +86,7 @@ class LambdaCrash(RuntimeError):
 class Rates:
     dynamodb: float = 0.08
     ses_throttle: float = 0.15
-    ses_reject: float = 0.03
+    ses_reject: float = 0.06
     sns: float = 0.3
     sfn: float = 0.15
     lambda_throttle: float = 0.15
@@ -97,15 +103,61 @@ FAULTS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+ID_TOKEN = re.compile(r"[A-Za-z0-9]{20,}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+DIGITS = re.compile(r"\d+")
+
+
+class CallIdentity:
+    """A call's parameters as a stable text: each contact's random id and email address become the
+    contact's name (its index in the scenario); an id seen in a call that names exactly one contact
+    (an event id, a message id, an execution name) becomes that contact's too; any other id,
+    time or number becomes a placeholder."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.emails: dict[str, str] = {}
+
+    def name_email(self, email: str, index: int) -> None:
+        """Before the contact exists: its address (digits in a name would be erased below)."""
+        self.emails[email] = "contact-" + "".join(chr(ord("a") + int(d)) for d in f"{index:03d}")
+
+    def name_contact(self, contact_id: str, email: str) -> None:
+        self.names[contact_id] = self.emails[email]
+
+    def of(self, *parts: Any) -> str:
+        text = json.dumps(parts, sort_keys=True, default=str)
+        for email, label in self.emails.items():
+            if email in text:
+                text = text.replace(email, label)
+        tokens = set(ID_TOKEN.findall(text))
+        known = {self.names[t] for t in tokens if t in self.names}
+        if len(known) == 1:
+            (label,) = known
+            for token in tokens:
+                self.names.setdefault(token, label)
+        text = ID_TOKEN.sub(lambda m: self.names.get(m.group(), "#"), text)
+        return DIGITS.sub("0", text)
+
+
 @dataclass
 class Injector:
     rates: Rates
-    rng: random.Random
+    seed: int
     enabled: bool = False
+    identity: CallIdentity = field(default_factory=CallIdentity)
+    seen: Counter[str] = field(default_factory=Counter)
     injected: Counter[str] = field(default_factory=Counter)
     by_function: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     metrics: Counter[str] = field(default_factory=Counter)
+
+    def draw(self, kind: str, *call: Any) -> float:
+        """A number in [0, 1) for the n-th time this call (``kind`` and its identity) is made."""
+        key = f"{kind}|{self.identity.of(*call)}"
+        n = self.seen[key]
+        self.seen[key] += 1
+        digest = hashlib.sha256(f"{self.seed}|{key}|{n}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
 
     def _rate(self, service: str, code: str) -> float:
         return {
@@ -117,14 +169,15 @@ class Injector:
         }[code]
 
     def hook(self, service: str) -> Callable[..., None]:
-        def before_call(model: Any, **_: Any) -> None:
+        def before_call(model: Any, params: Any = None, **_: Any) -> None:
             function = CURRENT.get()
             if not self.enabled or not function:
                 return
             for operation, code in FAULTS[service]:
                 if operation not in ("*", model.name):
                     continue
-                if self.rng.random() < self._rate(service, code):
+                call = _call_parts(service, model.name, params or {})
+                if self.draw(f"{function}|{code}", *call) < self._rate(service, code):
                     self.injected[f"{service}:{code}"] += 1
                     self.by_function[function.removeprefix("leadflow-local-")] += 1
                     raise ClientError(
@@ -151,7 +204,7 @@ class Injector:
         """Step Functions' Lambda task: throttled by Lambda now and then (retried by the Retry)."""
 
         def run(event: dict[str, Any], context: Any) -> Any:
-            if self.enabled and self.rng.random() < self.rates.lambda_throttle:
+            if self.enabled and self.draw("send-task|throttle", event) < self.rates.lambda_throttle:
                 self.injected["lambda:TooManyRequestsException(send task)"] += 1
                 self.by_function["send"] += 1
                 raise LambdaTooManyRequests("Rate exceeded")
@@ -165,16 +218,20 @@ class Injector:
 
         def run(event: dict[str, Any], context: Any) -> Any:
             records = event["Records"]
-            if self.enabled and self.rng.random() < self.rates.crash:
-                done = self.rng.randint(1, len(records))
-                handler({"Records": records[:done]}, context)
-                self.injected["lambda:crash mid-batch"] += 1
-                self.by_function[name.removeprefix("leadflow-local-")] += 1
-                raise LambdaCrash(f"crashed after {done} of {len(records)} records")
+            if self.enabled:
+                # the function dies after a record whose identity draws a crash (per record, so
+                # the same record crashes its batch whichever records the batch holds)
+                rate = self.rates.crash / max(len(records), 1)
+                for done, record in enumerate(records, start=1):
+                    if self.draw(f"{name}|crash", _record_parts(record)) < rate:
+                        handler({"Records": records[:done]}, context)
+                        self.injected["lambda:crash mid-batch"] += 1
+                        self.by_function[name.removeprefix("leadflow-local-")] += 1
+                        raise LambdaCrash(f"crashed after {done} of {len(records)} records")
             result = handler(event, context)
             if (
                 self.enabled
-                and self.rng.random() < self.rates.redeliver
+                and self.draw(f"{name}|redeliver", [_record_parts(r) for r in records]) < self.rates.redeliver
                 and not (result or {}).get("batchItemFailures")
             ):
                 self.injected["stream:duplicate batch delivery"] += 1
@@ -185,9 +242,23 @@ class Injector:
         return run
 
 
+def _call_parts(service: str, operation: str, params: dict[str, Any]) -> tuple[Any, ...]:
+    """What identifies a call: SES by its recipients and message tag (the raw MIME holds random
+    boundaries), every other service by all its parameters."""
+    if service == "ses":
+        return (service, operation, params.get("Destinations"), params.get("Tags"))
+    return (service, operation, params)
+
+
+def _record_parts(record: dict[str, Any]) -> Any:
+    """A stream record's identity: its event (keys and image), not its sequence number."""
+    change = record.get("dynamodb", {})
+    return (record.get("eventName"), change.get("Keys"), change.get("NewImage"))
+
+
 @contextmanager
 def injected_faults(system: LocalSystem, rates: Rates, seed: int) -> Iterator[Injector]:
-    injector = Injector(rates=rates, rng=random.Random(seed))
+    injector = Injector(rates=rates, seed=seed)
     hooks = []
     for service, key in (("dynamodb", "dynamodb"), ("ses", "ses"), ("sns", "sns"), ("stepfunctions", "sfn")):
         client = wiring.client(service)
@@ -336,6 +407,8 @@ def run(
         client = Client(system)
         ids: dict[int, str] = {}
         # 1. sign-ups, faults on
+        for i, address in enumerate(emails):
+            faults.identity.name_email(address, i)
         faults.enabled = True
         for i, address in enumerate(emails):
             reply = client.call(
@@ -346,6 +419,7 @@ def run(
             )
             assert reply["statusCode"] == 201, reply
             ids[i] = json.loads(reply["body"])["contact_id"]
+            faults.identity.name_contact(ids[i], address)
             accepted["form_submitted"] += 1
         system.settle(timeout=120)
         # internal stage changes (as a journey's update_contact writes them): the MQL hand-off
@@ -543,6 +617,15 @@ def verify(
         engaged = any(e["type"] in ("email_opened", "email_clicked") for e in by_contact[contact_id])
         if follow and follow != {"followup_engaged" if engaged else "followup_nudge"}:
             wrong_branch += 1
+    # a permanent SES rejection: recorded (skipped, reason rejected_by_provider), alerted (the
+    # SendsRejected metric), in the reports' stream (an email_skipped event), never sent
+    rejected_ids = {mid for mid, m in messages.items() if m.get("reason") == "rejected_by_provider"}
+    skipped_events = {
+        str(e.get("message_id"))
+        for e in events
+        if e.get("type") == "email_skipped"
+        and (e.get("properties") or {}).get("reason") == "rejected_by_provider"
+    }
     handoffs = system.sales_handoffs()
     handoff_ids = Counter(h["handoff_id"] for h in handoffs)
     executions = Counter(e["status"] for e in system.executions())
@@ -566,6 +649,10 @@ def verify(
         "rejected_by_provider": sum(
             1 for m in messages.values() if m.get("reason") == "rejected_by_provider"
         ),
+        "rejected_sent": sorted(rejected_ids & {str(m) for m in per_message}),
+        "rejected_not_alerted": len(rejected_ids) - faults.metrics["SendsRejected"],
+        "rejected_not_reported": sorted(rejected_ids - skipped_events),
+        "outcomes_not_recorded": statuses["handing_over"],
         "message_statuses": dict(sorted(statuses.items())),
         "sales_handoffs": len(handoffs),
         "sales_handoffs_distinct": len(handoff_ids),
@@ -585,6 +672,10 @@ def ok(result: dict[str, Any]) -> bool:
         and result["duplicate_sends"] == 0
         and not result["missing_sends"]
         and not result["never_sent_stuck_claim"]
+        and not result["rejected_sent"]
+        and result["rejected_not_alerted"] == 0
+        and not result["rejected_not_reported"]
+        and result["outcomes_not_recorded"] == 0
         and result["wrong_branch"] == 0
         and result["sales_handoffs_distinct"] == result["sales_handoffs_expected"]
         and result["replay_changed_scores"] == 0
@@ -612,7 +703,9 @@ def report(result: dict[str, Any]) -> None:
         f"  emails sent {result['emails_sent']}, duplicate sends {result['duplicate_sends']},"
         f" missing {len(result['missing_sends'])}, never sent (claim stuck in 'sending')"
         f" {len(result['never_sent_stuck_claim'])} of {result['claims_left_sending']} claims left 'sending',"
-        f" rejected by provider {result['rejected_by_provider']},"
+        f" rejected by provider {result['rejected_by_provider']} (sent {len(result['rejected_sent'])},"
+        f" not alerted {result['rejected_not_alerted']}, not reported {len(result['rejected_not_reported'])}),"
+        f" outcome not recorded {result['outcomes_not_recorded']},"
         f" wrong branch {result['wrong_branch']}"
     )
     print(

@@ -19,6 +19,11 @@ def test_faults_lose_nothing_and_double_nothing() -> None:
     assert set(result["executions"]) == {"SUCCEEDED"}
     assert result["missing_sends"] == []
     assert result["never_sent_stuck_claim"] == []
+    assert result["rejected_sent"] == []
+    assert result["rejected_not_reported"] == []
+    assert result["rejected_not_alerted"] == 0
+    assert result["outcomes_not_recorded"] == 0
+    assert result["sales_handoffs_distinct"] == result["sales_handoffs_expected"]
     assert result["ok"], result
 
 

@@ -283,6 +283,10 @@ class LeadEngine:
                     return self._count("unknown_contact")
                 contact_id, profile = resolved
             steps = [Step(event.type, event.properties, at)]
+            if self._out_of_order(ScoreState.of(profile), steps) and self._marks.exists(
+                MARK_KIND, event.event_id
+            ):
+                return self._count("duplicate")  # applied already: no history replay for a redelivery
             now = self._now()
             plan = self._plan(
                 contact_id,
