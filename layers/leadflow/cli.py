@@ -1,6 +1,7 @@
 """``leadflow`` command line: ``leadflow journeys validate FILE...``, ``leadflow journeys compile FILE``,
 ``leadflow journeys graph FILE [-o OUT.svg]``,
 ``leadflow ops redrive [--stage dev] [--streams] [--executions] [--since ISO] [--dry-run]``,
+``leadflow ops smoke [--stage STAGE | --url URL] [--key KEY] [--timeout S]``,
 ``leadflow contacts import FILE [--url URL] [--key ADMIN_KEY] [--chunk-rows 2000]``."""
 
 from __future__ import annotations
@@ -278,6 +279,22 @@ def parser() -> argparse.ArgumentParser:
     )
     redrive.set_defaults(run=_redrive)
 
+    smoke = ops_commands.add_parser(
+        "smoke",
+        help="post-deploy smoke test: sign-up to welcome email, bounce and complaint feedback, IAM, erasure",
+        description="Form posts for SES's mailbox simulator (success, bounce, complaint), then checks the "
+        "contact and its event, the welcome journey's execution, the email accepted and delivered, the "
+        "bounce and complaint suppressed through SES -> SNS -> feedback, and that admin routes need IAM; "
+        "everything it created is erased at the end. One line per step, then one JSON line; exit "
+        "status 1 on any failure. --stage local (or a --url on localhost) runs it against `make run`.",
+    )
+    smoke.add_argument("--stage", default=None, help="stage (stack leadflow-<stage>); local: `make run`")
+    smoke.add_argument("--url", default=None, help="API base URL (default: the stack's ApiUrl output)")
+    smoke.add_argument("--key", default=None, help="local admin key (default: $LEADFLOW_LOCAL_ADMIN_KEY)")
+    smoke.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
+    smoke.add_argument("--timeout", type=float, default=180.0, help="seconds per awaited outcome (180)")
+    smoke.set_defaults(run=_smoke)
+
     contacts = groups.add_parser("contacts", help="contacts: bulk import")
     contacts_commands = contacts.add_subparsers(dest="command", required=True)
     importer = contacts_commands.add_parser(
@@ -312,6 +329,36 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="JSON instead of text")
     report.set_defaults(run=_report)
     return root
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    import os
+    from urllib.parse import urlsplit
+
+    from leadflow.ops.smoke import AwsTarget, LocalTarget, Target, smoke
+
+    local_url = args.url and urlsplit(args.url).hostname in ("localhost", "127.0.0.1", "::1")
+    target: Target
+    if args.stage == "local" or (args.stage is None and local_url):
+        key = args.key or os.environ.get("LEADFLOW_LOCAL_ADMIN_KEY") or os.environ.get("LEADFLOW_ADMIN_KEY")
+        if not key:
+            print(
+                "error: the local admin key is needed (--key, or LEADFLOW_LOCAL_ADMIN_KEY)", file=sys.stderr
+            )
+            return 2
+        target = LocalTarget(args.url or "http://127.0.0.1:8080", key)
+    else:
+        import boto3
+
+        stage = args.stage or "dev"
+        try:
+            target = AwsTarget.from_stack(stage, boto3.Session(region_name=args.region), args.url)
+        except Exception as exc:
+            print(f"error: cannot read stack leadflow-{stage}: {exc}", file=sys.stderr)
+            return 2
+    result = smoke(target, timeout=args.timeout)
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -242,12 +242,16 @@ class Injector:
         return run
 
 
-def _call_parts(service: str, operation: str, params: dict[str, Any]) -> tuple[Any, ...]:
-    """What identifies a call: SES by its recipients and message tag (the raw MIME holds random
-    boundaries), every other service by all its parameters."""
-    if service == "ses":
-        return (service, operation, params.get("Destinations"), params.get("Tags"))
-    return (service, operation, params)
+def _call_parts(service: str, operation: str, request: dict[str, Any]) -> tuple[Any, ...]:
+    """What identifies a call: its serialized parameters (the request body ``before-call`` sees;
+    not its headers, which carry times and invocation ids) — for SES only the recipients and the
+    message tag (the raw MIME holds random boundaries)."""
+    body = request.get("body")
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if service == "ses" and isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k.startswith(("Destinations", "Tags"))}
+    return (service, operation, body)
 
 
 def _record_parts(record: dict[str, Any]) -> Any:

@@ -39,6 +39,7 @@ from leadflow.journeys import compile_journey, load_journeys
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, QueueConsumer, QueuePump, StreamPump
+from leadflow.local.ses_simulator import SesSimulator
 from leadflow.reporting import api as reporting_api
 from leadflow.settings import get_settings
 from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
@@ -203,6 +204,8 @@ class LocalSystem:
         self.webhook_dead_letters_url = ""
         self.lead_events_url = ""
         self.admin_key = os.environ.get("LEADFLOW_LOCAL_ADMIN_KEY") or secrets.token_urlsafe(24)
+        self.ses_simulator = SesSimulator(self.ses_event, self.deliver_feedback)
+        """SES's mailbox simulator addresses get SES's notifications through the feedback path."""
         """The local dev credential of admin routes (``Authorization: Bearer <key>``), IAM's stand-in."""
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -276,6 +279,7 @@ class LocalSystem:
         for name, module in self.modules.items():
             self.handlers[resource_name(name)] = self._serialized(module.handler)
         self._stack.enter_context(patched_moto(self.clock, self.handlers))
+        self._stack.callback(self.ses_simulator.install(wiring.client("ses")))
         # moto builds its Lambda URL router on first use, and concurrent first uses each build one
         # (seconds of CPU): build it now, before executions run in parallel
         self.client("lambda").list_functions()
@@ -310,6 +314,8 @@ class LocalSystem:
             self._stack.callback(self.pump.stop)
             self.bulk_pump.start()
             self._stack.callback(self.bulk_pump.stop)
+            self.ses_simulator.start()
+            self._stack.callback(self.ses_simulator.stop)
 
     def _sales_handoffs(self, sqs: Any) -> str:
         """The sales hand-off topic, with a queue subscribed so the local runtime can show what sales got."""
@@ -492,7 +498,9 @@ class LocalSystem:
 
     def settle(self, timeout: float = 30.0) -> None:
         """Run the system until it is quiet: stream drained, every running execution parked on the clock."""
-        self._until_quiet(self.pump.drain, timeout, "the local system did not settle")
+        self._until_quiet(
+            lambda: self.pump.drain() + self.ses_simulator.drain(), timeout, "the local system did not settle"
+        )
 
     def drain_bulk(self, timeout: float = 120.0) -> None:
         """Run the bulk queue (broadcasts, segment evaluations) and the events stream until both are
