@@ -15,17 +15,19 @@ import time
 import traceback
 from typing import IO, Any
 
-from tests.proof.common import emit
+from tests.proof.common import artifacts_dir, emit
 
 PARTS = ("browser", "load", "faults", "hostile", "access")
 PACKAGE = "tests.proof"
 
 
 class _LastLine:
-    """Passes writes through and remembers the last complete non-empty line."""
+    """Passes writes through (and into ``copy``: the part's log) and remembers the last complete
+    non-empty line."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], copy: IO[str] | None = None) -> None:
         self.stream = stream
+        self.copy = copy
         self.last = ""
         self._partial = ""
 
@@ -35,10 +37,14 @@ class _LastLine:
         for line in lines:
             if line.strip():
                 self.last = line.strip()
+        if self.copy is not None:
+            self.copy.write(text)
         return self.stream.write(text)
 
     def flush(self) -> None:
         self.stream.flush()
+        if self.copy is not None:
+            self.copy.flush()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
@@ -53,20 +59,25 @@ def run_part(name: str) -> dict[str, Any]:
         if exc.name != f"{PACKAGE}.{name}":
             raise
         return {"part": name, "ok": None, "status": "absent", "seconds": 0.0}
-    watcher = _LastLine(sys.stdout)
+    # the part's full output (figures, tracebacks, its JSON line) is kept in artifacts/proof/<part>.log
+    log = (artifacts_dir() / f"{name}.log").open("w", encoding="utf-8")
+    watcher = _LastLine(sys.stdout, log)
     saved, sys.stdout = sys.stdout, watcher
+    saved_err, sys.stderr = sys.stderr, _LastLine(sys.stderr, log)
     try:
         result = dict(module.run())
     except Exception as exc:
         traceback.print_exc()
         result = {"part": name, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
     finally:
-        sys.stdout = saved
+        sys.stdout, sys.stderr = saved, saved_err
     result.setdefault("part", name)
     result["ok"] = bool(result.get("ok"))
     printed = _as_json(watcher.last)
     if printed is None or printed.get("part") != name:
         emit(result)
+        log.write(json.dumps(result, default=str) + "\n")
+    log.close()
     result["status"] = "passed" if result["ok"] else "failed"
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
