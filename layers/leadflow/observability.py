@@ -1,18 +1,92 @@
 """The one place that creates the Powertools Logger, Tracer and Metrics used by every function,
-and the helpers that keep PII out of logs."""
+and the helpers that keep PII out of logs.
+
+The tracer is Powertools' (X-Ray), built lazily (``LazyTracer``): importing the X-Ray SDK and
+patching botocore cost more than ``import boto3`` itself, so no function pays for them at import;
+the Powertools ``Tracer`` is built, and botocore patched, at the first invocation that X-Ray samples
+(``Sampled=1`` in the invocation's ``_X_AMZN_TRACE_ID``), and traces every invocation after it as
+before. Invocations before it are not sampled: X-Ray records nothing for them anyway (Lambda's own
+segment still is, with active tracing)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
 
 SERVICE = "leadflow"
 NAMESPACE = "Leadflow"
+TRACE_HEADER = "_X_AMZN_TRACE_ID"
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def sampled() -> bool:
+    """Whether X-Ray samples the current invocation (Lambda sets the trace header per invocation)."""
+    return "Sampled=1" in os.environ.get(TRACE_HEADER, "")
+
+
+def tracing_disabled() -> bool:
+    return os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in ("1", "true")
+
+
+class LazyTracer:
+    """``capture_lambda_handler`` of a Powertools ``Tracer`` that is built when first needed."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._tracer: Tracer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def built(self) -> bool:
+        return self._tracer is not None
+
+    def tracer(self) -> Tracer:
+        """The Powertools Tracer (X-Ray SDK imported and botocore patched on the first call)."""
+        with self._lock:
+            if self._tracer is None:
+                from aws_lambda_powertools import Tracer
+
+                self._tracer = Tracer(service=self.service)
+            return self._tracer
+
+    @overload
+    def capture_lambda_handler(self, handler: Handler, **options: Any) -> Handler: ...
+
+    @overload
+    def capture_lambda_handler(
+        self, handler: None = None, **options: Any
+    ) -> Callable[[Handler], Handler]: ...
+
+    def capture_lambda_handler(self, handler: Handler | None = None, **options: Any) -> Any:
+        """As Powertools': ``@tracer.capture_lambda_handler`` or ``(capture_response=False)``."""
+        if handler is None:
+            return functools.partial(self.capture_lambda_handler, **options)
+        traced: list[Callable[..., Any]] = []
+
+        @functools.wraps(handler)
+        def run(event: Any, context: Any) -> Any:
+            if not traced and self._tracer is None and (tracing_disabled() or not sampled()):
+                return handler(event, context)
+            if not traced:
+                traced.append(self.tracer().capture_lambda_handler(handler, **options))
+            return traced[0](event, context)
+
+        return run
+
 
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
+tracer = LazyTracer(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
