@@ -1,5 +1,7 @@
 """Cold-start proxy: import time of each function's module relative to ``import boto3`` alone,
-each measured in fresh interpreters, interleaved, median of several runs."""
+each measured in fresh interpreters, interleaved, median of several runs — for EVERY function
+(``leadflow.local.system.FUNCTIONS``), in the environment Lambda gives it: tracing and metrics on
+(the local runtime's ``POWERTOOLS_*_DISABLED`` left out), ``AWS_LAMBDA_FUNCTION_NAME`` set."""
 
 from __future__ import annotations
 
@@ -10,8 +12,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from leadflow.local.system import FUNCTIONS
+
 ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("track", "trigger", "score", "send")
+
+LOCAL_ONLY = ("POWERTOOLS_TRACE_DISABLED", "POWERTOOLS_METRICS_DISABLED")
 
 _TIMER = """
 import importlib.util, sys, time
@@ -40,7 +45,8 @@ def _time(body: str, env: Mapping[str, str]) -> float:
 
 def import_ratios(env: Mapping[str, str], runs: int = 7) -> dict[str, float]:
     """{function: median import seconds / median boto3 import seconds}."""
-    full_env = {**os.environ, **env}
+    full_env = {k: v for k, v in {**os.environ, **env}.items() if k not in LOCAL_ONLY}
+    full_env["AWS_LAMBDA_FUNCTION_NAME"] = "leadflow-bench"
     samples: dict[str, list[float]] = {"boto3": [], **{fn: [] for fn in FUNCTIONS}}
     for _ in range(runs):
         samples["boto3"].append(_time("import boto3", full_env))

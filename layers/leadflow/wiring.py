@@ -1,6 +1,8 @@
 """Composition root: builds the domain services from the settings and boto3 clients.
 
-Handlers call these once at cold start; tests and the local runtime pass their own clients."""
+Handlers call these once at cold start; tests and the local runtime pass their own clients. Each
+factory imports what it builds when it is called, so a function's cold start loads only the
+stores and services that function uses (``bench/imports.py`` measures it)."""
 
 from __future__ import annotations
 
@@ -12,15 +14,14 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from leadflow.enrollments import JourneyStore
-from leadflow.settings import Settings
-from leadflow.store import ContactStore, EventStore, IdempotencyMarks, MessageStore, Transaction
-from leadflow.tokens import KeyRing, TokenSigner
-
 if TYPE_CHECKING:  # the services below are imported where they are built: a handler loads what it uses
+    from leadflow.enrollments import JourneyStore
     from leadflow.leads.engine import LeadEngine
     from leadflow.segments.store import SegmentDefinitionStore
     from leadflow.sending import SendService
+    from leadflow.settings import Settings
+    from leadflow.store import ContactStore, EventStore, IdempotencyMarks, MessageStore, Transaction
+    from leadflow.tokens import TokenSigner
 
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
@@ -43,6 +44,8 @@ def signing_key_source(
     a rotation takes effect without a deploy)."""
     from aws_lambda_powertools.utilities import parameters
 
+    from leadflow.tokens import KeyRing
+
     last_forced = [-float(KEY_REFRESH_INTERVAL_SECONDS)]
 
     def keys(refresh: bool) -> Sequence[bytes]:
@@ -56,22 +59,32 @@ def signing_key_source(
 
 
 def token_signer(settings: Settings) -> TokenSigner:
+    from leadflow.tokens import TokenSigner
+
     return TokenSigner(signing_key_source(settings.signing_key_secret))
 
 
 def event_store(settings: Settings, ddb: Any) -> EventStore:
+    from leadflow.store import EventStore
+
     return EventStore(ddb, settings.events_table, settings.event_retention_days)
 
 
 def contact_store(settings: Settings, ddb: Any) -> ContactStore:
+    from leadflow.store import ContactStore
+
     return ContactStore(ddb, settings.contacts_table)
 
 
 def message_store(settings: Settings, ddb: Any) -> MessageStore:
+    from leadflow.store import MessageStore
+
     return MessageStore(ddb, settings.messages_table)
 
 
 def idempotency_marks(settings: Settings, ddb: Any) -> IdempotencyMarks:
+    from leadflow.store import IdempotencyMarks
+
     return IdempotencyMarks(ddb, settings.idempotency_table)
 
 
@@ -96,6 +109,8 @@ def webhook_keys_source(secret_id: str) -> Callable[[], Mapping[str, str]]:
 
 
 def journey_store(settings: Settings, ddb: Any) -> JourneyStore:
+    from leadflow.enrollments import JourneyStore
+
     return JourneyStore(ddb, contacts_table=settings.contacts_table, events_table=settings.events_table)
 
 
