@@ -56,10 +56,10 @@ THROTTLING_CODES = {
 }
 THROTTLING_MESSAGES = ("Maximum sending rate exceeded", "Daily message quota exceeded")
 MESSAGE_TAG = "leadflow_message_id"
+"""The SES message tag that carries our message id into SES event publishing (feedback)."""
 OUTCOME_WRITE_ATTEMPTS = 4
 """Writes of what the provider answered (sent, or rejected) are retried in the invocation: a retry
 of the step could not tell any more whether the message went out."""
-"""The SES message tag that carries our message id into SES event publishing (feedback)."""
 
 Channel = Literal["email", "sms"]
 
