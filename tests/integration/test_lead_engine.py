@@ -327,6 +327,38 @@ def test_an_event_applied_late_gives_the_score_its_stored_events_say(system: Loc
     )
 
 
+def test_events_at_the_same_moment_add_up_once_whatever_arrives_late(system: LocalSystem) -> None:
+    """An older record replays the history up to the score's time; a record of that same moment
+    that has not arrived yet is left out of the replay and adds when it comes — never twice."""
+    contact = sign_up(system, "same-moment@example.com")  # +10
+    system.settle()
+    start = system.clock.now_datetime()
+    store = EventStore(system.client("dynamodb"), "leadflow-local-events", 30)
+    engine = system.modules["score"].service
+
+    def stored(kind: str, hours: int) -> Event:
+        event = Event(
+            event_id=ids.new_event_id(),
+            type=kind,
+            occurred_at=iso(start + timedelta(hours=hours)),
+            contact_id=contact,
+            source="api",
+        )
+        store.record(event)
+        return event
+
+    first = stored("webinar_attended", 2)  # +40 at 2 h
+    same = stored("webinar_attended", 2)  # +40 at the same moment, delivered last
+    late = stored("unsubscribed", 1)  # -20 at 1 h, delivered second
+    assert engine.handle(first) == "applied"
+    assert engine.handle(late) == "applied"  # older: replays up to 2 h, without `same`
+    assert engine.handle(same) == "applied"  # same moment: adds its 40 once
+    system.settle()
+    model = load_lead_model(system.content_dir / "leads.yaml")
+    expected = replay(all_events(system, contact), model)
+    assert profile(system, contact)["score"] == display_score(expected.value) == 80
+
+
 def all_events(system: LocalSystem, contact_id: str) -> list[dict[str, Any]]:
     items = system.client("dynamodb").query(
         TableName="leadflow-local-events",

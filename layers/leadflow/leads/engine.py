@@ -295,6 +295,7 @@ class LeadEngine:
                 now,
                 event_id=_keyed(event.event_id),
                 overrides=overrides,
+                applying=frozenset({event.event_id}),
             )
             if plan is None:
                 return "unchanged"
@@ -404,6 +405,7 @@ class LeadEngine:
                 self._now(),
                 event_id=_keyed(event.event_id, "fold", todo[0][1]),
                 overrides=overrides,
+                applying=frozenset(event_id for _, event_id, _ in todo),
             ) or Plan(contact_id=contact_id)  # nothing changes: only remember they were seen
             if len(plan.ops) + len(todo) > MAX_ITEMS:
                 size = max(1, size // 2)  # many segment changes at once: a smaller chunk
@@ -422,25 +424,34 @@ class LeadEngine:
             raise LeadStateConflict("visitor history kept changing while it was folded in; retried")
 
     def _out_of_order(self, state: ScoreState, steps: Sequence[Step]) -> bool:
-        """True when a step that scores is not newer than the score's time."""
+        """True when a step that scores is older than the score's time (one at the same moment
+        adds in any order: the floor and the caps see the same time)."""
         if state.at is None:
             return False
-        return any(step.at <= state.at and self._scores(step) for step in steps)
+        return any(step.at < state.at and self._scores(step) for step in steps)
 
     def _scores(self, step: Step) -> bool:
         if step.type == "points_awarded":
             return True
         return any(rule_matches(rule, step.type, step.properties) for rule in self._model.scoring.rules)
 
-    def _replayed(self, contact_id: str, profile: Mapping[str, Any], until: datetime) -> ScoreState:
-        """The behaviour score of the contact's stored events up to ``until``, oldest first (what
-        ``leadflow.leads.scoring.replay`` defines). Every stored event up to the score's time is in
-        it, so one applied later (redriven) replays again rather than adding to it."""
-        items = [
-            item
-            for item in self._history_items(contact_id, profile)
-            if (at := parse_iso(item.get("occurred_at"))) and at <= until
-        ]
+    def _replayed(
+        self, contact_id: str, profile: Mapping[str, Any], until: datetime, applying: frozenset[str]
+    ) -> ScoreState:
+        """The behaviour score of the contact's stored events up to ``until`` (the score's time),
+        oldest first (what ``leadflow.leads.scoring.replay`` defines). Every stored event older than
+        ``until`` is in it, so one applied later (redriven) replays again rather than adding to it;
+        of the events at ``until`` itself only those applied already (their ``SCORE#`` marker) and
+        those being applied (``applying``): one still to come adds to the score when it arrives."""
+        items = []
+        for item in self._history_items(contact_id, profile):
+            at = parse_iso(item.get("occurred_at"))
+            if at is None or at > until:
+                continue
+            event_id = str(item.get("event_id", ""))
+            if at == until and event_id not in applying and not self._marks.exists(MARK_KIND, event_id):
+                continue
+            items.append(item)
         return replay(items, self._model)
 
     def _history(self, contact_id: str, profile: Mapping[str, Any]) -> list[Step]:
@@ -476,6 +487,7 @@ class LeadEngine:
         overrides: Mapping[str, bool],
         tombstone: bool = False,
         recount: bool = False,
+        applying: frozenset[str] = frozenset(),
     ) -> Plan | None:
         """The transaction items of the new lead state, or None when nothing changes. ``recount``
         (re-evaluation): counters the profile does not list as complete are recounted from history."""
@@ -501,7 +513,7 @@ class LeadEngine:
             # replayed from the stored events, in time order, up to the newest of them — the
             # floor at 0 and the caps make it depend on the order, not only on the sum
             until = max([s.at for s in steps] + ([old_state.at] if old_state.at else []))
-            state = self._replayed(contact_id, profile, until)
+            state = self._replayed(contact_id, profile, until, applying)
             rules.append("replayed")
             steps_to_score: Sequence[Step] = []
         else:
