@@ -325,6 +325,7 @@ class TrackingService:
                 "locale": submission.locale.replace("_", "-") if submission.locale else None,
                 "salutation": submission.salutation,
                 "timezone": submission.timezone,
+                "country": submission.country,
             }
             if submission.consent:
                 # double opt-in: consent stays pending until the confirmation link is clicked; a
