@@ -21,6 +21,7 @@ from leadflow.models import EventAccepted, EventIn, FormAccepted, FormSubmission
 from leadflow.observability import logger, metrics, tracer
 from leadflow.protection import PostSignals, SignupBudgets, SignupRefused, render_stamp
 from leadflow.responses import error_response, json_response, refuse_unreadable, validation_fields
+from leadflow.server_events import ServerEvents, SignatureRefused, SignedEvents
 from leadflow.settings import get_settings
 from leadflow.tokens import InvalidToken
 from leadflow.tracking import ServerEventOnly, TrackingService, VisitorLinks
@@ -50,6 +51,12 @@ service = TrackingService(
     forms_that_send=wiring.sending_forms(settings),
     captcha=wiring.captcha_verifier(),
 )
+signed_events = SignedEvents(
+    keys=wiring.webhook_keys_source(settings.event_source_keys_secret),
+    marks=wiring.idempotency_marks(settings, _ddb),
+    ddb=_ddb,
+)
+server_events = ServerEvents(wiring.event_recorder(settings, _ddb))
 app = APIGatewayHttpResolver(enable_validation=True)
 MAX_FORM_BODY = 16 * 1024
 HTML = "text/html; charset=utf-8"
@@ -161,6 +168,37 @@ def post_event(payload: EventIn) -> Response[str]:
     """Browser events only (``identify`` and the stage's public types); 403 for any other type."""
     accepted: EventAccepted = service.record_event(payload)
     return json_response(HTTPStatus.ACCEPTED, accepted)
+
+
+@app.post("/events/signed")
+def post_signed_events() -> Response[str]:
+    """Server events from systems that sign with a per-source key instead of SigV4: the body of
+    ``POST /admin/events``; 401 for an unknown source or a bad or stale signature, 409 for a replay."""
+    event = app.current_event
+    body = event.decoded_body or ""
+    try:
+        signed_events.verify(
+            source=event.headers.get("x-leadflow-source"),
+            timestamp=event.headers.get("x-leadflow-timestamp"),
+            signature=event.headers.get("x-leadflow-signature"),
+            body=body,
+            now=utc_now().timestamp(),
+        )
+    except SignatureRefused as exc:
+        status = HTTPStatus.CONFLICT if exc.reason == "replayed_signature" else HTTPStatus.UNAUTHORIZED
+        return error_response(status, str(exc), [{"field": "headers", "message": str(exc)}])
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput("body", "is not valid JSON") from exc
+    try:
+        _, result = server_events.record_body(data)
+    except ValidationError as exc:
+        metrics.add_metric(name="RejectedRequests", unit="Count", value=1)
+        return error_response(
+            HTTPStatus.BAD_REQUEST, "invalid request", validation_fields(list(exc.errors()))
+        )
+    return json_response(HTTPStatus.ACCEPTED, result)
 
 
 @app.get("/t/stamp")

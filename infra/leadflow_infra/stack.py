@@ -107,6 +107,23 @@ class LeadflowStack(Stack):
         )
         layer = SharedLayer(self, "SharedLayer").layer
 
+        event_source_keys = secretsmanager.Secret(
+            self,
+            "EventSourceKeys",
+            description="Keys of systems posting signed server events to POST /events/signed (JSON name -> key)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps({}),
+                generate_string_key="default",
+                password_length=48,
+                exclude_punctuation=True,
+            ),
+        )
+        acknowledge(
+            event_source_keys,
+            "AwsSolutions-SMG4",
+            "Event source keys are shared with the sending systems: rotate by adding a key under a new "
+            "source name, switching the sender, then removing the old one.",
+        )
         # a form with a CAPTCHA gets a secret for the provider's secret key (put the provider's key
         # in it after the deploy); track reads it for siteverify
         captcha_secrets: list[secretsmanager.Secret] = []
@@ -162,6 +179,7 @@ class LeadflowStack(Stack):
             "LEADFLOW_WEBHOOK_DEAD_LETTER_QUEUE_URL": webhook_dead_letters.queue_url,
             "LEADFLOW_BROADCAST_SEND_RATE": str(config.broadcast_send_rate),
             "LEADFLOW_PUBLIC_EVENT_TYPES": ",".join(config.public_event_types),
+            "LEADFLOW_EVENT_SOURCE_KEYS_SECRET": event_source_keys.secret_arn,
         }
 
         def function(name: str, memory_mb: int = 512, timeout: int = 30) -> LeadflowFunction:
@@ -231,7 +249,7 @@ class LeadflowStack(Stack):
         tables[CONTACTS.name].grant_read_write_data(track.function)
         tables[IDEMPOTENCY.name].grant_write_data(track.function)
         signing_key.grant_read(track.function)  # + the forms' render stamps
-        for secret in captcha_secrets:
+        for secret in (*captcha_secrets, event_source_keys):
             secret.grant_read(track.function)
 
         tables[CONTACTS.name].grant_read_data(admin.function)

@@ -38,7 +38,8 @@ PUBLIC_ROUTES: tuple[Route, ...] = (
     Route("GET", "/t/p.gif"),  # website page-view pixel
     Route("GET", "/t/lf.js"),  # website snippet
     Route("GET", "/t/stamp"),  # the signed render stamp the snippet adds to forms (minimum fill time)
-    Route("POST", "/events"),
+    Route("POST", "/events"),  # browser events only
+    Route("POST", "/events/signed"),  # server events signed with a per-source key (HMAC, 5-minute window)
     Route("POST", "/forms/{form_id}"),
     Route("GET", "/unsubscribe/{token}"),
     Route("POST", "/unsubscribe/{token}"),

@@ -54,6 +54,10 @@ RefusalReason = Literal[
     "captcha_required",
     "captcha_failed",
     "server_event_type",
+    "unknown_source",
+    "stale_signature",
+    "bad_signature",
+    "replayed_signature",
 ]
 
 refusals: Counter[str] = Counter()

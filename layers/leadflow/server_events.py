@@ -7,18 +7,32 @@ The body is an event exactly as public ``POST /events`` takes it, or a batch
 own and recorded in its own transaction (``EventRecorder``: contact found or created by email,
 visitor linked, ``event_id`` exactly-once); the answer lists one result per event, in order, so a
 caller retries only the ones that failed — retrying all of them is harmless when they carry
-``event_id``. A bad event never stops the others."""
+``event_id``. A bad event never stops the others.
+
+Systems that cannot sign with SigV4 post the same bodies to public ``POST /events/signed``
+(``SignedEvents``): ``X-Leadflow-Source: <name>``, ``X-Leadflow-Timestamp: <epoch seconds>`` and
+``X-Leadflow-Signature: v1=<hex HMAC-SHA256(key, "<timestamp>.<body>")>`` with the source's key from
+Secrets Manager (JSON ``{"<name>": "<key>"}``). A timestamp more than 5 minutes off is refused, and
+so is a signature seen before (its hash is marked, conditionally, before the events are recorded):
+a captured request cannot be replayed. A request that fails after its mark is re-signed (a new
+timestamp) and sent again; events with ``event_id`` are still stored once."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field, ValidationError
 
 from leadflow.errors import InvalidInput
 from leadflow.models import EventIn
 from leadflow.observability import metrics
+from leadflow.protection import RefusalReason, count_refusal
 from leadflow.responses import validation_fields
+from leadflow.store import IdempotencyMarks, is_conditional_failure
 from leadflow.tracking import EventRecorder
 
 MAX_BATCH = 500
@@ -84,3 +98,61 @@ class ServerEvents:
             results.append(result.model_copy(update={"index": index}))
         accepted = sum(1 for r in results if r.status == "accepted")
         return BatchResult(accepted=accepted, rejected=len(results) - accepted, results=results)
+
+
+SIGNATURE_WINDOW_SECONDS = 300
+
+
+class SignatureRefused(Exception):
+    """A signed request that is not one: unknown source, bad or stale signature, or a replay."""
+
+    def __init__(self, reason: RefusalReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SignedEvents:
+    """Verifies ``POST /events/signed`` requests (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        keys: Callable[[], Mapping[str, str]],
+        marks: IdempotencyMarks,
+        ddb: Any,
+    ) -> None:
+        self._keys = keys
+        self._marks = marks
+        self._ddb = ddb
+
+    @staticmethod
+    def signature(key: str, timestamp: str, body: str) -> str:
+        return "v1=" + hmac.new(key.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+
+    def _refuse(self, reason: RefusalReason, message: str) -> SignatureRefused:
+        count_refusal(reason, "POST /events/signed")
+        return SignatureRefused(reason, message)
+
+    def verify(
+        self, *, source: str | None, timestamp: str | None, signature: str | None, body: str, now: float
+    ) -> None:
+        """Return when the request is signed by a known source, fresh and not seen before; its
+        signature is marked as used."""
+        key = self._keys().get(source or "")
+        if not source or key is None:
+            raise self._refuse("unknown_source", "X-Leadflow-Source names no known event source")
+        if not timestamp or not timestamp.isdigit() or abs(now - int(timestamp)) > SIGNATURE_WINDOW_SECONDS:
+            raise self._refuse(
+                "stale_signature", "X-Leadflow-Timestamp is missing or more than 5 minutes off"
+            )
+        if not signature or not hmac.compare_digest(
+            signature.encode(), self.signature(key, timestamp, body).encode()
+        ):
+            raise self._refuse("bad_signature", "X-Leadflow-Signature does not match the body")
+        nonce = f"{source}#{hashlib.sha256(signature.encode()).hexdigest()[:32]}"
+        try:
+            self._ddb.put_item(**self._marks.put_op("SIGNED", nonce)["Put"])
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                raise self._refuse("replayed_signature", "this signed request was already received") from None
+            raise

@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     broadcast_send_rate: float = Field(
         gt=0, le=10000, description="Emails per second a broadcast may send, across all workers (SES limit)."
     )
+    event_source_keys_secret: str = Field(
+        min_length=1,
+        description="Secrets Manager id of the signing keys of POST /events/signed (JSON name -> key).",
+    )
     public_event_types: str = Field(
         pattern=r"^([a-z][a-z0-9_]{0,63}(,[a-z][a-z0-9_]{0,63})*)?$",
         description="Browser event types public POST /events accepts besides the snippet's own "

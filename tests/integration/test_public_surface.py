@@ -540,3 +540,64 @@ def test_refusals_are_counted_on_the_dashboard_and_logged_without_personal_data(
     text = "\n".join(log_lines)
     for secret in ("secret.person", "private.example", "203.0.113"):
         assert secret not in text
+
+
+# --- the signed public variant -------------------------------------------------------------------------
+
+
+def signed_post(
+    system: LocalSystem,
+    body: str,
+    *,
+    source: str = "default",
+    key: str | None = None,
+    at: float | None = None,
+) -> dict[str, Any]:
+    from leadflow.server_events import SignedEvents
+
+    timestamp = str(int(system.clock.now() if at is None else at))
+    headers = JSON | {
+        "x-leadflow-source": source,
+        "x-leadflow-timestamp": timestamp,
+        "x-leadflow-signature": SignedEvents.signature(key or system.event_source_key, timestamp, body),
+    }
+    return system.invoke_http("POST", "/events/signed", headers=headers, body=body)
+
+
+def test_signed_server_events_from_systems_without_sigv4(system: LocalSystem) -> None:
+    body = json.dumps({"type": "purchase", "email": "signed@server.example", "event_id": "order-77"})
+    reply = signed_post(system, body)
+    assert reply["statusCode"] == 202, reply
+    assert json.loads(reply["body"])["status"] == "accepted"
+    assert contact_by_email(system, "signed@server.example") is not None
+    assert signed_post(system, body)["statusCode"] == 409  # the very same request again: a replay
+    # re-signed a second later: a new request, and order-77 is still stored once
+    system.advance(1)
+    timestamp = str(int(system.clock.now()))
+    from leadflow.server_events import SignedEvents
+
+    headers = JSON | {
+        "x-leadflow-source": "default",
+        "x-leadflow-timestamp": timestamp,
+        "x-leadflow-signature": SignedEvents.signature(system.event_source_key, timestamp, body),
+    }
+    first = system.invoke_http(
+        "POST",
+        "/events/signed",
+        headers=headers,
+        body=json.dumps({"type": "deal_won", "email": "signed@server.example"}),
+    )
+    assert first["statusCode"] == 401  # the signature is the other body's
+    again = [system.invoke_http("POST", "/events/signed", headers=headers, body=body) for _ in range(2)]
+    assert [r["statusCode"] for r in again] == [202, 409]
+    assert json.loads(again[0]["body"])["duplicate"] is True  # order-77 was stored once
+    # stale, forged, unknown source
+    before = counts(system)
+    assert signed_post(system, body, at=system.clock.now() - 301)["statusCode"] == 401
+    assert signed_post(system, body, key="not-the-key-of-default")["statusCode"] == 401
+    assert signed_post(system, body, source="crm")["statusCode"] == 401
+    unsigned = system.invoke_http("POST", "/events/signed", headers=JSON, body=body)
+    assert unsigned["statusCode"] == 401
+    assert counts(system) == before
+    figures = system.figures()["refusals"]
+    assert {"stale_signature", "bad_signature", "unknown_source", "replayed_signature"} <= set(figures)

@@ -120,6 +120,7 @@ def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, st
         "LEADFLOW_WEBHOOK_DEAD_LETTER_QUEUE_URL": queue_url("webhook-dead-letters"),
         "LEADFLOW_BROADCAST_SEND_RATE": "1000",
         "LEADFLOW_PUBLIC_EVENT_TYPES": "video_played",
+        "LEADFLOW_EVENT_SOURCE_KEYS_SECRET": resource_name("event-source-keys"),
         "POWERTOOLS_SERVICE_NAME": "leadflow",
         "POWERTOOLS_METRICS_NAMESPACE": "Leadflow",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -205,6 +206,8 @@ class LocalSystem:
         self.webhook_dead_letters_url = ""
         self.lead_events_url = ""
         self._clients = itertools.count()
+        self.event_source_key = os.environ.get("LEADFLOW_LOCAL_EVENT_SOURCE_KEY") or secrets.token_urlsafe(32)
+        """The key of the local event source ``default`` (``POST /events/signed``)."""
         self.admin_key = os.environ.get("LEADFLOW_LOCAL_ADMIN_KEY") or secrets.token_urlsafe(24)
         """The local dev credential of admin routes (``Authorization: Bearer <key>``), IAM's stand-in."""
 
@@ -262,6 +265,10 @@ class LocalSystem:
             SecretString=json.dumps(
                 {"default": os.environ.get("LEADFLOW_LOCAL_WEBHOOK_KEY") or secrets.token_urlsafe(32)}
             ),
+        )
+        self.client("secretsmanager").create_secret(
+            Name=resource_name("event-source-keys"),
+            SecretString=json.dumps({"default": self.event_source_key}),
         )
         sqs = self.client("sqs")
         self.sales_handoffs_url = self._sales_handoffs(sqs)
