@@ -11,8 +11,9 @@ Invariants:
 - Every refusal is counted (CloudWatch metric ``PublicRefusals`` by ``reason``; locally
   ``refusals``, shown by the dashboard) and logged by reason and route only, never with the
   address, the IP or a field value.
-- Budget keys hold the source network as stored everywhere else (IP truncated to /24, /48) and a
-  hash of the recipient domain; the counter items expire (TTL) an hour after their window."""
+- Budget keys are per source network as stored everywhere else (IP truncated to /24, /48) and per
+  recipient domain, both hashed (an aggregate counter outlives an erased contact: it must not
+  name its network or domain); the counter items expire (TTL) an hour after their window."""
 
 from __future__ import annotations
 
@@ -136,14 +137,17 @@ def stamp_age(signer: TokenSigner, stamp: str | None, now: float) -> float | Non
 # --- budgets ---------------------------------------------------------------------------------------
 
 
+def _hashed(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:20]
+
+
 def recipient_domain_key(email: str) -> str:
     """The recipient's domain as a budget key: hashed (a personal domain names its owner)."""
-    domain = email.rsplit("@", 1)[-1].lower()
-    return hashlib.sha256(domain.encode()).hexdigest()[:20]
+    return _hashed(email.rsplit("@", 1)[-1].lower())
 
 
 class SignupBudgets:
-    """Hourly counters ``BUDGET#<form>#src#<network>`` / ``BUDGET#<form>#dom#<hash>`` with sort key
+    """Hourly counters ``BUDGET#<form>#src#<hash>`` / ``BUDGET#<form>#dom#<hash>`` with sort key
     ``H#<yyyymmddhh>`` in the idempotency table (TTL ``expires_at``): conditional atomic increments
     written in the sign-up's transaction."""
 
@@ -177,7 +181,7 @@ class SignupBudgets:
         """The increments one sign-up spends: its source network's (when known) and its domain's."""
         ops = []
         if network:
-            ops.append(self._op(f"BUDGET#{form_id}#src#{network}", budget.per_source_per_hour, now))
+            ops.append(self._op(f"BUDGET#{form_id}#src#{_hashed(network)}", budget.per_source_per_hour, now))
         ops.append(
             self._op(
                 f"BUDGET#{form_id}#dom#{recipient_domain_key(email)}",
