@@ -22,7 +22,9 @@ stamp, budgets, CAPTCHA)."""
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +69,7 @@ from leadflow.tables import keys
 from leadflow.tokens import InvalidToken, TokenClaims, TokenSigner
 
 _VISITOR_ID = re.compile(VISITOR_ID_PATTERN)
+MAX_CONFLICT_RETRIES = 3
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 MAX_URL = 2048
 
@@ -440,6 +443,7 @@ class TrackingService:
         submitted_vid = submission.visitor_id or valid_visitor_id(cookie_visitor_id)
         captcha_passed = form.captcha is not None and form.captcha.when == "always"
         claim_retried = False
+        conflicts = 0
         while True:
             existing = self._contacts.contact_id_for_email(submission.email)
             contact_id = existing or ids.new_contact_id()
@@ -561,6 +565,12 @@ class TrackingService:
                 if not claim_retried and (0 in failed or link_index in failed):
                     claim_retried = True
                     continue  # the address was claimed or the visitor linked concurrently: read again
+                if "TransactionConflict" in cancellation_codes(exc) and conflicts < MAX_CONFLICT_RETRIES:
+                    # a budget counter is shared by every sign-up from the network or to the domain:
+                    # a concurrent sign-up's transaction held it; try again shortly
+                    conflicts += 1
+                    time.sleep(random.uniform(0.01, 0.04) * conflicts)
+                    continue
                 raise
             metrics.add_metric(name="FormsSubmitted", unit="Count", value=1)
             return FormAccepted(contact_id=contact_id)

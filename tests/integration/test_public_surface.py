@@ -601,3 +601,52 @@ def test_signed_server_events_from_systems_without_sigv4(system: LocalSystem) ->
     assert counts(system) == before
     figures = system.figures()["refusals"]
     assert {"stale_signature", "bad_signature", "unknown_source", "replayed_signature"} <= set(figures)
+
+
+def test_a_sign_up_that_meets_a_concurrent_one_on_a_budget_counter_is_tried_again(
+    system: LocalSystem,
+) -> None:
+    """DynamoDB cancels a transaction with ``TransactionConflict`` when a concurrent one holds an
+    item it writes (here: the shared budget counter); moto never does, so the first commit is
+    answered the way DynamoDB answers it, and the sign-up must go through once."""
+    from botocore.exceptions import ClientError
+
+    from leadflow.models import FormSubmission
+    from leadflow.protection import SignupBudgets
+    from leadflow.settings import get_settings
+    from leadflow.store import Transaction
+    from leadflow.tracking import TrackingService, VisitorLinks
+
+    settings = get_settings()
+    ddb = system.client("dynamodb")
+    commits: list[int] = []
+
+    def transact(txn: Transaction) -> None:
+        commits.append(len(txn.items))
+        if len(commits) == 1:
+            reasons = [{"Code": "None"}] * (len(txn.items) - 1) + [{"Code": "TransactionConflict"}]
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                    "CancellationReasons": reasons,
+                },
+                "TransactWriteItems",
+            )
+        txn.commit(ddb)
+
+    service = TrackingService(
+        events=wiring.event_store(settings, ddb),
+        contacts=wiring.contact_store(settings, ddb),
+        marks=wiring.idempotency_marks(settings, ddb),
+        signer=wiring.token_signer(settings),
+        forms=settings.forms,
+        transact=transact,
+        links=VisitorLinks(ddb, settings.contacts_table),
+        budgets=SignupBudgets(settings.idempotency_table),
+        forms_that_send=lambda: frozenset({"whitepaper"}),
+    )
+    submission = FormSubmission.model_validate({"email": "conflict@example.com", "consent": True})
+    accepted = service.submit_form("whitepaper", submission, source_ip="100.64.99.1", user_agent="x")
+    assert contact_by_email(system, "conflict@example.com") == accepted.contact_id
+    assert len(commits) == 2
+    assert commits[0] == commits[1]  # the same sign-up, budget counters included, once committed
