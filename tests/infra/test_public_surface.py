@@ -72,3 +72,8 @@ def test_a_form_captcha_gets_a_secret_only_track_reads(captcha_template: dict[st
     forms = json.dumps(track_fn["Properties"]["Environment"]["Variables"]["LEADFLOW_FORMS"])
     assert secret_id in forms  # the secret's ARN is the form's captcha.secret_id
     assert "0x4AAAAAAA-site-key" in forms
+
+
+def test_the_dashboard_graphs_refusals_by_reason(template_json: dict[str, Any]) -> None:
+    [dashboard] = resources(template_json, "AWS::CloudWatch::Dashboard").values()
+    assert "PublicRefusals" in json.dumps(dashboard["Properties"]["DashboardBody"])
