@@ -29,6 +29,13 @@ CAPTCHA_SECRET = "0x-captcha-secret-for-tests"
 GOOD_RESPONSE = "solved-by-a-person"
 
 EXTRA_FORMS = {
+    # no journey enters on it and it has no double opt-in: its sign-ups send no email
+    "contact": {
+        "thank_you_url": "/thanks",
+        "error_url": "/contact",
+        "consent_required": False,
+        "consent_text": "We answer your question by email; no newsletter unless you tick the box.",
+    },
     # a stage's own settings for a form: a small domain budget, a minimum fill time, a CAPTCHA
     "webinar": {
         "thank_you_url": "/thanks",
@@ -267,11 +274,19 @@ def test_the_recipient_domain_budget_holds_across_sources(system: LocalSystem) -
     assert all("expires_at" in i for i in items if i["pk"]["S"].startswith("BUDGET#"))
 
 
-def test_forms_whose_journeys_send_nothing_spend_no_budget(system: LocalSystem) -> None:
+def test_forms_whose_sign_ups_send_no_email_spend_no_budget(system: LocalSystem) -> None:
     track = system.modules["track"].service
-    assert track.sends_email("newsletter")
-    assert track.sends_email("whitepaper")
-    assert track.sends_email("webinar")  # double opt-in: the confirmation
+    assert track.sends_email("newsletter")  # the welcome journey enters on it
+    assert track.sends_email("whitepaper")  # double opt-in: the confirmation
+    assert not track.sends_email("contact")
+    locations = [
+        post_form(system, "contact", "100.64.50.1", email=f"asker{i}@questions.example")["headers"][
+            "Location"
+        ]
+        for i in range(12)
+    ]
+    assert locations == ["/thanks"] * 12
+    assert mails_to(system, "questions.example") == []
 
 
 # --- render stamp, CAPTCHA ---------------------------------------------------------------------------
