@@ -107,6 +107,45 @@ class LeadflowStack(Stack):
         )
         layer = SharedLayer(self, "SharedLayer").layer
 
+        event_source_keys = secretsmanager.Secret(
+            self,
+            "EventSourceKeys",
+            description="Keys of systems posting signed server events to POST /events/signed (JSON name -> key)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps({}),
+                generate_string_key="default",
+                password_length=48,
+                exclude_punctuation=True,
+            ),
+        )
+        acknowledge(
+            event_source_keys,
+            "AwsSolutions-SMG4",
+            "Event source keys are shared with the sending systems: rotate by adding a key under a new "
+            "source name, switching the sender, then removing the old one.",
+        )
+        # a form with a CAPTCHA gets a secret for the provider's secret key (put the provider's key
+        # in it after the deploy); track reads it for siteverify
+        captcha_secrets: list[secretsmanager.Secret] = []
+        forms_setting: dict[str, object] = {}
+        for form_id, form in config.forms.items():
+            if form.captcha is not None and form.captcha.secret_id is None:
+                secret = secretsmanager.Secret(
+                    self,
+                    f"Captcha{form_id.title().replace('-', '').replace('_', '')}",
+                    description=f"The {form.captcha.provider} secret key of form {form_id} (siteverify)",
+                )
+                acknowledge(
+                    secret,
+                    "AwsSolutions-SMG4",
+                    "The CAPTCHA provider issues this key; rotate it in the provider's console, then here.",
+                )
+                captcha_secrets.append(secret)
+                form = form.model_copy(
+                    update={"captcha": form.captcha.model_copy(update={"secret_id": secret.secret_arn})}
+                )
+            forms_setting[form_id] = form.model_dump()
+
         # The API URL is the public base of every tracking link; the functions get it through the
         # environment, so the API is created first with the track function added afterwards.
         environment = {
@@ -135,10 +174,12 @@ class LeadflowStack(Stack):
             "LEADFLOW_SMS_SENDER_ID": config.sms.sender_id or "",
             "LEADFLOW_SMS_ORIGINATION_NUMBER": config.sms.origination_number or "",
             "LEADFLOW_SMS_TYPE": config.sms.message_type,
-            "LEADFLOW_FORMS": json.dumps({k: v.model_dump() for k, v in config.forms.items()}),
+            "LEADFLOW_FORMS": json.dumps(forms_setting),  # a CAPTCHA secret ARN is a string token
             "LEADFLOW_EVENT_BUS_NAME": lead_bus.event_bus_name,
             "LEADFLOW_WEBHOOK_DEAD_LETTER_QUEUE_URL": webhook_dead_letters.queue_url,
             "LEADFLOW_BROADCAST_SEND_RATE": str(config.broadcast_send_rate),
+            "LEADFLOW_PUBLIC_EVENT_TYPES": ",".join(config.public_event_types),
+            "LEADFLOW_EVENT_SOURCE_KEYS_SECRET": event_source_keys.secret_arn,
         }
 
         def function(name: str, memory_mb: int = 512, timeout: int = 30) -> LeadflowFunction:
@@ -207,7 +248,9 @@ class LeadflowStack(Stack):
         tables[EVENTS.name].grant_write_data(track.function)
         tables[CONTACTS.name].grant_read_write_data(track.function)
         tables[IDEMPOTENCY.name].grant_write_data(track.function)
-        signing_key.grant_read(track.function)
+        signing_key.grant_read(track.function)  # + the forms' render stamps
+        for secret in (*captcha_secrets, event_source_keys):
+            secret.grant_read(track.function)
 
         tables[CONTACTS.name].grant_read_data(admin.function)
         tables[EVENTS.name].grant_read_data(admin.function)

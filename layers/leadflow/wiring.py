@@ -19,8 +19,10 @@ from leadflow.tokens import KeyRing, TokenSigner
 
 if TYPE_CHECKING:  # the services below are imported where they are built: a handler loads what it uses
     from leadflow.leads.engine import LeadEngine
+    from leadflow.protection import SiteverifyCaptcha
     from leadflow.segments.store import SegmentDefinitionStore
     from leadflow.sending import SendService
+    from leadflow.tracking import EventRecorder
 
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
@@ -93,6 +95,44 @@ def webhook_keys_source(secret_id: str) -> Callable[[], Mapping[str, str]]:
         return {str(k): str(v) for k, v in value.items()}
 
     return keys
+
+
+def event_recorder(settings: Settings, ddb: Any) -> EventRecorder:
+    """Records ``POST /events`` and ``POST /admin/events`` payloads."""
+    from leadflow.tracking import EventRecorder, VisitorLinks
+
+    return EventRecorder(
+        events=event_store(settings, ddb),
+        contacts=contact_store(settings, ddb),
+        marks=idempotency_marks(settings, ddb),
+        transact=transactor(ddb),
+        links=VisitorLinks(ddb, settings.contacts_table),
+    )
+
+
+def captcha_verifier(endpoints: Mapping[str, str] | None = None) -> SiteverifyCaptcha:
+    """CAPTCHA siteverify with the forms' provider secrets from Secrets Manager (cached 5 minutes);
+    ``endpoints``: the providers' siteverify URLs (the real ones by default; tests pass a local fake)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from leadflow.protection import SITEVERIFY_URLS, SiteverifyCaptcha
+
+    def secret(secret_id: str) -> str:
+        return str(parameters.get_secret(secret_id, max_age=KEY_CACHE_SECONDS))
+
+    return SiteverifyCaptcha(secret, endpoints or SITEVERIFY_URLS)
+
+
+def sending_forms(settings: Settings) -> Callable[[], frozenset[str]]:
+    """The forms whose sign-ups send email, from the journeys (read when first needed, not at import)."""
+
+    def forms() -> frozenset[str]:
+        from leadflow.journeys import load_journeys
+        from leadflow.protection import forms_that_send_email
+
+        return forms_that_send_email(settings.forms, load_journeys(settings.journeys_dir))
+
+    return forms
 
 
 def journey_store(settings: Settings, ddb: Any) -> JourneyStore:

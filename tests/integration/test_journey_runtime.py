@@ -70,10 +70,11 @@ def _ddb(value: Any) -> dict[str, Any]:
 
 
 def event(system: LocalSystem, email: str, kind: str, **properties: Any) -> None:
+    """A server event (trial_started, product_used...): POST /admin/events with the admin credential."""
     reply = system.invoke_http(
         "POST",
-        "/events",
-        headers=JSON,
+        "/admin/events",
+        headers=JSON | {"authorization": f"Bearer {system.admin_key}"},
         body=json.dumps({"type": kind, "email": email, "properties": properties}),
     )
     assert reply["statusCode"] == 202, reply

@@ -36,6 +36,11 @@ def main() -> int:
             print(f"    {route.method:<5} {base}{route.path}", flush=True)
         print(f"    header: Authorization: Bearer {system.admin_key}", flush=True)
         print("    (set LEADFLOW_LOCAL_ADMIN_KEY to choose the credential)", flush=True)
+        print(
+            f"  signed server events: POST {base}/events/signed, source 'default', key {system.event_source_key}"
+            " (set LEADFLOW_LOCAL_EVENT_SOURCE_KEY to choose it)",
+            flush=True,
+        )
         print("  operator routes:", flush=True)
         print(
             f"    GET   {base}/_local/              dashboard: figures, executions, outbox, contacts",

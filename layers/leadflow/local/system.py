@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import email
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from botocore.config import Config
 from moto import mock_aws
 
 from leadflow import clock as domain_clock
-from leadflow import observability, wiring
+from leadflow import observability, protection, wiring
 from leadflow.api_routes import resolve
 from leadflow.journeys import compile_journey, load_journeys
 from leadflow.local.clock import VirtualClock
@@ -118,6 +119,8 @@ def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, st
         "LEADFLOW_EVENT_BUS_NAME": resource_name("leads"),
         "LEADFLOW_WEBHOOK_DEAD_LETTER_QUEUE_URL": queue_url("webhook-dead-letters"),
         "LEADFLOW_BROADCAST_SEND_RATE": "1000",
+        "LEADFLOW_PUBLIC_EVENT_TYPES": "video_played",
+        "LEADFLOW_EVENT_SOURCE_KEYS_SECRET": resource_name("event-source-keys"),
         "POWERTOOLS_SERVICE_NAME": "leadflow",
         "POWERTOOLS_METRICS_NAMESPACE": "Leadflow",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -202,6 +205,9 @@ class LocalSystem:
         self.bulk_queue_url = ""
         self.webhook_dead_letters_url = ""
         self.lead_events_url = ""
+        self._clients = itertools.count()
+        self.event_source_key = os.environ.get("LEADFLOW_LOCAL_EVENT_SOURCE_KEY") or secrets.token_urlsafe(32)
+        """The key of the local event source ``default`` (``POST /events/signed``)."""
         self.admin_key = os.environ.get("LEADFLOW_LOCAL_ADMIN_KEY") or secrets.token_urlsafe(24)
         """The local dev credential of admin routes (``Authorization: Bearer <key>``), IAM's stand-in."""
 
@@ -242,6 +248,7 @@ class LocalSystem:
         reporting_api.reset()
         wiring.client.cache_clear()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
+        protection.refusals.clear()  # the dashboard's refusal figures are this system's
         domain_clock.set_source(self.clock.now)
         self._stack.callback(domain_clock.reset_source)
         ddb = self.client("dynamodb")
@@ -258,6 +265,10 @@ class LocalSystem:
             SecretString=json.dumps(
                 {"default": os.environ.get("LEADFLOW_LOCAL_WEBHOOK_KEY") or secrets.token_urlsafe(32)}
             ),
+        )
+        self.client("secretsmanager").create_secret(
+            Name=resource_name("event-source-keys"),
+            SecretString=json.dumps({"default": self.event_source_key}),
         )
         sqs = self.client("sqs")
         self.sales_handoffs_url = self._sales_handoffs(sqs)
@@ -412,10 +423,16 @@ class LocalSystem:
         query: str = "",
         headers: Mapping[str, str] | None = None,
         body: bytes | str | None = None,
-        source_ip: str = "127.0.0.1",
+        source_ip: str | None = None,
     ) -> dict[str, Any]:
         """Call the route's function with an HTTP API v2 event; returns its response (404 for no route,
-        403 for an admin route without the local dev credential, as IAM authorization would)."""
+        403 for an admin route without the local dev credential, as IAM authorization would).
+        ``source_ip``: the caller's address; without one each call comes from a client of its own
+        (its own /24 network, as the budgets of sign-up forms see sources); the HTTP server passes
+        the real peer's address."""
+        if source_ip is None:
+            n = next(self._clients)
+            source_ip = f"198.{18 + (n >> 8) % 2}.{n % 256}.1"  # RFC 2544 benchmarking range
         found = resolve(method.upper(), path)
         if found is None:
             return {
@@ -658,6 +675,7 @@ class LocalSystem:
                 for c in self.pump.consumers
             },
             "dead_letter_queues": depths,
+            "refusals": dict(sorted(protection.refusals.items())),
         }
 
     # --- provider feedback: what SES event publishing and two-way SMS deliver through SNS ---------
