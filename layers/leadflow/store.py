@@ -123,6 +123,13 @@ class EventStore:
             ConditionExpression="attribute_not_exists(pk)",
         )
 
+    def get(self, contact_id: str, event_id: str) -> dict[str, Any] | None:
+        """One event of a contact by its id (a send reads the journey's entry event), or None."""
+        resp = self._client.get_item(
+            TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.event(event_id)})
+        )
+        return deserialize(resp["Item"]) if "Item" in resp else None
+
 
 class IdempotencyMarks:
     """Markers written in the same transaction as the effect they make exactly-once."""
@@ -162,6 +169,13 @@ class ContactStore:
             TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
         )
         return Contact.model_validate(deserialize(resp["Item"])) if "Item" in resp else None
+
+    def profile(self, contact_id: str) -> dict[str, Any] | None:
+        """The stored profile item, every field (a template's context is made from it)."""
+        resp = self._client.get_item(
+            TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
+        )
+        return deserialize(resp["Item"]) if "Item" in resp else None
 
     def profiles(self, contact_ids: Sequence[str], fields: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
         """Profiles by contact id, 100 per BatchGetItem (unprocessed keys retried); only ``fields``
