@@ -157,7 +157,15 @@ def _source_problems(source: str, scope: _Scope) -> tuple[list[str], nodes.Templ
         )
         problems.append(f"{name}: not a template variable{hint}")
     seen = set()
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+    chains = [
+        n
+        for n in ast.find_all((nodes.Getattr, nodes.Getitem))
+        if isinstance(n, nodes.Getattr | nodes.Getitem)
+    ]
+    inner = {id(node.node) for node in chains}  # only whole chains: contact.a.b, not also contact.a
+    for node in chains:
+        if id(node) in inner:
+            continue
         found = _path(node)
         if found is None or found[0] not in ("contact", "entry") or found[0] not in context_names:
             continue
@@ -230,7 +238,7 @@ def template_variable_problems(
     for step in journey.walk():
         if isinstance(step, SendEmailStep):
             spec = step.send_email
-            parts: tuple[str, ...] = (*EMAIL_PARTS, PREHEADER_PART)
+            parts: tuple[str, ...] = (EMAIL_PARTS[0], PREHEADER_PART, *EMAIL_PARTS[1:])
             inline = {"subject": spec.subject, "preheader": spec.preheader}
             scope = _Scope(attributes, entry_properties, confirmation=spec.purpose == "confirmation")
             step_id, template = spec.id, spec.template
