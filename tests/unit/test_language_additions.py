@@ -137,6 +137,19 @@ def test_wait_until_forms_do_not_mix(spec: dict[str, Any], message: str) -> None
         journey(text)
 
 
+def test_event_property_needs_an_event_entry() -> None:
+    text = HEAD.replace("{event: webinar_registered}", "{stage: mql}")
+    message = refused(
+        text + "  - wait: {days: 1}\n  - wait_until: {event_property: starts_at, offset_hours: -1}"
+    )
+    assert message == (
+        "journeys/test.yaml: steps[1].wait_until.event_property: this journey is not entered by an event "
+        "(stage entry): there is no entry event to read 'starts_at' from"
+    )
+    mixed = HEAD.replace("{event: webinar_registered}", "{any: [{stage: mql}, {event: webinar_registered}]}")
+    assert journey(mixed + "  - wait_until: {event_property: starts_at}").entry.kind == "any"
+
+
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 3, 12, 9, 30, tzinfo=UTC)
 
