@@ -169,7 +169,10 @@ def test_shipped_and_test_journeys_pass_statelint(tmp_path: Path) -> None:
         (lambda d: d.update(re_entry="sometimes"), r"re_entry"),
         (lambda d: d["settings"].update(timezone="Mars/Olympus"), r"settings\.timezone: unknown time zone"),
         (lambda d: d["settings"]["quiet_hours"].update(start="25:00"), r"quiet_hours\.start: .*HH:MM"),
-        (lambda d: d["steps"][3]["wait_until"].update(time=None), r"steps\[3\]\.wait_until: give a time"),
+        (
+            lambda d: d["steps"][3]["wait_until"].update(time=None),
+            r"steps\[3\]\.wait_until: give one of: a time of day",
+        ),
         (
             lambda d: (
                 d["steps"][5]["wait_for"]["check_every"].update({"seconds": 10})
@@ -180,7 +183,7 @@ def test_shipped_and_test_journeys_pass_statelint(tmp_path: Path) -> None:
         ),
         (
             lambda d: d["steps"][6]["branch"].update({"if": {"clicked": "offer_a"}}),
-            r"steps\[6\]\.branch\.if: 'offer_a' is not a send step that runs before",
+            r"steps\[6\]\.branch\.if: send_email 'offer_a' does not run before this branch",
         ),
         (
             lambda d: d["steps"][7]["branch"].update({"then": [{"end": True}]}),
@@ -217,7 +220,7 @@ def test_shipped_and_test_journeys_pass_statelint(tmp_path: Path) -> None:
         ),
         (
             lambda d: d["steps"].insert(0, {"sleep": 1}),
-            r"steps\[0\]: a step is a mapping with exactly one of",
+            r"steps\[0\]: unknown step type 'sleep' \(step types: send_email, send_sms, ",
         ),
     ],
 )

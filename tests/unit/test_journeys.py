@@ -47,10 +47,10 @@ def test_entry_where_accepts_a_list_of_values() -> None:
         ),
         (lambda d: d["steps"][1]["wait"].update(days=0), r"steps\[1\]\.wait: .*longer than 0"),
         (lambda d: d["steps"][1]["wait"].update(days=400), r"at most 365 days"),
-        (lambda d: d["steps"].insert(0, {"jump": 1}), r"steps\[0\]: a step is a mapping with exactly one of"),
+        (lambda d: d["steps"].insert(0, {"jump": 1}), r"steps\[0\]: unknown step type 'jump'"),
         (
             lambda d: d["steps"][2]["branch"].update({"if": {"opened": "nope"}}),
-            r"steps\[2\]\.branch\.if: 'nope' is not a send step that runs before",
+            r"steps\[2\]\.branch\.if: no send_email step has the id 'nope'",
         ),
         (
             lambda d: d["steps"][2]["branch"]["then"][0]["send_email"].update(id="welcome"),

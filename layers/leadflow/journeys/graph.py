@@ -38,6 +38,7 @@ from leadflow.journeys.model import (
     HoldoutStep,
     Journey,
     RandomSplitStep,
+    Trigger,
     WaitForStep,
 )
 
@@ -145,26 +146,29 @@ def _kind(name: str, state: dict[str, Any]) -> str:
     return "action"
 
 
+def _trigger_text(trigger: Trigger) -> str:
+    if trigger.event is not None:
+        text = trigger.event
+        if trigger.where:
+            text += " where " + ", ".join(
+                f"{k} = {' or '.join(map(str, v)) if isinstance(v, list) else v}"
+                for k, v in trigger.where.items()
+            )
+        return text
+    if trigger.stage is not None:
+        return f"stage becomes {trigger.stage}"
+    if trigger.score_reaches is not None:
+        return f"score reaches {trigger.score_reaches}"
+    if trigger.segment is not None:
+        return f"enters segment {trigger.segment}"
+    return "enrolled by hand"
+
+
 def entry_text(journey: Journey) -> str:
     """The entry trigger in words ("Start: form_submitted where form_id = newsletter")."""
     entry = journey.entry
-    event = getattr(entry, "event", None)
-    if event is not None:
-        text = f"Start: {event}"
-        where = getattr(entry, "where", None) or {}
-        if where:
-            text += " where " + ", ".join(
-                f"{k} = {' or '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in where.items()
-            )
-    elif getattr(entry, "stage", None) is not None:
-        text = f"Start: stage becomes {entry.stage}"
-    elif getattr(entry, "score_reaches", None) is not None:
-        text = f"Start: score reaches {entry.score_reaches}"
-    elif getattr(entry, "segment", None) is not None:
-        text = f"Start: enters segment {entry.segment}"
-    else:
-        text = "Start: enrolled by hand"
-    condition = getattr(entry, "if_", None)
+    text = "Start: " + " or ".join(_trigger_text(t) for t in entry.triggers)
+    condition = entry.if_
     if condition is not None:
         text += f", if {describe(condition)}"
     return text
