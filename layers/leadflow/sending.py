@@ -45,6 +45,7 @@ from leadflow.messaging import (
 from leadflow.models import Contact, Event, SendRequest, SendResult, is_e164, iso, utc_now
 from leadflow.observability import count_by, logger, metrics, pii_hash
 from leadflow.store import ContactStore, EventStore, MessageStore, Transaction
+from leadflow.tables import keys
 from leadflow.tokens import TokenSigner
 
 RETRYABLE = "retryable"
@@ -253,7 +254,9 @@ class SendService:
         """The template context; the entry event is read only when the request names one (an
         erased or expired event leaves ``entry.properties`` empty: its values render as missing)."""
         entry = (
-            self._events.get(request.contact_id, request.entry_event_id) if request.entry_event_id else None
+            self._events.get(keys.contact(request.contact_id), request.entry_event_id)
+            if request.entry_event_id
+            else None
         )
         score = display_score(current_score(recipient.profile, utc_now(), self._lead_model))
         return template_context(

@@ -199,13 +199,6 @@ class EventStore:
             ConditionExpression="attribute_not_exists(pk)",
         )
 
-    def get(self, contact_id: str, event_id: str) -> dict[str, Any] | None:
-        """One event of a contact by its id (a send reads the journey's entry event), or None."""
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.event(event_id)})
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
-
 
 class IdempotencyMarks:
     """Markers written in the same transaction as the effect they make exactly-once."""
