@@ -4,6 +4,7 @@ lists, required default, sends inside earlier paths, unknown step types."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -135,6 +136,22 @@ def test_wait_until_forms_do_not_mix(spec: dict[str, Any], message: str) -> None
     text = HEAD + "  - " + yaml.safe_dump({"wait_until": spec}, default_flow_style=True, width=1000)
     with pytest.raises(JourneyError, match=message):
         journey(text)
+
+
+def test_unnamed_new_wait_until_forms_get_readable_state_names() -> None:
+    from leadflow.journeys.compiler import compile_journey
+
+    parsed = journey(
+        HEAD
+        + """
+  - wait_until: {at: "2026-03-12T17:00:00+01:00"}
+  - wait_until: {event_property: starts_at, offset_hours: -1}
+"""
+    )
+    states = json.loads(compile_journey(parsed))["States"]
+    assert "Wait until 2026-03-12T17:00:00+01:00" in states
+    assert "Wait until starts_at -1 hours" in states
+    assert not [name for name in states if "None" in name]
 
 
 def test_event_property_needs_an_event_entry() -> None:

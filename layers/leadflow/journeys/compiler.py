@@ -586,6 +586,8 @@ def _describe_update(step: UpdateContactStep) -> str:
 
 def _describe_until(step: WaitUntilStep) -> str:
     spec = step.wait_until
+    if spec.at is not None or spec.event_property is not None:
+        return spec.describe()
     if spec.attribute is not None:
         shift = f" {spec.offset_days:+d} days" if spec.offset_days else ""
         at = f" at {spec.time}" if spec.time else ""
