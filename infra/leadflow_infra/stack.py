@@ -221,6 +221,12 @@ class LeadflowStack(Stack):
         self._grant_on_executions(trigger.function, "states:DescribeExecution", prefix, journeys.machines)
         # an erasure stops the contact's running executions
         self._grant_on_executions(admin.function, "states:StopExecution", prefix, journeys.machines)
+        # wait_for: trigger answers a waiting task's token (SendTaskSuccess, or SendTaskFailure when
+        # the contact exits); an exit stops an execution that sits in a Wait; the step function
+        # answers its own token when the event came before the wait
+        self._grant_task_response(trigger.function, prefix, journeys.machines)
+        self._grant_task_response(send.function, prefix, journeys.machines)
+        self._grant_on_executions(trigger.function, "states:StopExecution", prefix, journeys.machines)
 
         # the lead engine: profile lead state, segment memberships, derived events (score, stage,
         # segment changes), the visitor's earlier events when a visitor is identified
@@ -410,6 +416,26 @@ class LeadflowStack(Stack):
                 value=f"{record.name} CNAME {record.value}",
                 description="Add to DNS",
             )
+
+    def _grant_task_response(
+        self, function: lambda_.Function, prefix: str, machines: Mapping[str, sfn.StateMachine]
+    ) -> None:
+        """``grant_task_response`` by name: the journey state machines invoke ``send``, so a grant
+        that referenced them from ``send``'s policy would be a dependency cycle."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"],
+                resources=[
+                    self.format_arn(
+                        service="states",
+                        resource="stateMachine",
+                        resource_name=f"{prefix}-{journey_id}",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                    for journey_id in machines
+                ],
+            )
+        )
 
     def _grant_on_executions(
         self, function: lambda_.Function, action: str, prefix: str, machines: Mapping[str, sfn.StateMachine]

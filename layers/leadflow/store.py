@@ -120,14 +120,15 @@ def event_history(
     elif until is not None:
         condition += " AND #at <= :hi"
         bounds["hi"] = time_key(until) + "$"
+    names = {"ExpressionAttributeNames": {"#at": EVENTS_BY_TIME.sort_key}} if len(bounds) > 1 else {}
     pages = client.get_paginator("query").paginate(
         TableName=table,
         IndexName=EVENTS_BY_TIME.name,
         KeyConditionExpression=condition,
-        ExpressionAttributeNames={"#at": EVENTS_BY_TIME.sort_key},
         ExpressionAttributeValues=values(**bounds),
         ScanIndexForward=not newest_first,
         PaginationConfig={"PageSize": 100 if limit is None else min(100, limit)},
+        **names,
     )
     yielded = 0
     for page in pages:

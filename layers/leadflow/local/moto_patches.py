@@ -10,6 +10,8 @@ as a local runtime:
   on the virtual clock (moto waits on real time); a task parked on its token counts as parked;
 - Retry back-off sleeps briefly in real time instead of for seconds;
 - ``RedriveExecution``, which moto 5.2.5 does not implement (see ``redrive_execution``);
+- ``SendTaskFailure`` passes the ``cause`` on (moto's response handler drops it, so a Catch saw an
+  empty Cause where AWS gives the one sent);
 - the interpreter's Lambda client is made once instead of once per task, and a definition is
   parsed once instead of at every StartExecution and DescribeExecution (a boto3 client costs tens
   of milliseconds, parsing a journey's ASL with ANTLR hundreds: with many executions that was most
@@ -30,6 +32,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import functools
+import inspect
 import json
 import re
 import threading
@@ -43,7 +46,7 @@ from typing import Any
 
 import moto
 from moto.awslambda_simple import models as lambda_simple
-from moto.core.responses import ActionResult
+from moto.core.responses import ActionResult, EmptyResult
 from moto.dynamodb import comparisons as dynamodb_comparisons
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import table as dynamodb_table
@@ -115,6 +118,7 @@ def check_moto() -> None:
         (retrier_decl, "time"),
         (wait_timestamp, "datetime"),
         (StepFunctionResponse, "stepfunction_backend"),
+        (StepFunctionResponse, "send_task_failure"),
         (SfnExecution, "start"),
         (lambda_eval_utils, "boto_client_for"),
         (execution_worker, "AmazonStateLanguageParser"),
@@ -143,8 +147,23 @@ def check_moto() -> None:
             raise RuntimeError(f"moto internals moved: {owner!r} has no {attribute!r}")
     if "exec_worker" not in SfnExecution.__annotations__:
         raise RuntimeError(f"moto internals moved: {SfnExecution!r} has no 'exec_worker'")
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    if "cause" not in inspect.signature(StepFunctionsParserBackend.send_task_failure).parameters:
+        raise RuntimeError("moto internals moved: the parser backend's send_task_failure takes no cause")
     if getattr(StepFunctionResponse, "redrive_execution", redrive_execution) is not redrive_execution:
         raise RuntimeError("moto now implements RedriveExecution: drop leadflow's local redrive patch")
+
+
+def send_task_failure(self: Any) -> Any:
+    """moto's ``SendTaskFailure`` with the ``cause`` passed on, as AWS does."""
+    self.stepfunction_backend.send_task_failure(
+        self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+    )
+    return ORIGINAL_SEND_TASK_FAILURE_RESULT()
+
+
+ORIGINAL_SEND_TASK_FAILURE_RESULT = EmptyResult
 
 
 REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")
@@ -402,6 +421,7 @@ def patched_moto(clock: VirtualClock, handlers: Mapping[str, Handler]) -> Iterat
         (callback_eval.HeartbeatEndpoint, "clear_and_wait", heartbeat_clear_and_wait),
         (execute_state, "threading", threading_shim),
         (StepFunctionResponse, "redrive_execution", redrive_execution),
+        (StepFunctionResponse, "send_task_failure", send_task_failure),
     ]
     missing = object()
     saved = [(owner, name, getattr(owner, name, missing)) for owner, name, _ in patches]
