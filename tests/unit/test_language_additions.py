@@ -236,6 +236,26 @@ steps: [{notify_sales: {reason: hot}}]
     assert [t.event for t in single.triggers] == ["webinar_registered"]
 
 
+def test_diagram_names_every_trigger_of_an_any_entry() -> None:
+    from leadflow.journeys.graph import entry_text, render_svg
+
+    parsed = journey(
+        """
+id: hot
+name: Hot leads
+entry:
+  any: [{score_reaches: 40}, {stage: mql}, {event: form_submitted, where: {form_id: [demo, trial]}}]
+  if: {not: {tag: employee}}
+steps: [{notify_sales: {reason: hot}}]
+"""
+    )
+    assert entry_text(parsed) == (
+        "Start: score reaches 40 or stage becomes mql or form_submitted where form_id = demo or trial, "
+        "if not (tagged employee)"
+    )
+    assert "Start: score reaches 40 or" in render_svg(parsed)
+
+
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
