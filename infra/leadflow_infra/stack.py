@@ -19,7 +19,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from leadflow.journeys import JourneyError, load_journeys
-from leadflow.journeys.checks import missing_templates
+from leadflow.journeys.checks import check_content
 from leadflow.tables import ALL_TABLES, CONTACTS, EVENTS, IDEMPOTENCY, MESSAGES, REPORTS
 
 from .config import StageConfig
@@ -224,11 +224,10 @@ class LeadflowStack(Stack):
             automatically_after=Duration.days(config.signing_key_rotation_days),
         )
 
+        problems = check_content(ROOT)  # the journeys, their templates and template variables
+        if problems:
+            raise JourneyError("; ".join(problems))
         journey_files = load_journeys(ROOT / "journeys")
-        for journey in journey_files:
-            problems = missing_templates(journey, ROOT / "templates")
-            if problems:
-                raise JourneyError(f"journeys/{journey.id}: " + "; ".join(problems))
         journeys = JourneyStateMachines(
             self,
             "Journeys",
@@ -265,6 +264,12 @@ class LeadflowStack(Stack):
         self._grant_on_executions(trigger.function, "states:DescribeExecution", prefix, journeys.machines)
         # an erasure stops the contact's running executions
         self._grant_on_executions(admin.function, "states:StopExecution", prefix, journeys.machines)
+        # wait_for: trigger answers a waiting task's token (SendTaskSuccess, or SendTaskFailure when
+        # the contact exits); an exit stops an execution that sits in a Wait; the step function
+        # answers its own token when the event came before the wait
+        self._grant_task_response(trigger.function, prefix, journeys.machines)
+        self._grant_task_response(send.function, prefix, journeys.machines)
+        self._grant_on_executions(trigger.function, "states:StopExecution", prefix, journeys.machines)
 
         # the lead engine: profile lead state, segment memberships, derived events (score, stage,
         # segment changes), the visitor's earlier events when a visitor is identified
@@ -454,6 +459,26 @@ class LeadflowStack(Stack):
                 value=f"{record.name} CNAME {record.value}",
                 description="Add to DNS",
             )
+
+    def _grant_task_response(
+        self, function: lambda_.Function, prefix: str, machines: Mapping[str, sfn.StateMachine]
+    ) -> None:
+        """``grant_task_response`` by name: the journey state machines invoke ``send``, so a grant
+        that referenced them from ``send``'s policy would be a dependency cycle."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"],
+                resources=[
+                    self.format_arn(
+                        service="states",
+                        resource="stateMachine",
+                        resource_name=f"{prefix}-{journey_id}",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                    for journey_id in machines
+                ],
+            )
+        )
 
     def _grant_on_executions(
         self, function: lambda_.Function, action: str, prefix: str, machines: Mapping[str, sfn.StateMachine]

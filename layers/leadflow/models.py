@@ -317,6 +317,11 @@ class SendRequest(BaseModel):
     template: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     contact_id: str = Field(min_length=1, max_length=64)
     execution_id: str = Field(min_length=1, max_length=2048)
+    # step-level overrides of the template's subject.txt / preheader (Jinja2, the same context)
+    subject: str | None = Field(default=None, max_length=300)
+    preheader: str | None = Field(default=None, max_length=300)
+    # the event that entered the contact (its properties are the template's ``entry.properties``)
+    entry_event_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 SendStatus = Literal["sent", "skipped", "duplicate"]

@@ -141,7 +141,7 @@ AWS_ENV = {
 
 
 def create_table(ddb: Any, spec: TableSpec, name: str) -> dict[str, Any]:
-    """A table as the CDK app defines it: keys, on-demand, stream and TTL from the spec."""
+    """A table as the CDK app defines it: keys, on-demand, indexes, stream and TTL from the spec."""
     params: dict[str, Any] = {
         "TableName": name,
         "KeySchema": [
@@ -154,6 +154,25 @@ def create_table(ddb: Any, spec: TableSpec, name: str) -> dict[str, Any]:
         ],
         "BillingMode": "PAY_PER_REQUEST",
     }
+    if spec.indexes:
+        # the index keys are attributes too (declared once each)
+        declared = {spec.partition_key, spec.sort_key}
+        for index in spec.indexes:
+            for attribute in (index.partition_key, index.sort_key):
+                if attribute not in declared:
+                    declared.add(attribute)
+                    params["AttributeDefinitions"].append({"AttributeName": attribute, "AttributeType": "S"})
+        params["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                    {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index in spec.indexes
+        ]
     if spec.stream:
         params["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": spec.stream}
     table: dict[str, Any] = ddb.create_table(**params)["TableDescription"]
