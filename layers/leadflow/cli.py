@@ -106,6 +106,10 @@ def _redrive(args: argparse.Namespace) -> int:
             f"{summary.name}: {summary.redriven} redriven, {summary.still_failing} still failing, "
             f"{summary.expired} expired"
             + (f", {summary.pending} to redrive (dry run)" if args.dry_run else "")
+            + "".join(
+                f", {count} skipped ({reason}: stopped on purpose)"
+                for reason, count in sorted(summary.skipped_by_reason.items())
+            )
         )
         for item in summary.items:
             if item["outcome"] != "redriven":

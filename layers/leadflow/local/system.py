@@ -39,6 +39,7 @@ from leadflow.journeys import compile_journey, load_journeys
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, QueueConsumer, QueuePump, StreamPump
+from leadflow.local.sfn_stop import keep_stop_reasons
 from leadflow.reporting import api as reporting_api
 from leadflow.settings import get_settings
 from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
@@ -276,6 +277,7 @@ class LocalSystem:
         for name, module in self.modules.items():
             self.handlers[resource_name(name)] = self._serialized(module.handler)
         self._stack.enter_context(patched_moto(self.clock, self.handlers))
+        self._stack.enter_context(keep_stop_reasons())  # StopExecution's error/cause, as AWS keeps them
         # moto builds its Lambda URL router on first use, and concurrent first uses each build one
         # (seconds of CPU): build it now, before executions run in parallel
         self.client("lambda").list_functions()
