@@ -36,6 +36,7 @@ from leadflow import clock as domain_clock
 from leadflow import observability, wiring
 from leadflow.api_routes import resolve
 from leadflow.journeys import compile_journey, load_journeys
+from leadflow.local import recording
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, QueueConsumer, QueuePump, StreamPump
@@ -275,7 +276,7 @@ class LocalSystem:
 
         self.modules = {name: load_function(name) for name in FUNCTIONS}
         for name, module in self.modules.items():
-            self.handlers[resource_name(name)] = self._serialized(module.handler)
+            self.handlers[resource_name(name)] = self._serialized(module.handler, resource_name(name))
         self._stack.enter_context(patched_moto(self.clock, self.handlers))
         self._stack.enter_context(keep_stop_reasons())  # StopExecution's error/cause, as AWS keeps them
         # moto builds its Lambda URL router on first use, and concurrent first uses each build one
@@ -381,11 +382,12 @@ class LocalSystem:
             )["stateMachineArn"]
             self.state_machines[journey.id] = arn
 
-    def _serialized(self, handler: Handler) -> Handler:
-        """Run handlers one at a time, as moto's backends are not built for concurrent writers."""
+    def _serialized(self, handler: Handler, function: str = "") -> Handler:
+        """Run handlers one at a time, as moto's backends are not built for concurrent writers;
+        each call is marked as ``function``'s (``leadflow.local.recording``)."""
 
         def run(event: dict[str, Any], context: Any) -> Any:
-            with self._invoke_lock:
+            with self._invoke_lock, recording.invocation(function, event):
                 try:
                     return handler(event, context)
                 finally:
