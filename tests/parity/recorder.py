@@ -46,6 +46,8 @@ class Call:
 class CallRecorder:
     calls: list[Call] = field(default_factory=list)
     invocations: list[tuple[str, Any]] = field(default_factory=list)
+    state_data: dict[str, int] = field(default_factory=dict)
+    """Largest state input/output per execution (filled by the scenario)."""
     _iterators: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

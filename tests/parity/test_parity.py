@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from botocore.exceptions import ClientError
 
-from leadflow.local import recording
+from leadflow.local import limits, recording
 from leadflow.local.system import FUNCTIONS, LocalSystem, resource_name
 from leadflow.ops.redrive import StageResources, redrive
 from tests.integration.test_routing import become_mql
@@ -204,6 +204,21 @@ def scenario(system: LocalSystem, monkeypatch: pytest.MonkeyPatch) -> None:
     assert {bounced, complained} <= {c["contact_id"] for c in system.contacts()}
 
 
+def state_data_sizes(system: LocalSystem) -> dict[str, int]:
+    """Per execution, the largest state input or output (bytes) in its history: Step Functions
+    fails an execution whose state data exceeds 256 KB (``States.DataLimitExceeded``)."""
+    sizes: dict[str, int] = {}
+    for execution in system.executions():
+        largest = 0
+        for event in system.history(execution["arn"]):
+            for key, details in event.items():
+                if key.endswith("EventDetails") and isinstance(details, dict):
+                    for name in ("input", "output"):
+                        largest = max(largest, len(str(details.get(name) or "").encode()))
+        sizes[execution["arn"]] = largest
+    return sizes
+
+
 @pytest.fixture(scope="module")
 def recorded() -> Iterator[CallRecorder]:
     recorder = CallRecorder()
@@ -213,6 +228,7 @@ def recorded() -> Iterator[CallRecorder]:
         pytest.MonkeyPatch.context() as patch,
     ):
         scenario(system, patch)
+        recorder.state_data = state_data_sizes(system)
         yield recorder
 
 
@@ -238,6 +254,22 @@ def test_every_function_starts_with_its_deployed_environment(stack: Stack) -> No
         for name in sorted(FUNCTIONS)
         for p in contract.environment_problems(stack, f"leadflow-{STAGE}-{name}")
     ] == []
+
+
+def test_state_data_and_invocation_payloads_are_within_aws_limits(recorded: CallRecorder) -> None:
+    """Step Functions state input/output at most 256 KB; Lambda payloads at most 6 MB for
+    synchronous invocations (API, streams, queues, tasks, rotation) and 256 KB for asynchronous
+    ones (SNS)."""
+    assert recorded.state_data
+    assert max(recorded.state_data.values()) <= limits.MESSAGE_LIMIT
+    for function, event in recorded.invocations:
+        if event is None:
+            continue
+        size = len(json.dumps(event, default=str).encode())
+        records = event.get("Records") if isinstance(event, dict) else None
+        asynchronous = bool(records) and records[0].get("EventSource") == "aws:sns"
+        limit = limits.MESSAGE_LIMIT if asynchronous else limits.SYNC_PAYLOAD_LIMIT
+        assert size <= limit, f"{function}: a {size}-byte event, Lambda takes at most {limit}"
 
 
 # --- the tier fails when the template loses what the local system uses ---------------------------

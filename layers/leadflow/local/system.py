@@ -36,7 +36,7 @@ from leadflow import clock as domain_clock
 from leadflow import observability, wiring
 from leadflow.api_routes import resolve
 from leadflow.journeys import compile_journey, load_journeys
-from leadflow.local import recording
+from leadflow.local import limits, recording
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, QueueConsumer, QueuePump, StreamPump
@@ -239,6 +239,7 @@ class LocalSystem:
                 config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
             )
         )
+        self._stack.enter_context(limits.enforced())  # AWS's request limits, refused as AWS does
         # a fresh process state for this system: settings, clients and cached secrets of an earlier one go
         get_settings.cache_clear()
         reporting_api.reset()
