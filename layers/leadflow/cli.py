@@ -79,7 +79,7 @@ def _client(service: str, region: str | None) -> Any:
 
 
 def _redrive(args: argparse.Namespace) -> int:
-    from leadflow.ops.redrive import redrive, stage_resources, totals
+    from leadflow.ops.redrive import redrive, skipped_by_reason, stage_resources, totals
 
     do_streams, do_executions = args.streams, args.executions
     if not do_streams and not do_executions:
@@ -125,6 +125,7 @@ def _redrive(args: argparse.Namespace) -> int:
                 "stage": args.stage,
                 "dry_run": args.dry_run,
                 **total,
+                "skipped_by_reason": skipped_by_reason(summaries),
                 "summaries": [s.to_dict() for s in summaries],
             },
             default=str,

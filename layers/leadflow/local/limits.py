@@ -18,6 +18,9 @@ Numbers (AWS documentation, 2026):
 - SNS Publish, SQS SendMessage (each message and a whole batch, 10 entries at most),
   EventBridge PutEvents (10 entries): 256 KB (262,144 bytes).
 - Lambda Invoke: 6 MB (6,291,456 bytes) synchronous, 256 KB asynchronous (``Event``).
+
+Not checked here: the item an ``UpdateItem`` produces (moto itself refuses items over 405,000
+bytes, a little below AWS's 409,600) and SMS lengths.
 """
 
 from __future__ import annotations

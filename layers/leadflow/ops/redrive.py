@@ -378,14 +378,16 @@ def redrive(
     return summaries
 
 
-def totals(summaries: Iterable[RedriveSummary]) -> dict[str, Any]:
-    """Sums over the summaries, and the skipped executions per reason."""
+def totals(summaries: Iterable[RedriveSummary]) -> dict[str, int]:
     keys = ("redriven", "still_failing", "expired", "pending", "records", "skipped")
     listed = list(summaries)
-    result: dict[str, Any] = {k: sum(int(getattr(s, k)) for s in listed) for k in keys}
+    return {k: sum(int(getattr(s, k)) for s in listed) for k in keys}
+
+
+def skipped_by_reason(summaries: Iterable[RedriveSummary]) -> dict[str, int]:
+    """Executions left stopped on purpose, per reason (``erasure``, ``exit``, ...)."""
     by_reason: dict[str, int] = {}
-    for summary in listed:
+    for summary in summaries:
         for reason, count in summary.skipped_by_reason.items():
             by_reason[reason] = by_reason.get(reason, 0) + count
-    result["skipped_by_reason"] = dict(sorted(by_reason.items()))
-    return result
+    return dict(sorted(by_reason.items()))
