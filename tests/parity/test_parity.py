@@ -122,6 +122,21 @@ def scenario(system: LocalSystem, monkeypatch: pytest.MonkeyPatch) -> None:
     admin(system, "GET", f"/admin/contacts/{engaged}/export")
     admin(system, "POST", "/admin/contacts/lookup", {"email": "parity-engaged@example.com"})
     admin(system, "GET", "/admin/attributes")
+    imported = system.invoke_http(
+        "POST",
+        "/admin/contacts/import",
+        headers={"content-type": "text/csv", "authorization": f"Bearer {system.admin_key}"},
+        body="email,first_name,tags\nparity-import-1@example.com,Ida,reader\nparity-import-2@example.com,Ivo,\n",
+    )
+    assert imported["statusCode"] == 200, imported
+    duplicate = admin(system, "POST", "/admin/contacts", {"email": "parity-dup@example.com"})["contact_id"]
+    admin(system, "POST", f"/admin/contacts/{created['contact_id']}/merge", {"duplicate_id": duplicate})
+    admin(
+        system,
+        "POST",
+        "/admin/journeys/win-back/enrollments",
+        {"contact_id": complained, "request_id": "crm-parity-2"},
+    )
     admin(system, "PUT", "/admin/segments/parity-readers", {"name": "Readers", "when": {"tag": "reader"}})
     admin(system, "POST", "/admin/segments/parity-readers/evaluate")
     system.drain_bulk()
