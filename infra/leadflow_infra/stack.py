@@ -507,7 +507,7 @@ def _complete_environment(functions: list[LeadflowFunction], environment: Mappin
     """Give every function the whole stage environment. Some values exist only after functions
     were created (the API URL needs the track and admin functions, the bulk queue the bulk
     function); each function gets them here, not in a hand-kept list, so every function starts
-    with a complete ``leadflow.settings.Settings`` (tests/infra/test_function_environment.py)."""
+    with a complete ``leadflow.settings.Settings`` (tests/parity/test_environment.py)."""
     for fn in functions:
         for key, value in environment.items():
             fn.function.add_environment(key, value)
