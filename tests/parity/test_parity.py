@@ -253,6 +253,11 @@ def test_every_function_and_the_redrive_tool_were_reached(recorded: CallRecorder
     assert {OPS_REDRIVE, STATES} <= set(principals)
     for name in FUNCTIONS:
         assert principals.get(resource_name(name)), f"{name} made no AWS call"
+    # each function reads the signing key itself (its own sandbox, its own cache)
+    readers = {c.principal for c in recorded.calls if c.operation == "GetSecretValue"}
+    assert {resource_name(f) for f in ("track", "send", "rotate")} <= readers
+    published = {(c.principal, c.service) for c in recorded.calls if c.operation in ("Publish", "PutEvents")}
+    assert {(resource_name("send"), "sns"), (resource_name("send"), "events")} <= published
 
 
 def test_every_call_is_allowed_by_the_callers_policies(recorded: CallRecorder, stack: Stack) -> None:
