@@ -5,7 +5,8 @@ sees each API call with its parameters; ``leadflow.local.recording.current_funct
 function's handler is running. Calls outside any handler are the local runtime's own plumbing —
 the stream and queue pumps stand in for Lambda's event source mappings, the test drives the
 system — and are not recorded, except the Step Functions interpreter's (it runs executions in
-worker threads): those are the state machines' own calls (``STATES``). An operator tool is
+worker threads): those are the state machines' own calls (``STATES``). That attribution needs
+the local system with ``background_pump=False`` (pumps on the main thread). An operator tool is
 recorded by running it inside ``recording.invocation(OPS_REDRIVE, None)``.
 """
 
