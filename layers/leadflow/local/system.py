@@ -240,6 +240,7 @@ class LocalSystem:
             )
         )
         self._stack.enter_context(limits.enforced())  # AWS's request limits, refused as AWS does
+        self._stack.enter_context(keep_stop_reasons())  # StopExecution's error/cause, as AWS keeps them
         # a fresh process state for this system: settings, clients and cached secrets of an earlier one go
         get_settings.cache_clear()
         reporting_api.reset()
@@ -279,7 +280,6 @@ class LocalSystem:
         for name, module in self.modules.items():
             self.handlers[resource_name(name)] = self._serialized(module.handler, resource_name(name))
         self._stack.enter_context(patched_moto(self.clock, self.handlers))
-        self._stack.enter_context(keep_stop_reasons())  # StopExecution's error/cause, as AWS keeps them
         # moto builds its Lambda URL router on first use, and concurrent first uses each build one
         # (seconds of CPU): build it now, before executions run in parallel
         self.client("lambda").list_functions()
