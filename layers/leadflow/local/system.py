@@ -36,11 +36,10 @@ from leadflow import clock as domain_clock
 from leadflow import observability, wiring
 from leadflow.api_routes import resolve
 from leadflow.journeys import compile_journey, load_journeys
-from leadflow.local import limits, recording
+from leadflow.local import limits, recording, sfn_stop
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, QueueConsumer, QueuePump, StreamPump
-from leadflow.local.sfn_stop import keep_stop_reasons
 from leadflow.reporting import api as reporting_api
 from leadflow.settings import get_settings
 from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
@@ -240,7 +239,7 @@ class LocalSystem:
             )
         )
         self._stack.enter_context(limits.enforced())  # AWS's request limits, refused as AWS does
-        self._stack.enter_context(keep_stop_reasons())  # StopExecution's error/cause, as AWS keeps them
+        self._stack.enter_context(sfn_stop.keep_stop_reasons())  # StopExecution's error/cause, as AWS keeps them
         # a fresh process state for this system: settings, clients and cached secrets of an earlier one go
         get_settings.cache_clear()
         reporting_api.reset()
