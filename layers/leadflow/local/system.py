@@ -239,7 +239,8 @@ class LocalSystem:
             )
         )
         self._stack.enter_context(limits.enforced())  # AWS's request limits, refused as AWS does
-        self._stack.enter_context(sfn_stop.keep_stop_reasons())  # StopExecution's error/cause, as AWS keeps them
+        # StopExecution keeps its error and cause, as AWS does (redrive skips stops on purpose)
+        self._stack.enter_context(sfn_stop.keep_stop_reasons())
         # a fresh process state for this system: settings, clients and cached secrets of an earlier one go
         get_settings.cache_clear()
         reporting_api.reset()
