@@ -182,18 +182,25 @@ class LeadflowStack(Stack):
             "LEADFLOW_EVENT_SOURCE_KEYS_SECRET": event_source_keys.secret_arn,
         }
 
+        # every function of the stage, in creation order: the environment is completed on all of
+        # them at the end (``_complete_environment``), so none can miss a variable added later
+        created: list[LeadflowFunction] = []
+
         def function(name: str, memory_mb: int = 512, timeout: int = 30) -> LeadflowFunction:
-            return LeadflowFunction(
-                self,
-                name.capitalize(),
-                name=name,
-                prefix=prefix,
-                layer=layer,
-                environment=environment,
-                log_retention=retention,
-                memory_mb=memory_mb,
-                timeout=Duration.seconds(timeout),
+            created.append(
+                LeadflowFunction(
+                    self,
+                    name.capitalize(),
+                    name=name,
+                    prefix=prefix,
+                    layer=layer,
+                    environment=environment,
+                    log_retention=retention,
+                    memory_mb=memory_mb,
+                    timeout=Duration.seconds(timeout),
+                )
             )
+            return created[-1]
 
         track = function("track", memory_mb=1024, timeout=10)
         admin = function("admin")
@@ -215,9 +222,7 @@ class LeadflowStack(Stack):
         # bulk jobs (broadcast pages, segment re-evaluations) run on SQS-fed workers
         bulk = function("bulk", memory_mb=1024, timeout=300)
         bulk_jobs = BulkJobs(self, "BulkJobs", function=bulk.function, max_concurrency=BULK_WORKERS)
-        for fn in (track, admin, trigger, score, send, rotate, bulk):
-            fn.function.add_environment("LEADFLOW_PUBLIC_BASE_URL", api.url)
-            fn.function.add_environment("LEADFLOW_BULK_QUEUE_URL", bulk_jobs.queue.queue_url)
+        environment["LEADFLOW_BULK_QUEUE_URL"] = bulk_jobs.queue.queue_url
         signing_key.add_rotation_schedule(
             "Rotation",
             rotation_lambda=rotate.function,
@@ -379,6 +384,8 @@ class LeadflowStack(Stack):
         # admin reads the reports; an erasure deletes the contact's per-contact reporting state
         tables[REPORTS.name].grant_read_write_data(admin.function)
         functions["report"] = report
+
+        _complete_environment(created, environment)
 
         monitoring = Monitoring(
             self,
@@ -546,7 +553,10 @@ class LeadflowStack(Stack):
                 iam.PolicyStatement(
                     actions=["states:ListExecutions"], resources=[m.state_machine_arn for m in machines]
                 ),
-                iam.PolicyStatement(actions=["states:RedriveExecution"], resources=executions),
+                # DescribeExecution: an ABORTED execution stopped on purpose (leadflow.stops) is skipped
+                iam.PolicyStatement(
+                    actions=["states:RedriveExecution", "states:DescribeExecution"], resources=executions
+                ),
             ],
         )
         region, account = nag_env(self)
@@ -559,6 +569,16 @@ class LeadflowStack(Stack):
                 "The '*' is the execution name: RedriveExecution on this journey's executions only.",
             )
         return policy
+
+
+def _complete_environment(functions: list[LeadflowFunction], environment: Mapping[str, str]) -> None:
+    """Give every function the whole stage environment. Some values exist only after functions
+    were created (the API URL needs the track and admin functions, the bulk queue the bulk
+    function); each function gets them here, not in a hand-kept list, so every function starts
+    with a complete ``leadflow.settings.Settings`` (tests/parity/test_environment.py)."""
+    for fn in functions:
+        for key, value in environment.items():
+            fn.function.add_environment(key, value)
 
 
 _RETENTION = {

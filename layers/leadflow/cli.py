@@ -91,7 +91,7 @@ def _client(service: str, region: str | None) -> Any:
 
 
 def _redrive(args: argparse.Namespace) -> int:
-    from leadflow.ops.redrive import redrive, stage_resources, totals
+    from leadflow.ops.redrive import redrive, skipped_by_reason, stage_resources, totals
 
     do_streams, do_executions = args.streams, args.executions
     if not do_streams and not do_executions:
@@ -118,6 +118,10 @@ def _redrive(args: argparse.Namespace) -> int:
             f"{summary.name}: {summary.redriven} redriven, {summary.still_failing} still failing, "
             f"{summary.expired} expired"
             + (f", {summary.pending} to redrive (dry run)" if args.dry_run else "")
+            + "".join(
+                f", {count} skipped ({reason}: stopped on purpose)"
+                for reason, count in sorted(summary.skipped_by_reason.items())
+            )
         )
         for item in summary.items:
             if item["outcome"] != "redriven":
@@ -133,6 +137,7 @@ def _redrive(args: argparse.Namespace) -> int:
                 "stage": args.stage,
                 "dry_run": args.dry_run,
                 **total,
+                "skipped_by_reason": skipped_by_reason(summaries),
                 "summaries": [s.to_dict() for s in summaries],
             },
             default=str,

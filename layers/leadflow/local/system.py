@@ -37,6 +37,7 @@ from leadflow import clock as domain_clock
 from leadflow import observability, protection, wiring
 from leadflow.api_routes import resolve
 from leadflow.journeys import compile_journey, load_journeys
+from leadflow.local import limits, recording, sfn_stop
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, QueueConsumer, QueuePump, StreamPump
@@ -262,6 +263,9 @@ class LocalSystem:
                 config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
             )
         )
+        self._stack.enter_context(limits.enforced())  # AWS's request limits, refused as AWS does
+        # StopExecution keeps its error and cause, as AWS does (redrive skips stops on purpose)
+        self._stack.enter_context(sfn_stop.keep_stop_reasons())
         # a fresh process state for this system: settings, clients and cached secrets of an earlier one go
         get_settings.cache_clear()
         reporting_api.reset()
@@ -304,7 +308,7 @@ class LocalSystem:
 
         self.modules = {name: load_function(name) for name in FUNCTIONS}
         for name, module in self.modules.items():
-            self.handlers[resource_name(name)] = self._serialized(module.handler)
+            self.handlers[resource_name(name)] = self._serialized(module.handler, resource_name(name))
         self._stack.enter_context(patched_moto(self.clock, self.handlers))
         # moto builds its Lambda URL router on first use, and concurrent first uses each build one
         # (seconds of CPU): build it now, before executions run in parallel
@@ -409,11 +413,12 @@ class LocalSystem:
             )["stateMachineArn"]
             self.state_machines[journey.id] = arn
 
-    def _serialized(self, handler: Handler) -> Handler:
-        """Run handlers one at a time, as moto's backends are not built for concurrent writers."""
+    def _serialized(self, handler: Handler, function: str = "") -> Handler:
+        """Run handlers one at a time, as moto's backends are not built for concurrent writers;
+        each call is marked as ``function``'s (``leadflow.local.recording``)."""
 
         def run(event: dict[str, Any], context: Any) -> Any:
-            with self._invoke_lock:
+            with self._invoke_lock, recording.invocation(function, event):
                 try:
                     return handler(event, context)
                 finally:
