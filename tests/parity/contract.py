@@ -144,6 +144,13 @@ class Names:
             raise NotInTemplate(f"state machine {deployed} is not in the template")
         return arn("states", f"stateMachine:{deployed}")
 
+    def state_machines(self) -> list[str]:
+        """Every state machine of the template (the journeys), as deployed ARNs."""
+        return sorted(
+            arn("states", f"stateMachine:{self.stack.resolve(r['Properties'].get('StateMachineName'))}")
+            for r in self.stack.of_type("AWS::StepFunctions::StateMachine").values()
+        )
+
     def execution(self, local_arn: str) -> str:
         machine, name = local_arn.split(":execution:", 1)[1].split(":", 1)
         deployed = self.state_machine(f"{local_arn.split(':execution:')[0]}:stateMachine:{machine}")
@@ -221,7 +228,11 @@ def authorizations(call: Call, names: Names) -> list[Request]:
             return [Request(action, names.execution(p["executionArn"]))]
         if "stateMachineArn" in p:
             return [Request(action, names.state_machine(p["stateMachineArn"]))]
-        return [Request(action, "*")]  # task tokens: no resource-level permissions
+        # Task tokens (SendTaskSuccess/Failure/Heartbeat): the service authorization reference lists
+        # no resource type, but AWS evaluates the call against the state machine the token belongs to
+        # ("not authorized to perform: states:SendTaskFailure on resource: ...:stateMachine:..."). The
+        # token does not say which journey it is from, so the caller must be allowed on every journey.
+        return [Request(action, machine) for machine in names.state_machines()]
     if service == "lambda":
         return [Request(action, names.function(p["FunctionName"]))]
     if service == "events":

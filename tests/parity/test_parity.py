@@ -102,13 +102,16 @@ def scenario(system: LocalSystem, monkeypatch: pytest.MonkeyPatch) -> None:
         system.ses_event(mails_to(system, "parity-complaint@example.com")[0], "Complaint")
     )
     system.sms_reply("+14155550123", "STOP")
-    event = {
-        "type": "webinar_attended",
-        "email": "parity-engaged@example.com",
-        "properties": {"webinar": "w1"},
-    }
+    # a browser event on the public route, a business event from a server on the admin route
+    event = {"type": "video_played", "email": "parity-engaged@example.com", "properties": {"video": "demo"}}
     reply = system.invoke_http("POST", "/events", headers=JSON, body=json.dumps(event))
     assert reply["statusCode"] == 202, reply
+    admin(
+        system,
+        "POST",
+        "/admin/events",
+        {"type": "webinar_attended", "email": "parity-engaged@example.com", "properties": {"webinar": "w1"}},
+    )
     system.settle()
 
     # the admin API
