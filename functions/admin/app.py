@@ -1,8 +1,9 @@
 """admin: the authenticated admin API (IAM-authorized routes under /admin): contact reads,
-do-not-contact and manual journey enrollment. Wiring only."""
+do-not-contact, manual journey enrollment and server events. Wiring only."""
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -10,6 +11,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from leadflow import wiring
 from leadflow.admin import (
@@ -23,7 +25,7 @@ from leadflow.admin import (
     EnrollmentIn,
 )
 from leadflow.contacts import api as contacts_api
-from leadflow.errors import Conflict, NotFound
+from leadflow.errors import Conflict, InvalidInput, NotFound
 from leadflow.journeys import load_journeys
 from leadflow.leads import sales_api
 from leadflow.observability import logger, metrics, tracer
@@ -31,6 +33,8 @@ from leadflow.privacy import ContactExport, ErasureRequest, ErasureResult, Priva
 from leadflow.reporting.api import reports_router
 from leadflow.responses import error_response, json_response, refuse_unreadable, validation_fields
 from leadflow.segments import api as segments_api
+from leadflow.server_events import MAX_BODY_BYTES as MAX_EVENTS_BYTES
+from leadflow.server_events import ServerEvents
 from leadflow.settings import get_settings
 
 settings = get_settings()
@@ -52,6 +56,7 @@ privacy = PrivacyService(
     sfn=wiring.client("stepfunctions"),
     state_machine_arn=settings.state_machine_arn,
 )
+server_events = ServerEvents(wiring.event_recorder(settings, _ddb))
 manual_journeys = {j.id for j in load_journeys(settings.journeys_dir) if j.entry.kind == "manual"}
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -92,6 +97,29 @@ def enroll(journey_id: str, body: EnrollmentIn) -> Response[str]:
     return json_response(HTTPStatus.ACCEPTED, accepted)
 
 
+@app.post("/admin/events")
+def post_server_events() -> Response[str]:
+    """One server event (the body of ``POST /events``) or ``{"events": [...]}`` (up to 500):
+    202 with the event's result, or one result per event of a batch."""
+    try:
+        body = json.loads(app.current_event.decoded_body or "")
+    except json.JSONDecodeError:
+        return error_response(
+            HTTPStatus.BAD_REQUEST, "invalid request", [{"field": "body", "message": "is not valid JSON"}]
+        )
+    try:
+        _, result = server_events.record_body(body)
+    except ValidationError as exc:
+        return error_response(
+            HTTPStatus.BAD_REQUEST, "invalid request", validation_fields(list(exc.errors()))
+        )
+    except InvalidInput as exc:
+        return error_response(
+            HTTPStatus.BAD_REQUEST, "invalid request", [{"field": exc.field, "message": exc.message}]
+        )
+    return json_response(HTTPStatus.ACCEPTED, result)
+
+
 def _actor() -> str:
     identity = app.current_event.request_context.authorizer.iam
     return (identity.user_arn if identity else None) or "unknown"
@@ -121,6 +149,8 @@ for build_router in (contacts_api.build_router, segments_api.build_router, sales
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    limit = contacts_api.MAX_IMPORT_BYTES if event.get("rawPath") == "/admin/contacts/import" else None
+    limit = {"/admin/contacts/import": contacts_api.MAX_IMPORT_BYTES, "/admin/events": MAX_EVENTS_BYTES}.get(
+        str(event.get("rawPath"))
+    )
     refusal = refuse_unreadable(event, limit) if limit else refuse_unreadable(event)
     return refusal or app.resolve(event, context)

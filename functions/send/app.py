@@ -47,6 +47,7 @@ runner = JourneyStepRunner(
     dead_letter_queue_url=settings.webhook_dead_letter_queue_url,
     webhook_keys=wiring.webhook_keys_source(settings.webhook_secrets_secret),
     allow_plain_http=settings.stage == "local",
+    sfn=wiring.client("stepfunctions"),
 )
 
 

@@ -17,12 +17,14 @@ from pydantic import ValidationError
 
 from leadflow import wiring
 from leadflow.errors import InvalidInput, NotFound
-from leadflow.models import EventAccepted, EventIn, FormAccepted, FormSubmission
+from leadflow.models import EventAccepted, EventIn, FormAccepted, FormSubmission, utc_now
 from leadflow.observability import logger, metrics, tracer
+from leadflow.protection import PostSignals, SignupBudgets, SignupRefused, render_stamp
 from leadflow.responses import error_response, json_response, refuse_unreadable, validation_fields
+from leadflow.server_events import ServerEvents, SignatureRefused, SignedEvents
 from leadflow.settings import get_settings
 from leadflow.tokens import InvalidToken
-from leadflow.tracking import TrackingService, VisitorLinks
+from leadflow.tracking import ServerEventOnly, TrackingService, VisitorLinks
 from leadflow.web import (
     PIXEL_HEADERS,
     SNIPPET_JS,
@@ -44,7 +46,17 @@ service = TrackingService(
     forms=settings.forms,
     transact=wiring.transactor(_ddb),
     links=VisitorLinks(_ddb, settings.contacts_table),
+    browser_event_types=settings.browser_event_types,
+    budgets=SignupBudgets(settings.idempotency_table),
+    forms_that_send=wiring.sending_forms(settings),
+    captcha=wiring.captcha_verifier(),
 )
+signed_events = SignedEvents(
+    keys=wiring.webhook_keys_source(settings.event_source_keys_secret),
+    marks=wiring.idempotency_marks(settings, _ddb),
+    ddb=_ddb,
+)
+server_events = ServerEvents(wiring.event_recorder(settings, _ddb))
 app = APIGatewayHttpResolver(enable_validation=True)
 MAX_FORM_BODY = 16 * 1024
 HTML = "text/html; charset=utf-8"
@@ -146,10 +158,58 @@ def click(token: str) -> Response[str]:
     )
 
 
+@app.exception_handler(ServerEventOnly)  # type: ignore[untyped-decorator]
+def _server_event_only(exc: ServerEventOnly) -> Response[str]:
+    return error_response(HTTPStatus.FORBIDDEN, str(exc), [{"field": "type", "message": str(exc)}])
+
+
 @app.post("/events")
 def post_event(payload: EventIn) -> Response[str]:
+    """Browser events only (``identify`` and the stage's public types); 403 for any other type."""
     accepted: EventAccepted = service.record_event(payload)
     return json_response(HTTPStatus.ACCEPTED, accepted)
+
+
+@app.post("/events/signed")
+def post_signed_events() -> Response[str]:
+    """Server events from systems that sign with a per-source key instead of SigV4: the body of
+    ``POST /admin/events``; 401 for an unknown source or a bad or stale signature, 409 for a replay."""
+    event = app.current_event
+    body = event.decoded_body or ""
+    try:
+        signed_events.verify(
+            source=event.headers.get("x-leadflow-source"),
+            timestamp=event.headers.get("x-leadflow-timestamp"),
+            signature=event.headers.get("x-leadflow-signature"),
+            body=body,
+            now=utc_now().timestamp(),
+        )
+    except SignatureRefused as exc:
+        status = HTTPStatus.CONFLICT if exc.reason == "replayed_signature" else HTTPStatus.UNAUTHORIZED
+        return error_response(status, str(exc), [{"field": "headers", "message": str(exc)}])
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput("body", "is not valid JSON") from exc
+    try:
+        _, result = server_events.record_body(data)
+    except ValidationError as exc:
+        metrics.add_metric(name="RejectedRequests", unit="Count", value=1)
+        return error_response(
+            HTTPStatus.BAD_REQUEST, "invalid request", validation_fields(list(exc.errors()))
+        )
+    return json_response(HTTPStatus.ACCEPTED, result)
+
+
+@app.get("/t/stamp")
+def form_stamp() -> Response[str]:
+    """The signed render stamp the snippet puts in every leadflow form (minimum fill time)."""
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type="application/json",
+        body=json.dumps({"stamp": render_stamp(service.signer, utc_now().timestamp())}),
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def _form_fields() -> tuple[dict[str, Any], bool]:
@@ -184,8 +244,15 @@ def submit_form(form_id: str) -> Response[str]:
     try:
         submission = FormSubmission.model_validate(data)
         accepted: FormAccepted = service.submit_form(
-            form_id, submission, source_ip=http.source_ip, user_agent=http.user_agent
+            form_id,
+            submission,
+            source_ip=http.source_ip,
+            user_agent=http.user_agent,
+            signals=PostSignals.from_fields(data),
+            cookie_visitor_id=_cookie(app.current_event.cookies or [], VISITOR_COOKIE),
         )
+    except SignupRefused as exc:
+        return _refused(form.error_url, exc, browser)
     except (ValidationError, InvalidInput) as exc:
         fields = (
             validation_fields(list(exc.errors()))
@@ -203,6 +270,22 @@ def submit_form(form_id: str) -> Response[str]:
     if browser:
         return Response(status_code=HTTPStatus.SEE_OTHER, headers={"Location": form.thank_you_url}, body="")
     return json_response(HTTPStatus.CREATED, accepted)
+
+
+def _refused(error_url: str, exc: SignupRefused, browser: bool) -> Response[str]:
+    """A refused sign-up: a browser goes back to the form's error page with the reason code (and
+    the CAPTCHA's provider and site key when solving one lets it in); a JSON client gets 429 (over
+    budget) or 403, with the same facts in the body."""
+    captcha = {"captcha": exc.captcha.provider, "site_key": exc.captcha.site_key} if exc.captcha else {}
+    if browser:
+        location = _with_query(error_url, error=exc.reason, **captcha)
+        return Response(status_code=HTTPStatus.SEE_OTHER, headers={"Location": location}, body="")
+    status = HTTPStatus.TOO_MANY_REQUESTS if exc.retry_after else HTTPStatus.FORBIDDEN
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+    body = {"error": str(exc), "reason": exc.reason} | captcha
+    return Response(
+        status_code=status, content_type="application/json", body=json.dumps(body), headers=headers
+    )
 
 
 @app.get("/unsubscribe/<token>")

@@ -5,9 +5,17 @@ A missing or invalid value stops synth with a message naming the stage and the f
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from leadflow.settings import FormConfig
 
@@ -86,6 +94,11 @@ class StageConfig(_Strict):
         gt=0,
         le=10_000,
         description="Emails per second broadcasts may send: the SES account's maximum send rate.",
+    )
+    public_event_types: list[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(
+        default_factory=list,
+        description="Browser event types public POST /events accepts besides identify (e.g. video_played); "
+        "every other type must come from a server through POST /admin/events.",
     )
 
     @model_validator(mode="after")

@@ -175,6 +175,19 @@ class Monitoring(Construct):
         )
         self.dashboard.add_widgets(
             cw.GraphWidget(
+                title="Public requests refused, by reason (honeypot, budgets, server event types...)",
+                left=[
+                    cw.MathExpression(
+                        expression=f"SEARCH('{{{NAMESPACE},reason,service}} MetricName=\"PublicRefusals\"', 'Sum', 300)",
+                        label="",
+                        period=FIVE_MINUTES,
+                    )
+                ],
+                width=24,
+            )
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
                 title="API requests and errors",
                 left=[api.metric_count(period=FIVE_MINUTES)],
                 right=[

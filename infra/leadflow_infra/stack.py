@@ -19,7 +19,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from leadflow.journeys import JourneyError, load_journeys
-from leadflow.journeys.checks import missing_templates
+from leadflow.journeys.checks import check_content
 from leadflow.tables import ALL_TABLES, CONTACTS, EVENTS, IDEMPOTENCY, MESSAGES, REPORTS
 
 from .config import StageConfig
@@ -107,6 +107,45 @@ class LeadflowStack(Stack):
         )
         layer = SharedLayer(self, "SharedLayer").layer
 
+        event_source_keys = secretsmanager.Secret(
+            self,
+            "EventSourceKeys",
+            description="Keys of systems posting signed server events to POST /events/signed (JSON name -> key)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps({}),
+                generate_string_key="default",
+                password_length=48,
+                exclude_punctuation=True,
+            ),
+        )
+        acknowledge(
+            event_source_keys,
+            "AwsSolutions-SMG4",
+            "Event source keys are shared with the sending systems: rotate by adding a key under a new "
+            "source name, switching the sender, then removing the old one.",
+        )
+        # a form with a CAPTCHA gets a secret for the provider's secret key (put the provider's key
+        # in it after the deploy); track reads it for siteverify
+        captcha_secrets: list[secretsmanager.Secret] = []
+        forms_setting: dict[str, object] = {}
+        for form_id, form in config.forms.items():
+            if form.captcha is not None and form.captcha.secret_id is None:
+                secret = secretsmanager.Secret(
+                    self,
+                    f"Captcha{form_id.title().replace('-', '').replace('_', '')}",
+                    description=f"The {form.captcha.provider} secret key of form {form_id} (siteverify)",
+                )
+                acknowledge(
+                    secret,
+                    "AwsSolutions-SMG4",
+                    "The CAPTCHA provider issues this key; rotate it in the provider's console, then here.",
+                )
+                captcha_secrets.append(secret)
+                form = form.model_copy(
+                    update={"captcha": form.captcha.model_copy(update={"secret_id": secret.secret_arn})}
+                )
+            forms_setting[form_id] = form.model_dump()
+
         # The API URL is the public base of every tracking link; the functions get it through the
         # environment, so the API is created first with the track function added afterwards.
         environment = {
@@ -135,24 +174,33 @@ class LeadflowStack(Stack):
             "LEADFLOW_SMS_SENDER_ID": config.sms.sender_id or "",
             "LEADFLOW_SMS_ORIGINATION_NUMBER": config.sms.origination_number or "",
             "LEADFLOW_SMS_TYPE": config.sms.message_type,
-            "LEADFLOW_FORMS": json.dumps({k: v.model_dump() for k, v in config.forms.items()}),
+            "LEADFLOW_FORMS": json.dumps(forms_setting),  # a CAPTCHA secret ARN is a string token
             "LEADFLOW_EVENT_BUS_NAME": lead_bus.event_bus_name,
             "LEADFLOW_WEBHOOK_DEAD_LETTER_QUEUE_URL": webhook_dead_letters.queue_url,
             "LEADFLOW_BROADCAST_SEND_RATE": str(config.broadcast_send_rate),
+            "LEADFLOW_PUBLIC_EVENT_TYPES": ",".join(config.public_event_types),
+            "LEADFLOW_EVENT_SOURCE_KEYS_SECRET": event_source_keys.secret_arn,
         }
 
+        # every function of the stage, in creation order: the environment is completed on all of
+        # them at the end (``_complete_environment``), so none can miss a variable added later
+        created: list[LeadflowFunction] = []
+
         def function(name: str, memory_mb: int = 512, timeout: int = 30) -> LeadflowFunction:
-            return LeadflowFunction(
-                self,
-                name.capitalize(),
-                name=name,
-                prefix=prefix,
-                layer=layer,
-                environment=environment,
-                log_retention=retention,
-                memory_mb=memory_mb,
-                timeout=Duration.seconds(timeout),
+            created.append(
+                LeadflowFunction(
+                    self,
+                    name.capitalize(),
+                    name=name,
+                    prefix=prefix,
+                    layer=layer,
+                    environment=environment,
+                    log_retention=retention,
+                    memory_mb=memory_mb,
+                    timeout=Duration.seconds(timeout),
+                )
             )
+            return created[-1]
 
         track = function("track", memory_mb=1024, timeout=10)
         admin = function("admin")
@@ -174,20 +222,17 @@ class LeadflowStack(Stack):
         # bulk jobs (broadcast pages, segment re-evaluations) run on SQS-fed workers
         bulk = function("bulk", memory_mb=1024, timeout=300)
         bulk_jobs = BulkJobs(self, "BulkJobs", function=bulk.function, max_concurrency=BULK_WORKERS)
-        for fn in (track, admin, trigger, score, send, rotate, bulk):
-            fn.function.add_environment("LEADFLOW_PUBLIC_BASE_URL", api.url)
-            fn.function.add_environment("LEADFLOW_BULK_QUEUE_URL", bulk_jobs.queue.queue_url)
+        environment["LEADFLOW_BULK_QUEUE_URL"] = bulk_jobs.queue.queue_url
         signing_key.add_rotation_schedule(
             "Rotation",
             rotation_lambda=rotate.function,
             automatically_after=Duration.days(config.signing_key_rotation_days),
         )
 
+        problems = check_content(ROOT)  # the journeys, their templates and template variables
+        if problems:
+            raise JourneyError("; ".join(problems))
         journey_files = load_journeys(ROOT / "journeys")
-        for journey in journey_files:
-            problems = missing_templates(journey, ROOT / "templates")
-            if problems:
-                raise JourneyError(f"journeys/{journey.id}: " + "; ".join(problems))
         journeys = JourneyStateMachines(
             self,
             "Journeys",
@@ -207,7 +252,9 @@ class LeadflowStack(Stack):
         tables[EVENTS.name].grant_write_data(track.function)
         tables[CONTACTS.name].grant_read_write_data(track.function)
         tables[IDEMPOTENCY.name].grant_write_data(track.function)
-        signing_key.grant_read(track.function)
+        signing_key.grant_read(track.function)  # + the forms' render stamps
+        for secret in (*captcha_secrets, event_source_keys):
+            secret.grant_read(track.function)
 
         tables[CONTACTS.name].grant_read_data(admin.function)
         tables[EVENTS.name].grant_read_data(admin.function)
@@ -222,6 +269,12 @@ class LeadflowStack(Stack):
         self._grant_on_executions(trigger.function, "states:DescribeExecution", prefix, journeys.machines)
         # an erasure stops the contact's running executions
         self._grant_on_executions(admin.function, "states:StopExecution", prefix, journeys.machines)
+        # wait_for: trigger answers a waiting task's token (SendTaskSuccess, or SendTaskFailure when
+        # the contact exits); an exit stops an execution that sits in a Wait; the step function
+        # answers its own token when the event came before the wait
+        self._grant_task_response(trigger.function, prefix, journeys.machines)
+        self._grant_task_response(send.function, prefix, journeys.machines)
+        self._grant_on_executions(trigger.function, "states:StopExecution", prefix, journeys.machines)
 
         # the lead engine: profile lead state, segment memberships, derived events (score, stage,
         # segment changes), the visitor's earlier events when a visitor is identified
@@ -332,6 +385,8 @@ class LeadflowStack(Stack):
         tables[REPORTS.name].grant_read_write_data(admin.function)
         functions["report"] = report
 
+        _complete_environment(created, environment)
+
         monitoring = Monitoring(
             self,
             "Monitoring",
@@ -412,6 +467,26 @@ class LeadflowStack(Stack):
                 description="Add to DNS",
             )
 
+    def _grant_task_response(
+        self, function: lambda_.Function, prefix: str, machines: Mapping[str, sfn.StateMachine]
+    ) -> None:
+        """``grant_task_response`` by name: the journey state machines invoke ``send``, so a grant
+        that referenced them from ``send``'s policy would be a dependency cycle."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"],
+                resources=[
+                    self.format_arn(
+                        service="states",
+                        resource="stateMachine",
+                        resource_name=f"{prefix}-{journey_id}",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                    for journey_id in machines
+                ],
+            )
+        )
+
     def _grant_on_executions(
         self, function: lambda_.Function, action: str, prefix: str, machines: Mapping[str, sfn.StateMachine]
     ) -> None:
@@ -478,7 +553,10 @@ class LeadflowStack(Stack):
                 iam.PolicyStatement(
                     actions=["states:ListExecutions"], resources=[m.state_machine_arn for m in machines]
                 ),
-                iam.PolicyStatement(actions=["states:RedriveExecution"], resources=executions),
+                # DescribeExecution: an ABORTED execution stopped on purpose (leadflow.stops) is skipped
+                iam.PolicyStatement(
+                    actions=["states:RedriveExecution", "states:DescribeExecution"], resources=executions
+                ),
             ],
         )
         region, account = nag_env(self)
@@ -491,6 +569,16 @@ class LeadflowStack(Stack):
                 "The '*' is the execution name: RedriveExecution on this journey's executions only.",
             )
         return policy
+
+
+def _complete_environment(functions: list[LeadflowFunction], environment: Mapping[str, str]) -> None:
+    """Give every function the whole stage environment. Some values exist only after functions
+    were created (the API URL needs the track and admin functions, the bulk queue the bulk
+    function); each function gets them here, not in a hand-kept list, so every function starts
+    with a complete ``leadflow.settings.Settings`` (tests/parity/test_environment.py)."""
+    for fn in functions:
+        for key, value in environment.items():
+            fn.function.add_environment(key, value)
 
 
 _RETENTION = {

@@ -13,9 +13,10 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from leadflow import ids
+from leadflow.contacts.normalize import normalize_email
 from leadflow.errors import NotFound
 from leadflow.leads.model import LeadModel, load_lead_model
-from leadflow.models import Event, iso, normalize_email, utc_now
+from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger, metrics
 from leadflow.store import (
     ContactStore,

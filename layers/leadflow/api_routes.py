@@ -37,7 +37,9 @@ PUBLIC_ROUTES: tuple[Route, ...] = (
     Route("GET", "/t/c/{token}"),  # email click redirect
     Route("GET", "/t/p.gif"),  # website page-view pixel
     Route("GET", "/t/lf.js"),  # website snippet
-    Route("POST", "/events"),
+    Route("GET", "/t/stamp"),  # the signed render stamp the snippet adds to forms (minimum fill time)
+    Route("POST", "/events"),  # browser events only
+    Route("POST", "/events/signed"),  # server events signed with a per-source key (HMAC, 5-minute window)
     Route("POST", "/forms/{form_id}"),
     Route("GET", "/unsubscribe/{token}"),
     Route("POST", "/unsubscribe/{token}"),
@@ -50,6 +52,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
     Route("POST", "/admin/contacts/lookup", function="admin", auth="iam"),
     Route("POST", "/admin/contacts/{contact_id}/do-not-contact", function="admin", auth="iam"),
     Route("POST", "/admin/journeys/{journey_id}/enrollments", function="admin", auth="iam"),
+    Route("POST", "/admin/events", function="admin", auth="iam"),  # server events (one or a batch)
     Route("GET", "/admin/contacts/{contact_id}/export", function="admin", auth="iam"),
     Route("POST", "/admin/contacts/{contact_id}/erase", function="admin", auth="iam"),
     Route("GET", "/admin/erasures/{contact_id}", function="admin", auth="iam"),

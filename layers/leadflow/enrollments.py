@@ -4,25 +4,40 @@
   it entered, when it left and why — the basis of re-entry rules and "at most one active
   execution per contact and journey". A pending exit (an exit event arrived during a wait) is
   recorded here and honoured before the next step.
+- ``wait_for`` on the same item, race-free because both sides write it under conditions: the
+  step registers ``waiting = {step_id, round, token, since}`` unless the awaited event was already
+  seen at or after ``since``; ``trigger`` records ``seen_<step id>`` = the latest matching event's
+  ``occurred_at`` and answers the registered token when ``since <= occurred_at``. Whichever writes
+  second sees the other's write: the event is never missed and the token answered once.
+  ``stopped_reason``: why trigger stopped the execution itself (an exit while it sat in a Wait),
+  so operators' redrive leaves it alone.
 - Frequency-cap counters ``C#<contact>`` / ``CAP#<channel>#D#<day>`` and ``#W#<week>`` with TTL,
   reserved atomically per message (``CAPRES#<message id>``), so a retried step counts once.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from leadflow.clock import parse_iso
-from leadflow.store import cancellation_codes, deserialize, is_conditional_failure, serialize, values
+from leadflow.store import (
+    cancellation_codes,
+    deserialize,
+    event_history,
+    is_conditional_failure,
+    serialize,
+    values,
+)
 from leadflow.tables import keys
 
 CAP_TTL_SECONDS = 9 * 86400
-EVENTS_SCAN_LIMIT = 500
+TOKEN_GONE = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
+"""What Step Functions answers for a token whose task ended (timed out, answered, stopped)."""
 
 
 def enrollment_key(contact_id: str, journey_id: str) -> dict[str, Any]:
@@ -119,16 +134,107 @@ class JourneyStore:
             raise
         return True
 
-    def request_exit(self, contact_id: str, journey_id: str, reason: str, at: str) -> bool:
-        """Mark an active enrollment to leave before its next step; False if it is not active."""
+    def request_exit(self, contact_id: str, journey_id: str, reason: str, at: str) -> dict[str, Any] | None:
+        """Mark an active enrollment to leave before its next step: the enrollment as it is now
+        (with ``waiting`` if the execution waits on a token), None if it is not active."""
         try:
-            self._client.update_item(
+            resp = self._client.update_item(
                 TableName=self._contacts,
                 Key=enrollment_key(contact_id, journey_id),
                 UpdateExpression="SET exit_reason = if_not_exists(exit_reason, :r), exit_requested_at = :at",
                 ConditionExpression="#s = :active",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=values(r=reason, at=at, active="active"),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return None
+            raise
+        return deserialize(resp["Attributes"])
+
+    # --- wait_for: the task token and the events seen --------------------------------------------
+
+    @staticmethod
+    def seen_attribute(step_id: str) -> str:
+        return f"seen_{step_id}"
+
+    def register_wait(
+        self,
+        contact_id: str,
+        journey_id: str,
+        *,
+        execution_name: str,
+        step_id: str,
+        round: int,
+        token: str,
+        since: str,
+    ) -> Literal["registered", "seen", "exited"]:
+        """Store the task token unless the event was seen at/after ``since`` (``seen``: answer the
+        token at once) or the enrollment is leaving or belongs to another execution (``exited``)."""
+        try:
+            self._client.update_item(
+                TableName=self._contacts,
+                Key=enrollment_key(contact_id, journey_id),
+                UpdateExpression="SET waiting = :waiting",
+                ConditionExpression="#s = :active AND execution_name = :name "
+                "AND attribute_not_exists(exit_reason) AND (attribute_not_exists(#seen) OR #seen < :since)",
+                ExpressionAttributeNames={"#s": "status", "#seen": self.seen_attribute(step_id)},
+                ExpressionAttributeValues=values(
+                    waiting={"step_id": step_id, "round": round, "token": token, "since": since},
+                    active="active",
+                    name=execution_name,
+                    since=since,
+                ),
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+            current = self.enrollment(contact_id, journey_id) or {}
+            seen = current.get(self.seen_attribute(step_id))
+            if (
+                current.get("status") == "active"
+                and current.get("execution_name") == execution_name
+                and not current.get("exit_reason")
+                and isinstance(seen, str)
+                and seen >= since
+            ):
+                return "seen"
+            return "exited"
+        return "registered"
+
+    def record_seen(
+        self, contact_id: str, journey_id: str, step_id: str, occurred_at: str
+    ) -> dict[str, Any] | None:
+        """Remember the latest matching event of a ``wait_for`` step on the active enrollment: the
+        enrollment after the write, or None when it is not active or a later event was seen already
+        (a duplicate or an older event delivered late: nothing to answer that was not answered)."""
+        try:
+            resp = self._client.update_item(
+                TableName=self._contacts,
+                Key=enrollment_key(contact_id, journey_id),
+                UpdateExpression="SET #seen = :at",
+                ConditionExpression="#s = :active AND (attribute_not_exists(#seen) OR #seen < :at)",
+                ExpressionAttributeNames={"#s": "status", "#seen": self.seen_attribute(step_id)},
+                ExpressionAttributeValues=values(active="active", at=occurred_at),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return None
+            raise
+        return deserialize(resp["Attributes"])
+
+    def clear_wait(self, contact_id: str, journey_id: str, token: str) -> bool:
+        """Forget an answered token (only that one: a newer wait keeps its own)."""
+        try:
+            self._client.update_item(
+                TableName=self._contacts,
+                Key=enrollment_key(contact_id, journey_id),
+                UpdateExpression="REMOVE waiting",
+                ConditionExpression="waiting.#token = :token",
+                ExpressionAttributeNames={"#token": "token"},
+                ExpressionAttributeValues=values(token=token),
             )
         except ClientError as exc:
             if is_conditional_failure(exc):
@@ -137,20 +243,32 @@ class JourneyStore:
         return True
 
     def leave(
-        self, contact_id: str, journey_id: str, execution_name: str, outcome: str, reason: str | None, at: str
+        self,
+        contact_id: str,
+        journey_id: str,
+        execution_name: str,
+        outcome: str,
+        reason: str | None,
+        at: str,
+        *,
+        stopped_reason: str | None = None,
     ) -> bool:
-        """Close the enrollment of this execution (idempotent); False if a newer entry owns it."""
+        """Close the enrollment of this execution (idempotent); False if a newer entry owns it.
+        ``stopped_reason``: trigger stopped the execution on purpose (recorded for redrive)."""
         names = {"#s": "status"}
         sets = "#s = :outcome, left_at = if_not_exists(left_at_of, :at), left_at_of = :name"
         vals: dict[str, Any] = {"outcome": outcome, "at": at, "name": execution_name}
         if reason:
             sets += ", exit_reason = if_not_exists(exit_reason, :reason)"
             vals["reason"] = reason
+        if stopped_reason:
+            sets += ", stopped_reason = :stopped"
+            vals["stopped"] = stopped_reason
         try:
             self._client.update_item(
                 TableName=self._contacts,
                 Key=enrollment_key(contact_id, journey_id),
-                UpdateExpression=f"SET {sets}",
+                UpdateExpression=f"SET {sets} REMOVE waiting",
                 ConditionExpression="attribute_not_exists(pk) OR execution_name = :name",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values(**vals),
@@ -230,24 +348,37 @@ class JourneyStore:
     # --- events ----------------------------------------------------------------------------------
 
     def events_since(self, contact_id: str, since: datetime | None) -> list[dict[str, Any]]:
-        """The contact's events, newest first, back to ``since`` (at most ``EVENTS_SCAN_LIMIT``)."""
-        found: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._events,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :ev)",
-            "ExpressionAttributeValues": values(pk=keys.contact(contact_id), ev="EV#"),
-            "ScanIndexForward": False,
-            "Limit": 100,
-        }
-        while len(found) < EVENTS_SCAN_LIMIT:
-            page = self._client.query(**kwargs)
-            for raw in page["Items"]:
-                item = deserialize(raw)
-                when = parse_iso(item.get("occurred_at"))
-                if since is not None and when is not None and when < since:
-                    return found
-                found.append(item)
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return found
+        """The contact's events that happened at or after ``since`` (all when None), newest first,
+        read in time order from the ``by_time`` index (event ids are not time-ordered)."""
+        return list(
+            event_history(
+                self._client, self._events, keys.contact(contact_id), since=since, newest_first=True
+            )
+        )
+
+
+def answer_wait(sfn: Any, token: str, seen: str) -> bool:
+    """``SendTaskSuccess`` for a ``wait_for`` token with the awaited event (``seen``: its ``by_time``
+    key, ``<occurred_at>#<event id>``); False when the task ended already (timed out, answered,
+    stopped: ``TaskTimedOut``/``InvalidToken``/``TaskDoesNotExist``)."""
+    occurred_at, _, event_id = seen.partition("#")
+    try:
+        sfn.send_task_success(
+            taskToken=token, output=json.dumps({"event_id": event_id, "occurred_at": occurred_at})
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in TOKEN_GONE:
+            return False
+        raise
+    return True
+
+
+def fail_wait(sfn: Any, token: str, reason: str) -> bool:
+    """``SendTaskFailure(ContactExited)``: the waiting task's Catch leaves the journey (exited)."""
+    try:
+        sfn.send_task_failure(taskToken=token, error="ContactExited", cause=reason[:200])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in TOKEN_GONE:
+            return False
+        raise
+    return True

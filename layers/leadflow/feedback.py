@@ -28,7 +28,8 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadflow import ids
-from leadflow.models import Event, iso, normalize_email, normalize_phone
+from leadflow.contacts.normalize import normalize_email, normalize_phone
+from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics, pii_hash
 from leadflow.sending import MESSAGE_TAG
 from leadflow.store import ContactStore, EventStore, MessageStore, Transaction, cancellation_codes

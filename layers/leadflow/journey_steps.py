@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow import ids
 from leadflow.clock import parse_iso
-from leadflow.enrollments import CapExceeded, JourneyStore
+from leadflow.enrollments import CapExceeded, JourneyStore, answer_wait
+from leadflow.journeys.compiler import bucket as _bucket
 from leadflow.journeys.conditions import Condition, Facts, evaluate
 from leadflow.journeys.model import Exit, Settings, UpdateContact, WaitUntil
 from leadflow.journeys.timing import next_send_time, rfc3339, wait_until_time, week_key, zone
@@ -52,7 +53,7 @@ from leadflow.store import (
     serialize,
     values,
 )
-from leadflow.tables import keys
+from leadflow.tables import keys, time_key
 
 Action = Literal[
     "send_email",
@@ -76,7 +77,9 @@ class ContactExited(Exception):
 
 
 class SendDeferred(Exception):
-    """The frequency cap filled up since the send was scheduled: schedule it again."""
+    """The send may not go now (quiet hours, send window, frequency cap). The message is the time
+    it may (RFC 3339, what a Wait's ``TimestampPath`` takes): the state machine waits for it and
+    sends again. (Definitions compiled before sends deferred themselves go to their Schedule task.)"""
 
 
 class WebhookFailed(Exception):
@@ -109,6 +112,11 @@ class StepRequest(BaseModel):
     journey: JourneySpec = Field(default_factory=JourneySpec)
     step: dict[str, Any] = Field(default_factory=dict)
     since: str | None = None
+    """The start of a polling ``wait_for`` (definitions compiled before the callback pattern)."""
+    token: str | None = Field(default=None, max_length=4096)
+    """A ``wait_for`` callback task's token (``$$.Task.Token``)."""
+    entry_event_id: str | None = Field(default=None, max_length=128)
+    """The event that entered the contact (sends and ``wait_until`` an ``event_property`` read it)."""
     outcome: Literal["completed", "exited", "held_out"] | None = None
     reason: str | None = None
     failure: dict[str, Any] | None = None
@@ -151,12 +159,6 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str]) -> int:
         return int(exc.code)
 
 
-def _bucket(*parts: str) -> float:
-    """A stable number in [0, 1) for the parts: the same contact always lands in the same place."""
-    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
 class JourneyStepRunner:
     def __init__(
         self,
@@ -178,10 +180,12 @@ class JourneyStepRunner:
         allow_plain_http: bool = False,
         post: Poster = http_post,
         now: Callable[[], datetime] = utc_now,
+        sfn: Any = None,
     ) -> None:
         """``handoffs``/``history``/``assignments``: sales hand-offs (where they go, the interaction
         history, the owner); ``lead_model``: the lead model (``leads.yaml``, read once and cached by
-        the caller); ``sqs``/``dead_letter_queue_url``: where failed webhook deliveries go."""
+        the caller); ``sqs``/``dead_letter_queue_url``: where failed webhook deliveries go;
+        ``sfn``: Step Functions, to answer a ``wait_for`` token whose event came before the wait."""
         self._store = store
         self._messages = messages
         self._events = events
@@ -199,6 +203,7 @@ class JourneyStepRunner:
         self._allow_plain_http = allow_plain_http
         self._post = post
         self._now = now
+        self._sfn = sfn
 
     def run(self, request: StepRequest) -> dict[str, Any]:
         if request.action == "leave":
@@ -270,14 +275,38 @@ class JourneyStepRunner:
             template=request.step["template"],
             contact_id=request.contact_id,
             execution_id=request.execution_id,
+            subject=request.step.get("subject"),
+            preheader=request.step.get("preheader"),
+            entry_event_id=request.entry_event_id,
         )
 
     def _reserve(self, request: StepRequest, profile: Mapping[str, Any], channel: str) -> None:
+        """Count the message against the frequency cap (once per message id). A send that may not
+        go now raises ``SendDeferred``: with the time it may when the definition catches it that
+        way (``deferrable``), else (older definitions) for their Schedule task."""
         settings = request.journey.settings
+        deferrable = bool(request.step.get("deferrable"))
+        marketing = request.step.get("purpose", "marketing") == "marketing"
+        tz = zone(profile.get("timezone"), settings.timezone)
+        now = self._now()
+        if deferrable and marketing:
+            # quiet hours and send window first: no read needed to know them
+            at = next_send_time(
+                now,
+                tz,
+                quiet=settings.quiet_hours,
+                window=settings.send_window,
+                cap=None,
+                sent_on_day=lambda _day: 0,
+                sent_in_week=lambda _week: 0,
+            )
+            if at > now:
+                metrics.add_metric(name="SendsDeferred", unit="Count", value=1)
+                raise SendDeferred(rfc3339(at))
         cap = settings.frequency_cap
-        if cap is None or request.step.get("purpose", "marketing") != "marketing":
+        if cap is None or not marketing:
             return
-        local_day = self._now().astimezone(zone(profile.get("timezone"), settings.timezone)).date()
+        local_day = now.astimezone(tz).date()
         limits: dict[str, int] = {}
         if cap.per_day is not None:
             limits[f"D#{local_day.isoformat()}"] = cap.per_day
@@ -288,7 +317,33 @@ class JourneyStepRunner:
             self._store.reserve(request.contact_id, channel, message_id, limits)
         except CapExceeded as exc:
             metrics.add_metric(name="SendsDeferred", unit="Count", value=1)
-            raise SendDeferred(f"{channel} frequency cap reached") from exc
+            if not deferrable:
+                raise SendDeferred(f"{channel} frequency cap reached") from exc
+            raise SendDeferred(rfc3339(self._next_send_time(request, profile, channel))) from exc
+
+    def _next_send_time(self, request: StepRequest, profile: Mapping[str, Any], channel: str) -> datetime:
+        """When the send may go: quiet hours, send window and the frequency cap's counts."""
+        settings = request.journey.settings
+        tz = zone(profile.get("timezone"), settings.timezone)
+        now = self._now()
+        counts: dict[str, int] = {}
+
+        def count(period: str) -> int:
+            if period not in counts:
+                counts.update(self._store.cap_counts(request.contact_id, channel, [period]))
+            return counts[period]
+
+        at = next_send_time(
+            now,
+            tz,
+            quiet=settings.quiet_hours,
+            window=settings.send_window,
+            cap=settings.frequency_cap,
+            sent_on_day=lambda day: count(f"D#{day}"),
+            sent_in_week=lambda week: count(f"W#{week}"),
+        )
+        # the cap was full a moment ago: never "now" (a whole second on, so the wait is real)
+        return at if at > now else now.replace(microsecond=0) + timedelta(seconds=1)
 
     def _send_email(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
         self._reserve(request, profile, "email")
@@ -301,36 +356,61 @@ class JourneyStepRunner:
     # --- time --------------------------------------------------------------------------------------
 
     def _schedule(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        """When a ``wait_until`` ends (and, for definitions compiled before sends deferred
+        themselves, when a send may go)."""
         settings = request.journey.settings
         tz = zone(profile.get("timezone"), settings.timezone)
         now = self._now()
         if "channel" in request.step:
-            channel = str(request.step["channel"])
-            counts: dict[str, int] = {}
-
-            def count(period: str) -> int:
-                if period not in counts:
-                    counts.update(self._store.cap_counts(request.contact_id, channel, [period]))
-                return counts[period]
-
-            at = next_send_time(
-                now,
-                tz,
-                quiet=settings.quiet_hours,
-                window=settings.send_window,
-                cap=settings.frequency_cap,
-                sent_on_day=lambda day: count(f"D#{day}"),
-                sent_in_week=lambda week: count(f"W#{week}"),
-            )
-            if at > now:
+            at = self._next_send_time(request, profile, str(request.step["channel"]))
+            if at <= now + timedelta(seconds=1):
+                at = now
+            else:
                 metrics.add_metric(name="SendsDeferred", unit="Count", value=1)
         else:
             spec = WaitUntil.model_validate(request.step)
-            value = profile.get(spec.attribute) if spec.attribute else None
+            value: object = None
+            if spec.attribute:
+                value = profile.get(spec.attribute)
+            elif spec.event_property and request.entry_event_id:
+                entry = self._events.get(keys.contact(request.contact_id), request.entry_event_id)
+                value = ((entry or {}).get("properties") or {}).get(spec.event_property)
             at = wait_until_time(now, tz, spec, value)
         return {"at": rfc3339(at)}
 
     def _wait_for(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        """Register the callback task's token with the enrollment (``trigger`` answers it when the
+        event arrives); an event seen already at or after the wait's start answers it now."""
+        if request.token is None:
+            return self._poll_wait_for(request)
+        assert request.step_id is not None
+        enrollment = self._store.enrollment(request.contact_id, request.journey_id) or {}
+        start = self._now()
+        if request.step.get("count_from") == "entry":
+            start = parse_iso(enrollment.get("entered_at")) or parse_iso(request.entered_at) or start
+        since = time_key(start)
+        outcome = self._store.register_wait(
+            request.contact_id,
+            request.journey_id,
+            execution_name=request.execution_name,
+            step_id=request.step_id,
+            round=request.round,
+            token=request.token,
+            since=since,
+        )
+        if outcome == "exited":
+            current = self._store.enrollment(request.contact_id, request.journey_id) or {}
+            raise ContactExited(str(current.get("exit_reason") or "left the journey"))
+        if outcome == "seen":
+            current = self._store.enrollment(request.contact_id, request.journey_id) or {}
+            seen = str(current.get(self._store.seen_attribute(request.step_id), ""))
+            answer_wait(self._sfn, request.token, seen)
+            return {"status": "seen"}
+        return {"status": "waiting", "since": since}
+
+    def _poll_wait_for(self, request: StepRequest) -> dict[str, Any]:
+        """``wait_for`` of definitions compiled before the callback pattern (a running execution
+        keeps its definition): one check, then the state machine pauses and asks again."""
         now = self._now()
         since = parse_iso(request.since) or now
         spec = request.step

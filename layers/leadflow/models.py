@@ -10,9 +10,18 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from leadflow import clock
+from leadflow.contacts.normalize import normalize_country, normalize_email, normalize_phone
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 VISITOR_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
@@ -50,44 +59,6 @@ PropertyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0
 PropertyValue = str | int | float | bool | None
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
-_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
-_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
-def normalize_email(raw: str) -> str:
-    """Trim, lower-case and validate an address; IDN domains become punycode.
-
-    Raises ``ValueError`` with a reason a person understands."""
-    value = raw.strip()
-    if not value or len(value) > 254:
-        raise ValueError("must be an email address of at most 254 characters")
-    if any(ch in value for ch in '\r\n\t <>"(),;\\[]') or value.count("@") != 1:
-        raise ValueError("is not a valid email address")
-    local, domain = value.rsplit("@", 1)
-    if not _EMAIL_LOCAL.match(local) or local.startswith(".") or local.endswith(".") or ".." in local:
-        raise ValueError("is not a valid email address")
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii").lower()
-    except UnicodeError as exc:
-        raise ValueError("has an invalid domain") from exc
-    labels = ascii_domain.split(".")
-    if len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels) or labels[-1].isdigit():
-        raise ValueError("has an invalid domain")
-    return f"{local.lower()}@{ascii_domain}"
-
-
-def normalize_phone(raw: str) -> str:
-    """An E.164 number (``+`` and 7 to 15 digits) from what a person types: spaces, dots, dashes,
-    slashes and parentheses are dropped, a leading ``00`` becomes ``+``.
-
-    Raises ``ValueError`` with a reason a person understands."""
-    value = _PHONE_PUNCTUATION.sub("", raw.strip())
-    if value.startswith("00"):
-        value = "+" + value[2:]
-    if not _E164.match(value):
-        raise ValueError("must be a phone number in international format, e.g. +14155550123")
-    return value
 
 
 def check_time_zone(value: str | None) -> str | None:
@@ -192,6 +163,8 @@ class FormSubmission(BaseModel):
     consent: bool = False
     visitor_id: VisitorId | None = None
     page_url: str | None = Field(default=None, max_length=2048)
+    country: str | None = Field(default=None, max_length=2)
+    """ISO 3166-1 alpha-2; also the region a national phone number is read in (before ``phone``)."""
     phone: str | None = Field(default=None, max_length=32)
     sms_consent: bool = False
     locale: str | None = Field(default=None, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
@@ -208,10 +181,15 @@ class FormSubmission(BaseModel):
     def _email(cls, value: str) -> str:
         return normalize_email(value)
 
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_country(value)
+
     @field_validator("phone")
     @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        return None if value is None else normalize_phone(value)
+    def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else normalize_phone(value, info.data.get("country"))
 
     @field_validator("first_name", "last_name", "salutation")
     @classmethod
@@ -223,7 +201,9 @@ class FormSubmission(BaseModel):
             raise ValueError("must not contain control characters")
         return cleaned or None
 
-    @field_validator("visitor_id", "page_url", "phone", "locale", "salutation", "timezone", mode="before")
+    @field_validator(
+        "visitor_id", "page_url", "country", "phone", "locale", "salutation", "timezone", mode="before"
+    )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -337,6 +317,11 @@ class SendRequest(BaseModel):
     template: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     contact_id: str = Field(min_length=1, max_length=64)
     execution_id: str = Field(min_length=1, max_length=2048)
+    # step-level overrides of the template's subject.txt / preheader (Jinja2, the same context)
+    subject: str | None = Field(default=None, max_length=300)
+    preheader: str | None = Field(default=None, max_length=300)
+    # the event that entered the contact (its properties are the template's ``entry.properties``)
+    entry_event_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 SendStatus = Literal["sent", "skipped", "duplicate"]

@@ -12,7 +12,8 @@ Where a contact's data lives (``tables.py``):
   and skip events, and by the deterministic message ids its journeys used);
 - running journey executions (their input holds only the contact id).
 
-Erasure deletes all of it, stops running executions, and keeps two things without personal data:
+Erasure deletes all of it, stops running executions (marked as stopped on purpose,
+``leadflow.stops``: redrive never resumes them), and keeps two things without personal data:
 an erasure record ``ERASURE#<contact id>`` (when, what was deleted: the proof) and the address on
 the suppression list as a hash, so it is never mailed again, even if it is imported later.
 Counters and reports keep only aggregates.
@@ -23,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from leadflow.admin import DoNotContactIn
@@ -31,6 +31,7 @@ from leadflow.errors import NotFound
 from leadflow.models import iso, utc_now
 from leadflow.observability import logger, metrics
 from leadflow.reporting.counters import rkeys
+from leadflow.stops import ERASURE, stop_on_purpose
 from leadflow.store import ContactStore, deserialize, serialize, values
 from leadflow.tables import keys
 
@@ -229,12 +230,9 @@ class PrivacyService:
                 continue
             machine = self._state_machine_arn(str(enrollment["journey_id"]))
             arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{enrollment['execution_name']}"
-            try:
-                self._sfn.stop_execution(executionArn=arn, error="ContactErased", cause="erasure request")
+            # marked as stopped on purpose: ``leadflow ops redrive`` never resumes it (leadflow.stops)
+            if stop_on_purpose(self._sfn, arn, ERASURE, "contact erased"):
                 stopped += 1
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
-                    raise
         return stopped
 
     def erase(self, contact_id: str, request: ErasureRequest, *, actor: str) -> ErasureResult:

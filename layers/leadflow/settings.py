@@ -12,6 +12,37 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class SignupBudget(BaseModel):
+    """How many sign-ups that send email (double opt-in confirmations, forms a sending journey
+    enters on) a form takes per hour from one source network (the IP truncated as stored: /24,
+    /48) and to one recipient domain. Over budget the post is refused whole (or asks for the
+    form's CAPTCHA): a form cannot be used to mail-bomb someone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_source_per_hour: int = Field(default=10, ge=1, le=100_000)
+    per_recipient_domain_per_hour: int = Field(default=100, ge=1, le=1_000_000)
+
+
+class CaptchaConfig(BaseModel):
+    """Server-side CAPTCHA verification (siteverify) of a form; the secret lives in Secrets Manager."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: Literal["turnstile", "hcaptcha", "recaptcha"]
+    site_key: str = Field(min_length=1, max_length=200, description="The public key the page's widget uses.")
+    secret_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Secrets Manager id of the provider's secret key (the CDK app creates the secret "
+        "and fills this in).",
+    )
+    when: Literal["always", "over_budget"] = Field(
+        default="over_budget",
+        description="Ask on every post, or only once the sign-up budget is spent.",
+    )
+
+
 class FormConfig(BaseModel):
     """A sign-up form the website posts to ``/forms/{form_id}``."""
 
@@ -30,6 +61,16 @@ class FormConfig(BaseModel):
         description="Consent given on this form stays pending until the contact clicks the link of "
         "the confirmation email (journeys/double-opt-in.yaml sends it).",
     )
+
+    budget: SignupBudget = Field(default_factory=SignupBudget)
+    min_fill_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="Refuse posts sent sooner than this after the page rendered the form (the "
+        "snippet's signed render stamp); 0: off.",
+    )
+    captcha: CaptchaConfig | None = Field(default=None, description="Off unless configured.")
 
     @field_validator("thank_you_url", "error_url")
     @classmethod
@@ -96,6 +137,15 @@ class Settings(BaseSettings):
     broadcast_send_rate: float = Field(
         gt=0, le=10000, description="Emails per second a broadcast may send, across all workers (SES limit)."
     )
+    event_source_keys_secret: str = Field(
+        min_length=1,
+        description="Secrets Manager id of the signing keys of POST /events/signed (JSON name -> key).",
+    )
+    public_event_types: str = Field(
+        pattern=r"^([a-z][a-z0-9_]{0,63}(,[a-z][a-z0-9_]{0,63})*)?$",
+        description="Browser event types public POST /events accepts besides the snippet's own "
+        "(identify), comma-separated; every other type must come from a server (POST /admin/events).",
+    )
 
     @field_validator("public_base_url")
     @classmethod
@@ -120,6 +170,11 @@ class Settings(BaseSettings):
     @property
     def segments_dir(self) -> Path:
         return self.content_dir / "segments"
+
+    @property
+    def browser_event_types(self) -> frozenset[str]:
+        """What public ``POST /events`` accepts: the snippet's own types and the stage's list."""
+        return frozenset({"identify", *filter(None, self.public_event_types.split(","))})
 
     @property
     def goals(self) -> tuple[str, ...]:

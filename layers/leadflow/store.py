@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -19,8 +20,9 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from leadflow import ids
+from leadflow.clock import parse_iso
 from leadflow.models import Contact, Event
-from leadflow.tables import keys
+from leadflow.tables import EVENTS_BY_TIME, keys, time_key
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -94,8 +96,52 @@ def put_op(table: str, item: Mapping[str, Any], condition: str | None = None) ->
     return {"Put": op}
 
 
+def event_history(
+    client: Any,
+    table: str,
+    subject_pk: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    newest_first: bool = False,
+    limit: int | None = None,
+) -> Iterator[Item]:
+    """A subject's (``C#<contact>``/``V#<visitor>``) events in the order they happened, from the
+    ``by_time`` index: ``since``/``until`` inclusive (to the millisecond), every page read (boto3
+    paginator) unless ``limit`` events were yielded. Correct whatever the event ids are."""
+    condition = "pk = :pk"
+    bounds: dict[str, Any] = {"pk": subject_pk}
+    if since is not None and until is not None:
+        condition += " AND #at BETWEEN :lo AND :hi"
+        bounds.update(lo=time_key(since), hi=time_key(until) + "$")
+    elif since is not None:
+        condition += " AND #at >= :lo"
+        bounds["lo"] = time_key(since)
+    elif until is not None:
+        condition += " AND #at <= :hi"
+        bounds["hi"] = time_key(until) + "$"
+    names = {"ExpressionAttributeNames": {"#at": EVENTS_BY_TIME.sort_key}} if len(bounds) > 1 else {}
+    pages = client.get_paginator("query").paginate(
+        TableName=table,
+        IndexName=EVENTS_BY_TIME.name,
+        KeyConditionExpression=condition,
+        ExpressionAttributeValues=values(**bounds),
+        ScanIndexForward=not newest_first,
+        PaginationConfig={"PageSize": 100 if limit is None else min(100, limit)},
+        **names,
+    )
+    yielded = 0
+    for page in pages:
+        for raw in page.get("Items", []):
+            yield deserialize(raw)
+            yielded += 1
+            if limit is not None and yielded >= limit:
+                return
+
+
 class EventStore:
-    """The events table: one put per event, never updated."""
+    """The events table: one put per event, never updated. Every item carries ``at`` (the
+    ``by_time`` index key), so a subject's history reads in time order (``history``)."""
 
     def __init__(self, client: Any, table: str, retention_days: int, now: Callable[[], float] = time.time):
         self._client = client
@@ -105,12 +151,43 @@ class EventStore:
 
     def item(self, event: Event) -> Item:
         subject = keys.contact(event.contact_id) if event.contact_id else keys.visitor(event.visitor_id or "")
+        occurred = parse_iso(event.occurred_at)
+        if occurred is None:
+            raise ValueError(f"event {event.event_id}: occurred_at {event.occurred_at!r} is not ISO 8601")
         return {
             "pk": subject,
             "sk": keys.event(event.event_id),
             **event.model_dump(exclude_none=True),
+            EVENTS_BY_TIME.sort_key: keys.event_time(occurred, event.event_id),
             "expires_at": int(self._now()) + self._retention_s,
         }
+
+    def get(self, subject_pk: str, event_id: str) -> Item | None:
+        """One event by its id (e.g. the entry event a template or a ``wait_until`` reads)."""
+        resp = self._client.get_item(
+            TableName=self._table, Key=serialize({"pk": subject_pk, "sk": keys.event(event_id)})
+        )
+        return deserialize(resp["Item"]) if "Item" in resp else None
+
+    def history(
+        self,
+        subject_pk: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Item]:
+        """See ``event_history``."""
+        return event_history(
+            self._client,
+            self._table,
+            subject_pk,
+            since=since,
+            until=until,
+            newest_first=newest_first,
+            limit=limit,
+        )
 
     def put_op(self, event: Event) -> dict[str, Any]:
         return put_op(self._table, self.item(event), "attribute_not_exists(pk)")
@@ -162,6 +239,13 @@ class ContactStore:
             TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
         )
         return Contact.model_validate(deserialize(resp["Item"])) if "Item" in resp else None
+
+    def profile(self, contact_id: str) -> dict[str, Any] | None:
+        """The stored profile item, every field (a template's context is made from it)."""
+        resp = self._client.get_item(
+            TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
+        )
+        return deserialize(resp["Item"]) if "Item" in resp else None
 
     def profiles(self, contact_ids: Sequence[str], fields: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
         """Profiles by contact id, 100 per BatchGetItem (unprocessed keys retried); only ``fields``

@@ -8,14 +8,25 @@ system, so the two cannot drift.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 StreamView = Literal["NEW_IMAGE", "NEW_AND_OLD_IMAGES"]
 
 
 @dataclass(frozen=True)
+class IndexSpec:
+    """A global secondary index (string keys, every attribute projected). A GSI can be added to a
+    deployed table; a local secondary index cannot."""
+
+    name: str
+    partition_key: str
+    sort_key: str
+
+
+@dataclass(frozen=True)
 class TableSpec:
-    """What a table is: its logical name, keys, stream and TTL attribute."""
+    """What a table is: its logical name, keys, stream, TTL attribute and global indexes."""
 
     name: str
     """Logical name (CDK construct id suffix, local table name suffix, settings field stem)."""
@@ -23,15 +34,23 @@ class TableSpec:
     ttl_attribute: str | None = None
     partition_key: str = "pk"
     sort_key: str = "sk"
+    indexes: tuple[IndexSpec, ...] = ()
 
 
 CONTACTS = TableSpec(name="contacts")
 """Contact profiles (``C#<id>``/``PROFILE``), email index (``EMAIL#<email>``/``EMAIL``) and
 visitor links (``V#<visitor id>``/``LINK``)."""
 
-EVENTS = TableSpec(name="events", stream="NEW_AND_OLD_IMAGES", ttl_attribute="expires_at")
+EVENTS_BY_TIME = IndexSpec(name="by_time", partition_key="pk", sort_key="at")
+"""A subject's events in the order they happened: ``at`` = ``<occurred_at, fixed-width UTC ISO with
+milliseconds>#<event id>`` (``keys.event_time``). Event ids are not time-ordered (hash ids of
+journey events, client ids), so every "since"/"within" read goes through this index."""
+
+EVENTS = TableSpec(
+    name="events", stream="NEW_AND_OLD_IMAGES", ttl_attribute="expires_at", indexes=(EVENTS_BY_TIME,)
+)
 """Immutable interaction events (``C#<id>`` or ``V#<visitor id>`` / ``EV#<event id>``): the source
-of truth. Its stream feeds ``trigger`` and ``score``."""
+of truth. Its stream feeds ``trigger`` and ``score``; ``by_time`` reads them in time order."""
 
 MESSAGES = TableSpec(name="messages", ttl_attribute="expires_at")
 """One item per message a journey step sends (``M#<message id>``/``MSG``), keyed by a
@@ -74,5 +93,18 @@ class keys:
         return f"EV#{event_id}"
 
     @staticmethod
+    def event_time(occurred_at: datetime, event_id: str) -> str:
+        """The ``by_time`` sort key: fixed-width UTC ISO with milliseconds, then the id (ties)."""
+        return f"{time_key(occurred_at)}#{event_id}"
+
+    @staticmethod
     def message(message_id: str) -> str:
         return f"M#{message_id}"
+
+
+def time_key(moment: datetime) -> str:
+    """``2026-01-05T07:00:00.000Z``: sorts as time does (a naive moment is taken as UTC). A bound
+    of a ``by_time`` read: every ``at`` of that millisecond sorts after it (``#`` follows), and
+    before ``time_key(moment) + "$"``."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{aware.microsecond // 1000:03d}Z"

@@ -122,3 +122,15 @@ class TokenSigner:
         if kind == "click" and not (claims.url or "").startswith(("https://", "http://")):
             raise InvalidToken("click token without an http(s) destination")
         return claims
+
+    def sign_text(self, text: str) -> str:
+        """The MAC (base64url) of a short text with the current key: e.g. a form's render stamp."""
+        return _b64(self._mac(self._keys_source(False)[0], text.encode()))
+
+    def verify_text(self, text: str, mac: str) -> bool:
+        """Whether ``mac`` is ``text``'s MAC under any key of the ring (rotated keys still verify)."""
+        try:
+            given = _unb64(mac)
+        except (binascii.Error, ValueError):
+            return False
+        return len(given) == _MAC_BYTES and self._signed_by_a_key(text.encode(), given)

@@ -10,11 +10,21 @@ with ``contact_identified`` {visitor_id} and the visitor id added to the profile
 in one transaction: the lead engine folds the visitor's anonymous history into the score, the
 timeline shows it. A visitor id already linked to ANOTHER contact keeps its first link (a shared
 device: the anonymous history is not handed to whoever signs up next on it); the new contact's
-own events are recorded as usual. The page-view pixel never reads or links (one write)."""
+own events are recorded as usual. The page-view pixel never reads or links (one write). A form
+post links the visitor from its ``visitor_id`` field or, without one, from the ``lf_vid`` cookie
+the browser sends with it.
+
+Trust by origin: public ``POST /events`` records only the browser event types the stage declares
+public (``identify`` and ``LEADFLOW_PUBLIC_EVENT_TYPES``); business facts (purchases, trials,
+deals, product usage) come from servers through ``POST /admin/events`` (``server_events``), both
+through one ``EventRecorder``. Sign-up forms are guarded by ``protection`` (honeypot, render
+stamp, budgets, CAPTCHA)."""
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +46,14 @@ from leadflow.models import (
     utc_now,
 )
 from leadflow.observability import logger, metrics
+from leadflow.protection import (
+    CaptchaVerifier,
+    PostSignals,
+    SignupBudgets,
+    SignupRefused,
+    count_refusal,
+    stamp_age,
+)
 from leadflow.settings import FormConfig
 from leadflow.store import (
     ContactStore,
@@ -51,6 +69,7 @@ from leadflow.tables import keys
 from leadflow.tokens import InvalidToken, TokenClaims, TokenSigner
 
 _VISITOR_ID = re.compile(VISITOR_ID_PATTERN)
+MAX_CONFLICT_RETRIES = 3
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 MAX_URL = 2048
 
@@ -128,6 +147,96 @@ def identified_event(
     )
 
 
+class ServerEventOnly(Exception):
+    """An event type a browser may not report: it must come from a server with credentials."""
+
+    def __init__(self, event_type: str) -> None:
+        super().__init__(
+            f"event type {event_type!r} must come from a server: POST /admin/events with credentials"
+        )
+        self.event_type = event_type
+
+
+class EventRecorder:
+    """Records ``EventIn`` payloads: the contact found or created by email, the visitor linked the
+    first time, the client ``event_id`` made exactly-once; one transaction per event."""
+
+    def __init__(
+        self,
+        *,
+        events: EventStore,
+        contacts: ContactStore,
+        marks: IdempotencyMarks,
+        transact: Callable[[Transaction], None],
+        links: VisitorLinks,
+    ) -> None:
+        self._events = events
+        self._contacts = contacts
+        self._marks = marks
+        self._transact = transact
+        self._links = links
+
+    def record(self, payload: EventIn, *, source: str) -> EventAccepted:
+        """Record one event (``source``: ``api`` from a browser, ``server`` from the admin API).
+        With ``email`` the contact is found or created; a repeated ``event_id`` is stored once."""
+        for attempt in range(2):
+            txn = Transaction()
+            at = iso(utc_now())
+            contact_id: str | None = None
+            claim_index: int | None = None
+            link_index: int | None = None
+            event_id = ids.new_event_id()
+            if payload.email:
+                contact_id = self._contacts.contact_id_for_email(payload.email)
+                link = None
+                if payload.visitor_id and self._links.linked_contact(payload.visitor_id) is None:
+                    link = payload.visitor_id  # first time this visitor is tied to a contact
+                if contact_id is None:
+                    contact_id = ids.new_contact_id()
+                    claim_index = txn.add(self._contacts.email_claim_op(payload.email, contact_id))
+                    txn.add(
+                        self._contacts.upsert_profile_op(
+                            contact_id, {"email": payload.email}, at, visitor_id=link
+                        )
+                    )
+                elif link:
+                    txn.add(self._links.add_visitor_op(contact_id, link, at))
+                if link:
+                    link_index = txn.add(self._links.link_op(link, contact_id, at))
+                    txn.add(
+                        self._events.put_op(
+                            identified_event(contact_id, link, at, source, with_event=event_id)
+                        )
+                    )
+            event = Event(
+                event_id=event_id,
+                type=payload.type,
+                occurred_at=at,
+                contact_id=contact_id,
+                visitor_id=payload.visitor_id,
+                source=source,
+                properties=payload.properties
+                | ({"client_event_id": payload.event_id} if payload.event_id else {}),
+            )
+            txn.add(self._events.put_op(event))
+            mark_index = txn.add(self._marks.put_op("EVENT", payload.event_id)) if payload.event_id else None
+            try:
+                self._transact(txn)
+            except ClientError as exc:
+                failed = {
+                    i for i, code in enumerate(cancellation_codes(exc)) if code == "ConditionalCheckFailed"
+                }
+                if mark_index in failed:
+                    metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
+                    return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=True)
+                if (claim_index in failed or link_index in failed) and attempt == 0:
+                    continue  # claimed or linked concurrently: read again
+                raise
+            metrics.add_metric(name="EventsRecorded", unit="Count", value=1)
+            return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=False)
+        raise RuntimeError("unreachable: email claim retried")  # pragma: no cover
+
+
 @dataclass(frozen=True)
 class PageView:
     visitor_id: str
@@ -145,8 +254,23 @@ class TrackingService:
         forms: Mapping[str, FormConfig],
         transact: Callable[[Transaction], None],
         links: VisitorLinks,
+        browser_event_types: frozenset[str] = frozenset({"identify"}),
+        budgets: SignupBudgets | None = None,
+        forms_that_send: Callable[[], frozenset[str]] = frozenset,
+        captcha: CaptchaVerifier | None = None,
     ) -> None:
+        """``budgets``: where sign-up budgets are counted (None: no budgets); ``forms_that_send``:
+        the forms whose sign-ups send email (read once, when first needed); ``captcha``: the
+        verifier of forms that configure one."""
         self._links = links
+        self._browser_event_types = browser_event_types
+        self._budgets = budgets
+        self._forms_that_send = forms_that_send
+        self._sending_forms: frozenset[str] | None = None
+        self.captcha = captcha
+        self._recorder = EventRecorder(
+            events=events, contacts=contacts, marks=marks, transact=transact, links=links
+        )
         self._events = events
         self._contacts = contacts
         self._marks = marks
@@ -240,63 +364,11 @@ class TrackingService:
         return PageView(visitor_id=visitor_id, new_visitor=new_visitor)
 
     def record_event(self, payload: EventIn) -> EventAccepted:
-        """An event from a site or server. With ``email`` the contact is found or created."""
-        for attempt in range(2):
-            txn = Transaction()
-            at = iso(utc_now())
-            contact_id: str | None = None
-            claim_index: int | None = None
-            link_index: int | None = None
-            event_id = ids.new_event_id()
-            if payload.email:
-                contact_id = self._contacts.contact_id_for_email(payload.email)
-                link = None
-                if payload.visitor_id and self._links.linked_contact(payload.visitor_id) is None:
-                    link = payload.visitor_id  # first time this visitor is tied to a contact
-                if contact_id is None:
-                    contact_id = ids.new_contact_id()
-                    claim_index = txn.add(self._contacts.email_claim_op(payload.email, contact_id))
-                    txn.add(
-                        self._contacts.upsert_profile_op(
-                            contact_id, {"email": payload.email}, at, visitor_id=link
-                        )
-                    )
-                elif link:
-                    txn.add(self._links.add_visitor_op(contact_id, link, at))
-                if link:
-                    link_index = txn.add(self._links.link_op(link, contact_id, at))
-                    txn.add(
-                        self._events.put_op(
-                            identified_event(contact_id, link, at, "api", with_event=event_id)
-                        )
-                    )
-            event = Event(
-                event_id=event_id,
-                type=payload.type,
-                occurred_at=at,
-                contact_id=contact_id,
-                visitor_id=payload.visitor_id,
-                source="api",
-                properties=payload.properties
-                | ({"client_event_id": payload.event_id} if payload.event_id else {}),
-            )
-            txn.add(self._events.put_op(event))
-            mark_index = txn.add(self._marks.put_op("EVENT", payload.event_id)) if payload.event_id else None
-            try:
-                self._transact(txn)
-            except ClientError as exc:
-                failed = {
-                    i for i, code in enumerate(cancellation_codes(exc)) if code == "ConditionalCheckFailed"
-                }
-                if mark_index in failed:
-                    metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
-                    return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=True)
-                if (claim_index in failed or link_index in failed) and attempt == 0:
-                    continue  # claimed or linked concurrently: read again
-                raise
-            metrics.add_metric(name="EventsRecorded", unit="Count", value=1)
-            return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=False)
-        raise RuntimeError("unreachable: email claim retried")  # pragma: no cover
+        """An event from a browser (public ``POST /events``): only the types declared public."""
+        if payload.type not in self._browser_event_types:
+            count_refusal("server_event_type", "POST /events")
+            raise ServerEventOnly(payload.type)
+        return self._recorder.record(payload, source="api")
 
     def form_config(self, form_id: str) -> FormConfig:
         form = self._forms.get(form_id)
@@ -304,20 +376,82 @@ class TrackingService:
             raise NotFound("form")
         return form
 
+    def sends_email(self, form_id: str) -> bool:
+        if self._sending_forms is None:
+            self._sending_forms = self._forms_that_send()
+        return form_id in self._sending_forms
+
+    @property
+    def signer(self) -> TokenSigner:
+        return self._signer
+
+    def _verify_captcha(self, form: FormConfig, signals: PostSignals, retry_after: int | None = None) -> None:
+        """Raise ``SignupRefused`` unless the post carries a response the provider confirms
+        (``retry_after``: the budget is spent until then)."""
+        assert form.captcha is not None
+        if not signals.captcha_response:
+            count_refusal("captcha_required", "POST /forms")
+            raise SignupRefused(
+                "captcha_required", "please solve the CAPTCHA", captcha=form.captcha, retry_after=retry_after
+            )
+        if self.captcha is None or not self.captcha.verify(form.captcha, signals.captcha_response):
+            count_refusal("captcha_failed", "POST /forms")
+            raise SignupRefused(
+                "captcha_failed", "the CAPTCHA was not solved", captcha=form.captcha, retry_after=retry_after
+            )
+
+    def _screen(self, form: FormConfig, signals: PostSignals) -> bool:
+        """False for a bot's post (honeypot filled, sent sooner than ``min_fill_seconds`` after the
+        render stamp): it is answered like a person's and stores nothing. Raises ``SignupRefused``
+        for a missing or expired stamp (a person reloads the page) and a required CAPTCHA."""
+        if signals.honeypot:
+            count_refusal("honeypot", "POST /forms")
+            return False
+        if form.min_fill_seconds:
+            age = stamp_age(self._signer, signals.stamp, utc_now().timestamp())
+            if age is None:
+                count_refusal("form_expired", "POST /forms")
+                raise SignupRefused("form_expired", "the form has expired: reload the page and send it again")
+            if age < form.min_fill_seconds:
+                count_refusal("too_fast", "POST /forms")
+                return False
+        if form.captcha is not None and form.captcha.when == "always":
+            self._verify_captcha(form, signals)
+        return True
+
     def submit_form(
-        self, form_id: str, submission: FormSubmission, *, source_ip: str | None, user_agent: str | None
+        self,
+        form_id: str,
+        submission: FormSubmission,
+        *,
+        source_ip: str | None,
+        user_agent: str | None,
+        signals: PostSignals | None = None,
+        cookie_visitor_id: str | None = None,
     ) -> FormAccepted:
-        """Create or update the contact, record ``form_submitted`` and link the visitor: one transaction."""
+        """Create or update the contact, record ``form_submitted`` and link the visitor (from the
+        ``visitor_id`` field, else the ``lf_vid`` cookie): one transaction, which also spends the
+        form's sign-up budgets when its sign-ups send email. A bot's post returns a made-up contact
+        id (the answer a person gets) and stores nothing; a refused post raises ``SignupRefused``
+        and stores nothing."""
         form = self.form_config(form_id)
         if form.consent_required and not submission.consent:
             raise InvalidInput("consent", "consent is required to sign up")
-        for attempt in range(2):
+        signals = signals or PostSignals()
+        if not self._screen(form, signals):
+            return FormAccepted(contact_id=ids.new_contact_id())
+        submitted_vid = submission.visitor_id or valid_visitor_id(cookie_visitor_id)
+        captcha_passed = form.captcha is not None and form.captcha.when == "always"
+        claim_retried = False
+        conflicts = 0
+        while True:
             existing = self._contacts.contact_id_for_email(submission.email)
             contact_id = existing or ids.new_contact_id()
-            at = iso(utc_now())
-            linked = self._links.linked_contact(submission.visitor_id) if submission.visitor_id else None
+            now = utc_now()
+            at = iso(now)
+            linked = self._links.linked_contact(submitted_vid) if submitted_vid else None
             # a visitor id linked to another contact keeps that link (shared device)
-            visitor_id = submission.visitor_id if linked in (None, contact_id) else None
+            visitor_id = submitted_vid if linked in (None, contact_id) else None
             fields: dict[str, Any] = {
                 "email": submission.email,
                 "first_name": submission.first_name,
@@ -325,6 +459,7 @@ class TrackingService:
                 "locale": submission.locale.replace("_", "-") if submission.locale else None,
                 "salutation": submission.salutation,
                 "timezone": submission.timezone,
+                "country": submission.country,
             }
             if submission.consent:
                 # double opt-in: consent stays pending until the confirmation link is clicked; a
@@ -377,12 +512,12 @@ class TrackingService:
                 txn.add(self._contacts.phone_index_op(submission.phone, contact_id, at))
             link_index: int | None = None
             form_event_id = ids.new_event_id()
-            if submission.visitor_id and linked is None:
-                link_index = txn.add(self._links.link_op(submission.visitor_id, contact_id, at))
+            if submitted_vid and linked is None:
+                link_index = txn.add(self._links.link_op(submitted_vid, contact_id, at))
                 txn.add(
                     self._events.put_op(
                         identified_event(
-                            contact_id, submission.visitor_id, at, f"form:{form_id}", with_event=form_event_id
+                            contact_id, submitted_vid, at, f"form:{form_id}", with_event=form_event_id
                         )
                     )
                 )
@@ -398,25 +533,48 @@ class TrackingService:
                         type="form_submitted",
                         occurred_at=at,
                         contact_id=contact_id,
-                        visitor_id=submission.visitor_id,
+                        visitor_id=submitted_vid,
                         source=f"form:{form_id}",
                         properties=properties,
                     )
                 )
             )
+            budget_indexes: list[int] = []
+            if self._budgets is not None and not captcha_passed and self.sends_email(form_id):
+                for op in self._budgets.ops(
+                    form_id, form.budget, network=truncate_ip(source_ip), email=submission.email, now=now
+                ):
+                    budget_indexes.append(txn.add(op))
             try:
                 self._transact(txn)
             except ClientError as exc:
-                codes = cancellation_codes(exc)
-                link_failed = link_index is not None and codes[link_index : link_index + 1] == [
-                    "ConditionalCheckFailed"
-                ]
-                if attempt == 0 and codes and (codes[0] == "ConditionalCheckFailed" or link_failed):
+                failed = {
+                    i for i, code in enumerate(cancellation_codes(exc)) if code == "ConditionalCheckFailed"
+                }
+                if failed.intersection(budget_indexes):
+                    if form.captcha is None:
+                        count_refusal("rate_limited", "POST /forms")
+                        raise SignupRefused(
+                            "rate_limited",
+                            "too many sign-ups from this network or to this domain: try again later",
+                            retry_after=SignupBudgets.window(now)[1],
+                        ) from None
+                    # over budget: a solved CAPTCHA lets a person in
+                    self._verify_captcha(form, signals, retry_after=SignupBudgets.window(now)[1])
+                    captcha_passed = True
+                    continue
+                if not claim_retried and (0 in failed or link_index in failed):
+                    claim_retried = True
                     continue  # the address was claimed or the visitor linked concurrently: read again
+                if "TransactionConflict" in cancellation_codes(exc) and conflicts < MAX_CONFLICT_RETRIES:
+                    # a budget counter is shared by every sign-up from the network or to the domain:
+                    # a concurrent sign-up's transaction held it; try again shortly
+                    conflicts += 1
+                    time.sleep(random.uniform(0.01, 0.04) * conflicts)
+                    continue
                 raise
             metrics.add_metric(name="FormsSubmitted", unit="Count", value=1)
             return FormAccepted(contact_id=contact_id)
-        raise RuntimeError("unreachable: email claim retried")  # pragma: no cover
 
     def _already_granted(self, contact_id: str | None) -> bool:
         if contact_id is None:

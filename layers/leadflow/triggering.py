@@ -7,8 +7,18 @@
   when the entry condition holds and the re-entry rule allows it, with at most one active
   execution per contact and journey. The enrollment is written before the execution starts, under
   a deterministic name: a redelivered or repeated event cannot start the journey twice.
-- An event that is one of a journey's exit events marks the contact's active enrollment to leave
-  before its next step.
+- An event that is one of a journey's exit events (or a stage it exits on, or an unsubscribe for
+  a journey with ``exit.unsubscribed``) marks the contact's active enrollment to leave and ends a
+  waiting execution at once: one waiting on a ``wait_for`` token gets ``SendTaskFailure
+  (ContactExited)`` (its Catch leaves the journey as exited); any other running execution (in a
+  Wait: a delay, a ``wait_until``, a deferred send) is stopped (``StopExecution``, error
+  ``ContactExited``) and trigger does the leave bookkeeping itself, recording ``stopped_reason`` on
+  the enrollment so a redrive leaves it alone. (``exit.if`` conditions are checked before each step.)
+- An event that a ``wait_for`` step of an enrolled journey awaits (type and ``where``) is recorded
+  on the enrollment (``seen_<step id>``) and answers the step's registered task token
+  (``SendTaskSuccess``): the execution takes the ``on_event`` path at once. Only those events cost
+  anything (an index of awaited event types is built when the journeys load). Duplicate and
+  out-of-order deliveries answer nothing twice (see ``leadflow.enrollments``).
 """
 
 from __future__ import annotations
@@ -21,17 +31,22 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from leadflow import ids
-from leadflow.enrollments import JourneyStore
-from leadflow.journeys.conditions import Facts, evaluate
-from leadflow.journeys.model import Journey, ReEntryAfter
+from leadflow.clock import parse_iso
+from leadflow.enrollments import JourneyStore, answer_wait, fail_wait
+from leadflow.journeys.compiler import buckets
+from leadflow.journeys.conditions import Facts, evaluate, matches_where
+from leadflow.journeys.model import Journey, ReEntryAfter, Trigger, WaitForStep
 from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import current_score
 from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger, metrics
 from leadflow.store import EventStore, MessageStore
+from leadflow.tables import keys
 
 ENGAGEMENT_ATTRIBUTE = {"email_opened": "first_opened_at", "email_clicked": "first_clicked_at"}
 MANUAL_ENROLLMENT = "journey_enrollment_requested"
+UNSUBSCRIBED = "unsubscribed"
+EXECUTION_GONE = ("ExecutionDoesNotExist", "ExecutionNotFound", "InvalidArn")
 
 
 def execution_name(journey_id: str, contact_id: str, entry: int = 1) -> str:
@@ -41,24 +56,29 @@ def execution_name(journey_id: str, contact_id: str, entry: int = 1) -> str:
 
 
 def is_entry(journey: Journey, event: Event) -> bool:
-    """Whether the event is the journey's entry trigger (its ``if`` condition is checked apart)."""
-    entry = journey.entry
+    """Whether the event is one of the journey's entry triggers (its ``if`` condition is checked
+    apart). With ``any`` several triggers may fire for one contact: the enrollment rules (at most
+    one active execution, re-entry) enrol it once."""
+    return any(_is_trigger(trigger, journey, event) for trigger in journey.entry.triggers)
+
+
+def _is_trigger(trigger: Trigger, journey: Journey, event: Event) -> bool:
     props = event.properties
-    if entry.kind == "event":
-        return entry.matches(event.type, props)
-    if entry.kind == "stage":
-        return event.type == "stage_changed" and props.get("to") == entry.stage
-    if entry.kind == "score":
-        assert entry.score_reaches is not None
+    if trigger.kind == "event":
+        return trigger.matches(event.type, props)
+    if trigger.kind == "stage":
+        return event.type == "stage_changed" and props.get("to") == trigger.stage
+    if trigger.kind == "score":
+        assert trigger.score_reaches is not None
         before, after = _number(props.get("from")), _number(props.get("to"))
         return (
             event.type == "score_changed"
             and before is not None
             and after is not None
-            and before < entry.score_reaches <= after
+            and before < trigger.score_reaches <= after
         )
-    if entry.kind == "segment":
-        return event.type == "segment_entered" and props.get("segment") == entry.segment
+    if trigger.kind == "segment":
+        return event.type == "segment_entered" and props.get("segment") == trigger.segment
     return event.type == MANUAL_ENROLLMENT and props.get("journey_id") == journey.id
 
 
@@ -71,7 +91,16 @@ def exit_reason(journey: Journey, event: Event) -> str | None:
             return f"converted: {event.type}"
     if event.type == "stage_changed" and event.properties.get("to") in rules.stages:
         return f"reached stage {event.properties.get('to')}"
+    if rules.unsubscribed and event.type == UNSUBSCRIBED:
+        return "unsubscribed"
     return None
+
+
+def revokes_email_consent(event: Event) -> bool:
+    """A profile update that changed email consent (the contacts API, an import): whether it is
+    now revoked needs the profile."""
+    fields = event.properties.get("fields")
+    return event.type == "contact_updated" and isinstance(fields, list) and "consent_email" in fields
 
 
 def _number(value: Any) -> float | None:
@@ -106,6 +135,13 @@ class TriggerService:
         self._sfn = sfn
         self._state_machine_arn = state_machine_arn
         self._now = now
+        # event type -> the wait_for steps awaiting it: (journey, step id, where)
+        self._awaited: dict[str, list[tuple[Journey, str, dict[str, Any]]]] = {}
+        for journey in journeys:
+            for step in journey.walk():
+                if isinstance(step, WaitForStep):
+                    entry = (journey, journey.step_id(step), dict(step.wait_for.where))
+                    self._awaited.setdefault(step.wait_for.event, []).append(entry)
 
     def handle(self, event: Event) -> list[str]:
         """React to one event; returns the ids of the journeys it started (for counting and tests)."""
@@ -118,10 +154,7 @@ class TriggerService:
             logger.info("engagement for unknown message", extra={"event_id": event.event_id})
         if event.contact_id is None:
             return []
-        for journey in self._journeys:
-            reason = exit_reason(journey, event)
-            if reason and self._store.request_exit(event.contact_id, journey.id, reason, iso(self._now())):
-                metrics.add_metric(name="JourneyExitsRequested", unit="Count", value=1)
+        self._exits(event, event.contact_id)
         started = []
         profile: Mapping[str, Any] | None = None
         contact_id = event.contact_id
@@ -147,9 +180,94 @@ class TriggerService:
                     continue
             if self._enter(journey, event):
                 started.append(journey.id)
+        self._answer_waits(event, contact_id)
         return started
 
+    # --- exits -------------------------------------------------------------------------------------
+
+    def _exits(self, event: Event, contact_id: str) -> None:
+        revoked: bool | None = None
+        for journey in self._journeys:
+            reason = exit_reason(journey, event)
+            if reason is None and journey.exit.unsubscribed and revokes_email_consent(event):
+                if revoked is None:
+                    revoked = (self._store.profile(contact_id) or {}).get("consent_email") == "revoked"
+                reason = "unsubscribed" if revoked else None
+            if reason is None:
+                continue
+            enrollment = self._store.request_exit(contact_id, journey.id, reason, iso(self._now()))
+            if enrollment is not None:
+                metrics.add_metric(name="JourneyExitsRequested", unit="Count", value=1)
+                self._end_now(journey.id, contact_id, enrollment, reason)
+
+    def _end_now(self, journey_id: str, contact_id: str, enrollment: Mapping[str, Any], reason: str) -> None:
+        """End the execution of an enrollment that must leave, now rather than at its next step."""
+        waiting = enrollment.get("waiting")
+        if isinstance(waiting, Mapping) and waiting.get("token"):
+            token = str(waiting["token"])
+            if fail_wait(self._sfn, token, reason):
+                metrics.add_metric(name="WaitsEndedByExit", unit="Count", value=1)
+            self._store.clear_wait(contact_id, journey_id, token)
+            return
+        name = str(enrollment.get("execution_name") or "")
+        if not name:
+            return
+        arn = self._execution_arn(journey_id, name)
+        try:
+            self._sfn.stop_execution(executionArn=arn, error="ContactExited", cause=reason[:200])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in EXECUTION_GONE:
+                raise
+        # the leave task does not run for a stopped execution: its bookkeeping, the same writes
+        at = iso(self._now())
+        self._store.leave(contact_id, journey_id, name, "exited", reason, at, stopped_reason=reason)
+        if self._events is not None:
+            try:
+                self._events.record(
+                    Event(
+                        event_id=ids.deterministic_id(arn, "leave", "exited"),
+                        type="journey_exited",
+                        occurred_at=at,
+                        contact_id=contact_id,
+                        journey_id=journey_id,
+                        source="journey",
+                        properties={"reason": reason[:200]},
+                    )
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+        metrics.add_metric(name="ExecutionsStoppedByExit", unit="Count", value=1)
+        logger.info("execution stopped by an exit", extra={"journey": journey_id, "execution": name})
+
+    # --- wait_for ----------------------------------------------------------------------------------
+
+    def _answer_waits(self, event: Event, contact_id: str) -> None:
+        awaited = self._awaited.get(event.type)
+        if not awaited:
+            return
+        occurred = parse_iso(event.occurred_at)
+        if occurred is None:
+            return
+        seen = keys.event_time(occurred, event.event_id)
+        for journey, step_id, where in awaited:
+            if not matches_where(event.properties, where):
+                continue
+            enrollment = self._store.record_seen(contact_id, journey.id, step_id, seen)
+            waiting = enrollment.get("waiting") if enrollment else None
+            if not isinstance(waiting, Mapping) or waiting.get("step_id") != step_id:
+                continue
+            if str(waiting.get("since", "")) > seen:
+                continue  # the event happened before the wait started
+            token = str(waiting["token"])
+            if answer_wait(self._sfn, token, seen):
+                metrics.add_metric(name="WaitsAnswered", unit="Count", value=1)
+            self._store.clear_wait(contact_id, journey.id, token)
+
     # --- entering ----------------------------------------------------------------------------------
+
+    def _journey(self, journey_id: str) -> Journey:
+        return next(j for j in self._journeys if j.id == journey_id)
 
     def _execution_arn(self, journey_id: str, name: str) -> str:
         machine = self._state_machine_arn(journey_id)
@@ -243,6 +361,7 @@ class TriggerService:
                         "journey_id": journey_id,
                         "entry_event_id": event.event_id,
                         "round": {"n": 0},
+                        "buckets": buckets(self._journey(journey_id), event.contact_id),
                     }
                 ),
             )

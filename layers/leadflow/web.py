@@ -19,8 +19,12 @@ PIXEL_HEADERS = {
 VISITOR_COOKIE = "lf_vid"
 
 # The website snippet: <script async src="https://TRACKING-API/t/lf.js"></script>
-# Keeps an anonymous first-party visitor id, sends a page view, and fills the hidden
-# `visitor_id` field of every leadflow form (forms posting to /forms/...).
+# Keeps an anonymous first-party visitor id, sends a page view, and fills every leadflow form
+# (forms posting to /forms/...): the hidden `visitor_id` and `page_url` fields, the signed render
+# stamp `lf_stamp` (GET /t/stamp: forms with a minimum fill time check it) and, where the form's
+# HTML lacks it, the honeypot `website_url` (a text input people never see or reach).
+# `leadflow.track(type, properties)` posts browser events to /events: only `identify` and the
+# types the stage declares public are accepted; business events come from servers.
 SNIPPET_JS = r"""(function () {
   var s = document.currentScript;
   var base = s ? s.src.replace(/\/t\/lf\.js(\?.*)?$/, "") : "";
@@ -40,16 +44,29 @@ SNIPPET_JS = r"""(function () {
     if (q.get(k)) p.set(k, q.get(k));
   });
   new Image(1, 1).src = base + "/t/p.gif?" + p.toString();
+  function field(f, name, type) {
+    var i = f.querySelector("input[name=" + name + "]");
+    if (!i) { i = document.createElement("input"); i.type = type; i.name = name; f.appendChild(i); }
+    return i;
+  }
   function fill() {
     var forms = document.querySelectorAll("form[action*='/forms/']");
+    if (!forms.length) return;
     Array.prototype.forEach.call(forms, function (f) {
-      var i = f.querySelector("input[name=visitor_id]");
-      if (!i) { i = document.createElement("input"); i.type = "hidden"; i.name = "visitor_id"; f.appendChild(i); }
-      i.value = id;
-      var u = f.querySelector("input[name=page_url]");
-      if (!u) { u = document.createElement("input"); u.type = "hidden"; u.name = "page_url"; f.appendChild(u); }
-      u.value = location.href;
+      field(f, "visitor_id", "hidden").value = id;
+      field(f, "page_url", "hidden").value = location.href;
+      if (!f.querySelector("input[name=website_url]")) {
+        var h = field(f, "website_url", "text");
+        h.tabIndex = -1; h.autocomplete = "off"; h.setAttribute("aria-hidden", "true");
+        h.style.cssText = "position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden";
+      }
     });
+    fetch(base + "/t/stamp", { credentials: "omit", cache: "no-store" })
+      .then(function (r) { return r.json(); })
+      .then(function (j) {
+        Array.prototype.forEach.call(forms, function (f) { field(f, "lf_stamp", "hidden").value = j.stamp; });
+      })
+      .catch(function () {});
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fill); else fill();
   window.leadflow = { visitorId: id, track: function (type, properties) {

@@ -17,11 +17,14 @@ from botocore.config import Config
 if TYPE_CHECKING:  # the services below are imported where they are built: a handler loads what it uses
     from leadflow.enrollments import JourneyStore
     from leadflow.leads.engine import LeadEngine
+    from leadflow.leads.model import LeadModel
+    from leadflow.protection import SiteverifyCaptcha
     from leadflow.segments.store import SegmentDefinitionStore
     from leadflow.sending import SendService
     from leadflow.settings import Settings
     from leadflow.store import ContactStore, EventStore, IdempotencyMarks, MessageStore, Transaction
     from leadflow.tokens import TokenSigner
+    from leadflow.tracking import EventRecorder
 
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
@@ -108,6 +111,44 @@ def webhook_keys_source(secret_id: str) -> Callable[[], Mapping[str, str]]:
     return keys
 
 
+def event_recorder(settings: Settings, ddb: Any) -> EventRecorder:
+    """Records ``POST /events`` and ``POST /admin/events`` payloads."""
+    from leadflow.tracking import EventRecorder, VisitorLinks
+
+    return EventRecorder(
+        events=event_store(settings, ddb),
+        contacts=contact_store(settings, ddb),
+        marks=idempotency_marks(settings, ddb),
+        transact=transactor(ddb),
+        links=VisitorLinks(ddb, settings.contacts_table),
+    )
+
+
+def captcha_verifier(endpoints: Mapping[str, str] | None = None) -> SiteverifyCaptcha:
+    """CAPTCHA siteverify with the forms' provider secrets from Secrets Manager (cached 5 minutes);
+    ``endpoints``: the providers' siteverify URLs (the real ones by default; tests pass a local fake)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from leadflow.protection import SITEVERIFY_URLS, SiteverifyCaptcha
+
+    def secret(secret_id: str) -> str:
+        return str(parameters.get_secret(secret_id, max_age=KEY_CACHE_SECONDS))
+
+    return SiteverifyCaptcha(secret, endpoints or SITEVERIFY_URLS)
+
+
+def sending_forms(settings: Settings) -> Callable[[], frozenset[str]]:
+    """The forms whose sign-ups send email, from the journeys (read when first needed, not at import)."""
+
+    def forms() -> frozenset[str]:
+        from leadflow.journeys import load_journeys
+        from leadflow.protection import forms_that_send_email
+
+        return forms_that_send_email(settings.forms, load_journeys(settings.journeys_dir))
+
+    return forms
+
+
 def journey_store(settings: Settings, ddb: Any) -> JourneyStore:
     from leadflow.enrollments import JourneyStore
 
@@ -137,7 +178,14 @@ def send_service(settings: Settings, ddb: Any) -> SendService:
         sms_sender_id=settings.sms_sender_id,
         sms_origination_number=settings.sms_origination_number,
         sms_type=settings.sms_type,
+        lead_model=_lead_model(settings),
     )
+
+
+def _lead_model(settings: Settings) -> LeadModel:
+    from leadflow.leads.model import load_lead_model
+
+    return load_lead_model(settings.leads_file)
 
 
 def segment_definitions(settings: Settings, ddb: Any) -> SegmentDefinitionStore:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,17 +26,26 @@ def cdk_context(**overrides: Any) -> dict[str, Any]:
     return context
 
 
-@pytest.fixture(scope="session")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
+@functools.cache
+def synthesize() -> tuple[Any, Path]:
+    """The dev stage synthesized once per process (infra and parity tiers share it): the
+    assertions ``Template`` and the path of the template JSON."""
     import app as cdk_app
     from aws_cdk import App
     from aws_cdk.assertions import Template
 
-    outdir = tmp_path_factory.mktemp("cdk.out")
+    outdir = Path(tempfile.mkdtemp(prefix="leadflow-cdk.out-"))
     application = App(outdir=str(outdir), context=cdk_context())
     stack = cdk_app.build(application)
     application.synth()  # raises when cdk-nag reports an unacknowledged finding
     return Template.from_stack(stack), outdir / f"{stack.stack_name}.template.json"
+
+
+@pytest.fixture(scope="session")
+def synthesized() -> Iterator[tuple[Any, Path]]:
+    template, path = synthesize()
+    yield template, path
+    shutil.rmtree(path.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,18 @@ def test_tables_follow_the_specs(template: Any) -> None:
             props["StreamSpecification"] = {"StreamViewType": spec.stream}
         if spec.ttl_attribute:
             props["TimeToLiveSpecification"] = {"AttributeName": spec.ttl_attribute, "Enabled": True}
+        if spec.indexes:
+            props["GlobalSecondaryIndexes"] = [
+                {
+                    "IndexName": index.name,
+                    "KeySchema": [
+                        {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                        {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for index in spec.indexes
+            ]
         template.has_resource_properties("AWS::DynamoDB::Table", props)
 
 
@@ -157,6 +169,12 @@ def test_iam_is_least_privilege(template_json: dict[str, Any]) -> None:
     assert not any(a.startswith(("states:", "ses:", "sns:")) for a in score)
     trigger = _actions(_statements(template_json, "TriggerFunctionServiceRole"))
     assert "states:StartExecution" in trigger
+    # wait_for: trigger answers task tokens and stops an exiting contact's execution; send answers
+    # its own token when the event came first
+    assert {"states:SendTaskSuccess", "states:SendTaskFailure", "states:StopExecution"} <= trigger
+    assert {"states:SendTaskSuccess", "states:SendTaskFailure"} <= _actions(
+        _statements(template_json, "SendFunctionServiceRole")
+    )
     assert not any(a.startswith(("ses:", "secretsmanager:")) for a in trigger)
     send = _statements(template_json, "SendFunctionServiceRole")
     assert {"ses:SendRawEmail", "sns:Publish"} <= _actions(send)

@@ -200,8 +200,8 @@ def test_timeline_shows_the_profile_score_and_events(system: LocalSystem) -> Non
     for i in range(4):
         system.invoke_http(
             "POST",
-            "/events",
-            headers={"content-type": "application/json"},
+            "/admin/events",
+            headers={"content-type": "application/json", "authorization": f"Bearer {system.admin_key}"},
             body=json.dumps(
                 {"type": "webinar_attended", "email": "timeline@example.com", "properties": {"n": i}}
             ),

@@ -266,7 +266,12 @@ def test_repeated_client_event_id_is_stored_once(system: LocalSystem) -> None:
         }
     )
     replies = [
-        system.invoke_http("POST", "/events", headers={"content-type": "application/json"}, body=body)
+        system.invoke_http(  # a purchase is a server event: the admin route, with credentials
+            "POST",
+            "/admin/events",
+            headers={"content-type": "application/json", "authorization": f"Bearer {system.admin_key}"},
+            body=body,
+        )
         for _ in range(3)
     ]
     assert [r["statusCode"] for r in replies] == [202, 202, 202]

@@ -105,7 +105,13 @@ def test_merging_two_contacts_keeps_every_event(system: LocalSystem) -> None:
         "/admin/contacts",
         {"email": "merge.home@example.com", "company": "Acme", "tags": ["home"]},
     )
-    post_event(system, {"type": "webinar_attended", "email": "merge.home@example.com"})
+    reply = system.invoke_http(  # a server event: the admin route
+        "POST",
+        "/admin/events",
+        headers={"content-type": "application/json", "authorization": f"Bearer {system.admin_key}"},
+        body=json.dumps({"type": "webinar_attended", "email": "merge.home@example.com"}),
+    )
+    assert reply["statusCode"] == 202, reply
     before = {e["event_id"] for c in (survivor, duplicate) for e in timeline(system, c)["events"]}
 
     reply = admin(system, "POST", f"/admin/contacts/{survivor}/merge", {"duplicate_id": duplicate})

@@ -78,8 +78,10 @@ def sign_up(system: LocalSystem, email: str, visitor_id: str | None = None) -> s
 
 
 def post_event(system: LocalSystem, email: str, kind: str) -> None:
+    """A server event (webinar_attended...): POST /admin/events with the admin credential."""
     body = json.dumps({"type": kind, "email": email})
-    reply = system.invoke_http("POST", "/events", headers=JSON, body=body)
+    headers = JSON | {"authorization": f"Bearer {system.admin_key}"}
+    reply = system.invoke_http("POST", "/admin/events", headers=headers, body=body)
     assert reply["statusCode"] == 202, reply
 
 

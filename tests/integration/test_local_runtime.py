@@ -188,3 +188,61 @@ def test_canary_a_cancelled_transaction_changes_no_item_and_no_stream_record(
         ddb.transact_write_items(TransactItems=writes)
         assert {i["pk"]["S"]: i.get("n", {}).get("N") for i in items()} == {"A": "2", "B": None, "Z": None}
         assert stream_length() == length + 2
+
+
+CALLBACK_ASL = {
+    "StartAt": "Wait for the answer",
+    "States": {
+        "Wait for the answer": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {
+                "FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:probe",
+                "Payload": {"token.$": "$$.Task.Token", "name.$": "$.name"},
+            },
+            "TimeoutSeconds": 3600,
+            "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": "Timed out"}],
+            "Next": "Answered",
+        },
+        "Answered": {"Type": "Succeed"},
+        "Timed out": {"Type": "Pass", "Result": "late", "ResultPath": "$.outcome", "End": True},
+    },
+}
+
+
+def test_callback_tasks_wait_on_the_virtual_clock_and_resume_on_send_task_success(tmp_path: Any) -> None:
+    """``.waitForTaskToken`` on the local runtime: parked on the token (``settle`` sees it as parked),
+    ``SendTaskSuccess`` resumes it at once, ``TimeoutSeconds`` runs out on the virtual clock only."""
+    from leadflow.local.system import LocalSystem
+
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "templates").mkdir()
+    tokens: dict[str, str] = {}
+    with LocalSystem(background_pump=False, content_dir=tmp_path, clock_start=1_000_000.0) as system:
+        system.handlers["probe"] = lambda payload, _ctx: tokens.update({payload["name"]: payload["token"]})
+        sfn = system.client("stepfunctions")
+        machine = sfn.create_state_machine(
+            name="probe",
+            definition=json.dumps(CALLBACK_ASL),
+            roleArn="arn:aws:iam::123456789012:role/probe",
+        )["stateMachineArn"]
+        answered = sfn.start_execution(stateMachineArn=machine, name="answered", input='{"name": "a"}')
+        late = sfn.start_execution(stateMachineArn=machine, name="late", input='{"name": "b"}')
+        system.settle()  # both parked on their tokens
+        assert set(tokens) == {"a", "b"}
+        assert system.clock.parked == 2
+
+        sfn.send_task_success(taskToken=tokens["a"], output=json.dumps({"event_id": "e1"}))
+        system.settle()
+        assert sfn.describe_execution(executionArn=answered["executionArn"])["status"] == "SUCCEEDED"
+        assert system.clock.now() == 1_000_000.0  # no clock advance needed
+
+        system.advance(3599)
+        assert sfn.describe_execution(executionArn=late["executionArn"])["status"] == "RUNNING"
+        system.advance(1)
+        done = sfn.describe_execution(executionArn=late["executionArn"])
+        assert done["status"] == "SUCCEEDED"
+        assert json.loads(done["output"])["outcome"] == "late"
+        # AWS answers TaskTimedOut for a token whose task ended, moto InvalidToken: trigger ignores both
+        with pytest.raises((sfn.exceptions.TaskTimedOut, sfn.exceptions.InvalidToken)):
+            sfn.send_task_success(taskToken=tokens["b"], output="{}")

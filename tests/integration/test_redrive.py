@@ -320,3 +320,96 @@ def test_redrive_after_a_sent_step_sends_nothing_twice(
     subjects = subjects_to(system, "redrive-later@example.com")
     assert subjects.count(WELCOME) == 1
     assert len(subjects) == 2
+
+
+def test_redrive_skips_executions_stopped_on_purpose(
+    system: LocalSystem, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An erased contact's journey was stopped (ABORTED) by the erasure: redrive leaves it stopped
+    and says so, while an execution an operator aborted without leadflow's marker is redriven."""
+    erased = sign_up(system, "redrive-erased@example.com", visitor_id="v-redrive-0006")
+    aborted = sign_up(system, "redrive-aborted@example.com", visitor_id="v-redrive-0007")
+    system.settle()
+    [erased_run] = executions_of(system, erased)
+    [aborted_run] = executions_of(system, aborted)
+    reply = system.invoke_http(
+        "POST",
+        f"/admin/contacts/{erased}/erase",
+        headers={"content-type": "application/json", "authorization": f"Bearer {system.admin_key}"},
+        body=json.dumps({"reason": "art. 17 request #0815"}),
+    )
+    assert reply["statusCode"] == 200, reply
+    assert json.loads(reply["body"])["executions_stopped"] == 1
+    sfn = system.client("stepfunctions")
+    sfn.stop_execution(executionArn=aborted_run["arn"])  # an operator, mid-incident: no marker
+    system.settle()
+    described = sfn.describe_execution(executionArn=erased_run["arn"])
+    assert (described["status"], described["error"]) == ("ABORTED", "leadflow.stopped")
+    assert described["cause"].startswith("erasure")
+
+    dry = execution_redrive(system).run(dry_run=True)
+    outcomes = {i["execution_arn"]: i["outcome"] for i in dry.items}
+    assert outcomes[erased_run["arn"]] == "skipped"
+    assert outcomes[aborted_run["arn"]] == "pending"
+
+    resources = StageResources(
+        queue_urls=dict(system.dlq_urls),
+        function_names={c: f"leadflow-local-{c}" for c in ("trigger", "score")},
+        state_machine_arns=list(system.state_machines.values()),
+    )
+    monkeypatch.setattr(ops, "stage_resources", lambda cfn, stage: resources)
+    status = cli.main(["ops", "redrive", "--stage", "local", "--executions"])
+    output = capsys.readouterr().out.strip().splitlines()
+    last = json.loads(output[-1])
+    assert status == 0
+    assert last["skipped"] == 1
+    assert last["skipped_by_reason"] == {"erasure": 1}
+    assert any("1 skipped (erasure: stopped on purpose)" in line for line in output)
+    redriven = [
+        i["execution_arn"] for s in last["summaries"] for i in s["items"] if i["outcome"] == "redriven"
+    ]
+    assert aborted_run["arn"] in redriven
+    assert erased_run["arn"] not in redriven
+
+    system.settle()
+    system.advance(2 * 86400 + 60)
+    statuses = {e["arn"]: e["status"] for e in system.executions()}
+    assert statuses[erased_run["arn"]] == "ABORTED"
+    assert statuses[aborted_run["arn"]] == "SUCCEEDED"
+    assert subjects_to(system, "redrive-erased@example.com") == [WELCOME]  # before the erasure only
+    assert len(subjects_to(system, "redrive-aborted@example.com")) == 2  # welcome + follow-up
+
+
+def test_canary_stop_execution_keeps_its_reason_only_through_the_local_patch(system: LocalSystem) -> None:
+    """moto 5.2.5 drops StopExecution's error and cause (AWS keeps them): the local runtime's patch
+    (``leadflow.local.sfn_stop``) is active, and without it moto still drops them — once moto keeps
+    them itself, this fails and the patch goes."""
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    from leadflow.local import sfn_stop
+
+    sfn_stop.check_moto()
+    assert StepFunctionResponse.stop_execution.__qualname__.startswith("keep_stop_reasons")
+    sfn = system.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name="canary-stop",
+        definition=json.dumps(
+            {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": True}}}
+        ),
+        roleArn="arn:aws:iam::123456789012:role/canary",
+    )["stateMachineArn"]
+    kept = sfn.start_execution(stateMachineArn=machine, name="kept")["executionArn"]
+    sfn.stop_execution(executionArn=kept, error="leadflow.stopped", cause="exit: canary")
+    patched = StepFunctionResponse.stop_execution
+    dropped = sfn.start_execution(stateMachineArn=machine, name="dropped")["executionArn"]
+    StepFunctionResponse.stop_execution = patched.__wrapped_original__  # type: ignore[attr-defined]
+    try:
+        sfn.stop_execution(executionArn=dropped, error="leadflow.stopped", cause="exit: canary")
+    finally:
+        StepFunctionResponse.stop_execution = patched  # type: ignore[method-assign]
+    system.settle()
+    assert (
+        sfn.describe_execution(executionArn=kept).get("error"),
+        sfn.describe_execution(executionArn=kept).get("cause"),
+    ) == ("leadflow.stopped", "exit: canary")
+    assert sfn.describe_execution(executionArn=dropped).get("error") in (None, "")

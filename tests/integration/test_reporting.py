@@ -65,8 +65,10 @@ def sign_up(system: LocalSystem, email: str, vid: str | None) -> str:
 
 
 def event(system: LocalSystem, email: str, kind: str, **properties: Any) -> None:
+    """A server event (purchase, deal_won...): POST /admin/events with the admin credential."""
     body = json.dumps({"type": kind, "email": email, "properties": properties})
-    assert system.invoke_http("POST", "/events", headers=JSON, body=body)["statusCode"] == 202
+    headers = JSON | {"authorization": f"Bearer {system.admin_key}"}
+    assert system.invoke_http("POST", "/admin/events", headers=headers, body=body)["statusCode"] == 202
 
 
 def admin(system: LocalSystem, path: str) -> dict[str, Any]:

@@ -139,8 +139,10 @@ def sign_up(system: LocalSystem, email: str, visitor_id: str | None = None) -> s
 
 
 def post_event(system: LocalSystem, email: str, kind: str, **properties: Any) -> None:
+    """A server event (POST /admin/events, with the local admin credential)."""
     body = json.dumps({"type": kind, "email": email, "properties": properties})
-    reply = system.invoke_http("POST", "/events", headers=JSON, body=body)
+    headers = JSON | {"authorization": f"Bearer {system.admin_key}"}
+    reply = system.invoke_http("POST", "/admin/events", headers=headers, body=body)
     assert reply["statusCode"] == 202, reply
 
 

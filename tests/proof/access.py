@@ -65,6 +65,8 @@ def admin_body(route: Route, email: str, contact_id: str) -> str:
         return json.dumps({"reason": "proof"})
     if route.path.endswith("enrollments"):
         return json.dumps({"contact_id": contact_id})
+    if route.path == "/admin/events":  # a forged purchase for the contact
+        return json.dumps({"type": "purchase", "email": email, "properties": {"revenue": 100000}})
     return ""
 
 

@@ -5,6 +5,12 @@ bodies, invalid UTF-8, CRLF in headers and fields, script/HTML, SQL/NoSQL-lookin
 traversal, tampered and replayed tokens from real emails, open-redirect attempts, oversized form
 fields. Requests go through ``LocalSystem.invoke_http`` (the HTTP API v2 event API Gateway sends).
 
+Abuse of the public surface (issue 15): a bot filling the forms' honeypot (the same answer as a
+person, nothing stored or sent); 30 sign-ups from one source network to the double opt-in form
+(at most 10 confirmation emails, clear answers, no 5xx); ``purchase``, ``deal_won`` and
+``trial_started`` posted to public ``POST /events`` (refused, 4xx) and to ``POST /admin/events``
+with the admin credential (202) and without (401/403).
+
 Targets: 0 answers 5xx; 0 stored garbage (a rejected request changes no table); 0 redirects to a
 URL that is neither the one sealed in a click token nor a configured form page; the open and
 page-view pixels always answer the GIF; no response header carries CR/LF; no HTML page reflects a
@@ -445,6 +451,127 @@ def fixed_cases(prober: Prober, tokens: dict[str, list[str]]) -> None:
             prober.send(method, template.format(traversal), label="path traversal")
 
 
+def _email_item(system: LocalSystem, email: str) -> bool:
+    return "Item" in system.client("dynamodb").get_item(
+        TableName="leadflow-local-contacts", Key={"pk": {"S": f"EMAIL#{email}"}, "sk": {"S": "EMAIL"}}
+    )
+
+
+def _mails_to(system: LocalSystem, domain: str) -> int:
+    return sum(1 for m in system.outbox() if any(domain in str(to) for to in m["to"]))
+
+
+def abuse_cases(prober: Prober) -> dict[str, Any]:
+    """The abuse cases of issue 15, through the prober (so 5xx, redirects and stored garbage are
+    checked on each request as well)."""
+    system = prober.system
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    fields = {"first_name": "Ada", "consent": "on"}
+    # honeypot: the same answer as a person's post; nothing stored, nothing sent
+    person = prober.send(
+        "POST",
+        "/forms/newsletter",
+        headers=form,
+        body=urlencode(fields | {"email": "person@hp-person.example", "website_url": ""}),
+        label="abuse: honeypot (person)",
+        stores=True,
+    )
+    bot = prober.send(
+        "POST",
+        "/forms/newsletter",
+        headers=form,
+        body=urlencode(fields | {"email": "victim@hp-victim.example", "website_url": "https://spam.example"}),
+        label="abuse: honeypot (bot)",
+    )
+    system.settle()
+    answer = (person["statusCode"], (person.get("headers") or {}).get("Location"))
+    honeypot = {
+        "same_answer": answer == (bot["statusCode"], (bot.get("headers") or {}).get("Location")),
+        "answer": f"{answer[0]} {answer[1]}",
+        "stored": _email_item(system, "victim@hp-victim.example"),
+        "emails_to_victim": _mails_to(system, "hp-victim.example"),
+        "emails_to_person": _mails_to(system, "hp-person.example"),
+    }
+    # 30 sign-ups from one source network to the double opt-in form
+    answers: Counter[str] = Counter()
+    for i in range(30):
+        reply = system.invoke_http(
+            "POST",
+            "/forms/whitepaper",
+            headers=form,
+            body=urlencode(fields | {"email": f"stranger{i}@bombed.example"}),
+            source_ip=f"198.51.100.{10 + i}",
+        )
+        prober.tally.inputs += 1
+        prober.tally.statuses[int(reply["statusCode"])] += 1
+        answers[f"{reply['statusCode']} {(reply.get('headers') or {}).get('Location', '')}"] += 1
+    system.settle()
+    budget = {
+        "answers": dict(answers),
+        "server_errors": sum(n for a, n in answers.items() if a.startswith("5")),
+        "contacts": sum(1 for i in range(30) if _email_item(system, f"stranger{i}@bombed.example")),
+        "emails": _mails_to(system, "bombed.example"),
+    }
+    # business events: refused publicly, accepted from a server with credentials
+    events: dict[str, dict[str, int]] = {}
+    json_headers = {"content-type": "application/json"}
+    for kind in ("purchase", "deal_won", "trial_started"):
+        body = json.dumps(
+            {"type": kind, "email": f"{kind}@forged.example", "properties": {"revenue": 100000}}
+        )
+        public = prober.send(
+            "POST", "/events", headers=json_headers, body=body, label=f"abuse: public {kind}"
+        )
+        without = prober.send(
+            "POST", "/admin/events", headers=json_headers, body=body, label="abuse: admin, no key"
+        )
+        wrong = prober.send(
+            "POST",
+            "/admin/events",
+            headers=json_headers | {"authorization": "Bearer not-the-key"},
+            body=body,
+            label="abuse: admin, wrong key",
+        )
+        admin = prober.send(
+            "POST",
+            "/admin/events",
+            headers=json_headers | {"authorization": f"Bearer {system.admin_key}"},
+            body=json.dumps({"type": kind, "email": f"{kind}@server.example", "properties": {"revenue": 10}}),
+            label="abuse: admin with credentials",
+            stores=True,
+        )
+        events[kind] = {
+            "public": int(public["statusCode"]),
+            "admin_without_credentials": int(without["statusCode"]),
+            "admin_wrong_credentials": int(wrong["statusCode"]),
+            "admin_with_credentials": int(admin["statusCode"]),
+        }
+    system.settle()
+    forged_stored = sum(1 for kind in events if _email_item(system, f"{kind}@forged.example"))
+    ok = (
+        honeypot["same_answer"]
+        and not honeypot["stored"]
+        and honeypot["emails_to_victim"] == 0
+        and honeypot["emails_to_person"] == 1
+        and budget["server_errors"] == 0
+        and budget["emails"] <= 10
+        and budget["contacts"] == budget["emails"]
+        and set(answers) <= {"303 /thanks", "303 /?error=rate_limited"}
+        and forged_stored == 0
+        and all(400 <= e["public"] < 500 for e in events.values())
+        and all(e["admin_without_credentials"] in (401, 403) for e in events.values())
+        and all(e["admin_wrong_credentials"] in (401, 403) for e in events.values())
+        and all(e["admin_with_credentials"] == 202 for e in events.values())
+    )
+    return {
+        "honeypot": honeypot,
+        "budget": budget,
+        "events": events,
+        "forged_stored": forged_stored,
+        "ok": ok,
+    }
+
+
 def run(examples: int = 60, verbose: bool = True) -> dict[str, Any]:
     quiet()
     with LocalSystem(background_pump=False) as system:
@@ -464,6 +591,7 @@ def run(examples: int = 60, verbose: bool = True) -> dict[str, Any]:
         schema_cases = fuzz_schema(prober, spec, examples, tokens)
         fuzz_properties(prober, examples, tokens)
         fixed_cases(prober, tokens)
+        abuse = abuse_cases(prober)
         t = prober.tally
         result: dict[str, Any] = {
             "inputs": t.inputs,
@@ -479,6 +607,7 @@ def run(examples: int = 60, verbose: bool = True) -> dict[str, Any]:
             "reflected_script": len(t.reflected_script),
             "statuses": {str(k): v for k, v in sorted(t.statuses.items())},
             "by_route": dict(sorted(t.by_route.items())),
+            "abuse": abuse,
             "examples": {
                 k: getattr(t, k)[:5]
                 for k in (
@@ -492,7 +621,7 @@ def run(examples: int = 60, verbose: bool = True) -> dict[str, Any]:
                 if getattr(t, k)
             },
         }
-    result["ok"] = all(
+    result["ok"] = result["abuse"]["ok"] and all(
         result[k] == 0
         for k in (
             "server_errors",
@@ -519,6 +648,22 @@ def report(result: dict[str, Any]) -> None:
         f" {result['header_injection']}, reflected script {result['reflected_script']}"
     )
     print(f"  statuses {result['statuses']}; 5xx by cause {result['server_error_kinds']}")
+    abuse = result["abuse"]
+    hp, budget = abuse["honeypot"], abuse["budget"]
+    print(
+        f"  honeypot: same answer {hp['same_answer']} ({hp['answer']}), bot stored {hp['stored']},"
+        f" emails to the bot's address {hp['emails_to_victim']} (to the person {hp['emails_to_person']})"
+    )
+    print(
+        f"  30 double opt-in sign-ups from one network: answers {budget['answers']}, contacts"
+        f" {budget['contacts']}, emails {budget['emails']}, 5xx {budget['server_errors']}"
+    )
+    for kind, codes in abuse["events"].items():
+        print(
+            f"  {kind}: public {codes['public']}, admin without credentials"
+            f" {codes['admin_without_credentials']} / wrong {codes['admin_wrong_credentials']},"
+            f" with credentials {codes['admin_with_credentials']}"
+        )
     for kind, items in result["examples"].items():
         for item in items:
             print(f"  {kind}: {item}")

@@ -18,6 +18,7 @@ with what the server accepted, minus what existed before the load."""
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import queue
@@ -171,6 +172,7 @@ def run_step(base: str, traffic: Traffic, rate: float, seconds: float, workers: 
         tickets.put(None)
     lock = threading.Lock()
     netloc = urlsplit(base).netloc
+    signups = itertools.count()  # next() of a count is atomic under the GIL
 
     def worker() -> None:
         conn: http.client.HTTPConnection | None = None
@@ -181,23 +183,36 @@ def run_step(base: str, traffic: Traffic, rate: float, seconds: float, workers: 
                 time.sleep(delay)
             method, path, body, headers = traffic.build(kind)
             sent = time.monotonic()
+            one_off: http.client.HTTPConnection | None = None
             try:
-                if conn is None:
+                if kind == "form":
+                    # each sign-up is another person: its own connection from its own loopback
+                    # network (forms budget sign-ups per source network: 10 per hour by default)
+                    n = next(signups)
+                    one_off = http.client.HTTPConnection(
+                        netloc, timeout=REQUEST_TIMEOUT, source_address=(f"127.{1 + n // 250}.{n % 250}.1", 0)
+                    )
+                elif conn is None:
                     conn = http.client.HTTPConnection(netloc, timeout=REQUEST_TIMEOUT)
-                conn.request(method, path, body=body, headers=headers)
-                resp = conn.getresponse()
+                use = one_off or conn
+                assert use is not None
+                use.request(method, path, body=body, headers=headers)
+                resp = use.getresponse()
                 payload = resp.read()
                 status = resp.status
                 ok = accepted(kind, status, resp.headers, payload)
                 error = None if ok else f"{status} {payload[:120]!r}"
-                if resp.will_close:
+                if resp.will_close and one_off is None and conn is not None:
                     conn.close()
                     conn = None
             except (OSError, http.client.HTTPException) as exc:
                 status, ok, error = 0, False, f"{type(exc).__name__}: {exc}"
-                if conn is not None:
+                if conn is not None and one_off is None:
                     conn.close()
-                conn = None
+                    conn = None
+            finally:
+                if one_off is not None:
+                    one_off.close()
             now = time.monotonic()
             with lock:
                 result.outcomes.append(Outcome(kind, status, now - due, now - sent, ok, error))

@@ -37,6 +37,10 @@ def test_hostile_input_is_refused_cleanly() -> None:
     assert result["header_injection"] == 0
     assert result["reflected_script"] == 0
     assert result["server_errors"] == 0, result["examples"]
+    abuse = result["abuse"]
+    assert abuse["honeypot"]["same_answer"], abuse
+    assert abuse["budget"]["emails"] <= 10, abuse
+    assert abuse["ok"], abuse
 
 
 def test_admin_routes_need_credentials_and_tokens_stay_with_their_contact() -> None:

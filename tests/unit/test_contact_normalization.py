@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 
 from leadflow.contacts.model import (
-    COUNTRY_CODES,
     ContactIn,
     ContactInvalid,
     check_attributes,
-    normalize_country,
     normalize_gender,
     parse_contact,
 )
+from leadflow.contacts.normalize import COUNTRY_CODES, normalize_country
 from leadflow.leads.model import AttributeSpec
 
 SCHEMA = {
@@ -162,3 +161,66 @@ def test_every_problem_of_a_contact_is_reported_at_once() -> None:
     bad = fields_of({"email": "x", "country": "ZZ", "attributes": {"plan": "gold"}})
     assert set(bad) == {"email", "country", "attributes.plan"}
     assert ContactIn.model_fields["email"].is_required()
+
+
+# --- the libraries' rules, the way people really type contact data -------------------------------
+
+
+def test_idn_domains_follow_idna_2008_not_2003() -> None:
+    # IDNA 2003 mapped ß to ss: faß.de and fass.de are different domains (and different people)
+    assert parse_contact({"email": "Max@Faß.de"}, SCHEMA).email == "max@xn--fa-hia.de"
+    assert parse_contact({"email": "a@münchen.de"}, SCHEMA).email == "a@xn--mnchen-3ya.de"
+    assert parse_contact({"email": "a@fass.de"}, SCHEMA).email == "a@fass.de"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["a@b.test", "a@host.invalid", "a@printer.local", "a@localhost", "a..b@example.com", "üser@example.com"],
+)
+def test_addresses_no_mailbox_can_have_are_refused(raw: str) -> None:
+    assert "email" in fields_of({"email": raw})
+
+
+@pytest.mark.parametrize(
+    ("phone", "country", "expected"),
+    [
+        ("+49 (0)30 1234567", None, "+49301234567"),  # the German way: the trunk 0 in brackets goes
+        ("+49 (0) 170 1234567", None, "+491701234567"),
+        ("030 1234567", "DE", "+49301234567"),  # national format in the contact's country
+        ("(030) 12345-67", "de", "+49301234567"),
+        ("0049 30 1234567", None, "+49301234567"),
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("+44 20 7946 0958", "DE", "+442079460958"),  # international wins over the country
+        ("(415) 555-0123", "US", "+14155550123"),
+    ],
+)
+def test_phone_numbers_as_people_write_them(phone: str, country: str | None, expected: str) -> None:
+    row: dict[str, object] = {"email": "a@example.com", "phone": phone}
+    if country:
+        row["country"] = country
+    assert parse_contact(row, SCHEMA).phone == expected
+
+
+@pytest.mark.parametrize(
+    ("phone", "country", "message"),
+    [
+        ("+999 1234 5678", None, "is not a valid phone number"),  # no country has +999
+        ("030 1234567", None, "international format"),  # national, and no country to read it in
+        ("+49 12", None, "not a valid phone number"),
+        ("call me maybe", "DE", "not a valid phone number"),
+        ("+1 555 0123", None, "not a valid phone number"),
+    ],
+)
+def test_phone_numbers_that_reach_nobody_are_refused(phone: str, country: str | None, message: str) -> None:
+    row: dict[str, object] = {"email": "a@example.com", "phone": phone}
+    if country:
+        row["country"] = country
+    errors = fields_of(row)
+    assert message in errors["phone"]
+    assert phone not in errors["phone"]  # the value itself is never echoed
+
+
+def test_the_country_list_is_iso_3166_1() -> None:
+    import pycountry  # a dev dependency: the list shipped in the layer is checked against it
+
+    assert {c.alpha_2 for c in pycountry.countries} == COUNTRY_CODES

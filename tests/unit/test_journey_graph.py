@@ -112,14 +112,12 @@ def test_every_step_type_has_its_node_and_edge_labels() -> None:
     svg = render_svg(journey(EVERY_STEP))
     labels = node_labels(svg)
     expected = {
-        "Schedule: hello",
         "Send email: hello",
         "Send SMS: text",
         "Wait 1 day 2 hours",
         "Wait until 10:30 on Tue",
         "Wait until renewal_date -7 days",
-        "Wait for demo_booked: pause",
-        "Did demo_booked happen?",
+        "Wait for demo_booked",
         "Update contact: stage sql, +30 points",
         "Notify sales: no demo after 5 days",
         "Evaluate: Opened hello?",
@@ -127,8 +125,8 @@ def test_every_step_type_has_its_node_and_edge_labels() -> None:
         "Webhook: crm.example.com",
         "Lead temperature?",
         "Update contact: tag hot",
-        "Offer test: which path?",
-        "Held out? (15%)",
+        "Split: Offer test",
+        "Holdout: 15%",
         "Held out",
         "Send email: hello_again",
         "Journey complete",
@@ -136,7 +134,7 @@ def test_every_step_type_has_its_node_and_edge_labels() -> None:
     assert expected <= labels, expected - labels
     assert "Contact exited" not in labels  # a note says it once instead of an edge from every task
     shapes = {group.get("class") for group in parse(svg).iter(f"{SVG}g")}
-    assert {"node send", "node wait", "node choice", "node decision", "node pass", "node end"} <= shapes
+    assert {"node send", "node wait", "node choice", "node decision", "node end"} <= shapes
     edges = edge_labels(svg)
     for label in [
         "yes",
@@ -152,7 +150,8 @@ def test_every_step_type_has_its_node_and_edge_labels() -> None:
     ]:
         assert label in edges, (label, edges)
     assert any(e.startswith("did pricing_viewed") for e in edges)
-    assert len(list(parse(svg).iter(f"{SVG}polygon"))) == 5  # one diamond per choice
+    # one diamond per choice: two branches, the split and the holdout (wait_for is one task)
+    assert len(list(parse(svg).iter(f"{SVG}polygon"))) == 4
 
 
 def test_a_goto_loop_draws_a_repeat_node() -> None:

@@ -85,20 +85,17 @@ def test_every_step_type_compiles_to_readable_wired_states() -> None:
     asl = json.loads(compile_journey(journey))
     states = asl["States"]
     assert asl["TimeoutSeconds"] == 120 * 86400
-    assert asl["StartAt"] == "Schedule: hello"  # quiet hours/window/cap: marketing sends are scheduled
+    assert asl["StartAt"] == "Send email: hello"  # a send that may go now is one task
     expected = {
-        "Schedule: hello",
-        "Wait for send window: hello",
         "Send email: hello",
-        "Send SMS: text",  # transactional: not scheduled
+        "Deferred: hello",
+        "Wait for send window: hello",
+        "Send SMS: text",  # transactional: never deferred
         "Wait 1 day 2 hours",
         "Plan: Wait until 10:30 on Tue",
         "Wait until 10:30 on Tue",
         "Plan: Wait until renewal_date -7 days",
-        "Wait for demo_booked: start",
-        "Wait for demo_booked: check",
-        "Did demo_booked happen?",
-        "Wait for demo_booked: pause",
+        "Wait for demo_booked",
         "Update contact: stage sql, +30 points",
         "Notify sales: no demo after 5 days",
         "Evaluate: Opened hello?",
@@ -107,31 +104,43 @@ def test_every_step_type_compiles_to_readable_wired_states() -> None:
         "Evaluate: Lead temperature",
         "Lead temperature?",
         "Split: Offer test",
-        "Offer test: which path?",
         "Holdout: 15%",
-        "Held out? (15%)",
-        "Leave journey",
         "Journey complete",
-        "Leave journey (exited)",
         "Contact exited",
-        "Leave journey (held out)",
         "Held out",
     }
     assert expected <= set(states)
+    assert not any(state["Type"] == "Succeed" for state in states.values())  # the leave tasks end it
     # the default case loops forward to the hello_again send
-    assert states["Lead temperature?"]["Default"] == "Schedule: hello_again"
-    assert [c["Next"] for c in states["Offer test: which path?"]["Choices"]] == ["Schedule: offer_a"]
-    assert states["Offer test: which path?"]["Default"] == "Schedule: offer_b"
-    # deferral: the send goes back to scheduling when the cap filled meanwhile
-    assert {"ErrorEquals": ["SendDeferred"], "ResultPath": "$.deferred", "Next": "Schedule: hello"} in states[
+    assert states["Lead temperature?"]["Default"] == "Send email: hello_again"
+    # the split is a Choice on the contact's bucket (weights 70/30), no task
+    split = states["Split: Offer test"]
+    assert split["Type"] == "Choice"
+    assert split["Choices"] == [
+        {"Variable": "$.buckets.random_split_1", "NumericLessThan": 0.7, "Next": "Send email: offer_a"}
+    ]
+    assert split["Default"] == "Send email: offer_b"
+    holdout = states["Holdout: 15%"]
+    assert holdout["Choices"][0]["NumericLessThan"] == 0.15
+    assert holdout["Choices"][0]["Next"] == "Held out"
+    # deferral: the send fails with the time, a Pass reads it, a Wait waits, the send runs again
+    assert {"ErrorEquals": ["SendDeferred"], "ResultPath": "$.deferred", "Next": "Deferred: hello"} in states[
         "Send email: hello"
     ]["Catch"]
-    assert states["Wait for send window: hello"]["TimestampPath"] == "$.schedule.hello.at"
+    assert states["Deferred: hello"]["Parameters"] == {"at.$": "States.StringToJson($.deferred.Cause)"}
+    assert states["Wait for send window: hello"]["TimestampPath"] == "$.schedule.hello.at.errorMessage"
+    assert states["Wait for send window: hello"]["Next"] == "Send email: hello"
+    # wait_for: one callback task, the timeout path on States.Timeout
+    wait_for = states["Wait for demo_booked"]
+    assert wait_for["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert wait_for["Parameters"]["Payload"]["token.$"] == "$$.Task.Token"
+    assert wait_for["TimeoutSeconds"] == 5 * 86400
+    assert wait_for["Catch"][0]["ErrorEquals"] == ["States.Timeout"]
     webhook = states["Webhook: crm.example.com"]
     assert "WebhookFailed" in webhook["Retry"][0]["ErrorEquals"]
     # every task catches exits, and every target exists
     for name, state in states.items():
-        if state["Type"] == "Task" and not name.startswith("Leave journey"):
+        if state["Type"] == "Task" and name not in ("Journey complete", "Contact exited", "Held out"):
             assert state["Catch"][-1]["ErrorEquals"] == ["ContactExited"], name
         for target in [state.get("Next"), state.get("Default")] + [
             c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])
@@ -169,7 +178,10 @@ def test_shipped_and_test_journeys_pass_statelint(tmp_path: Path) -> None:
         (lambda d: d.update(re_entry="sometimes"), r"re_entry"),
         (lambda d: d["settings"].update(timezone="Mars/Olympus"), r"settings\.timezone: unknown time zone"),
         (lambda d: d["settings"]["quiet_hours"].update(start="25:00"), r"quiet_hours\.start: .*HH:MM"),
-        (lambda d: d["steps"][3]["wait_until"].update(time=None), r"steps\[3\]\.wait_until: give a time"),
+        (
+            lambda d: d["steps"][3]["wait_until"].update(time=None),
+            r"steps\[3\]\.wait_until: give one of: a time of day",
+        ),
         (
             lambda d: (
                 d["steps"][5]["wait_for"]["check_every"].update({"seconds": 10})
@@ -180,7 +192,7 @@ def test_shipped_and_test_journeys_pass_statelint(tmp_path: Path) -> None:
         ),
         (
             lambda d: d["steps"][6]["branch"].update({"if": {"clicked": "offer_a"}}),
-            r"steps\[6\]\.branch\.if: 'offer_a' is not a send step that runs before",
+            r"steps\[6\]\.branch\.if: send_email 'offer_a' does not run before this branch",
         ),
         (
             lambda d: d["steps"][7]["branch"].update({"then": [{"end": True}]}),
@@ -217,7 +229,7 @@ def test_shipped_and_test_journeys_pass_statelint(tmp_path: Path) -> None:
         ),
         (
             lambda d: d["steps"].insert(0, {"sleep": 1}),
-            r"steps\[0\]: a step is a mapping with exactly one of",
+            r"steps\[0\]: unknown step type 'sleep' \(step types: send_email, send_sms, ",
         ),
     ],
 )

@@ -47,10 +47,10 @@ def test_entry_where_accepts_a_list_of_values() -> None:
         ),
         (lambda d: d["steps"][1]["wait"].update(days=0), r"steps\[1\]\.wait: .*longer than 0"),
         (lambda d: d["steps"][1]["wait"].update(days=400), r"at most 365 days"),
-        (lambda d: d["steps"].insert(0, {"jump": 1}), r"steps\[0\]: a step is a mapping with exactly one of"),
+        (lambda d: d["steps"].insert(0, {"jump": 1}), r"steps\[0\]: unknown step type 'jump'"),
         (
             lambda d: d["steps"][2]["branch"].update({"if": {"opened": "nope"}}),
-            r"steps\[2\]\.branch\.if: 'nope' is not a send step that runs before",
+            r"steps\[2\]\.branch\.if: no send_email step has the id 'nope'",
         ),
         (
             lambda d: d["steps"][2]["branch"]["then"][0]["send_email"].update(id="welcome"),
@@ -98,10 +98,12 @@ def test_welcome_compiles_to_readable_wired_states() -> None:
     ]
     assert choice["Default"] == "Send email: nudge follow-up"
     for name in ("Send email: engaged follow-up", "Send email: nudge follow-up"):
-        assert states[name]["Next"] == "Leave journey"
-    assert states["Leave journey"]["Next"] == "Journey complete"
-    assert states["Journey complete"]["Type"] == "Succeed"
-    assert states["Leave journey (exited)"]["Next"] == "Contact exited"
+        assert states[name]["Next"] == "Journey complete"
+    # the leave task is the end (no Succeed state after it: one transition less per contact)
+    assert states["Journey complete"]["Type"] == "Task"
+    assert states["Journey complete"]["End"] is True
+    assert states["Journey complete"]["Parameters"]["Payload"]["outcome"] == "completed"
+    assert states["Contact exited"]["End"] is True
     assert "Held out" not in states  # no holdout step: no holdout states
     # every Next points at a state that exists
     for state in states.values():
@@ -120,6 +122,7 @@ def test_send_task_follows_the_contract() -> None:
     assert payload["action"] == "send_email"
     assert payload["step_id"] == "welcome"
     assert payload["step"] == {"template": "welcome", "purpose": "marketing", "channel": "email"}
+    assert payload["entry_event_id.$"] == "$.entry_event_id"  # templates read the entry event
     assert payload["contact_id.$"] == "$.contact_id"
     assert payload["execution_id.$"] == "$$.Execution.Id"
     assert payload["round.$"] == "$.round.n"
@@ -127,7 +130,7 @@ def test_send_task_follows_the_contract() -> None:
     assert "SendThrottled" in task["Retry"][0]["ErrorEquals"]
     # only an exit is caught: a failed send fails at its own state (the console shows it, redrive resumes it)
     assert task["Catch"] == [
-        {"ErrorEquals": ["ContactExited"], "ResultPath": "$.exit", "Next": "Leave journey (exited)"}
+        {"ErrorEquals": ["ContactExited"], "ResultPath": "$.exit", "Next": "Contact exited"}
     ]
 
 

@@ -649,8 +649,9 @@ class ContactService:
         partitions = [keys.contact(c) for c in [contact_id, *merged]] + [keys.visitor(v) for v in visitors]
         events: dict[str, dict[str, Any]] = {}
         for pk in partitions:
-            for item in self._partition(self._events_table, pk):
-                event = {k: v for k, v in item.items() if k not in ("pk", "sk", "expires_at")}
+            # newest first in time order (by_time): a cut keeps the newest, whatever the ids
+            for item in self._events.history(pk, newest_first=True, limit=10_000):
+                event = {k: v for k, v in item.items() if k not in ("pk", "sk", "at", "expires_at")}
                 events.setdefault(str(event.get("event_id")), event)
         ordered = sorted(events.values(), key=_event_order, reverse=True)
         if cursor:

@@ -7,13 +7,31 @@ function (the ``send`` Lambda, placeholder ``${SendFunctionArn}``) whose payload
 own definition: a running execution keeps the journey version it started with.
 
 Before every step the function checks the journey's exit rules; a contact that meets one raises
-``ContactExited``, which every task catches and routes to "Leave journey (exited)". Sends that are
-deferred (quiet hours, send window, frequency cap) wait on ``TimestampPath`` and come back.
+``ContactExited``, which every task catches and routes to "Leave journey (exited)".
+
+Cost is a design constraint (Step Functions bills every state transition; four cost as much as the
+email itself), so ASL decides what it can and nothing polls:
+
+- a send is ONE task when it may go now; one that must wait (quiet hours, send window, frequency
+  cap) fails with ``SendDeferred`` whose message is the time, and only then a Pass reads the time
+  from the error, a Wait waits for it (``TimestampPath``) and the send runs again;
+- ``random_split`` and ``holdout`` are Choice states on the contact's bucket (``$.buckets.<step
+  id>``, a stable number in [0, 1) per contact and step that ``trigger`` puts into the input);
+- ``wait_until`` a fixed ``at`` is a Wait with ``Timestamp``;
+- ``wait_for`` is ONE callback task (``lambda:invoke.waitForTaskToken``): the function registers the
+  task token with the enrollment, ``trigger`` answers it when the event arrives
+  (``SendTaskSuccess``: the ``on_event`` path at once), ``TimeoutSeconds`` takes the ``on_timeout``
+  path (``States.Timeout``), an exit answers it with ``ContactExited``;
+- the leave task ends the execution.
+
+Transitions per contact: ``leadflow.journeys.cost``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,6 +57,8 @@ from leadflow.journeys.model import (
 )
 
 SEND_FUNCTION_ARN = "${SendFunctionArn}"
+CALLBACK = "arn:aws:states:::lambda:invoke.waitForTaskToken"
+TIMEOUT_ERROR = "States.Timeout"
 MAX_NAME = 80
 TRANSIENT_ERRORS = [
     "Lambda.ServiceException",
@@ -56,9 +76,9 @@ HANDOFF_ERROR = "HandoffNotPublished"
 COMPLETE = "Journey complete"
 EXITED = "Contact exited"
 HELD_OUT = "Held out"
-LEAVE = "Leave journey"
-LEAVE_EXITED = "Leave journey (exited)"
-LEAVE_HELD_OUT = "Leave journey (held out)"
+LEAVE, LEAVE_EXITED, LEAVE_HELD_OUT = COMPLETE, EXITED, HELD_OUT
+"""The leave tasks (the enrollment's bookkeeping) end the execution: named as its ending."""
+ENDINGS = (COMPLETE, EXITED, HELD_OUT)
 WEEKDAY_NAMES = {
     "mon": "Mon",
     "tue": "Tue",
@@ -123,13 +143,9 @@ class _Builder:
         """The name of the first state of a step (goto targets, chains)."""
         label = self.labels[id(step)]
         if isinstance(step, SendEmailStep):
-            return _truncate(
-                f"Schedule: {label}" if self._scheduled(step.send_email.purpose) else f"Send email: {label}"
-            )
+            return _truncate(f"Send email: {label}")
         if isinstance(step, SendSmsStep):
-            return _truncate(
-                f"Schedule: {label}" if self._scheduled(step.send_sms.purpose) else f"Send SMS: {label}"
-            )
+            return _truncate(f"Send SMS: {label}")
         prefixes = {
             "wait": "Wait",
             "wait_for": "Wait for",
@@ -142,9 +158,10 @@ class _Builder:
         }
         kind = step_kind(step)
         if kind == "wait_until":
-            return _truncate(f"Plan: {label}")
+            assert isinstance(step, WaitUntilStep)
+            return _truncate(label if step.wait_until.at is not None else f"Plan: {label}")
         if kind == "wait_for":
-            return _truncate(f"Wait for {label}: start")
+            return _truncate(f"Wait for {label}")
         return _truncate(f"{prefixes[kind]} {label}")
 
     def _scheduled(self, purpose: str) -> bool:
@@ -258,16 +275,38 @@ class _Builder:
     def send(self, step: SendEmailStep | SendSmsStep, nxt: str) -> str:
         body = step.send_email if isinstance(step, SendEmailStep) else step.send_sms
         channel = "email" if isinstance(step, SendEmailStep) else "sms"
+        step_id = self.journey.step_id(step)
         label = self.labels[id(step)]
-        send_name = _truncate(f"Send {'email' if channel == 'email' else 'SMS'}: {label}")
+        send_name = self.entry(step)
         scheduled = self._scheduled(body.purpose)
-        schedule_name = _truncate(f"Schedule: {label}")
+        deferred_name = _truncate(f"Deferred: {label}")
+        spec: dict[str, Any] = {"template": body.template, "purpose": body.purpose, "channel": channel}
+        if isinstance(step, SendEmailStep):
+            spec.update(step.send_email.model_dump(include={"subject", "preheader"}, exclude_none=True))
+        if scheduled:
+            spec["deferrable"] = True  # may fail with SendDeferred (caught below)
+        if scheduled:
+            # added before the send so the send reads first in the definition
+            wait = self.add(
+                _truncate(f"Wait for send window: {label}"),
+                {"Type": "Wait", "TimestampPath": f"$.schedule.{step_id}.at.errorMessage", "Next": send_name},
+            )
+            self.add(
+                deferred_name,
+                {
+                    "Type": "Pass",
+                    "Comment": "quiet hours, send window or frequency cap: the error message is the time to send",
+                    "Parameters": {"at.$": "States.StringToJson($.deferred.Cause)"},
+                    "ResultPath": f"$.schedule.{step_id}",
+                    "Next": wait,
+                },
+            )
         send = self.task(
             send_name,
             f"send_{channel}",
             step,
             nxt,
-            spec={"template": body.template, "purpose": body.purpose, "channel": channel},
+            spec=spec,
             result={
                 "message_id.$": "$.Payload.message_id",
                 "status.$": "$.Payload.status",
@@ -282,30 +321,23 @@ class _Builder:
                     "JitterStrategy": "FULL",
                 }
             ],
-            catch=[{"ErrorEquals": [DEFERRED_ERROR], "ResultPath": "$.deferred", "Next": schedule_name}]
+            catch=[{"ErrorEquals": [DEFERRED_ERROR], "ResultPath": "$.deferred", "Next": deferred_name}]
             if scheduled
             else None,
+            extra={"entry_event_id.$": "$.entry_event_id"},
         )
         self.states[send]["Comment"] = f"{body.purpose} {channel}, template {body.template}"
-        if not scheduled:
-            return send
-        wait = self.add(
-            _truncate(f"Wait for send window: {label}"),
-            {"Type": "Wait", "TimestampPath": f"$.schedule.{self.journey.step_id(step)}.at", "Next": send},
-        )
-        return self.task(
-            schedule_name,
-            "schedule",
-            step,
-            wait,
-            spec={"channel": channel},
-            result={"at.$": "$.Payload.at"},
-            result_path=f"$.schedule.{self.journey.step_id(step)}",
-        )
+        return send
 
     def wait_until(self, step: WaitUntilStep, nxt: str) -> str:
         step_id = self.journey.step_id(step)
         label = self.labels[id(step)]
+        if step.wait_until.at is not None:
+            at = step.wait_until.at.astimezone(UTC)
+            stamp = at.strftime("%Y-%m-%dT%H:%M:%S") + (
+                f".{at.microsecond // 1000:03d}Z" if at.microsecond else "Z"
+            )
+            return self.add(self.entry(step), {"Type": "Wait", "Timestamp": stamp, "Next": nxt})
         wait = self.add(
             _truncate(label),
             {"Type": "Wait", "TimestampPath": f"$.schedule.{step_id}.at", "Next": nxt},
@@ -318,59 +350,33 @@ class _Builder:
             spec=step.wait_until.model_dump(mode="json", exclude_none=True, exclude={"id", "name"}),
             result={"at.$": "$.Payload.at"},
             result_path=f"$.schedule.{step_id}",
+            extra={"entry_event_id.$": "$.entry_event_id"} if step.wait_until.event_property else None,
         )
 
     def wait_for(self, step: WaitForStep, nxt: str) -> str:
         spec = step.wait_for
         step_id = self.journey.step_id(step)
-        label = self.labels[id(step)]
         on_event = self.chain(spec.on_event, nxt)
         on_timeout = self.chain(spec.on_timeout, nxt)
-        check_name = _truncate(f"Wait for {label}: check")
-        pause = self.add(
-            _truncate(f"Wait for {label}: pause"),
-            {"Type": "Wait", "SecondsPath": f"$.waits.{step_id}.pause_seconds", "Next": check_name},
-        )
-        choice = self.add(
-            _truncate(f"Did {label} happen?"),
-            {
-                "Type": "Choice",
-                "Choices": [
-                    {"Variable": f"$.waits.{step_id}.outcome", "StringEquals": "event", "Next": on_event},
-                    {"Variable": f"$.waits.{step_id}.outcome", "StringEquals": "timeout", "Next": on_timeout},
-                ],
-                "Default": pause,
-            },
-        )
-        self.task(
-            check_name,
+        name = self.task(
+            self.entry(step),
             "wait_for",
             step,
-            choice,
-            spec={
-                "event": spec.event,
-                "where": spec.where,
-                "timeout_seconds": spec.timeout.total_seconds,
-                "check_every_seconds": spec.check_every.total_seconds,
-            },
-            extra={"since.$": f"$.waits.{step_id}.since"},
-            result={
-                "since.$": "$.Payload.since",
-                "outcome.$": "$.Payload.outcome",
-                "pause_seconds.$": "$.Payload.pause_seconds",
-            },
+            on_event,
+            spec={"event": spec.event, "where": spec.where, "count_from": spec.count_from},
+            extra={"token.$": "$$.Task.Token"},
+            result={"event_id.$": "$.event_id", "occurred_at.$": "$.occurred_at"},
             result_path=f"$.waits.{step_id}",
+            catch=[{"ErrorEquals": [TIMEOUT_ERROR], "ResultPath": None, "Next": on_timeout}],
         )
-        return self.add(
-            self.entry(step),
-            {
-                "Type": "Pass",
-                "Comment": f"wait for {spec.event}, at most {spec.timeout.describe()}",
-                "Result": {"since": None},
-                "ResultPath": f"$.waits.{step_id}",
-                "Next": check_name,
-            },
+        state = self.states[name]
+        state["Resource"] = CALLBACK
+        state["TimeoutSeconds"] = spec.timeout.total_seconds
+        state["Comment"] = (
+            f"wait for {spec.event}, at most {spec.timeout.describe()}: the task token is answered "
+            "by trigger when the event arrives"
         )
+        return name
 
     def _decision(self, step: Step, name: str, paths: list[tuple[str, str]], spec: Any, action: str) -> str:
         step_id = self.journey.step_id(step)
@@ -411,17 +417,41 @@ class _Builder:
         return first
 
     def random_split(self, step: RandomSplitStep, nxt: str) -> str:
+        """A Choice on the contact's bucket: path i when bucket < (weights up to i) / total."""
         split = step.random_split
-        targets = [(f"path{i + 1}", self.chain(p.steps, nxt)) for i, p in enumerate(split.paths)]
-        spec = {"weights": [p.weight for p in split.paths]}
-        label = self.labels[id(step)]
-        return self._decision(step, f"{label}: which path?", targets, spec, "split")
+        step_id = self.journey.step_id(step)
+        targets = [self.chain(p.steps, nxt) for p in split.paths]
+        total = sum(p.weight for p in split.paths)
+        choices, running = [], 0
+        for path, target in zip(split.paths[:-1], targets[:-1], strict=True):
+            running += path.weight
+            choices.append(
+                {"Variable": f"$.buckets.{step_id}", "NumericLessThan": running / total, "Next": target}
+            )
+        weights = " / ".join(f"{p.weight:g}" for p in split.paths)
+        return self.add(
+            self.entry(step),
+            {
+                "Type": "Choice",
+                "Comment": f"random split {weights} on the contact's stable bucket",
+                "Choices": choices,
+                "Default": targets[-1],
+            },
+        )
 
     def holdout(self, step: HoldoutStep, nxt: str) -> str:
-        label = self.labels[id(step)]
-        targets = [("held_out", LEAVE_HELD_OUT), ("treated", nxt)]
-        return self._decision(
-            step, f"Held out? ({label})", targets, {"percent": step.holdout.percent}, "holdout"
+        step_id = self.journey.step_id(step)
+        share = step.holdout.percent / 100
+        return self.add(
+            self.entry(step),
+            {
+                "Type": "Choice",
+                "Comment": f"{step.holdout.percent:g}% held out on the contact's stable bucket",
+                "Choices": [
+                    {"Variable": f"$.buckets.{step_id}", "NumericLessThan": share, "Next": LEAVE_HELD_OUT}
+                ],
+                "Default": nxt,
+            },
         )
 
     def effect(self, step: UpdateContactStep | NotifySalesStep | WebhookStep, nxt: str) -> str:
@@ -492,17 +522,19 @@ class _Builder:
         )
 
     def terminal(self) -> None:
+        """The leave tasks: the enrollment's bookkeeping, and the end of the execution."""
         leave = {"action": "leave", "journey_id": self.journey.id, "contact_id.$": "$.contact_id"}
-        for name, outcome, end in (
-            (LEAVE, "completed", COMPLETE),
-            (LEAVE_EXITED, "exited", EXITED),
-            (LEAVE_HELD_OUT, "held_out", HELD_OUT),
-        ):
+        for name, outcome in ((LEAVE, "completed"), (LEAVE_EXITED, "exited"), (LEAVE_HELD_OUT, "held_out")):
             payload = {**leave, "outcome": outcome, "execution_id.$": "$$.Execution.Id"}
             if outcome == "exited":
                 payload["reason.$"] = "$.exit.Cause"
             self.states[name] = {
                 "Type": "Task",
+                "Comment": {
+                    "completed": "The contact reached the end of the journey.",
+                    "exited": "An exit rule held: no further step.",
+                    "held_out": "In the holdout group: receives nothing more.",
+                }[outcome],
                 "Resource": "arn:aws:states:::lambda:invoke",
                 "Parameters": {"FunctionName": SEND_FUNCTION_ARN, "Payload": payload},
                 "ResultSelector": {"status.$": "$.Payload.status"},
@@ -515,11 +547,26 @@ class _Builder:
                         "BackoffRate": 2.0,
                     }
                 ],
-                "Next": end,
+                "End": True,
             }
-        self.states[COMPLETE] = {"Type": "Succeed", "Comment": "The contact reached the end of the journey."}
-        self.states[EXITED] = {"Type": "Succeed", "Comment": "An exit rule held: no further step."}
-        self.states[HELD_OUT] = {"Type": "Succeed", "Comment": "In the holdout group: receives nothing more."}
+
+
+def bucket(*parts: str) -> float:
+    """A stable number in [0, 1) for the parts: the same contact always lands in the same place."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def buckets(journey: Journey, contact_id: str) -> dict[str, float]:
+    """The execution input's ``buckets``: the contact's place per ``random_split``/``holdout`` step
+    (the same numbers the journey step function used to draw, so assignments do not change)."""
+    found: dict[str, float] = {}
+    for step in journey.walk():
+        if isinstance(step, RandomSplitStep | HoldoutStep):
+            step_id = journey.step_id(step)
+            kind = "split" if isinstance(step, RandomSplitStep) else "holdout"
+            found[step_id] = bucket(kind, journey.id, step_id, contact_id)
+    return found
 
 
 def _describe_update(step: UpdateContactStep) -> str:
@@ -539,6 +586,8 @@ def _describe_update(step: UpdateContactStep) -> str:
 
 def _describe_until(step: WaitUntilStep) -> str:
     spec = step.wait_until
+    if spec.at is not None or spec.event_property is not None:
+        return spec.describe()
     if spec.attribute is not None:
         shift = f" {spec.offset_days:+d} days" if spec.offset_days else ""
         at = f" at {spec.time}" if spec.time else ""
@@ -562,14 +611,13 @@ def compile_journey(journey: Journey) -> str:
     start = builder.chain(journey.steps, LEAVE)
     builder.terminal()
     # states in reading order: first state first, terminal states last
-    terminal_names = (LEAVE, LEAVE_EXITED, LEAVE_HELD_OUT, COMPLETE, EXITED, HELD_OUT)
+    terminal_names = (LEAVE, LEAVE_EXITED, LEAVE_HELD_OUT)
     body = [(k, v) for k, v in builder.states.items() if k not in terminal_names]
     ordered = dict(reversed(body))
     referenced = _targets(ordered.values()) | {start}
-    for leave, end in ((LEAVE, COMPLETE), (LEAVE_EXITED, EXITED), (LEAVE_HELD_OUT, HELD_OUT)):
+    for leave in terminal_names:
         if leave in referenced:
             ordered[leave] = builder.states[leave]
-            ordered[end] = builder.states[end]
     definition = {
         "Comment": f"leadflow journey '{journey.id}': {journey.name}",
         "StartAt": start,

@@ -4,6 +4,7 @@ A condition is a mapping with exactly one key::
 
     {opened: welcome}                      # the contact opened the email of send step 'welcome'
     {clicked: welcome}  {opened_or_clicked: welcome}
+    {clicked: [thanks_a, thanks_b]}        # any of these sends (one that did not run: not engaged)
     {score: {gte: 50}}                     # comparisons: eq, ne, gt, gte, lt, lte
     {stage: mql}  {stage: [mql, sql]}      # lifecycle stage is one of
     {tag: vip}                             # the contact has the tag
@@ -88,16 +89,38 @@ class Compare(_Model):
         return " and ".join(f"{symbols[k]} {v:g}" for k, v in self.model_dump().items() if v is not None)
 
 
+StepRef = Annotated[str, Field(pattern=STEP_ID)]
+StepRefs = StepRef | Annotated[list[StepRef], Field(min_length=1, max_length=20)]
+
+
+def _refs(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
 class Opened(_Model):
-    opened: str = Field(pattern=STEP_ID)
+    """Opened the email of a send step (a list: of any of them)."""
+
+    opened: StepRefs
+
+    @property
+    def steps(self) -> list[str]:
+        return _refs(self.opened)
 
 
 class Clicked(_Model):
-    clicked: str = Field(pattern=STEP_ID)
+    clicked: StepRefs
+
+    @property
+    def steps(self) -> list[str]:
+        return _refs(self.clicked)
 
 
 class OpenedOrClicked(_Model):
-    opened_or_clicked: str = Field(pattern=STEP_ID)
+    opened_or_clicked: StepRefs
+
+    @property
+    def steps(self) -> list[str]:
+        return _refs(self.opened_or_clicked)
 
 
 class ScoreIs(_Model):
@@ -232,14 +255,10 @@ def walk(condition: Condition) -> Iterator[Condition]:
 
 def engagement_refs(condition: Condition) -> list[str]:
     """The send steps whose engagement the condition reads."""
-    refs = []
+    refs: list[str] = []
     for c in walk(condition):
-        if isinstance(c, Opened):
-            refs.append(c.opened)
-        elif isinstance(c, Clicked):
-            refs.append(c.clicked)
-        elif isinstance(c, OpenedOrClicked):
-            refs.append(c.opened_or_clicked)
+        if isinstance(c, Opened | Clicked | OpenedOrClicked):
+            refs.extend(c.steps)
     return refs
 
 
@@ -250,11 +269,11 @@ def needs_events(condition: Condition) -> bool:
 def describe(condition: Condition) -> str:
     """A short human description (state names, graphs)."""
     if isinstance(condition, Opened):
-        return f"opened {condition.opened}"
+        return f"opened {' or '.join(condition.steps)}"
     if isinstance(condition, Clicked):
-        return f"clicked {condition.clicked}"
+        return f"clicked {' or '.join(condition.steps)}"
     if isinstance(condition, OpenedOrClicked):
-        return f"opened or clicked {condition.opened_or_clicked}"
+        return f"opened or clicked {' or '.join(condition.steps)}"
     if isinstance(condition, ScoreIs):
         return f"score {condition.score.describe()}"
     if isinstance(condition, StageIs):
@@ -390,13 +409,16 @@ def _before(value: Any, moment: datetime) -> bool:
 
 def evaluate(condition: Condition, facts: Facts) -> bool:
     profile = facts.profile
+    # a send step that did not run for this contact (another path) has no message: not engaged
     if isinstance(condition, Opened):
-        return bool(facts.engagement(condition.opened).get("first_opened_at"))
+        return any(facts.engagement(step).get("first_opened_at") for step in condition.steps)
     if isinstance(condition, Clicked):
-        return bool(facts.engagement(condition.clicked).get("first_clicked_at"))
+        return any(facts.engagement(step).get("first_clicked_at") for step in condition.steps)
     if isinstance(condition, OpenedOrClicked):
-        seen = facts.engagement(condition.opened_or_clicked)
-        return bool(seen.get("first_opened_at") or seen.get("first_clicked_at"))
+        return any(
+            facts.engagement(step).get("first_opened_at") or facts.engagement(step).get("first_clicked_at")
+            for step in condition.steps
+        )
     if isinstance(condition, ScoreIs):
         score = facts.score if facts.score is not None else _number(profile.get("score", 0))
         return score is not None and condition.score.test(score)

@@ -7,14 +7,15 @@ text escaped (names come from marketers' files), and is the same for the same jo
 What is drawn, from the compiled ASL:
 
 - a start node (the entry trigger), then every state in its own shape: sends are envelope-coloured
-  rounded boxes, waits hourglass-coloured boxes, choices diamonds, decisions (evaluate, split,
-  holdout) decision-coloured boxes, Pass states small boxes;
-- the "Leave journey…" tasks are folded into their end: one terminal node each for "Journey
-  complete" and "Held out";
+  rounded boxes, waits hourglass-coloured boxes, choices diamonds (a split and a holdout are
+  choices on the contact's bucket), decisions (evaluate) decision-coloured boxes, Pass states
+  small boxes;
+- the leave tasks are the ends: one terminal node each for "Journey complete" and "Held out"
+  (older definitions' "Leave journey…" tasks fold into the Succeed state they led to);
 - choice edges carry the marketer's words: yes/no, the case's name (or its condition), the split
   path's name (or its share), "held out N%"/"treated", "did it"/"timed out";
-- the exit-rule catches (every task) and the deferral loops (a deferred send goes back to its
-  Schedule step) are not drawn: a note under the title says them once.
+- the exit-rule catches (every task) and the deferral loops (a deferred send waits and sends
+  again) are not drawn: a note under the title says them once.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from leadflow.journeys.compiler import (
+    CALLBACK,
     DEFERRED_ERROR,
+    ENDINGS,
     EXITED,
     EXITED_ERROR,
-    LEAVE,
+    TIMEOUT_ERROR,
     compile_journey,
 )
 from leadflow.journeys.conditions import describe
@@ -38,6 +41,7 @@ from leadflow.journeys.model import (
     HoldoutStep,
     Journey,
     RandomSplitStep,
+    Trigger,
     WaitForStep,
 )
 
@@ -134,7 +138,7 @@ def _kind(name: str, state: dict[str, Any]) -> str:
         return "wait"
     if kind == "Pass":
         return "pass"
-    if kind == "Succeed":
+    if kind == "Succeed" or name in ENDINGS:
         return "held_out" if name != "Journey complete" else "end"
     if name.startswith(("Send email:", "Send SMS:")):
         return "send"
@@ -145,26 +149,29 @@ def _kind(name: str, state: dict[str, Any]) -> str:
     return "action"
 
 
+def _trigger_text(trigger: Trigger) -> str:
+    if trigger.event is not None:
+        text = trigger.event
+        if trigger.where:
+            text += " where " + ", ".join(
+                f"{k} = {' or '.join(map(str, v)) if isinstance(v, list) else v}"
+                for k, v in trigger.where.items()
+            )
+        return text
+    if trigger.stage is not None:
+        return f"stage becomes {trigger.stage}"
+    if trigger.score_reaches is not None:
+        return f"score reaches {trigger.score_reaches}"
+    if trigger.segment is not None:
+        return f"enters segment {trigger.segment}"
+    return "enrolled by hand"
+
+
 def entry_text(journey: Journey) -> str:
     """The entry trigger in words ("Start: form_submitted where form_id = newsletter")."""
     entry = journey.entry
-    event = getattr(entry, "event", None)
-    if event is not None:
-        text = f"Start: {event}"
-        where = getattr(entry, "where", None) or {}
-        if where:
-            text += " where " + ", ".join(
-                f"{k} = {' or '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in where.items()
-            )
-    elif getattr(entry, "stage", None) is not None:
-        text = f"Start: stage becomes {entry.stage}"
-    elif getattr(entry, "score_reaches", None) is not None:
-        text = f"Start: score reaches {entry.score_reaches}"
-    elif getattr(entry, "segment", None) is not None:
-        text = f"Start: enters segment {entry.segment}"
-    else:
-        text = "Start: enrolled by hand"
-    condition = getattr(entry, "if_", None)
+    text = "Start: " + " or ".join(_trigger_text(t) for t in entry.triggers)
+    condition = entry.if_
     if condition is not None:
         text += f", if {describe(condition)}"
     return text
@@ -174,13 +181,14 @@ def entry_text(journey: Journey) -> str:
 
 
 def _choice_labels(journey: Journey, state: dict[str, Any]) -> tuple[dict[str, str], str]:
-    """Labels of a Choice state's edges: by the StringEquals value, and the Default's."""
+    """Labels of a Choice state's edges: by the StringEquals value (a numeric choice: by its
+    position, ``#0``…), and the Default's."""
     choices = state.get("Choices", [])
     variable = str(choices[0].get("Variable", "")) if choices else ""
     parts = variable.split(".")
-    step_id = parts[2] if len(parts) >= 4 else ""
+    step_id = parts[2] if len(parts) >= 3 else ""
     step = next((s for s in journey.walk() if journey.step_id(s) == step_id), None)
-    values = [str(c.get("StringEquals", "")) for c in choices]
+    values = [_choice_value(i, c) for i, c in enumerate(choices)]
     labels = {v: v for v in values}
     default = "otherwise"
     if isinstance(step, BranchStep):
@@ -195,23 +203,29 @@ def _choice_labels(journey: Journey, state: dict[str, Any]) -> tuple[dict[str, s
         total = sum(p.weight for p in paths) or 1
         names = [p.name or f"weight {_num(100 * p.weight / total)}%" for p in paths]
         for i, name in enumerate(names[:-1]):
-            labels[f"path{i + 1}"] = name
+            labels[f"path{i + 1}"] = labels[f"#{i}"] = name
         default = names[-1]
     elif isinstance(step, HoldoutStep):
-        labels["held_out"], default = f"held out {step.holdout.percent:g}%", "treated"
+        labels["held_out"] = labels["#0"] = f"held out {step.holdout.percent:g}%"
+        default = "treated"
     elif isinstance(step, WaitForStep):
         labels["event"], labels["timeout"], default = "did it", "timed out", "not yet"
     return labels, default
 
 
+def _choice_value(position: int, choice: dict[str, Any]) -> str:
+    return str(choice["StringEquals"]) if "StringEquals" in choice else f"#{position}"
+
+
 def _diagram(journey: Journey) -> tuple[dict[str, _Node], list[_Edge], dict[str, Any]]:
     asl: dict[str, Any] = json.loads(compile_journey(journey))
     states: dict[str, dict[str, Any]] = asl["States"]
-    # "Leave journey…" tasks fold into the Succeed state they lead to
+    # "Leave journey…" tasks of older definitions fold into the Succeed state they led to (the
+    # leave tasks end the execution now and are named as the ending, ``ENDINGS``)
     folded = {
         name: str(state["Next"])
         for name, state in states.items()
-        if name.startswith(LEAVE) and state.get("Type") == "Task" and state.get("Next") in states
+        if name.startswith("Leave journey") and state.get("Type") == "Task" and state.get("Next") in states
     }
 
     def resolve(name: str) -> str:
@@ -233,18 +247,19 @@ def _diagram(journey: Journey) -> tuple[dict[str, _Node], list[_Edge], dict[str,
             continue
         if state.get("Type") == "Choice":
             labels, default = _choice_labels(journey, state)
-            for choice in state.get("Choices", []):
-                value = str(choice.get("StringEquals", ""))
+            for i, choice in enumerate(state.get("Choices", [])):
+                value = _choice_value(i, choice)
                 connect(name, str(choice["Next"]), labels.get(value, value))
             if "Default" in state:
                 connect(name, str(state["Default"]), default)
         elif "Next" in state:
-            connect(name, str(state["Next"]))
+            connect(name, str(state["Next"]), "did it" if state.get("Resource") == CALLBACK else "")
         for catch in state.get("Catch", []):
             errors = catch.get("ErrorEquals", [])
             if EXITED_ERROR in errors or DEFERRED_ERROR in errors:
                 continue  # said once in the note, not drawn from every task
-            connect(name, str(catch["Next"]), _short(", ".join(errors)))
+            label = "timed out" if errors == [TIMEOUT_ERROR] else _short(", ".join(errors))
+            connect(name, str(catch["Next"]), label)
 
     # only what the start reaches (the exit terminal is reached by catches alone)
     reached = [START]
@@ -433,7 +448,7 @@ _CSS = (
 
 def render_svg(journey: Journey) -> str:
     """The journey as a top-down flowchart (SVG text): deterministic, every name escaped."""
-    nodes, edges, _ = _diagram(journey)
+    nodes, edges, asl = _diagram(journey)
     _layout(nodes, edges)
     xs: list[float] = []
     ys: list[float] = []
@@ -449,10 +464,8 @@ def render_svg(journey: Journey) -> str:
         ys += [label.y - label.h / 2, label.y + label.h / 2]
     title = _short(f"{journey.name} ({journey.id})", 90)
     notes = [f"Any step: exit rules → {EXITED}"]
-    if any(name.startswith("Schedule:") for name in nodes):
-        notes.append(
-            "Deferred sends (quiet hours, send window, frequency cap) go back to their Schedule step"
-        )
+    if any(name.startswith(("Schedule:", "Deferred:")) for name in asl["States"]):
+        notes.append("Deferred sends (quiet hours, send window, frequency cap) wait, then send again")
     header_w = max(len(title) * 8.4, max(len(n) for n in notes) * 6.4)
     min_x, min_y = min(xs) - MARGIN, min(ys) - MARGIN - HEADER - 14 * (len(notes) - 1)
     width = max(max(xs) + MARGIN - min_x, header_w + 2 * MARGIN)

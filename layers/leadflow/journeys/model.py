@@ -8,15 +8,19 @@ names the file, the step and the key. The full reference is ``journeys/README.md
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator, Mapping
-from datetime import time
+from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import jinja2
 import yaml
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -41,6 +45,7 @@ from leadflow.journeys.conditions import (
 
 JOURNEY_ID = r"^[a-z][a-z0-9-]{0,39}$"
 TEMPLATE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+PROPERTY = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 MAX_WAIT_SECONDS = 365 * 86400
 MAX_JOURNEY_SECONDS = 365 * 86400
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -104,8 +109,11 @@ def parse_clock(value: str) -> time:
 # --- entry, re-entry, exit, settings ----------------------------------------------------------
 
 
-class Entry(_Model):
-    """When a contact enters: exactly one trigger, optionally narrowed by a condition on the contact.
+TRIGGERS = ("event", "stage", "score_reaches", "segment", "manual")
+
+
+class Trigger(_Model):
+    """One entry trigger: exactly one of
 
     - ``event``: an event of this type (``where``: property filters, a value or a list of values)
     - ``stage``: the contact's lifecycle stage becomes this one
@@ -120,21 +128,14 @@ class Entry(_Model):
     score_reaches: int | None = None
     segment: str | None = Field(default=None, pattern=SEGMENT)
     manual: Literal[True] | None = None
-    if_: Condition | None = Field(default=None, alias="if")
 
     @model_validator(mode="after")
-    def _one_trigger(self) -> Entry:
-        given = [
-            k
-            for k in ("event", "stage", "score_reaches", "segment", "manual")
-            if getattr(self, k) is not None
-        ]
+    def _one_trigger(self) -> Trigger:
+        given = [k for k in TRIGGERS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of: event, stage, score_reaches, segment, manual")
         if self.where and self.event is None:
             raise ValueError("'where' filters the properties of an 'event' entry")
-        if self.if_ is not None and engagement_refs(self.if_):
-            raise ValueError("an entry condition cannot test the engagement of this journey's emails")
         return self
 
     @property
@@ -150,7 +151,7 @@ class Entry(_Model):
         return "manual"
 
     def matches(self, event_type: str, properties: Mapping[str, Any]) -> bool:
-        """Whether an event is this entry's trigger (the ``if`` condition is checked separately)."""
+        """Whether an event is this ``event`` trigger (the ``if`` condition is checked separately)."""
         if self.event is None or event_type != self.event:
             return False
         for key, expected in self.where.items():
@@ -158,6 +159,79 @@ class Entry(_Model):
             if key not in properties or properties[key] not in allowed:
                 return False
         return True
+
+
+class Entry(_Model):
+    """When a contact enters: one trigger (see ``Trigger``) or ``any`` of several
+    (``{any: [{score_reaches: 40}, {stage: mql}]}``: whichever happens first enrols the contact,
+    once), optionally narrowed by a condition on the contact (``if``, shared by all triggers)."""
+
+    event: str | None = Field(default=None, pattern=EVENT_TYPE)
+    where: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    stage: str | None = Field(default=None, pattern=NAME)
+    score_reaches: int | None = None
+    segment: str | None = Field(default=None, pattern=SEGMENT)
+    manual: Literal[True] | None = None
+    any_: list[Trigger] | None = Field(default=None, alias="any", min_length=1, max_length=10)
+    if_: Condition | None = Field(default=None, alias="if")
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Entry:
+        given = [k for k in TRIGGERS if getattr(self, k) is not None]
+        if self.any_ is not None:
+            if given or self.where:
+                raise ValueError(
+                    f"'any' lists the triggers; {', '.join(repr(k) for k in given or ['where'])} "
+                    "belongs inside one of its items"
+                )
+            if any(t.manual for t in self.any_):
+                raise ValueError("any: 'manual' cannot be combined with other triggers (use it alone)")
+            seen: list[Trigger] = []
+            for i, trigger in enumerate(self.any_):
+                if trigger in seen:
+                    raise ValueError(f"any[{i}]: the same trigger is listed twice")
+                seen.append(trigger)
+        else:
+            if len(given) != 1:
+                raise ValueError(
+                    "give exactly one of: event, stage, score_reaches, segment, manual "
+                    "(or several under 'any')"
+                )
+            if self.where and self.event is None:
+                raise ValueError("'where' filters the properties of an 'event' entry")
+        if self.if_ is not None and engagement_refs(self.if_):
+            raise ValueError("an entry condition cannot test the engagement of this journey's emails")
+        return self
+
+    @property
+    def triggers(self) -> list[Trigger]:
+        """The triggers, one for a single-trigger entry; an event matching any of them enters."""
+        if self.any_ is not None:
+            return list(self.any_)
+        return [
+            Trigger(
+                event=self.event,
+                where=self.where,
+                stage=self.stage,
+                score_reaches=self.score_reaches,
+                segment=self.segment,
+                manual=self.manual,
+            )
+        ]
+
+    @property
+    def kind(self) -> str:
+        """``any`` for several triggers, else the one trigger's kind (event, stage, score...)."""
+        return "any" if self.any_ is not None else self.triggers[0].kind
+
+    @property
+    def event_types(self) -> list[str]:
+        """The event types of the ``event`` triggers (whose properties a template may read)."""
+        return [t.event for t in self.triggers if t.event is not None]
+
+    def matches(self, event_type: str, properties: Mapping[str, Any]) -> bool:
+        """Whether an event is one of this entry's ``event`` triggers (``if`` is checked apart)."""
+        return any(t.matches(event_type, properties) for t in self.triggers)
 
 
 class ReEntryAfter(_Model):
@@ -249,11 +323,34 @@ class _Step(_Model):
     name: str | None = Field(default=None, min_length=1, max_length=60)
 
 
+_SYNTAX = SandboxedEnvironment(autoescape=True)
+
+
+def _jinja_syntax(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if "\n" in value or "\r" in value:
+        raise ValueError("must be one line")
+    try:
+        _SYNTAX.parse(value)  # syntax only: what a template may use is checked by ``checks``
+    except jinja2.TemplateSyntaxError as exc:
+        raise ValueError(f"is not a valid Jinja2 template: {exc.message}") from exc
+    return value
+
+
 class SendEmail(_Model):
+    """Send a template's email. ``subject``/``preheader`` (one line, Jinja2 like ``subject.txt``)
+    override the template's own: a ``random_split`` whose paths differ only by subject is an
+    A/B subject test with one template folder."""
+
     id: str = Field(pattern=STEP_ID)
     template: str = Field(pattern=TEMPLATE)
     name: str | None = Field(default=None, min_length=1, max_length=60)
     purpose: Literal["marketing", "transactional", "confirmation"] = "marketing"
+    subject: str | None = Field(default=None, min_length=1, max_length=300)
+    preheader: str | None = Field(default=None, min_length=1, max_length=300)
+
+    _syntax = field_validator("subject", "preheader")(_jinja_syntax)
 
 
 class SendSms(_Model):
@@ -272,35 +369,97 @@ class Wait(_Step, Span):
 
 
 class WaitUntil(_Step):
-    """Until a time of day in the contact's time zone (optionally on given weekdays), or until a
-    date attribute of the contact (plus ``offset``; a past date continues at once)."""
+    """Until one of (exactly one form):
+
+    - a time of day in the contact's time zone (``time``, optionally on ``weekdays``);
+    - a date attribute of the contact (``attribute``, shifted by ``offset_days``/``offset_hours``,
+      optionally at ``time`` on that day);
+    - a fixed moment (``at``: an ISO 8601 date-time with its offset, e.g. a one-off webinar);
+    - a date-time in the entry event's properties (``event_property``, shifted by
+      ``offset_days``/``offset_hours``, e.g. ``offset_hours: -1`` for an hour before it starts).
+
+    A moment already past (or a missing or unreadable date) continues at once."""
 
     time: str | None = None
     weekdays: list[Weekday] | None = None
     attribute: str | None = Field(default=None, pattern=NAME)
+    at: AwareDatetime | None = None
+    event_property: str | None = Field(default=None, pattern=PROPERTY)
     offset_days: int = Field(default=0, ge=-365, le=365)
+    offset_hours: int = Field(default=0, ge=-8760, le=8760)
 
     _check = field_validator("time")(lambda v: v if v is None else _clock_time(v))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _aware(cls, data: Any) -> Any:
+        at = data.get("at") if isinstance(data, dict) else None
+        if isinstance(at, str) and not re.search(r"(Z|[+-]\d\d:?\d\d)$", at.strip()):
+            raise ValueError(
+                f"at: {at!r} needs its UTC offset, like 2026-03-12T17:00:00+01:00 or 2026-03-12T16:00:00Z"
+            )
+        if isinstance(at, datetime) and at.tzinfo is None:
+            raise ValueError("at: needs its UTC offset, like 2026-03-12T17:00:00+01:00")
+        return data
+
     @model_validator(mode="after")
     def _what(self) -> WaitUntil:
-        if self.time is None and self.attribute is None:
-            raise ValueError("give a time of day ('time', optionally 'weekdays') or a date 'attribute'")
-        if self.weekdays is not None and self.time is None:
-            raise ValueError("'weekdays' needs a 'time'")
-        if self.attribute is None and self.offset_days:
-            raise ValueError("'offset_days' shifts a date 'attribute'")
+        forms = {
+            "time": self.time is not None and self.attribute is None,
+            "attribute": self.attribute is not None,
+            "at": self.at is not None,
+            "event_property": self.event_property is not None,
+        }
+        chosen = [k for k, v in forms.items() if v]
+        if not chosen and self.time is None:
+            raise ValueError(
+                "give one of: a time of day ('time', optionally 'weekdays'), a date 'attribute', "
+                "a fixed date-time 'at', or an entry 'event_property'"
+            )
+        if len(chosen) > 1:
+            raise ValueError(f"give only one of {' / '.join(chosen)}: they are different kinds of wait_until")
+        if self.weekdays is not None and (self.time is None or self.attribute is not None):
+            raise ValueError("'weekdays' needs a 'time' (and no date)")
+        if (self.offset_days or self.offset_hours) and self.attribute is None and self.event_property is None:
+            raise ValueError("'offset_days'/'offset_hours' shift a date 'attribute' or an 'event_property'")
+        if self.time is not None and self.attribute is not None and self.offset_hours:
+            raise ValueError("'offset_hours' cannot be combined with a 'time' of day (use 'offset_days')")
         return self
+
+    @property
+    def offset_seconds(self) -> int:
+        return (self.offset_days * 24 + self.offset_hours) * 3600
+
+    def describe(self) -> str:
+        """In words, for state names and diagrams ("starts_at -1 hours", "Tue 10:30")."""
+        shift = ""
+        if self.offset_days:
+            shift += f" {self.offset_days:+d} days"
+        if self.offset_hours:
+            shift += f" {self.offset_hours:+d} hours"
+        if self.at is not None:
+            return self.at.isoformat()
+        if self.event_property is not None:
+            return f"{self.event_property}{shift}"
+        if self.attribute is not None:
+            return f"{self.attribute}{shift}" + (f" at {self.time}" if self.time else "")
+        days = f" on {'/'.join(d.capitalize() for d in self.weekdays)}" if self.weekdays else ""
+        return f"{self.time}{days}"
 
 
 class WaitFor(_Model):
-    """Wait until the contact does something (an event) or the timeout passes; one path each."""
+    """Wait until the contact does something (an event) or the timeout passes; one path each.
+
+    ``count_from``: ``wait`` (default) counts only events after the contact reached this step;
+    ``entry`` also counts one since the contact entered the journey. The wait reacts as soon as
+    the event arrives; ``check_every`` is obsolete (accepted for old files, without effect)."""
 
     id: str = Field(pattern=STEP_ID)
     name: str | None = Field(default=None, min_length=1, max_length=60)
     event: str = Field(pattern=EVENT_TYPE)
     where: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
     timeout: Span
+    count_from: Literal["wait", "entry"] = "wait"
     check_every: Span = Field(default_factory=lambda: Span(hours=1))
     on_event: list[Step] = Field(default_factory=list)
     on_timeout: list[Step] = Field(default_factory=list)
@@ -328,7 +487,7 @@ class Branch(_Step):
     then: list[Step] = Field(default_factory=list)
     else_: list[Step] = Field(default_factory=list, alias="else")
     cases: list[Case] | None = Field(default=None, min_length=1, max_length=10)
-    default: list[Step] = Field(default_factory=list)
+    default: list[Step] | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Branch:
@@ -336,15 +495,20 @@ class Branch(_Step):
             raise ValueError("give either 'if' (with then/else) or 'cases' (with default)")
         if self.cases is not None and (self.then or self.else_):
             raise ValueError("'then'/'else' belong to an 'if' branch; cases use 'steps' and 'default'")
-        if self.if_ is not None and self.default:
+        if self.if_ is not None and self.default is not None:
             raise ValueError("'default' belongs to 'cases'; an 'if' branch uses 'else'")
+        if self.cases is not None and self.default is None:
+            raise ValueError(
+                "a branch with 'cases' needs 'default': the steps for a contact no case matches "
+                "('default: []' continues after the branch)"
+            )
         return self
 
     def paths(self) -> list[tuple[str, list[Step]]]:
         if self.cases is None:
             return [("then", self.then), ("else", self.else_)]
         return [(f"case{i + 1}", case.steps) for i, case in enumerate(self.cases)] + [
-            ("default", self.default)
+            ("default", self.default or [])
         ]
 
 
@@ -627,6 +791,10 @@ def _conditions(step: Step) -> list[tuple[str, Condition]]:
     return []
 
 
+def _sends(steps: list[Step]) -> list[Step]:
+    return [s for s in _walk(steps) if isinstance(s, SendEmailStep | SendSmsStep)]
+
+
 def _check_steps(
     steps: list[Step],
     path: str,
@@ -634,6 +802,9 @@ def _check_steps(
     journey: Journey,
     explicit: Mapping[str, str],
 ) -> tuple[str, ...]:
+    """Checks step order rules; returns the email send steps that may have run after ``steps``
+    (a send inside a branch, split or wait_for path may have run: a later condition may test it,
+    and a contact who took another path simply did not engage with it)."""
     sent = sent_before
     for i, step in enumerate(steps):
         where = f"{path}[{i}]"
@@ -641,20 +812,50 @@ def _check_steps(
         for cpath, condition in _conditions(step):
             for ref in engagement_refs(condition):
                 if ref not in sent:
-                    raise ValueError(
-                        f"{where}.{kind}.{cpath}: {ref!r} is not a send step that runs before this branch"
-                    )
+                    problem = _engagement_problem(ref, journey, explicit)
+                    raise ValueError(f"{where}.{kind}.{cpath}: {problem}")
+        if (
+            isinstance(step, WaitUntilStep)
+            and step.wait_until.event_property
+            and not journey.entry.event_types
+        ):
+            raise ValueError(
+                f"{where}.wait_until.event_property: this journey is not entered by an event "
+                f"({journey.entry.kind} entry): there is no entry event to read "
+                f"{step.wait_until.event_property!r} from"
+            )
         if isinstance(step, SendEmailStep):
             sent = (*sent, step.send_email.id)
-        elif isinstance(step, SendSmsStep):
-            sent = (*sent, step.send_sms.id)
         elif isinstance(step, GotoStep):
             _check_goto(step, where, journey, explicit)
+        before = sent
         for name, child in children(step):
-            _check_steps(child, f"{where}.{kind}.{name}", sent, journey, explicit)
+            sent = _merge(sent, _check_steps(child, f"{where}.{kind}.{name}", before, journey, explicit))
         if isinstance(step, EndStep | GotoStep) and i != len(steps) - 1:
             raise ValueError(f"{where}: '{kind}' must be the last step of its list")
     return sent
+
+
+def _merge(first: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
+    return (*first, *(s for s in more if s not in first))
+
+
+def _engagement_problem(ref: str, journey: Journey, explicit: Mapping[str, str]) -> str:
+    """Why an opened/clicked condition cannot test ``ref`` (it is not an email sent before it)."""
+    step = next((s for s in journey._order if journey._ids.get(id(s)) == ref), None)
+    if step is None or ref not in explicit:
+        emails = sorted(s.send_email.id for s in _sends(journey.steps) if isinstance(s, SendEmailStep))
+        close = difflib.get_close_matches(ref, emails, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"no send_email step has the id {ref!r}{hint}"
+    if isinstance(step, SendSmsStep):
+        return f"{ref!r} sends an SMS: only emails are opened or clicked"
+    if not isinstance(step, SendEmailStep):
+        return f"{ref!r} is a {step_kind(step)} step, not a send_email step"
+    return (
+        f"send_email {ref!r} does not run before this branch (it comes later or on another path): "
+        "a condition can test only emails sent before it"
+    )
 
 
 def _check_goto(step: GotoStep, where: str, journey: Journey, explicit: Mapping[str, str]) -> None:
@@ -679,8 +880,28 @@ def _format_errors(exc: ValidationError) -> str:
                 parts.append(part)
         loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
         message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "step_kind":
+            message = _step_kind_problem(err["input"])
         lines.append(f"{loc or 'journey'}: {message}" if not message.startswith("steps") else message)
     return "; ".join(dict.fromkeys(lines))
+
+
+def _step_kind_problem(value: Any) -> str:
+    """What is wrong with a step that is not one step kind: the bad key named, the closest kind."""
+    if not isinstance(value, dict):
+        return f"a step is a mapping with one step type as its key ({', '.join(STEP_KINDS)})"
+    kinds = [k for k in value if k in STEP_KINDS]
+    if len(kinds) > 1:
+        return f"a step has exactly one step type, this one has {' and '.join(kinds)} (indentation?)"
+    unknown = [str(k) for k in value if k not in STEP_KINDS]
+    if not unknown:
+        return f"a step is a mapping with one step type as its key ({', '.join(STEP_KINDS)})"
+    problems = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, STEP_KINDS, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"step types: {', '.join(STEP_KINDS)}"
+        problems.append(f"unknown step type {key!r} ({hint})")
+    return "; ".join(problems)
 
 
 def parse_journey(data: Any, source: str) -> Journey:

@@ -101,16 +101,19 @@ def next_send_time(
     return moment.astimezone(UTC)
 
 
-def wait_until_time(now: datetime, tz: ZoneInfo, spec: WaitUntil, attribute_value: object) -> datetime:
-    """When a ``wait_until`` step ends; never before ``now``."""
+def wait_until_time(now: datetime, tz: ZoneInfo, spec: WaitUntil, value: object) -> datetime:
+    """When a ``wait_until`` step ends; never before ``now``. ``value``: the contact's
+    ``attribute``, or the entry event's ``event_property`` (None for the other forms)."""
     local = now.astimezone(tz)
-    if spec.attribute is not None:
-        target = _parse_moment(attribute_value, tz)
+    if spec.at is not None:
+        return max(spec.at, now).astimezone(UTC)
+    if spec.attribute is not None or spec.event_property is not None:
+        target = _parse_moment(value, tz)
         if target is None:
             return now.astimezone(UTC)  # no usable date: continue at once
-        target = target + timedelta(days=spec.offset_days)
+        target = target + timedelta(seconds=spec.offset_seconds)
         if spec.time is not None:
-            target = _at(target.date(), parse_clock(spec.time), tz)
+            target = _at(target.astimezone(tz).date(), parse_clock(spec.time), tz)
         return max(target, now).astimezone(UTC)
     assert spec.time is not None
     clock = parse_clock(spec.time)

@@ -25,13 +25,11 @@ from leadflow.leads.model import LeadModel
 from leadflow.leads.routing import Assignment
 from leadflow.leads.scoring import current_score, display_score
 from leadflow.models import iso
-from leadflow.store import deserialize, values
+from leadflow.store import event_history
 from leadflow.tables import keys
 
 HISTORY_LIMIT = 1000
 """Events at most in a hand-off document (the newest)."""
-SCAN_LIMIT = 5 * HISTORY_LIMIT
-"""Event items read at most per hand-off (all partitions together)."""
 MAX_DOCUMENT_BYTES = 240_000
 """SNS messages and EventBridge entries are limited to 256 KB (with envelope and attributes)."""
 INTERNAL_FIELDS = frozenset(
@@ -72,31 +70,20 @@ class InteractionHistory:
         return list(dict.fromkeys(found))
 
     def of(self, profile: Mapping[str, Any], limit: int = HISTORY_LIMIT) -> tuple[list[dict[str, Any]], bool]:
-        """The newest ``limit`` events, newest first, and whether older ones were left out."""
-        events: list[dict[str, Any]] = []
-        budget = SCAN_LIMIT
-        scan_cut = False
+        """The newest ``limit`` events, newest first, and whether older ones were left out. Each
+        partition is read newest first in time order (``by_time``): the newest ``limit`` of every
+        partition are enough to know the newest ``limit`` of all."""
+        events: list[tuple[str, dict[str, Any]]] = []
+        cut = False
         for pk in self.partitions(profile):
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :ev)",
-                "ExpressionAttributeValues": values(pk=pk, ev="EV#"),
-                "ScanIndexForward": False,
-            }
-            while budget > 0:
-                kwargs["Limit"] = min(budget, 1000)
-                page = self._client.query(**kwargs)
-                for raw in page["Items"]:
-                    item = deserialize(raw)
-                    events.append({k: item[k] for k in EVENT_FIELDS if k in item})
-                budget -= len(page["Items"])
-                if "LastEvaluatedKey" not in page:
+            history = event_history(self._client, self._table, pk, newest_first=True, limit=limit + 1)
+            for read, item in enumerate(history, start=1):
+                if read > limit:
+                    cut = True
                     break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-            else:
-                scan_cut = True
-        events.sort(key=lambda e: (str(e.get("occurred_at", "")), str(e.get("event_id", ""))), reverse=True)
-        return events[:limit], scan_cut or len(events) > limit
+                events.append((str(item.get("at", "")), {k: item[k] for k in EVENT_FIELDS if k in item}))
+        events.sort(key=lambda pair: pair[0], reverse=True)
+        return [event for _, event in events[:limit]], cut or len(events) > limit
 
 
 def contact_view(profile: Mapping[str, Any], now: datetime, model: LeadModel) -> dict[str, Any]:

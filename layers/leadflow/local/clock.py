@@ -39,23 +39,33 @@ class VirtualClock:
 
     @property
     def parked(self) -> int:
+        """Threads parked on the clock (a waiter woken by its own ``wake`` event no longer counts)."""
         with self._lock:
-            return len(self._parked)
+            return sum(1 for waiter in self._parked if not waiter.wake.is_set())
 
-    def sleep(self, seconds: float, cancelled: Callable[[], bool] | None = None) -> None:
-        """Park the calling thread until virtual time has moved ``seconds`` on (or ``cancelled()``)."""
+    def sleep(
+        self,
+        seconds: float,
+        cancelled: Callable[[], bool] | None = None,
+        wake: threading.Event | None = None,
+    ) -> None:
+        """Park the calling thread until virtual time has moved ``seconds`` on, ``wake`` is set (a
+        callback task's answer: it stops counting as parked at that very moment) or ``cancelled()``."""
         if seconds <= 0:
             return
         with self._lock:
-            waiter = _Waiter(self._now + seconds, next(self._seq))
+            waiter = _Waiter(self._now + seconds, next(self._seq), wake or threading.Event())
             heapq.heappush(self._parked, waiter)
         while not waiter.wake.wait(0.05):
             if cancelled is not None and cancelled():
-                with self._lock:
-                    if waiter in self._parked:
-                        self._parked.remove(waiter)
-                        heapq.heapify(self._parked)
-                return
+                break
+        self._forget(waiter)
+
+    def _forget(self, waiter: _Waiter) -> None:
+        with self._lock:
+            if waiter in self._parked:
+                self._parked.remove(waiter)
+                heapq.heapify(self._parked)
 
     def advance(self, seconds: float, settle: Callable[[], None] = lambda: None) -> float:
         """Move time forward, waking due waiters in order; ``settle`` runs after each wake-up."""
@@ -69,6 +79,8 @@ class VirtualClock:
                     self._now = max(self._now, target)
                     break
                 waiter = heapq.heappop(self._parked)
+                if waiter.wake.is_set():
+                    continue  # woken by its own event already: not a moment of time
                 self._now = max(self._now, waiter.due)
             waiter.wake.set()
             settle()

@@ -2,9 +2,16 @@
 as a local runtime:
 
 - Lambda tasks (``lambda:invoke``) are dispatched to the in-process handlers;
-- Wait states (Seconds, SecondsPath, Timestamp) run on the virtual clock;
+- Wait states (Seconds, SecondsPath, Timestamp) run on the virtual clock, a Timestamp wait to the
+  exact (fractional) moment: moto rounds the remaining seconds down, which woke a send deferred to
+  08:00 at 07:59:59;
+- callback tasks (``.waitForTaskToken``): the wait for ``SendTaskSuccess``/``SendTaskFailure``, its
+  ``TimeoutSeconds`` and ``HeartbeatSeconds``, and the execution-state timeout around every task run
+  on the virtual clock (moto waits on real time); a task parked on its token counts as parked;
 - Retry back-off sleeps briefly in real time instead of for seconds;
 - ``RedriveExecution``, which moto 5.2.5 does not implement (see ``redrive_execution``);
+- ``SendTaskFailure`` passes the ``cause`` on (moto's response handler drops it, so a Catch saw an
+  empty Cause where AWS gives the one sent);
 - the interpreter's Lambda client is made once instead of once per task, and a definition is
   parsed once instead of at every StartExecution and DescribeExecution (a boto3 client costs tens
   of milliseconds, parsing a journey's ASL with ANTLR hundreds: with many executions that was most
@@ -25,7 +32,9 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import functools
+import inspect
 import json
+import re
 import threading
 import time
 import types
@@ -37,17 +46,23 @@ from typing import Any
 
 import moto
 from moto.awslambda_simple import models as lambda_simple
-from moto.core.responses import ActionResult
+from moto.core.responses import ActionResult, EmptyResult
 from moto.dynamodb import comparisons as dynamodb_comparisons
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import table as dynamodb_table
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table as DynamoTable
 from moto.stepfunctions.parser.api import ExecutionNotRedrivable
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEventException
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+from moto.stepfunctions.parser.asl.component.state.exec import execute_state
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_callback as callback_service,
+)
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp as wait_timestamp
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function
+from moto.stepfunctions.parser.asl.eval.callback import callback as callback_eval
 from moto.stepfunctions.parser.asl.static_analyser.variable_references_static_analyser import (
     VariableReferencesStaticAnalyser,
 )
@@ -103,6 +118,7 @@ def check_moto() -> None:
         (retrier_decl, "time"),
         (wait_timestamp, "datetime"),
         (StepFunctionResponse, "stepfunction_backend"),
+        (StepFunctionResponse, "send_task_failure"),
         (SfnExecution, "start"),
         (lambda_eval_utils, "boto_client_for"),
         (execution_worker, "AmazonStateLanguageParser"),
@@ -112,13 +128,42 @@ def check_moto() -> None:
         (dynamodb_table, "get_filter_expression"),
         (dynamodb_models.DynamoDBBackend, "transact_write_items"),
         (DynamoTable, "get_item"),
+        (wait_timestamp.Timestamp, "_get_wait_seconds"),
+        (wait_timestamp.Timestamp, "_from_timestamp_string"),
+        (callback_service.StateTaskServiceCallback, "_eval_wait_for_task_token"),
+        (callback_eval.CallbackEndpoint, "get_outcome"),
+        (callback_eval.HeartbeatEndpoint, "clear_and_wait"),
+        (execute_state, "threading"),
     ):
         if not hasattr(owner, attribute):
             raise RuntimeError(f"moto internals moved: {owner!r} has no {attribute!r}")
+    for owner, attribute in (
+        (callback_eval.CallbackEndpoint, "_notify_event"),
+        (callback_eval.HeartbeatEndpoint, "_next_heartbeat_event"),
+        (callback_eval.HeartbeatEndpoint, "_heartbeat_seconds"),
+        (callback_eval.HeartbeatEndpoint, "_mutex"),
+    ):
+        if attribute not in getattr(owner, "__annotations__", {}):
+            raise RuntimeError(f"moto internals moved: {owner!r} has no {attribute!r}")
     if "exec_worker" not in SfnExecution.__annotations__:
         raise RuntimeError(f"moto internals moved: {SfnExecution!r} has no 'exec_worker'")
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    if "cause" not in inspect.signature(StepFunctionsParserBackend.send_task_failure).parameters:
+        raise RuntimeError("moto internals moved: the parser backend's send_task_failure takes no cause")
     if getattr(StepFunctionResponse, "redrive_execution", redrive_execution) is not redrive_execution:
         raise RuntimeError("moto now implements RedriveExecution: drop leadflow's local redrive patch")
+
+
+def send_task_failure(self: Any) -> Any:
+    """moto's ``SendTaskFailure`` with the ``cause`` passed on, as AWS does."""
+    self.stepfunction_backend.send_task_failure(
+        self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+    )
+    return ORIGINAL_SEND_TASK_FAILURE_RESULT()
+
+
+ORIGINAL_SEND_TASK_FAILURE_RESULT = EmptyResult
 
 
 REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")
@@ -255,6 +300,61 @@ def patched_moto(clock: VirtualClock, handlers: Mapping[str, Handler]) -> Iterat
             moment = cls.fromtimestamp(clock.now(), tz or _dt.UTC)
             return moment if tz else moment.replace(tzinfo=None)
 
+    def timestamp_wait_seconds(self: Any, env: Any) -> float:
+        """Seconds from virtual now to the Timestamp, fractions kept (moto rounds down to whole
+        seconds, which wakes a wait for 08:00:00 at 07:59:59.x on a clock with fractions)."""
+        self.string.eval(env=env)
+        text: str = env.stack.pop()
+        moment = self._from_timestamp_string(timestamp=text)
+        if moment is None:
+            raise FailureEventException(self._create_failure_event(env, text))
+        fraction = re.search(r"\.(\d+)Z$", text)
+        exact: float = moment.replace(tzinfo=_dt.UTC).timestamp() + (
+            float(f"0.{fraction[1]}") if fraction else 0.0
+        )
+        return exact - clock.now()
+
+    def wait_for_task_token(
+        self: Any, env: Any, timeout_seconds: int, callback_endpoint: Any, heartbeat_endpoint: Any
+    ) -> Any:
+        """Park on the virtual clock until the token is answered (or the task ends otherwise);
+        ``TimeoutSeconds`` runs out on the virtual clock. With ``HeartbeatSeconds`` moto's own
+        loop runs, its heartbeat wait patched below."""
+        if heartbeat_endpoint is not None:
+            return original_wait_for_token(self, env, timeout_seconds, callback_endpoint, heartbeat_endpoint)
+        answered = getattr(callback_endpoint, "_notify_event")  # noqa: B009 - private
+        clock.sleep(timeout_seconds, cancelled=lambda: not env.is_running(), wake=answered)
+        outcome = callback_endpoint.get_outcome()
+        if outcome is None:
+            return callback_eval.CallbackOutcomeTimedOut(callback_id=callback_endpoint.callback_id)
+        return outcome
+
+    def heartbeat_clear_and_wait(self: Any) -> bool:
+        beat = getattr(self, "_next_heartbeat_event")  # noqa: B009 - private
+        with getattr(self, "_mutex"):  # noqa: B009 - private
+            if beat.is_set():
+                beat.clear()
+                return True
+        clock.sleep(float(getattr(self, "_heartbeat_seconds")), cancelled=beat.is_set)  # noqa: B009
+        return bool(beat.is_set())
+
+    class VirtualDeadlineEvent(threading.Event):
+        """``threading.Event`` whose ``wait(timeout)`` times out on the virtual clock, strictly after
+        the timeout (a callback task's own timeout, due at the same moment, wins the race and
+        reports ``States.Timeout`` itself). Not a parked waiter: the task inside is running."""
+
+        def wait(self, timeout: float | None = None) -> bool:
+            if timeout is None:
+                return super().wait()
+            due = clock.now() + timeout
+            while not super().wait(0.05):
+                if clock.now() > due:
+                    return False
+            return True
+
+    threading_shim = types.SimpleNamespace(Event=VirtualDeadlineEvent, Thread=threading.Thread)
+    original_wait_for_token = callback_service.StateTaskServiceCallback._eval_wait_for_task_token
+
     datetime_shim = types.SimpleNamespace(
         datetime=VirtualDatetime, timezone=_dt.timezone, timedelta=_dt.timedelta
     )
@@ -316,7 +416,12 @@ def patched_moto(clock: VirtualClock, handlers: Mapping[str, Handler]) -> Iterat
         (wait_function.WaitFunction, "_wait_interval", wait_interval),
         (retrier_decl, "time", time_shim),
         (wait_timestamp, "datetime", datetime_shim),
+        (wait_timestamp.Timestamp, "_get_wait_seconds", timestamp_wait_seconds),
+        (callback_service.StateTaskServiceCallback, "_eval_wait_for_task_token", wait_for_task_token),
+        (callback_eval.HeartbeatEndpoint, "clear_and_wait", heartbeat_clear_and_wait),
+        (execute_state, "threading", threading_shim),
         (StepFunctionResponse, "redrive_execution", redrive_execution),
+        (StepFunctionResponse, "send_task_failure", send_task_failure),
     ]
     missing = object()
     saved = [(owner, name, getattr(owner, name, missing)) for owner, name, _ in patches]

@@ -344,6 +344,10 @@ _INDEX = """{% extends "base.html" %}{% block title %}Dashboard{% endblock %}{% 
 <tr><td></td><td>{{ reason }}</td><td class="n">{{ m }}</td></tr>{% endfor %}
 {% else %}<tr><td colspan="3" class="muted">none yet</td></tr>{% endfor %}</table>
 <p><a href="/_local/outbox/page">Outbox</a></p>
+<h2>Public requests refused</h2>
+<table><tr><th>Reason</th><th>Count</th></tr>
+{% for reason, n in f.refusals.items() %}<tr><td>{{ reason }}</td><td class="n">{{ n }}</td></tr>
+{% else %}<tr><td colspan="2" class="muted">none</td></tr>{% endfor %}</table>
 <h2>Stream consumers</h2>
 <table><tr><th>Consumer</th><th>Function</th><th>Delivered</th><th>Dead-lettered</th><th>Pending</th>
 <th>On-failure queue depth</th></tr>

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import email
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -33,9 +34,10 @@ from botocore.config import Config
 from moto import mock_aws
 
 from leadflow import clock as domain_clock
-from leadflow import observability, wiring
+from leadflow import observability, protection, wiring
 from leadflow.api_routes import resolve
 from leadflow.journeys import compile_journey, load_journeys
+from leadflow.local import limits, recording, sfn_stop
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, QueueConsumer, QueuePump, StreamPump
@@ -119,6 +121,8 @@ def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, st
         "LEADFLOW_EVENT_BUS_NAME": resource_name("leads"),
         "LEADFLOW_WEBHOOK_DEAD_LETTER_QUEUE_URL": queue_url("webhook-dead-letters"),
         "LEADFLOW_BROADCAST_SEND_RATE": "1000",
+        "LEADFLOW_PUBLIC_EVENT_TYPES": "video_played",
+        "LEADFLOW_EVENT_SOURCE_KEYS_SECRET": resource_name("event-source-keys"),
         "POWERTOOLS_SERVICE_NAME": "leadflow",
         "POWERTOOLS_METRICS_NAMESPACE": "Leadflow",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -139,7 +143,7 @@ AWS_ENV = {
 
 
 def create_table(ddb: Any, spec: TableSpec, name: str) -> dict[str, Any]:
-    """A table as the CDK app defines it: keys, on-demand, stream and TTL from the spec."""
+    """A table as the CDK app defines it: keys, on-demand, indexes, stream and TTL from the spec."""
     params: dict[str, Any] = {
         "TableName": name,
         "KeySchema": [
@@ -152,6 +156,25 @@ def create_table(ddb: Any, spec: TableSpec, name: str) -> dict[str, Any]:
         ],
         "BillingMode": "PAY_PER_REQUEST",
     }
+    if spec.indexes:
+        # the index keys are attributes too (declared once each)
+        declared = {spec.partition_key, spec.sort_key}
+        for index in spec.indexes:
+            for attribute in (index.partition_key, index.sort_key):
+                if attribute not in declared:
+                    declared.add(attribute)
+                    params["AttributeDefinitions"].append({"AttributeName": attribute, "AttributeType": "S"})
+        params["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                    {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index in spec.indexes
+        ]
     if spec.stream:
         params["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": spec.stream}
     table: dict[str, Any] = ddb.create_table(**params)["TableDescription"]
@@ -203,6 +226,9 @@ class LocalSystem:
         self.bulk_queue_url = ""
         self.webhook_dead_letters_url = ""
         self.lead_events_url = ""
+        self._clients = itertools.count()
+        self.event_source_key = os.environ.get("LEADFLOW_LOCAL_EVENT_SOURCE_KEY") or secrets.token_urlsafe(32)
+        """The key of the local event source ``default`` (``POST /events/signed``)."""
         self.admin_key = os.environ.get("LEADFLOW_LOCAL_ADMIN_KEY") or secrets.token_urlsafe(24)
         self.ses_simulator = SesSimulator(self.ses_event, self.deliver_feedback)
         """SES's mailbox simulator addresses get SES's notifications through the feedback path."""
@@ -240,11 +266,15 @@ class LocalSystem:
                 config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
             )
         )
+        self._stack.enter_context(limits.enforced())  # AWS's request limits, refused as AWS does
+        # StopExecution keeps its error and cause, as AWS does (redrive skips stops on purpose)
+        self._stack.enter_context(sfn_stop.keep_stop_reasons())
         # a fresh process state for this system: settings, clients and cached secrets of an earlier one go
         get_settings.cache_clear()
         reporting_api.reset()
         wiring.client.cache_clear()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
+        protection.refusals.clear()  # the dashboard's refusal figures are this system's
         domain_clock.set_source(self.clock.now)
         self._stack.callback(domain_clock.reset_source)
         ddb = self.client("dynamodb")
@@ -262,6 +292,10 @@ class LocalSystem:
                 {"default": os.environ.get("LEADFLOW_LOCAL_WEBHOOK_KEY") or secrets.token_urlsafe(32)}
             ),
         )
+        self.client("secretsmanager").create_secret(
+            Name=resource_name("event-source-keys"),
+            SecretString=json.dumps({"default": self.event_source_key}),
+        )
         sqs = self.client("sqs")
         self.sales_handoffs_url = self._sales_handoffs(sqs)
         for consumer in ("trigger", "score", "report"):
@@ -277,7 +311,7 @@ class LocalSystem:
 
         self.modules = {name: load_function(name) for name in FUNCTIONS}
         for name, module in self.modules.items():
-            self.handlers[resource_name(name)] = self._serialized(module.handler)
+            self.handlers[resource_name(name)] = self._serialized(module.handler, resource_name(name))
         self._stack.enter_context(patched_moto(self.clock, self.handlers))
         self._stack.callback(self.ses_simulator.install(wiring.client("ses")))
         # moto builds its Lambda URL router on first use, and concurrent first uses each build one
@@ -385,11 +419,12 @@ class LocalSystem:
             )["stateMachineArn"]
             self.state_machines[journey.id] = arn
 
-    def _serialized(self, handler: Handler) -> Handler:
-        """Run handlers one at a time, as moto's backends are not built for concurrent writers."""
+    def _serialized(self, handler: Handler, function: str = "") -> Handler:
+        """Run handlers one at a time, as moto's backends are not built for concurrent writers;
+        each call is marked as ``function``'s (``leadflow.local.recording``)."""
 
         def run(event: dict[str, Any], context: Any) -> Any:
-            with self._invoke_lock:
+            with self._invoke_lock, recording.invocation(function, event):
                 try:
                     return handler(event, context)
                 finally:
@@ -418,10 +453,16 @@ class LocalSystem:
         query: str = "",
         headers: Mapping[str, str] | None = None,
         body: bytes | str | None = None,
-        source_ip: str = "127.0.0.1",
+        source_ip: str | None = None,
     ) -> dict[str, Any]:
         """Call the route's function with an HTTP API v2 event; returns its response (404 for no route,
-        403 for an admin route without the local dev credential, as IAM authorization would)."""
+        403 for an admin route without the local dev credential, as IAM authorization would).
+        ``source_ip``: the caller's address; without one each call comes from a client of its own
+        (its own /24 network, as the budgets of sign-up forms see sources); the HTTP server passes
+        the real peer's address."""
+        if source_ip is None:
+            n = next(self._clients)
+            source_ip = f"198.{18 + (n >> 8) % 2}.{n % 256}.1"  # RFC 2544 benchmarking range
         found = resolve(method.upper(), path)
         if found is None:
             return {
@@ -666,6 +707,7 @@ class LocalSystem:
                 for c in self.pump.consumers
             },
             "dead_letter_queues": depths,
+            "refusals": dict(sorted(protection.refusals.items())),
         }
 
     # --- provider feedback: what SES event publishing and two-way SMS deliver through SNS ---------

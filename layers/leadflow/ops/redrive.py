@@ -11,7 +11,10 @@
 - ``ExecutionRedrive``: FAILED, TIMED_OUT and ABORTED journey executions are redriven with Step
   Functions ``RedriveExecution``: same execution ARN, same input, resumed from the unsuccessful
   state. Send steps derive their message id from execution id + step id, so a step that already
-  sent answers ``duplicate`` and no email goes out twice.
+  sent answers ``duplicate`` and no email goes out twice. An ABORTED execution that leadflow
+  stopped on purpose (an erasure, an exit rule: ``leadflow.stops``, StopExecution error
+  ``leadflow.stopped``) is never redriven: it is read with ``DescribeExecution`` and counted as
+  ``skipped`` under its reason (``skipped_by_reason``), so an erased contact is never mailed again.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from leadflow.stops import stopped_on_purpose
 from leadflow.streams import lambda_stream_record
 
 CONSUMERS = ("trigger", "score", "report")
@@ -38,7 +42,8 @@ class RedriveSummary:
     """What one redrive did. ``redriven``: done (message deleted, execution redriven);
     ``still_failing``: tried and failed again (left for the next run); ``expired``: can no longer be
     redriven (records trimmed from the stream, execution out of the redrive window);
-    ``pending``: found by a dry run, nothing done."""
+    ``pending``: found by a dry run, nothing done; ``skipped``: left alone on purpose (an execution
+    leadflow stopped for a reason, counted per reason in ``skipped_by_reason``)."""
 
     name: str
     redriven: int = 0
@@ -46,11 +51,17 @@ class RedriveSummary:
     expired: int = 0
     pending: int = 0
     records: int = 0
+    skipped: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
     items: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, outcome: str, **detail: Any) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
         self.items.append({"outcome": outcome, **detail})
+
+    def skip(self, reason: str, **detail: Any) -> None:
+        self.skipped_by_reason[reason] = self.skipped_by_reason.get(reason, 0) + 1
+        self.add("skipped", **detail, reason=reason)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -279,6 +290,13 @@ class ExecutionRedrive:
         summary = RedriveSummary(name="executions")
         for execution in self.failed():
             detail = {"execution_arn": execution["executionArn"], "status": execution["status"]}
+            if execution["status"] == "ABORTED":
+                # ListExecutions does not say why: a stop on purpose carries leadflow's marker
+                described = self._sfn.describe_execution(executionArn=execution["executionArn"])
+                reason = stopped_on_purpose(described)
+                if reason is not None:
+                    summary.skip(reason, **detail)
+                    continue
             if dry_run:
                 summary.add("pending", **detail)
                 continue
@@ -361,6 +379,15 @@ def redrive(
 
 
 def totals(summaries: Iterable[RedriveSummary]) -> dict[str, int]:
-    keys = ("redriven", "still_failing", "expired", "pending", "records")
+    keys = ("redriven", "still_failing", "expired", "pending", "records", "skipped")
     listed = list(summaries)
     return {k: sum(int(getattr(s, k)) for s in listed) for k in keys}
+
+
+def skipped_by_reason(summaries: Iterable[RedriveSummary]) -> dict[str, int]:
+    """Executions left stopped on purpose, per reason (``erasure``, ``exit``, ...)."""
+    by_reason: dict[str, int] = {}
+    for summary in summaries:
+        for reason, count in summary.skipped_by_reason.items():
+            by_reason[reason] = by_reason.get(reason, 0) + count
+    return dict(sorted(by_reason.items()))

@@ -1,0 +1,97 @@
+"""Contact data normalization: the one place that decides what an email address, a phone number
+and a country code are. Forms, ``POST /events``, the admin API, imports and provider feedback all
+call these functions, so one person is one contact however and wherever the data was typed.
+
+The rules come from the libraries made for them, not from hand-written patterns:
+- email: ``email-validator`` (RFC 5321/5322 syntax, IDNA 2008 with UTS-46 mapping, special-use
+  domains such as ``.test`` refused, no DNS lookups). The stored form is lower-case with the domain
+  in ASCII (punycode): ``max@faß.de`` is ``max@xn--fa-hia.de`` (IDNA 2003 turned it into
+  ``fass.de``, another domain). Local parts stay ASCII: SES does not send to SMTPUTF8 mailboxes.
+- phone: ``phonenumbers`` (Google's libphonenumber metadata; ``phonenumberslite`` in the Lambda layer,
+  the same API without geocoding data). National formats are read with a default region (the
+  contact's or the form's country): ``030 1234567`` in ``DE`` is ``+49301234567``; the German
+  ``+49 (0)30 1234567`` drops its trunk prefix; numbers that no country assigns (``+999…``) are refused.
+- country: ISO 3166-1 alpha-2, the officially assigned codes (checked against ``pycountry`` in tests).
+
+Every function raises ``ValueError`` with a reason a person understands and never echoes the value
+(error messages end up in logs and API answers; the value is personal data).
+"""
+
+from __future__ import annotations
+
+COUNTRY_CODES = frozenset(
+    """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
+    BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE
+    EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM
+    HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC
+    LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA
+    NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW
+    SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO
+    TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
+    """.split()  # noqa: SIM905 - one readable block, not 249 lines
+)
+"""The 249 officially assigned ISO 3166-1 alpha-2 codes (no reserved ones such as UK or EU)."""
+
+MAX_EMAIL_LENGTH = 254
+
+
+def normalize_email(raw: str) -> str:
+    """Trim, validate and normalize an address: lower case, domain in ASCII (IDNA 2008/UTS-46)."""
+    from email_validator import EmailNotValidError, validate_email
+
+    value = raw.strip()
+    if not value or len(value) > MAX_EMAIL_LENGTH:
+        raise ValueError(f"must be an email address of at most {MAX_EMAIL_LENGTH} characters")
+    if any(ch in value for ch in "\r\n\t"):
+        raise ValueError("is not a valid email address")
+    try:
+        checked = validate_email(
+            value,
+            check_deliverability=False,
+            allow_smtputf8=False,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+        )
+    except EmailNotValidError as exc:
+        after_at = "@" in value and not str(exc).startswith(("The email address", "An email address"))
+        raise ValueError("has an invalid domain" if after_at else "is not a valid email address") from exc
+    address = checked.ascii_email or checked.normalized
+    local, domain = address.rsplit("@", 1)
+    return f"{local.lower()}@{domain.lower()}"
+
+
+def normalize_phone(raw: str, default_region: str | None = None) -> str:
+    """An E.164 number (``+4930…``) from what a person types.
+
+    ``default_region`` (ISO 3166-1 alpha-2) reads national formats (``030 1234567``); without it a
+    number must be international (``+49…`` or ``0049…``)."""
+    import phonenumbers
+
+    value = raw.strip()
+    region = default_region.upper() if default_region else None
+    if region is None and value.startswith("00"):
+        value = "+" + value[2:]
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException as exc:
+        if region is None and not value.startswith("+"):
+            raise ValueError(
+                "must be a phone number in international format, e.g. +14155550123 "
+                "(or give the contact's country)"
+            ) from exc
+        raise ValueError("is not a valid phone number") from exc
+    if phonenumbers.region_code_for_country_code(number.country_code or 0) == "ZZ":
+        raise ValueError("has a country calling code no country uses")
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("is not a valid phone number for its country")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_country(raw: str) -> str:
+    """An assigned ISO 3166-1 alpha-2 code, upper case."""
+    code = raw.strip().upper()
+    if code not in COUNTRY_CODES:
+        raise ValueError("must be an ISO 3166-1 alpha-2 country code like DE or US")
+    return code
