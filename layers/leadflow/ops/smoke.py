@@ -266,6 +266,11 @@ class SmokeRun:
             for kind in ("success", "bounce", "complaint"):
                 body = {"email": self.address(kind), "first_name": "Smoke", "consent": True}
                 status, answer = self.target.call("POST", f"/forms/{FORM}", body)
+                if status == 429:
+                    raise SmokeFailure(
+                        f"POST /forms/{FORM} answered 429: this network spent the form's sign-up budget "
+                        "(per_source_per_hour; each run signs up 3 addresses): run again later or from elsewhere"
+                    )
                 if status != 201 or not isinstance(answer, dict) or not answer.get("contact_id"):
                     raise SmokeFailure(f"POST /forms/{FORM} for {kind}@ answered {status}: {answer}")
                 self.contacts[kind] = str(answer["contact_id"])
