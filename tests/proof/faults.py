@@ -171,7 +171,10 @@ class Injector:
     def hook(self, service: str) -> Callable[..., None]:
         def before_call(model: Any, params: Any = None, **_: Any) -> None:
             function = CURRENT.get()
-            if not self.enabled or not function:
+            if not function:
+                return
+            if not self.enabled:  # no fault now, but the ids the call names are learned all the same
+                self.identity.of(*_call_parts(service, model.name, params or {}))
                 return
             for operation, code in FAULTS[service]:
                 if operation not in ("*", model.name):
@@ -571,11 +574,24 @@ def verify(
     # scores: exactly the points of the contact's stored events, each once (leads.yaml rules)
     lead_model = load_lead_model(system.content_dir / "leads.yaml")
     wrong_score = wrong_consent = 0
+    wrong_scores: list[dict[str, Any]] = []
     for i, contact_id in ids.items():
         profile = contacts[contact_id]
         expected = display_score(replay(by_contact[contact_id], lead_model).value)
         if int(profile.get("score", 0)) != expected:
             wrong_score += 1
+            wrong_scores.append(
+                {
+                    "contact": emails[i],
+                    "stored": int(profile.get("score", 0)),
+                    "expected": expected,
+                    "events": sorted(
+                        (str(e.get("occurred_at")), str(e.get("type")))
+                        for e in by_contact[contact_id]
+                        if e.get("source") != "leads"
+                    ),
+                }
+            )
         want = "revoked" if i in plan.unsubscribes else "granted"
         if profile.get("consent_email") != want:
             wrong_consent += 1
@@ -639,6 +655,7 @@ def verify(
     return {
         "contacts_stored": sum(1 for c in contacts.values() if c.get("email") in emails),
         "wrong_score": wrong_score,
+        "wrong_scores": wrong_scores,
         "wrong_consent": wrong_consent,
         "events_accepted": sum(accepted.values()) + pixel_requests - pixel_write_failures,
         "events_stored": sum(stored[k] for k in (*accepted, "email_opened")),
