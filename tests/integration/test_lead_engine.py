@@ -361,6 +361,36 @@ def test_events_at_the_same_moment_add_up_once_whatever_arrives_late(system: Loc
     assert profile(system, contact)["score"] == display_score(expected.value) == 80
 
 
+def test_events_of_one_moment_count_in_event_id_order_whatever_order_they_arrive(
+    system: LocalSystem,
+) -> None:
+    """The local clock stands still between advances (and AWS clocks tick in milliseconds): events
+    of one moment count in event id order, as ``scoring.replay`` orders them, however the stream
+    brings them — here the floor at 0 makes that order matter."""
+    contact = sign_up(system, "one-moment@example.com")  # +10
+    system.settle()
+    moment = iso(system.clock.now_datetime() + timedelta(hours=1))
+    store = EventStore(system.client("dynamodb"), "leadflow-local-events", 30)
+    engine = system.modules["score"].service
+    events = []
+    for kind in ("unsubscribed", "webinar_attended"):  # -20 then +40 in id order: 10 -> 0 -> 40
+        event = Event(
+            event_id=ids.new_event_id(), type=kind, occurred_at=moment, contact_id=contact, source="api"
+        )
+        store.record(event)
+        events.append(event)
+    assert events[0].event_id < events[1].event_id
+    assert engine.handle(events[1]) == "applied"  # the webinar first: 50
+    assert engine.handle(events[0]) == "applied"  # then the unsubscribe, older by id: replayed, 40
+    system.settle()
+    model = load_lead_model(system.content_dir / "leads.yaml")
+    assert (
+        profile(system, contact)["score"]
+        == display_score(replay(all_events(system, contact), model).value)
+        == 40
+    )
+
+
 def all_events(system: LocalSystem, contact_id: str) -> list[dict[str, Any]]:
     items = system.client("dynamodb").query(
         TableName="leadflow-local-events",

@@ -39,7 +39,7 @@ Events the engine writes itself (``source: leads``) are ignored.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -204,6 +204,7 @@ class Step:
     type: str
     properties: Mapping[str, Any]
     at: datetime
+    event_id: str = ""
 
 
 @dataclass
@@ -282,7 +283,7 @@ class LeadEngine:
                 if resolved is None:
                     return self._count("unknown_contact")
                 contact_id, profile = resolved
-            steps = [Step(event.type, event.properties, at)]
+            steps = [Step(event.type, event.properties, at, event.event_id)]
             if self._out_of_order(ScoreState.of(profile), steps) and self._marks.exists(
                 MARK_KIND, event.event_id
             ):
@@ -401,7 +402,10 @@ class LeadEngine:
             plan = self._plan(
                 contact_id,
                 profile,
-                [Step(str(item.get("type")), item.get("properties") or {}, at) for at, _, item in todo],
+                [
+                    Step(str(item.get("type")), item.get("properties") or {}, at, event_id)
+                    for at, event_id, item in todo
+                ],
                 self._now(),
                 event_id=_keyed(event.event_id, "fold", todo[0][1]),
                 overrides=overrides,
@@ -428,7 +432,8 @@ class LeadEngine:
         adds in any order: the floor and the caps see the same time)."""
         if state.at is None:
             return False
-        return any(step.at < state.at and self._scores(step) for step in steps)
+        last = (state.at, state.event_id or "")
+        return any((step.at, step.event_id) < last and self._scores(step) for step in steps)
 
     def _scores(self, step: Step) -> bool:
         if step.type == "points_awarded":
@@ -519,6 +524,7 @@ class LeadEngine:
         else:
             steps_to_score = steps
         for step in steps_to_score:
+            prior = state
             if step.type == "points_awarded":
                 awarded = step.properties.get("points")
                 if isinstance(awarded, int | float) and not isinstance(awarded, bool) and awarded:
@@ -529,6 +535,8 @@ class LeadEngine:
                 state, granted, by = score_event(state, step.type, step.properties, step.at, model)
                 points += granted
                 rules += by
+            if state != prior and step.event_id:
+                state = replace(state, event_id=step.event_id)  # same-moment events: id order
         for step in steps:
             activity = count_event(activity, tracked, step.type, step.properties, step.at)
         activity = trim_activity(activity, tracked, now)

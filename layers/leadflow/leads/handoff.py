@@ -33,7 +33,17 @@ HISTORY_LIMIT = 1000
 MAX_DOCUMENT_BYTES = 240_000
 """SNS messages and EventBridge entries are limited to 256 KB (with envelope and attributes)."""
 INTERNAL_FIELDS = frozenset(
-    {"pk", "sk", "rule_points", "activity", "lead_version", "score_value", "score_at", "expires_at"}
+    {
+        "pk",
+        "sk",
+        "rule_points",
+        "activity",
+        "lead_version",
+        "score_value",
+        "score_at",
+        "score_event_id",
+        "expires_at",
+    }
 )
 """Profile attributes that are the lead engine's bookkeeping, not the contact's data."""
 EVENT_FIELDS = (

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -102,6 +102,8 @@ class ScoreState:
     value: float = 0.0
     at: datetime | None = None
     rule_points: dict[str, dict[str, Any]] = field(default_factory=dict)
+    event_id: str | None = None
+    """The last scoring event at ``at``: events of the same moment count in event id order."""
 
     @classmethod
     def of(cls, profile: Mapping[str, Any]) -> ScoreState:
@@ -114,7 +116,13 @@ class ScoreState:
             for k, v in raw.items()
             if isinstance(v, Mapping)
         }
-        return cls(value=max(value, 0.0), at=parse_iso(profile.get("score_at")), rule_points=rule_points)
+        event_id = profile.get("score_event_id")
+        return cls(
+            value=max(value, 0.0),
+            at=parse_iso(profile.get("score_at")),
+            rule_points=rule_points,
+            event_id=str(event_id) if event_id else None,
+        )
 
     def fields(self) -> dict[str, Any]:
         """The profile attributes of this state."""
@@ -122,6 +130,7 @@ class ScoreState:
             "score": display_score(self.value),
             "score_value": round(self.value, 6),
             "score_at": iso(self.at) if self.at else None,
+            "score_event_id": self.event_id,
             "rule_points": {
                 k: {key: val for key, val in v.items() if val is not None}
                 for k, v in self.rule_points.items()
@@ -343,16 +352,20 @@ def combine(
 
 def replay(events: Iterable[Mapping[str, Any]], model: LeadModel) -> ScoreState:
     """The behaviour score of a contact's stored events (items with type, properties and
-    occurred_at), oldest first — what the lead engine computes event by event (checks, proofs)."""
-    timed = [(parse_iso(e.get("occurred_at")), e) for e in events]
+    occurred_at), oldest first, events of the same moment in event id order — what the lead
+    engine computes event by event (checks, proofs)."""
+    timed = [(parse_iso(e.get("occurred_at")), str(e.get("event_id") or ""), e) for e in events]
     state = ScoreState()
-    for at, event in sorted(((t, e) for t, e in timed if t is not None), key=lambda p: p[0]):
+    for at, event_id, event in sorted(((t, i, e) for t, i, e in timed if t is not None), key=lambda p: p[:2]):
         assert at is not None
         properties = event.get("properties") or {}
+        before = state
         if event.get("type") == "points_awarded":
             points = _number(properties.get("points"))
             if points:
                 state = add_points(state, points, at, model)
         elif event.get("source") != "leads":
             state, _granted, _rules = score_event(state, str(event.get("type")), properties, at, model)
+        if state != before:
+            state = replace(state, event_id=event_id)
     return state
