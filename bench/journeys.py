@@ -74,11 +74,11 @@ class _Meter:
             meter._charge(scope, params, Usage(write_units=writes, read_units=reads))
             return response
 
-        BaseClient._make_api_call = counted  # type: ignore[method-assign]
+        BaseClient._make_api_call = counted
         try:
             yield
         finally:
-            BaseClient._make_api_call = original  # type: ignore[method-assign]
+            BaseClient._make_api_call = original
 
     def _charge(self, scope: tuple[str, str | None], params: Any, usage: Usage) -> None:
         kind, journey = scope
