@@ -144,7 +144,7 @@ def test_figures_count_what_happened(site: Site) -> None:
     assert isinstance(empty, dict)
     assert empty["contacts"] == 0
     assert empty["events"] == {"total": 0, "by_type": {}}
-    journeys = {"welcome", "double-opt-in", "trial-nurture", "mql-handoff", "win-back"}
+    journeys = {"welcome", "double-opt-in", "trial-nurture", "mql-handoff", "win-back", "webinar"}
     assert empty["executions"] == {j: {} for j in journeys}
     assert empty["messages"] == {"total": 0, "by_status": {}, "by_reason": {}}
 
