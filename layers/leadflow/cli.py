@@ -64,6 +64,28 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from leadflow.local.simulate import SimulationError, compare, read_contacts, read_events, render, simulate
+
+    try:
+        events = read_events(Path(args.events))
+        contacts = read_contacts(Path(args.contacts)) if args.contacts else None
+        result = simulate(Path(args.file), events, contacts)
+        old = simulate(Path(args.compare), events, contacts) if args.compare else None
+    except SimulationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if old is None:
+        print("\n".join(render(result)))
+        document: dict[str, Any] = result.summary()
+    else:
+        lines, document = compare(old, result)
+        print("\n".join([*render(old), "", *render(result), "", *lines]))
+    if args.json:
+        print(json.dumps(document, sort_keys=False))
+    return 0
+
+
 def _since(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -250,6 +272,24 @@ def parser() -> argparse.ArgumentParser:
     graph.add_argument("file", metavar="FILE")
     graph.add_argument("-o", "--output", metavar="OUT.svg", help="write here (default: standard output)")
     graph.set_defaults(run=_graph)
+    simulate = commands.add_parser(
+        "simulate",
+        help="replay a history of events through a journey on the local runtime (nothing leaves the machine)",
+        description='Each line of EVENTS.jsonl is a POST /events body plus "at" (ISO 8601): virtual time '
+        "moves to it and the event arrives as the real system would receive it; then the clock runs "
+        "until the journey is done. Prints entries, paths, sends, skips, exits, send times and the "
+        "orchestration cost per contact (the model of make bench). See journeys/README.md.",
+    )
+    simulate.add_argument("file", metavar="JOURNEY.yaml")
+    simulate.add_argument("--events", required=True, metavar="EVENTS.jsonl", help="the history to replay")
+    simulate.add_argument(
+        "--contacts",
+        metavar="CONTACTS.jsonl",
+        help="contacts to import first (the admin import's JSON Lines rows)",
+    )
+    simulate.add_argument("--compare", metavar="OLD.yaml", help="replay through this version too and compare")
+    simulate.add_argument("--json", action="store_true", help="also print the result as the final JSON line")
+    simulate.set_defaults(run=_simulate)
 
     ops = groups.add_parser("ops", help="operate a deployed stage")
     ops_commands = ops.add_subparsers(dest="command", required=True)
