@@ -411,6 +411,7 @@ def _quiet() -> Iterator[None]:
 @dataclass
 class ContactOutcome:
     email: str
+    contact_id: str = ""
     entries: int = 0
     paths: list[tuple[str, str]] = field(default_factory=list)
     emails: list[str] = field(default_factory=list)
@@ -642,7 +643,7 @@ def _collect(
 
     def outcome(contact_id: str) -> ContactOutcome:
         email = emails_of.get(contact_id, contact_id)
-        return contacts.setdefault(email, ContactOutcome(email=email))
+        return contacts.setdefault(email, ContactOutcome(email=email, contact_id=contact_id))
 
     not_entered: Counter[str] = Counter()
     for metric, reason in NOT_ENTERED_METRICS.items():

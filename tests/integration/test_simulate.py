@@ -1,0 +1,289 @@
+"""``leadflow journeys simulate`` over the shipped journeys: a generated, realistic history per
+journey (trial users at odd times, some of whom use the awaited feature a day later, some buy,
+some unsubscribe through their email's link, one is our own employee, one starts a second trial),
+and the exact entries, paths and emails that history implies, worked out here from the history
+itself: who does what when, and the contact's stable bucket for splits and holdouts (the
+``bucket`` the runtime draws with, computed apart from the simulator).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadflow.cli import main
+from leadflow.journeys.compiler import bucket
+from leadflow.local.simulate import SimulationError, read_events, simulate
+from leadflow.local.system import ROOT
+
+JOURNEYS = ROOT / "journeys"
+MONDAY = datetime(2026, 1, 5, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class History:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    contacts: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, at: datetime, kind: str, email: str, **properties: Any) -> None:
+        self.events.append({"type": kind, "email": email, "properties": properties, "at": iso(at)})
+
+    def write(self, folder: Path) -> tuple[Path, Path]:
+        events = folder / "events.jsonl"
+        # the file is not in time order: the simulator orders by "at"
+        events.write_text("\n".join(json.dumps(e) for e in reversed(self.events)) + "\n")
+        contacts = folder / "contacts.jsonl"
+        contacts.write_text("\n".join(json.dumps(c) for c in self.contacts) + "\n")
+        return events, contacts
+
+
+# --- trial-nurture ---------------------------------------------------------------------------------
+
+TRIAL_STARTS = [  # odd times, Monday to Thursday (UTC): inside and outside Berlin's quiet hours
+    MONDAY + timedelta(hours=6, minutes=13, seconds=7.123),
+    MONDAY + timedelta(hours=9, minutes=59, seconds=59.999),
+    MONDAY + timedelta(hours=17, minutes=59, seconds=59.999),
+    MONDAY + timedelta(days=1, hours=0, minutes=0, seconds=0.001),
+    MONDAY + timedelta(days=1, hours=11, minutes=41),
+    MONDAY + timedelta(days=1, hours=20, minutes=30, seconds=30),
+    MONDAY + timedelta(days=2, hours=7, minutes=7, seconds=7.7),
+    MONDAY + timedelta(days=2, hours=13, minutes=2),
+    MONDAY + timedelta(days=3, hours=5, minutes=55, seconds=55.5),
+    MONDAY + timedelta(days=3, hours=16, minutes=16, seconds=16.16),
+]
+EMPLOYEE = {0}
+USES_REPORTS = {1, 2, 3, 4}  # a day and six hours after starting: the wait_for's event path
+USES_DASHBOARDS = {5}  # uses the product, but not the awaited feature
+PURCHASES = {2: 3 * DAY, 7: 2 * DAY}  # 2 after the reports (in the 4-day wait), 7 while waiting
+UNSUBSCRIBES = {8: 26 * HOUR}  # through the unsubscribe link of the welcome email
+PRICING = {3: 4 * DAY, 6: 5 * DAY}  # hot leads at the branch
+OPENS_WELCOME = {1, 9}
+SECOND_TRIAL = {4: 2 * DAY}  # still in the journey: not entered again
+
+
+def trial_history() -> History:
+    history = History()
+    for n, start in enumerate(TRIAL_STARTS):
+        email = f"trial-{n}@example.com"
+        history.contacts.append(
+            {
+                "email": email,
+                "first_name": f"Trial{n}",
+                "consent_email": "granted",
+                "consent_source": "trial sign-up form",
+                "timezone": "Europe/Berlin",
+                "tags": ["employee"] if n in EMPLOYEE else [],
+            }
+        )
+        history.add(start, "trial_started", email, plan="trial")
+        history.add(start + 2 * HOUR, "page_visit_noise", email, path="/docs")
+        if n in USES_REPORTS:
+            history.add(start + 30 * HOUR, "product_used", email, feature="reports")
+        if n in USES_DASHBOARDS:
+            history.add(start + 30 * HOUR, "product_used", email, feature="dashboards")
+        if n in OPENS_WELCOME:
+            history.add(start + 20 * HOUR, "email_opened", email, template="trial-welcome")
+        if n in PURCHASES:
+            history.add(start + PURCHASES[n], "purchase", email, plan="pro")
+        if n in UNSUBSCRIBES:
+            history.add(start + UNSUBSCRIBES[n], "unsubscribed", email)
+        if n in PRICING:
+            history.add(start + PRICING[n], "pricing_viewed", email)
+        if n in SECOND_TRIAL:
+            history.add(start + SECOND_TRIAL[n], "trial_started", email, plan="trial")
+    return history
+
+
+def test_trial_nurture_replays_to_exactly_what_the_history_implies(tmp_path: Path) -> None:
+    events, contacts = trial_history().write(tmp_path)
+    result = simulate(JOURNEYS / "trial-nurture.yaml", read_events(events), contacts.read_text())
+
+    entered = [n for n in range(len(TRIAL_STARTS)) if n not in EMPLOYEE]
+    assert result.entered == len(entered)
+    assert result.not_entered == {"entry condition": 1, "re-entry rule (already in the journey)": 1}
+
+    ids = {n: result.contacts[f"trial-{n}@example.com"].contact_id for n in entered}
+    exited_waiting = {n for n in entered if n in UNSUBSCRIBES or (n in PURCHASES and n not in USES_REPORTS)}
+    timed_out = [n for n in entered if n not in USES_REPORTS and n not in exited_waiting]
+    split = {
+        n: "reports tips"
+        if bucket("split", "trial-nurture", "random_split_1", ids[n]) < 0.5
+        else "snippet tips"
+        for n in timed_out
+    }
+    at_branch = [n for n in entered if n not in exited_waiting and n not in PURCHASES]
+    branch = {n: "hot" if n in PRICING else "engaged" if n in OPENS_WELCOME else "default" for n in at_branch}
+    held = {n: bucket("holdout", "trial-nurture", "holdout_1", ids[n]) < 0.1 for n in at_branch}
+
+    assert result.paths["first_report"]["counts"] == {
+        "event": len(USES_REPORTS),
+        "timeout": len(timed_out),
+    }
+    assert result.paths["random_split_1"]["counts"] == {
+        "reports tips": sum(1 for p in split.values() if p == "reports tips"),
+        "snippet tips": sum(1 for p in split.values() if p == "snippet tips"),
+    }
+    assert result.paths["branch_1"]["counts"] == {
+        "hot": sum(1 for p in branch.values() if p == "hot"),
+        "engaged": sum(1 for p in branch.values() if p == "engaged"),
+        "default": sum(1 for p in branch.values() if p == "default"),
+    }
+    assert result.paths["holdout_1"]["counts"] == {
+        "held out": sum(held.values()),
+        "continued": len(held) - sum(held.values()),
+    }
+    expected_emails = Counter({"trial-welcome": len(entered)})
+    expected_emails.update("trial-tips-a" if p == "reports tips" else "trial-tips-b" for p in split.values())
+    expected_emails.update("trial-last-call" for p in branch.values() if p == "default")
+    expected_emails.update("trial-offer" for n in at_branch if not held[n])
+    assert result.emails == dict(sorted(expected_emails.items()))
+    assert result.sms == {}
+    assert result.exited == {"converted: purchase": len(PURCHASES), "unsubscribed": len(UNSUBSCRIBES)}
+
+    # per contact: the path each one took, in order, and what each one received
+    for n in entered:
+        outcome = result.contacts[f"trial-{n}@example.com"]
+        paths: list[tuple[str, str]] = []
+        if n in USES_REPORTS:
+            paths.append(("first_report", "event"))
+        elif n in split:
+            paths += [("first_report", "timeout"), ("random_split_1", split[n])]
+        if n in branch:
+            paths += [("branch_1", branch[n]), ("holdout_1", "held out" if held[n] else "continued")]
+        assert outcome.paths == paths, n
+        assert outcome.emails[0] == "trial-welcome"
+        assert ("trial-offer" in outcome.emails) == (n in branch and not held[n]), n
+    # sends happen in Berlin's send window (Mon-Fri 08:00-19:00): 07:00-17:59 UTC in January
+    for day, hours in result.timing.items():
+        assert day.split()[1] in {"Mon", "Tue", "Wed", "Thu", "Fri"}, day
+        assert all(7 <= int(hour) <= 17 for hour in hours), (day, hours)
+    assert sum(n for hours in result.timing.values() for n in hours.values()) == sum(expected_emails.values())
+    assert result.state_transitions_per_contact > 0
+    assert 0 < result.cost_usd_per_contact < 0.01
+    assert result.ignored == []
+
+
+# --- welcome ---------------------------------------------------------------------------------------
+
+
+def test_welcome_branches_on_opens_of_the_welcome_email(tmp_path: Path) -> None:
+    history = History()
+    opened = {1, 3}
+    clicked = {4}
+    for n in range(6):
+        email = f"reader-{n}@example.com"
+        at = MONDAY + timedelta(hours=3 + 5 * n, minutes=n * 7, seconds=n + 0.25)
+        history.events.append(
+            {
+                "type": "form_submitted",
+                "email": email,
+                "properties": {"form_id": "newsletter", "first_name": f"Reader{n}"},
+                "at": iso(at),
+            }
+        )
+        if n in opened:
+            history.add(at + 23 * HOUR + 59 * timedelta(minutes=1), "email_opened", email, template="welcome")
+        if n in clicked:
+            history.add(at + 47 * HOUR, "email_clicked", email, template="welcome")
+    # a form post for another form: not this journey's entry
+    history.events.append(
+        {
+            "type": "form_submitted",
+            "email": "paper@example.com",
+            "properties": {"form_id": "whitepaper"},
+            "at": iso(MONDAY + 2 * HOUR),
+        }
+    )
+    events, _ = history.write(tmp_path)
+    result = simulate(JOURNEYS / "welcome.yaml", read_events(events))
+    engaged = len(opened | clicked)
+    assert result.entered == 6
+    assert result.not_entered == {}
+    assert result.paths["branch_1"]["counts"] == {"then": engaged, "else": 6 - engaged}
+    assert result.emails == {
+        "welcome": 6,
+        "welcome-followup-engaged": engaged,
+        "welcome-followup-nudge": 6 - engaged,
+    }
+    for n in range(6):
+        outcome = result.contacts[f"reader-{n}@example.com"]
+        follow_up = "welcome-followup-engaged" if n in opened | clicked else "welcome-followup-nudge"
+        assert outcome.emails == ["welcome", follow_up]
+    assert result.exited == {}
+    assert result.skipped == {}
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def test_cli_compare_names_the_contacts_whose_path_changes(tmp_path: Path, capsys: Any) -> None:
+    history = History()
+    for n, hours in enumerate((30, 40)):  # uses reports after 30 h and after 40 h
+        email = f"cmp-{n}@example.com"
+        start = MONDAY + timedelta(hours=8, minutes=17 * n)
+        history.contacts.append(
+            {
+                "email": email,
+                "consent_email": "granted",
+                "consent_source": "form",
+                "timezone": "Europe/Berlin",
+            }
+        )
+        history.add(start, "trial_started", email)
+        history.add(start + hours * HOUR, "product_used", email, feature="reports")
+    events, contacts = history.write(tmp_path)
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        (JOURNEYS / "trial-nurture.yaml").read_text().replace("timeout: {days: 3}", "timeout: {days: 2}")
+    )
+    new = tmp_path / "new.yaml"
+    new.write_text(
+        (JOURNEYS / "trial-nurture.yaml").read_text().replace("timeout: {days: 3}", "timeout: {hours: 36}")
+    )
+    status = main(
+        [
+            "journeys",
+            "simulate",
+            str(new),
+            "--events",
+            str(events),
+            "--contacts",
+            str(contacts),
+            "--compare",
+            str(old),
+            "--json",
+        ]
+    )
+    assert status == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    document = json.loads(out[-1])
+    # the 40-hour user reaches the event path with a 2-day timeout only
+    assert document["old"]["paths"]["first_report"]["counts"] == {"event": 2, "timeout": 0}
+    assert document["new"]["paths"]["first_report"]["counts"] == {"event": 1, "timeout": 1}
+    assert list(document["changed"]) == ["cmp-1@example.com"]
+    assert "contacts whose path or messages change: 1" in out
+
+
+def test_a_history_line_that_cannot_be_replayed_is_named(tmp_path: Path, capsys: Any) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"type": "trial_started", "email": "a@example.com", "at": "2026-01-05T10:00:00Z"}\n'
+        '{"type": "stage_changed", "email": "a@example.com", "at": "2026-01-05T11:00:00Z"}\n'
+    )
+    with pytest.raises(SimulationError, match=r"events.jsonl:2: 'stage_changed' is recorded by leadflow"):
+        read_events(events)
+    events.write_text('{"type": "trial_started", "email": "a@example.com", "at": "2026-01-05T10:00:00"}\n')
+    assert main(["journeys", "simulate", str(JOURNEYS / "welcome.yaml"), "--events", str(events)]) == 1
+    assert "events.jsonl:1: 'at' needs a zone" in capsys.readouterr().err
