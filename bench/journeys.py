@@ -2,10 +2,11 @@
 
 A scripted behaviour mix over the SHIPPED journeys on the local runtime with virtual time: 24
 contacts sign up for the newsletter (welcome) and start a trial (trial-nurture); a third open the
-welcome email; half use the reports feature a day later (trial-nurture's ``wait_for``); some view
-pricing (hot leads: the MQL hand-off journey and its ``wait_for`` on sales feedback); some buy
-(an exit while waiting); 4 sign up through the double opt-in form, half of them confirm. Then 30
-virtual days pass.
+welcome email; half use the reports feature a day later (trial-nurture's ``wait_for``); 8 register
+for a webinar two days ahead and half of them attend (webinar's ``wait_for``); some view pricing
+(hot leads: the MQL hand-off journey and its ``wait_for`` on sales feedback); some buy (an exit
+while waiting); 4 sign up through the double opt-in form, half of them confirm. Then 30 virtual
+days pass (win-back is entered by hand by sales: not in the mix).
 
 Figures come from ``leadflow.journeys.cost``: transitions and Lambda calls from every execution's
 history, DynamoDB request units from the calls the journey step function makes (and the calls
@@ -202,23 +203,53 @@ def journey_costs() -> dict[str, Any]:
                 awaited[(email, "product_used")] = system.clock.now()
                 _event(system, email, "product_used", feature="reports")
         system.settle(timeout=120)
-        for day in range(2, 31):
-            system.advance(DAY)
-            if day == 4:
-                for n, email in enumerate(emails):
-                    if n % 4 == 1:
-                        _event(system, email, "pricing_viewed")
-                        _event(system, email, "pricing_viewed")
-            if day == 6:
-                for n, email in enumerate(emails):
-                    if n % 5 == 4:
-                        _event(system, email, "purchase", plan="pro")
+        # the webinar: 8 contacts register on Monday for Wednesday 17:00 in Berlin; 4 of them attend
+        webinar_start = datetime(2026, 1, 7, 16, 0, tzinfo=UTC)
+        for email in emails[:8]:
+            _event(
+                system,
+                email,
+                "webinar_registered",
+                webinar_id="w-2026-01",
+                webinar_title="Attribution in practice",
+                starts_at=webinar_start.isoformat(),
+                starts_at_text="Wednesday 7 January, 17:00 CET",
+                join_url="https://webinar.example.com/j/2026-01",
+                recording_url="https://webinar.example.com/r/2026-01",
+            )
+        system.settle(timeout=120)
+        plan: list[tuple[float, Callable[[], None]]] = [
+            (webinar_start.timestamp() + 300, lambda: _attend(system, emails[:8:2], awaited)),
+            (START + 4 * DAY, lambda: _each(system, emails, 4, 1, "pricing_viewed", times=2)),
+            (START + 6 * DAY, lambda: _each(system, emails, 5, 4, "purchase", plan="pro")),
+        ]
+        for at, action in sorted(plan, key=lambda p: p[0]):
+            system.advance(at - system.clock.now())
+            action()
             system.settle(timeout=120)
+        end = START + 30 * DAY
+        while system.clock.now() < end:
+            system.advance(min(DAY, end - system.clock.now()))
         usage = _usage_by_journey(system, meter)
         reaction = _reaction_seconds(system, meter, awaited)
         contacts_of = _contacts_by_journey(system)
     total = sum(usage.values(), Usage())
     return {"journeys": usage, "contacts": contacts_of, "total": total, "wait_for_reaction_seconds": reaction}
+
+
+def _each(
+    system: LocalSystem, emails: list[str], every: int, rest: int, kind: str, times: int = 1, **props: Any
+) -> None:
+    for n, email in enumerate(emails):
+        if n % every == rest:
+            for _ in range(times):
+                _event(system, email, kind, **props)
+
+
+def _attend(system: LocalSystem, emails: list[str], awaited: dict[tuple[str, str], float]) -> None:
+    for email in emails:
+        awaited[(email, "webinar_attended")] = system.clock.now()
+        _event(system, email, "webinar_attended", webinar_id="w-2026-01")
 
 
 def _confirm(system: LocalSystem, email: str) -> None:

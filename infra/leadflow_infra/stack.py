@@ -19,7 +19,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from leadflow.journeys import JourneyError, load_journeys
-from leadflow.journeys.checks import missing_templates
+from leadflow.journeys.checks import check_content
 from leadflow.tables import ALL_TABLES, CONTACTS, EVENTS, IDEMPOTENCY, MESSAGES, REPORTS
 
 from .config import StageConfig
@@ -183,11 +183,10 @@ class LeadflowStack(Stack):
             automatically_after=Duration.days(config.signing_key_rotation_days),
         )
 
+        problems = check_content(ROOT)  # the journeys, their templates and template variables
+        if problems:
+            raise JourneyError("; ".join(problems))
         journey_files = load_journeys(ROOT / "journeys")
-        for journey in journey_files:
-            problems = missing_templates(journey, ROOT / "templates")
-            if problems:
-                raise JourneyError(f"journeys/{journey.id}: " + "; ".join(problems))
         journeys = JourneyStateMachines(
             self,
             "Journeys",

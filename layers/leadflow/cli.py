@@ -16,17 +16,29 @@ from typing import Any
 from leadflow.journeys import JourneyError, compile_journey, load_journey
 
 
+def _content_root(path: Path) -> Path:
+    """Where ``templates/`` and ``leads.yaml`` are for a journey file: the folder above its
+    ``journeys/`` folder when that has ``templates/``, else the working directory."""
+    above = path.resolve().parent.parent
+    return above if (above / "templates").is_dir() else Path.cwd()
+
+
 def _validate(args: argparse.Namespace) -> int:
-    status = 0
-    for path in args.files:
-        try:
-            journey = load_journey(Path(path))
-        except JourneyError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            status = 1
-        else:
-            print(f"ok: {path} (journey '{journey.id}')")
-    return status
+    """Every problem of the files (the language, the templates the sends use and the variables
+    those use, each naming file, step and problem); ``ok`` for each file without one."""
+    from leadflow.journeys.checks import check_files
+
+    paths = [Path(p) for p in args.files]
+    root = _content_root(paths[0]) if paths else Path.cwd()
+    templates = Path(args.templates) if args.templates else root / "templates"
+    leads = Path(args.leads) if args.leads else root / "leads.yaml"
+    problems = check_files(paths, templates, leads)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    for path in paths:
+        if not any(p.startswith(f"{path}:") for p in problems):
+            print(f"ok: {path} (journey '{load_journey(path).id}')")
+    return 1 if problems else 0
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -264,6 +276,8 @@ def parser() -> argparse.ArgumentParser:
     commands = journeys.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check journey files, print every problem")
     validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument("--templates", help="templates folder (default: templates/ beside journeys/)")
+    validate.add_argument("--leads", help="leads.yaml with the custom attributes (default: beside journeys/)")
     validate.set_defaults(run=_validate)
     compile_ = commands.add_parser("compile", help="print the Step Functions definition (ASL) of a journey")
     compile_.add_argument("file", metavar="FILE")

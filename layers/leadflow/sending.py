@@ -6,7 +6,9 @@ Order of work for a step (execution, step) → message id:
    and returns ``duplicate``: a message is never sent twice. Only a throttled attempt is re-claimable.
 2. do-not-contact, suppression and consent are checked now, at send time; a skipped send is
    recorded on the message item with its reason (a contact merged into another one: ``merged``).
-3. render; a marketing email gets signed click links, the open pixel and one-click unsubscribe
+3. render with the full template context (``messaging.context``: the stored profile, the score
+   now, the entry event ``SendRequest.entry_event_id`` names) and the step's own subject/preheader;
+   a marketing email gets signed click links, the open pixel and one-click unsubscribe
    headers (transactional and confirmation emails none of them); a marketing SMS ends with the
    opt-out hint; the SMS encoding and segment count are measured (more than 10 is a template error).
 4. send through SES with the configuration set and the ``leadflow_message_id`` tag (feedback links
@@ -29,6 +31,8 @@ from botocore.exceptions import ClientError
 
 from leadflow import ids
 from leadflow.errors import SendThrottled
+from leadflow.leads.model import LeadModel
+from leadflow.leads.scoring import current_score, display_score
 from leadflow.messaging import (
     EmailRenderer,
     InvalidRecipient,
@@ -41,6 +45,7 @@ from leadflow.messaging import (
 from leadflow.models import Contact, Event, SendRequest, SendResult, is_e164, iso, utc_now
 from leadflow.observability import count_by, logger, metrics, pii_hash
 from leadflow.store import ContactStore, EventStore, MessageStore, Transaction
+from leadflow.tables import keys
 from leadflow.tokens import TokenSigner
 
 RETRYABLE = "retryable"
@@ -69,6 +74,13 @@ def _is_throttled(exc: ClientError) -> bool:
     return err.get("Code") in THROTTLING_CODES or any(
         m in str(err.get("Message", "")) for m in THROTTLING_MESSAGES
     )
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    contact: Contact
+    profile: dict[str, Any]
+    """The stored profile item: the template context is made from it."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +144,10 @@ class SendService:
         sms_sender_id: str = "",
         sms_origination_number: str = "",
         sms_type: str = "Promotional",
+        lead_model: LeadModel | None = None,
     ) -> None:
+        """``lead_model``: its score decay gives a template's ``contact.score``."""
+        self._lead_model = lead_model or LeadModel()
         self._contacts = contacts
         self._messages = messages
         self._events = events
@@ -217,15 +232,45 @@ class SendService:
         )
         return SendResult(message_id=message_id, status="sent")
 
+    # --- the recipient and the template context ----------------------------------------------------
+
+    def _recipient(self, request: SendRequest, message_id: str) -> SendResult | _Recipient:
+        """The contact (one read of its profile), or the skip when there is none to send to."""
+        profile = self._contacts.profile(request.contact_id)
+        if profile is None:
+            return self._skip(request, message_id, "contact_not_found")
+        contact = Contact.model_validate(profile)
+        if contact.merged_into:  # a tombstone: the survivor gets its own messages
+            return self._skip(request, message_id, "merged")
+        return _Recipient(contact=contact, profile=profile)
+
+    def _context(
+        self,
+        request: SendRequest,
+        recipient: _Recipient,
+        unsubscribe_url: str,
+        confirm_url: str | None = None,
+    ) -> dict[str, Any]:
+        """The template context; the entry event is read only when the request names one (an
+        erased or expired event leaves ``entry.properties`` empty: its values render as missing)."""
+        entry = (
+            self._events.get(keys.contact(request.contact_id), request.entry_event_id)
+            if request.entry_event_id
+            else None
+        )
+        score = display_score(current_score(recipient.profile, utc_now(), self._lead_model))
+        return template_context(
+            recipient.profile, unsubscribe_url, confirm_url=confirm_url, score=score, entry=entry
+        )
+
     # --- email -----------------------------------------------------------------------------------
 
     def _deliver_email(self, message_id: str, request: SendRequest) -> SendResult | _Delivered:
         """Check the contact, compose and hand the email to SES. A SendResult means it was skipped."""
-        contact = self._contacts.get(request.contact_id)
-        if contact is None:
-            return self._skip(request, message_id, "contact_not_found")
-        if contact.merged_into:  # a tombstone: the survivor gets its own messages
-            return self._skip(request, message_id, "merged")
+        found = self._recipient(request, message_id)
+        if isinstance(found, SendResult):
+            return found
+        contact = found.contact
         suppression = None if contact.do_not_contact else self._contacts.suppression(contact.email)
         reason = email_skip_reason(contact, request.purpose, suppression)
         if reason is not None:
@@ -236,8 +281,10 @@ class SendService:
         try:
             rendered = self._renderer.render(
                 request.template,
-                template_context(contact.model_dump(), links.unsubscribe_url, confirm_url=confirm_url),
+                self._context(request, found, links.unsubscribe_url, confirm_url=confirm_url),
                 locale=contact.locale,
+                subject=request.subject,
+                preheader=request.preheader,
             )
             email = compose_email(
                 rendered=rendered,
@@ -281,11 +328,10 @@ class SendService:
 
     def _deliver_sms(self, message_id: str, request: SendRequest) -> SendResult | _Delivered:
         """Check the contact, render and measure the text and publish it through SNS."""
-        contact = self._contacts.get(request.contact_id)
-        if contact is None:
-            return self._skip(request, message_id, "contact_not_found")
-        if contact.merged_into:  # a tombstone: the survivor gets its own messages
-            return self._skip(request, message_id, "merged")
+        found = self._recipient(request, message_id)
+        if isinstance(found, SendResult):
+            return found
+        contact = found.contact
         reason = sms_skip_reason(contact, request.purpose)
         if reason is not None:
             return self._skip(request, message_id, reason)
@@ -298,7 +344,7 @@ class SendService:
         try:
             text = self._renderer.render_sms(
                 request.template,
-                template_context(contact.model_dump(), links.unsubscribe_url),
+                self._context(request, found, links.unsubscribe_url),
                 locale=contact.locale,
             )
             sms = compose_sms(text, marketing=marketing)

@@ -240,6 +240,13 @@ class ContactStore:
         )
         return Contact.model_validate(deserialize(resp["Item"])) if "Item" in resp else None
 
+    def profile(self, contact_id: str) -> dict[str, Any] | None:
+        """The stored profile item, every field (a template's context is made from it)."""
+        resp = self._client.get_item(
+            TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
+        )
+        return deserialize(resp["Item"]) if "Item" in resp else None
+
     def profiles(self, contact_ids: Sequence[str], fields: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
         """Profiles by contact id, 100 per BatchGetItem (unprocessed keys retried); only ``fields``
         when given (``contact_id`` always). Unknown ids are absent."""

@@ -19,6 +19,7 @@ from leadflow.tokens import KeyRing, TokenSigner
 
 if TYPE_CHECKING:  # the services below are imported where they are built: a handler loads what it uses
     from leadflow.leads.engine import LeadEngine
+    from leadflow.leads.model import LeadModel
     from leadflow.segments.store import SegmentDefinitionStore
     from leadflow.sending import SendService
 
@@ -122,7 +123,14 @@ def send_service(settings: Settings, ddb: Any) -> SendService:
         sms_sender_id=settings.sms_sender_id,
         sms_origination_number=settings.sms_origination_number,
         sms_type=settings.sms_type,
+        lead_model=_lead_model(settings),
     )
+
+
+def _lead_model(settings: Settings) -> LeadModel:
+    from leadflow.leads.model import load_lead_model
+
+    return load_lead_model(settings.leads_file)
 
 
 def segment_definitions(settings: Settings, ddb: Any) -> SegmentDefinitionStore:

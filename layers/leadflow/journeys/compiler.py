@@ -124,7 +124,7 @@ class _Builder:
         if isinstance(step, WaitStep):
             return step.wait.name or step.wait.describe()
         if isinstance(step, WaitUntilStep):
-            return step.wait_until.name or f"Wait until {_describe_until(step)}"
+            return step.wait_until.name or f"Wait until {step.wait_until.describe()}"
         if isinstance(step, WaitForStep):
             return step.wait_for.name or step.wait_for.event
         if isinstance(step, BranchStep | RandomSplitStep):
@@ -582,16 +582,6 @@ def _describe_update(step: UpdateContactStep) -> str:
     parts += [f"clear {k}" for k in spec.unset]
     text = ", ".join(parts)
     return text if len(text) <= 50 else text[:49] + "…"
-
-
-def _describe_until(step: WaitUntilStep) -> str:
-    spec = step.wait_until
-    if spec.attribute is not None:
-        shift = f" {spec.offset_days:+d} days" if spec.offset_days else ""
-        at = f" at {spec.time}" if spec.time else ""
-        return f"{spec.attribute}{shift}{at}"
-    days = f" on {'/'.join(WEEKDAY_NAMES[d] for d in spec.weekdays)}" if spec.weekdays else ""
-    return f"{spec.time}{days}"
 
 
 def _targets(states: Any) -> set[str]:

@@ -814,6 +814,16 @@ def _check_steps(
                 if ref not in sent:
                     problem = _engagement_problem(ref, journey, explicit)
                     raise ValueError(f"{where}.{kind}.{cpath}: {problem}")
+        if (
+            isinstance(step, WaitUntilStep)
+            and step.wait_until.event_property
+            and not journey.entry.event_types
+        ):
+            raise ValueError(
+                f"{where}.wait_until.event_property: this journey is not entered by an event "
+                f"({journey.entry.kind} entry): there is no entry event to read "
+                f"{step.wait_until.event_property!r} from"
+            )
         if isinstance(step, SendEmailStep):
             sent = (*sent, step.send_email.id)
         elif isinstance(step, GotoStep):

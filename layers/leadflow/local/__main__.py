@@ -10,7 +10,15 @@ import threading
 
 from leadflow.api_routes import ADMIN_ROUTES, PUBLIC_ROUTES
 from leadflow.local.server import LocalServer
-from leadflow.local.system import LocalSystem
+from leadflow.local.system import ROOT, LocalSystem
+
+
+def content_problems() -> list[str]:
+    """The journeys' problems (language, templates, template variables), checked before anything
+    starts: ``make run`` refuses a bad journey with its problems instead of failing at a send."""
+    from leadflow.journeys.checks import check_content
+
+    return check_content(ROOT)
 
 
 def main() -> int:
@@ -20,6 +28,12 @@ def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8080"))
     base = f"http://{host}:{port}"
+    problems = content_problems()
+    if problems:
+        print("leadflow did not start: fix these journey problems first", file=sys.stderr)
+        for problem in problems:
+            print(f"  error: {problem}", file=sys.stderr)
+        return 1
     with LocalSystem(public_base_url=base) as system:
         server = LocalServer(system, host, port)
         stop = threading.Event()

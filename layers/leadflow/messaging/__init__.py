@@ -9,12 +9,16 @@ from leadflow.messaging.compose import (
     rewrite_links,
     template_context,
 )
+from leadflow.messaging.context import CONTACT_FIELDS, ENTRY_FIELDS, Fields
 from leadflow.messaging.render import EmailRenderer, RenderedEmail, TemplateRenderError
 from leadflow.messaging.sms import OPT_OUT_HINT, SmsText, compose_sms, measure
 
 __all__ = [
+    "CONTACT_FIELDS",
+    "ENTRY_FIELDS",
     "OPT_OUT_HINT",
     "EmailRenderer",
+    "Fields",
     "InvalidRecipient",
     "OutgoingEmail",
     "RenderedEmail",

@@ -7,23 +7,33 @@ from __future__ import annotations
 
 import html as htmllib
 import re
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid
-from typing import Any
 
 from pydantic import BaseModel
 
 from leadflow import clock
+from leadflow.messaging.context import template_context
 from leadflow.messaging.render import RenderedEmail
-from leadflow.messaging.salutation import salutation
 from leadflow.tokens import TokenClaims, TokenSigner
 
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 _BARE_URL = re.compile(r"""https?://[^\s<>"')\]]+""")
 _TRAILING = ".,;:!?"
+
+
+__all__ = [
+    "InvalidRecipient",
+    "OutgoingEmail",
+    "SignedLinks",
+    "compose_email",
+    "compose_marketing_email",
+    "rewrite_links",
+    "template_context",
+]
 
 
 class InvalidRecipient(ValueError):
@@ -101,28 +111,6 @@ def _safe_address(recipient: str) -> Address:
         return Address(username=local, domain=domain)
     except (ValueError, IndexError) as exc:
         raise InvalidRecipient(str(exc)) from exc
-
-
-def template_context(
-    contact: Mapping[str, Any], unsubscribe_url: str, *, confirm_url: str | None = None
-) -> dict[str, Any]:
-    """What templates may use: the contact's name, address, locale and title, the greeting line
-    for its locale (``salutation``), the unsubscribe link and, in the double opt-in confirmation
-    email only, ``confirm_url``."""
-    context: dict[str, Any] = {
-        "contact": {
-            "first_name": contact.get("first_name"),
-            "last_name": contact.get("last_name"),
-            "email": contact.get("email"),
-            "locale": contact.get("locale"),
-            "salutation": contact.get("salutation"),
-        },
-        "salutation": salutation(contact),
-        "unsubscribe_url": unsubscribe_url,
-    }
-    if confirm_url is not None:
-        context["confirm_url"] = confirm_url
-    return context
 
 
 def compose_marketing_email(
