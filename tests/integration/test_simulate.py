@@ -126,6 +126,13 @@ def test_trial_nurture_replays_to_exactly_what_the_history_implies(tmp_path: Pat
     at_branch = [n for n in entered if n not in exited_waiting and n not in PURCHASES]
     branch = {n: "hot" if n in PRICING else "engaged" if n in OPENS_WELCOME else "default" for n in at_branch}
     held = {n: bucket("holdout", "trial-nurture", "holdout_1", ids[n]) < 0.1 for n in at_branch}
+    subject = {
+        n: "discount subject"
+        if bucket("split", "trial-nurture", "random_split_2", ids[n]) < 0.5
+        else "personal subject"
+        for n in at_branch
+        if not held[n]
+    }
 
     assert result.paths["first_report"]["counts"] == {
         "event": len(USES_REPORTS),
@@ -143,6 +150,10 @@ def test_trial_nurture_replays_to_exactly_what_the_history_implies(tmp_path: Pat
     assert result.paths["holdout_1"]["counts"] == {
         "held out": sum(held.values()),
         "continued": len(held) - sum(held.values()),
+    }
+    assert result.paths["random_split_2"]["counts"] == {
+        "discount subject": sum(1 for p in subject.values() if p == "discount subject"),
+        "personal subject": sum(1 for p in subject.values() if p == "personal subject"),
     }
     expected_emails = Counter({"trial-welcome": len(entered)})
     expected_emails.update("trial-tips-a" if p == "reports tips" else "trial-tips-b" for p in split.values())
@@ -162,6 +173,8 @@ def test_trial_nurture_replays_to_exactly_what_the_history_implies(tmp_path: Pat
             paths += [("first_report", "timeout"), ("random_split_1", split[n])]
         if n in branch:
             paths += [("branch_1", branch[n]), ("holdout_1", "held out" if held[n] else "continued")]
+        if n in subject:
+            paths.append(("random_split_2", subject[n]))
         assert outcome.paths == paths, n
         assert outcome.emails[0] == "trial-welcome"
         assert ("trial-offer" in outcome.emails) == (n in branch and not held[n]), n
@@ -287,3 +300,77 @@ def test_a_history_line_that_cannot_be_replayed_is_named(tmp_path: Path, capsys:
     events.write_text('{"type": "trial_started", "email": "a@example.com", "at": "2026-01-05T10:00:00"}\n')
     assert main(["journeys", "simulate", str(JOURNEYS / "welcome.yaml"), "--events", str(events)]) == 1
     assert "events.jsonl:1: 'at' needs a zone" in capsys.readouterr().err
+
+
+# --- webinar ---------------------------------------------------------------------------------------
+
+WEBINAR_STARTS = datetime(2026, 1, 8, 16, 0, tzinfo=UTC)  # Thursday, 17:00 in Berlin
+
+
+def test_webinar_reminds_by_sms_and_follows_up_by_attendance(tmp_path: Path) -> None:
+    history = History()
+    attended = {0: timedelta(minutes=3, seconds=17), 2: timedelta(minutes=1), 3: timedelta(minutes=44)}
+    attended[5] = -timedelta(hours=1, milliseconds=1)  # joined the lobby before the reminder went out
+    unsubscribed = {7}
+    clicks = {2: "webinar-thanks", 6: "webinar-missed"}
+    registered_twice = {1}
+    for n in range(8):
+        email = f"guest-{n}@example.com"
+        history.contacts.append(
+            {
+                "email": email,
+                "first_name": f"Guest{n}",
+                "phone": f"+49151123456{n:02d}",
+                "consent_email": "granted",
+                "consent_source": "webinar registration",
+            }
+        )
+        registered = MONDAY + timedelta(hours=7 + 9 * n, minutes=n * 11, seconds=n * 3.5)
+        properties = {
+            "webinar_title": "Attribution in 30 minutes",
+            "starts_at": iso(WEBINAR_STARTS),
+            "join_url": "https://example.com/webinars/attribution",
+        }
+        history.add(registered, "webinar_registered", email, **properties)
+        if n in registered_twice:
+            history.add(registered + 5 * HOUR, "webinar_registered", email, **properties)
+        if n in unsubscribed:
+            history.add(registered + 2 * HOUR, "unsubscribed", email)
+        if n in attended:
+            history.add(WEBINAR_STARTS + attended[n], "webinar_attended", email)
+        if n in clicks:
+            history.add(WEBINAR_STARTS + DAY + timedelta(hours=n), "email_clicked", email, template=clicks[n])
+    events, contacts = history.write(tmp_path)
+    result = simulate(JOURNEYS / "webinar.yaml", read_events(events), contacts.read_text())
+
+    stayed = 8 - len(unsubscribed)
+    assert result.entered == 8
+    assert result.not_entered == {"re-entry rule (already in the journey)": len(registered_twice)}
+    assert result.sms == {"webinar-reminder": stayed}
+    assert result.emails == {
+        "webinar-missed": stayed - len(attended),
+        "webinar-registered": 8,
+        "webinar-thanks": len(attended),
+    }
+    assert result.paths["attended"]["counts"] == {"event": len(attended), "timeout": stayed - len(attended)}
+    assert result.paths["branch_1"]["counts"] == {"then": len(clicks), "else": stayed - len(clicks)}
+    assert result.exited == {"unsubscribed": len(unsubscribed)}
+    for n in range(8):
+        outcome = result.contacts[f"guest-{n}@example.com"]
+        if n in unsubscribed:
+            assert (outcome.emails, outcome.sms, outcome.paths) == (["webinar-registered"], [], [])
+            continue
+        follow_up = "webinar-thanks" if n in attended else "webinar-missed"
+        assert outcome.emails == ["webinar-registered", follow_up]
+        assert outcome.sms == ["webinar-reminder"]
+        assert outcome.paths == [
+            ("attended", "event" if n in attended else "timeout"),
+            ("branch_1", "then" if n in clicks else "else"),
+        ]
+    # the reminders an hour before (Thursday 15:00 UTC), with them the thanks of the guest who had
+    # already joined; the other thanks when they join (16:xx), the recordings 4 hours on (19:xx)
+    assert result.timing["2026-01-08 Thu"] == {
+        "15": stayed + 1,
+        "16": len(attended) - 1,
+        "19": stayed - len(attended),
+    }
