@@ -374,3 +374,86 @@ def test_webinar_reminds_by_sms_and_follows_up_by_attendance(tmp_path: Path) -> 
         "16": len(attended) - 1,
         "19": stayed - len(attended),
     }
+
+
+# --- double opt-in -------------------------------------------------------------------------------
+
+
+def test_double_opt_in_reminds_only_who_did_not_confirm_in_two_days(tmp_path: Path) -> None:
+    history = History()
+    confirms = {0: timedelta(hours=3, minutes=2), 2: timedelta(hours=30, seconds=0.5), 3: timedelta(hours=50)}
+    for n in range(5):
+        email = f"paper-{n}@example.com"
+        at = MONDAY + timedelta(hours=21 + 4 * n, minutes=59, seconds=59.999)
+        history.events.append(
+            {"type": "form_submitted", "email": email, "properties": {"form_id": "whitepaper"}, "at": iso(at)}
+        )
+        if n in confirms:
+            history.add(at + confirms[n], "consent_confirmed", email)
+    # the newsletter form has no double opt-in: not this journey's entry
+    history.events.append(
+        {
+            "type": "form_submitted",
+            "email": "news@example.com",
+            "properties": {"form_id": "newsletter"},
+            "at": iso(MONDAY + HOUR),
+        }
+    )
+    events, _ = history.write(tmp_path)
+    result = simulate(JOURNEYS / "double-opt-in.yaml", read_events(events))
+    in_time = {n for n, after in confirms.items() if after < 2 * DAY}
+    assert result.entered == 5
+    assert result.not_entered == {}
+    assert result.paths["confirmed"]["counts"] == {"event": len(in_time), "timeout": 5 - len(in_time)}
+    # the confirmation and the reminder share a template: one confirmation each, a reminder for the rest
+    assert result.emails == {"confirm-subscription": 5 + 5 - len(in_time)}
+    for n in range(5):
+        reminded = n not in in_time
+        assert result.contacts[f"paper-{n}@example.com"].emails == ["confirm-subscription"] * (1 + reminded)
+    assert result.ignored == []
+
+
+# --- win-back ---------------------------------------------------------------------------------------
+
+
+def test_win_back_enrolled_by_sales_sends_in_the_window_and_hands_clickers_back(tmp_path: Path) -> None:
+    history = History()
+    clicks = {1: timedelta(days=2, hours=5), 3: timedelta(days=6, hours=23, minutes=59)}
+    deal_won = {2: timedelta(days=4)}
+    enrolled_again = {0: timedelta(days=12)}  # after it completed: re-entry only after 180 days
+    for n in range(5):
+        email = f"lost-{n}@example.com"
+        history.contacts.append(
+            {
+                "email": email,
+                "first_name": f"Lost{n}",
+                "company": f"Company {n}",
+                "consent_email": "granted",
+                "consent_source": "customer contract",
+                "timezone": "Europe/Berlin",
+            }
+        )
+        at = MONDAY + timedelta(hours=23, minutes=59, seconds=59.999) + n * timedelta(hours=9, minutes=13)
+        history.add(at, "journey_enrollment_requested", email)
+        if n in clicks:
+            history.add(at + clicks[n], "email_clicked", email, template="win-back")
+        if n in deal_won:
+            history.add(at + deal_won[n], "deal_won", email, amount=12000)
+        if n in enrolled_again:
+            history.add(at + enrolled_again[n], "journey_enrollment_requested", email)
+    events, contacts = history.write(tmp_path)
+    result = simulate(JOURNEYS / "win-back.yaml", read_events(events), contacts.read_text())
+    assert result.entered == 5
+    assert result.not_entered == {"re-entry rule": len(enrolled_again)}
+    assert result.emails == {"win-back": 5}
+    stayed = 5 - len(deal_won)
+    assert result.paths["branch_1"]["counts"] == {"then": len(clicks), "else": stayed - len(clicks)}
+    assert result.exited == {"converted: deal_won": len(deal_won)}
+    # the window: Tuesday to Thursday, 09:00-17:00 in Berlin (08:00-15:59 UTC in January)
+    assert {day.split()[1] for day in result.timing} <= {"Tue", "Wed", "Thu"}
+    assert all(8 <= int(hour) <= 15 for hours in result.timing.values() for hour in hours)
+    for n in range(5):
+        outcome = result.contacts[f"lost-{n}@example.com"]
+        assert outcome.emails == ["win-back"]
+        expected = [] if n in deal_won else [("branch_1", "then" if n in clicks else "else")]
+        assert outcome.paths == expected, n

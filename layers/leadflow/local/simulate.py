@@ -35,6 +35,7 @@ the same history and journey give the same result. Not shipped to Lambda (``loca
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -54,7 +55,7 @@ from urllib.parse import urlsplit
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from leadflow import observability
+from leadflow import ids, observability
 from leadflow.journeys import compile_journey, load_journey
 from leadflow.journeys.compiler import CALLBACK, EXITED, TIMEOUT_ERROR
 from leadflow.journeys.cost import WRITES, Usage, call_units, gb_seconds, history_usage
@@ -393,6 +394,26 @@ def _counting_metrics(counts: Counter[str]) -> Iterator[None]:
 
 
 @contextmanager
+def _replayable_contact_ids(now: Callable[[], float]) -> Iterator[None]:
+    """Contact ids made from the virtual time and a count: the same history creates the same ids
+    in every replay, so stable draws (splits, holdouts) are the same for a contact in both
+    versions of ``--compare``."""
+    original = ids.new_contact_id
+    made = [0]
+
+    def new_contact_id() -> str:
+        made[0] += 1
+        randomness = hashlib.sha256(f"contact {made[0]}".encode()).hexdigest()[:16]
+        return "c" + ids.ulid(int(now() * 1000))[:10].lower() + randomness
+
+    ids.new_contact_id = new_contact_id
+    try:
+        yield
+    finally:
+        ids.new_contact_id = original
+
+
+@contextmanager
 def _quiet() -> Iterator[None]:
     """The handlers' INFO logs and metric documents stay out of the report (stdout): warnings and
     errors still reach stderr."""
@@ -460,8 +481,9 @@ class SimulationResult:
 
 
 class _Replay:
-    def __init__(self, system: LocalSystem) -> None:
+    def __init__(self, system: LocalSystem, journey_id: str) -> None:
         self.system = system
+        self.journey_id = journey_id
         self.ignored: list[str] = []
 
     def post(self, path: str, body: Mapping[str, Any], *, admin: bool = False) -> dict[str, Any]:
@@ -478,6 +500,7 @@ class _Replay:
             "email_clicked": self._engagement,
             "consent_confirmed": self._confirm,
             "unsubscribed": self._unsubscribe,
+            "journey_enrollment_requested": self._enroll,
         }.get(event.type, self._business)
         handler(event, where)
 
@@ -490,6 +513,17 @@ class _Replay:
         if reply["statusCode"] in (400, 403, 422) and _has_route("/admin/events"):
             # a server-side type the public route refuses: the server route records it as well
             reply = self.post("/admin/events", event.body, admin=True)
+        self._check(reply, where, (200, 201, 202))
+
+    def _enroll(self, event: HistoryEvent, where: str) -> None:
+        """A manual enrollment (``POST /admin/journeys/{id}/enrollments``) of the contact."""
+        journey_id = str((event.body.get("properties") or {}).get("journey_id") or self.journey_id)
+        contact_id = next(
+            (c["contact_id"] for c in self.system.contacts() if c.get("email") == event.email), None
+        )
+        if contact_id is None:
+            raise SimulationError(f"{where}: no contact {event.email} to enroll (import it with --contacts)")
+        reply = self.post(f"/admin/journeys/{journey_id}/enrollments", {"contact_id": contact_id}, admin=True)
         self._check(reply, where, (200, 201, 202))
 
     def _form(self, event: HistoryEvent, where: str) -> None:
@@ -591,13 +625,14 @@ def simulate(journey_path: Path, events: list[HistoryEvent], contacts: str | Non
             LocalSystem(background_pump=False, content_dir=content, clock_start=start.timestamp()) as system,
             meter.counting(),
             _counting_metrics(metric_counts),
+            _replayable_contact_ids(system.clock.now),
         ):
             send = resource_name("send")
             system.handlers[send] = meter.wrap("send", system.handlers[send])
             for consumer in system.pump.consumers:
                 if consumer.name == resource_name("trigger"):
                     consumer.handler = meter.wrap("trigger", consumer.handler)
-            replay = _Replay(system)
+            replay = _Replay(system, journey.id)
             if contacts:
                 reply = system.invoke_http(
                     "POST",
