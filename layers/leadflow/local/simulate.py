@@ -80,6 +80,7 @@ REPLAYED_THROUGH_LINKS = (
     "email_clicked",
     "consent_confirmed",
     "unsubscribed",
+    "journey_enrollment_requested",
 )
 NOT_ENTERED_METRICS = {
     "JourneyEntryConditionFalse": "entry condition",
