@@ -457,3 +457,51 @@ def test_win_back_enrolled_by_sales_sends_in_the_window_and_hands_clickers_back(
         assert outcome.emails == ["win-back"]
         expected = [] if n in deal_won else [("branch_1", "then" if n in clicks else "else")]
         assert outcome.paths == expected, n
+
+
+# --- MQL hand-off --------------------------------------------------------------------------------
+
+
+def test_mql_handoff_waits_for_sales_feedback_and_reminds_after_two_days(tmp_path: Path) -> None:
+    history = History()
+    feedback = {0: timedelta(days=1, hours=2, minutes=3), 1: timedelta(days=3)}  # 1: after the reminder
+    for n in range(4):
+        email = f"lead-{n}@example.com"
+        fit = {"company_size": 200, "role": "decision_maker"} if n < 3 else {}  # lead-3: not a fit
+        history.contacts.append(
+            {"email": email, "consent_email": "granted", "consent_source": "form", "attributes": fit}
+        )
+        start = MONDAY + timedelta(hours=8, minutes=n * 17, seconds=n + 0.5)
+        # whitepaper 20 + newsletter 10 + two webinars 15 each: the score crosses 50 at the second one
+        history.events.append(
+            {
+                "type": "form_submitted",
+                "email": email,
+                "properties": {"form_id": "whitepaper"},
+                "at": iso(start),
+            }
+        )
+        history.events.append(
+            {
+                "type": "form_submitted",
+                "email": email,
+                "properties": {"form_id": "newsletter"},
+                "at": iso(start + HOUR),
+            }
+        )
+        history.add(start + 3 * HOUR, "webinar_attended", email)
+        qualified = start + 2 * DAY + timedelta(hours=11, minutes=59, seconds=59.999)
+        history.add(qualified, "webinar_attended", email)
+        if n in feedback:
+            history.add(qualified + feedback[n], "sales_feedback", email, outcome="accepted")
+    events, contacts = history.write(tmp_path)
+    result = simulate(JOURNEYS / "mql-handoff.yaml", read_events(events), contacts.read_text())
+    in_time = {n for n, after in feedback.items() if after < 2 * DAY}
+    assert result.entered == 3
+    assert result.not_entered == {}
+    assert result.paths["sales_follow_up"]["counts"] == {"event": len(in_time), "timeout": 3 - len(in_time)}
+    assert (result.emails, result.sms, result.exited) == ({}, {}, {})
+    assert "lead-3@example.com" not in result.contacts
+    for n in range(3):
+        expected = [("sales_follow_up", "event" if n in in_time else "timeout")]
+        assert result.contacts[f"lead-{n}@example.com"].paths == expected

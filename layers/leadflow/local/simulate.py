@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -81,6 +82,7 @@ REPLAYED_THROUGH_LINKS = (
     "consent_confirmed",
     "unsubscribed",
     "journey_enrollment_requested",
+    "sales_feedback",
 )
 NOT_ENTERED_METRICS = {
     "JourneyEntryConditionFalse": "entry condition",
@@ -421,7 +423,8 @@ def _quiet() -> Iterator[None]:
     level = observability.logger.log_level
     observability.logger.setLevel(logging.WARNING)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
             yield
     finally:
         observability.logger.setLevel(level)
@@ -502,6 +505,7 @@ class _Replay:
             "consent_confirmed": self._confirm,
             "unsubscribed": self._unsubscribe,
             "journey_enrollment_requested": self._enroll,
+            "sales_feedback": self._sales_feedback,
         }.get(event.type, self._business)
         handler(event, where)
 
@@ -519,13 +523,23 @@ class _Replay:
     def _enroll(self, event: HistoryEvent, where: str) -> None:
         """A manual enrollment (``POST /admin/journeys/{id}/enrollments``) of the contact."""
         journey_id = str((event.body.get("properties") or {}).get("journey_id") or self.journey_id)
-        contact_id = next(
-            (c["contact_id"] for c in self.system.contacts() if c.get("email") == event.email), None
-        )
-        if contact_id is None:
-            raise SimulationError(f"{where}: no contact {event.email} to enroll (import it with --contacts)")
+        contact_id = self._contact_id(event, where)
         reply = self.post(f"/admin/journeys/{journey_id}/enrollments", {"contact_id": contact_id}, admin=True)
         self._check(reply, where, (200, 201, 202))
+
+    def _sales_feedback(self, event: HistoryEvent, where: str) -> None:
+        """Sales' feedback on a lead (``POST /admin/contacts/{id}/sales-feedback``, the properties as body)."""
+        contact_id = self._contact_id(event, where)
+        body = dict(event.body.get("properties") or {})
+        self._check(
+            self.post(f"/admin/contacts/{contact_id}/sales-feedback", body, admin=True), where, (200, 201)
+        )
+
+    def _contact_id(self, event: HistoryEvent, where: str) -> str:
+        found = next((c["contact_id"] for c in self.system.contacts() if c.get("email") == event.email), None)
+        if found is None:
+            raise SimulationError(f"{where}: no contact {event.email} yet (import it with --contacts)")
+        return str(found)
 
     def _form(self, event: HistoryEvent, where: str) -> None:
         properties = dict(event.body.get("properties") or {})
