@@ -379,7 +379,7 @@ def test_webinar_reminds_by_sms_and_follows_up_by_attendance(tmp_path: Path) -> 
 # --- double opt-in -------------------------------------------------------------------------------
 
 
-def test_double_opt_in_reminds_only_who_did_not_confirm_in_two_days(tmp_path: Path) -> None:
+def test_double_opt_in_reminds_only_who_did_not_confirm_in_two_days(tmp_path: Path, capsys: Any) -> None:
     history = History()
     confirms = {0: timedelta(hours=3, minutes=2), 2: timedelta(hours=30, seconds=0.5), 3: timedelta(hours=50)}
     for n in range(5):
@@ -400,17 +400,26 @@ def test_double_opt_in_reminds_only_who_did_not_confirm_in_two_days(tmp_path: Pa
         }
     )
     events, _ = history.write(tmp_path)
-    result = simulate(JOURNEYS / "double-opt-in.yaml", read_events(events))
+    status = main(
+        ["journeys", "simulate", str(JOURNEYS / "double-opt-in.yaml"), "--events", str(events), "--json"]
+    )
+    assert status == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
     in_time = {n for n, after in confirms.items() if after < 2 * DAY}
-    assert result.entered == 5
-    assert result.not_entered == {}
-    assert result.paths["confirmed"]["counts"] == {"event": len(in_time), "timeout": 5 - len(in_time)}
+    assert result["entered"] == 5
+    assert result["not_entered"] == {}
+    assert result["paths"]["confirmed"] == {
+        "kind": "wait_for",
+        "name": "consent_confirmed",  # no name: the awaited event
+        "counts": {"event": len(in_time), "timeout": 5 - len(in_time)},
+    }
     # the confirmation and the reminder share a template: one confirmation each, a reminder for the rest
-    assert result.emails == {"confirm-subscription": 5 + 5 - len(in_time)}
-    for n in range(5):
-        reminded = n not in in_time
-        assert result.contacts[f"paper-{n}@example.com"].emails == ["confirm-subscription"] * (1 + reminded)
-    assert result.ignored == []
+    assert result["emails"] == {"confirm-subscription": 5 + 5 - len(in_time)}
+    assert result["ignored"] == []
+    # the human-readable report comes first
+    assert out[0] == f"journey 'double-opt-in': {len(history.events)} events replayed"
+    assert "  entered: 5    not entered: none" in out
 
 
 # --- win-back ---------------------------------------------------------------------------------------
