@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -71,6 +72,40 @@ UNSUBSCRIBES = {8: 26 * HOUR}  # through the unsubscribe link of the welcome ema
 PRICING = {3: 4 * DAY, 6: 5 * DAY}  # hot leads at the branch
 OPENS_WELCOME = {1, 9}
 SECOND_TRIAL = {4: 2 * DAY}  # still in the journey: not entered again
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def trial_send(at: datetime) -> tuple[datetime, str | None]:
+    """When a trial-nurture email due at ``at`` goes out (Berlin: quiet 21:00-08:00, window Mon-Fri
+    08:00-19:00) and what held it back: quiet hours are checked first."""
+    local = at.astimezone(BERLIN)
+    if local.weekday() < 5 and 8 <= local.hour < 19:
+        return at, None
+    reason = "quiet hours" if local.hour >= 21 or local.hour < 8 else "send window"
+    day = local.date() + timedelta(days=0 if local.hour < 8 else 1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, 8, tzinfo=BERLIN).astimezone(UTC), reason
+
+
+def trial_deferrals(timed_out: list[int], last_call: list[int]) -> Counter[str]:
+    """The deferrals of the welcome, tips and last-call emails, from the history's times."""
+    found: Counter[str] = Counter()
+    for n, start in enumerate(TRIAL_STARTS):
+        if n in EMPLOYEE:
+            continue
+        welcome, reason = trial_send(start)
+        found[reason] += 1
+        branch_at = start + 30 * HOUR + 4 * DAY
+        if n in timed_out:
+            tips, reason = trial_send(welcome + 3 * DAY)
+            found[reason] += 1
+            branch_at = tips + 4 * DAY
+        if n in last_call:
+            found[trial_send(branch_at)[1]] += 1
+    return Counter({f"deferred: {reason}": k for reason, k in found.items() if reason})
 
 
 def trial_history() -> History:
@@ -178,6 +213,8 @@ def test_trial_nurture_replays_to_exactly_what_the_history_implies(tmp_path: Pat
         assert outcome.paths == paths, n
         assert outcome.emails[0] == "trial-welcome"
         assert ("trial-offer" in outcome.emails) == (n in branch and not held[n]), n
+    last_call = [n for n, path in branch.items() if path == "default"]
+    assert result.skipped == dict(sorted(trial_deferrals(timed_out, last_call).items()))
     # sends happen in Berlin's send window (Mon-Fri 08:00-19:00): 07:00-17:59 UTC in January
     for day, hours in result.timing.items():
         assert day.split()[1] in {"Mon", "Tue", "Wed", "Thu", "Fri"}, day

@@ -24,8 +24,9 @@ Outcomes are read back exactly: entries from the executions; refused entries fro
 counts (entry condition false, re-entry refused / already in the journey) and executions that an
 exit rule ended at their first step; paths from the execution histories (a branch's decision and
 a split's/holdout's bucket from the Choice state's input, a ``wait_for`` callback task's success
-vs its ``States.Timeout`` catch); sends and skips from the messages table; deferrals (quiet hours,
-send window, caps) from the "Deferred" states; exits from ``journey_exited`` events. Cost: the
+vs its ``States.Timeout`` catch); sends and skips from the messages table; deferrals as the send
+function raises them (``SendDeferred``), each told apart by the rule that held at that moment in the
+contact's time zone (quiet hours, else the send window, else the frequency cap); exits from ``journey_exited`` events. Cost: the
 model of ``make bench`` (``leadflow.journeys.cost``).
 
 Invariants: nothing leaves the machine (moto only; no deployed resource is read or written);
@@ -58,7 +59,7 @@ from botocore.exceptions import ClientError
 
 from leadflow import ids, observability
 from leadflow.journeys import compile_journey, load_journey
-from leadflow.journeys.compiler import CALLBACK, EXITED, TIMEOUT_ERROR
+from leadflow.journeys.compiler import CALLBACK, DEFERRED_ERROR, EXITED, TIMEOUT_ERROR
 from leadflow.journeys.cost import WRITES, Usage, call_units, gb_seconds, history_usage
 from leadflow.journeys.model import (
     BranchStep,
@@ -67,6 +68,7 @@ from leadflow.journeys.model import (
     RandomSplitStep,
     WaitForStep,
 )
+from leadflow.journeys.timing import next_send_time, zone
 from leadflow.local.system import ROOT, LocalSystem, resource_name
 from leadflow.models import RESERVED_EVENT_PREFIXES, RESERVED_EVENT_TYPES
 from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES
@@ -267,7 +269,6 @@ def state_steps(definition: Mapping[str, Any]) -> tuple[dict[str, str], dict[str
 class Walk:
     contact_id: str
     paths: list[tuple[str, str]] = field(default_factory=list)
-    deferrals: int = 0
     exited_at_entry: bool = False
     usage: Usage = field(default_factory=Usage)
 
@@ -296,8 +297,6 @@ def walk_history(
                 walk.paths.append((step_id, choose(json.loads(details.get("input") or "{}"))))
             elif name in callbacks:
                 waiting = callbacks[name]
-            elif name.startswith("Deferred: ") and definition["States"][name]["Type"] == "Pass":
-                walk.deferrals += 1
             continue
         if waiting is None:
             continue
@@ -321,10 +320,13 @@ class _Meter:
     """DynamoDB units of the journey step function's calls and of trigger's enrollment calls, and
     the step function's GB-seconds (its in-process CPU time at the deployed memory size)."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float]) -> None:
         self.usage = Usage()
         self.local = threading.local()
         self.lock = threading.Lock()
+        self.now = now
+        self.deferred: list[tuple[str, float]] = []
+        """(contact id, virtual time) of every send the journey step function deferred."""
 
     def add(self, usage: Usage) -> None:
         with self.lock:
@@ -362,6 +364,11 @@ class _Meter:
             start = time.thread_time()
             try:
                 return handler(event, context)
+            except Exception as exc:
+                if type(exc).__name__ == DEFERRED_ERROR:
+                    with self.lock:
+                        self.deferred.append((str(event.get("contact_id")), self.now()))
+                raise
             finally:
                 self.local.scope = None
                 if scope == "send":
@@ -630,7 +637,7 @@ def simulate(journey_path: Path, events: list[HistoryEvent], contacts: str | Non
     definition = json.loads(compile_journey(journey))
     decided = decisions(journey)
     metric_counts: Counter[str] = Counter()
-    meter = _Meter()
+    meter = _Meter(lambda: 0.0)
     start = events[0].at
     end = events[-1].at + timedelta(seconds=journey.timeout_seconds + 60)
     with tempfile.TemporaryDirectory(prefix="leadflow-simulate-") as folder:
@@ -642,6 +649,7 @@ def simulate(journey_path: Path, events: list[HistoryEvent], contacts: str | Non
             _counting_metrics(metric_counts),
             _replayable_contact_ids(system.clock.now),
         ):
+            meter.now = system.clock.now
             send = resource_name("send")
             system.handlers[send] = meter.wrap("send", system.handlers[send])
             for consumer in system.pump.consumers:
@@ -701,14 +709,13 @@ def _collect(
             not_entered[reason] += metric_counts[metric]
     counts: dict[str, Counter[str]] = {step_id: Counter() for step_id in decided}
     usage = Usage()
-    deferrals = entered = executions = 0
+    entered = executions = 0
     for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
         for execution in page["executions"]:
             history = sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)
             walk = walk_history(history["events"], decided, definition)
             executions += 1
             usage = usage + walk.usage
-            deferrals += walk.deferrals
             if walk.exited_at_entry:
                 not_entered["exit rule"] += 1
                 continue
@@ -735,8 +742,7 @@ def _collect(
             timing[sent_at.strftime("%Y-%m-%d %a")][f"{sent_at.hour:02d}"] += 1
         elif status == "skipped":
             skipped[str(message.get("reason"))] += 1
-    if deferrals:
-        skipped["deferred (quiet hours, send window or frequency cap)"] = deferrals
+    skipped.update(_deferrals(journey, meter.deferred, system.contacts()))
     exited: Counter[str] = Counter()
     for item in system._scan(EVENTS.name):
         if item.get("type") == "journey_exited" and item.get("journey_id") == journey.id:
@@ -770,6 +776,34 @@ def _collect(
         ignored=ignored,
         contacts=dict(sorted(contacts.items())),
     )
+
+
+def _held_back(now: datetime, tz: Any, quiet: Any, window: Any) -> bool:
+    """Whether these quiet hours / this send window alone keep a send from going at ``now``."""
+    moment = next_send_time(
+        now, tz, quiet=quiet, window=window, cap=None, sent_on_day=lambda _d: 0, sent_in_week=lambda _w: 0
+    )
+    return moment > now
+
+
+def _deferrals(
+    journey: Journey, deferred: list[tuple[str, float]], contacts: list[dict[str, Any]]
+) -> Counter[str]:
+    """Deferred sends by the rule that held when the send was deferred, in the contact's zone."""
+    settings = journey.settings
+    zones = {str(c.get("contact_id")): c.get("timezone") for c in contacts}
+    found: Counter[str] = Counter()
+    for contact_id, at in deferred:
+        now = datetime.fromtimestamp(at, UTC)
+        tz = zone(zones.get(contact_id), settings.timezone)
+
+        if settings.quiet_hours is not None and _held_back(now, tz, settings.quiet_hours, None):
+            found["deferred: quiet hours"] += 1
+        elif settings.send_window is not None and _held_back(now, tz, None, settings.send_window):
+            found["deferred: send window"] += 1
+        else:
+            found["deferred: frequency cap"] += 1
+    return found
 
 
 # --- output ---------------------------------------------------------------------------------------
