@@ -138,6 +138,11 @@ def trial_history() -> History:
             history.add(start + PRICING[n], "pricing_viewed", email)
         if n in SECOND_TRIAL:
             history.add(start + SECOND_TRIAL[n], "trial_started", email, plan="trial")
+    # unsubscribed long ago: the exit rule ends the execution before its first step
+    history.contacts.append(
+        {"email": "gone@example.com", "consent_email": "revoked", "timezone": "Europe/Berlin"}
+    )
+    history.add(MONDAY + timedelta(hours=12, minutes=34, seconds=56.789), "trial_started", "gone@example.com")
     return history
 
 
@@ -147,7 +152,11 @@ def test_trial_nurture_replays_to_exactly_what_the_history_implies(tmp_path: Pat
 
     entered = [n for n in range(len(TRIAL_STARTS)) if n not in EMPLOYEE]
     assert result.entered == len(entered)
-    assert result.not_entered == {"entry condition": 1, "re-entry rule (already in the journey)": 1}
+    assert result.not_entered == {
+        "entry condition": len(EMPLOYEE),
+        "exit rule": 1,
+        "re-entry rule (already in the journey)": len(SECOND_TRIAL),
+    }
 
     ids = {n: result.contacts[f"trial-{n}@example.com"].contact_id for n in entered}
     exited_waiting = {n for n in entered if n in UNSUBSCRIBES or (n in PURCHASES and n not in USES_REPORTS)}

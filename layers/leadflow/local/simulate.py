@@ -710,6 +710,7 @@ def _collect(
     counts: dict[str, Counter[str]] = {step_id: Counter() for step_id in decided}
     usage = Usage()
     entered = executions = 0
+    exited_at_entry: Counter[str] = Counter()
     for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
         for execution in page["executions"]:
             history = sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)
@@ -718,6 +719,7 @@ def _collect(
             usage = usage + walk.usage
             if walk.exited_at_entry:
                 not_entered["exit rule"] += 1
+                exited_at_entry[walk.contact_id] += 1
                 continue
             entered += 1
             who = outcome(walk.contact_id)
@@ -746,6 +748,9 @@ def _collect(
     exited: Counter[str] = Counter()
     for item in system._scan(EVENTS.name):
         if item.get("type") == "journey_exited" and item.get("journey_id") == journey.id:
+            if exited_at_entry[str(item.get("contact_id"))] > 0:
+                exited_at_entry[str(item.get("contact_id"))] -= 1  # counted as not entered
+                continue
             reason = str((item.get("properties") or {}).get("reason", "exited"))
             exited[reason] += 1
             outcome(str(item.get("contact_id"))).exited.append(reason)
