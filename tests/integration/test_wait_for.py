@@ -113,7 +113,7 @@ def test_wait_for_after_other_steps_reacts_at_once_to_the_event_among_hash_id_ev
     at = iso(system.clock.now_datetime())
     assert at == "2026-01-05T23:59:59.999Z"
     system.settle()  # no clock advance: the stream answers the token
-    assert status(system, "webinar") == ("SUCCEEDED", "Journey complete")
+    assert status(system, "webinar") == ("SUCCEEDED", "Update contact: tag attended")
     tagged = profile(system, cid)
     assert "attended" in tagged["tags"]
     assert "missed" not in tagged["tags"]
@@ -131,7 +131,7 @@ def test_the_timeout_path_runs_on_the_virtual_clock(local: Any) -> None:
     system.advance(2 * DAY - 1)
     assert status(system, "webinar") == ("RUNNING", "Wait for webinar_attended")
     system.advance(1)
-    assert status(system, "webinar") == ("SUCCEEDED", "Journey complete")
+    assert status(system, "webinar") == ("SUCCEEDED", "Update contact: tag missed")
     assert "missed" in profile(system, cid)["tags"]
     # a late event answers nothing (the token's task ended) and fails nothing
     event(system, "bo@example.com", "webinar_attended", webinar="w42")
@@ -172,7 +172,7 @@ def test_an_event_before_the_wait_counts_from_entry_only_when_the_step_says_so(l
     system.advance(DAY)  # both reach their wait_for now
     entry_run = next(e for e in system.executions() if e["journey"] == "onboarding")
     wait_run = next(e for e in system.executions() if e["journey"] == "onboarding-b")
-    assert (entry_run["status"], entry_run["state"]) == ("SUCCEEDED", "Journey complete")
+    assert (entry_run["status"], entry_run["state"]) == ("SUCCEEDED", "Update contact: tag connected")
     assert "connected" in profile(system, cid)["tags"]
     assert wait_run["status"] == "RUNNING"  # count_from wait: the earlier event does not count
     system.advance(3 * DAY)
@@ -214,7 +214,8 @@ def test_duplicate_and_out_of_order_deliveries_answer_once(local: Any) -> None:
         result = trigger({"Records": [record, record]}, lambda_context("leadflow-local-trigger"))
         assert result == {"batchItemFailures": []}, result
     system.settle()
-    assert status(system, "webinar") == ("SUCCEEDED", "Journey complete")
+    assert status(system, "webinar") == ("SUCCEEDED", "Update contact: tag attended")
+    # the last step left the journey: once
     assert [e["type"] for e in events_of(system, cid)].count("journey_completed") == 1
     assert sorted(profile(system, cid)["tags"]) == ["attended", "registered"]
     assert system.dead_letters("trigger") == []

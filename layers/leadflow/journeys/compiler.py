@@ -22,7 +22,8 @@ email itself), so ASL decides what it can and nothing polls:
   task token with the enrollment, ``trigger`` answers it when the event arrives
   (``SendTaskSuccess``: the ``on_event`` path at once), ``TimeoutSeconds`` takes the ``on_timeout``
   path (``States.Timeout``), an exit answers it with ``ContactExited``;
-- the leave task ends the execution.
+- the leave task ends the execution; when the journey's last step is a send, a contact update or
+  a hand-off, that task leaves the journey itself (``leave: completed`` in its payload) and ends it.
 
 Transitions per contact: ``leadflow.journeys.cost``.
 """
@@ -234,7 +235,12 @@ class _Builder:
         retry: list[State] | None = None,
         catch: list[State] | None = None,
         extra: dict[str, str] | None = None,
+        may_end: bool = False,
     ) -> str:
+        """A Lambda task. ``may_end``: when it is the journey's last step (``nxt`` is the leave
+        task), the function leaves the journey itself after the step and the task ends the
+        execution: one transition and one invocation less per contact."""
+        ends = may_end and nxt == LEAVE
         payload: dict[str, Any] = {
             "action": action,
             "journey_id": self.journey.id,
@@ -247,6 +253,8 @@ class _Builder:
         }
         if spec is not None:
             payload["step"] = spec
+        if ends:
+            payload["leave"] = "completed"
         payload.update(extra or {})
         state: State = {
             "Type": "Task",
@@ -268,8 +276,11 @@ class _Builder:
                 *(catch or []),
                 {"ErrorEquals": [EXITED_ERROR], "ResultPath": "$.exit", "Next": LEAVE_EXITED},
             ],
-            "Next": nxt,
         }
+        if ends:
+            state["End"] = True
+        else:
+            state["Next"] = nxt
         return self.add(name, state)
 
     def send(self, step: SendEmailStep | SendSmsStep, nxt: str) -> str:
@@ -325,6 +336,7 @@ class _Builder:
             if scheduled
             else None,
             extra={"entry_event_id.$": "$.entry_event_id"},
+            may_end=True,
         )
         self.states[send]["Comment"] = f"{body.purpose} {channel}, template {body.template}"
         return send
@@ -470,7 +482,7 @@ class _Builder:
                     "JitterStrategy": "FULL",
                 }
             ]
-        return self.task(self.entry(step), kind, step, nxt, spec=spec, retry=retry)
+        return self.task(self.entry(step), kind, step, nxt, spec=spec, retry=retry, may_end=True)
 
     def webhook(self, step: WebhookStep, spec: dict[str, Any], nxt: str) -> str:
         """The delivery, retried with back-off; one that fails every retry (or that the endpoint
