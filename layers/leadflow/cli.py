@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +79,15 @@ def _graph(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from leadflow.local.simulate import SimulationError, compare, read_contacts, read_events, render, simulate
 
+    if (args.events is None) == (args.from_stage is None):
+        print("error: give either --events FILE or --from-stage STAGE (with --since)", file=sys.stderr)
+        return 2
     try:
-        events = read_events(Path(args.events))
-        contacts = read_contacts(Path(args.contacts)) if args.contacts else None
+        if args.from_stage is not None:
+            events, contacts = _stage_history(args)
+        else:
+            events = read_events(Path(args.events))
+            contacts = read_contacts(Path(args.contacts)) if args.contacts else None
         result = simulate(Path(args.file), events, contacts)
         old = simulate(Path(args.compare), events, contacts) if args.compare else None
     except SimulationError as exc:
@@ -96,6 +102,32 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(document, sort_keys=False))
     return 0
+
+
+def _stage_history(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The deployed stage's history (read-only), as simulate's input."""
+    import tempfile
+
+    from leadflow.local.history_export import export_history
+    from leadflow.local.simulate import read_events
+
+    since = datetime.now(UTC) - args.since if isinstance(args.since, timedelta) else args.since
+    exported = export_history(_client("dynamodb", args.region), args.from_stage, since)
+    for kind, count in sorted(exported.left_out.items()):
+        print(f"note: {count} {kind} events are not replayed", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "events.jsonl"
+        path.write_text("".join(json.dumps(e) + "\n" for e in exported.events), encoding="utf-8")
+        events = read_events(path)
+    contacts = "".join(json.dumps(c) + "\n" for c in exported.contacts) or None
+    return events, contacts
+
+
+def _window(value: str) -> datetime | timedelta:
+    """``30d``, ``12h`` (back from now) or an ISO 8601 time."""
+    if value[:-1].isdigit() and value[-1:] in ("d", "h"):
+        return timedelta(**{"days" if value.endswith("d") else "hours": int(value[:-1])})
+    return _since(value)
 
 
 def _since(value: str) -> datetime:
@@ -295,7 +327,14 @@ def parser() -> argparse.ArgumentParser:
         "orchestration cost per contact (the model of make bench). See journeys/README.md.",
     )
     simulate.add_argument("file", metavar="JOURNEY.yaml")
-    simulate.add_argument("--events", required=True, metavar="EVENTS.jsonl", help="the history to replay")
+    simulate.add_argument("--events", metavar="EVENTS.jsonl", help="the history to replay")
+    simulate.add_argument(
+        "--from-stage", metavar="STAGE", help="replay a deployed stage's history instead (boto3, read-only)"
+    )
+    simulate.add_argument(
+        "--since", type=_window, default=timedelta(days=30), help="with --from-stage: 30d, 12h or an ISO time"
+    )
+    simulate.add_argument("--region", default=None, help="with --from-stage: AWS region")
     simulate.add_argument(
         "--contacts",
         metavar="CONTACTS.jsonl",

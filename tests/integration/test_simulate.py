@@ -560,3 +560,77 @@ def test_mql_handoff_waits_for_sales_feedback_and_reminds_after_two_days(tmp_pat
     for n in range(3):
         expected = [("sales_follow_up", "event" if n in in_time else "timeout")]
         assert result.contacts[f"lead-{n}@example.com"].paths == expected
+
+
+# --- a stage's own history (--from-stage): export, then replay ------------------------------------
+
+
+def test_a_stage_history_exported_and_replayed_gives_what_the_stage_did(tmp_path: Path) -> None:
+    """The local runtime stands in for a deployed stage (``leadflow-local-*`` tables): people sign
+    up, open, unsubscribe and start trials on it; its history, exported read-only, replayed
+    through the welcome journey, sends each contact exactly what the stage sent."""
+    import re
+    from urllib.parse import urlsplit
+
+    from leadflow.local.history_export import export_history
+    from leadflow.local.system import LocalSystem
+    from leadflow.tables import MESSAGES
+
+    opened, unsubscribed = {0, 2}, {3}
+    with LocalSystem(background_pump=False, clock_start=MONDAY.timestamp()) as stage:
+
+        def post(path: str, body: dict[str, Any]) -> None:
+            reply = stage.invoke_http(
+                "POST", path, headers={"content-type": "application/json"}, body=json.dumps(body)
+            )
+            assert reply["statusCode"] in (201, 202), reply
+
+        for n in range(5):
+            stage.advance(2 * HOUR.total_seconds() + n * 97.25)
+            post(
+                "/forms/newsletter",
+                {"email": f"live-{n}@example.com", "first_name": f"Live{n}", "consent": True},
+            )
+            stage.settle()
+        stage.advance(DAY.total_seconds())
+        post(
+            "/events",
+            {"type": "trial_started", "email": "live-1@example.com", "properties": {"plan": "trial"}},
+        )
+        for n in sorted(opened | unsubscribed):
+            message = next(m for m in stage.outbox() if f"live-{n}@example.com" in m["to"])
+            if n in opened:
+                pixel = re.findall(r'src="([^"]+/t/o/[^"]+)"', message["html"])[0]
+                stage.invoke_http("GET", urlsplit(pixel.replace("&amp;", "&")).path)
+            else:
+                link = re.findall(r"https?://\S+?(/unsubscribe/[A-Za-z0-9._~-]+)", message["text"])[0]
+                stage.invoke_http("POST", link)
+            stage.settle()
+        stage.advance(3 * DAY.total_seconds())
+        emails = {str(c["contact_id"]): str(c["email"]) for c in stage.contacts()}
+        lived: dict[str, list[str]] = {}
+        for message in sorted(stage._scan(MESSAGES.name), key=lambda m: str(m.get("finished_at"))):
+            if message.get("journey_id") == "welcome" and message.get("status") == "sent":
+                lived.setdefault(emails[str(message["contact_id"])], []).append(str(message["template"]))
+        exported = export_history(stage.client("dynamodb"), "local", MONDAY)
+
+    kinds = Counter(e["type"] for e in exported.events)
+    assert kinds == {"form_submitted": 5, "trial_started": 1, "email_opened": 2, "unsubscribed": 1}
+    assert all(
+        e["properties"] == {"template": "welcome"} for e in exported.events if e["type"] == "email_opened"
+    )
+    assert [e["properties"] for e in exported.events if e["type"] == "trial_started"] == [{"plan": "trial"}]
+    # consent was given inside the window (the forms): the replay gives it again
+    assert sorted(c["email"] for c in exported.contacts) == [f"live-{n}@example.com" for n in range(5)]
+    assert all("consent_email" not in c for c in exported.contacts)
+    assert {c["first_name"] for c in exported.contacts} == {f"Live{n}" for n in range(5)}
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in exported.events))
+    contacts = "".join(json.dumps(c) + "\n" for c in exported.contacts)
+    replayed = simulate(JOURNEYS / "welcome.yaml", read_events(events), contacts)
+    assert {email: outcome.emails for email, outcome in replayed.contacts.items()} == lived
+    assert lived["live-0@example.com"] == ["welcome", "welcome-followup-engaged"]
+    assert lived["live-1@example.com"] == ["welcome", "welcome-followup-nudge"]
+    assert lived["live-3@example.com"] == ["welcome"]
+    assert replayed.exited == {"unsubscribed": 1}
