@@ -634,3 +634,52 @@ def test_a_stage_history_exported_and_replayed_gives_what_the_stage_did(tmp_path
     assert lived["live-1@example.com"] == ["welcome", "welcome-followup-nudge"]
     assert lived["live-3@example.com"] == ["welcome"]
     assert replayed.exited == {"unsubscribed": 1}
+
+
+# --- on the running local system --------------------------------------------------------------------
+
+
+def test_local_route_replays_the_running_systems_history_apart_from_it() -> None:
+    """``POST /_local/journeys/{id}/simulate`` on ``make run``'s server: this system's own history
+    (or an uploaded one) through the loaded (or an uploaded) journey, in a process of its own: the
+    running system's clock, executions and outbox are left as they were."""
+    from urllib.parse import urlencode
+
+    from tests.e2e.conftest import local_site
+
+    with local_site(background_pump=False) as site:
+        for n in range(3):
+            fields = {"email": f"web-{n}@example.com", "first_name": f"Web{n}", "consent": "on"}
+            assert site.post_form("/forms/newsletter", urlencode(fields)).status == 303
+        site.system.settle()
+        outbox_before = len(site.outbox())
+        clock_before = site.system.clock.now()
+
+        reply = site.post_json("/_local/journeys/welcome/simulate", {})
+        assert reply.status == 200, reply.body
+        replayed = reply.json()
+        assert replayed["result"]["entered"] == 3
+        # nobody opened: every follow-up is the nudge, two days on (the simulation ran the clock on)
+        assert replayed["result"]["emails"] == {"welcome": 3, "welcome-followup-nudge": 3}
+        assert replayed["report"][0] == "journey 'welcome': 3 events replayed"
+        assert len(site.outbox()) == outbox_before == 3
+        assert site.system.clock.now() == clock_before
+
+        journey = (JOURNEYS / "welcome.yaml").read_text().replace("days: 2", "days: 5")
+        events = json.dumps(
+            {
+                "type": "form_submitted",
+                "email": "x@example.com",
+                "properties": {"form_id": "newsletter"},
+                "at": "2026-01-05T10:00:00Z",
+            }
+        )
+        reply = site.post_json("/_local/journeys/anything/simulate", {"journey": journey, "events": events})
+        assert reply.status == 200, reply.body
+        assert reply.json()["result"]["emails"] == {"welcome": 1, "welcome-followup-nudge": 1}
+
+        reply = site.post_json("/_local/journeys/welcome/simulate", {"events": '{"type": "x"}'})
+        assert reply.status == 400
+        assert "'at' is required" in reply.json()["error"]
+        assert site.post_json("/_local/journeys/nope/simulate", {}).status == 404
+        assert site.post_json("/_local/journeys/welcome/simulate", ["events"]).status == 400

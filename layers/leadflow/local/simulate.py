@@ -910,3 +910,49 @@ def compare(old: SimulationResult, new: SimulationResult) -> tuple[list[str], di
                 f"    {version}: {'entered' if c['entries'] else 'not entered'}; paths {paths}; sends {sends}"
             )
     return lines, {"old": a, "new": b, "changed": changed}
+
+
+# --- on the running local system (``POST /_local/journeys/{id}/simulate``) ------------------------
+
+SUBPROCESS_TIMEOUT = 600.0
+
+
+def local_history(system: LocalSystem) -> tuple[str, str]:
+    """The running local system's whole history as simulate's input (events, contacts; JSON Lines)."""
+    from leadflow.local.history_export import export_history
+
+    exported = export_history(system.client("dynamodb"), "local", datetime(1970, 1, 1, tzinfo=UTC))
+    return (
+        "".join(json.dumps(e) + "\n" for e in exported.events),
+        "".join(json.dumps(c) + "\n" for c in exported.contacts),
+    )
+
+
+def simulate_apart(
+    journey_yaml: str, events: str, contacts: str | None, *, templates: Path = ROOT / "templates"
+) -> dict[str, Any]:
+    """``leadflow journeys simulate --json`` in a process of its own (its own moto and clock, so a
+    running local system is left alone): ``{"report": [lines], "result": {...}}`` or ``{"error": …}``."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="leadflow-simulate-") as folder:
+        root = Path(folder)
+        (root / "journeys").mkdir()
+        journey = root / "journeys" / "journey.yaml"
+        journey.write_text(journey_yaml, encoding="utf-8")
+        (root / "templates").symlink_to(templates)
+        (root / "events.jsonl").write_text(events, encoding="utf-8")
+        command = [sys.executable, "-m", "leadflow.cli", "journeys", "simulate", str(journey)]
+        command += ["--events", str(root / "events.jsonl"), "--json"]
+        if contacts:
+            (root / "contacts.jsonl").write_text(contacts, encoding="utf-8")
+            command += ["--contacts", str(root / "contacts.jsonl")]
+        # our own interpreter and CLI on files we wrote: no shell, no outside input in the command
+        done = subprocess.run(  # noqa: S603
+            command, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False
+        )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        return {"error": errors[-1].removeprefix("error: ") if errors else done.stderr.strip()[-2000:]}
+    return {"report": lines[:-1], "result": json.loads(lines[-1])}
