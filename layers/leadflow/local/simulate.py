@@ -711,12 +711,14 @@ def _collect(
     usage = Usage()
     entered = executions = 0
     exited_at_entry: Counter[str] = Counter()
+    started: set[str] = set()  # contacts the journey started an execution for
     for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
         for execution in page["executions"]:
             history = sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)
             walk = walk_history(history["events"], decided, definition)
             executions += 1
             usage = usage + walk.usage
+            started.add(walk.contact_id)
             if walk.exited_at_entry:
                 not_entered["exit rule"] += 1
                 exited_at_entry[walk.contact_id] += 1
@@ -756,7 +758,7 @@ def _collect(
             outcome(str(item.get("contact_id"))).exited.append(reason)
     usage = usage + meter.usage
     usage.emails = sum(emails.values())
-    people = max(1, sum(1 for c in contacts.values() if c.entries))
+    people = max(1, len(started))
     return SimulationResult(
         journey_id=journey.id,
         events=len(events),
@@ -775,8 +777,8 @@ def _collect(
         skipped=dict(sorted(skipped.items())),
         exited=dict(sorted(exited.items())),
         timing={day: dict(sorted(hours.items())) for day, hours in sorted(timing.items())},
-        state_transitions_per_contact=round(usage.transitions / people, 2) if entered else 0.0,
-        cost_usd_per_contact=round(usage.orchestration_cost() / people, 8) if entered else 0.0,
+        state_transitions_per_contact=round(usage.transitions / people, 2) if started else 0.0,
+        cost_usd_per_contact=round(usage.orchestration_cost() / people, 8) if started else 0.0,
         usage=usage,
         ignored=ignored,
         contacts=dict(sorted(contacts.items())),
