@@ -1,6 +1,7 @@
 """``leadflow`` command line: ``leadflow journeys validate FILE...``, ``leadflow journeys compile FILE``,
 ``leadflow journeys graph FILE [-o OUT.svg]``,
 ``leadflow ops redrive [--stage dev] [--streams] [--executions] [--since ISO] [--dry-run]``,
+``leadflow ops backfill-event-times [--stage dev]`` (once, after upgrading to the events' by_time index),
 ``leadflow contacts import FILE [--url URL] [--key ADMIN_KEY] [--chunk-rows 2000]``."""
 
 from __future__ import annotations
@@ -142,6 +143,17 @@ def _client(service: str, region: str | None) -> Any:
     import boto3
 
     return boto3.client(service, region_name=region)
+
+
+def _backfill_event_times(args: argparse.Namespace) -> int:
+    """Once per stage after upgrading to the events table's ``by_time`` index: older events get
+    their ``at`` so history reads (``did … within``, timeline, hand-offs) see them."""
+    from leadflow.store import backfill_event_times
+
+    table = f"leadflow-{args.stage}-events"
+    updated = backfill_event_times(_client("dynamodb", args.region), table)
+    print(f"{table}: {updated} events given their time key (by_time index)")
+    return 0
 
 
 def _redrive(args: argparse.Namespace) -> int:
@@ -370,6 +382,13 @@ def parser() -> argparse.ArgumentParser:
         help="delete queue messages whose records the stream no longer holds (after reporting them)",
     )
     redrive.set_defaults(run=_redrive)
+    backfill = ops_commands.add_parser(
+        "backfill-event-times",
+        help="once after the upgrade to the by_time index: give older events their time key",
+    )
+    backfill.add_argument("--stage", default="dev", help="stage (table leadflow-<stage>-events)")
+    backfill.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
+    backfill.set_defaults(run=_backfill_event_times)
 
     contacts = groups.add_parser("contacts", help="contacts: bulk import")
     contacts_commands = contacts.add_subparsers(dest="command", required=True)

@@ -370,3 +370,38 @@ def test_a_send_deferred_to_eight_in_berlin_goes_out_at_exactly_seven_utc(local:
     [execution] = executions(system, "quiet")
     # the first attempt deferred itself, the second sent: no third (a wake at 06:59:59 would retry)
     assert entered(system, execution["arn"], "Send email: hello") == 2
+
+
+def test_events_written_before_the_index_are_backfilled_into_history(local: Any) -> None:
+    """A deployed stage upgraded to the ``by_time`` index: its older events have no ``at`` until the
+    one-off backfill gives it to them (twice is harmless)."""
+    from leadflow.store import backfill_event_times, serialize
+
+    system = local(clock_start=ODD)
+    ddb = system.client("dynamodb")
+    old = {
+        "pk": keys.contact("c-old"),
+        "sk": keys.event("e-old"),
+        "event_id": "e-old",
+        "type": "pricing_viewed",
+        "occurred_at": "2025-12-24T10:00:00.5Z",
+        "contact_id": "c-old",
+        "source": "pixel",
+    }
+    ddb.put_item(TableName="leadflow-local-events", Item=serialize(old))  # as the old code wrote it
+    store = EventStore(ddb, "leadflow-local-events", 400)
+    store.record(
+        Event(
+            event_id="e-new",
+            type="page_viewed",
+            occurred_at=iso(system.clock.now_datetime()),
+            contact_id="c-old",
+            source="pixel",
+        )
+    )
+    assert [e["event_id"] for e in store.history(keys.contact("c-old"))] == ["e-new"]
+    assert backfill_event_times(ddb, "leadflow-local-events") == 1
+    assert backfill_event_times(ddb, "leadflow-local-events") == 0
+    history = list(store.history(keys.contact("c-old")))
+    assert [e["event_id"] for e in history] == ["e-old", "e-new"]
+    assert history[0]["at"] == "2025-12-24T10:00:00.500Z#e-old"
