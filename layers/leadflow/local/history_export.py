@@ -124,7 +124,8 @@ def export_history(
         ExpressionAttributeValues={":since": {"S": iso(since)}},
     )
     items = [deserialize(item) for page in pages for item in page.get("Items", [])]
-    for item in sorted(items, key=lambda i: str(i.get("at"))):  # the by_time key: time, then id
+    # the by_time key (time, then id); events from before that index have only their occurred_at
+    for item in sorted(items, key=lambda i: str(i.get("at") or i.get("occurred_at"))):
         contact_id, kind = str(item["contact_id"]), str(item.get("type", ""))
         if kind in GRANTS | REVOCATIONS and contact_id not in first_change:
             first_change[contact_id] = kind
