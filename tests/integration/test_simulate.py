@@ -580,9 +580,10 @@ def test_a_stage_history_exported_and_replayed_gives_what_the_stage_did(tmp_path
     with LocalSystem(background_pump=False, clock_start=MONDAY.timestamp()) as stage:
 
         def post(path: str, body: dict[str, Any]) -> None:
-            reply = stage.invoke_http(
-                "POST", path, headers={"content-type": "application/json"}, body=json.dumps(body)
-            )
+            headers = {"content-type": "application/json"}
+            if path.startswith("/admin/"):
+                headers["authorization"] = f"Bearer {stage.admin_key}"
+            reply = stage.invoke_http("POST", path, headers=headers, body=json.dumps(body))
             assert reply["statusCode"] in (201, 202), reply
 
         for n in range(5):
@@ -593,8 +594,8 @@ def test_a_stage_history_exported_and_replayed_gives_what_the_stage_did(tmp_path
             )
             stage.settle()
         stage.advance(DAY.total_seconds())
-        post(
-            "/events",
+        post(  # a business event: from a server, through the admin route
+            "/admin/events",
             {"type": "trial_started", "email": "live-1@example.com", "properties": {"plan": "trial"}},
         )
         for n in sorted(opened | unsubscribed):
