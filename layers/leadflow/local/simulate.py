@@ -6,8 +6,8 @@ history line is one event in the ``POST /events`` body shape plus ``"at"`` (ISO 
 the clock moves to ``at`` and the event arrives the way the real system would receive it, so it is
 recorded with ``occurred_at`` = ``at``:
 
-- business events (``trial_started``, ``purchase`` …): ``POST /events`` (``POST /admin/events``
-  when the public route refuses a server-side type);
+- business events (``trial_started``, ``purchase`` …): ``POST /admin/events``, as a server sends
+  them; browser types (``identify`` and the stage's public types): ``POST /events``;
 - ``form_submitted`` (``properties.form_id``): the form post ``POST /forms/{form_id}``;
 - ``email_opened`` / ``email_clicked`` (optional ``properties.template``): the pixel / first link
   of the contact's latest email (of that template) sent in this replay; none sent: ignored, counted;
@@ -71,6 +71,7 @@ from leadflow.journeys.model import (
 from leadflow.journeys.timing import next_send_time, zone
 from leadflow.local.system import ROOT, LocalSystem, resource_name
 from leadflow.models import RESERVED_EVENT_PREFIXES, RESERVED_EVENT_TYPES
+from leadflow.settings import get_settings
 from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES
 
 SEND_MEMORY_MB = 512
@@ -521,9 +522,10 @@ class _Replay:
             raise SimulationError(f"{where}: refused with HTTP {reply['statusCode']}: {reply.get('body')}")
 
     def _business(self, event: HistoryEvent, where: str) -> None:
-        reply = self.post("/events", event.body)
-        if reply["statusCode"] in (400, 403, 422) and _has_route("/admin/events"):
-            # a server-side type the public route refuses: the server route records it as well
+        # events by trust, as in production: browser types on the public route, the rest from a server
+        if event.type in get_settings().browser_event_types:
+            reply = self.post("/events", event.body)
+        else:
             reply = self.post("/admin/events", event.body, admin=True)
         self._check(reply, where, (200, 201, 202))
 
@@ -606,12 +608,6 @@ class _Replay:
                     return
         body = {"email": event.email, "consent_email": "revoked"}
         self._check(self.post("/admin/contacts", body, admin=True), where, (200, 201))
-
-
-def _has_route(path: str) -> bool:
-    from leadflow.api_routes import resolve
-
-    return resolve("POST", path) is not None
 
 
 def _content_dir(journey_path: Path, into: Path) -> Path:
