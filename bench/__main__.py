@@ -7,6 +7,9 @@
 (d) AWS calls to build a journey report with 100 and with 10,000 contacts (target: equal)
 (e) stream records per second through ``score`` + ``trigger``, and the cost of a record of a contact
     with 10 past events / with 10,000 (target >= 0.9: cost must not grow with history)
+(f) journeys: state transitions per email (target <= 4), orchestration cost / SES cost per email
+    (target <= 1.0) and ``wait_for`` reaction (virtual seconds, target 0), over the shipped
+    journeys with a scripted behaviour mix (``bench/journeys.py``, priced by ``leadflow.journeys.cost``)
 The last line is one JSON object with the figures."""
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from urllib.parse import urlsplit
 from botocore.client import BaseClient
 
 from bench.imports import import_ratios
+from bench.journeys import journey_figures
 from bench.reporting import report_calls
 from bench.streams import stream_figures
 from leadflow import ids
@@ -120,6 +124,7 @@ def main() -> int:
         report_small, report_large = report_calls(report_ddb, 100), report_calls(report_ddb, 10_000)
         streams = stream_figures(system, [_sign_up(system, n) for n in range(50)])
 
+    journey_lines, journey_json = journey_figures()
     imports = import_ratios(env | {"AWS_DEFAULT_REGION": "us-east-1"})
     functions = [fn for fn in imports if fn != "boto3_s"]
     worst_fn = max(functions, key=lambda fn: imports[fn])
@@ -140,6 +145,8 @@ def main() -> int:
     print(f"(c) import time / import boto3 ({imports['boto3_s'] * 1000:.0f} ms), target <= 1.5 each:")
     for fn in functions:
         print(f"      {fn:<8} {imports[fn]:.2f}")
+    for line in journey_lines:
+        print(line)
     print(json.dumps({
         "writes_per_track_event": round(writes, 3),
         "reads_per_track_event": round(reads, 3),
@@ -152,6 +159,7 @@ def main() -> int:
         "report_calls_large": report_large,
         "stream_records_per_s": streams["stream_records_per_s"],
         "history_cost_ratio": streams["history_cost_ratio"],
+        **journey_json,
     }))  # fmt: skip
     return 0
 

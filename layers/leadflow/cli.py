@@ -2,6 +2,7 @@
 ``leadflow journeys graph FILE [-o OUT.svg]``,
 ``leadflow ops redrive [--stage dev] [--streams] [--executions] [--since ISO] [--dry-run]``,
 ``leadflow ops smoke [--stage STAGE | --url URL] [--key KEY] [--timeout S]``,
+``leadflow ops backfill-event-times [--stage dev]`` (once, after upgrading to the events' by_time index),
 ``leadflow contacts import FILE [--url URL] [--key ADMIN_KEY] [--chunk-rows 2000]``."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,60 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from leadflow.local.simulate import SimulationError, compare, read_contacts, read_events, render, simulate
+
+    if (args.events is None) == (args.from_stage is None):
+        print("error: give either --events FILE or --from-stage STAGE (with --since)", file=sys.stderr)
+        return 2
+    try:
+        if args.from_stage is not None:
+            events, contacts = _stage_history(args)
+        else:
+            events = read_events(Path(args.events))
+            contacts = read_contacts(Path(args.contacts)) if args.contacts else None
+        result = simulate(Path(args.file), events, contacts)
+        old = simulate(Path(args.compare), events, contacts) if args.compare else None
+    except SimulationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if old is None:
+        print("\n".join(render(result)))
+        document: dict[str, Any] = result.summary()
+    else:
+        lines, document = compare(old, result)
+        print("\n".join([*render(old), "", *render(result), "", *lines]))
+    if args.json:
+        print(json.dumps(document, sort_keys=False))
+    return 0
+
+
+def _stage_history(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The deployed stage's history (read-only), as simulate's input."""
+    import tempfile
+
+    from leadflow.local.history_export import export_history
+    from leadflow.local.simulate import read_events
+
+    since = datetime.now(UTC) - args.since if isinstance(args.since, timedelta) else args.since
+    exported = export_history(_client("dynamodb", args.region), args.from_stage, since)
+    for kind, count in sorted(exported.left_out.items()):
+        print(f"note: {count} {kind} events are not replayed", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "events.jsonl"
+        path.write_text("".join(json.dumps(e) + "\n" for e in exported.events), encoding="utf-8")
+        events = read_events(path)
+    contacts = "".join(json.dumps(c) + "\n" for c in exported.contacts) or None
+    return events, contacts
+
+
+def _window(value: str) -> datetime | timedelta:
+    """``30d``, ``12h`` (back from now) or an ISO 8601 time."""
+    if value[:-1].isdigit() and value[-1:] in ("d", "h"):
+        return timedelta(**{"days" if value.endswith("d") else "hours": int(value[:-1])})
+    return _since(value)
+
+
 def _since(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -89,6 +144,17 @@ def _client(service: str, region: str | None) -> Any:
     import boto3
 
     return boto3.client(service, region_name=region)
+
+
+def _backfill_event_times(args: argparse.Namespace) -> int:
+    """Once per stage after upgrading to the events table's ``by_time`` index: older events get
+    their ``at`` so history reads (``did … within``, timeline, hand-offs) see them."""
+    from leadflow.store import backfill_event_times
+
+    table = f"leadflow-{args.stage}-events"
+    updated = backfill_event_times(_client("dynamodb", args.region), table)
+    print(f"{table}: {updated} events given their time key (by_time index)")
+    return 0
 
 
 def _redrive(args: argparse.Namespace) -> int:
@@ -270,6 +336,31 @@ def parser() -> argparse.ArgumentParser:
     graph.add_argument("file", metavar="FILE")
     graph.add_argument("-o", "--output", metavar="OUT.svg", help="write here (default: standard output)")
     graph.set_defaults(run=_graph)
+    simulate = commands.add_parser(
+        "simulate",
+        help="replay a history of events through a journey on the local runtime (nothing leaves the machine)",
+        description='Each line of EVENTS.jsonl is a POST /events body plus "at" (ISO 8601): virtual time '
+        "moves to it and the event arrives as the real system would receive it; then the clock runs "
+        "until the journey is done. Prints entries, paths, sends, skips, exits, send times and the "
+        "orchestration cost per contact (the model of make bench). See journeys/README.md.",
+    )
+    simulate.add_argument("file", metavar="JOURNEY.yaml")
+    simulate.add_argument("--events", metavar="EVENTS.jsonl", help="the history to replay")
+    simulate.add_argument(
+        "--from-stage", metavar="STAGE", help="replay a deployed stage's history instead (boto3, read-only)"
+    )
+    simulate.add_argument(
+        "--since", type=_window, default=timedelta(days=30), help="with --from-stage: 30d, 12h or an ISO time"
+    )
+    simulate.add_argument("--region", default=None, help="with --from-stage: AWS region")
+    simulate.add_argument(
+        "--contacts",
+        metavar="CONTACTS.jsonl",
+        help="contacts to import first (the admin import's JSON Lines rows)",
+    )
+    simulate.add_argument("--compare", metavar="OLD.yaml", help="replay through this version too and compare")
+    simulate.add_argument("--json", action="store_true", help="also print the result as the final JSON line")
+    simulate.set_defaults(run=_simulate)
 
     ops = groups.add_parser("ops", help="operate a deployed stage")
     ops_commands = ops.add_subparsers(dest="command", required=True)
@@ -297,6 +388,13 @@ def parser() -> argparse.ArgumentParser:
         help="delete queue messages whose records the stream no longer holds (after reporting them)",
     )
     redrive.set_defaults(run=_redrive)
+    backfill = ops_commands.add_parser(
+        "backfill-event-times",
+        help="once after the upgrade to the by_time index: give older events their time key",
+    )
+    backfill.add_argument("--stage", default="dev", help="stage (table leadflow-<stage>-events)")
+    backfill.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
+    backfill.set_defaults(run=_backfill_event_times)
 
     smoke = ops_commands.add_parser(
         "smoke",

@@ -118,6 +118,8 @@ class StepRequest(BaseModel):
     entry_event_id: str | None = Field(default=None, max_length=128)
     """The event that entered the contact (sends and ``wait_until`` an ``event_property`` read it)."""
     outcome: Literal["completed", "exited", "held_out"] | None = None
+    leave: Literal["completed"] | None = None
+    """The journey's last step: leave the journey after it (the task ends the execution)."""
     reason: str | None = None
     failure: dict[str, Any] | None = None
     """The error a dead-lettered step failed with (Step Functions' ``{Error, Cause}``)."""
@@ -213,7 +215,12 @@ class JourneyStepRunner:
             return self._dead_letter(request)
         profile = self._check_exit(request)
         handler: Callable[[StepRequest, dict[str, Any]], dict[str, Any]] = getattr(self, f"_{request.action}")
-        return handler(request, profile)
+        result = handler(request, profile)
+        if request.leave is not None:
+            # the last step: its task ends the execution, the leave bookkeeping rides along (both
+            # idempotent: a retry finds the step done and the enrollment left)
+            self._leave(request.model_copy(update={"outcome": request.leave}))
+        return result
 
     # --- exit rules ------------------------------------------------------------------------------
 

@@ -139,6 +139,44 @@ def event_history(
                 return
 
 
+def backfill_event_times(client: Any, table: str) -> int:
+    """Give every event written before the ``by_time`` index existed its ``at`` (the index key), so
+    history reads see it: run once per deployed stage after the upgrade. Idempotent and resumable
+    (items that have ``at`` are filtered out; each write is conditional on it still missing); the
+    stream's MODIFY records are skipped by the consumers (they read INSERTs only). Returns how
+    many items it updated."""
+    updated = 0
+    pages = client.get_paginator("scan").paginate(
+        TableName=table,
+        FilterExpression="attribute_not_exists(#at) AND begins_with(sk, :ev)",
+        ProjectionExpression="pk, sk, event_id, occurred_at",
+        ExpressionAttributeNames={"#at": EVENTS_BY_TIME.sort_key},
+        ExpressionAttributeValues=values(ev="EV#"),
+    )
+    for page in pages:
+        for raw in page.get("Items", []):
+            item = deserialize(raw)
+            occurred = parse_iso(item.get("occurred_at"))
+            if occurred is None:
+                continue
+            event_id = str(item.get("event_id") or str(item["sk"]).removeprefix("EV#"))
+            try:
+                client.update_item(
+                    TableName=table,
+                    Key=serialize({"pk": item["pk"], "sk": item["sk"]}),
+                    UpdateExpression="SET #at = :at",
+                    ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#at)",
+                    ExpressionAttributeNames={"#at": EVENTS_BY_TIME.sort_key},
+                    ExpressionAttributeValues=values(at=keys.event_time(occurred, event_id)),
+                )
+            except ClientError as exc:
+                if not is_conditional_failure(exc):
+                    raise
+                continue
+            updated += 1
+    return updated
+
+
 class EventStore:
     """The events table: one put per event, never updated. Every item carries ``at`` (the
     ``by_time`` index key), so a subject's history reads in time order (``history``)."""

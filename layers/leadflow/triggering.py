@@ -11,9 +11,10 @@
   a journey with ``exit.unsubscribed``) marks the contact's active enrollment to leave and ends a
   waiting execution at once: one waiting on a ``wait_for`` token gets ``SendTaskFailure
   (ContactExited)`` (its Catch leaves the journey as exited); any other running execution (in a
-  Wait: a delay, a ``wait_until``, a deferred send) is stopped (``StopExecution``, error
-  ``ContactExited``) and trigger does the leave bookkeeping itself, recording ``stopped_reason`` on
-  the enrollment so a redrive leaves it alone. (``exit.if`` conditions are checked before each step.)
+  Wait: a delay, a ``wait_until``, a deferred send) is stopped on purpose
+  (``leadflow.stops.stop_on_purpose``: error ``leadflow.stopped``, cause ``exit: <reason>``, so
+  ``leadflow ops redrive`` leaves it alone) and trigger does the leave bookkeeping itself,
+  recording ``stopped_reason`` on the enrollment. (``exit.if`` conditions are checked before each step.)
 - An event that a ``wait_for`` step of an enrolled journey awaits (type and ``where``) is recorded
   on the enrollment (``seen_<step id>``) and answers the step's registered task token
   (``SendTaskSuccess``): the execution takes the ``on_event`` path at once. Only those events cost
@@ -40,6 +41,7 @@ from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import current_score
 from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger, metrics
+from leadflow.stops import EXIT, stop_on_purpose
 from leadflow.store import EventStore, MessageStore
 from leadflow.tables import keys
 
@@ -214,7 +216,8 @@ class TriggerService:
             return
         arn = self._execution_arn(journey_id, name)
         try:
-            self._sfn.stop_execution(executionArn=arn, error="ContactExited", cause=reason[:200])
+            # marked as a stop on purpose: `leadflow ops redrive` never resumes it
+            stop_on_purpose(self._sfn, arn, EXIT, reason[:200])
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in EXECUTION_GONE:
                 raise

@@ -88,7 +88,7 @@ def test_engaged_subscriber_gets_welcome_then_the_engaged_follow_up(site: Site) 
         for e in site.executions()
         if e["status"] == "SUCCEEDED" and _contact_of(site, "ada@example.com") in str(e["name"])
     ]
-    assert execution["state"] == "Journey complete"
+    assert execution["state"] == "Send email: engaged follow-up"  # the last step ends the execution
 
 
 def _contact_of(site: Site, email: str) -> str:
@@ -134,7 +134,8 @@ def test_one_click_unsubscribe_stops_further_marketing_email(site: Site) -> None
     assert len(mails_to(site, "alan@example.com")) == 1  # the follow-up was skipped: no consent
     contact = _contact_of(site, "alan@example.com")
     [execution] = [e for e in site.executions() if contact in str(e["name"])]
-    assert execution["status"] == "SUCCEEDED"
+    # the unsubscribe ended the execution at once, in its 2-day wait (stopped on purpose)
+    assert (execution["status"], execution["state"]) == ("ABORTED", "Wait 2 days")
     profile = site.system.client("dynamodb").get_item(
         TableName="leadflow-local-contacts", Key={"pk": {"S": f"C#{contact}"}, "sk": {"S": "PROFILE"}}
     )["Item"]

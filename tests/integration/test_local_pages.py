@@ -113,7 +113,8 @@ def test_a_sign_up_shows_on_every_page(site: Site) -> None:
     assert arn.endswith(f":welcome-{contact['contact_id']}")
     execution = json_of(site.get(f"/_local/execution.json?{urlencode({'arn': arn})}"))
     assert isinstance(execution, dict)
-    assert (execution["status"], execution["state"]) == ("SUCCEEDED", "Journey complete")
+    # the last send leaves the journey itself and ends the execution
+    assert (execution["status"], execution["state"]) == ("SUCCEEDED", "Send email: nudge follow-up")
     assert execution["start_source"] == "entry event"
     rows = execution["history"]
     states = [r["state"] for r in rows if r["type"].endswith("StateEntered")]
@@ -123,8 +124,6 @@ def test_a_sign_up_shows_on_every_page(site: Site) -> None:
         "Evaluate: Opened or clicked the welcome email?",
         "Opened or clicked the welcome email?",
         "Send email: nudge follow-up",
-        "Leave journey",
-        "Journey complete",
     ]
     entered = next(r for r in rows if r["type"] == "WaitStateEntered")
     exited = next(r for r in rows if r["type"] == "WaitStateExited")
@@ -182,7 +181,10 @@ def test_figures_count_what_happened(site: Site) -> None:
         "contact_identified": 2,  # each sign-up came with its visitor id
     }
     assert figures["events"]["total"] == 17
-    assert figures["executions"] == {j: {"SUCCEEDED": 2} if j == "welcome" else {} for j in journeys}
+    # Mo's unsubscribe ended Mo's execution at once, in its 2-day wait (stopped on purpose: ABORTED)
+    assert figures["executions"] == {
+        j: {"ABORTED": 1, "SUCCEEDED": 1} if j == "welcome" else {} for j in journeys
+    }
     # two welcomes and Kai's follow-up sent; Mo left the journey when unsubscribed: no follow-up
     assert figures["messages"] == {"total": 3, "by_status": {"sent": 3}, "by_reason": {}}
     for name in ("trigger", "score", "report"):  # every event reached every stream consumer
@@ -204,7 +206,8 @@ def test_figures_count_what_happened(site: Site) -> None:
     }
 
     dashboard = html_page(site, "/_local/")
-    assert '<td>welcome</td><td class="status-SUCCEEDED">SUCCEEDED</td><td class="n">2</td>' in dashboard
+    assert '<td>welcome</td><td class="status-SUCCEEDED">SUCCEEDED</td><td class="n">1</td>' in dashboard
+    assert '<td>welcome</td><td class="status-ABORTED">ABORTED</td><td class="n">1</td>' in dashboard
     assert '<td>journey_exited</td><td class="n">1</td>' in dashboard
     assert '<a href="/_local/contacts">2 contacts</a>' in dashboard
 

@@ -32,7 +32,9 @@ def admin(system: LocalSystem, method: str, path: str, body: object) -> dict[str
 
 def post_event(system: LocalSystem, email: str, kind: str, **properties: Any) -> str:
     body = json.dumps({"type": kind, "email": email, "properties": properties})
-    reply = system.invoke_http("POST", "/events", headers=JSON, body=body)
+    # a server event: the admin route, with the local admin credential
+    headers = JSON | {"authorization": f"Bearer {system.admin_key}"}
+    reply = system.invoke_http("POST", "/admin/events", headers=headers, body=body)
     assert reply["statusCode"] == 202, reply
     event_id: str = json.loads(reply["body"])["event_id"]
     return event_id

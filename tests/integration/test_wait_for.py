@@ -17,6 +17,7 @@ import pytest
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import LocalSystem
 from leadflow.models import Event, iso
+from leadflow.stops import EXIT, stopped_on_purpose
 from leadflow.store import EventStore
 from leadflow.tables import keys
 from tests.integration.conftest import stream_records
@@ -79,9 +80,10 @@ steps:
 
 
 def post_event(system: LocalSystem, email: str, kind: str, *, event_id: str, **properties: Any) -> None:
-    """``POST /events`` with the client's own event id (ids that sort anywhere)."""
+    """A server event (``POST /admin/events``) with the client's own event id (ids that sort anywhere)."""
     body = {"type": kind, "email": email, "event_id": event_id, "properties": properties}
-    reply = system.invoke_http("POST", "/events", headers=JSON, body=json.dumps(body))
+    headers = JSON | {"authorization": f"Bearer {system.admin_key}"}
+    reply = system.invoke_http("POST", "/admin/events", headers=headers, body=json.dumps(body))
     assert reply["statusCode"] == 202, reply
 
 
@@ -113,7 +115,7 @@ def test_wait_for_after_other_steps_reacts_at_once_to_the_event_among_hash_id_ev
     at = iso(system.clock.now_datetime())
     assert at == "2026-01-05T23:59:59.999Z"
     system.settle()  # no clock advance: the stream answers the token
-    assert status(system, "webinar") == ("SUCCEEDED", "Journey complete")
+    assert status(system, "webinar") == ("SUCCEEDED", "Update contact: tag attended")
     tagged = profile(system, cid)
     assert "attended" in tagged["tags"]
     assert "missed" not in tagged["tags"]
@@ -131,7 +133,7 @@ def test_the_timeout_path_runs_on_the_virtual_clock(local: Any) -> None:
     system.advance(2 * DAY - 1)
     assert status(system, "webinar") == ("RUNNING", "Wait for webinar_attended")
     system.advance(1)
-    assert status(system, "webinar") == ("SUCCEEDED", "Journey complete")
+    assert status(system, "webinar") == ("SUCCEEDED", "Update contact: tag missed")
     assert "missed" in profile(system, cid)["tags"]
     # a late event answers nothing (the token's task ended) and fails nothing
     event(system, "bo@example.com", "webinar_attended", webinar="w42")
@@ -172,7 +174,7 @@ def test_an_event_before_the_wait_counts_from_entry_only_when_the_step_says_so(l
     system.advance(DAY)  # both reach their wait_for now
     entry_run = next(e for e in system.executions() if e["journey"] == "onboarding")
     wait_run = next(e for e in system.executions() if e["journey"] == "onboarding-b")
-    assert (entry_run["status"], entry_run["state"]) == ("SUCCEEDED", "Journey complete")
+    assert (entry_run["status"], entry_run["state"]) == ("SUCCEEDED", "Update contact: tag connected")
     assert "connected" in profile(system, cid)["tags"]
     assert wait_run["status"] == "RUNNING"  # count_from wait: the earlier event does not count
     system.advance(3 * DAY)
@@ -214,7 +216,8 @@ def test_duplicate_and_out_of_order_deliveries_answer_once(local: Any) -> None:
         result = trigger({"Records": [record, record]}, lambda_context("leadflow-local-trigger"))
         assert result == {"batchItemFailures": []}, result
     system.settle()
-    assert status(system, "webinar") == ("SUCCEEDED", "Journey complete")
+    assert status(system, "webinar") == ("SUCCEEDED", "Update contact: tag attended")
+    # the last step left the journey: once
     assert [e["type"] for e in events_of(system, cid)].count("journey_completed") == 1
     assert sorted(profile(system, cid)["tags"]) == ["attended", "registered"]
     assert system.dead_letters("trigger") == []
@@ -245,6 +248,10 @@ def test_an_exit_ends_a_waiting_execution_at_once(local: Any) -> None:
         assert [e["properties"]["reason"] for e in exited] == ["converted: purchase"]
     assert enrollment(system, sleeping, "webinar")["stopped_reason"] == "converted: purchase"
     assert "stopped_reason" not in enrollment(system, waiting, "webinar")
+    # stopped on purpose, as the redrive tool reads it: never resumed
+    stopped = system.client("stepfunctions").describe_execution(executionArn=runs[sleeping]["arn"])
+    assert stopped_on_purpose(stopped) == EXIT
+    assert stopped["cause"] == "exit: converted: purchase"
     system.advance(3 * DAY)
     assert len(sent(system, "fe@example.com")) == 1  # the reminder never went
     assert system.clock.parked == 0
@@ -369,3 +376,38 @@ def test_a_send_deferred_to_eight_in_berlin_goes_out_at_exactly_seven_utc(local:
     [execution] = executions(system, "quiet")
     # the first attempt deferred itself, the second sent: no third (a wake at 06:59:59 would retry)
     assert entered(system, execution["arn"], "Send email: hello") == 2
+
+
+def test_events_written_before_the_index_are_backfilled_into_history(local: Any) -> None:
+    """A deployed stage upgraded to the ``by_time`` index: its older events have no ``at`` until the
+    one-off backfill gives it to them (twice is harmless)."""
+    from leadflow.store import backfill_event_times, serialize
+
+    system = local(clock_start=ODD)
+    ddb = system.client("dynamodb")
+    old = {
+        "pk": keys.contact("c-old"),
+        "sk": keys.event("e-old"),
+        "event_id": "e-old",
+        "type": "pricing_viewed",
+        "occurred_at": "2025-12-24T10:00:00.5Z",
+        "contact_id": "c-old",
+        "source": "pixel",
+    }
+    ddb.put_item(TableName="leadflow-local-events", Item=serialize(old))  # as the old code wrote it
+    store = EventStore(ddb, "leadflow-local-events", 400)
+    store.record(
+        Event(
+            event_id="e-new",
+            type="page_viewed",
+            occurred_at=iso(system.clock.now_datetime()),
+            contact_id="c-old",
+            source="pixel",
+        )
+    )
+    assert [e["event_id"] for e in store.history(keys.contact("c-old"))] == ["e-new"]
+    assert backfill_event_times(ddb, "leadflow-local-events") == 1
+    assert backfill_event_times(ddb, "leadflow-local-events") == 0
+    history = list(store.history(keys.contact("c-old")))
+    assert [e["event_id"] for e in history] == ["e-old", "e-new"]
+    assert history[0]["at"] == "2025-12-24T10:00:00.500Z#e-old"

@@ -50,7 +50,9 @@ def contact(system: LocalSystem, email: str, phone: str, first_name: str) -> str
 
 def post_event(system: LocalSystem, email: str, kind: str, **properties: Any) -> None:
     body = json.dumps({"type": kind, "email": email, "properties": properties})
-    reply = system.invoke_http("POST", "/events", headers=JSON, body=body)
+    # a server event: the admin route, with the local admin credential
+    headers = JSON | {"authorization": f"Bearer {system.admin_key}"}
+    reply = system.invoke_http("POST", "/admin/events", headers=headers, body=body)
     assert reply["statusCode"] == 202, reply
 
 

@@ -105,11 +105,13 @@ def test_every_step_type_compiles_to_readable_wired_states() -> None:
         "Lead temperature?",
         "Split: Offer test",
         "Holdout: 15%",
-        "Journey complete",
         "Contact exited",
         "Held out",
     }
     assert expected <= set(states)
+    # the last step leaves the journey itself: its task ends the execution
+    assert states["Send email: hello_again"]["End"] is True
+    assert states["Send email: hello_again"]["Parameters"]["Payload"]["leave"] == "completed"
     assert not any(state["Type"] == "Succeed" for state in states.values())  # the leave tasks end it
     # the default case loops forward to the hello_again send
     assert states["Lead temperature?"]["Default"] == "Send email: hello_again"

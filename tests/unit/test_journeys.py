@@ -97,13 +97,16 @@ def test_welcome_compiles_to_readable_wired_states() -> None:
         }
     ]
     assert choice["Default"] == "Send email: nudge follow-up"
+    # the last sends leave the journey themselves and end the execution (no leave task, no
+    # Succeed state after them: two transitions and one invocation less per contact)
     for name in ("Send email: engaged follow-up", "Send email: nudge follow-up"):
-        assert states[name]["Next"] == "Journey complete"
-    # the leave task is the end (no Succeed state after it: one transition less per contact)
-    assert states["Journey complete"]["Type"] == "Task"
-    assert states["Journey complete"]["End"] is True
-    assert states["Journey complete"]["Parameters"]["Payload"]["outcome"] == "completed"
+        assert states[name]["End"] is True
+        assert "Next" not in states[name]
+        assert states[name]["Parameters"]["Payload"]["leave"] == "completed"
+    assert "Journey complete" not in states
+    assert states["Contact exited"]["Type"] == "Task"
     assert states["Contact exited"]["End"] is True
+    assert states["Contact exited"]["Parameters"]["Payload"]["outcome"] == "exited"
     assert "Held out" not in states  # no holdout step: no holdout states
     # every Next points at a state that exists
     for state in states.values():

@@ -22,7 +22,8 @@ email itself), so ASL decides what it can and nothing polls:
   task token with the enrollment, ``trigger`` answers it when the event arrives
   (``SendTaskSuccess``: the ``on_event`` path at once), ``TimeoutSeconds`` takes the ``on_timeout``
   path (``States.Timeout``), an exit answers it with ``ContactExited``;
-- the leave task ends the execution.
+- the leave task ends the execution; when the journey's last step is a send, a contact update or
+  a hand-off, that task leaves the journey itself (``leave: completed`` in its payload) and ends it.
 
 Transitions per contact: ``leadflow.journeys.cost``.
 """
@@ -124,7 +125,7 @@ class _Builder:
         if isinstance(step, WaitStep):
             return step.wait.name or step.wait.describe()
         if isinstance(step, WaitUntilStep):
-            return step.wait_until.name or f"Wait until {_describe_until(step)}"
+            return step.wait_until.name or f"Wait until {step.wait_until.describe()}"
         if isinstance(step, WaitForStep):
             return step.wait_for.name or step.wait_for.event
         if isinstance(step, BranchStep | RandomSplitStep):
@@ -234,7 +235,12 @@ class _Builder:
         retry: list[State] | None = None,
         catch: list[State] | None = None,
         extra: dict[str, str] | None = None,
+        may_end: bool = False,
     ) -> str:
+        """A Lambda task. ``may_end``: when it is the journey's last step (``nxt`` is the leave
+        task), the function leaves the journey itself after the step and the task ends the
+        execution: one transition and one invocation less per contact."""
+        ends = may_end and nxt == LEAVE
         payload: dict[str, Any] = {
             "action": action,
             "journey_id": self.journey.id,
@@ -247,6 +253,8 @@ class _Builder:
         }
         if spec is not None:
             payload["step"] = spec
+        if ends:
+            payload["leave"] = "completed"
         payload.update(extra or {})
         state: State = {
             "Type": "Task",
@@ -268,8 +276,11 @@ class _Builder:
                 *(catch or []),
                 {"ErrorEquals": [EXITED_ERROR], "ResultPath": "$.exit", "Next": LEAVE_EXITED},
             ],
-            "Next": nxt,
         }
+        if ends:
+            state["End"] = True
+        else:
+            state["Next"] = nxt
         return self.add(name, state)
 
     def send(self, step: SendEmailStep | SendSmsStep, nxt: str) -> str:
@@ -325,6 +336,7 @@ class _Builder:
             if scheduled
             else None,
             extra={"entry_event_id.$": "$.entry_event_id"},
+            may_end=True,
         )
         self.states[send]["Comment"] = f"{body.purpose} {channel}, template {body.template}"
         return send
@@ -470,7 +482,7 @@ class _Builder:
                     "JitterStrategy": "FULL",
                 }
             ]
-        return self.task(self.entry(step), kind, step, nxt, spec=spec, retry=retry)
+        return self.task(self.entry(step), kind, step, nxt, spec=spec, retry=retry, may_end=True)
 
     def webhook(self, step: WebhookStep, spec: dict[str, Any], nxt: str) -> str:
         """The delivery, retried with back-off; one that fails every retry (or that the endpoint
@@ -582,18 +594,6 @@ def _describe_update(step: UpdateContactStep) -> str:
     parts += [f"clear {k}" for k in spec.unset]
     text = ", ".join(parts)
     return text if len(text) <= 50 else text[:49] + "…"
-
-
-def _describe_until(step: WaitUntilStep) -> str:
-    spec = step.wait_until
-    if spec.at is not None or spec.event_property is not None:
-        return spec.describe()
-    if spec.attribute is not None:
-        shift = f" {spec.offset_days:+d} days" if spec.offset_days else ""
-        at = f" at {spec.time}" if spec.time else ""
-        return f"{spec.attribute}{shift}{at}"
-    days = f" on {'/'.join(WEEKDAY_NAMES[d] for d in spec.weekdays)}" if spec.weekdays else ""
-    return f"{spec.time}{days}"
 
 
 def _targets(states: Any) -> set[str]:

@@ -28,6 +28,7 @@ from xml.sax.saxutils import escape
 
 from leadflow.journeys.compiler import (
     CALLBACK,
+    COMPLETE,
     DEFERRED_ERROR,
     ENDINGS,
     EXITED,
@@ -213,6 +214,10 @@ def _choice_labels(journey: Journey, state: dict[str, Any]) -> tuple[dict[str, s
     return labels, default
 
 
+def _leaves_itself(name: str, state: dict[str, Any]) -> bool:
+    return bool(state.get("End")) and state.get("Type") == "Task" and name not in ENDINGS
+
+
 def _choice_value(position: int, choice: dict[str, Any]) -> str:
     return str(choice["StringEquals"]) if "StringEquals" in choice else f"#{position}"
 
@@ -242,6 +247,9 @@ def _diagram(journey: Journey) -> tuple[dict[str, _Node], list[_Edge], dict[str,
             edge.labels.append(label)
 
     connect(START, str(asl["StartAt"]))
+    if any(_leaves_itself(name, state) for name, state in states.items()):
+        # the last step leaves the journey itself (its task ends the execution): drawn into the end
+        states.setdefault(COMPLETE, {"Type": "Succeed"})
     for name, state in states.items():
         if name in folded:
             continue
@@ -254,6 +262,8 @@ def _diagram(journey: Journey) -> tuple[dict[str, _Node], list[_Edge], dict[str,
                 connect(name, str(state["Default"]), default)
         elif "Next" in state:
             connect(name, str(state["Next"]), "did it" if state.get("Resource") == CALLBACK else "")
+        elif _leaves_itself(name, state):
+            connect(name, COMPLETE)
         for catch in state.get("Catch", []):
             errors = catch.get("ErrorEquals", [])
             if EXITED_ERROR in errors or DEFERRED_ERROR in errors:

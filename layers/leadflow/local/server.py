@@ -126,6 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.OK,
                 {"now": system.clock.now_datetime().isoformat(), "epoch": now, "advanced": seconds},
             )
+        elif method == "POST" and path.startswith("/_local/journeys/") and path.endswith("/simulate"):
+            self._simulate(system, path.removeprefix("/_local/journeys/").removesuffix("/simulate"), body)
         elif ops_pages.handles(method, path):
             with self.server.clock_lock:  # settled, and no clock move while the page is read
                 _settle_briefly(system)
@@ -141,6 +143,40 @@ class _Handler(BaseHTTPRequestHandler):
             )
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no operator route {method} {path}"})
+
+    def _simulate(self, system: LocalSystem, journey_id: str, body: bytes) -> None:
+        """Replay a history through a journey apart from this system (``leadflow journeys
+        simulate``): body ``{"journey": YAML?, "events": JSONL?, "contacts": JSONL?}``; without
+        ``journey`` the loaded journey's file, without ``events`` this system's own history."""
+        from leadflow.journeys import load_journey
+        from leadflow.local.simulate import local_history, simulate_apart
+
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            request = None
+        if not isinstance(request, dict) or any(
+            not isinstance(request.get(k), str | None) for k in ("journey", "events", "contacts")
+        ):
+            self._json(
+                HTTPStatus.BAD_REQUEST, {"error": "body: a JSON object of journey, events, contacts texts"}
+            )
+            return
+        journey = request.get("journey")
+        if journey is None:
+            for file in sorted((system.content_dir / "journeys").glob("*.yaml")):
+                if load_journey(file).id == journey_id:
+                    journey = file.read_text(encoding="utf-8")
+        if journey is None:
+            self._json(HTTPStatus.NOT_FOUND, {"error": f"no journey {journey_id}"})
+            return
+        events, contacts = request.get("events"), request.get("contacts")
+        if events is None:
+            with self.server.clock_lock:
+                _settle_briefly(system)
+                events, contacts = local_history(system)
+        outcome = simulate_apart(journey, events, contacts, templates=system.content_dir / "templates")
+        self._json(HTTPStatus.BAD_REQUEST if "error" in outcome else HTTPStatus.OK, outcome)
 
 
 SETTLE_SECONDS = 5.0
