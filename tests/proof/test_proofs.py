@@ -16,7 +16,7 @@ def test_faults_lose_nothing_and_double_nothing() -> None:
     assert result["wrong_branch"] == 0
     assert result["replay_changed_scores"] == 0
     assert not any(result["dead_letter_queues_after"].values())
-    assert set(result["executions"]) == {"SUCCEEDED"}
+    assert result["executions_unexpected"] == []  # SUCCEEDED, or ABORTED by an exit on purpose
     assert result["missing_sends"] == []
     assert result["never_sent_stuck_claim"] == []
     assert result["rejected_sent"] == []
