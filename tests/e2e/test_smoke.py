@@ -19,7 +19,7 @@ STEPS = ["sign-ups", "iam", "contact", "journey", "email", "bounce", "complaint"
 
 def smoke(site: Site, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict[str, Any], str]:
     status = cli.main(
-        ["ops", "smoke", "--url", site.base, "--key", site.system.admin_key, "--timeout", "20", *extra]
+        ["ops", "smoke", "--url", site.base, f"--key={site.system.admin_key}", "--timeout", "20", *extra]
     )
     out = capsys.readouterr().out
     summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])

@@ -229,7 +229,8 @@ class LocalSystem:
         self._clients = itertools.count()
         self.event_source_key = os.environ.get("LEADFLOW_LOCAL_EVENT_SOURCE_KEY") or secrets.token_urlsafe(32)
         """The key of the local event source ``default`` (``POST /events/signed``)."""
-        self.admin_key = os.environ.get("LEADFLOW_LOCAL_ADMIN_KEY") or secrets.token_urlsafe(24)
+        # a prefix: a key starting with "-" would read as an option on a command line (`--key KEY`)
+        self.admin_key = os.environ.get("LEADFLOW_LOCAL_ADMIN_KEY") or "lf_" + secrets.token_urlsafe(24)
         self.ses_simulator = SesSimulator(self.ses_event, self.deliver_feedback)
         """SES's mailbox simulator addresses get SES's notifications through the feedback path."""
         """The local dev credential of admin routes (``Authorization: Bearer <key>``), IAM's stand-in."""
