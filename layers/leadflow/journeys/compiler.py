@@ -98,8 +98,9 @@ def _truncate(name: str) -> str:
 
 
 class _Builder:
-    def __init__(self, journey: Journey) -> None:
+    def __init__(self, journey: Journey, fold: bool = True) -> None:
         self.journey = journey
+        self.fold = fold
         self.states: dict[str, State] = {}
         self.labels: dict[int, str] = {}
         self.journey_spec = {
@@ -183,7 +184,8 @@ class _Builder:
         while i >= 0:
             step, before = steps[i], steps[i - 1] if i > 0 else None
             if (
-                isinstance(before, HoldoutStep)
+                self.fold
+                and isinstance(before, HoldoutStep)
                 and nxt == LEAVE
                 and not self._targeted(before)
                 and not self._targeted(step)
@@ -566,7 +568,7 @@ class _Builder:
         label = self.labels[id(step)]
         name = label if label.endswith("?") else f"{label}?"
         comment = describe(branch.if_) if branch.if_ is not None else None
-        if self._foldable(branch.paths()):
+        if self.fold and self._foldable(branch.paths()):
             first = self.fused_branch(step, spec, name, nxt)
         else:
             targets = [(path, self.chain(steps, nxt)) for path, steps in branch.paths()]
@@ -661,7 +663,7 @@ class _Builder:
     def random_split(self, step: RandomSplitStep, nxt: str) -> str:
         """A Choice on the contact's bucket: path i when bucket < (weights up to i) / total; a split
         whose paths are each one send is ONE send task that picks the variant (``fused_send``)."""
-        if self._sends(step) is not None:
+        if self.fold and self._sends(step) is not None:
             return self.fused_send(step, nxt)
         split = step.random_split
         step_id = self.journey.step_id(step)
@@ -838,9 +840,10 @@ def _targets(states: Any) -> set[str]:
     return found
 
 
-def compile_journey(journey: Journey) -> str:
-    """The journey's state machine definition (ASL JSON text)."""
-    builder = _Builder(journey)
+def compile_journey(journey: Journey, *, fold: bool = True) -> str:
+    """The journey's state machine definition (ASL JSON text). ``fold=False``: every decision a
+    state of its own (what the diagrams draw); the deployed definition folds them (``fused_*``)."""
+    builder = _Builder(journey, fold)
     start = builder.chain(journey.steps, LEAVE)
     builder.terminal()
     # states in reading order: first state first, terminal states last
