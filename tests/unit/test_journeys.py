@@ -87,7 +87,8 @@ def test_welcome_compiles_to_readable_wired_states() -> None:
     # both paths start with a send and end: ONE task decides, sends the chosen follow-up and
     # leaves the journey (no Choice state); its result carries the path for reports
     evaluate = states["Evaluate: Opened or clicked the welcome email?"]
-    assert evaluate["End"] is True and "Next" not in evaluate
+    assert evaluate["End"] is True
+    assert "Next" not in evaluate
     payload = evaluate["Parameters"]["Payload"]
     assert payload["step"]["if"] == {"opened_or_clicked": "welcome"}
     assert payload["step"]["act"]["then"]["step_id"] == "followup_engaged"
