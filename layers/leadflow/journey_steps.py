@@ -222,6 +222,10 @@ class JourneyStepRunner:
         profile = self._check_exit(request)
         handler: Callable[[StepRequest, dict[str, Any]], dict[str, Any]] = getattr(self, f"_{request.action}")
         result = handler(request, profile)
+        plan = request.step.get("plan")
+        if plan is not None:
+            # the wait_until right after this step: its time, planned by this task
+            result = {**result, **self._schedule(request.model_copy(update={"step": plan}), profile)}
         if request.leave is not None:
             # the last step: its task ends the execution, the leave bookkeeping rides along (both
             # idempotent: a retry finds the step done and the enrollment left)

@@ -17,7 +17,14 @@ email itself), so ASL decides what it can and nothing polls:
   from the error, a Wait waits for it (``TimestampPath``) and the send runs again;
 - ``random_split`` and ``holdout`` are Choice states on the contact's bucket (``$.buckets.<step
   id>``, a stable number in [0, 1) per contact and step that ``trigger`` puts into the input);
-- ``wait_until`` a fixed ``at`` is a Wait with ``Timestamp``;
+- ``wait_until`` a fixed ``at`` is a Wait with ``Timestamp``; any other ``wait_until`` right after a
+  send is planned by that send (its result's ``at``), else by a Plan task;
+- decisions fold into the task that acts on them (``fused_send``, ``fused_branch``): a
+  ``random_split`` of one send per path is one send task picking the variant by the bucket; a
+  ``holdout`` before the journey's final send is that task (held-out contacts leave there); a
+  ``branch`` whose paths start with a send or a contact update is one task that decides (the
+  decision recorded first-writer-wins), acts, and is followed by a Choice only where the paths
+  continue differently. Their results carry the decision: ``$.decisions.<step id>.path``;
 - ``wait_for`` is ONE callback task (``lambda:invoke.waitForTaskToken``): the function registers the
   task token with the enrollment, ``trigger`` answers it when the event arrives
   (``SendTaskSuccess``: the ``on_event`` path at once), ``TimeoutSeconds`` takes the ``on_timeout``
@@ -192,6 +199,26 @@ class _Builder:
                 and self._sends(step) is not None
             ):
                 nxt = self.fused_send(step, nxt, holdout=before)
+                i -= 2
+                continue
+            if (
+                self.fold
+                and isinstance(step, WaitUntilStep)
+                and step.wait_until.at is None
+                and isinstance(before, SendEmailStep | SendSmsStep)
+                and not self._targeted(step)
+            ):
+                # the send before a wait_until plans it: no Plan task
+                wait = self.add(
+                    _truncate(self.labels[id(step)]),
+                    {
+                        "Type": "Wait",
+                        "TimestampPath": f"$.steps.{self.journey.step_id(before)}.at",
+                        "Next": nxt,
+                    },
+                )
+                plan = step.wait_until.model_dump(mode="json", exclude_none=True, exclude={"id", "name"})
+                nxt = self.send(before, wait, plan=plan)
                 i -= 2
                 continue
             nxt = self.step(step, nxt)
@@ -429,7 +456,9 @@ class _Builder:
             state["Next"] = nxt
         return self.add(name, state)
 
-    def send(self, step: SendEmailStep | SendSmsStep, nxt: str) -> str:
+    def send(self, step: SendEmailStep | SendSmsStep, nxt: str, plan: dict[str, Any] | None = None) -> str:
+        """The send task; ``plan``: the ``wait_until`` right after it, whose time the task returns
+        (``at``, read by the Wait's ``TimestampPath``) instead of a Plan task of its own."""
         body = step.send_email if isinstance(step, SendEmailStep) else step.send_sms
         channel = "email" if isinstance(step, SendEmailStep) else "sms"
         step_id = self.journey.step_id(step)
@@ -442,6 +471,8 @@ class _Builder:
             spec.update(step.send_email.model_dump(include={"subject", "preheader"}, exclude_none=True))
         if scheduled:
             spec["deferrable"] = True  # may fail with SendDeferred (caught below)
+        if plan is not None:
+            spec["plan"] = plan
         if scheduled:
             # added before the send so the send reads first in the definition
             wait = self.add(
@@ -468,6 +499,7 @@ class _Builder:
                 "message_id.$": "$.Payload.message_id",
                 "status.$": "$.Payload.status",
                 "reason.$": "$.Payload.reason",
+                **({"at.$": "$.Payload.at"} if plan is not None else {}),
             },
             retry=[
                 {
