@@ -9,6 +9,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
 from leadflow.journeys import compile_journey, load_journey
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import ROOT, LocalSystem
@@ -120,3 +122,56 @@ def test_a_held_out_contact_gets_nothing_and_leaves_held_out(system: LocalSystem
     assert (result["status"], result["path"], result["message_id"]) == ("held_out", "held_out", None)
     assert result["decisions"] == {"holdout_1": {"path": "held_out"}}
     assert len(outbox_to(system, "fold-held@example.com")) == before
+
+
+def test_the_frequency_cap_is_one_item_counted_once_per_message(system: LocalSystem) -> None:
+    """One conditional put per reservation on ONE item per contact and channel: a retried
+    reservation counts once, a full period refuses, a new day starts from zero (yesterday's count
+    dropped), and a reservation that lost a race reads again and counts on top of the winner."""
+    from leadflow.enrollments import CapExceeded, JourneyStore
+
+    client = system.client("dynamodb")
+    clock = {"now": 1_767_600_000.0}
+    store = JourneyStore(
+        client,
+        contacts_table="leadflow-local-contacts",
+        events_table="leadflow-local-events",
+        now=lambda: clock["now"],
+    )
+    day1 = {"D#2026-01-05": 2, "W#2026-W02": 3}
+    assert store.reserve("c-cap", "email", "m1", day1)
+    assert store.reserve("c-cap", "email", "m1", day1)  # the retry: counted once
+    assert store.cap_counts("c-cap", "email", ["D#2026-01-05", "W#2026-W02"]) == {
+        "D#2026-01-05": 1,
+        "W#2026-W02": 1,
+    }
+    assert store.reserve("c-cap", "email", "m2", day1)
+    with pytest.raises(CapExceeded):
+        store.reserve("c-cap", "email", "m3", day1)
+    clock["now"] += 86400
+    day2 = {"D#2026-01-06": 2, "W#2026-W02": 5}
+    # another reservation wins between this one's read and its write: it reads again
+    real_put = client.put_item
+    raced = {"done": False}
+
+    def racing_put(**kwargs: Any) -> Any:
+        if not raced["done"]:
+            raced["done"] = True
+            store.reserve("c-cap", "email", "m-other", day2)
+        return real_put(**kwargs)
+
+    client.put_item = racing_put
+    try:
+        assert store.reserve("c-cap", "email", "m4", day2)
+    finally:
+        client.put_item = real_put
+    counts = store.cap_counts("c-cap", "email", ["D#2026-01-05", "D#2026-01-06", "W#2026-W02"])
+    assert counts == {"D#2026-01-05": 0, "D#2026-01-06": 2, "W#2026-W02": 4}
+    with pytest.raises(CapExceeded):
+        store.reserve("c-cap", "email", "m5", day2)  # the day is full (2)
+    items = client.query(
+        TableName="leadflow-local-contacts",
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :cap)",
+        ExpressionAttributeValues={":pk": {"S": keys.contact("c-cap")}, ":cap": {"S": "CAP"}},
+    )["Items"]
+    assert [i["sk"]["S"] for i in items] == ["CAP#email"]
