@@ -6,8 +6,9 @@ meets one raises ``ContactExited`` (the state machine routes it to "Leave journe
 
 Exactly once: sends are claimed per (execution, step, round) by ``SendService``; contact updates,
 sales hand-offs and webhooks write an idempotency marker in the same transaction as their effect;
-frequency-cap reservations are keyed by the message id. A Step Functions retry or a redrive repeats
-nothing.
+frequency-cap reservations are keyed by the message id; a folded branch (one task that decides and
+acts) records its decision first-writer-wins (``DECISION#<execution>#<step>``) and a retry takes
+the recorded path. A Step Functions retry or a redrive repeats nothing.
 
 Sales hand-offs (``notify_sales``) assign an owner by the lead model's routing rules and publish the
 complete hand-off document (``leadflow.leads.handoff``) to the sales SNS topic and the EventBridge
@@ -70,6 +71,8 @@ Action = Literal[
     "leave",
 ]
 WEBHOOK_TIMEOUT_SECONDS = 10
+HELD_OUT = "held_out"
+"""Status of a send task with a folded holdout whose contact is held out (it left the journey)."""
 _FUSED = frozenset({"holdout", "split", "send"})
 """Keys of a send task's ``step`` that fold decisions into it (``compiler.fused_send``)."""
 
@@ -226,7 +229,7 @@ class JourneyStepRunner:
         if plan is not None:
             # the wait_until right after this step: its time, planned by this task
             result = {**result, **self._schedule(request.model_copy(update={"step": plan}), profile)}
-        if request.leave is not None:
+        if request.leave is not None and result.get("status") != HELD_OUT:
             # the last step: its task ends the execution, the leave bookkeeping rides along (both
             # idempotent: a retry finds the step done and the enrollment left)
             self._leave(request.model_copy(update={"outcome": request.leave}))
@@ -388,12 +391,10 @@ class JourneyStepRunner:
             )
             decisions[str(holdout["step_id"])] = {"path": "held_out" if held else "treated"}
             if held:
-                if request.leave is not None:
-                    # the held-out contact leaves here: run() must not record it as completed
-                    self._leave(request.model_copy(update={"outcome": "held_out", "leave": None}))
-                    request.leave = None
+                # the held-out contact leaves here (run() leaves as completed everyone else)
+                self._leave(request.model_copy(update={"outcome": "held_out", "leave": None}))
                 first = next(iter(decisions.values()))
-                return {**result, "status": "held_out", "path": first["path"], "decisions": decisions}
+                return {**result, "status": HELD_OUT, "path": first["path"], "decisions": decisions}
         split = request.step.get("split")
         if split is not None:
             point = float(request.split_bucket if request.split_bucket is not None else 0.0)
