@@ -106,3 +106,21 @@ def test_unfolded_definition_keeps_every_decision_a_state() -> None:
     states = compiled(text, fold=False)
     assert states["Opened or clicked the welcome email?"]["Type"] == "Choice"
     assert "Send email: nudge follow-up" in states
+
+
+def test_a_send_plans_the_wait_until_after_it() -> None:
+    [webinar] = [j for j in load_journeys(ROOT / "journeys") if j.id == "webinar"]
+    states = json.loads(compile_journey(webinar))["States"]
+    send = states["Send email: registration confirmed"]
+    assert send["Parameters"]["Payload"]["step"]["plan"] == {
+        "event_property": "starts_at",
+        "offset_hours": -1,
+    }
+    assert send["ResultSelector"]["at.$"] == "$.Payload.at"
+    wait = states[send["Next"]]
+    assert wait == {
+        "Type": "Wait",
+        "TimestampPath": "$.steps.registered.at",
+        "Next": "Send SMS: SMS reminder",
+    }
+    assert not [name for name in states if name.startswith("Plan: ")]
