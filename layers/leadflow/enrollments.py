@@ -11,8 +11,9 @@
   second sees the other's write: the event is never missed and the token answered once.
   ``stopped_reason``: why trigger stopped the execution itself (an exit while it sat in a Wait),
   so operators' redrive leaves it alone.
-- Frequency-cap counters ``C#<contact>`` / ``CAP#<channel>#D#<day>`` and ``#W#<week>`` with TTL,
-  reserved atomically per message (``CAPRES#<message id>``), so a retried step counts once.
+- Frequency-cap counts ``C#<contact>`` / ``CAP#<channel>``: ONE item per contact and channel with
+  the counts of the current day and week and the ids of the messages it counted (a retried step
+  counts once), written by one conditional put on its version (one write unit per send).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from leadflow.store import (
 from leadflow.tables import keys
 
 CAP_TTL_SECONDS = 9 * 86400
+CAP_ATTEMPTS = 5
 TOKEN_GONE = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
 """What Step Functions answers for a token whose task ended (timed out, answered, stopped)."""
 
@@ -281,69 +283,61 @@ class JourneyStore:
 
     # --- frequency caps ------------------------------------------------------------------------
 
-    def _cap_key(self, contact_id: str, channel: str, period: str) -> dict[str, Any]:
-        return serialize({"pk": keys.contact(contact_id), "sk": f"CAP#{channel}#{period}"})
+    def _cap_key(self, contact_id: str, channel: str) -> dict[str, Any]:
+        return serialize({"pk": keys.contact(contact_id), "sk": f"CAP#{channel}"})
+
+    def _cap_item(self, contact_id: str, channel: str) -> dict[str, Any]:
+        resp = self._client.get_item(
+            TableName=self._contacts, Key=self._cap_key(contact_id, channel), ConsistentRead=True
+        )
+        return deserialize(resp["Item"]) if "Item" in resp else {}
 
     def cap_counts(self, contact_id: str, channel: str, periods: Sequence[str]) -> dict[str, int]:
+        """Messages counted per period (``D#<day>``, ``W#<week>``); 0 for a period not counting now."""
         if not periods:
             return {}
-        resp = self._client.batch_get_item(
-            RequestItems={
-                self._contacts: {
-                    "Keys": [self._cap_key(contact_id, channel, p) for p in dict.fromkeys(periods)],
-                    "ConsistentRead": True,
-                }
-            }
-        )
-        counts = dict.fromkeys(periods, 0)
-        for item in resp.get("Responses", {}).get(self._contacts, []):
-            plain = deserialize(item)
-            counts[str(plain["sk"]).split("#", 2)[2]] = int(plain.get("n", 0))
-        return counts
+        counted = self._cap_item(contact_id, channel).get("periods") or {}
+        return {period: int(counted.get(period, 0)) for period in periods}
 
     def reserve(self, contact_id: str, channel: str, message_id: str, limits: Mapping[str, int]) -> bool:
         """Count one message against each period's limit (``{"D#2026-11-25": 1, "W#2026-W48": 3}``).
 
-        True when reserved now or by an earlier attempt of the same message; raises CapExceeded
-        when a period is full."""
-        expires = int(self._now()) + CAP_TTL_SECONDS
-        items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self._contacts,
-                    "Item": serialize(
-                        {
-                            "pk": keys.contact(contact_id),
-                            "sk": f"CAPRES#{message_id}",
-                            "expires_at": expires,
-                        }
-                    ),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-        ]
-        for period, limit in limits.items():
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self._contacts,
-                        "Key": self._cap_key(contact_id, channel, period),
-                        "UpdateExpression": "ADD n :one SET expires_at = :exp",
-                        "ConditionExpression": "attribute_not_exists(n) OR n < :limit",
-                        "ExpressionAttributeValues": values(one=1, exp=expires, limit=limit),
-                    }
-                }
-            )
-        try:
-            self._client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes and codes[0] == "ConditionalCheckFailed":
+        One item per contact and channel (``CAP#<channel>``): the counts of the current periods
+        (other periods dropped) and the message ids counted in the last ``CAP_TTL_SECONDS`` (a
+        retried step finds its id and counts once), written with ONE conditional put on the
+        version read (a concurrent reservation makes it read again). True when reserved now or by
+        an earlier attempt of the same message; raises CapExceeded when a period is full."""
+        for _ in range(CAP_ATTEMPTS):
+            item = self._cap_item(contact_id, channel)
+            now = int(self._now())
+            counted: dict[str, Any] = dict(item.get("periods") or {})
+            reserved = {k: int(v) for k, v in (item.get("reserved") or {}).items() if int(v) > now}
+            if message_id in reserved:
                 return True  # this message was counted by an earlier attempt
-            if "ConditionalCheckFailed" in codes:
-                raise CapExceeded(channel) from exc
-            raise
-        return True
+            if any(int(counted.get(period, 0)) >= limit for period, limit in limits.items()):
+                raise CapExceeded(channel)
+            version = int(item.get("v", 0))
+            new = {
+                "pk": keys.contact(contact_id),
+                "sk": f"CAP#{channel}",
+                "periods": {period: int(counted.get(period, 0)) + 1 for period in limits},
+                "reserved": {**reserved, message_id: now + CAP_TTL_SECONDS},
+                "v": version + 1,
+                "expires_at": now + CAP_TTL_SECONDS,
+            }
+            try:
+                self._client.put_item(
+                    TableName=self._contacts,
+                    Item=serialize(new),
+                    ConditionExpression="attribute_not_exists(pk) OR v = :v",
+                    ExpressionAttributeValues=values(v=version),
+                )
+            except ClientError as exc:
+                if is_conditional_failure(exc):
+                    continue  # another reservation of this contact won: read again
+                raise
+            return True
+        raise RuntimeError(f"frequency cap of {channel}: {CAP_ATTEMPTS} concurrent reservations in a row")
 
     # --- events ----------------------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ meets one raises ``ContactExited`` (the state machine routes it to "Leave journe
 
 Exactly once: sends are claimed per (execution, step, round) by ``SendService``; contact updates,
 sales hand-offs and webhooks write an idempotency marker in the same transaction as their effect;
-frequency-cap reservations are keyed by the message id. A Step Functions retry or a redrive repeats
-nothing.
+frequency-cap reservations are keyed by the message id; a folded branch (one task that decides and
+acts) records its decision first-writer-wins (``DECISION#<execution>#<step>``) and a retry takes
+the recorded path. A Step Functions retry or a redrive repeats nothing.
 
 Sales hand-offs (``notify_sales``) assign an owner by the lead model's routing rules and publish the
 complete hand-off document (``leadflow.leads.handoff``) to the sales SNS topic and the EventBridge
@@ -70,6 +71,10 @@ Action = Literal[
     "leave",
 ]
 WEBHOOK_TIMEOUT_SECONDS = 10
+HELD_OUT = "held_out"
+"""Status of a send task with a folded holdout whose contact is held out (it left the journey)."""
+_FUSED = frozenset({"holdout", "split", "send"})
+"""Keys of a send task's ``step`` that fold decisions into it (``compiler.fused_send``)."""
 
 
 class ContactExited(Exception):
@@ -121,6 +126,10 @@ class StepRequest(BaseModel):
     leave: Literal["completed"] | None = None
     """The journey's last step: leave the journey after it (the task ends the execution)."""
     reason: str | None = None
+    holdout_bucket: float | None = Field(default=None, ge=0, lt=1)
+    """The contact's ``holdout`` bucket, for a send task with the holdout folded in."""
+    split_bucket: float | None = Field(default=None, ge=0, lt=1)
+    """The contact's ``random_split`` bucket, for a send task that picks the variant."""
     failure: dict[str, Any] | None = None
     """The error a dead-lettered step failed with (Step Functions' ``{Error, Cause}``)."""
 
@@ -216,7 +225,11 @@ class JourneyStepRunner:
         profile = self._check_exit(request)
         handler: Callable[[StepRequest, dict[str, Any]], dict[str, Any]] = getattr(self, f"_{request.action}")
         result = handler(request, profile)
-        if request.leave is not None:
+        plan = request.step.get("plan")
+        if plan is not None:
+            # the wait_until right after this step: its time, planned by this task
+            result = {**result, **self._schedule(request.model_copy(update={"step": plan}), profile)}
+        if request.leave is not None and result.get("status") != HELD_OUT:
             # the last step: its task ends the execution, the leave bookkeeping rides along (both
             # idempotent: a retry finds the step done and the enrollment left)
             self._leave(request.model_copy(update={"outcome": request.leave}))
@@ -353,12 +366,50 @@ class JourneyStepRunner:
         return at if at > now else now.replace(microsecond=0) + timedelta(seconds=1)
 
     def _send_email(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        if _FUSED.intersection(request.step):
+            return self._fused_send(request, profile)
         self._reserve(request, profile, "email")
         return self._sender.send_email(self._send_request(request)).model_dump()
 
     def _send_sms(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        if _FUSED.intersection(request.step):
+            return self._fused_send(request, profile)
         self._reserve(request, profile, "sms")
         return self._sender.send_sms(self._send_request(request)).model_dump()
+
+    def _fused_send(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        """A send task with its decisions folded in (``compiler.fused_send``): a ``holdout`` (held-out
+        contacts leave the journey here, nothing is sent) and/or a ``random_split`` of one send per
+        path (the variant by the contact's bucket: a retry picks the same one, and its message id,
+        made from the variant's step id, is claimed once). The result names every decision."""
+        decisions: dict[str, dict[str, str]] = {}
+        result: dict[str, Any] = {"message_id": None, "status": "none", "reason": None}
+        holdout = request.step.get("holdout")
+        if holdout is not None:
+            held = float(request.holdout_bucket if request.holdout_bucket is not None else 1.0) < (
+                float(holdout["percent"]) / 100
+            )
+            decisions[str(holdout["step_id"])] = {"path": "held_out" if held else "treated"}
+            if held:
+                # the held-out contact leaves here (run() leaves as completed everyone else)
+                self._leave(request.model_copy(update={"outcome": "held_out", "leave": None}))
+                first = next(iter(decisions.values()))
+                return {**result, "status": HELD_OUT, "path": first["path"], "decisions": decisions}
+        split = request.step.get("split")
+        if split is not None:
+            point = float(request.split_bucket if request.split_bucket is not None else 0.0)
+            variants = list(split["variants"])
+            index = next((i for i, v in enumerate(variants) if point < float(v["below"])), len(variants) - 1)
+            decisions[str(split["step_id"])] = {"path": f"path{index + 1}"}
+            chosen = dict(variants[index])
+        else:
+            chosen = dict(request.step["send"])
+        step_id = str(chosen.pop("step_id"))
+        chosen.pop("below", None)
+        send = request.model_copy(update={"step_id": step_id, "step": chosen})
+        result = getattr(self, f"_{request.action}")(send, profile)
+        first = next(iter(decisions.values()), {"path": "sent"})
+        return {**result, "path": first["path"], "decisions": decisions}
 
     # --- time --------------------------------------------------------------------------------------
 
@@ -436,6 +487,8 @@ class JourneyStepRunner:
     def _evaluate(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
         from pydantic import TypeAdapter
 
+        if "act" in request.step:
+            return self._decide_and_act(request, profile)
         adapter: TypeAdapter[Condition] = TypeAdapter(Condition)
         facts = self._facts(request, profile)
         if "if" in request.step:
@@ -446,6 +499,25 @@ class JourneyStepRunner:
             if evaluate(adapter.validate_python(case["if"]), facts):
                 return {"path": f"case{i + 1}"}
         return {"path": "default"}
+
+    def _decide_and_act(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+        """A fused ``branch`` (``compiler.fused_branch``): decide, record the decision with a
+        conditional write (first writer wins: a retry, or a run after a deferred send, reads the
+        recorded path instead of deciding again, so a contact never gets both paths), then do the
+        chosen path's first step (a send or a contact update, each exactly once on its own)."""
+        decided = self._evaluate(request.model_copy(update={"step": _without(request.step, "act")}), profile)
+        path = self._marks.decide(
+            "DECISION", f"{request.execution_id}#{request.round_step_id}", decided["path"]
+        )
+        result: dict[str, Any] = {"path": path, "message_id": None, "status": "none", "reason": None}
+        act = (request.step.get("act") or {}).get(path)
+        if act:
+            inner = request.model_copy(
+                update={"action": act["action"], "step_id": act["step_id"], "step": act["step"]}
+            )
+            done = getattr(self, f"_{act['action']}")(inner, profile)
+            result.update({k: done.get(k) for k in ("message_id", "status", "reason")})
+        return result
 
     def _split(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
         weights = [int(w) for w in request.step["weights"]]
@@ -719,6 +791,10 @@ class JourneyStepRunner:
                 raise
         metrics.add_metric(name=f"Journeys{outcome.title().replace('_', '')}", unit="Count", value=1)
         return {"status": outcome}
+
+
+def _without(spec: Mapping[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k != key}
 
 
 def _matches(event: Mapping[str, Any], where: Mapping[str, Any]) -> bool:

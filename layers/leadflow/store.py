@@ -260,6 +260,30 @@ class IdempotencyMarks:
         )
         return "Item" in resp
 
+    def decide(self, kind: str, key: str, value: str) -> str:
+        """Record ``value`` as the decision for ``key`` unless one is recorded already (conditional
+        put: the first writer wins); the recorded decision."""
+        item = {
+            "pk": f"{kind}#{key}",
+            "sk": keys.MARK,
+            "value": value,
+            "expires_at": int(self._now()) + self._ttl_s,
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table, Item=serialize(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            resp = self._client.get_item(
+                TableName=self._table,
+                Key=serialize({"pk": f"{kind}#{key}", "sk": keys.MARK}),
+                ConsistentRead=True,
+            )
+            return str(deserialize(resp["Item"])["value"])
+        return value
+
 
 class ContactStore:
     """Contact profiles, the email index and visitor links."""

@@ -39,13 +39,14 @@ def states() -> dict[str, Any]:
 
 def test_sends_carry_the_step_subject_preheader_and_the_entry_event() -> None:
     found = states()
-    a = found["Send email: a"]["Parameters"]["Payload"]
-    b = found["Send email: b"]["Parameters"]["Payload"]
-    assert a["step"]["subject"] == "{{ entry.properties.title }} starts soon"
-    assert "preheader" not in a["step"]
-    assert (b["step"]["subject"], b["step"]["preheader"]) == ("Don't miss it", "Join live")
+    # a split of one send per path is one send task: each variant keeps its own subject/preheader
+    split = found["Split: Subject test"]["Parameters"]["Payload"]
+    a, b = split["step"]["split"]["variants"]
+    assert (a["step_id"], a["subject"]) == ("a", "{{ entry.properties.title }} starts soon")
+    assert "preheader" not in a
+    assert (b["step_id"], b["subject"], b["preheader"]) == ("b", "Don't miss it", "Join live")
     assert "subject" not in found["Send email: live"]["Parameters"]["Payload"]["step"]
-    assert a["entry_event_id.$"] == "$.entry_event_id"
+    assert split["entry_event_id.$"] == "$.entry_event_id"
 
 
 def test_wait_until_forms_compile_to_the_fewest_states() -> None:
@@ -64,9 +65,6 @@ def test_buckets_are_the_draw_of_the_step_function() -> None:
     assert drawn[split_id] == bucket("holdout", "webinar", split_id, "c-1")
     assert drawn[holdout_id] == bucket("split", "webinar", holdout_id, "c-1")
     assert all(0 <= v < 1 for v in drawn.values())
-    choice = states()["Split: Subject test"]
-    assert choice["Choices"][0] == {
-        "Variable": f"$.buckets.{holdout_id}",
-        "NumericLessThan": 0.5,
-        "Next": "Send email: a",
-    }
+    task = states()["Split: Subject test"]["Parameters"]["Payload"]
+    assert task["split_bucket.$"] == f"$.buckets.{holdout_id}"
+    assert [v["below"] for v in task["step"]["split"]["variants"]] == [0.5, 1.0]

@@ -115,13 +115,17 @@ def test_every_step_type_compiles_to_readable_wired_states() -> None:
     assert not any(state["Type"] == "Succeed" for state in states.values())  # the leave tasks end it
     # the default case loops forward to the hello_again send
     assert states["Lead temperature?"]["Default"] == "Send email: hello_again"
-    # the split is a Choice on the contact's bucket (weights 70/30), no task
+    # the split of one send per path (weights 70/30) is ONE send task picking the variant by the
+    # contact's bucket: no Choice, each variant keeps its step id
     split = states["Split: Offer test"]
-    assert split["Type"] == "Choice"
-    assert split["Choices"] == [
-        {"Variable": "$.buckets.random_split_1", "NumericLessThan": 0.7, "Next": "Send email: offer_a"}
+    assert split["Type"] == "Task"
+    payload = split["Parameters"]["Payload"]
+    assert payload["split_bucket.$"] == "$.buckets.random_split_1"
+    assert [(v["step_id"], v["below"]) for v in payload["step"]["split"]["variants"]] == [
+        ("offer_a", 0.7),
+        ("offer_b", 1.0),
     ]
-    assert split["Default"] == "Send email: offer_b"
+    assert "Send email: offer_a" not in states
     holdout = states["Holdout: 15%"]
     assert holdout["Choices"][0]["NumericLessThan"] == 0.15
     assert holdout["Choices"][0]["Next"] == "Held out"

@@ -84,25 +84,20 @@ def test_welcome_compiles_to_readable_wired_states() -> None:
         "Seconds": 172800,
         "Next": "Evaluate: Opened or clicked the welcome email?",
     }
+    # both paths start with a send and end: ONE task decides, sends the chosen follow-up and
+    # leaves the journey (no Choice state); its result carries the path for reports
     evaluate = states["Evaluate: Opened or clicked the welcome email?"]
-    assert evaluate["Next"] == "Opened or clicked the welcome email?"
-    assert evaluate["Parameters"]["Payload"]["step"] == {"if": {"opened_or_clicked": "welcome"}}
+    assert evaluate["End"] is True
+    assert "Next" not in evaluate
+    payload = evaluate["Parameters"]["Payload"]
+    assert payload["step"]["if"] == {"opened_or_clicked": "welcome"}
+    assert payload["step"]["act"]["then"]["step_id"] == "followup_engaged"
+    assert payload["step"]["act"]["else"]["step"]["template"] == "welcome-followup-nudge"
+    assert payload["leave"] == "completed"
+    assert evaluate["ResultPath"] == "$.decisions.branch_1"
+    assert evaluate["ResultSelector"]["path.$"] == "$.Payload.path"
     assert evaluate["Comment"] == "opened or clicked welcome"
-    choice = states["Opened or clicked the welcome email?"]
-    assert choice["Choices"] == [
-        {
-            "Variable": "$.decisions.branch_1.path",
-            "StringEquals": "then",
-            "Next": "Send email: engaged follow-up",
-        }
-    ]
-    assert choice["Default"] == "Send email: nudge follow-up"
-    # the last sends leave the journey themselves and end the execution (no leave task, no
-    # Succeed state after them: two transitions and one invocation less per contact)
-    for name in ("Send email: engaged follow-up", "Send email: nudge follow-up"):
-        assert states[name]["End"] is True
-        assert "Next" not in states[name]
-        assert states[name]["Parameters"]["Payload"]["leave"] == "completed"
+    assert not [s for s in states.values() if s["Type"] == "Choice"]
     assert "Journey complete" not in states
     assert states["Contact exited"]["Type"] == "Task"
     assert states["Contact exited"]["End"] is True

@@ -17,7 +17,14 @@ email itself), so ASL decides what it can and nothing polls:
   from the error, a Wait waits for it (``TimestampPath``) and the send runs again;
 - ``random_split`` and ``holdout`` are Choice states on the contact's bucket (``$.buckets.<step
   id>``, a stable number in [0, 1) per contact and step that ``trigger`` puts into the input);
-- ``wait_until`` a fixed ``at`` is a Wait with ``Timestamp``;
+- ``wait_until`` a fixed ``at`` is a Wait with ``Timestamp``; any other ``wait_until`` right after a
+  send is planned by that send (its result's ``at``), else by a Plan task;
+- decisions fold into the task that acts on them (``fused_send``, ``fused_branch``): a
+  ``random_split`` of one send per path is one send task picking the variant by the bucket; a
+  ``holdout`` before the journey's final send is that task (held-out contacts leave there); a
+  ``branch`` whose paths start with a send or a contact update is one task that decides (the
+  decision recorded first-writer-wins), acts, and is followed by a Choice only where the paths
+  continue differently. Their results carry the decision: ``$.decisions.<step id>.path``;
 - ``wait_for`` is ONE callback task (``lambda:invoke.waitForTaskToken``): the function registers the
   task token with the enrollment, ``trigger`` answers it when the event arrives
   (``SendTaskSuccess``: the ``on_event`` path at once), ``TimeoutSeconds`` takes the ``on_timeout``
@@ -98,8 +105,9 @@ def _truncate(name: str) -> str:
 
 
 class _Builder:
-    def __init__(self, journey: Journey) -> None:
+    def __init__(self, journey: Journey, fold: bool = True) -> None:
         self.journey = journey
+        self.fold = fold
         self.states: dict[str, State] = {}
         self.labels: dict[int, str] = {}
         self.journey_spec = {
@@ -176,11 +184,176 @@ class _Builder:
     # --- building ----------------------------------------------------------------------------
 
     def chain(self, steps: list[Step], after: str) -> str:
-        """Add the states of ``steps``, the last one continuing to ``after``; return the first's name."""
+        """Add the states of ``steps``, the last one continuing to ``after``; return the first's name.
+        A ``holdout`` directly before the journey's final send (or send split) folds into it."""
         nxt = after
-        for step in reversed(steps):
+        i = len(steps) - 1
+        while i >= 0:
+            step, before = steps[i], steps[i - 1] if i > 0 else None
+            if (
+                self.fold
+                and isinstance(before, HoldoutStep)
+                and nxt == LEAVE
+                and not self._targeted(before)
+                and not self._targeted(step)
+                and self._sends(step) is not None
+            ):
+                nxt = self.fused_send(step, nxt, holdout=before)
+                i -= 2
+                continue
+            if (
+                self.fold
+                and isinstance(step, WaitUntilStep)
+                and step.wait_until.at is None
+                and isinstance(before, SendEmailStep | SendSmsStep)
+                and not self._targeted(step)
+            ):
+                # the send before a wait_until plans it: no Plan task
+                wait = self.add(
+                    _truncate(self.labels[id(step)]),
+                    {
+                        "Type": "Wait",
+                        "TimestampPath": f"$.steps.{self.journey.step_id(before)}.at",
+                        "Next": nxt,
+                    },
+                )
+                plan = step.wait_until.model_dump(mode="json", exclude_none=True, exclude={"id", "name"})
+                nxt = self.send(before, wait, plan=plan)
+                i -= 2
+                continue
             nxt = self.step(step, nxt)
+            i -= 1
         return nxt
+
+    # --- folds: decisions made by the task that acts on them (no Choice state) ----------------
+
+    def _targeted(self, step: Step) -> bool:
+        """Whether a ``goto`` jumps to this step (it then needs a state of its own)."""
+        step_id = self.journey.step_id(step)
+        return any(isinstance(s, GotoStep) and s.goto == step_id for s in self.journey.walk())
+
+    def _sends(self, step: Step) -> list[SendEmailStep | SendSmsStep] | None:
+        """The variants when ``step`` is a send, or a ``random_split`` whose paths are each one send
+        of the same channel; else None."""
+        if isinstance(step, SendEmailStep | SendSmsStep):
+            return [step]
+        if isinstance(step, RandomSplitStep):
+            sends = [p.steps[0] for p in step.random_split.paths if len(p.steps) == 1]
+            if len(sends) == len(step.random_split.paths) and (
+                all(isinstance(s, SendEmailStep) for s in sends)
+                or all(isinstance(s, SendSmsStep) for s in sends)
+            ):
+                found = [s for s in sends if isinstance(s, SendEmailStep | SendSmsStep)]
+                if not any(self._targeted(s) for s in found):
+                    return found
+        return None
+
+    def _send_spec(self, step: SendEmailStep | SendSmsStep) -> dict[str, Any]:
+        body = step.send_email if isinstance(step, SendEmailStep) else step.send_sms
+        channel = "email" if isinstance(step, SendEmailStep) else "sms"
+        spec: dict[str, Any] = {"template": body.template, "purpose": body.purpose, "channel": channel}
+        if isinstance(step, SendEmailStep):
+            spec.update(step.send_email.model_dump(include={"subject", "preheader"}, exclude_none=True))
+        if self._scheduled(body.purpose):
+            spec["deferrable"] = True  # may fail with SendDeferred (caught by the task)
+        return spec
+
+    def _deferral(self, step_id: str, label: str, task_name: str) -> str:
+        """Pass (the time from the SendDeferred error) → Wait → the task again; the Pass's name."""
+        deferred_name = _truncate(f"Deferred: {label}")
+        wait = self.add(
+            _truncate(f"Wait for send window: {label}"),
+            {"Type": "Wait", "TimestampPath": f"$.schedule.{step_id}.at.errorMessage", "Next": task_name},
+        )
+        return self.add(
+            deferred_name,
+            {
+                "Type": "Pass",
+                "Comment": "quiet hours, send window or frequency cap: the error message is the time to send",
+                "Parameters": {"at.$": "States.StringToJson($.deferred.Cause)"},
+                "ResultPath": f"$.schedule.{step_id}",
+                "Next": wait,
+            },
+        )
+
+    def fused_send(self, step: Step, nxt: str, holdout: HoldoutStep | None = None) -> str:
+        """ONE send task for a ``random_split`` of single sends (the variant picked by the contact's
+        bucket, each variant's own step id on its message) and/or a ``holdout`` before the journey's
+        final send (held-out contacts leave with outcome ``held_out`` in the same task). Its result
+        (``$.decisions.<first folded step id>``) carries ``path`` and every decision it made."""
+        sends = self._sends(step)
+        assert sends is not None
+        first = holdout or step
+        decision_id = self.journey.step_id(first)
+        name = self.entry(first)
+        label = self.labels[id(first)]
+        spec: dict[str, Any] = {}
+        extra: dict[str, str] = {"entry_event_id.$": "$.entry_event_id"}
+        comments = []
+        if holdout is not None:
+            holdout_id = self.journey.step_id(holdout)
+            spec["holdout"] = {"step_id": holdout_id, "percent": holdout.holdout.percent}
+            extra["holdout_bucket.$"] = f"$.buckets.{holdout_id}"
+            comments.append(f"{holdout.holdout.percent:g}% held out on the contact's stable bucket")
+        if isinstance(step, RandomSplitStep):
+            split_id = self.journey.step_id(step)
+            total = sum(p.weight for p in step.random_split.paths)
+            running, variants = 0, []
+            for path, send in zip(step.random_split.paths, sends, strict=True):
+                running += path.weight
+                variants.append(
+                    {"step_id": self.journey.step_id(send), "below": running / total, **self._send_spec(send)}
+                )
+            spec["split"] = {"step_id": split_id, "variants": variants}
+            extra["split_bucket.$"] = f"$.buckets.{split_id}"
+            weights = " / ".join(f"{p.weight:g}" for p in step.random_split.paths)
+            comments.append(f"random split {weights} of one send each, on the contact's stable bucket")
+        else:
+            spec["send"] = {"step_id": self.journey.step_id(step), **self._send_spec(sends[0])}
+        deferrable = any(self._scheduled(self._body(s).purpose) for s in sends)
+        channel = "email" if isinstance(sends[0], SendEmailStep) else "sms"
+        catch = None
+        if deferrable:
+            catch = [
+                {
+                    "ErrorEquals": [DEFERRED_ERROR],
+                    "ResultPath": "$.deferred",
+                    "Next": self._deferral(decision_id, label, name),
+                }
+            ]
+        task = self.task(
+            name,
+            f"send_{channel}",
+            first,
+            nxt,
+            spec=spec,
+            result={
+                "message_id.$": "$.Payload.message_id",
+                "status.$": "$.Payload.status",
+                "reason.$": "$.Payload.reason",
+                "path.$": "$.Payload.path",
+                "decisions.$": "$.Payload.decisions",
+            },
+            result_path=f"$.decisions.{decision_id}",
+            retry=[
+                {
+                    "ErrorEquals": SEND_RETRY_ERRORS,
+                    "IntervalSeconds": 2,
+                    "MaxAttempts": 6,
+                    "BackoffRate": 2.0,
+                    "JitterStrategy": "FULL",
+                }
+            ],
+            catch=catch,
+            extra=extra,
+            may_end=True,
+        )
+        self.states[task]["Comment"] = "; ".join(comments) or "send"
+        return task
+
+    @staticmethod
+    def _body(step: SendEmailStep | SendSmsStep) -> Any:
+        return step.send_email if isinstance(step, SendEmailStep) else step.send_sms
 
     def _target(self, goto: GotoStep) -> Step:
         return next(s for s in self.journey.walk() if self.journey.step_id(s) == goto.goto)
@@ -283,7 +456,9 @@ class _Builder:
             state["Next"] = nxt
         return self.add(name, state)
 
-    def send(self, step: SendEmailStep | SendSmsStep, nxt: str) -> str:
+    def send(self, step: SendEmailStep | SendSmsStep, nxt: str, plan: dict[str, Any] | None = None) -> str:
+        """The send task; ``plan``: the ``wait_until`` right after it, whose time the task returns
+        (``at``, read by the Wait's ``TimestampPath``) instead of a Plan task of its own."""
         body = step.send_email if isinstance(step, SendEmailStep) else step.send_sms
         channel = "email" if isinstance(step, SendEmailStep) else "sms"
         step_id = self.journey.step_id(step)
@@ -296,6 +471,8 @@ class _Builder:
             spec.update(step.send_email.model_dump(include={"subject", "preheader"}, exclude_none=True))
         if scheduled:
             spec["deferrable"] = True  # may fail with SendDeferred (caught below)
+        if plan is not None:
+            spec["plan"] = plan
         if scheduled:
             # added before the send so the send reads first in the definition
             wait = self.add(
@@ -322,6 +499,7 @@ class _Builder:
                 "message_id.$": "$.Payload.message_id",
                 "status.$": "$.Payload.status",
                 "reason.$": "$.Payload.reason",
+                **({"at.$": "$.Payload.at"} if plan is not None else {}),
             },
             retry=[
                 {
@@ -416,20 +594,109 @@ class _Builder:
 
     def branch(self, step: BranchStep, nxt: str) -> str:
         branch = step.branch
-        targets = [(path, self.chain(steps, nxt)) for path, steps in branch.paths()]
         spec = branch.model_dump(mode="json", by_alias=True, exclude_none=True, include={"if_", "cases"})
         if "cases" in spec:
             spec["cases"] = [{"if": case["if"]} for case in spec["cases"]]
         label = self.labels[id(step)]
         name = label if label.endswith("?") else f"{label}?"
         comment = describe(branch.if_) if branch.if_ is not None else None
-        first = self._decision(step, name, targets, spec, "evaluate")
+        if self.fold and self._foldable(branch.paths()):
+            first = self.fused_branch(step, spec, name, nxt)
+        else:
+            targets = [(path, self.chain(steps, nxt)) for path, steps in branch.paths()]
+            first = self._decision(step, name, targets, spec, "evaluate")
         if comment:
             self.states[first]["Comment"] = comment
         return first
 
+    def _foldable(self, paths: list[tuple[str, list[Step]]]) -> bool:
+        """Every path empty or starting with a send or a contact update (no ``goto`` to it)."""
+        firsts = [steps[0] for _, steps in paths if steps]
+        return bool(firsts) and all(
+            isinstance(s, SendEmailStep | SendSmsStep | UpdateContactStep) and not self._targeted(s)
+            for s in firsts
+        )
+
+    def _act(self, step: Step) -> dict[str, Any]:
+        """What a fused branch task does on a path: the path's first step (a send or an update)."""
+        if isinstance(step, SendEmailStep | SendSmsStep):
+            channel = "email" if isinstance(step, SendEmailStep) else "sms"
+            return {
+                "action": f"send_{channel}",
+                "step_id": self.journey.step_id(step),
+                "step": self._send_spec(step),
+            }
+        assert isinstance(step, UpdateContactStep)
+        spec = step.update_contact.model_dump(mode="json", exclude_none=True, exclude={"id", "name"})
+        return {"action": "update_contact", "step_id": self.journey.step_id(step), "step": spec}
+
+    def fused_branch(self, step: BranchStep, spec: dict[str, Any], choice_name: str, nxt: str) -> str:
+        """ONE task that decides a ``branch`` and does the chosen path's first step (a send or a
+        contact update). The decision is recorded by a conditional write (first writer wins): a
+        retried task takes the same path and can never send both emails. A Choice follows only
+        where the paths continue differently. Result: ``$.decisions.<step id>.path``."""
+        step_id = self.journey.step_id(step)
+        label = self.labels[id(step)]
+        name = self.entry(step)
+        paths = step.branch.paths()
+        rests = [(path, self.chain(steps[1:], nxt)) for path, steps in paths]
+        after = rests[0][1]
+        if any(target != after for _, target in rests):
+            *choices, (_, last_target) = rests
+            after = self.add(
+                _truncate(choice_name),
+                {
+                    "Type": "Choice",
+                    "Choices": [
+                        {"Variable": f"$.decisions.{step_id}.path", "StringEquals": path, "Next": target}
+                        for path, target in choices
+                    ],
+                    "Default": last_target,
+                },
+            )
+        acts = {path: self._act(steps[0]) if steps else None for path, steps in paths}
+        sends = [s for _, steps in paths for s in steps[:1] if isinstance(s, SendEmailStep | SendSmsStep)]
+        catch = None
+        if any(self._scheduled(self._body(s).purpose) for s in sends):
+            catch = [
+                {
+                    "ErrorEquals": [DEFERRED_ERROR],
+                    "ResultPath": "$.deferred",
+                    "Next": self._deferral(step_id, label, name),
+                }
+            ]
+        return self.task(
+            name,
+            "evaluate",
+            step,
+            after,
+            spec={**spec, "act": acts},
+            result={
+                "path.$": "$.Payload.path",
+                "message_id.$": "$.Payload.message_id",
+                "status.$": "$.Payload.status",
+                "reason.$": "$.Payload.reason",
+            },
+            result_path=f"$.decisions.{step_id}",
+            retry=[
+                {
+                    "ErrorEquals": SEND_RETRY_ERRORS,
+                    "IntervalSeconds": 2,
+                    "MaxAttempts": 6,
+                    "BackoffRate": 2.0,
+                    "JitterStrategy": "FULL",
+                }
+            ],
+            catch=catch,
+            extra={"entry_event_id.$": "$.entry_event_id"},
+            may_end=True,
+        )
+
     def random_split(self, step: RandomSplitStep, nxt: str) -> str:
-        """A Choice on the contact's bucket: path i when bucket < (weights up to i) / total."""
+        """A Choice on the contact's bucket: path i when bucket < (weights up to i) / total; a split
+        whose paths are each one send is ONE send task that picks the variant (``fused_send``)."""
+        if self.fold and self._sends(step) is not None:
+            return self.fused_send(step, nxt)
         split = step.random_split
         step_id = self.journey.step_id(step)
         targets = [self.chain(p.steps, nxt) for p in split.paths]
@@ -605,9 +872,10 @@ def _targets(states: Any) -> set[str]:
     return found
 
 
-def compile_journey(journey: Journey) -> str:
-    """The journey's state machine definition (ASL JSON text)."""
-    builder = _Builder(journey)
+def compile_journey(journey: Journey, *, fold: bool = True) -> str:
+    """The journey's state machine definition (ASL JSON text). ``fold=False``: every decision a
+    state of its own (what the diagrams draw); the deployed definition folds them (``fused_*``)."""
+    builder = _Builder(journey, fold)
     start = builder.chain(journey.steps, LEAVE)
     builder.terminal()
     # states in reading order: first state first, terminal states last

@@ -4,7 +4,8 @@ The layout is grandalf's layered (Sugiyama, "dot"-like) algorithm, pure Python a
 here, inside :func:`render_svg`: the Lambda layer never ships it. The SVG is written by hand, every
 text escaped (names come from marketers' files), and is the same for the same journey.
 
-What is drawn, from the compiled ASL:
+What is drawn, from the compiled ASL with every decision a state of its own (``fold=False``: the
+deployed definition folds splits, holdouts and branches into the tasks that act on them):
 
 - a start node (the entry trigger), then every state in its own shape: sends are envelope-coloured
   rounded boxes, waits hourglass-coloured boxes, choices diamonds (a split and a holdout are
@@ -223,7 +224,7 @@ def _choice_value(position: int, choice: dict[str, Any]) -> str:
 
 
 def _diagram(journey: Journey) -> tuple[dict[str, _Node], list[_Edge], dict[str, Any]]:
-    asl: dict[str, Any] = json.loads(compile_journey(journey))
+    asl: dict[str, Any] = json.loads(compile_journey(journey, fold=False))
     states: dict[str, dict[str, Any]] = asl["States"]
     # "Leave journey…" tasks of older definitions fold into the Succeed state they led to (the
     # leave tasks end the execution now and are named as the ending, ``ENDINGS``)

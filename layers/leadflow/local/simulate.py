@@ -286,8 +286,19 @@ def walk_history(
     non_choice = [e["stateEnteredEventDetails"]["name"] for e in entered if e["type"] != "ChoiceStateEntered"]
     walk.exited_at_entry = len(non_choice) >= 2 and non_choice[1] == EXITED and non_choice[0] != EXITED
     waiting: str | None = None
+    by_choice = set(choices.values())
+    recorded: set[str] = set()
     for event in events:
         kind = event["type"]
+        exited = event.get("stateExitedEventDetails")
+        if exited and kind == "TaskStateExited":
+            # a decision folded into a task (a branch that decides and sends, a holdout or split of
+            # sends): the task's output carries the chosen path under ``$.decisions.<step id>``
+            for step_id, raw in _folded_paths(json.loads(exited.get("output") or "{}")):
+                if step_id in decided and step_id not in by_choice and step_id not in recorded:
+                    recorded.add(step_id)
+                    walk.paths.append((step_id, _path_name(decided[step_id], raw)))
+            continue
         details = event.get("stateEnteredEventDetails")
         if details:
             name = details["name"]
@@ -312,6 +323,30 @@ def walk_history(
         elif kind in ("TaskFailed", "ExecutionAborted", "ExecutionTimedOut"):
             waiting = None  # exited while waiting (or the journey's time ran out): no path
     return walk
+
+
+def _folded_paths(output: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(step id, raw path) of every decision in a state's output, nested ones of a fold included."""
+    found = output.get("decisions") if isinstance(output, Mapping) else None
+    if not isinstance(found, Mapping):
+        return
+    for step_id, decision in found.items():
+        if not isinstance(decision, Mapping):
+            continue
+        if decision.get("path") is not None:
+            yield str(step_id), str(decision["path"])
+        yield from _folded_paths(decision)
+
+
+def _path_name(decision: Decision, raw: str) -> str:
+    """A raw path (``then``, ``case2``, ``path1``, ``held_out``) by the name the report uses."""
+    if decision.kind == "branch" and decision.choose is not None:
+        return decision.choose({"decisions": {decision.step_id: {"path": raw}}})
+    if decision.kind == "holdout":
+        return "held out" if raw == "held_out" else "continued"
+    if decision.kind == "random_split" and raw.startswith("path") and raw[4:].isdigit():
+        return decision.paths[int(raw[4:]) - 1]
+    return raw
 
 
 # --- cost metering: the same accounting as ``make bench`` ------------------------------------------
