@@ -4,6 +4,7 @@ unsubscribes, double opt-in confirmations. Wiring only: parse, one call into ``l
 from __future__ import annotations
 
 import json
+import time
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -182,7 +183,7 @@ def post_signed_events() -> Response[str]:
             timestamp=event.headers.get("x-leadflow-timestamp"),
             signature=event.headers.get("x-leadflow-signature"),
             body=body,
-            now=utc_now().timestamp(),
+            now=time.time(),  # transport freshness: wall-clock time (the local runtime's clock is virtual)
         )
     except SignatureRefused as exc:
         status = HTTPStatus.CONFLICT if exc.reason == "replayed_signature" else HTTPStatus.UNAUTHORIZED
@@ -212,13 +213,17 @@ def form_stamp() -> Response[str]:
     )
 
 
+def _from_browser() -> bool:
+    """A browser posts urlencoded (or without a content type); anything else is a client of the API."""
+    content_type = (app.current_event.headers.get("content-type") or "").lower()
+    return content_type.startswith("application/x-www-form-urlencoded") or not content_type
+
+
 def _form_fields() -> tuple[dict[str, Any], bool]:
     """The posted fields and whether the caller is a browser (urlencoded) or a JSON client."""
     event = app.current_event
     content_type = (event.headers.get("content-type") or "").lower()
     body = event.decoded_body or ""
-    if len(body) > MAX_FORM_BODY:
-        raise InvalidInput("body", f"larger than {MAX_FORM_BODY} bytes")
     if content_type.startswith("application/json"):
         try:
             data = json.loads(body or "{}")
@@ -227,7 +232,7 @@ def _form_fields() -> tuple[dict[str, Any], bool]:
         if not isinstance(data, dict):
             raise InvalidInput("body", "must be a JSON object")
         return data, False
-    if content_type.startswith("application/x-www-form-urlencoded") or not content_type:
+    if _from_browser():
         return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}, True
     raise InvalidInput("content-type", "use application/x-www-form-urlencoded or application/json")
 
@@ -239,6 +244,16 @@ def _with_query(url: str, **params: str) -> str:
 @app.post("/forms/<form_id>")
 def submit_form(form_id: str) -> Response[str]:
     form = service.form_config(form_id)
+    if len(app.current_event.decoded_body or "") > MAX_FORM_BODY:
+        metrics.add_metric(name="RejectedForms", unit="Count", value=1)
+        if _from_browser():  # a person is sent back to the form, as for any invalid post
+            location = _with_query(form.error_url, error="too_large")
+            return Response(status_code=HTTPStatus.SEE_OTHER, headers={"Location": location}, body="")
+        return error_response(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "request body too large",
+            [{"field": "body", "message": f"larger than {MAX_FORM_BODY} bytes"}],
+        )
     data, browser = _form_fields()
     http = app.current_event.request_context.http
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
@@ -26,11 +27,20 @@ def error_response(
     return json_response(status, ClientError(error=message, fields=fields or []))
 
 
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}|\d{1,6}")
+
+
 def validation_fields(errors: Iterable[Any]) -> list[dict[str, str]]:
-    """Pydantic/Powertools validation errors as ``[{"field": "a.b", "message": ...}]``."""
+    """Pydantic/Powertools validation errors as ``[{"field": "a.b", "message": ...}]``.
+
+    A location part that is not a field name (an unexpected key is whatever the client sent, e.g. a
+    whole JSON document posted as a form) is shown as ``?``: an answer never echoes posted data."""
     out = []
     for err in errors:
-        loc = [str(part) for part in err.get("loc", ()) if part not in ("body",)]
+        loc = [
+            part if _FIELD_NAME.fullmatch(part) else "?"
+            for part in (str(p) for p in err.get("loc", ()) if p not in ("body",))
+        ]
         out.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", "invalid"))})
     return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -570,7 +571,8 @@ def signed_post(
 ) -> dict[str, Any]:
     from leadflow.server_events import SignedEvents
 
-    timestamp = str(int(system.clock.now() if at is None else at))
+    # a sender signs with its own wall clock (the window is real time, whatever the virtual clock says)
+    timestamp = str(int(time.time() if at is None else at))
     headers = JSON | {
         "x-leadflow-source": source,
         "x-leadflow-timestamp": timestamp,
@@ -587,8 +589,7 @@ def test_signed_server_events_from_systems_without_sigv4(system: LocalSystem) ->
     assert contact_by_email(system, "signed@server.example") is not None
     assert signed_post(system, body)["statusCode"] == 409  # the very same request again: a replay
     # re-signed a second later: a new request, and order-77 is still stored once
-    system.advance(1)
-    timestamp = str(int(system.clock.now()))
+    timestamp = str(int(time.time()) + 1)
     from leadflow.server_events import SignedEvents
 
     headers = JSON | {
@@ -608,7 +609,7 @@ def test_signed_server_events_from_systems_without_sigv4(system: LocalSystem) ->
     assert json.loads(again[0]["body"])["duplicate"] is True  # order-77 was stored once
     # stale, forged, unknown source
     before = counts(system)
-    assert signed_post(system, body, at=system.clock.now() - 301)["statusCode"] == 401
+    assert signed_post(system, body, at=time.time() - 301)["statusCode"] == 401
     assert signed_post(system, body, key="not-the-key-of-default")["statusCode"] == 401
     assert signed_post(system, body, source="crm")["statusCode"] == 401
     unsigned = system.invoke_http("POST", "/events/signed", headers=JSON, body=body)
@@ -665,3 +666,56 @@ def test_a_sign_up_that_meets_a_concurrent_one_on_a_budget_counter_is_tried_agai
     assert contact_by_email(system, "conflict@example.com") == accepted.contact_id
     assert len(commits) == 2
     assert commits[0] == commits[1]  # the same sign-up, budget counters included, once committed
+
+
+def test_the_signature_window_is_wall_clock_time_while_the_local_clock_runs_ahead(
+    system: LocalSystem,
+) -> None:
+    """Weeks of virtual time later, a request signed just now is fresh, one signed 6 minutes ago stale."""
+    system.advance(14 * 86400)
+    body = json.dumps({"type": "purchase", "email": "later@server.example", "event_id": "order-78"})
+    assert signed_post(system, body, at=time.time() - 360)["statusCode"] == 401
+    assert signed_post(system, body)["statusCode"] == 202
+
+
+# --- answers to malformed posts -------------------------------------------------------------------
+
+
+def test_an_oversized_form_post_is_413_for_clients_and_the_error_page_for_browsers(
+    system: LocalSystem,
+) -> None:
+    before = counts(system)
+    padding = "a" * 20_000
+    browser = system.invoke_http(
+        "POST",
+        "/forms/newsletter",
+        headers=FORM,
+        body=urlencode({"email": "big@example.com", "consent": "on", "pad": padding}),
+        source_ip="100.64.9.9",
+    )
+    assert browser["statusCode"] == 303
+    assert browser["headers"]["Location"].endswith("error=too_large")
+    client = system.invoke_http(
+        "POST",
+        "/forms/newsletter",
+        headers=JSON,
+        body=json.dumps({"email": "big@example.com", "consent": True, "pad": padding}),
+        source_ip="100.64.9.9",
+    )
+    assert client["statusCode"] == 413
+    assert json.loads(client["body"])["fields"] == [{"field": "body", "message": "larger than 16384 bytes"}]
+    assert counts(system) == before
+    assert contact_by_email(system, "big@example.com") is None
+
+
+def test_an_error_answer_never_echoes_what_was_posted(system: LocalSystem) -> None:
+    """A JSON document posted without its content type reads as one odd form field: the answer names
+    the problem, never the document (it holds an email address)."""
+    document = json.dumps(
+        {"type": "identify", "email": "jane.doe@example.com", "visitor_id": "vabcdefgh1234"}
+    )
+    reply = system.invoke_http("POST", "/events", headers=FORM, body=document)  # as `curl -d` sends it
+    assert reply["statusCode"] == 400
+    assert "jane.doe" not in reply["body"]
+    fields = json.loads(reply["body"])["fields"]
+    assert {"field": "?", "message": "Extra inputs are not permitted"} in fields
