@@ -99,6 +99,9 @@ def test_registration_reminder_and_follow_up_by_attendance(system: LocalSystem) 
     reminder = "Attribution in 30 minutes starts in an hour. Join: https://webinar.example.com/j/30"
     for email, phone in people.values():
         assert texts(system, phone) == [reminder], email
+        [sms] = [m for m in system.outbox() if m["channel"] == "sms" and phone in m["to"]]
+        assert sms["time"] == "2026-03-12T15:00:00+00:00"  # the outbox shows when (virtual time)
+    assert all(len(m["to"]) == 1 for m in system.outbox())  # each recipient once
     [early_thanks] = emails(system, people["early"][0])[1:]
     assert early_thanks["subject"] == "Your slides from Attribution in 30 minutes"
 

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
+from datetime import datetime
 from email.policy import default as default_policy
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -588,7 +589,7 @@ class LocalSystem:
                 {
                     "channel": "email",
                     "id": sent.id,
-                    "to": list(sent.destinations),
+                    "to": list(dict.fromkeys(sent.destinations)),  # moto lists a To twice
                     "from": str(msg["From"]),
                     "subject": str(msg["Subject"]),
                     "text": text.get_content() if text else None,
@@ -597,9 +598,24 @@ class LocalSystem:
                     "time": parsedate_to_datetime(str(date)).isoformat() if date else None,
                 }
             )
+        # moto keeps no time for an SMS: the send recorded it (virtual time) with SNS's message id
+        sms_sent_at = {
+            str(m["sns_message_id"]): str(m["sent_at"])
+            for m in self._scan(MESSAGES.name)
+            if m.get("sns_message_id") and m.get("sent_at")
+        }
         for sms_id, sms in sns_backends[ACCOUNT][REGION].sms_messages.items():
             phone, text_msg = sms[0], sms[1]
-            items.append({"channel": "sms", "id": sms_id, "to": [phone], "text": text_msg, "time": None})
+            at = sms_sent_at.get(sms_id)
+            items.append(
+                {
+                    "channel": "sms",
+                    "id": sms_id,
+                    "to": [phone],
+                    "text": text_msg,
+                    "time": datetime.fromisoformat(at.replace("Z", "+00:00")).isoformat() if at else None,
+                }
+            )
         return items
 
     def executions(self) -> list[dict[str, Any]]:
