@@ -439,3 +439,24 @@ def test_nested_typo_names_the_path() -> None:
     assert (
         "steps[0].wait_for.on_timeout[0]: unknown step type 'sned_sms' (did you mean 'send_sms'?)" in message
     )
+
+
+def test_every_step_order_problem_is_reported_not_only_the_first() -> None:
+    message = refused(
+        """
+id: orders
+name: orders
+entry: {event: signed_up}
+steps:
+  - branch: {name: "First?", if: {opened: later}, then: [], else: []}
+  - branch: {name: "Second?", if: {clicked: s2x}, then: [], else: []}
+  - send_email: {id: later, template: welcome}
+  - branch: {name: "Third?", if: {opened: nothing_here}, then: [], else: []}
+  - end: true
+  - wait: {days: 1}
+"""
+    )
+    assert "steps[0].branch.if: send_email 'later' does not run before this branch" in message
+    assert "steps[1].branch.if: no send_email step has the id 's2x'" in message
+    assert "steps[3].branch.if: no send_email step has the id 'nothing_here'" in message
+    assert "steps[4]: 'end' must be the last step of its list" in message

@@ -741,7 +741,10 @@ class Journey(_Model):
                 n = counters[kind] = n + 1
                 auto = f"{kind}_{n}"
             self._ids[id(step)] = auto
-        _check_steps(self.steps, "steps", sent_before=(), journey=self, explicit=explicit)
+        problems: list[str] = []
+        _check_steps(self.steps, "steps", sent_before=(), journey=self, explicit=explicit, problems=problems)
+        if problems:  # every one of them, not only the first
+            raise ValueError("; ".join(dict.fromkeys(problems)))
         if self.settings.max_duration and not (
             0 < self.settings.max_duration.total_seconds <= MAX_JOURNEY_SECONDS
         ):
@@ -801,10 +804,11 @@ def _check_steps(
     sent_before: tuple[str, ...],
     journey: Journey,
     explicit: Mapping[str, str],
+    problems: list[str],
 ) -> tuple[str, ...]:
-    """Checks step order rules; returns the email send steps that may have run after ``steps``
-    (a send inside a branch, split or wait_for path may have run: a later condition may test it,
-    and a contact who took another path simply did not engage with it)."""
+    """Checks step order rules, adding what breaks them to ``problems``; returns the email send steps
+    that may have run after ``steps`` (a send inside a branch, split or wait_for path may have run:
+    a later condition may test it, and a contact who took another path simply did not engage)."""
     sent = sent_before
     for i, step in enumerate(steps):
         where = f"{path}[{i}]"
@@ -813,13 +817,13 @@ def _check_steps(
             for ref in engagement_refs(condition):
                 if ref not in sent:
                     problem = _engagement_problem(ref, journey, explicit)
-                    raise ValueError(f"{where}.{kind}.{cpath}: {problem}")
+                    problems.append(f"{where}.{kind}.{cpath}: {problem}")
         if (
             isinstance(step, WaitUntilStep)
             and step.wait_until.event_property
             and not journey.entry.event_types
         ):
-            raise ValueError(
+            problems.append(
                 f"{where}.wait_until.event_property: this journey is not entered by an event "
                 f"({journey.entry.kind} entry): there is no entry event to read "
                 f"{step.wait_until.event_property!r} from"
@@ -827,12 +831,16 @@ def _check_steps(
         if isinstance(step, SendEmailStep):
             sent = (*sent, step.send_email.id)
         elif isinstance(step, GotoStep):
-            _check_goto(step, where, journey, explicit)
+            goto_problem = _goto_problem(step, where, journey, explicit)
+            if goto_problem:
+                problems.append(goto_problem)
         before = sent
         for name, child in children(step):
-            sent = _merge(sent, _check_steps(child, f"{where}.{kind}.{name}", before, journey, explicit))
+            sent = _merge(
+                sent, _check_steps(child, f"{where}.{kind}.{name}", before, journey, explicit, problems)
+            )
         if isinstance(step, EndStep | GotoStep) and i != len(steps) - 1:
-            raise ValueError(f"{where}: '{kind}' must be the last step of its list")
+            problems.append(f"{where}: '{kind}' must be the last step of its list")
     return sent
 
 
@@ -858,17 +866,18 @@ def _engagement_problem(ref: str, journey: Journey, explicit: Mapping[str, str])
     )
 
 
-def _check_goto(step: GotoStep, where: str, journey: Journey, explicit: Mapping[str, str]) -> None:
+def _goto_problem(step: GotoStep, where: str, journey: Journey, explicit: Mapping[str, str]) -> str | None:
     if step.goto not in explicit:
-        raise ValueError(f"{where}.goto: no step has the id {step.goto!r}")
+        return f"{where}.goto: no step has the id {step.goto!r}"
     order = journey._order
     target = next(i for i, s in enumerate(order) if journey._ids.get(id(s)) == step.goto)
     here = next(i for i, s in enumerate(order) if s is step)
     if target < here and not any(step_kind(s) in WAITING_KINDS for s in order[target:here]):
-        raise ValueError(
+        return (
             f"{where}.goto: going back to {step.goto!r} needs a wait, wait_until or wait_for on the way "
             "(a loop without one would run without pause)"
         )
+    return None
 
 
 def _format_errors(exc: ValidationError) -> str:
