@@ -100,6 +100,20 @@ WEEKDAY_NAMES = {
 State = dict[str, Any]
 
 
+def _retry(errors: list[str]) -> list[State]:
+    """A task's Retry: 6 attempts from 2 s, doubling, with full jitter (a throttled or briefly
+    unavailable service is not hit by every waiting execution at once)."""
+    return [
+        {
+            "ErrorEquals": errors,
+            "IntervalSeconds": 2,
+            "MaxAttempts": 6,
+            "BackoffRate": 2.0,
+            "JitterStrategy": "FULL",
+        }
+    ]
+
+
 def _truncate(name: str) -> str:
     return name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…"
 
@@ -335,15 +349,7 @@ class _Builder:
                 "decisions.$": "$.Payload.decisions",
             },
             result_path=f"$.decisions.{decision_id}",
-            retry=[
-                {
-                    "ErrorEquals": SEND_RETRY_ERRORS,
-                    "IntervalSeconds": 2,
-                    "MaxAttempts": 6,
-                    "BackoffRate": 2.0,
-                    "JitterStrategy": "FULL",
-                }
-            ],
+            retry=_retry(SEND_RETRY_ERRORS),
             catch=catch,
             extra=extra,
             may_end=True,
@@ -435,16 +441,7 @@ class _Builder:
             "Parameters": {"FunctionName": SEND_FUNCTION_ARN, "Payload": payload},
             "ResultSelector": result or {"status.$": "$.Payload.status"},
             "ResultPath": result_path or f"$.steps.{self.journey.step_id(step)}",
-            "Retry": retry
-            or [
-                {
-                    "ErrorEquals": TRANSIENT_ERRORS,
-                    "IntervalSeconds": 2,
-                    "MaxAttempts": 6,
-                    "BackoffRate": 2.0,
-                    "JitterStrategy": "FULL",
-                }
-            ],
+            "Retry": retry or _retry(TRANSIENT_ERRORS),
             "Catch": [
                 *(catch or []),
                 {"ErrorEquals": [EXITED_ERROR], "ResultPath": "$.exit", "Next": LEAVE_EXITED},
@@ -501,15 +498,7 @@ class _Builder:
                 "reason.$": "$.Payload.reason",
                 **({"at.$": "$.Payload.at"} if plan is not None else {}),
             },
-            retry=[
-                {
-                    "ErrorEquals": SEND_RETRY_ERRORS,
-                    "IntervalSeconds": 2,
-                    "MaxAttempts": 6,
-                    "BackoffRate": 2.0,
-                    "JitterStrategy": "FULL",
-                }
-            ],
+            retry=_retry(SEND_RETRY_ERRORS),
             catch=[{"ErrorEquals": [DEFERRED_ERROR], "ResultPath": "$.deferred", "Next": deferred_name}]
             if scheduled
             else None,
@@ -678,15 +667,7 @@ class _Builder:
                 "reason.$": "$.Payload.reason",
             },
             result_path=f"$.decisions.{step_id}",
-            retry=[
-                {
-                    "ErrorEquals": SEND_RETRY_ERRORS,
-                    "IntervalSeconds": 2,
-                    "MaxAttempts": 6,
-                    "BackoffRate": 2.0,
-                    "JitterStrategy": "FULL",
-                }
-            ],
+            retry=_retry(SEND_RETRY_ERRORS),
             catch=catch,
             extra={"entry_event_id.$": "$.entry_event_id"},
             may_end=True,
@@ -763,15 +744,7 @@ class _Builder:
             spec={"url": step.webhook.url},
             extra={"failure.$": f"$.failures.{step_id}"},
             result_path=f"$.steps.{step_id}",
-            retry=[
-                {
-                    "ErrorEquals": ["States.ALL"],
-                    "IntervalSeconds": 2,
-                    "MaxAttempts": 6,
-                    "BackoffRate": 2.0,
-                    "JitterStrategy": "FULL",
-                }
-            ],
+            retry=_retry(["States.ALL"]),
         )
         self.states[dead_letter]["Comment"] = (
             "the delivery failed every retry: to the webhook dead-letter queue"
