@@ -18,75 +18,43 @@ the most virtual seconds between an awaited event and its ``on_event`` path's fi
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from botocore.client import BaseClient
-from botocore.exceptions import ClientError
-
-from leadflow.journeys.cost import WRITES, Usage, call_units, gb_seconds, history_usage
+from leadflow.journeys.cost import Usage, gb_seconds, history_usage
 from leadflow.journeys.model import Journey, WaitForStep
+from leadflow.local.metering import SEND_MEMORY_MB, DynamoMeter, enrollment_journey
 from leadflow.local.system import LocalSystem, resource_name
-from leadflow.tables import ALL_TABLES, MESSAGES
+from leadflow.tables import MESSAGES
 
 CONTACTS = 24
 DAY = 86400
-SEND_MEMORY_MB = 512
 START = datetime(2026, 1, 5, 8, 30, tzinfo=UTC).timestamp()  # a Monday, 09:30 in Berlin
-INDEXES = {resource_name(spec.name): len(spec.indexes) for spec in ALL_TABLES}
 
 
-class _Meter:
+class _Meter(DynamoMeter):
     """DynamoDB units and step-function durations by journey, for calls made inside the wrapped
     handlers (thread-local scope: executions run in their own threads)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.usage: dict[str, Usage] = defaultdict(Usage)
-        self.local = threading.local()
-        self.lock = threading.Lock()
         self.task_times: list[tuple[str, str, str, float]] = []  # (journey, step, contact, virtual time)
 
     def add(self, journey: str, usage: Usage) -> None:
         with self.lock:
             self.usage[journey] = self.usage[journey] + usage
 
-    @contextmanager
-    def counting(self) -> Iterator[None]:
-        original = BaseClient._make_api_call
-        meter = self
-
-        def counted(client: BaseClient, operation: str, params: Any) -> Any:
-            scope = getattr(meter.local, "scope", None)
-            if scope is None or client.meta.service_model.service_name != "dynamodb":
-                return original(client, operation, params)
-            try:
-                response = original(client, operation, params)
-            except ClientError:
-                if operation in WRITES:  # a failed conditional write is billed too
-                    meter._charge(scope, params, Usage(write_units=1.0))
-                raise
-            writes, reads = call_units(operation, params, response, INDEXES)
-            meter._charge(scope, params, Usage(write_units=writes, read_units=reads))
-            return response
-
-        BaseClient._make_api_call = counted
-        try:
-            yield
-        finally:
-            BaseClient._make_api_call = original
-
-    def _charge(self, scope: tuple[str, str | None], params: Any, usage: Usage) -> None:
+    def charge(self, scope: Any, params: Any, usage: Usage) -> None:
         kind, journey = scope
         if kind == "send" and journey:
             self.add(journey, usage)
         elif kind == "trigger":
-            enrolled = _enrollment_journey(params)
+            enrolled = enrollment_journey(params)
             if enrolled:
                 self.add(enrolled, usage)
 
@@ -120,19 +88,6 @@ class _Meter:
         return wrapped
 
 
-def _enrollment_journey(params: Any) -> str | None:
-    """The journey whose enrollment item (``J#<journey>``) a trigger call writes or reads."""
-    keys = [params.get("Key"), params.get("Item")]
-    keys += [
-        op.get("Key") or op.get("Item") for entry in params.get("TransactItems", []) for op in entry.values()
-    ]
-    for key in keys:
-        sk = ((key or {}).get("sk") or {}).get("S", "")
-        if sk.startswith("J#"):
-            return str(sk[2:])
-    return None
-
-
 def _open(system: LocalSystem, email: str) -> None:
     for message in system.outbox():
         if email in message["to"] and message.get("html"):
@@ -142,13 +97,18 @@ def _open(system: LocalSystem, email: str) -> None:
 
 
 def _post(system: LocalSystem, path: str, body: str) -> dict[str, Any]:
-    return system.invoke_http("POST", path, headers={"content-type": "application/json"}, body=body)
+    headers = {"content-type": "application/json"}
+    if path.startswith("/admin/"):
+        headers["authorization"] = f"Bearer {system.admin_key}"
+    return system.invoke_http("POST", path, headers=headers, body=body)
 
 
 def _event(system: LocalSystem, email: str, kind: str, **properties: Any) -> None:
+    """A business event (a trial, product usage, a purchase, attendance): from a server."""
     import json
 
-    reply = _post(system, "/events", json.dumps({"type": kind, "email": email, "properties": properties}))
+    body = json.dumps({"type": kind, "email": email, "properties": properties})
+    reply = _post(system, "/admin/events", body)
     assert reply["statusCode"] == 202, reply
 
 

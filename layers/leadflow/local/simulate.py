@@ -42,7 +42,6 @@ import logging
 import re
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -54,13 +53,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from botocore.client import BaseClient
-from botocore.exceptions import ClientError
-
 from leadflow import ids, observability
 from leadflow.journeys import compile_journey, load_journey
 from leadflow.journeys.compiler import CALLBACK, DEFERRED_ERROR, EXITED, TIMEOUT_ERROR
-from leadflow.journeys.cost import WRITES, Usage, call_units, gb_seconds, history_usage
+from leadflow.journeys.cost import Usage, gb_seconds, history_usage
 from leadflow.journeys.model import (
     BranchStep,
     HoldoutStep,
@@ -69,14 +65,13 @@ from leadflow.journeys.model import (
     WaitForStep,
 )
 from leadflow.journeys.timing import next_send_time, zone
+from leadflow.local.metering import SEND_MEMORY_MB, DynamoMeter, enrollment_journey
 from leadflow.local.system import ROOT, LocalSystem, resource_name
 from leadflow.models import RESERVED_EVENT_PREFIXES, RESERVED_EVENT_TYPES
 from leadflow.settings import get_settings
-from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES
+from leadflow.tables import EVENTS, MESSAGES
 
-SEND_MEMORY_MB = 512
 """The journey step function's deployed memory (GB-seconds, as ``make bench`` prices them)."""
-INDEXES = {resource_name(spec.name): len(spec.indexes) for spec in ALL_TABLES}
 JSON = {"content-type": "application/json"}
 REPLAYED_THROUGH_LINKS = (
     "form_submitted",
@@ -352,14 +347,13 @@ def _path_name(decision: Decision, raw: str) -> str:
 # --- cost metering: the same accounting as ``make bench`` ------------------------------------------
 
 
-class _Meter:
+class _Meter(DynamoMeter):
     """DynamoDB units of the journey step function's calls and of trigger's enrollment calls, and
     the step function's GB-seconds (its in-process CPU time at the deployed memory size)."""
 
     def __init__(self, now: Callable[[], float]) -> None:
+        super().__init__()
         self.usage = Usage()
-        self.local = threading.local()
-        self.lock = threading.Lock()
         self.now = now
         self.deferred: list[tuple[str, float]] = []
         """(contact id, virtual time) of every send the journey step function deferred."""
@@ -368,31 +362,9 @@ class _Meter:
         with self.lock:
             self.usage = self.usage + usage
 
-    @contextmanager
-    def counting(self) -> Iterator[None]:
-        original = BaseClient._make_api_call
-        meter = self
-
-        def counted(client: BaseClient, operation: str, params: Any) -> Any:
-            scope = getattr(meter.local, "scope", None)
-            if scope is None or client.meta.service_model.service_name != "dynamodb":
-                return original(client, operation, params)
-            try:
-                response = original(client, operation, params)
-            except ClientError:
-                if operation in WRITES and (scope == "send" or _is_enrollment(params)):
-                    meter.add(Usage(write_units=1.0))  # a failed conditional write is billed too
-                raise
-            if scope == "send" or _is_enrollment(params):
-                writes, reads = call_units(operation, params, response, INDEXES)
-                meter.add(Usage(write_units=writes, read_units=reads))
-            return response
-
-        BaseClient._make_api_call = counted
-        try:
-            yield
-        finally:
-            BaseClient._make_api_call = original
+    def charge(self, scope: Any, params: Any, usage: Usage) -> None:
+        if scope == "send" or enrollment_journey(params) is not None:
+            self.add(usage)
 
     def wrap(self, scope: str, handler: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(event: Any, context: Any) -> Any:
@@ -412,14 +384,6 @@ class _Meter:
                     self.add(Usage(gb_seconds=gb_seconds(elapsed_ms, SEND_MEMORY_MB)))
 
         return wrapped
-
-
-def _is_enrollment(params: Any) -> bool:
-    keys = [params.get("Key"), params.get("Item")]
-    keys += [
-        op.get("Key") or op.get("Item") for entry in params.get("TransactItems", []) for op in entry.values()
-    ]
-    return any(str(((key or {}).get("sk") or {}).get("S", "")).startswith("J#") for key in keys)
 
 
 @contextmanager
