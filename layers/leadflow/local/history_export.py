@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from leadflow.contacts.model import PROFILE_FIELDS
 from leadflow.leads.model import LeadModel
 from leadflow.models import RESERVED_EVENT_PREFIXES, RESERVED_EVENT_TYPES, iso
 from leadflow.store import deserialize
@@ -42,18 +43,6 @@ REPLAYED = frozenset(
 )
 """System events ``simulate`` replays through the route that records them."""
 SALES_FEEDBACK_FIELDS = ("outcome", "reason", "owner", "deal_value", "currency")
-PROFILE_FIELDS = (
-    "first_name",
-    "last_name",
-    "phone",
-    "salutation",
-    "gender",
-    "locale",
-    "timezone",
-    "country",
-    "company",
-    "job_title",
-)
 GRANTS = frozenset({"form_submitted", "consent_confirmed", "consent_granted"})
 REVOCATIONS = frozenset({"unsubscribed", "consent_revoked"})
 
