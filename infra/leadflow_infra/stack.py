@@ -63,20 +63,10 @@ class LeadflowStack(Stack):
             ),
         )
         topic_key = TopicKey(self, "TopicKey").key
-        webhook_keys = secretsmanager.Secret(
+        webhook_keys = _shared_keys(
             self,
             "WebhookKeys",
-            description="Signing keys of journey webhooks (JSON name -> key); add keys per endpoint",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                secret_string_template=json.dumps({}),
-                generate_string_key="default",
-                password_length=48,
-                exclude_punctuation=True,
-            ),
-        )
-        acknowledge(
-            webhook_keys,
-            "AwsSolutions-SMG4",
+            "Signing keys of journey webhooks (JSON name -> key); add keys per endpoint",
             "Webhook keys are shared with the receiving systems: rotate by adding a key under a new "
             "name, pointing the journey's webhook step at it, then removing the old one (README).",
         )
@@ -107,20 +97,10 @@ class LeadflowStack(Stack):
         )
         layer = SharedLayer(self, "SharedLayer").layer
 
-        event_source_keys = secretsmanager.Secret(
+        event_source_keys = _shared_keys(
             self,
             "EventSourceKeys",
-            description="Keys of systems posting signed server events to POST /events/signed (JSON name -> key)",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                secret_string_template=json.dumps({}),
-                generate_string_key="default",
-                password_length=48,
-                exclude_punctuation=True,
-            ),
-        )
-        acknowledge(
-            event_source_keys,
-            "AwsSolutions-SMG4",
+            "Keys of systems posting signed server events to POST /events/signed (JSON name -> key)",
             "Event source keys are shared with the sending systems: rotate by adding a key under a new "
             "source name, switching the sender, then removing the old one.",
         )
@@ -569,6 +549,26 @@ class LeadflowStack(Stack):
                 "The '*' is the execution name: RedriveExecution on this journey's executions only.",
             )
         return policy
+
+
+def _shared_keys(
+    scope: Construct, construct_id: str, description: str, rotation: str
+) -> secretsmanager.Secret:
+    """A secret of keys shared with other systems (JSON name -> key), a generated ``default`` key to
+    start with. Such keys are rotated by hand, by name (``rotation`` says how; cdk-nag is told)."""
+    secret = secretsmanager.Secret(
+        scope,
+        construct_id,
+        description=description,
+        generate_secret_string=secretsmanager.SecretStringGenerator(
+            secret_string_template=json.dumps({}),
+            generate_string_key="default",
+            password_length=48,
+            exclude_punctuation=True,
+        ),
+    )
+    acknowledge(secret, "AwsSolutions-SMG4", rotation)
+    return secret
 
 
 def _complete_environment(functions: list[LeadflowFunction], environment: Mapping[str, str]) -> None:

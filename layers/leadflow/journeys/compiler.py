@@ -557,10 +557,10 @@ class _Builder:
         )
         return name
 
-    def _decision(self, step: Step, name: str, paths: list[tuple[str, str]], spec: Any, action: str) -> str:
-        step_id = self.journey.step_id(step)
+    def path_choice(self, name: str, step_id: str, paths: list[tuple[str, str]]) -> str:
+        """A Choice on the path a task decided (``$.decisions.<step>.path``); the last path is the default."""
         *choices, (_, last_target) = paths
-        choice = self.add(
+        return self.add(
             _truncate(name),
             {
                 "Type": "Choice",
@@ -571,6 +571,10 @@ class _Builder:
                 "Default": last_target,
             },
         )
+
+    def _decision(self, step: Step, name: str, paths: list[tuple[str, str]], spec: Any, action: str) -> str:
+        step_id = self.journey.step_id(step)
+        choice = self.path_choice(name, step_id, paths)
         return self.task(
             self.entry(step),
             action,
@@ -631,18 +635,7 @@ class _Builder:
         rests = [(path, self.chain(steps[1:], nxt)) for path, steps in paths]
         after = rests[0][1]
         if any(target != after for _, target in rests):
-            *choices, (_, last_target) = rests
-            after = self.add(
-                _truncate(choice_name),
-                {
-                    "Type": "Choice",
-                    "Choices": [
-                        {"Variable": f"$.decisions.{step_id}.path", "StringEquals": path, "Next": target}
-                        for path, target in choices
-                    ],
-                    "Default": last_target,
-                },
-            )
+            after = self.path_choice(choice_name, step_id, rests)
         acts = {path: self._act(steps[0]) if steps else None for path, steps in paths}
         sends = [s for _, steps in paths for s in steps[:1] if isinstance(s, SendEmailStep | SendSmsStep)]
         catch = None
