@@ -22,6 +22,7 @@ service = TriggerService(
     store=wiring.journey_store(settings, _ddb),
     sfn=wiring.client("stepfunctions"),
     state_machine_arn=settings.state_machine_arn,
+    start_arn=settings.state_machine_alias_arn,  # the live version: executions keep theirs
     events=wiring.event_store(settings, _ddb),
     lead_model=load_lead_model(settings.leads_file),
 )

@@ -3,6 +3,7 @@ journey state machines, email sending (monitoring lives in ``monitoring``)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 
@@ -340,7 +341,13 @@ class LeadflowApi(Construct):
 
 
 class JourneyStateMachines(Construct):
-    """One Standard state machine per journey file; the definition is the compiler's output verbatim."""
+    """One Standard state machine per journey file; the definition is the compiler's output verbatim.
+
+    Every deploy publishes the definition as a state machine version and points the journey's alias
+    (``alias``, e.g. ``live``) at it; new executions start on the alias, a running execution keeps
+    the version it started on. The version's logical id carries the definition's hash, so a changed
+    journey makes CloudFormation create a new version, and versions are retained (never deleted by
+    a deploy): an execution waiting for weeks on an old version still has it."""
 
     SEND_FUNCTION_ARN = "SendFunctionArn"
 
@@ -353,17 +360,22 @@ class JourneyStateMachines(Construct):
         prefix: str,
         send: lambda_.IFunction,
         log_retention: logs.RetentionDays,
+        alias: str = "live",
     ):
         super().__init__(scope, construct_id)
         log_group = logs.LogGroup(self, "Logs", retention=log_retention)
+        self.alias_name = alias
         self.machines: dict[str, sfn.StateMachine] = {}
+        self.versions: dict[str, sfn.CfnStateMachineVersion] = {}
+        self.aliases: dict[str, sfn.CfnStateMachineAlias] = {}
         for journey in journeys:
+            definition = compile_journey(journey)
             machine = sfn.StateMachine(
                 self,
                 f"Journey-{journey.id}",
                 state_machine_name=f"{prefix}-{journey.id}",
                 state_machine_type=sfn.StateMachineType.STANDARD,
-                definition_body=sfn.DefinitionBody.from_string(compile_journey(journey)),
+                definition_body=sfn.DefinitionBody.from_string(definition),
                 definition_substitutions={self.SEND_FUNCTION_ARN: send.function_arn},
                 logs=sfn.LogOptions(
                     destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False
@@ -382,6 +394,41 @@ class JourneyStateMachines(Construct):
                 "grant_invoke covers the send function's versions and aliases (':*') — that function only.",
             )
             self.machines[journey.id] = machine
+            self._publish(journey.id, machine, definition)
+
+    def _publish(self, journey_id: str, machine: sfn.StateMachine, definition: str) -> None:
+        """The definition as a new version (a new logical id per definition: CloudFormation creates
+        it and keeps the old one, retained) and the alias routing every new execution to it."""
+        digest = definition_hash(definition)
+        version = sfn.CfnStateMachineVersion(
+            self,
+            f"Version-{journey_id}-{digest[:12]}",
+            state_machine_arn=machine.state_machine_arn,
+            state_machine_revision_id=machine.state_machine_revision_id,
+            description=f"{journey_id} sha256:{digest}",
+        )
+        # UpdateReplacePolicy/DeletionPolicy Retain: executions running on it keep their version
+        version.apply_removal_policy(RemovalPolicy.RETAIN)
+        self.versions[journey_id] = version
+        self.aliases[journey_id] = sfn.CfnStateMachineAlias(
+            self,
+            f"Alias-{journey_id}",
+            name=self.alias_name,
+            description=f"New executions of journey {journey_id}: its newest version",
+            routing_configuration=[
+                sfn.CfnStateMachineAlias.RoutingConfigurationVersionProperty(
+                    state_machine_version_arn=version.attr_arn, weight=100
+                )
+            ],
+        )
+
+    def alias_arn(self, journey_id: str) -> str:
+        return self.aliases[journey_id].attr_arn
+
+
+def definition_hash(definition: str) -> str:
+    """The journey definition's identity (sha256 of the compiled ASL): it names the version."""
+    return hashlib.sha256(definition.encode()).hexdigest()
 
 
 class EmailSending(Construct):

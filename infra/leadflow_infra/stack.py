@@ -38,6 +38,8 @@ from .constructs import (
 from .layer import ROOT, SharedLayer
 from .monitoring import Monitoring
 
+JOURNEY_ALIAS = "live"
+"""The alias of every journey state machine that new executions start on (its newest version)."""
 BULK_WORKERS = 4
 """Concurrent bulk workers (SQS event source maximum concurrency): a broadcast's sending rate is
 shared by them (``leadflow.broadcasts``)."""
@@ -146,6 +148,7 @@ class LeadflowStack(Stack):
                 resource_name=f"{prefix}-",
                 arn_format=ArnFormat.COLON_RESOURCE_NAME,
             ),
+            "LEADFLOW_JOURNEY_ALIAS": JOURNEY_ALIAS,
             "LEADFLOW_EVENT_RETENTION_DAYS": str(config.event_retention_days),
             "LEADFLOW_REPORTS_TABLE": tables[REPORTS.name].table_name,
             "LEADFLOW_REPORT_GOALS": ",".join(config.report_goals),
@@ -220,6 +223,7 @@ class LeadflowStack(Stack):
             prefix=prefix,
             send=send.function,
             log_retention=retention,
+            alias=JOURNEY_ALIAS,
         )
         consumers = {
             "trigger": StreamConsumer(
@@ -243,8 +247,15 @@ class LeadflowStack(Stack):
         tables[CONTACTS.name].grant_read_write_data(trigger.function)  # enrollments
         # entry conditions on event history; journey_entered is recorded with each entry
         tables[EVENTS.name].grant_read_write_data(trigger.function)
+        # executions start on each journey's alias only: Step Functions authorizes a start on an
+        # alias against the state machine's ARN, with the alias name as states:StateMachineQualifier
         for machine in journeys.machines.values():
-            machine.grant_start_execution(trigger.function)
+            iam.Grant.add_to_principal(
+                grantee=trigger.function,
+                actions=["states:StartExecution"],
+                resource_arns=[machine.state_machine_arn],
+                conditions={"StringEquals": {"states:StateMachineQualifier": JOURNEY_ALIAS}},
+            )
         # is an earlier entry's execution still running? (at most one active per contact and journey)
         self._grant_on_executions(trigger.function, "states:DescribeExecution", prefix, journeys.machines)
         # an erasure stops the contact's running executions

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
         pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:",
         description="ARN prefix of the journey state machines; the journey id completes it.",
     )
+    journey_alias: str = Field(
+        default="live",
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,79}$",
+        description="Alias of each journey state machine that new executions start on.",
+    )
     event_retention_days: int = Field(ge=1, le=3650)
     reports_table: str = Field(min_length=3, description="Reporting counters (the report consumer).")
     report_goals: str = Field(
@@ -182,6 +187,11 @@ class Settings(BaseSettings):
 
     def state_machine_arn(self, journey_id: str) -> str:
         return f"{self.state_machine_arn_prefix}{journey_id}"
+
+    def state_machine_alias_arn(self, journey_id: str) -> str:
+        """The alias new executions start on: it points at the journey's newest published version,
+        and an execution keeps the version it started on (``infra``: one version per deploy)."""
+        return f"{self.state_machine_arn(journey_id)}:{self.journey_alias}"
 
 
 @lru_cache(maxsize=1)

@@ -126,9 +126,12 @@ class TriggerService:
         now: Callable[[], datetime] = utc_now,
         events: EventStore | None = None,
         lead_model: LeadModel | None = None,
+        start_arn: Callable[[str], str] | None = None,
     ) -> None:
         """``events``: where ``journey_entered`` is recorded with each entry (reports count it);
-        ``lead_model``: its score decay applies to ``score`` conditions of entries."""
+        ``lead_model``: its score decay applies to ``score`` conditions of entries;
+        ``start_arn``: what executions start on (the journey's alias: its live version; default
+        the state machine itself). Execution ARNs name the state machine either way."""
         self._events = events
         self._lead_model = lead_model or LeadModel()
         self._journeys = journeys
@@ -136,6 +139,7 @@ class TriggerService:
         self._store = store
         self._sfn = sfn
         self._state_machine_arn = state_machine_arn
+        self._start_arn = start_arn or state_machine_arn
         self._now = now
         # event type -> the wait_for steps awaiting it: (journey, step id, where)
         self._awaited: dict[str, list[tuple[Journey, str, dict[str, Any]]]] = {}
@@ -356,7 +360,7 @@ class TriggerService:
         assert event.contact_id is not None
         try:
             self._sfn.start_execution(
-                stateMachineArn=self._state_machine_arn(journey_id),
+                stateMachineArn=self._start_arn(journey_id),
                 name=name,
                 input=json.dumps(
                     {

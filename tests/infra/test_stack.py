@@ -116,6 +116,101 @@ def test_state_machines_deploy_the_compiler_output_verbatim(template_json: dict[
         assert props["LoggingConfiguration"]["IncludeExecutionData"] is False
 
 
+def test_every_journey_publishes_a_retained_version_and_a_live_alias(template_json: dict[str, Any]) -> None:
+    """A deploy publishes each journey's definition as a version named by its hash (a changed
+    journey is a new logical id: CloudFormation creates a version and keeps the old one) and moves
+    the alias ``live`` to it; trigger starts executions on that alias only."""
+    from leadflow_infra.constructs import definition_hash
+
+    machines = resources(template_json, "AWS::StepFunctions::StateMachine")
+    versions = resources(template_json, "AWS::StepFunctions::StateMachineVersion")
+    aliases = resources(template_json, "AWS::StepFunctions::StateMachineAlias")
+    journeys = load_journeys(ROOT / "journeys")
+    assert len(versions) == len(aliases) == len(journeys)
+    machine_of = {
+        m["Properties"]["StateMachineName"].removeprefix("leadflow-dev-"): k for k, m in machines.items()
+    }
+    for journey in journeys:
+        machine = machine_of[journey.id]
+        digest = definition_hash(compile_journey(journey))
+        [(version_id, version)] = [
+            (k, v) for k, v in versions.items() if v["Properties"]["StateMachineArn"] == {"Ref": machine}
+        ]
+        assert digest[:12] in version_id
+        assert version["Properties"]["StateMachineRevisionId"] == {
+            "Fn::GetAtt": [machine, "StateMachineRevisionId"]
+        }
+        assert version["DeletionPolicy"] == version["UpdateReplacePolicy"] == "Retain"
+        [alias] = [
+            a
+            for a in aliases.values()
+            if a["Properties"]["RoutingConfiguration"][0]["StateMachineVersionArn"]
+            == {"Fn::GetAtt": [version_id, "Arn"]}
+        ]
+        assert alias["Properties"]["Name"] == "live"
+        assert alias["Properties"]["RoutingConfiguration"] == [
+            {"StateMachineVersionArn": {"Fn::GetAtt": [version_id, "Arn"]}, "Weight": 100}
+        ]
+    # the functions know the alias; trigger may start executions on it and on nothing else
+    trigger = logical_id_of(template_json, "AWS::Lambda::Function", "TriggerFunction")
+    env = template_json["Resources"][trigger]["Properties"]["Environment"]["Variables"]
+    assert env["LEADFLOW_JOURNEY_ALIAS"] == "live"
+    starts = [
+        st
+        for st in _statements(template_json, "TriggerFunctionServiceRole")
+        if "states:StartExecution" in _actions([st])
+    ]
+    assert len(starts) == len(journeys)
+    for st in starts:
+        assert st["Condition"] == {"StringEquals": {"states:StateMachineQualifier": "live"}}
+        assert st["Resource"]["Ref"] in machines
+
+
+def test_a_changed_journey_is_a_new_version_and_the_old_one_stays(tmp_path: Path) -> None:
+    """Re-synthesizing with one journey changed: that journey's version gets a new logical id
+    (CloudFormation creates it, retains the old) and its alias routes to it; the others keep theirs."""
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk import aws_logs as logs
+    from leadflow_infra.constructs import JourneyStateMachines
+
+    from leadflow.journeys import load_journey
+
+    def synth(journeys: list[Any]) -> dict[str, Any]:
+        app = App(outdir=str(tmp_path / f"out{len(list(tmp_path.iterdir()))}"))
+        stack = Stack(app, "Versions")
+        send = lambda_.Function(
+            stack,
+            "Send",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            handler="index.handler",
+            code=lambda_.Code.from_inline("def handler(event, context):\n    return event\n"),
+        )
+        JourneyStateMachines(
+            stack,
+            "Journeys",
+            journeys=journeys,
+            prefix="p",
+            send=send,
+            log_retention=logs.RetentionDays.ONE_DAY,
+        )
+        return app.synth().get_stack_by_name("Versions").template  # type: ignore[no-any-return]
+
+    welcome = load_journey(ROOT / "journeys" / "welcome.yaml")
+    webinar = load_journey(ROOT / "journeys" / "webinar.yaml")
+    text = (ROOT / "journeys" / "welcome.yaml").read_text().replace("days: 2", "days: 3", 1)
+    assert text != (ROOT / "journeys" / "welcome.yaml").read_text()
+    (tmp_path / "welcome.yaml").write_text(text)
+    changed = load_journey(tmp_path / "welcome.yaml")
+    before = resources(synth([welcome, webinar]), "AWS::StepFunctions::StateMachineVersion")
+    after = resources(synth([changed, webinar]), "AWS::StepFunctions::StateMachineVersion")
+    [kept] = set(before) & set(after)
+    assert "webinar" in kept
+    [new] = set(after) - set(before)
+    assert "welcome" in new
+    assert all(v["DeletionPolicy"] == "Retain" for v in before.values())
+
+
 def test_api_routes_are_exactly_the_declared_routes_and_admin_needs_iam(
     template_json: dict[str, Any],
 ) -> None:

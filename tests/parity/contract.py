@@ -135,7 +135,9 @@ class Names:
         return arn("lambda", f"function:{deployed}")
 
     def state_machine(self, local_arn: str) -> str:
-        deployed = self.deployed_name(local_arn.rsplit(":", 1)[-1])
+        """The deployed state machine's (unqualified) ARN; for a version or alias ARN that of its
+        state machine (``qualified`` says which qualifier the call named)."""
+        deployed = self.deployed_name(local_arn.split(":stateMachine:", 1)[-1].split(":", 1)[0])
         machines = {
             self.stack.resolve(r["Properties"].get("StateMachineName"))
             for r in self.stack.of_type("AWS::StepFunctions::StateMachine").values()
@@ -227,7 +229,11 @@ def authorizations(call: Call, names: Names) -> list[Request]:
         if "executionArn" in p:
             return [Request(action, names.execution(p["executionArn"]))]
         if "stateMachineArn" in p:
-            return [Request(action, names.state_machine(p["stateMachineArn"]))]
+            # a version or alias (…:stateMachine:<name>:<qualifier>) is authorized against the state
+            # machine's ARN, the qualifier in the context key states:StateMachineQualifier
+            qualifier = p["stateMachineArn"].split(":stateMachine:", 1)[-1].partition(":")[2]
+            context = (("states:StateMachineQualifier", qualifier),) if qualifier else ()
+            return [Request(action, names.state_machine(p["stateMachineArn"]), context)]
         # Task tokens (SendTaskSuccess/Failure/Heartbeat): the service authorization reference lists
         # no resource type, but AWS evaluates the call against the state machine the token belongs to
         # ("not authorized to perform: states:SendTaskFailure on resource: ...:stateMachine:..."). The

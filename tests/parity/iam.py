@@ -3,9 +3,10 @@
 What AWS does for an identity policy within one account: an explicit ``Deny`` that matches wins;
 otherwise a matching ``Allow`` allows; otherwise the request is implicitly denied. Actions match
 case-insensitively with ``*``/``?`` wildcards; resources match with wildcards, case-sensitively;
-``NotAction``/``NotResource`` match everything they do not list. Statements with a ``Condition``
-are not evaluated here: an ``Allow`` with a condition never counts (so a pass never depends on a
-condition this tier cannot see), a ``Deny`` with one always does.
+``NotAction``/``NotResource`` match everything they do not list. Conditions: a ``StringEquals``
+on a context key the request carries (``Request.context``, e.g. ``states:StateMachineQualifier`` of a
+StartExecution on an alias) is evaluated; any other condition is not: an ``Allow`` with one never
+counts (so a pass never depends on a condition this tier cannot see), a ``Deny`` with one always does.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class Request:
 
     action: str
     resource: str
+    context: tuple[tuple[str, str], ...] = ()
+    """Condition keys of the request (key, value) this tier can evaluate."""
 
 
 @cache
@@ -61,16 +64,31 @@ def statement_matches(statement: Mapping[str, Any], request: Request) -> bool:
     return False
 
 
+def condition_holds(condition: Mapping[str, Any] | None, request: Request) -> bool:
+    """Every operator is a ``StringEquals`` on a key the request carries, and each holds (a key
+    the request does not carry is absent: ``StringEquals`` on it is false, as in AWS)."""
+    if not condition:
+        return True
+    context = dict(request.context)
+    for operator, tests in condition.items():
+        if operator != "StringEquals":
+            return False
+        for key, expected in tests.items():
+            values = [expected] if isinstance(expected, str) else list(expected)
+            if context.get(key) not in values:
+                return False
+    return True
+
+
 def decide(statements: Iterable[Mapping[str, Any]], request: Request) -> str:
     """``"allow"``, ``"explicit deny"`` or ``"implicit deny"``."""
     allowed = False
     for statement in statements:
-        conditional = bool(statement.get("Condition"))
         if not statement_matches(statement, request):
             continue
         if statement.get("Effect") == "Deny":
             return "explicit deny"
-        if statement.get("Effect") == "Allow" and not conditional:
+        if statement.get("Effect") == "Allow" and condition_holds(statement.get("Condition"), request):
             allowed = True
     return "allow" if allowed else "implicit deny"
 

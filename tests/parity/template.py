@@ -130,6 +130,15 @@ class Stack:
             name = self._prop(logical, "StateMachineName", logical)
             machine = arn("states", f"stateMachine:{name}")
             return Deployed(machine, {"Arn": machine, "Name": name})
+        if kind == "AWS::StepFunctions::StateMachineVersion":
+            machine = self._prop(logical, "StateMachineArn")
+            version = f"{machine}:1"  # the first version published
+            return Deployed(version, {"Arn": version})
+        if kind == "AWS::StepFunctions::StateMachineAlias":
+            [route] = self._prop(logical, "RoutingConfiguration")
+            machine = str(route["StateMachineVersionArn"]).rsplit(":", 1)[0]
+            alias = f"{machine}:{self._prop(logical, 'Name')}"
+            return Deployed(alias, {"Arn": alias})
         if kind == "AWS::Events::EventBus":
             name = self._prop(logical, "Name", logical)
             return Deployed(name, {"Arn": arn("events", f"event-bus/{name}"), "Name": name})

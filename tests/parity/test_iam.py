@@ -70,3 +70,23 @@ def test_key_policy_principals() -> None:
     assert principal_named({"Principal": {"AWS": root}}, aws=[root])
     assert principal_named({"Principal": {"Service": "ses.amazonaws.com"}}, service="ses.amazonaws.com")
     assert not principal_named({"Principal": {"Service": "ses.amazonaws.com"}}, aws=[root])
+
+
+def test_a_start_on_an_alias_is_allowed_by_the_machine_grant_for_that_qualifier_only() -> None:
+    """Step Functions authorizes StartExecution on an alias against the state machine's ARN, with
+    the alias name in ``states:StateMachineQualifier``: trigger's grant names the alias ``live``."""
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:leadflow-dev-welcome"
+    live = [
+        allow(
+            "states:StartExecution",
+            machine,
+            Condition={"StringEquals": {"states:StateMachineQualifier": "live"}},
+        )
+    ]
+    on_alias = Request("states:StartExecution", machine, (("states:StateMachineQualifier", "live"),))
+    assert decide(live, on_alias) == "allow"
+    on_version = Request("states:StartExecution", machine, (("states:StateMachineQualifier", "3"),))
+    assert decide(live, on_version) == "implicit deny"
+    assert decide(live, Request("states:StartExecution", machine)) == "implicit deny"  # unqualified
+    unconditional = [allow("states:StartExecution", machine)]
+    assert decide(unconditional, on_alias) == "allow"

@@ -394,3 +394,23 @@ def test_a_removed_variable_fails_the_tier(template_document: dict[str, Any]) ->
     assert contract.environment_problems(Stack(broken), f"leadflow-{STAGE}-report") == [
         f"leadflow-{STAGE}-report: Settings fails at cold start (bulk_queue_url)"
     ]
+
+
+def test_a_start_grant_for_another_alias_fails_the_tier(
+    recorded: CallRecorder, template_document: dict[str, Any]
+) -> None:
+    """trigger starts executions on each journey's alias ``live``: a grant that names another
+    qualifier (or none) no longer allows the starts it made locally."""
+    broken = json.loads(json.dumps(template_document))
+    changed = 0
+    for resource in broken["Resources"].values():
+        if resource["Type"] != "AWS::IAM::Policy":
+            continue
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            if "states:StartExecution" in _actions(statement):
+                statement["Condition"] = {"StringEquals": {"states:StateMachineQualifier": "canary"}}
+                changed += 1
+    assert changed
+    problems = contract.call_problems(Stack(broken), recorded.calls)
+    assert problems
+    assert all(f"leadflow-{STAGE}-trigger: states:StartExecution" in p for p in problems), problems

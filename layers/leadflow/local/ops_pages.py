@@ -229,7 +229,9 @@ def execution_view(system: LocalSystem, arn: str) -> ExecutionView:
         raise ExecutionNotFound(arn) from exc
     machine_arn = described["stateMachineArn"]
     journey = next((j for j, a in system.state_machines.items() if a == machine_arn), machine_arn)
-    definition = json.loads(sfn.describe_state_machine(stateMachineArn=machine_arn)["definition"])
+    # the definition the execution runs: its version's (an older one after a journeys deploy)
+    runs_on = described.get("stateMachineVersionArn") or machine_arn
+    definition = json.loads(sfn.describe_state_machine(stateMachineArn=runs_on)["definition"])
     states = _states(definition)
     started = _entry_time(system, described.get("input"))
     source = "entry event"

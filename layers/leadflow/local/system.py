@@ -38,7 +38,7 @@ from leadflow import clock as domain_clock
 from leadflow import observability, protection, wiring
 from leadflow.api_routes import resolve
 from leadflow.journeys import compile_journey, load_journeys
-from leadflow.local import limits, recording, sfn_stop
+from leadflow.local import limits, recording, sfn_stop, sfn_versions
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, QueueConsumer, QueuePump, StreamPump
@@ -61,6 +61,10 @@ FORBIDDEN = {
 }
 """What API Gateway answers an admin route called without valid IAM credentials."""
 SENDER = "news@leadflow.example.com"
+JOURNEY_ALIAS = "live"
+"""The alias of each journey state machine that executions start on (as the stack's)."""
+RELOADED_ON_DEPLOY = ("trigger", "admin", "track")
+"""Functions that read the journey files at cold start: a journeys deploy starts them afresh."""
 
 
 def resource_name(logical: str) -> str:
@@ -94,6 +98,7 @@ def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, st
         "LEADFLOW_SES_CONFIGURATION_SET": resource_name("email"),
         "LEADFLOW_CONTENT_DIR": str(content_dir),
         "LEADFLOW_STATE_MACHINE_ARN_PREFIX": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{PREFIX}-",
+        "LEADFLOW_JOURNEY_ALIAS": JOURNEY_ALIAS,
         "LEADFLOW_EVENT_RETENTION_DAYS": "400",
         "LEADFLOW_SALES_TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:{resource_name('sales-handoff')}",
         "LEADFLOW_WEBHOOK_SECRETS_SECRET": resource_name("webhook-keys"),
@@ -219,6 +224,8 @@ class LocalSystem:
         self._invoke_lock = threading.RLock()
         self.handlers: dict[str, Handler] = {}
         self.state_machines: dict[str, str] = {}
+        self.journey_aliases: dict[str, str] = {}
+        """journey id -> the ARN of its alias (``live``): where trigger starts executions."""
         self.dlq_urls: dict[str, str] = {}
         self.modules: dict[str, ModuleType] = {}
         self.pump: StreamPump
@@ -271,6 +278,8 @@ class LocalSystem:
         self._stack.enter_context(limits.enforced())  # AWS's request limits, refused as AWS does
         # StopExecution keeps its error and cause, as AWS does (redrive skips stops on purpose)
         self._stack.enter_context(sfn_stop.keep_stop_reasons())
+        # executions start on a journey's alias and keep the version they started on, as in AWS
+        self._stack.enter_context(sfn_versions.versions_and_aliases())
         # a fresh process state for this system: settings, clients and cached secrets of an earlier one go
         get_settings.cache_clear()
         reporting_api.reset()
@@ -412,14 +421,77 @@ class LocalSystem:
         return self._peek(self.sales_handoffs_url)
 
     def _create_state_machines(self) -> None:
+        for journey in load_journeys(self.content_dir / "journeys"):
+            self._create_state_machine(journey.id, self._definition(journey))
+
+    @staticmethod
+    def _definition(journey: Any) -> str:
+        return compile_journey(journey).replace("${SendFunctionArn}", function_arn("send"))
+
+    def _create_state_machine(self, journey_id: str, definition: str) -> str:
+        """The journey's state machine with its first version published and the alias on it."""
         sfn = self.client("stepfunctions")
         role = f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-journeys"
+        created = sfn.create_state_machine(
+            name=f"{PREFIX}-{journey_id}",
+            definition=definition,
+            roleArn=role,
+            type="STANDARD",
+            publish=True,
+            versionDescription=version_description(journey_id, definition),
+        )
+        self.state_machines[journey_id] = created["stateMachineArn"]
+        self.journey_aliases[journey_id] = sfn.create_state_machine_alias(
+            name=JOURNEY_ALIAS,
+            routingConfiguration=[
+                {"stateMachineVersionArn": created["stateMachineVersionArn"], "weight": 100}
+            ],
+        )["stateMachineAliasArn"]
+        return str(created["stateMachineVersionArn"])
+
+    def deploy_journeys(self) -> dict[str, str]:
+        """What ``cdk deploy`` does to the journeys, on this system: every journey file whose
+        compiled definition changed is published as a new version and its alias moved to it (a new
+        journey gets its state machine); running executions keep their version. The functions that
+        read the journey files start afresh (a deployed Lambda gets new instances). Returns, per
+        journey, ``published <version ARN>``, ``created <version ARN>`` or ``unchanged``."""
+        self.settle()
+        sfn = self.client("stepfunctions")
+        outcome: dict[str, str] = {}
         for journey in load_journeys(self.content_dir / "journeys"):
-            definition = compile_journey(journey).replace("${SendFunctionArn}", function_arn("send"))
-            arn = sfn.create_state_machine(
-                name=f"{PREFIX}-{journey.id}", definition=definition, roleArn=role, type="STANDARD"
-            )["stateMachineArn"]
-            self.state_machines[journey.id] = arn
+            definition = self._definition(journey)
+            arn = self.state_machines.get(journey.id)
+            if arn is None:
+                outcome[journey.id] = f"created {self._create_state_machine(journey.id, definition)}"
+                continue
+            if sfn.describe_state_machine(stateMachineArn=arn)["definition"] == definition:
+                outcome[journey.id] = "unchanged"
+                continue
+            version = sfn.update_state_machine(
+                stateMachineArn=arn,
+                definition=definition,
+                publish=True,
+                versionDescription=version_description(journey.id, definition),
+            )["stateMachineVersionArn"]
+            sfn.update_state_machine_alias(
+                stateMachineAliasArn=self.journey_aliases[journey.id],
+                routingConfiguration=[{"stateMachineVersionArn": version, "weight": 100}],
+            )
+            outcome[journey.id] = f"published {version}"
+        with self._invoke_lock:
+            for name in RELOADED_ON_DEPLOY:
+                self._start_function(name)
+        return outcome
+
+    def _start_function(self, name: str) -> None:
+        """Import the function anew (its cold start) and route its invocations to it."""
+        module = load_function(name)
+        self.modules[name] = module
+        handler = self._serialized(module.handler, resource_name(name))
+        self.handlers[resource_name(name)] = handler
+        for consumer in self.pump.consumers:
+            if consumer.name == resource_name(name):
+                consumer.handler = handler
 
     def _serialized(self, handler: Handler, function: str = "") -> Handler:
         """Run handlers one at a time, as moto's backends are not built for concurrent writers;
@@ -532,12 +604,7 @@ class LocalSystem:
         from moto.stepfunctions.responses import get_backend
 
         backend = get_backend(ACCOUNT, REGION)
-        return sum(
-            1
-            for machine in backend.state_machines
-            for execution in machine.executions
-            if execution.status == "RUNNING"
-        )
+        return sum(1 for execution in sfn_versions.all_executions(backend) if execution.status == "RUNNING")
 
     def settle(self, timeout: float = 30.0) -> None:
         """Run the system until it is quiet: stream drained, every running execution parked on the clock."""
@@ -637,6 +704,7 @@ class LocalSystem:
                         "state": state,
                         "started": execution["startDate"].isoformat(),
                         "arn": execution["executionArn"],
+                        "version": execution.get("stateMachineVersionArn"),
                     }
                 )
         return out
@@ -829,6 +897,13 @@ class LocalSystem:
                 "previousPublishedMessageId": None,
             },
         )
+
+
+def version_description(journey_id: str, definition: str) -> str:
+    """A version's description: the journey and the sha256 of its definition (as the stack's)."""
+    import hashlib
+
+    return f"{journey_id} sha256:{hashlib.sha256(definition.encode()).hexdigest()}"
 
 
 def form_body(**fields: str) -> str:

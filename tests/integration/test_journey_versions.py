@@ -1,0 +1,197 @@
+"""Versioned journeys on the local runtime: every deploy publishes a state machine version and
+moves the journey's alias; trigger starts executions on the alias; an execution finishes on the
+version it started on (its steps, its timings) while new contacts run the new one.
+
+The history is a user's: a contact enters, waits in the middle of the journey, the marketer
+changes the journey (a wait made longer, a send removed, another added, a shorter timeout) and
+deploys it, a second contact enters the new version, the first one does the awaited thing while
+the second is still waiting — and each ends as its own version says."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadflow.local import sfn_versions
+from leadflow.local.system import LocalSystem
+from tests.integration.test_journey_runtime import DAY, contact, content, event, executions, profile, sent
+
+MONDAY_0907_UTC = 1767604020.0  # Monday 2026-01-05 09:07:00 UTC
+
+OLD = """
+id: nurture
+name: Nurture
+entry: {event: form_submitted, where: {form_id: newsletter}}
+steps:
+  - send_email: {id: hello, template: welcome, purpose: transactional}
+  - wait: {days: 2}
+  - send_email: {id: nudge, template: welcome-followup-nudge, purpose: transactional}
+  - wait_for:
+      id: pricing
+      event: pricing_viewed
+      timeout: {days: 3}
+      on_event:
+        - update_contact: {add_tags: [old_event]}
+      on_timeout:
+        - update_contact: {add_tags: [old_timeout]}
+"""
+
+NEW = """
+id: nurture
+name: Nurture
+entry: {event: form_submitted, where: {form_id: newsletter}}
+steps:
+  - send_email: {id: hello, template: welcome, purpose: transactional}
+  - wait: {days: 5}
+  - send_email: {id: workshop, template: welcome-followup-engaged, purpose: transactional}
+  - wait_for:
+      id: pricing
+      event: pricing_viewed
+      timeout: {days: 1}
+      on_event:
+        - update_contact: {add_tags: [new_event]}
+      on_timeout:
+        - update_contact: {add_tags: [new_timeout]}
+"""
+
+WELCOME = "Welcome to Northwind Analytics, Test!"
+NUDGE = "In case you missed it, Test: 3 playbooks in 5 minutes"
+WORKSHOP = "Test, your next step: the attribution workshop"
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[LocalSystem]:
+    with LocalSystem(
+        background_pump=False, content_dir=content(tmp_path, nurture=OLD), clock_start=MONDAY_0907_UTC
+    ) as local:
+        yield local
+
+
+def described(system: LocalSystem, arn: str) -> dict[str, Any]:
+    result: dict[str, Any] = system.client("stepfunctions").describe_execution(executionArn=arn)
+    return result
+
+
+def ended(system: LocalSystem, arn: str) -> dict[str, Any]:
+    """The execution once it is no longer running (a stop reaches a parked Wait within moments)."""
+    for _ in range(500):
+        found = described(system, arn)
+        if found["status"] != "RUNNING":
+            return found
+        time.sleep(0.01)
+    raise TimeoutError(arn)
+
+
+def subjects(system: LocalSystem, email: str) -> list[tuple[str, float]]:
+    """(subject, virtual days since the start) of every email to the address."""
+    return [(s, round((t.timestamp() - MONDAY_0907_UTC) / DAY, 2)) for s, t in sent(system, email)]
+
+
+def test_a_running_execution_finishes_on_its_version_while_new_contacts_run_the_new_one(
+    system: LocalSystem,
+) -> None:
+    sfn = system.client("stepfunctions")
+    machine, alias = system.state_machines["nurture"], system.journey_aliases["nurture"]
+    ada = contact(system, "ada@example.com")
+    system.settle()
+    system.advance(1 * DAY)  # Ada waits in "wait 2 days" of version 1
+
+    (system.content_dir / "journeys" / "nurture.yaml").write_text(NEW)
+    outcome = system.deploy_journeys()
+    version_2 = f"{machine}:2"
+    assert outcome == {"nurture": f"published {version_2}"}
+    assert sfn.describe_state_machine_alias(stateMachineAliasArn=alias)["routingConfiguration"] == [
+        {"stateMachineVersionArn": version_2, "weight": 100}
+    ]
+    assert system.deploy_journeys() == {"nurture": "unchanged"}  # nothing changed: no version
+
+    bo = contact(system, "bo@example.com")  # enters at day 1, on version 2
+    system.settle()
+    runs = {e["name"].split("-", 1)[1]: e for e in executions(system, "nurture")}
+    ada_run, bo_run = runs[ada], runs[bo]
+    assert described(system, ada_run["arn"])["stateMachineVersionArn"] == f"{machine}:1"
+    assert described(system, bo_run["arn"])["stateMachineVersionArn"] == version_2
+    assert described(system, bo_run["arn"])["stateMachineAliasArn"] == alias
+    assert described(system, ada_run["arn"])["stateMachineArn"] == machine
+    # execution ARNs name the state machine, whatever the version
+    assert ada_run["arn"] == machine.replace(":stateMachine:", ":execution:") + f":nurture-{ada}"
+
+    system.advance(1 * DAY + 60)  # day 2: Ada's old wait ends, the removed send still goes to her
+    assert subjects(system, "ada@example.com") == [(WELCOME, 0.0), (NUDGE, 2.0)]
+    assert subjects(system, "bo@example.com") == [(WELCOME, 1.0)]
+
+    system.advance(DAY / 2)  # day 2.5: Ada views pricing, among other events
+    event(system, "ada@example.com", "page_viewed_server", path="/docs")
+    event(system, "ada@example.com", "pricing_viewed", plan="pro")
+    system.settle()
+    assert described(system, ada_run["arn"])["status"] == "SUCCEEDED"
+    assert "old_event" in profile(system, ada)["tags"]
+
+    system.advance(5 * DAY)  # day 7.5: Bo's new wait (5 days) and new timeout (1 day) have passed
+    assert subjects(system, "bo@example.com") == [(WELCOME, 1.0), (WORKSHOP, 6.0)]
+    assert described(system, bo_run["arn"])["status"] == "SUCCEEDED"
+    assert "new_timeout" in profile(system, bo)["tags"]
+    assert subjects(system, "ada@example.com") == [(WELCOME, 0.0), (NUDGE, 2.0)]  # never the new send
+    # each version's executions, as ListExecutions answers for a version, an alias and the machine
+    listed = {e["name"]: e for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
+    assert listed[f"nurture-{ada}"]["stateMachineVersionArn"] == f"{machine}:1"
+    assert [e["name"] for e in sfn.list_executions(stateMachineArn=version_2)["executions"]] == [
+        f"nurture-{bo}"
+    ]
+    assert [e["name"] for e in sfn.list_executions(stateMachineArn=alias)["executions"]] == [
+        f"nurture-{bo}",
+        f"nurture-{ada}",
+    ]
+
+
+def test_execution_names_stay_unique_across_versions_and_stops_reach_old_versions(
+    system: LocalSystem,
+) -> None:
+    """A redelivered entry after a deploy cannot start the contact again on the new version, and
+    an exit (StopExecution) finds an execution on the old one."""
+    sfn = system.client("stepfunctions")
+    machine, alias = system.state_machines["nurture"], system.journey_aliases["nurture"]
+    ada = contact(system, "ada@example.com")
+    system.settle()
+    [first] = executions(system, "nurture")
+    payload = described(system, first["arn"])["input"]
+    (system.content_dir / "journeys" / "nurture.yaml").write_text(NEW)
+    system.deploy_journeys()
+    name = f"nurture-{ada}"
+    again = sfn.start_execution(stateMachineArn=alias, name=name, input=payload)
+    assert again["executionArn"] == first["arn"]  # the same request: the running execution
+    with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
+        sfn.start_execution(stateMachineArn=alias, name=name, input=json.dumps({"other": 1}))
+    sfn.stop_execution(executionArn=first["arn"], error="leadflow.stopped", cause="exit: test")
+    stopped = ended(system, first["arn"])
+    assert (stopped["status"], stopped["stateMachineVersionArn"]) == ("ABORTED", f"{machine}:1")
+    assert stopped["error"] == "leadflow.stopped"
+    versions = sfn.list_state_machine_versions(stateMachineArn=machine)["stateMachineVersions"]
+    assert [v["stateMachineVersionArn"] for v in versions] == [f"{machine}:2", f"{machine}:1"]
+
+
+def test_canary_moto_still_lacks_versioned_executions_without_the_local_patch(system: LocalSystem) -> None:
+    """The patch still fits (``check_moto``) and is still needed: moto's own StartExecution cannot
+    start on an alias. When this fails, moto changed: review ``leadflow.local.sfn_versions``."""
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    sfn_versions.check_moto()  # passes while installed too (a second local system in the process)
+    sfn = system.client("stepfunctions")
+    patched = StepFunctionsParserBackend.start_execution
+    assert patched.__module__ == sfn_versions.__name__
+    StepFunctionsParserBackend.start_execution = patched.__wrapped_original__  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(ClientError):
+            sfn.start_execution(stateMachineArn=system.journey_aliases["nurture"], name="canary", input="{}")
+    finally:
+        StepFunctionsParserBackend.start_execution = patched  # type: ignore[method-assign]
+    started = sfn.start_execution(
+        stateMachineArn=system.journey_aliases["nurture"], name="canary", input="{}"
+    )
+    assert described(system, started["executionArn"])["stateMachineVersionArn"].endswith(":1")
