@@ -1,5 +1,6 @@
 """``leadflow`` command line: ``leadflow journeys validate FILE...``, ``leadflow journeys compile FILE``,
 ``leadflow journeys graph FILE [-o OUT.svg]``,
+``leadflow journeys versions ID [--stage STAGE | --url URL] [--json]``,
 ``leadflow ops redrive [--stage dev] [--streams] [--executions] [--since ISO] [--dry-run]``,
 ``leadflow ops smoke [--stage STAGE | --url URL] [--key KEY] [--timeout S]``,
 ``leadflow ops backfill-event-times [--stage dev]`` (once, after upgrading to the events' by_time index),
@@ -103,6 +104,51 @@ def _simulate(args: argparse.Namespace) -> int:
         print("\n".join([*render(old), "", *render(result), "", *lines]))
     if args.json:
         print(json.dumps(document, sort_keys=False))
+    return 0
+
+
+def _versions(args: argparse.Namespace) -> int:
+    """A journey's versions, the alias, and the running executions per version: of a deployed
+    stage (``--stage``, boto3 with your credentials, read-only) or of ``make run`` (``--url``)."""
+    from leadflow.ops.versions import VersionRow, render
+
+    if args.stage:
+        from leadflow.ops.versions import journey_versions
+
+        try:
+            stack = _client("cloudformation", args.region).describe_stacks(StackName=f"leadflow-{args.stage}")
+            outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Stacks"][0].get("Outputs", [])}
+            machine = outputs[f"Journey{args.id.replace('-', '').capitalize()}Arn"]
+        except Exception as exc:
+            print(f"error: no journey {args.id!r} in stack leadflow-{args.stage}: {exc}", file=sys.stderr)
+            return 2
+        rows = journey_versions(_client("stepfunctions", args.region), machine, args.alias)
+        document = {"journey": args.id, "alias": args.alias, "versions": [r.to_dict() for r in rows]}
+    else:
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        url = f"{args.url.rstrip('/')}/_local/journey/versions?{urllib.parse.urlencode({'id': args.id})}"
+        if not url.startswith(("http://", "https://")):
+            print(f"error: --url must be an http(s) URL, not {args.url!r}", file=sys.stderr)
+            return 2
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 (http(s) only, checked above)
+                document = json.loads(resp.read().decode())
+        except urllib.error.HTTPError as exc:
+            print(f"error: {exc.read().decode(errors='replace')[:500]}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"error: cannot reach the local system at {args.url} (make run): {exc}", file=sys.stderr)
+            return 2
+        rows = [
+            VersionRow(**{k: v for k, v in row.items() if k != "running_count"})
+            for row in document["versions"]
+        ]
+    print("\n".join(render(args.id, document["alias"], rows)))
+    if args.json:
+        print(json.dumps(document))
     return 0
 
 
@@ -361,6 +407,23 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--compare", metavar="OLD.yaml", help="replay through this version too and compare")
     simulate.add_argument("--json", action="store_true", help="also print the result as the final JSON line")
     simulate.set_defaults(run=_simulate)
+
+    versions = commands.add_parser(
+        "versions",
+        help="a journey's published versions and the running executions on each",
+        description="Every deploy publishes a version of each changed journey and moves its alias "
+        "(live) to it; running executions keep theirs. Lists the versions (newest first: number, "
+        "created, the alias's share, the definition's hash) and the RUNNING executions per version.",
+    )
+    versions.add_argument("id", metavar="ID", help="journey id")
+    versions.add_argument(
+        "--stage", default=None, help="a deployed stage (stack leadflow-<stage>), via boto3"
+    )
+    versions.add_argument("--url", default="http://127.0.0.1:8080", help="the local system (make run)")
+    versions.add_argument("--alias", default="live", help="the journeys' alias (default live)")
+    versions.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
+    versions.add_argument("--json", action="store_true", help="also the document as one JSON line")
+    versions.set_defaults(run=_versions)
 
     ops = groups.add_parser("ops", help="operate a deployed stage")
     ops_commands = ops.add_subparsers(dest="command", required=True)

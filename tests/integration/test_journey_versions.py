@@ -195,3 +195,79 @@ def test_canary_moto_still_lacks_versioned_executions_without_the_local_patch(sy
         stateMachineArn=system.journey_aliases["nurture"], name="canary", input="{}"
     )
     assert described(system, started["executionArn"])["stateMachineVersionArn"].endswith(":1")
+
+
+def test_journeys_versions_lists_each_version_with_its_running_executions(
+    system: LocalSystem, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``leadflow journeys versions nurture`` against ``make run`` (its HTTP server): the newest
+    version first with the alias on it, each with the contacts still running on it."""
+    import hashlib
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from leadflow.cli import main
+    from leadflow.journeys import compile_journey, load_journey
+    from leadflow.local.server import LocalServer
+
+    ada = contact(system, "ada@example.com")
+    system.settle()
+    server = LocalServer(system, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    deploy = f"http://127.0.0.1:{server.server_port}/_local/journeys/deploy"
+    try:
+        # a journey with a problem is refused whole: nothing is published
+        (system.content_dir / "journeys" / "nurture.yaml").write_text(
+            NEW.replace("welcome-followup-engaged", "nope")
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(deploy, data=b"", method="POST"), timeout=60)
+        assert refused.value.code == 400
+        assert "nope" in json.loads(refused.value.read())["problems"][0]
+        (system.content_dir / "journeys" / "nurture.yaml").write_text(NEW)
+        with urllib.request.urlopen(
+            urllib.request.Request(deploy, data=b"", method="POST"), timeout=60
+        ) as reply:
+            machine = system.state_machines["nurture"]
+            assert json.loads(reply.read()) == {"journeys": {"nurture": f"published {machine}:2"}}
+        bo = contact(system, "bo@example.com")
+        cy = contact(system, "cy@example.com")
+        system.settle()
+        capsys.readouterr()
+        code = main(
+            ["journeys", "versions", "nurture", "--url", f"http://127.0.0.1:{server.server_port}", "--json"]
+        )
+        out = capsys.readouterr().out.splitlines()
+        assert main(["journeys", "versions", "nope", "--url", f"http://127.0.0.1:{server.server_port}"]) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0
+    document = json.loads(out[-1])
+    machine = system.state_machines["nurture"]
+    new = compile_journey(load_journey(system.content_dir / "journeys" / "nurture.yaml"))
+    new_hash = hashlib.sha256(
+        new.replace(
+            "${SendFunctionArn}", "arn:aws:lambda:us-east-1:123456789012:function:leadflow-local-send"
+        ).encode()
+    ).hexdigest()
+    [v2, v1] = document["versions"]
+    assert (v2["version"], v2["arn"], v2["alias_weight"]) == (2, f"{machine}:2", 100)
+    assert v2["description"] == f"nurture sha256:{new_hash}"
+    assert v2["running"] == sorted([f"nurture-{bo}", f"nurture-{cy}"])
+    assert (v1["version"], v1["alias_weight"], v1["running"], v1["running_count"]) == (
+        1,
+        0,
+        [f"nurture-{ada}"],
+        1,
+    )
+    assert v1["description"].startswith("nurture sha256:")
+    assert v1["description"] != v2["description"]
+    assert out[0] == "journey nurture: 2 versions (alias live)"
+    assert out[1].split()[:2] == ["v2", v2["created"]]
+    assert "live 100%" in out[1]
+    assert "running     2" in out[1]
+    assert out[3].split()[0] == "v1"
+    assert "running     1" in out[3]
+    assert out[4].strip() == f"nurture-{ada}"

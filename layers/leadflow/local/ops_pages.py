@@ -68,6 +68,7 @@ ROUTES = frozenset(
         "/_local/contacts.json",
         "/_local/journeys",
         "/_local/journey",
+        "/_local/journey/versions",
         "/_local/report",
     }
 )
@@ -535,7 +536,22 @@ def render(system: LocalSystem, path: str, query: str = "") -> Page | None:
         return _journeys(system, path, params)
     if path == "/_local/report":
         return _report(system, params)
+    if path == "/_local/journey/versions":
+        return _versions(system, params.get("id", ""))
     return None
+
+
+def _versions(system: LocalSystem, journey_id: str) -> Page:
+    """``leadflow journeys versions ID`` against this system: the versions, the alias, who runs where."""
+    from leadflow.local.system import JOURNEY_ALIAS
+    from leadflow.ops.versions import journey_versions
+
+    machine = system.state_machines.get(journey_id)
+    if machine is None:
+        body = json.dumps({"error": f"no journey {journey_id!r}", "journeys": sorted(system.state_machines)})
+        return HTTPStatus.NOT_FOUND, JSON, body.encode()
+    rows = journey_versions(system.client("stepfunctions"), machine, JOURNEY_ALIAS)
+    return _json({"journey": journey_id, "alias": JOURNEY_ALIAS, "versions": [r.to_dict() for r in rows]})
 
 
 def _report(system: LocalSystem, params: Mapping[str, str]) -> Page:

@@ -126,6 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.OK,
                 {"now": system.clock.now_datetime().isoformat(), "epoch": now, "advanced": seconds},
             )
+        elif method == "POST" and path == "/_local/journeys/deploy":
+            self._deploy_journeys(system)
         elif method == "POST" and path.startswith("/_local/journeys/") and path.endswith("/simulate"):
             self._simulate(system, path.removeprefix("/_local/journeys/").removesuffix("/simulate"), body)
         elif ops_pages.handles(method, path):
@@ -143,6 +145,22 @@ class _Handler(BaseHTTPRequestHandler):
             )
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no operator route {method} {path}"})
+
+    def _deploy_journeys(self, system: LocalSystem) -> None:
+        """Re-deploy the edited journey files as ``cdk deploy`` would: checked first (a problem
+        refuses the deploy, 400 with every problem); each changed journey gets a new version and
+        its alias moves, running executions keep theirs."""
+        from leadflow.journeys.checks import check_content
+
+        problems = check_content(system.content_dir)
+        if problems:
+            self._json(
+                HTTPStatus.BAD_REQUEST, {"error": "journey problems: nothing deployed", "problems": problems}
+            )
+            return
+        with self.server.clock_lock:
+            outcome = system.deploy_journeys()
+        self._json(HTTPStatus.OK, {"journeys": outcome})
 
     def _simulate(self, system: LocalSystem, journey_id: str, body: bytes) -> None:
         """Replay a history through a journey apart from this system (``leadflow journeys
