@@ -23,6 +23,8 @@ STOPPED_ON_PURPOSE = "leadflow.stopped"
 
 ERASURE = "erasure"
 EXIT = "exit"
+CHANGED = "changed"
+"""A deploy changed the journey and its ``on_change: exit`` ends the executions of older versions."""
 
 MAX_CAUSE = 32768
 """StopExecution's ``cause`` limit (characters)."""

@@ -230,7 +230,18 @@ def test_journeys_versions_lists_each_version_with_its_running_executions(
             urllib.request.Request(deploy, data=b"", method="POST"), timeout=60
         ) as reply:
             machine = system.state_machines["nurture"]
-            assert json.loads(reply.read()) == {"journeys": {"nurture": f"published {machine}:2"}}
+            answer = json.loads(reply.read())
+        assert answer["journeys"] == {"nurture": f"published {machine}:2"}
+        # on_change defaults to finish_on_old: Ada stays on version 1
+        assert answer["in_flight"] == [
+            {
+                "journey_id": "nurture",
+                "mode": "finish_on_old",
+                "live": [f"{machine}:2"],
+                "left": {"v1": 1},
+                "exited": {},
+            }
+        ]
         bo = contact(system, "bo@example.com")
         cy = contact(system, "cy@example.com")
         system.settle()
@@ -271,3 +282,50 @@ def test_journeys_versions_lists_each_version_with_its_running_executions(
     assert out[3].split()[0] == "v1"
     assert "running     1" in out[3]
     assert out[4].strip() == f"nurture-{ada}"
+
+
+def test_on_change_exit_ends_the_contacts_of_older_versions_on_purpose(system: LocalSystem) -> None:
+    """``on_change: exit``: the deploy stops the executions on the old version on purpose (never
+    redriven), closes their enrollments as exited ("journey changed") with a journey_exited event;
+    the old version's later steps never run; new contacts enter the new version."""
+    from leadflow.ops.redrive import ExecutionRedrive
+    from leadflow.stops import stopped_on_purpose
+    from tests.integration.test_journey_runtime import enrollment, events_of
+
+    sfn = system.client("stepfunctions")
+    machine = system.state_machines["nurture"]
+    ada = contact(system, "ada@example.com")
+    system.settle()
+    system.advance(DAY)
+    (system.content_dir / "journeys" / "nurture.yaml").write_text(NEW + "on_change: exit\n")
+    assert system.deploy_journeys() == {"nurture": f"published {machine}:2"}
+    [report] = system.change_reports
+    assert report.line() == "nurture (on_change: exit, live v2): v1: 1 exited"
+    [run] = executions(system, "nurture")
+    stopped = ended(system, run["arn"])
+    assert stopped_on_purpose(stopped) == "changed"
+    assert stopped["cause"] == "changed: journey changed: v1 -> v2"
+    assert enrollment(system, ada, "nurture")["status"] == "exited"
+    assert enrollment(system, ada, "nurture")["exit_reason"] == "journey changed"
+    exits = [e for e in events_of(system, ada) if e["type"] == "journey_exited"]
+    assert [e["properties"]["reason"] for e in exits] == ["journey changed"]
+    bo = contact(system, "bo@example.com")
+    system.settle()
+    system.advance(7 * DAY)
+    assert subjects(system, "ada@example.com") == [(WELCOME, 0.0)]  # no nudge: she left
+    assert subjects(system, "bo@example.com") == [(WELCOME, 1.0), (WORKSHOP, 6.0)]
+    assert (
+        described(system, f"{machine.replace(':stateMachine:', ':execution:')}:nurture-{bo}")[
+            "stateMachineVersionArn"
+        ]
+        == f"{machine}:2"
+    )
+    # redrive leaves it alone; a second deploy finds nobody in flight
+    summary = ExecutionRedrive(sfn=sfn, state_machine_arns=[machine]).run(dry_run=True)
+    assert summary.skipped_by_reason == {"changed": 1}
+    (system.content_dir / "journeys" / "nurture.yaml").write_text(
+        NEW.replace("days: 5", "days: 4") + "on_change: exit\n"
+    )
+    system.deploy_journeys()
+    assert system.change_reports[0].exited == {}
+    assert len([e for e in events_of(system, ada) if e["type"] == "journey_exited"]) == 1

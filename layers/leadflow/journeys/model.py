@@ -710,6 +710,11 @@ def children(step: Step) -> list[tuple[str, list[Step]]]:
     return []
 
 
+OnChange = Literal["finish_on_old", "exit"]
+"""``on_change``: contacts in flight when a deploy changes the journey keep their version
+(``finish_on_old``) or leave the journey (``exit``, recorded as ``journey changed``)."""
+
+
 class Journey(_Model):
     id: str = Field(pattern=JOURNEY_ID)
     name: str = Field(min_length=1, max_length=120)
@@ -718,6 +723,11 @@ class Journey(_Model):
     re_entry: ReEntry = "never"
     exit: Exit = Field(default_factory=Exit)
     settings: Settings = Field(default_factory=Settings)
+    on_change: OnChange = Field(
+        default="finish_on_old",
+        description="What a deploy that changes this journey does to contacts in it: they finish on "
+        "the version they entered (finish_on_old), or leave the journey (exit).",
+    )
     steps: list[Step] = Field(min_length=1)
     _ids: dict[int, str] = PrivateAttr(default_factory=dict)
     _order: list[Step] = PrivateAttr(default_factory=list)

@@ -160,7 +160,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with self.server.clock_lock:
             outcome = system.deploy_journeys()
-        self._json(HTTPStatus.OK, {"journeys": outcome})
+        self._json(
+            HTTPStatus.OK,
+            {"journeys": outcome, "in_flight": [report.to_dict() for report in system.change_reports]},
+        )
 
     def _simulate(self, system: LocalSystem, journey_id: str, body: bytes) -> None:
         """Replay a history through a journey apart from this system (``leadflow journeys

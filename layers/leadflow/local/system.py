@@ -224,6 +224,8 @@ class LocalSystem:
         self._invoke_lock = threading.RLock()
         self.handlers: dict[str, Handler] = {}
         self.state_machines: dict[str, str] = {}
+        self.change_reports: list[Any] = []
+        """What the last ``deploy_journeys`` did to contacts in flight (``leadflow.ops.changes``)."""
         self.journey_aliases: dict[str, str] = {}
         """journey id -> the ARN of its alias (``live``): where trigger starts executions."""
         self.dlq_urls: dict[str, str] = {}
@@ -453,12 +455,15 @@ class LocalSystem:
         """What ``cdk deploy`` does to the journeys, on this system: every journey file whose
         compiled definition changed is published as a new version and its alias moved to it (a new
         journey gets its state machine); running executions keep their version. The functions that
-        read the journey files start afresh (a deployed Lambda gets new instances). Returns, per
+        read the journey files start afresh (a deployed Lambda gets new instances). Then each
+        published journey's ``on_change`` is carried out for the contacts in flight on older
+        versions (``leadflow.ops.changes``; the reports in ``change_reports``). Returns, per
         journey, ``published <version ARN>``, ``created <version ARN>`` or ``unchanged``."""
         self.settle()
         sfn = self.client("stepfunctions")
         outcome: dict[str, str] = {}
-        for journey in load_journeys(self.content_dir / "journeys"):
+        journeys = load_journeys(self.content_dir / "journeys")
+        for journey in journeys:
             definition = self._definition(journey)
             arn = self.state_machines.get(journey.id)
             if arn is None:
@@ -481,7 +486,31 @@ class LocalSystem:
         with self._invoke_lock:
             for name in RELOADED_ON_DEPLOY:
                 self._start_function(name)
+        self.change_reports = self._apply_changes(
+            [j for j in journeys if outcome[j.id].startswith("published")]
+        )
+        self.settle()
         return outcome
+
+    def _apply_changes(self, journeys: list[Any]) -> list[Any]:
+        """Each changed journey's ``on_change`` for the executions on its older versions."""
+        from leadflow.ops.changes import apply_on_change
+
+        settings = get_settings()
+        ddb = wiring.client("dynamodb")
+        store, events = wiring.journey_store(settings, ddb), wiring.event_store(settings, ddb)
+        return [
+            apply_on_change(
+                self.client("stepfunctions"),
+                journey,
+                self.state_machines[journey.id],
+                JOURNEY_ALIAS,
+                store=store,
+                events=events,
+                now=self.clock.now_datetime,
+            )
+            for journey in journeys
+        ]
 
     def _start_function(self, name: str) -> None:
         """Import the function anew (its cold start) and route its invocations to it."""
