@@ -73,6 +73,8 @@ bootstrap: $(PY_STAMP) $(NODE_STAMP) ## once per account and region: the CDK too
 
 deploy: $(PY_STAMP) $(NODE_STAMP) ## deploy into the AWS account of your current credentials
 	$(CDK) deploy --context stage=$(STAGE) --require-approval broadening
+	# contacts in flight on older journey versions: each journey's on_change (journeys/README.md)
+	$(BIN)/leadflow journeys apply-changes --stage $(STAGE)
 
 destroy: $(PY_STAMP) $(NODE_STAMP) ## delete the stage's stack (tables of retain_data stages stay)
 	$(CDK) destroy --context stage=$(STAGE)

@@ -1,6 +1,7 @@
 """``leadflow`` command line: ``leadflow journeys validate FILE...``, ``leadflow journeys compile FILE``,
 ``leadflow journeys graph FILE [-o OUT.svg]``,
 ``leadflow journeys versions ID [--stage STAGE | --url URL] [--json]``,
+``leadflow journeys apply-changes --stage STAGE`` (after ``cdk deploy``: each journey's ``on_change``),
 ``leadflow ops redrive [--stage dev] [--streams] [--executions] [--since ISO] [--dry-run]``,
 ``leadflow ops smoke [--stage STAGE | --url URL] [--key KEY] [--timeout S]``,
 ``leadflow ops backfill-event-times [--stage dev]`` (once, after upgrading to the events' by_time index),
@@ -149,6 +150,47 @@ def _versions(args: argparse.Namespace) -> int:
     print("\n".join(render(args.id, document["alias"], rows)))
     if args.json:
         print(json.dumps(document))
+    return 0
+
+
+def _event_retention_days(stage: str) -> int:
+    """The stage's ``event_retention_days`` from ``cdk.json`` (the TTL of the events it records)."""
+    try:
+        context = json.loads(Path("cdk.json").read_text(encoding="utf-8"))["context"]
+    except (OSError, ValueError, KeyError):
+        return 400
+    days = context.get("stages", {}).get(stage, {}).get("event_retention_days")
+    return int(days or context.get("stage_defaults", {}).get("event_retention_days") or 400)
+
+
+def _apply_changes(args: argparse.Namespace) -> int:
+    """After ``cdk deploy`` (``make deploy`` runs it): each journey's ``on_change`` for the contacts
+    in flight on its older versions; a report line per journey and one JSON line."""
+    from leadflow.enrollments import JourneyStore
+    from leadflow.journeys import load_journeys
+    from leadflow.ops.changes import apply_on_change
+    from leadflow.store import EventStore
+
+    try:
+        stack = _client("cloudformation", args.region).describe_stacks(StackName=f"leadflow-{args.stage}")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Stacks"][0].get("Outputs", [])}
+        contacts, events_table = outputs["ContactsTable"], outputs["EventsTable"]
+    except Exception as exc:
+        print(f"error: cannot read stack leadflow-{args.stage}: {exc}", file=sys.stderr)
+        return 2
+    ddb, sfn = _client("dynamodb", args.region), _client("stepfunctions", args.region)
+    store = JourneyStore(ddb, contacts_table=contacts, events_table=events_table)
+    events = EventStore(ddb, events_table, args.event_retention_days or _event_retention_days(args.stage))
+    reports = []
+    for journey in load_journeys(Path(args.journeys)):
+        machine = outputs.get(f"Journey{journey.id.replace('-', '').capitalize()}Arn")
+        if machine is None:
+            print(f"error: journey {journey.id!r} is not deployed in leadflow-{args.stage}", file=sys.stderr)
+            return 2
+        report = apply_on_change(sfn, journey, machine, args.alias, store=store, events=events)
+        print(report.line())
+        reports.append(report.to_dict())
+    print(json.dumps({"stage": args.stage, "journeys": reports}))
     return 0
 
 
@@ -424,6 +466,24 @@ def parser() -> argparse.ArgumentParser:
     versions.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
     versions.add_argument("--json", action="store_true", help="also the document as one JSON line")
     versions.set_defaults(run=_versions)
+
+    changes = commands.add_parser(
+        "apply-changes",
+        help="after cdk deploy: each journey's on_change for the contacts on its older versions",
+        description="make deploy runs this after cdk deploy: for each journey of journeys/, the "
+        "RUNNING executions on versions the alias no longer routes to are left (on_change: "
+        "finish_on_old) or ended on purpose (on_change: exit). Idempotent.",
+    )
+    changes.add_argument("--stage", required=True, help="the deployed stage (stack leadflow-<stage>)")
+    changes.add_argument(
+        "--journeys", default="journeys", help="the journey files deployed (default journeys/)"
+    )
+    changes.add_argument("--alias", default="live", help="the journeys' alias (default live)")
+    changes.add_argument(
+        "--event-retention-days", type=int, default=None, help="default: the stage's, from cdk.json"
+    )
+    changes.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
+    changes.set_defaults(run=_apply_changes)
 
     ops = groups.add_parser("ops", help="operate a deployed stage")
     ops_commands = ops.add_subparsers(dest="command", required=True)

@@ -329,3 +329,65 @@ def test_on_change_exit_ends_the_contacts_of_older_versions_on_purpose(system: L
     system.deploy_journeys()
     assert system.change_reports[0].exited == {}
     assert len([e for e in events_of(system, ada) if e["type"] == "journey_exited"]) == 1
+
+
+class StackOutputs:
+    """CloudFormation's DescribeStacks of stack ``leadflow-local`` (moto's CloudFormation needs a
+    package the project does not install): what ``cdk deploy`` leaves as the stack's outputs."""
+
+    def __init__(self, outputs: dict[str, str]) -> None:
+        self.outputs = outputs
+
+    def describe_stacks(self, StackName: str) -> dict[str, Any]:
+        assert StackName == "leadflow-local"
+        return {
+            "Stacks": [{"Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()]}]
+        }
+
+
+def test_apply_changes_after_a_stage_deploy_carries_out_the_files_on_change(
+    system: LocalSystem, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make deploy`` runs ``leadflow journeys apply-changes --stage`` after ``cdk deploy``: it
+    reads the stack's outputs and does what each journey file's ``on_change`` says — here a
+    marketer who first let contacts finish on the old version decides they should leave it."""
+    from leadflow.cli import main
+    from tests.integration.test_journey_runtime import enrollment
+
+    machine = system.state_machines["nurture"]
+    outputs = {
+        "ContactsTable": "leadflow-local-contacts",
+        "EventsTable": "leadflow-local-events",
+        "JourneyNurtureArn": machine,
+    }
+    import leadflow.cli
+
+    real_client = leadflow.cli._client
+    monkeypatch.setattr(
+        leadflow.cli,
+        "_client",
+        lambda service, region: (
+            StackOutputs(outputs) if service == "cloudformation" else real_client(service, region)
+        ),
+    )
+    ada = contact(system, "ada@example.com")
+    system.settle()
+    journey_file = system.content_dir / "journeys" / "nurture.yaml"
+    journey_file.write_text(NEW)
+    system.deploy_journeys()  # finish_on_old: Ada stays on version 1
+    journey_file.write_text(NEW + "on_change: exit\n")  # the same definition: no new version
+    args = ["journeys", "apply-changes", "--stage", "local", "--journeys", str(journey_file.parent)]
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "nurture (on_change: exit, live v2): v1: 1 exited"
+    assert json.loads(out[-1])["journeys"][0]["exited"] == {"v1": 1}
+    [run] = executions(system, "nurture")
+    assert ended(system, run["arn"])["status"] == "ABORTED"
+    assert enrollment(system, ada, "nurture")["status"] == "exited"
+    assert main(args) == 0  # idempotent: nobody left in flight
+    assert (
+        capsys.readouterr().out.splitlines()[0] == "nurture (on_change: exit, live v2): no contact in flight"
+    )
+    system.advance(3 * DAY)
+    assert subjects(system, "ada@example.com") == [(WELCOME, 0.0)]
