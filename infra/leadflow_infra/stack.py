@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
 from aws_cdk import aws_events as events
@@ -416,6 +417,18 @@ class LeadflowStack(Stack):
             value=redrive.managed_policy_arn,
             description="Attach to the operator role that runs `leadflow ops redrive`",
         )
+        journey_ops = self._journey_versions_policy(
+            machines=list(journeys.machines.values()),
+            contacts=tables[CONTACTS.name],
+            events_table=tables[EVENTS.name],
+        )
+        CfnOutput(
+            self,
+            "OpsJourneyVersionsPolicyArn",
+            value=journey_ops.managed_policy_arn,
+            description="Attach to the role that runs `make deploy` (journeys apply-changes) and "
+            "`leadflow journeys versions`",
+        )
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)
         CfnOutput(
             self,
@@ -505,6 +518,47 @@ class LeadflowStack(Stack):
                 f"{action} on the executions of journey {journey_id} only: the '*' is the execution name.",
             )
 
+    def _journey_versions_policy(
+        self, *, machines: list[sfn.StateMachine], contacts: Any, events_table: Any
+    ) -> iam.ManagedPolicy:
+        """What ``leadflow journeys versions --stage`` reads and ``leadflow journeys apply-changes``
+        (after ``cdk deploy``) does: the versions and aliases (authorized against the state
+        machine's ARN), executions listed, described and, for ``on_change: exit``, stopped with
+        their enrollment closed and ``journey_exited`` recorded."""
+        policy = iam.ManagedPolicy(
+            self,
+            "OpsJourneyVersions",
+            description="leadflow journeys versions / apply-changes against this stage",
+            statements=[
+                iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[self.stack_id]),
+                iam.PolicyStatement(
+                    actions=[
+                        "states:ListStateMachineVersions",
+                        "states:DescribeStateMachine",
+                        "states:DescribeStateMachineAlias",
+                        "states:ListExecutions",
+                    ],
+                    resources=[m.state_machine_arn for m in machines],
+                ),
+                iam.PolicyStatement(
+                    actions=["states:DescribeExecution", "states:StopExecution"],
+                    resources=_executions_of(self, machines),
+                ),
+                iam.PolicyStatement(actions=["dynamodb:UpdateItem"], resources=[contacts.table_arn]),
+                iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[events_table.table_arn]),
+            ],
+        )
+        region, account = nag_env(self)
+        for machine in machines:
+            logical_id = self.get_logical_id(machine.node.default_child)  # type: ignore[arg-type]
+            acknowledge(
+                policy,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:{region}:{account}:"
+                f"execution:<{logical_id}.Name>:*]",
+                "The '*' is the execution name: this journey's executions only (on_change: exit).",
+            )
+        return policy
+
     def _redrive_policy(
         self,
         *,
@@ -560,6 +614,18 @@ class LeadflowStack(Stack):
                 "The '*' is the execution name: RedriveExecution on this journey's executions only.",
             )
         return policy
+
+
+def _executions_of(stack: Stack, machines: list[sfn.StateMachine]) -> list[str]:
+    return [
+        stack.format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{machine.state_machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        for machine in machines
+    ]
 
 
 def _shared_keys(

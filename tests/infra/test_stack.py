@@ -166,6 +166,36 @@ def test_every_journey_publishes_a_retained_version_and_a_live_alias(template_js
         assert st["Resource"]["Ref"] in machines
 
 
+def test_the_journey_versions_policy_reads_versions_and_ends_old_executions_only(
+    template_json: dict[str, Any],
+) -> None:
+    """``leadflow journeys versions`` and ``apply-changes`` (after cdk deploy): read versions and
+    aliases, list, describe and stop this stage's journey executions, close enrollments, record
+    the exit — nothing else."""
+    [policy] = [
+        p
+        for k, p in resources(template_json, "AWS::IAM::ManagedPolicy").items()
+        if k.startswith("OpsJourneyVersions")
+    ]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert _actions(statements) == {
+        "cloudformation:DescribeStacks",
+        "states:ListStateMachineVersions",
+        "states:DescribeStateMachine",
+        "states:DescribeStateMachineAlias",
+        "states:ListExecutions",
+        "states:DescribeExecution",
+        "states:StopExecution",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+    }
+    text = json.dumps(statements)
+    assert '"Resource": "*"' not in text
+    [update] = [st for st in statements if st["Action"] == "dynamodb:UpdateItem"]
+    assert "TablesContacts" in json.dumps(update["Resource"])
+    assert "OpsJourneyVersionsPolicyArn" in template_json["Outputs"]
+
+
 def test_a_changed_journey_is_a_new_version_and_the_old_one_stays(tmp_path: Path) -> None:
     """Re-synthesizing with one journey changed: that journey's version gets a new logical id
     (CloudFormation creates it, retains the old) and its alias routes to it; the others keep theirs."""
