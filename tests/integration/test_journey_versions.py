@@ -137,6 +137,14 @@ def test_a_running_execution_finishes_on_its_version_while_new_contacts_run_the_
     assert described(system, bo_run["arn"])["status"] == "SUCCEEDED"
     assert "new_timeout" in profile(system, bo)["tags"]
     assert subjects(system, "ada@example.com") == [(WELCOME, 0.0), (NUDGE, 2.0)]  # never the new send
+    # the ops page reads Ada's execution against her version: the 2-day wait ended on day 2
+    from leadflow.local.ops_pages import execution_view
+
+    view = execution_view(system, ada_run["arn"])
+    assert view.journey == "nurture"
+    [waited] = [row for row in view.rows if row.type == "WaitStateExited"]
+    assert waited.virtual is not None
+    assert round((waited.virtual.timestamp() - MONDAY_0907_UTC) / DAY, 2) == 2.0
     # each version's executions, as ListExecutions answers for a version, an alias and the machine
     listed = {e["name"]: e for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
     assert listed[f"nurture-{ada}"]["stateMachineVersionArn"] == f"{machine}:1"
