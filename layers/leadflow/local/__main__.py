@@ -64,6 +64,11 @@ def main() -> int:
         print(f"    GET   {base}/_local/outbox        emails and SMS sent", flush=True)
         print(f'    POST  {base}/_local/clock/advance {{"seconds": N}}  advance virtual time', flush=True)
         print(f"    GET   {base}/_local/executions    journey executions", flush=True)
+        print(
+            f"    POST  {base}/_local/journeys/deploy  publish edited journeys (new versions; "
+            "contacts in flight as each file's on_change says)",
+            flush=True,
+        )
         print(f"  journeys: {', '.join(system.state_machines)}   (Ctrl-C to stop)", flush=True)
         try:
             while not stop.wait(0.5):
