@@ -363,7 +363,9 @@ class JourneyStateMachines(Construct):
                 f"Journey-{journey.id}",
                 state_machine_name=f"{prefix}-{journey.id}",
                 state_machine_type=sfn.StateMachineType.STANDARD,
-                definition_body=sfn.DefinitionBody.from_string(compile_journey(journey)),
+                definition_body=sfn.DefinitionBody.from_string(
+                    compile_journey(journey, templates_dir=ROOT / "templates")
+                ),
                 definition_substitutions={self.SEND_FUNCTION_ARN: send.function_arn},
                 logs=sfn.LogOptions(
                     destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False

@@ -37,6 +37,7 @@ from .constructs import (
 )
 from .layer import ROOT, SharedLayer
 from .monitoring import Monitoring
+from .template_archive import TemplateArchive
 
 BULK_WORKERS = 4
 """Concurrent bulk workers (SQS event source maximum concurrency): a broadcast's sending rate is
@@ -221,6 +222,11 @@ class LeadflowStack(Stack):
             send=send.function,
             log_retention=retention,
         )
+        # every template version ever deployed: running executions render the versions they started with
+        template_archive = TemplateArchive(self, "TemplateArchive", templates_dir=ROOT / "templates")
+        environment["LEADFLOW_TEMPLATE_ARCHIVE_BUCKET"] = template_archive.bucket.bucket_name
+        template_archive.grant_read(send.function)
+        journeys.node.add_dependency(template_archive.deployment)  # versions archived before they are named
         consumers = {
             "trigger": StreamConsumer(
                 self, "TriggerStream", function=trigger.function, table=tables[EVENTS.name]

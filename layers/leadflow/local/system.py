@@ -43,6 +43,7 @@ from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, QueueConsumer, QueuePump, StreamPump
 from leadflow.local.ses_simulator import SesSimulator
+from leadflow.messaging.template_versions import upload_archive
 from leadflow.reporting import api as reporting_api
 from leadflow.settings import get_settings
 from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
@@ -124,6 +125,7 @@ def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, st
         "LEADFLOW_BROADCAST_SEND_RATE": "1000",
         "LEADFLOW_PUBLIC_EVENT_TYPES": "video_played",
         "LEADFLOW_EVENT_SOURCE_KEYS_SECRET": resource_name("event-source-keys"),
+        "LEADFLOW_TEMPLATE_ARCHIVE_BUCKET": resource_name("template-archive"),
         "POWERTOOLS_SERVICE_NAME": "leadflow",
         "POWERTOOLS_METRICS_NAMESPACE": "Leadflow",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -309,6 +311,8 @@ class LocalSystem:
             "QueueUrl"
         ]
         self.lead_events_url = self._lead_event_bus(sqs)
+        self.client("s3").create_bucket(Bucket=resource_name("template-archive"))
+        self.archive_templates()
         self._create_state_machines()
 
         self.modules = {name: load_function(name) for name in FUNCTIONS}
@@ -411,11 +415,21 @@ class LocalSystem:
         """Every hand-off document published to the sales topic so far (kept in the queue)."""
         return self._peek(self.sales_handoffs_url)
 
+    def archive_templates(self) -> list[str]:
+        """Put every template version of the content folder into the template archive, as a
+        deploy does (``leadflow.messaging.template_versions``; never pruned): call it before
+        (re)deploying journeys whose definitions name those versions. The keys written."""
+        return upload_archive(
+            self.client("s3"), resource_name("template-archive"), self.content_dir / "templates"
+        )
+
     def _create_state_machines(self) -> None:
         sfn = self.client("stepfunctions")
         role = f"arn:aws:iam::{ACCOUNT}:role/{PREFIX}-journeys"
         for journey in load_journeys(self.content_dir / "journeys"):
-            definition = compile_journey(journey).replace("${SendFunctionArn}", function_arn("send"))
+            definition = compile_journey(journey, templates_dir=self.content_dir / "templates").replace(
+                "${SendFunctionArn}", function_arn("send")
+            )
             arn = sfn.create_state_machine(
                 name=f"{PREFIX}-{journey.id}", definition=definition, roleArn=role, type="STANDARD"
             )["stateMachineArn"]
