@@ -222,3 +222,14 @@ def test_a_tampered_archive_document_is_refused(templates: Path, s3: Any) -> Non
     renderer = EmailRenderer(templates, archive=TemplateArchive(lambda: s3, BUCKET))
     with pytest.raises(TemplateRenderError, match="does not hash to its version"):
         renderer.render("welcome", CONTEXT, version=version)
+
+
+def test_the_cli_compiles_as_deployed(capsys: pytest.CaptureFixture[str]) -> None:
+    from leadflow.cli import main
+
+    assert main(["journeys", "compile", str(ROOT / "journeys" / "welcome.yaml")]) == 0
+    sends = _sends(json.loads(capsys.readouterr().out)["States"])
+    assert {s["template"]: s["template_version"] for s in sends} == {
+        name: version_of(ROOT / "templates", name)
+        for name in ("welcome", "welcome-followup-engaged", "welcome-followup-nudge")
+    }
