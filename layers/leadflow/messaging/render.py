@@ -141,8 +141,10 @@ class EmailRenderer:
         """The layer's template (read once: the version is of exactly what renders) and its version."""
         try:
             files = bundle_of(self._dir, template)
-        except TemplateVersionError:
-            return _Version(template, {}), None
+        except TemplateVersionError as exc:
+            if (self._dir / template).is_dir():
+                raise TemplateRenderError(str(exc)) from exc  # a file that is not UTF-8 text
+            return _Version(template, {}), None  # no such template: "has no subject.txt"
         return _Version(template, files), version_of_bundle(files)
 
     @lru_cache(maxsize=128)  # noqa: B019 - archived versions in use are few; bounded
