@@ -66,7 +66,6 @@ from leadflow.journeys.model import (
     step_body,
     step_kind,
 )
-from leadflow.messaging.template_versions import TemplateVersionError, version_of
 
 SEND_FUNCTION_ARN = "${SendFunctionArn}"
 CALLBACK = "arn:aws:states:::lambda:invoke.waitForTaskToken"
@@ -283,6 +282,10 @@ class _Builder:
     def _template_version(self, template: str) -> str:
         """The content hash of the template the send renders: a template change is a definition
         change, and an execution renders the versions of the definition it started on."""
+        # imported here: only synth and the local runtime compile with templates (the functions that
+        # import this module for its buckets never load the template machinery at cold start)
+        from leadflow.messaging.template_versions import TemplateVersionError, version_of
+
         if template not in self.template_versions:
             assert self.templates_dir is not None
             try:
