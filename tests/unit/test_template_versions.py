@@ -79,7 +79,9 @@ def test_a_template_change_changes_its_version_only(templates: Path) -> None:
     )
     assert versions(templates) == before  # content-addressed: the same files, the same version
     (templates / "trial-offer" / ".DS_Store").write_bytes(b"\x00\x01")  # hidden files are not rendered
+    (templates / "trial-offer" / "hero.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")  # nor images
     assert versions(templates) == before
+    assert EmailRenderer(templates).render("trial-offer", CONTEXT).subject
 
 
 def test_a_reference_that_is_not_a_constant_takes_every_shared_folder(templates: Path) -> None:

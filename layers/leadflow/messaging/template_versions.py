@@ -2,7 +2,8 @@
 of every deployed version.
 
 A template's *bundle* is every file a send of it can read, as ``{path relative to templates/:
-text}``: the files of its folder ``templates/<name>/**`` (every part and every locale) and,
+text}``: the text files of its folder ``templates/<name>/**`` (every part and every locale; an
+image or other binary file there is never rendered and left out) and,
 transitively, what those extend, include or import (``_layout/base.html``, ...). A reference that
 is not a constant name (``{% include some_variable %}``) cannot be followed: the bundle then takes
 every shared folder (``templates/_*/**``) as well. Its *version* is the first 16 hex digits of a
@@ -67,6 +68,14 @@ def _read(templates_dir: Path, relative: str) -> str:
         raise TemplateVersionError(f"{relative}: not UTF-8 text ({exc})") from exc
 
 
+def _is_text(path: Path) -> bool:
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _references(source: str) -> tuple[set[str], bool]:
     """The constant template names ``source`` extends, includes or imports, and whether it also
     has a reference that is not a constant (or cannot be parsed: then nothing is known)."""
@@ -92,13 +101,15 @@ def bundle_of(templates_dir: Path, name: str) -> dict[str, str]:
     if not TEMPLATE_NAME.match(name) or not folder.is_dir():
         raise TemplateVersionError(f"template {name!r} does not exist in {templates_dir}")
     pending = list(_files_under(templates_dir, folder))
+    binary = {relative for relative in pending if not _is_text(templates_dir / relative)}
+    pending = [relative for relative in pending if relative not in binary]  # never rendered
     files: dict[str, str] = {}
     shared_added = False
     while pending:
         relative = pending.pop()
         if relative in files:
             continue
-        files[relative] = _read(templates_dir, relative)
+        files[relative] = _read(templates_dir, relative)  # a referenced file must be text
         names, dynamic = _references(files[relative])
         pending += [found for found in (_inside(templates_dir, n) for n in names) if found]
         if dynamic and not shared_added:
