@@ -369,7 +369,7 @@ class JourneyStateMachines(Construct):
         self.versions: dict[str, sfn.CfnStateMachineVersion] = {}
         self.aliases: dict[str, sfn.CfnStateMachineAlias] = {}
         for journey in journeys:
-            definition = compile_journey(journey)
+            definition = compile_journey(journey, templates_dir=ROOT / "templates")
             machine = sfn.StateMachine(
                 self,
                 f"Journey-{journey.id}",

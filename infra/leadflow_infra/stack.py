@@ -38,6 +38,7 @@ from .constructs import (
 )
 from .layer import ROOT, SharedLayer
 from .monitoring import Monitoring
+from .template_archive import TemplateArchive
 
 JOURNEY_ALIAS = "live"
 """The alias of every journey state machine that new executions start on (its newest version)."""
@@ -226,6 +227,11 @@ class LeadflowStack(Stack):
             log_retention=retention,
             alias=JOURNEY_ALIAS,
         )
+        # every template version ever deployed: running executions render the versions they started with
+        template_archive = TemplateArchive(self, "TemplateArchive", templates_dir=ROOT / "templates")
+        environment["LEADFLOW_TEMPLATE_ARCHIVE_BUCKET"] = template_archive.bucket.bucket_name
+        template_archive.grant_read(send.function)
+        journeys.node.add_dependency(template_archive.deployment)  # versions archived before they are named
         consumers = {
             "trigger": StreamConsumer(
                 self, "TriggerStream", function=trigger.function, table=tables[EVENTS.name]

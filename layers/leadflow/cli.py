@@ -46,12 +46,16 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
+    """The definition as deployed: each send names its template's version (the content folder's
+    ``templates/``, when there is one)."""
+    templates = _content_root(Path(args.file)) / "templates"
     try:
         journey = load_journey(Path(args.file))
+        definition = compile_journey(journey, templates_dir=templates if templates.is_dir() else None)
     except JourneyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.write(compile_journey(journey))
+    sys.stdout.write(definition)
     return 0
 
 

@@ -293,6 +293,7 @@ class JourneyStepRunner:
             journey_id=request.journey_id,
             step_id=request.round_step_id,
             template=request.step["template"],
+            template_version=request.step.get("template_version"),
             contact_id=request.contact_id,
             execution_id=request.execution_id,
             subject=request.step.get("subject"),

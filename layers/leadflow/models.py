@@ -315,6 +315,9 @@ class SendRequest(BaseModel):
     journey_id: str = Field(min_length=1, max_length=64)
     step_id: str = Field(min_length=1, max_length=64)
     template: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    template_version: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    """The template's content hash the journey definition names (``messaging.template_versions``);
+    None (definitions compiled before versions, broadcasts): the deployed template."""
     contact_id: str = Field(min_length=1, max_length=64)
     execution_id: str = Field(min_length=1, max_length=2048)
     # step-level overrides of the template's subject.txt / preheader (Jinja2, the same context)

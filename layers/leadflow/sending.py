@@ -6,8 +6,10 @@ Order of work for a step (execution, step) → message id:
    and returns ``duplicate``: a message is never sent twice. Only a throttled attempt is re-claimable.
 2. do-not-contact, suppression and consent are checked now, at send time; a skipped send is
    recorded on the message item with its reason (a contact merged into another one: ``merged``).
-3. render with the full template context (``messaging.context``: the stored profile, the score
-   now, the entry event ``SendRequest.entry_event_id`` names) and the step's own subject/preheader;
+3. render the template version the step names (``SendRequest.template_version``: the layer's, or
+   the template archive's; one found nowhere fails the send as a template error) with the full
+   template context (``messaging.context``: the stored profile, the score now, the entry event
+   ``SendRequest.entry_event_id`` names) and the step's own subject/preheader;
    a marketing email gets signed click links, the open pixel and one-click unsubscribe
    headers (transactional and confirmation emails none of them); a marketing SMS ends with the
    opt-out hint; the SMS encoding and segment count are measured (more than 10 is a template error).
@@ -185,6 +187,8 @@ class SendService:
             "channel": channel,
             "purpose": request.purpose,
         }
+        if request.template_version is not None:
+            fields["template_version"] = request.template_version  # what this message rendered
         if not self._messages.claim(message_id, fields, iso(utc_now())):
             existing = self._messages.get(message_id) or {}
             metrics.add_metric(name="DuplicateSendsPrevented", unit="Count", value=1)
@@ -289,6 +293,7 @@ class SendService:
                 locale=contact.locale,
                 subject=request.subject,
                 preheader=request.preheader,
+                version=request.template_version,
             )
             email = compose_email(
                 rendered=rendered,
@@ -350,6 +355,7 @@ class SendService:
                 request.template,
                 self._context(request, found, links.unsubscribe_url),
                 locale=contact.locale,
+                version=request.template_version,
             )
             sms = compose_sms(text, marketing=marketing)
         except TemplateRenderError as exc:

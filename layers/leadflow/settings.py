@@ -151,6 +151,10 @@ class Settings(BaseSettings):
         description="Browser event types public POST /events accepts besides the snippet's own "
         "(identify), comma-separated; every other type must come from a server (POST /admin/events).",
     )
+    template_archive_bucket: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="S3 bucket of every deployed template version (leadflow.messaging.template_versions).",
+    )
 
     @field_validator("public_base_url")
     @classmethod

@@ -159,14 +159,18 @@ def send_service(settings: Settings, ddb: Any) -> SendService:
     """Email and SMS delivery (journey sends and broadcasts share it: one claim per message id)."""
     from email.utils import formataddr
 
-    from leadflow.messaging import EmailRenderer
+    from leadflow.messaging import EmailRenderer, TemplateArchive
     from leadflow.sending import SendService
 
     return SendService(
         contacts=contact_store(settings, ddb),
         messages=message_store(settings, ddb),
         events=event_store(settings, ddb),
-        renderer=EmailRenderer(settings.templates_dir),
+        # versions other than the layer's (running executions of an earlier deploy): the archive
+        renderer=EmailRenderer(
+            settings.templates_dir,
+            archive=TemplateArchive(lambda: client("s3"), settings.template_archive_bucket),
+        ),
         signer=token_signer(settings),
         ses=client("ses"),
         transact=transactor(ddb),

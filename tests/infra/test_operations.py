@@ -10,7 +10,7 @@ import pytest
 from leadflow.api_routes import ADMIN_ROUTES
 from leadflow.journeys import load_journeys
 from tests.infra.conftest import ROOT, cdk_context
-from tests.infra.test_stack import resources
+from tests.infra.test_stack import resources, stage_functions
 
 FUNCTIONS = ("track", "admin", "trigger", "score", "send", "rotate", "feedback", "report", "bulk")
 
@@ -123,7 +123,7 @@ def test_the_signing_key_rotates_without_a_redeploy(template_json: dict[str, Any
     props = schedule["Properties"]
     assert props["RotationRules"]["ScheduleExpression"] == "rate(90 days)"
     assert "RotateFunction" in json.dumps(props["RotationLambdaARN"])
-    for fn in resources(template_json, "AWS::Lambda::Function").values():
+    for fn in stage_functions(template_json).values():
         env = fn["Properties"]["Environment"]["Variables"]
         assert "Ref" in env["LEADFLOW_SIGNING_KEY_SECRET"]  # the secret's ARN, never its value
         assert not any("KEY" in k and isinstance(v, str) and len(v) >= 32 for k, v in env.items())
@@ -144,7 +144,7 @@ def test_admin_access_is_an_iam_policy_scoped_to_the_admin_routes(template_json:
 
 
 def test_logs_are_structured_and_kept_for_the_stage_retention(template_json: dict[str, Any]) -> None:
-    for fn in resources(template_json, "AWS::Lambda::Function").values():
+    for fn in stage_functions(template_json).values():
         props = fn["Properties"]
         assert props["LoggingConfig"]["LogFormat"] == "JSON"
         assert props["TracingConfig"] == {"Mode": "Active"}
@@ -216,7 +216,7 @@ def test_prod_with_a_custom_domain_retains_data_and_links_use_the_domain(
     assert domain["Properties"]["DomainName"] == "t.example.com"
     assert domain["Properties"]["DomainNameConfigurations"][0]["SecurityPolicy"] == "TLS_1_2"
     assert len(resources(template, "AWS::ApiGatewayV2::ApiMapping")) == 1
-    for fn in resources(template, "AWS::Lambda::Function").values():
+    for fn in stage_functions(template).values():
         assert (
             fn["Properties"]["Environment"]["Variables"]["LEADFLOW_PUBLIC_BASE_URL"]
             == "https://t.example.com"
@@ -271,7 +271,7 @@ def test_journey_tasks_have_what_they_need_and_no_more(template_json: dict[str, 
     assert not any(a.startswith(("ses:", "sns:")) for a in _actions(trigger))
     env = next(
         f["Properties"]["Environment"]["Variables"]
-        for f in resources(template_json, "AWS::Lambda::Function").values()
+        for f in stage_functions(template_json).values()
         if f["Properties"]["FunctionName"] == "leadflow-dev-send"
     )
     assert "Ref" in env["LEADFLOW_SALES_TOPIC_ARN"]

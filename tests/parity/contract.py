@@ -52,6 +52,7 @@ UNNAMED = {
     "inbound-sms": ("InboundSms", "AWS::SNS::Topic"),
     "signing-key": ("SigningKey", "AWS::SecretsManager::Secret"),
     "webhook-keys": ("WebhookKeys", "AWS::SecretsManager::Secret"),
+    "template-archive": ("TemplateArchiveBucket", "AWS::S3::Bucket"),
 }
 IAM_ACTION = {
     ("lambda", "Invoke"): "lambda:InvokeFunction",
@@ -126,6 +127,9 @@ class Names:
         if name.startswith("arn:"):
             name = re.sub(r"-[A-Za-z0-9]{6}$", "", name.split(":secret:", 1)[1])
         return str(self.stack.resolve({"Ref": self._logical(name)}))
+
+    def bucket(self, name: str) -> str:
+        return str(self.stack.resolve({"Fn::GetAtt": [self._logical(name), "Arn"]}))
 
     def function(self, name_or_arn: str) -> str:
         name = name_or_arn.rsplit(":function:", 1)[-1].split(":", 1)[0]
@@ -255,6 +259,13 @@ def authorizations(call: Call, names: Names) -> list[Request]:
         if config:
             found.append(Request(action, names.configuration_set(config)))
         return found
+    if service == "s3":
+        bucket = names.bucket(p["Bucket"])
+        if op in ("GetObject", "HeadObject"):
+            return [Request("s3:GetObject", f"{bucket}/{p['Key']}")]
+        if op in ("ListObjectsV2", "ListObjects"):
+            return [Request("s3:ListBucket", bucket)]
+        return [Request(action, f"{bucket}/{p['Key']}" if "Key" in p else bucket)]
     if service == "cloudformation":
         return [Request(action, "*")]
     raise NotInTemplate(f"{service}:{op}: this tier does not know the call's resource")

@@ -163,6 +163,9 @@ class Stack:
         if kind == "AWS::ApiGatewayV2::DomainName":
             name = self._prop(logical, "DomainName")
             return Deployed(name, {"RegionalDomainName": f"d-{API_ID}.execute-api.{REGION}.amazonaws.com"})
+        if kind == "AWS::S3::Bucket":
+            name = self._prop(logical, "BucketName", logical.lower())
+            return Deployed(name, {"Arn": f"arn:{PARTITION}:s3:::{name}"})
         if kind == "AWS::CloudWatch::Alarm":
             return Deployed(logical, {"Arn": arn("cloudwatch", f"alarm:{logical}")})
         return Deployed(logical, {})

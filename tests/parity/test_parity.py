@@ -6,7 +6,8 @@ journey's emails, opens and clicks, SES delivery/bounce/complaint notifications 
 the admin API (contacts, tags, timeline, export, lookup, segments, a broadcast through the bulk
 worker, reports, an MQL hand-off and sales feedback, do-not-contact, erasure), a rotation of the
 signing key driven by Secrets Manager, a stream batch that fails until ``leadflow ops redrive``
-re-processes it, and the journeys' follow-ups two virtual days later. One local system for the
+re-processes it, and the journeys' follow-ups two virtual days later, after a deploy edited their
+templates (send reads the versions the executions started with from the template archive). One local system for the
 module; the template is synthesized once per session.
 """
 
@@ -15,8 +16,10 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -25,6 +28,7 @@ from botocore.exceptions import ClientError
 
 from leadflow.local import limits, recording
 from leadflow.local.system import FUNCTIONS, LocalSystem, resource_name
+from leadflow.messaging import EmailRenderer
 from leadflow.ops.redrive import StageResources, redrive
 from tests.integration.test_routing import become_mql
 from tests.parity import contract
@@ -81,7 +85,18 @@ def enable_rotation(system: LocalSystem) -> str:
     return function_arn
 
 
-def scenario(system: LocalSystem, monkeypatch: pytest.MonkeyPatch) -> None:
+def deploy_edited_layer(system: LocalSystem, monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """A deploy changed every follow-up template while contacts wait: send's layer now has the
+    edited templates; the waiting executions still name the versions they started with, which
+    send reads from the template archive."""
+    shutil.copytree(system.content_dir / "templates", folder)
+    for name in ("welcome-followup-engaged", "welcome-followup-nudge"):
+        (folder / name / "subject.txt").write_text("Edited after the contacts entered\n", encoding="utf-8")
+    sender = system.modules["send"].sender
+    monkeypatch.setattr(sender, "_renderer", EmailRenderer(folder, archive=sender._renderer._archive))
+
+
+def scenario(system: LocalSystem, monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     engaged = sign_up(system, "parity-engaged@example.com", "v-parity-000001")
     bounced = sign_up(system, "parity-bounce@example.com", "v-parity-000002")
     complained = sign_up(system, "parity-complaint@example.com", "v-parity-000003")
@@ -213,12 +228,18 @@ def scenario(system: LocalSystem, monkeypatch: pytest.MonkeyPatch) -> None:
     assert sum(s.skipped for s in summaries) == 1  # the erased contact's journey stays stopped
     system.settle()
 
-    # two virtual days: follow-ups, the hand-off's reminder
+    # two virtual days: follow-ups (rendered from the archive after a deploy edited them), the
+    # hand-off's reminder
+    deploy_edited_layer(system, monkeypatch, folder)
     system.advance(2 * 86400 + 60)
     # suppressed by their feedback, erased: no follow-up; the engaged contact gets one
     for address in ("parity-bounce@example.com", "parity-complaint@example.com", "parity-erased@example.com"):
         assert len(mails_to(system, address)) == 1, address
     assert len(mails_to(system, "parity-engaged@example.com")) == 2
+    followup = mails_to(system, "parity-engaged@example.com")[-1]
+    assert (
+        followup["subject"] == "Ada, your next step: the attribution workshop"
+    )  # the version it started with
     assert {bounced, complained} <= {c["contact_id"] for c in system.contacts()}
 
 
@@ -238,14 +259,14 @@ def state_data_sizes(system: LocalSystem) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def recorded() -> Iterator[CallRecorder]:
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallRecorder]:
     recorder = CallRecorder()
     with (
         recorder.installed(),
         LocalSystem(background_pump=False) as system,
         pytest.MonkeyPatch.context() as patch,
     ):
-        scenario(system, patch)
+        scenario(system, patch, tmp_path_factory.mktemp("layer") / "templates")
         recorder.state_data = state_data_sizes(system)
         yield recorder
 
@@ -261,6 +282,9 @@ def test_every_function_and_the_redrive_tool_were_reached(recorded: CallRecorder
     assert {resource_name(f) for f in ("track", "send", "rotate")} <= readers
     published = {(c.principal, c.service) for c in recorded.calls if c.operation in ("Publish", "PutEvents")}
     assert {(resource_name("send"), "sns"), (resource_name("send"), "events")} <= published
+    # the follow-up's template version came from the template archive
+    archive_reads = {c.principal for c in recorded.calls if (c.service, c.operation) == ("s3", "GetObject")}
+    assert archive_reads == {resource_name("send")}
 
 
 def test_every_call_is_allowed_by_the_callers_policies(recorded: CallRecorder, stack: Stack) -> None:
@@ -414,3 +438,18 @@ def test_a_start_grant_for_another_alias_fails_the_tier(
     problems = contract.call_problems(Stack(broken), recorded.calls)
     assert problems
     assert all(f"leadflow-{STAGE}-trigger: states:StartExecution" in p for p in problems), problems
+
+
+def test_a_removed_archive_grant_fails_the_tier(
+    recorded: CallRecorder, template_document: dict[str, Any]
+) -> None:
+    """send may no longer read the template archive: its read of the follow-up's version is denied."""
+    broken = _without(
+        template_document, lambda s: "s3:GetObject" in _actions(s) and "TemplateArchive" in json.dumps(s)
+    )
+    problems = contract.call_problems(Stack(broken), recorded.calls)
+    assert problems
+    assert all(
+        p.startswith(f"leadflow-{STAGE}-send: s3:GetObject on arn:aws:s3:::templatearchivebucket")
+        for p in problems
+    ), problems

@@ -26,7 +26,7 @@ def test_every_shipped_journey_compiles_statelint_clean(tmp_path: Path) -> None:
     files = []
     for journey in load_journeys(ROOT / "journeys"):
         path = tmp_path / f"{journey.id}.asl.json"
-        path.write_text(compile_journey(journey))
+        path.write_text(compile_journey(journey, templates_dir=ROOT / "templates"))  # as deployed
         files.append(str(path))
     assert len(files) >= 6
     result = subprocess.run(

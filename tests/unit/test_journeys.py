@@ -146,7 +146,7 @@ def test_compiled_asl_passes_statelint(tmp_path: Path) -> None:
     files = []
     for journey in (load_journey(WELCOME), parse_journey(variant, "variant.yaml")):
         path = tmp_path / f"{journey.id}.asl.json"
-        path.write_text(compile_journey(journey))
+        path.write_text(compile_journey(journey, templates_dir=ROOT / "templates"))  # as deployed
         files.append(str(path))
     result = subprocess.run(
         [str(Path(sys.executable).parent / "statelint"), *files], capture_output=True, text=True, check=False

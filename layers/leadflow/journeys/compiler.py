@@ -4,7 +4,8 @@ State names are what a marketer wrote ("Send email: welcome", "Wait 2 days", "Ev
 the welcome email?"), so ops can follow an execution in the Step Functions console. Control flow
 (order, waits, choices, loops) is ASL; every decision and effect is one call of the journey step
 function (the ``send`` Lambda, placeholder ``${SendFunctionArn}``) whose payload carries the step's
-own definition: a running execution keeps the journey version it started with.
+own definition: a running execution keeps the journey version it started with — including the
+version (content hash) of every template it sends, when compiled with ``templates_dir``.
 
 Before every step the function checks the journey's exit rules; a contact that meets one raises
 ``ContactExited``, which every task catches and routes to "Leave journey (exited)".
@@ -40,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +52,7 @@ from leadflow.journeys.model import (
     GotoStep,
     HoldoutStep,
     Journey,
+    JourneyError,
     NotifySalesStep,
     RandomSplitStep,
     SendEmailStep,
@@ -119,9 +122,11 @@ def _truncate(name: str) -> str:
 
 
 class _Builder:
-    def __init__(self, journey: Journey, fold: bool = True) -> None:
+    def __init__(self, journey: Journey, fold: bool = True, templates_dir: Path | None = None) -> None:
         self.journey = journey
         self.fold = fold
+        self.templates_dir = templates_dir
+        self.template_versions: dict[str, str] = {}
         self.states: dict[str, State] = {}
         self.labels: dict[int, str] = {}
         self.journey_spec = {
@@ -266,11 +271,28 @@ class _Builder:
         body = step.send_email if isinstance(step, SendEmailStep) else step.send_sms
         channel = "email" if isinstance(step, SendEmailStep) else "sms"
         spec: dict[str, Any] = {"template": body.template, "purpose": body.purpose, "channel": channel}
+        if self.templates_dir is not None:
+            spec["template_version"] = self._template_version(body.template)
         if isinstance(step, SendEmailStep):
             spec.update(step.send_email.model_dump(include={"subject", "preheader"}, exclude_none=True))
         if self._scheduled(body.purpose):
             spec["deferrable"] = True  # may fail with SendDeferred (caught by the task)
         return spec
+
+    def _template_version(self, template: str) -> str:
+        """The content hash of the template the send renders: a template change is a definition
+        change, and an execution renders the versions of the definition it started on."""
+        # imported here: only synth and the local runtime compile with templates (the functions that
+        # import this module for its buckets never load the template machinery at cold start)
+        from leadflow.messaging.template_versions import TemplateVersionError, version_of
+
+        if template not in self.template_versions:
+            assert self.templates_dir is not None
+            try:
+                self.template_versions[template] = version_of(self.templates_dir, template)
+            except TemplateVersionError as exc:
+                raise JourneyError(f"journey {self.journey.id!r}: {exc}") from exc
+        return self.template_versions[template]
 
     def _deferral(self, step_id: str, label: str, task_name: str) -> str:
         """Pass (the time from the SendDeferred error) → Wait → the task again; the Pass's name."""
@@ -464,6 +486,8 @@ class _Builder:
         scheduled = self._scheduled(body.purpose)
         deferred_name = _truncate(f"Deferred: {label}")
         spec: dict[str, Any] = {"template": body.template, "purpose": body.purpose, "channel": channel}
+        if self.templates_dir is not None:
+            spec["template_version"] = self._template_version(body.template)
         if isinstance(step, SendEmailStep):
             spec.update(step.send_email.model_dump(include={"subject", "preheader"}, exclude_none=True))
         if scheduled:
@@ -838,10 +862,14 @@ def _targets(states: Any) -> set[str]:
     return found
 
 
-def compile_journey(journey: Journey, *, fold: bool = True) -> str:
+def compile_journey(journey: Journey, *, fold: bool = True, templates_dir: Path | None = None) -> str:
     """The journey's state machine definition (ASL JSON text). ``fold=False``: every decision a
-    state of its own (what the diagrams draw); the deployed definition folds them (``fused_*``)."""
-    builder = _Builder(journey, fold)
+    state of its own (what the diagrams draw); the deployed definition folds them (``fused_*``).
+    ``templates_dir``: every send names the version of its template there (``template_version``,
+    ``leadflow.messaging.template_versions``); every deployed definition is compiled with it, so
+    a running execution renders the templates it started with. Without it (diagrams, control
+    flow) sends name no version and render the current template."""
+    builder = _Builder(journey, fold, templates_dir)
     start = builder.chain(journey.steps, LEAVE)
     builder.terminal()
     # states in reading order: first state first, terminal states last

@@ -490,7 +490,16 @@ def _journeys(system: LocalSystem, path: str, params: Mapping[str, str]) -> Page
         return _html(
             system, "error.html", HTTPStatus.NOT_FOUND, heading="Not found", message=f"no journey {wanted!r}"
         )
-    asl = compile_journey(journey)
+    try:  # as deployed: each send names its template's version
+        asl = compile_journey(journey, templates_dir=system.content_dir / "templates")
+    except JourneyError as exc:
+        return _html(
+            system,
+            "error.html",
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            heading="Invalid journey",
+            message=str(exc),
+        )
     svg, svg_error = None, ""
     try:
         from leadflow.journeys.graph import render_svg

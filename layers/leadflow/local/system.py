@@ -43,6 +43,7 @@ from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, QueueConsumer, QueuePump, StreamPump
 from leadflow.local.ses_simulator import SesSimulator
+from leadflow.messaging.template_versions import upload_archive
 from leadflow.reporting import api as reporting_api
 from leadflow.settings import get_settings
 from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
@@ -63,8 +64,9 @@ FORBIDDEN = {
 SENDER = "news@leadflow.example.com"
 JOURNEY_ALIAS = "live"
 """The alias of each journey state machine that executions start on (as the stack's)."""
-RELOADED_ON_DEPLOY = ("trigger", "admin", "track")
-"""Functions that read the journey files at cold start: a journeys deploy starts them afresh."""
+RELOADED_ON_DEPLOY = ("trigger", "admin", "track", "send")
+"""Functions that read the journey files or templates at cold start: a journeys deploy starts them
+afresh, as a deploy gives a Lambda function new instances."""
 
 
 def resource_name(logical: str) -> str:
@@ -129,6 +131,7 @@ def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, st
         "LEADFLOW_BROADCAST_SEND_RATE": "1000",
         "LEADFLOW_PUBLIC_EVENT_TYPES": "video_played",
         "LEADFLOW_EVENT_SOURCE_KEYS_SECRET": resource_name("event-source-keys"),
+        "LEADFLOW_TEMPLATE_ARCHIVE_BUCKET": resource_name("template-archive"),
         "POWERTOOLS_SERVICE_NAME": "leadflow",
         "POWERTOOLS_METRICS_NAMESPACE": "Leadflow",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -320,6 +323,8 @@ class LocalSystem:
             "QueueUrl"
         ]
         self.lead_events_url = self._lead_event_bus(sqs)
+        self.client("s3").create_bucket(Bucket=resource_name("template-archive"))
+        self.archive_templates()
         self._create_state_machines()
 
         self.modules = {name: load_function(name) for name in FUNCTIONS}
@@ -422,13 +427,23 @@ class LocalSystem:
         """Every hand-off document published to the sales topic so far (kept in the queue)."""
         return self._peek(self.sales_handoffs_url)
 
+    def archive_templates(self) -> list[str]:
+        """Put every template version of the content folder into the template archive, as a
+        deploy does (``leadflow.messaging.template_versions``; never pruned): call it before
+        (re)deploying journeys whose definitions name those versions. The keys written."""
+        return upload_archive(
+            self.client("s3"), resource_name("template-archive"), self.content_dir / "templates"
+        )
+
     def _create_state_machines(self) -> None:
         for journey in load_journeys(self.content_dir / "journeys"):
             self._create_state_machine(journey.id, self._definition(journey))
 
-    @staticmethod
-    def _definition(journey: Any) -> str:
-        return compile_journey(journey).replace("${SendFunctionArn}", function_arn("send"))
+    def _definition(self, journey: Any) -> str:
+        """The journey's deployed definition: sends name their templates' versions."""
+        return compile_journey(journey, templates_dir=self.content_dir / "templates").replace(
+            "${SendFunctionArn}", function_arn("send")
+        )
 
     def _create_state_machine(self, journey_id: str, definition: str) -> str:
         """The journey's state machine with its first version published and the alias on it."""
@@ -460,6 +475,7 @@ class LocalSystem:
         versions (``leadflow.ops.changes``; the reports in ``change_reports``). Returns, per
         journey, ``published <version ARN>``, ``created <version ARN>`` or ``unchanged``."""
         self.settle()
+        self.archive_templates()  # a definition may only name archived template versions
         sfn = self.client("stepfunctions")
         outcome: dict[str, str] = {}
         journeys = load_journeys(self.content_dir / "journeys")

@@ -12,6 +12,7 @@ from leadflow.messaging.compose import (
 from leadflow.messaging.context import CONTACT_FIELDS, ENTRY_FIELDS, Fields
 from leadflow.messaging.render import EmailRenderer, RenderedEmail, TemplateRenderError
 from leadflow.messaging.sms import OPT_OUT_HINT, SmsText, compose_sms, measure
+from leadflow.messaging.template_versions import TemplateArchive, bundle_of, version_of
 
 __all__ = [
     "CONTACT_FIELDS",
@@ -24,11 +25,14 @@ __all__ = [
     "RenderedEmail",
     "SignedLinks",
     "SmsText",
+    "TemplateArchive",
     "TemplateRenderError",
+    "bundle_of",
     "compose_email",
     "compose_marketing_email",
     "compose_sms",
     "measure",
     "rewrite_links",
     "template_context",
+    "version_of",
 ]
