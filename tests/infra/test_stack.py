@@ -145,7 +145,7 @@ def test_every_journey_publishes_a_retained_version_and_a_live_alias(template_js
     }
     for journey in journeys:
         machine = machine_of[journey.id]
-        digest = definition_hash(compile_journey(journey))
+        digest = definition_hash(compile_journey(journey, templates_dir=ROOT / "templates"))
         [(version_id, version)] = [
             (k, v) for k, v in versions.items() if v["Properties"]["StateMachineArn"] == {"Ref": machine}
         ]

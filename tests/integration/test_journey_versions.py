@@ -265,7 +265,10 @@ def test_journeys_versions_lists_each_version_with_its_running_executions(
     assert code == 0
     document = json.loads(out[-1])
     machine = system.state_machines["nurture"]
-    new = compile_journey(load_journey(system.content_dir / "journeys" / "nurture.yaml"))
+    new = compile_journey(
+        load_journey(system.content_dir / "journeys" / "nurture.yaml"),
+        templates_dir=system.content_dir / "templates",
+    )
     new_hash = hashlib.sha256(
         new.replace(
             "${SendFunctionArn}", "arn:aws:lambda:us-east-1:123456789012:function:leadflow-local-send"

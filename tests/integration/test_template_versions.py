@@ -21,9 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from leadflow.journeys import compile_journey, load_journeys
-from leadflow.local.system import ROOT, LocalSystem, function_arn
-from leadflow.messaging import EmailRenderer
+from leadflow.local.system import ROOT, LocalSystem
 from leadflow.messaging.template_versions import archive_key, version_of
 from tests.integration.conftest import sign_up
 
@@ -58,20 +56,11 @@ def open_email(system: LocalSystem, mail: dict[str, Any]) -> None:
 
 
 def deploy(system: LocalSystem, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What ``cdk deploy`` does with changed content: archive the templates' versions, then
-    update the journeys' state machines (new executions start on the new definitions), and
-    send's new layer (a new renderer over the changed folder, the same archive)."""
-    templates = system.content_dir / "templates"
-    system.archive_templates()
-    sfn = system.client("stepfunctions")
-    for journey in load_journeys(system.content_dir / "journeys"):
-        definition = compile_journey(journey, templates_dir=templates)
-        sfn.update_state_machine(
-            stateMachineArn=system.state_machines[journey.id],
-            definition=definition.replace("${SendFunctionArn}", function_arn("send")),
-        )
-    sender = system.modules["send"].sender
-    monkeypatch.setattr(sender, "_renderer", EmailRenderer(templates, archive=sender._renderer._archive))
+    """What ``cdk deploy`` does with changed content (``LocalSystem.deploy_journeys``): archive the
+    templates' versions, publish each changed journey as a new version and move its alias (new
+    executions start on it), and start the functions afresh (send's new layer)."""
+    outcome = system.deploy_journeys()
+    assert outcome["welcome"].startswith("published"), outcome
 
 
 def edit_content(folder: Path) -> None:
