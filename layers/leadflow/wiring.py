@@ -35,6 +35,26 @@ def client(service: str) -> Any:
     return boto3.client(service, config=_BOTO_CONFIG)
 
 
+class LazyClient:
+    """The process's boto3 client of ``service`` (``client``), built at its first call.
+
+    Only for clients a function needs on a rare path (SMS, sales hand-offs, webhook dead letters,
+    early ``wait_for`` answers): creating a boto3 client loads its service model and endpoint
+    rules (~20 ms, more than the rest of a small handler's import), so a function creates at
+    cold start only the clients its every invocation uses."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(client(self.service), name)
+
+
+def lazy_client(service: str) -> Any:
+    """A ``LazyClient``, typed as the clients are (``Any``)."""
+    return LazyClient(service)
+
+
 KEY_CACHE_SECONDS = 300
 KEY_REFRESH_INTERVAL_SECONDS = 30
 """At most one forced refetch of the key ring per interval, however many unknown tokens arrive."""
@@ -155,8 +175,9 @@ def journey_store(settings: Settings, ddb: Any) -> JourneyStore:
     return JourneyStore(ddb, contacts_table=settings.contacts_table, events_table=settings.events_table)
 
 
-def send_service(settings: Settings, ddb: Any) -> SendService:
-    """Email and SMS delivery (journey sends and broadcasts share it: one claim per message id)."""
+def send_service(settings: Settings, ddb: Any, lead_model: LeadModel | None = None) -> SendService:
+    """Email and SMS delivery (journey sends and broadcasts share it: one claim per message id);
+    ``lead_model``: the function's own, when it has loaded one (else ``leads.yaml`` is read)."""
     from email.utils import formataddr
 
     from leadflow.messaging import EmailRenderer
@@ -174,11 +195,11 @@ def send_service(settings: Settings, ddb: Any) -> SendService:
         sender=formataddr((settings.sender_name, settings.sender_email)),
         unsubscribe_mailto=settings.unsubscribe_mailto,
         configuration_set=settings.ses_configuration_set,
-        sns=client("sns"),
+        sns=lazy_client("sns"),  # SMS steps only
         sms_sender_id=settings.sms_sender_id,
         sms_origination_number=settings.sms_origination_number,
         sms_type=settings.sms_type,
-        lead_model=_lead_model(settings),
+        lead_model=lead_model or _lead_model(settings),
     )
 
 
