@@ -40,7 +40,6 @@ from leadflow.bulk import (
 from leadflow.clock import utc_now
 from leadflow.enrollments import CapExceeded, JourneyStore
 from leadflow.errors import Conflict, InvalidInput, NotFound, SendThrottled
-from leadflow.journeys.checks import EMAIL_PARTS
 from leadflow.journeys.timing import week_key, zone
 from leadflow.messaging import TemplateRenderError
 from leadflow.models import Contact, SendRequest, iso
@@ -127,6 +126,8 @@ def page_size(send_rate: float, workers: int = BULK_WORKERS) -> int:
 
 def template_problem(templates_dir: Path, template: str) -> str | None:
     """Why ``template`` is not a usable email template (as the journey checks see it), or None."""
+    from leadflow.journeys.checks import EMAIL_PARTS  # the checks load the journey model: not at cold start
+
     folder = templates_dir / template
     if not folder.is_dir():
         return f"template {template!r} does not exist"

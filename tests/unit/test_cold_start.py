@@ -85,6 +85,15 @@ def test_functions_without_journeys_do_not_load_the_journey_language(
     assert loaded(cold_starts, name, "leadflow.journeys.model") == []
 
 
+@pytest.mark.parametrize("name", ["admin", "bulk"])
+def test_admin_and_bulk_do_not_load_the_journey_model(
+    cold_starts: dict[str, dict[str, Any]], name: str
+) -> None:
+    """Broadcasts need only the time helpers; admin reads the manual journeys at the first
+    enrollment request."""
+    assert loaded(cold_starts, name, "leadflow.journeys.model") == []
+
+
 def test_send_builds_at_cold_start_only_the_clients_every_step_may_use(
     cold_starts: dict[str, dict[str, Any]],
 ) -> None:
