@@ -53,7 +53,7 @@ privacy = PrivacyService(
     events_table=settings.events_table,
     messages_table=settings.messages_table,
     reports_table=settings.reports_table,
-    sfn=wiring.client("stepfunctions"),
+    sfn=wiring.lazy_client("stepfunctions"),  # erasures only: built at their first
     state_machine_arn=settings.state_machine_arn,
 )
 server_events = ServerEvents(wiring.event_recorder(settings, _ddb))
@@ -152,7 +152,9 @@ def erasure_record(contact_id: str) -> dict[str, object]:
 
 app.include_router(reports_router)
 for build_router in (contacts_api.build_router, segments_api.build_router, sales_api.build_router):
-    app.include_router(build_router(settings, wiring.client))
+    # DynamoDB is the client built above; the bulk queue's (segment evaluations, broadcasts) is
+    # built at its first use
+    app.include_router(build_router(settings, wiring.lazy_client))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)

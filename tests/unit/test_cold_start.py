@@ -102,6 +102,11 @@ def test_send_builds_at_cold_start_only_the_clients_every_step_may_use(
     assert cold_starts["send"]["clients"] == 2
 
 
+def test_admin_builds_at_cold_start_only_its_dynamodb_client(cold_starts: dict[str, dict[str, Any]]) -> None:
+    """Step Functions (erasures) and SQS (segment evaluations, broadcasts) wait for their first use."""
+    assert cold_starts["admin"]["clients"] == 1
+
+
 def test_a_lazy_client_is_the_process_client_of_its_service(monkeypatch: pytest.MonkeyPatch) -> None:
     from leadflow import wiring
 
