@@ -11,15 +11,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from leadflow import wiring
 from leadflow.journey_steps import JourneyStepRunner, StepRequest
 from leadflow.leads.handoff import HandoffPublisher, InteractionHistory
-from leadflow.leads.model import load_lead_model
 from leadflow.leads.routing import Assignments, OwnerPicker
 from leadflow.observability import logger, metrics, tracer
 from leadflow.settings import get_settings
 
 settings = get_settings()
 _ddb = wiring.client("dynamodb")
-lead_model = load_lead_model(settings.leads_file)
-sender = wiring.send_service(settings, _ddb, lead_model)
+lead_model = wiring.lead_model(settings)
+sender = wiring.send_service(settings, _ddb)  # the same lead model (wiring.lead_model)
 runner = JourneyStepRunner(
     store=wiring.journey_store(settings, _ddb),
     messages=wiring.message_store(settings, _ddb),

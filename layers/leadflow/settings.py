@@ -159,6 +159,13 @@ class Settings(BaseModel):
         "(identify), comma-separated; every other type must come from a server (POST /admin/events).",
     )
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// locally)")
+        return value.rstrip("/")
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings in ``environ`` (the process environment by default): each field from
@@ -178,13 +185,6 @@ class Settings(BaseModel):
             except ValueError as exc:
                 raise ValueError(f"must be a JSON object of form id -> form ({exc})") from exc
         return value
-
-    @field_validator("public_base_url")
-    @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must start with https:// (or http:// locally)")
-        return value.rstrip("/")
 
     @property
     def journeys_dir(self) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -175,9 +176,8 @@ def journey_store(settings: Settings, ddb: Any) -> JourneyStore:
     return JourneyStore(ddb, contacts_table=settings.contacts_table, events_table=settings.events_table)
 
 
-def send_service(settings: Settings, ddb: Any, lead_model: LeadModel | None = None) -> SendService:
-    """Email and SMS delivery (journey sends and broadcasts share it: one claim per message id);
-    ``lead_model``: the function's own, when it has loaded one (else ``leads.yaml`` is read)."""
+def send_service(settings: Settings, ddb: Any) -> SendService:
+    """Email and SMS delivery (journey sends and broadcasts share it: one claim per message id)."""
     from email.utils import formataddr
 
     from leadflow.messaging import EmailRenderer
@@ -199,14 +199,27 @@ def send_service(settings: Settings, ddb: Any, lead_model: LeadModel | None = No
         sms_sender_id=settings.sms_sender_id,
         sms_origination_number=settings.sms_origination_number,
         sms_type=settings.sms_type,
-        lead_model=lead_model or _lead_model(settings),
+        lead_model=lead_model(settings),
     )
 
 
-def _lead_model(settings: Settings) -> LeadModel:
+def lead_model(settings: Settings) -> LeadModel:
+    """``leads.yaml``, read once per process and version of the file: the services of one
+    function share it (``send``: its step runner and its ``SendService``)."""
+    path = settings.leads_file
+    try:
+        stat = path.stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        version = (-1, -1)  # no file: the default model (``load_lead_model``)
+    return _read_lead_model(path, version)
+
+
+@cache
+def _read_lead_model(path: Path, version: tuple[int, int]) -> LeadModel:
     from leadflow.leads.model import load_lead_model
 
-    return load_lead_model(settings.leads_file)
+    return load_lead_model(path)
 
 
 def segment_definitions(settings: Settings, ddb: Any) -> SegmentDefinitionStore:

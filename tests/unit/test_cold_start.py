@@ -94,6 +94,16 @@ def test_admin_and_bulk_do_not_load_the_journey_model(
     assert loaded(cold_starts, name, "leadflow.journeys.model") == []
 
 
+def test_feedback_does_not_load_the_send_path(cold_starts: dict[str, dict[str, Any]]) -> None:
+    """It shares one tag name with sends (``leadflow.message_tags``), not their templates."""
+    assert loaded(cold_starts, "feedback", "leadflow.sending") == []
+    assert loaded(cold_starts, "feedback", "jinja2") == []
+
+
+def test_report_does_not_build_the_read_side_report_models(cold_starts: dict[str, dict[str, Any]]) -> None:
+    assert loaded(cold_starts, "report", "leadflow.reporting.reports") == []
+
+
 def test_send_builds_at_cold_start_only_the_clients_every_step_may_use(
     cold_starts: dict[str, dict[str, Any]],
 ) -> None:
@@ -105,6 +115,21 @@ def test_send_builds_at_cold_start_only_the_clients_every_step_may_use(
 def test_admin_builds_at_cold_start_only_its_dynamodb_client(cold_starts: dict[str, dict[str, Any]]) -> None:
     """Step Functions (erasures) and SQS (segment evaluations, broadcasts) wait for their first use."""
     assert cold_starts["admin"]["clients"] == 1
+
+
+def test_the_lead_model_is_read_once_per_version_of_the_file(tmp_path: Path) -> None:
+    from leadflow import wiring
+
+    class Content:
+        leads_file = tmp_path / "leads.yaml"
+
+    settings: Any = Content()
+    default = wiring.lead_model(settings)
+    assert wiring.lead_model(settings) is default  # no file: the default model, once
+    settings.leads_file.write_text("routing:\n  default_owner: sales@example.com\n", encoding="utf-8")
+    edited = wiring.lead_model(settings)
+    assert edited.routing.default_owner == "sales@example.com"
+    assert wiring.lead_model(settings) is edited
 
 
 def test_a_lazy_client_is_the_process_client_of_its_service(monkeypatch: pytest.MonkeyPatch) -> None:
