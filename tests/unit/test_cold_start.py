@@ -104,6 +104,13 @@ def test_report_does_not_build_the_read_side_report_models(cold_starts: dict[str
     assert loaded(cold_starts, "report", "leadflow.reporting.reports") == []
 
 
+def test_admin_does_not_load_the_send_path(cold_starts: dict[str, dict[str, Any]]) -> None:
+    """Broadcasts are created, viewed and cancelled there; their pages are sent by ``bulk``."""
+    assert loaded(cold_starts, "admin", "leadflow.sending") == []
+    assert loaded(cold_starts, "admin", "jinja2") == []
+    assert loaded(cold_starts, "bulk", "leadflow.sending") != []  # the worker that sends
+
+
 def test_send_builds_at_cold_start_only_the_clients_every_step_may_use(
     cold_starts: dict[str, dict[str, Any]],
 ) -> None:
