@@ -4,6 +4,7 @@ do-not-contact, manual journey enrollment and server events. Wiring only."""
 from __future__ import annotations
 
 import json
+from functools import cache
 from http import HTTPStatus
 from typing import Any
 
@@ -26,7 +27,6 @@ from leadflow.admin import (
 )
 from leadflow.contacts import api as contacts_api
 from leadflow.errors import Conflict, InvalidInput, NotFound
-from leadflow.journeys import load_journeys
 from leadflow.leads import sales_api
 from leadflow.observability import logger, metrics, tracer
 from leadflow.privacy import ContactExport, ErasureRequest, ErasureResult, PrivacyService
@@ -53,11 +53,21 @@ privacy = PrivacyService(
     events_table=settings.events_table,
     messages_table=settings.messages_table,
     reports_table=settings.reports_table,
-    sfn=wiring.client("stepfunctions"),
+    sfn=wiring.lazy_client("stepfunctions"),  # erasures only: built at their first
     state_machine_arn=settings.state_machine_arn,
 )
 server_events = ServerEvents(wiring.event_recorder(settings, _ddb))
-manual_journeys = {j.id for j in load_journeys(settings.journeys_dir) if j.entry.kind == "manual"}
+
+
+@cache
+def manual_journeys() -> set[str]:
+    """The journeys with a manual entry, read at the first enrollment request (a rare admin call:
+    the journey model is not loaded at cold start)."""
+    from leadflow.journeys import load_journeys
+
+    return {j.id for j in load_journeys(settings.journeys_dir) if j.entry.kind == "manual"}
+
+
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
@@ -93,7 +103,7 @@ def do_not_contact(contact_id: str, body: DoNotContactIn) -> DoNotContactResult:
 
 @app.post("/admin/journeys/<journey_id>/enrollments")
 def enroll(journey_id: str, body: EnrollmentIn) -> Response[str]:
-    accepted: EnrollmentAccepted = directory.enroll(journey_id, body, manual_journeys=manual_journeys)
+    accepted: EnrollmentAccepted = directory.enroll(journey_id, body, manual_journeys=manual_journeys())
     return json_response(HTTPStatus.ACCEPTED, accepted)
 
 
@@ -142,7 +152,9 @@ def erasure_record(contact_id: str) -> dict[str, object]:
 
 app.include_router(reports_router)
 for build_router in (contacts_api.build_router, segments_api.build_router, sales_api.build_router):
-    app.include_router(build_router(settings, wiring.client))
+    # DynamoDB is the client built above; the bulk queue's (segment evaluations, broadcasts) is
+    # built at its first use
+    app.include_router(build_router(settings, wiring.lazy_client))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)

@@ -9,14 +9,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadflow import wiring
+from leadflow import streams, wiring  # streams first: see leadflow.streams
 from leadflow.observability import logger, metrics, tracer
 from leadflow.reporting.config import report_service
 from leadflow.settings import get_settings
-from leadflow.streams import stream_batch_handler
 
 service = report_service(get_settings(), wiring.client("dynamodb"))
-batch = stream_batch_handler(service.apply)
+batch = streams.stream_batch_handler(service.apply)
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -7,14 +7,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadflow import wiring
+from leadflow import streams, wiring  # streams first: see leadflow.streams
 from leadflow.observability import logger, metrics, tracer
 from leadflow.settings import get_settings
-from leadflow.streams import stream_batch_handler
 
 settings = get_settings()
 service = wiring.lead_engine(settings, wiring.client("dynamodb"))
-batch = stream_batch_handler(service.handle)
+batch = streams.stream_batch_handler(service.handle)
 
 
 @logger.inject_lambda_context(log_event=False)

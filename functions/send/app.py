@@ -6,21 +6,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
 from leadflow.journey_steps import JourneyStepRunner, StepRequest
 from leadflow.leads.handoff import HandoffPublisher, InteractionHistory
-from leadflow.leads.model import load_lead_model
 from leadflow.leads.routing import Assignments, OwnerPicker
 from leadflow.observability import logger, metrics, tracer
 from leadflow.settings import get_settings
 
 settings = get_settings()
 _ddb = wiring.client("dynamodb")
-lead_model = load_lead_model(settings.leads_file)
-sender = wiring.send_service(settings, _ddb)
+lead_model = wiring.lead_model(settings)
+sender = wiring.send_service(settings, _ddb)  # the same lead model (wiring.lead_model)
 runner = JourneyStepRunner(
     store=wiring.journey_store(settings, _ddb),
     messages=wiring.message_store(settings, _ddb),
@@ -29,9 +27,9 @@ runner = JourneyStepRunner(
     sender=sender,
     transact=wiring.transactor(_ddb),
     contacts_table=settings.contacts_table,
-    handoffs=HandoffPublisher(
-        sns=wiring.client("sns"),
-        events=wiring.client("events"),
+    handoffs=HandoffPublisher(  # hand-offs, webhook dead letters and early wait answers are rare:
+        sns=wiring.lazy_client("sns"),  # their clients are built at first use
+        events=wiring.lazy_client("events"),
         topic_arn=settings.sales_topic_arn,
         event_bus_name=settings.event_bus_name,
     ),
@@ -43,11 +41,11 @@ runner = JourneyStepRunner(
         now=time.time,
     ),
     lead_model=lambda: lead_model,
-    sqs=wiring.client("sqs"),
+    sqs=wiring.lazy_client("sqs"),
     dead_letter_queue_url=settings.webhook_dead_letter_queue_url,
     webhook_keys=wiring.webhook_keys_source(settings.webhook_secrets_secret),
     allow_plain_http=settings.stage == "local",
-    sfn=wiring.client("stepfunctions"),
+    sfn=wiring.lazy_client("stepfunctions"),
 )
 
 
@@ -55,4 +53,4 @@ runner = JourneyStepRunner(
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return runner.run(parse(event=event, model=StepRequest))
+    return runner.run(StepRequest.model_validate(event))

@@ -6,12 +6,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadflow import wiring
+from leadflow import streams, wiring  # streams first: see leadflow.streams
 from leadflow.journeys import load_journeys
 from leadflow.leads.model import load_lead_model
 from leadflow.observability import logger, metrics, tracer
 from leadflow.settings import get_settings
-from leadflow.streams import stream_batch_handler
 from leadflow.triggering import TriggerService
 
 settings = get_settings()
@@ -26,7 +25,7 @@ service = TriggerService(
     events=wiring.event_store(settings, _ddb),
     lead_model=load_lead_model(settings.leads_file),
 )
-batch = stream_batch_handler(service.handle)
+batch = streams.stream_batch_handler(service.handle)
 
 
 @logger.inject_lambda_context(log_event=False)

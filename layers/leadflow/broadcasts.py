@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -40,14 +40,15 @@ from leadflow.bulk import (
 from leadflow.clock import utc_now
 from leadflow.enrollments import CapExceeded, JourneyStore
 from leadflow.errors import Conflict, InvalidInput, NotFound, SendThrottled
-from leadflow.journeys.checks import EMAIL_PARTS
 from leadflow.journeys.timing import week_key, zone
-from leadflow.messaging import TemplateRenderError
 from leadflow.models import Contact, SendRequest, iso
 from leadflow.observability import count_by, logger, metrics
 from leadflow.segments.membership import SHARDS, SegmentMembership
-from leadflow.sending import SendInDoubt, SendService, email_skip_reason
 from leadflow.store import ContactStore, MessageStore
+
+if TYPE_CHECKING:  # the send path (templates, Jinja2) is loaded where a page sends: the bulk worker
+    # builds its SendService at cold start; the admin API (create, view, cancel) never loads it
+    from leadflow.sending import SendService
 
 BROADCAST_PREFIX = "BROADCAST#"
 PAGE_SECONDS = 30.0
@@ -127,6 +128,8 @@ def page_size(send_rate: float, workers: int = BULK_WORKERS) -> int:
 
 def template_problem(templates_dir: Path, template: str) -> str | None:
     """Why ``template`` is not a usable email template (as the journey checks see it), or None."""
+    from leadflow.journeys.checks import EMAIL_PARTS  # the checks load the journey model: not at cold start
+
     folder = templates_dir / template
     if not folder.is_dir():
         return f"template {template!r} does not exist"
@@ -305,6 +308,9 @@ class BroadcastService:
         self, broadcast_id: str, meta: dict[str, Any], contact_id: str, profile: dict[str, Any] | None
     ) -> list[str]:
         """Send to one member; the counters it adds."""
+        from leadflow.messaging import TemplateRenderError
+        from leadflow.sending import SendInDoubt
+
         assert self._sender is not None
         assert self._messages is not None
         assert self._journeys is not None
@@ -354,6 +360,8 @@ class BroadcastService:
 def _may_receive(profile: dict[str, Any], purpose: str) -> bool:
     """SendService's own pre-check (without the suppression list): a recipient it will skip
     anyway does not use up a frequency-cap slot."""
+    from leadflow.sending import email_skip_reason
+
     try:
         contact = Contact.model_validate(profile)
     except ValueError:

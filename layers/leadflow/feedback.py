@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadflow import ids
 from leadflow.contacts.normalize import normalize_email, normalize_phone
+from leadflow.message_tags import MESSAGE_TAG
 from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics, pii_hash
-from leadflow.sending import MESSAGE_TAG
 from leadflow.store import ContactStore, EventStore, MessageStore, Transaction, cancellation_codes
 
 STOP_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})

@@ -36,6 +36,7 @@ from leadflow import ids
 from leadflow.errors import SendThrottled
 from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import current_score, display_score
+from leadflow.message_tags import MESSAGE_TAG
 from leadflow.messaging import (
     EmailRenderer,
     InvalidRecipient,
@@ -62,8 +63,6 @@ THROTTLING_CODES = {
     "LimitExceededException",
 }
 THROTTLING_MESSAGES = ("Maximum sending rate exceeded", "Daily message quota exceeded")
-MESSAGE_TAG = "leadflow_message_id"
-"""The SES message tag that carries our message id into SES event publishing (feedback)."""
 OUTCOME_WRITE_ATTEMPTS = 4
 """Writes of what the provider answered (sent, or rejected) are retried in the invocation: a retry
 of the step could not tell any more whether the message went out."""

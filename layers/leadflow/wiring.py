@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -33,6 +34,26 @@ _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_t
 def client(service: str) -> Any:
     """One boto3 client per service and process."""
     return boto3.client(service, config=_BOTO_CONFIG)
+
+
+class LazyClient:
+    """The process's boto3 client of ``service`` (``client``), built at its first call.
+
+    Only for clients a function needs on a rare path (SMS, sales hand-offs, webhook dead letters,
+    early ``wait_for`` answers): creating a boto3 client loads its service model and endpoint
+    rules (~20 ms, more than the rest of a small handler's import), so a function creates at
+    cold start only the clients its every invocation uses."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(client(self.service), name)
+
+
+def lazy_client(service: str) -> Any:
+    """A ``LazyClient``, typed as the clients are (``Any``)."""
+    return LazyClient(service)
 
 
 KEY_CACHE_SECONDS = 300
@@ -178,18 +199,31 @@ def send_service(settings: Settings, ddb: Any) -> SendService:
         sender=formataddr((settings.sender_name, settings.sender_email)),
         unsubscribe_mailto=settings.unsubscribe_mailto,
         configuration_set=settings.ses_configuration_set,
-        sns=client("sns"),
+        sns=lazy_client("sns"),  # SMS steps only
         sms_sender_id=settings.sms_sender_id,
         sms_origination_number=settings.sms_origination_number,
         sms_type=settings.sms_type,
-        lead_model=_lead_model(settings),
+        lead_model=lead_model(settings),
     )
 
 
-def _lead_model(settings: Settings) -> LeadModel:
+def lead_model(settings: Settings) -> LeadModel:
+    """``leads.yaml``, read once per process and version of the file: the services of one
+    function share it (``send``: its step runner and its ``SendService``)."""
+    path = settings.leads_file
+    try:
+        stat = path.stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        version = (-1, -1)  # no file: the default model (``load_lead_model``)
+    return _read_lead_model(path, version)
+
+
+@cache
+def _read_lead_model(path: Path, version: tuple[int, int]) -> LeadModel:
     from leadflow.leads.model import load_lead_model
 
-    return load_lead_model(settings.leads_file)
+    return load_lead_model(path)
 
 
 def segment_definitions(settings: Settings, ddb: Any) -> SegmentDefinitionStore:

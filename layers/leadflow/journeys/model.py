@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from leadflow import yaml_files
 from leadflow.journeys.conditions import (
     EVENT_TYPE,
     NAME,
@@ -934,7 +935,7 @@ def parse_journey(data: Any, source: str) -> Journey:
 
 def load_journey(path: Path) -> Journey:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_files.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise JourneyError(f"{path}: cannot read YAML: {exc}") from exc
     return parse_journey(data, str(path))

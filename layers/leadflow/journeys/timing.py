@@ -5,16 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from leadflow.journeys.model import (
-    WEEKDAYS,
-    FrequencyCap,
-    QuietHours,
-    SendWindow,
-    WaitUntil,
-    parse_clock,
-)
+if TYPE_CHECKING:  # the rules come from the journey model, which callers of ``zone``/``week_key``
+    # alone (broadcasts: the bulk and admin functions) do not load at cold start
+    from leadflow.journeys.model import FrequencyCap, QuietHours, SendWindow, WaitUntil
 
 UTC = ZoneInfo("UTC")
 MAX_ADJUSTMENTS = 64
@@ -36,6 +32,8 @@ def _at(day: date, clock: time, tz: ZoneInfo) -> datetime:
 
 def _in_quiet_hours(local: datetime, quiet: QuietHours) -> datetime | None:
     """The end of the quiet period ``local`` is in, or None."""
+    from leadflow.journeys.model import parse_clock
+
     start, end = parse_clock(quiet.start), parse_clock(quiet.end)
     now = local.timetz().replace(tzinfo=None)
     if start <= end:  # e.g. 12:00-14:00
@@ -49,6 +47,8 @@ def _in_quiet_hours(local: datetime, quiet: QuietHours) -> datetime | None:
 
 def _outside_window(local: datetime, window: SendWindow) -> datetime | None:
     """The next start of the window if ``local`` is outside it, or None."""
+    from leadflow.journeys.model import WEEKDAYS, parse_clock
+
     start, end = parse_clock(window.start), parse_clock(window.end)
     tz = local.tzinfo
     now = local.timetz().replace(tzinfo=None)
@@ -104,6 +104,8 @@ def next_send_time(
 def wait_until_time(now: datetime, tz: ZoneInfo, spec: WaitUntil, value: object) -> datetime:
     """When a ``wait_until`` step ends; never before ``now``. ``value``: the contact's
     ``attribute``, or the entry event's ``event_property`` (None for the other forms)."""
+    from leadflow.journeys.model import WEEKDAYS, parse_clock
+
     local = now.astimezone(tz)
     if spec.at is not None:
         return max(spec.at, now).astimezone(UTC)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from leadflow import yaml_files
 from leadflow.errors import describe_validation
 from leadflow.journeys.conditions import EVENT_TYPE, NAME, Condition, Scalar, Span
 
@@ -255,7 +256,7 @@ def load_lead_model(path: Path) -> LeadModel:
     if not path.exists():
         return LeadModel()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_files.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise LeadModelError(f"{path}: cannot read YAML: {exc}") from exc
     return parse_lead_model(data, str(path))

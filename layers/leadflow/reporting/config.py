@@ -1,17 +1,24 @@
-"""Building the reporting services from the settings (``leadflow.settings``)."""
+"""Building the reporting services from the settings (``leadflow.settings``).
+
+Each builder imports what it builds: the ``report`` function (the consumer) does not load the
+read side's report models at cold start, nor the admin API the consumer."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from leadflow.reporting.consumer import ReportService
 from leadflow.reporting.counters import ReportTable
-from leadflow.reporting.reports import ReportReader
 from leadflow.settings import Settings
 from leadflow.store import IdempotencyMarks, Transaction
 
+if TYPE_CHECKING:
+    from leadflow.reporting.consumer import ReportService
+    from leadflow.reporting.reports import ReportReader
+
 
 def report_service(settings: Settings, ddb: Any) -> ReportService:
+    from leadflow.reporting.consumer import ReportService
+
     def commit(txn: Transaction) -> None:
         txn.commit(ddb)
 
@@ -24,4 +31,6 @@ def report_service(settings: Settings, ddb: Any) -> ReportService:
 
 
 def report_reader(settings: Settings, ddb: Any) -> ReportReader:
+    from leadflow.reporting.reports import ReportReader
+
     return ReportReader(ReportTable(ddb, settings.reports_table), settings.goals)

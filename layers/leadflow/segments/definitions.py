@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from leadflow import yaml_files
 from leadflow.errors import describe_validation
 from leadflow.journeys.conditions import SEGMENT, Condition
 
@@ -52,7 +53,7 @@ def load_segments(directory: Path) -> list[Segment]:
     segments = []
     for path in sorted(Path(directory).glob("*.yaml")):
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml_files.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             raise SegmentError(f"{path}: cannot read YAML: {exc}") from exc
         segments.append(parse_segment(data, str(path)))

@@ -1,0 +1,154 @@
+"""What each function loads at cold start: the imports and clients taken out of the init phase
+stay out (``make bench`` measures the time; these tests catch a regression without timing).
+
+Each function module is imported in a fresh interpreter with the environment Lambda gives it
+(tracing and metrics on), and the test reads back ``sys.modules`` and the boto3 clients built."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadflow.local.system import AWS_ENV, FUNCTIONS, settings_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import importlib.util, json, sys
+name = sys.argv[1]
+spec = importlib.util.spec_from_file_location("fn_" + name, f"functions/{name}/app.py")
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+from leadflow import wiring
+print(json.dumps({"modules": sorted(sys.modules), "clients": wiring.client.cache_info().currsize}))
+"""
+
+
+def lambda_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "_X_AMZN", "LEADFLOW_"))}
+    env |= AWS_ENV | settings_env("https://api.example.com")
+    env = {
+        k: v for k, v in env.items() if k not in ("POWERTOOLS_TRACE_DISABLED", "POWERTOOLS_METRICS_DISABLED")
+    }
+    return env | {"AWS_LAMBDA_FUNCTION_NAME": "leadflow-test-fn", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"}
+
+
+@pytest.fixture(scope="module")
+def cold_starts() -> dict[str, dict[str, Any]]:
+    """{function: {"modules": [...], "clients": n}} after importing its module once."""
+    found = {}
+    for name in FUNCTIONS:
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE, name],
+            capture_output=True,
+            text=True,
+            env=lambda_env(),
+            cwd=ROOT,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        found[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    return found
+
+
+def loaded(cold_starts: dict[str, dict[str, Any]], name: str, prefix: str) -> list[str]:
+    return [m for m in cold_starts[name]["modules"] if m == prefix or m.startswith(prefix + ".")]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_no_function_imports_pydantic_settings(cold_starts: dict[str, dict[str, Any]], name: str) -> None:
+    """Settings are a plain pydantic model read from the environment (``Settings.from_environ``)."""
+    assert loaded(cold_starts, name, "pydantic_settings") == []
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_no_function_builds_powertools_parser_models(
+    cold_starts: dict[str, dict[str, Any]], name: str
+) -> None:
+    """Powertools' parser models (every AWS event shape as pydantic models) are not used: the
+    stream and queue functions import the batch utilities before pydantic (``leadflow.streams``),
+    and ``send`` validates its request with its own model."""
+    assert loaded(cold_starts, name, "aws_lambda_powertools.utilities.parser") == []
+
+
+@pytest.mark.parametrize("name", ["score", "report", "feedback", "rotate", "track"])
+def test_functions_without_journeys_do_not_load_the_journey_language(
+    cold_starts: dict[str, dict[str, Any]], name: str
+) -> None:
+    """The lead engine uses the condition language only; the journey model and compiler stay out."""
+    assert loaded(cold_starts, name, "leadflow.journeys.compiler") == []
+    assert loaded(cold_starts, name, "leadflow.journeys.model") == []
+
+
+@pytest.mark.parametrize("name", ["admin", "bulk"])
+def test_admin_and_bulk_do_not_load_the_journey_model(
+    cold_starts: dict[str, dict[str, Any]], name: str
+) -> None:
+    """Broadcasts need only the time helpers; admin reads the manual journeys at the first
+    enrollment request."""
+    assert loaded(cold_starts, name, "leadflow.journeys.model") == []
+
+
+def test_feedback_does_not_load_the_send_path(cold_starts: dict[str, dict[str, Any]]) -> None:
+    """It shares one tag name with sends (``leadflow.message_tags``), not their templates."""
+    assert loaded(cold_starts, "feedback", "leadflow.sending") == []
+    assert loaded(cold_starts, "feedback", "jinja2") == []
+
+
+def test_report_does_not_build_the_read_side_report_models(cold_starts: dict[str, dict[str, Any]]) -> None:
+    assert loaded(cold_starts, "report", "leadflow.reporting.reports") == []
+
+
+def test_admin_does_not_load_the_send_path(cold_starts: dict[str, dict[str, Any]]) -> None:
+    """Broadcasts are created, viewed and cancelled there; their pages are sent by ``bulk``."""
+    assert loaded(cold_starts, "admin", "leadflow.sending") == []
+    assert loaded(cold_starts, "admin", "jinja2") == []
+    assert loaded(cold_starts, "bulk", "leadflow.sending") != []  # the worker that sends
+
+
+def test_send_builds_at_cold_start_only_the_clients_every_step_may_use(
+    cold_starts: dict[str, dict[str, Any]],
+) -> None:
+    """DynamoDB and SES; SNS (SMS, hand-offs), EventBridge, SQS (webhook dead letters) and Step
+    Functions (early wait answers) are built at their first use."""
+    assert cold_starts["send"]["clients"] == 2
+
+
+def test_admin_builds_at_cold_start_only_its_dynamodb_client(cold_starts: dict[str, dict[str, Any]]) -> None:
+    """Step Functions (erasures) and SQS (segment evaluations, broadcasts) wait for their first use."""
+    assert cold_starts["admin"]["clients"] == 1
+
+
+def test_the_lead_model_is_read_once_per_version_of_the_file(tmp_path: Path) -> None:
+    from leadflow import wiring
+
+    class Content:
+        leads_file = tmp_path / "leads.yaml"
+
+    settings: Any = Content()
+    default = wiring.lead_model(settings)
+    assert wiring.lead_model(settings) is default  # no file: the default model, once
+    settings.leads_file.write_text("routing:\n  default_owner: sales@example.com\n", encoding="utf-8")
+    edited = wiring.lead_model(settings)
+    assert edited.routing.default_owner == "sales@example.com"
+    assert wiring.lead_model(settings) is edited
+
+
+def test_a_lazy_client_is_the_process_client_of_its_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    from leadflow import wiring
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    wiring.client.cache_clear()
+    try:
+        lazy = wiring.lazy_client("sqs")
+        assert wiring.client.cache_info().currsize == 0
+        assert lazy.meta.service_model.service_name == "sqs"
+        assert wiring.client.cache_info().currsize == 1
+        assert lazy.send_message.__self__ is wiring.client("sqs")
+    finally:
+        wiring.client.cache_clear()
