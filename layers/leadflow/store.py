@@ -11,89 +11,25 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from leadflow import ids
 from leadflow.clock import parse_iso
 from leadflow.models import Contact, Event
+from leadflow.platform.dynamo import Item as Item
+from leadflow.platform.dynamo import Transaction as Transaction
+from leadflow.platform.dynamo import TransactionCancelled as TransactionCancelled
+from leadflow.platform.dynamo import batch_get, query_all, scan_all, update, update_op
+from leadflow.platform.dynamo import cancellation_codes as cancellation_codes
+from leadflow.platform.dynamo import deserialize as deserialize
+from leadflow.platform.dynamo import is_conditional_failure as is_conditional_failure
+from leadflow.platform.dynamo import put_op as put_op
+from leadflow.platform.dynamo import serialize as serialize
+from leadflow.platform.dynamo import values as values
 from leadflow.tables import EVENTS_BY_TIME, keys, time_key
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-Item = dict[str, Any]
-
-
-def _plain(value: Any) -> Any:
-    """Decimals from DynamoDB back to int/float, recursively."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | set):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _ddb_safe(value: Any) -> Any:
-    """Floats to Decimal (DynamoDB has no binary floats), recursively."""
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _ddb_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_ddb_safe(v) for v in value]
-    return value
-
-
-def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(_ddb_safe(v)) for k, v in item.items() if v is not None}
-
-
-def deserialize(image: Mapping[str, Any]) -> Item:
-    return {k: _plain(_deserializer.deserialize(v)) for k, v in image.items()}
-
-
-def values(**kwargs: Any) -> dict[str, Any]:
-    """ExpressionAttributeValues from keyword arguments (``:name`` placeholders)."""
-    return {f":{k}": _serializer.serialize(_ddb_safe(v)) for k, v in kwargs.items()}
-
-
-def is_conditional_failure(exc: ClientError) -> bool:
-    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
-
-
-def cancellation_codes(exc: ClientError) -> list[str]:
-    """Per-item reason codes of a cancelled transaction (``None`` codes become ``"None"``)."""
-    reasons = exc.response.get("CancellationReasons") or []
-    return [str(reason.get("Code", "None")) for reason in reasons]
-
-
-@dataclass
-class Transaction:
-    """Collects transaction items for one ``transact_write_items`` call (max 100 items)."""
-
-    items: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, item: dict[str, Any]) -> int:
-        self.items.append(item)
-        return len(self.items) - 1
-
-    def commit(self, client: Any) -> None:
-        client.transact_write_items(TransactItems=self.items)
-
-
-def put_op(table: str, item: Mapping[str, Any], condition: str | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"TableName": table, "Item": serialize(item)}
-    if condition:
-        op["ConditionExpression"] = condition
-    return {"Put": op}
 
 
 def event_history(
@@ -121,7 +57,9 @@ def event_history(
         condition += " AND #at <= :hi"
         bounds["hi"] = time_key(until) + "$"
     names = {"ExpressionAttributeNames": {"#at": EVENTS_BY_TIME.sort_key}} if len(bounds) > 1 else {}
-    pages = client.get_paginator("query").paginate(
+    yield from query_all(
+        client,
+        limit=limit,
         TableName=table,
         IndexName=EVENTS_BY_TIME.name,
         KeyConditionExpression=condition,
@@ -130,13 +68,6 @@ def event_history(
         PaginationConfig={"PageSize": 100 if limit is None else min(100, limit)},
         **names,
     )
-    yielded = 0
-    for page in pages:
-        for raw in page.get("Items", []):
-            yield deserialize(raw)
-            yielded += 1
-            if limit is not None and yielded >= limit:
-                return
 
 
 def backfill_event_times(client: Any, table: str) -> int:
@@ -146,34 +77,31 @@ def backfill_event_times(client: Any, table: str) -> int:
     stream's MODIFY records are skipped by the consumers (they read INSERTs only). Returns how
     many items it updated."""
     updated = 0
-    pages = client.get_paginator("scan").paginate(
+    for item in scan_all(
+        client,
         TableName=table,
         FilterExpression="attribute_not_exists(#at) AND begins_with(sk, :ev)",
         ProjectionExpression="pk, sk, event_id, occurred_at",
         ExpressionAttributeNames={"#at": EVENTS_BY_TIME.sort_key},
         ExpressionAttributeValues=values(ev="EV#"),
-    )
-    for page in pages:
-        for raw in page.get("Items", []):
-            item = deserialize(raw)
-            occurred = parse_iso(item.get("occurred_at"))
-            if occurred is None:
-                continue
-            event_id = str(item.get("event_id") or str(item["sk"]).removeprefix("EV#"))
-            try:
-                client.update_item(
-                    TableName=table,
-                    Key=serialize({"pk": item["pk"], "sk": item["sk"]}),
-                    UpdateExpression="SET #at = :at",
-                    ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#at)",
-                    ExpressionAttributeNames={"#at": EVENTS_BY_TIME.sort_key},
-                    ExpressionAttributeValues=values(at=keys.event_time(occurred, event_id)),
-                )
-            except ClientError as exc:
-                if not is_conditional_failure(exc):
-                    raise
-                continue
-            updated += 1
+    ):
+        occurred = parse_iso(item.get("occurred_at"))
+        if occurred is None:
+            continue
+        event_id = str(item.get("event_id") or str(item["sk"]).removeprefix("EV#"))
+        op = update_op(
+            table,
+            {"pk": item["pk"], "sk": item["sk"]},
+            sets={EVENTS_BY_TIME.sort_key: keys.event_time(occurred, event_id)},
+            condition="attribute_exists(pk) AND attribute_not_exists(#s0)",
+        )
+        try:
+            update(client, op)
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+            continue
+        updated += 1
     return updated
 
 
@@ -312,34 +240,14 @@ class ContactStore:
     def profiles(self, contact_ids: Sequence[str], fields: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
         """Profiles by contact id, 100 per BatchGetItem (unprocessed keys retried); only ``fields``
         when given (``contact_id`` always). Unknown ids are absent."""
-        found: dict[str, dict[str, Any]] = {}
-        projection: dict[str, Any] = {}
-        if fields:
-            names = ["contact_id", *(f for f in fields if f != "contact_id")]
-            projection = {
-                "ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(names))),
-                "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(names)},
-            }
-        unique = list(dict.fromkeys(contact_ids))
-        for start in range(0, len(unique), 100):
-            pending: dict[str, Any] = {
-                self._table: {
-                    "Keys": [
-                        serialize({"pk": keys.contact(c), "sk": keys.PROFILE})
-                        for c in unique[start : start + 100]
-                    ],
-                    "ConsistentRead": True,
-                    **projection,
-                }
-            }
-            while pending:
-                resp = self._client.batch_get_item(RequestItems=pending)
-                for raw in resp.get("Responses", {}).get(self._table, []):
-                    item = deserialize(raw)
-                    if item.get("contact_id"):
-                        found[str(item["contact_id"])] = item
-                pending = resp.get("UnprocessedKeys") or {}
-        return found
+        names = ["contact_id", *(f for f in fields if f != "contact_id")] if fields else []
+        items = batch_get(
+            self._client,
+            self._table,
+            [{"pk": keys.contact(c), "sk": keys.PROFILE} for c in contact_ids],
+            fields=names,
+        )
+        return {str(item["contact_id"]): item for item in items if item.get("contact_id")}
 
     def contact_id_for_email(self, email: str) -> str | None:
         resp = self._client.get_item(
@@ -365,29 +273,19 @@ class ContactStore:
     ) -> dict[str, Any]:
         """Create or update a profile: set the given fields, keep created_at and score; remember the
         visitor id (its anonymous history belongs to the contact: export and erasure find it)."""
-        sets = ["created_at = if_not_exists(created_at, :at)", "updated_at = :at", "contact_id = :cid"]
-        sets += ["score = if_not_exists(score, :zero)"]
-        names: dict[str, str] = {}
-        vals: dict[str, Any] = {"at": at, "cid": contact_id, "zero": 0}
-        for i, (name, value) in enumerate(sorted(fields.items())):
-            if value is None:
-                continue
-            names[f"#f{i}"] = name
-            vals[f"v{i}"] = value
-            sets.append(f"#f{i} = :v{i}")
-        expression = "SET " + ", ".join(sets)
-        if visitor_id:
-            expression += " ADD visitor_ids :vids"
-            vals["vids"] = {visitor_id}
-        op: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-            "UpdateExpression": expression,
-            "ExpressionAttributeValues": values(**vals),
-        }
-        if names:
-            op["ExpressionAttributeNames"] = names
-        return {"Update": op}
+        return update_op(
+            self._table,
+            {"pk": keys.contact(contact_id), "sk": keys.PROFILE},
+            set_clauses=[
+                "created_at = if_not_exists(created_at, :at)",
+                "updated_at = :at",
+                "contact_id = :cid",
+                "score = if_not_exists(score, :zero)",
+            ],
+            values_={"at": at, "cid": contact_id, "zero": 0},
+            sets=dict(sorted(fields.items())),
+            add={"visitor_ids": {visitor_id}} if visitor_id else None,
+        )
 
     def consent_log_op(
         self,
