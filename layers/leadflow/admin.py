@@ -18,14 +18,8 @@ from leadflow.errors import NotFound
 from leadflow.leads.model import LeadModel, load_lead_model
 from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger, metrics
-from leadflow.store import (
-    ContactStore,
-    EventStore,
-    Transaction,
-    cancellation_codes,
-    deserialize,
-    serialize,
-)
+from leadflow.platform.dynamo import Transaction, TransactionCancelled
+from leadflow.store import ContactStore, EventStore, deserialize, serialize
 from leadflow.tables import keys
 
 TIMELINE_LIMIT = 100
@@ -143,11 +137,12 @@ class ContactDirectory:
             raise RuntimeError("ContactDirectory was built read-only")
         at = iso(utc_now())
         txn = Transaction()
-        txn.add(self._contacts.do_not_contact_op(contact_id, body.reason, at))
+        txn.add(self._contacts.do_not_contact_op(contact_id, body.reason, at), "profile")
         txn.add(
             self._contacts.consent_log_op(
                 contact_id, channel="all", action="do_not_contact", source=f"admin:{actor[:200]}", at=at
-            )
+            ),
+            "consent_log",
         )
         txn.add(
             self._events.put_op(
@@ -159,13 +154,13 @@ class ContactDirectory:
                     source="admin",
                     properties={"reason": body.reason, "actor": actor[:256]},
                 )
-            )
+            ),
+            "event",
         )
         try:
             self._transact(txn)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes and codes[0] == "ConditionalCheckFailed":
+        except TransactionCancelled as exc:
+            if exc.failed_condition("profile"):  # no such contact, or marked already
                 if self._contacts.get(contact_id) is None:
                     raise NotFound("contact") from exc
                 return DoNotContactResult(contact_id=contact_id, do_not_contact=True, changed=False)

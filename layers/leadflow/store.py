@@ -506,22 +506,14 @@ class MessageStore:
         return True
 
     def finish_op(self, message_id: str, status: str, at: str, **extra: Any) -> dict[str, Any]:
-        sets = ["#s = :status", "finished_at = :at"]
-        vals: dict[str, Any] = {"status": status, "at": at, "sending": "sending", "over": "handing_over"}
-        for name, value in extra.items():
-            if value is not None:
-                sets.append(f"{name} = :{name}")
-                vals[name] = value
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": self._key(message_id),
-                "UpdateExpression": "SET " + ", ".join(sets),
-                "ConditionExpression": "#s IN (:sending, :over)",
-                "ExpressionAttributeNames": {"#s": "status"},
-                "ExpressionAttributeValues": values(**vals),
-            }
-        }
+        return update_op(
+            self._table,
+            {"pk": keys.message(message_id), "sk": keys.MSG},
+            sets={"status": status, "finished_at": at, **extra},
+            condition="#status IN (:sending, :over)",
+            names={"#status": "status"},
+            values_={"sending": "sending", "over": "handing_over"},
+        )
 
     def finish(self, message_id: str, status: str, at: str, **extra: Any) -> None:
         self._client.update_item(**self.finish_op(message_id, status, at, **extra)["Update"])

@@ -10,7 +10,7 @@ What it owns, and the invariants it keeps:
 - **Update expressions.** ``update_op`` builds one ``Update`` (for a transaction, or
   ``client.update_item(**op["Update"])``) from field -> value mappings. Every attribute name goes
   through a placeholder (``#s0 = :s0``), so reserved words (``status``, ``name``) and odd field
-  names are always safe; placeholders of the parts never collide (``#s``/``#a``/``#d``/``#r``
+  names are always safe; placeholders of the parts never collide (``#s``/``#o``/``#a``/``#d``/``#r``
   prefixes, caller-supplied names for raw clauses).
 - **Paging.** ``pages``/``query_all``/``scan_all`` read through boto3 paginators: every page
   (``LastEvaluatedKey`` followed) unless the caller stops; a caller that keeps a cursor reads the
@@ -126,6 +126,7 @@ def update_op(
     key: Mapping[str, Any],
     *,
     sets: Mapping[str, Any] | None = None,
+    set_once: Mapping[str, Any] | None = None,
     set_clauses: Sequence[str] = (),
     add: Mapping[str, Any] | None = None,
     delete: Mapping[str, Any] | None = None,
@@ -138,6 +139,8 @@ def update_op(
 
     - ``sets``: field -> value, each ``#s{i} = :s{i}`` (``None`` values are skipped: an absent
       value is never written; remove a field with ``remove``);
+    - ``set_once``: field -> value written only where the field is absent
+      (``#o{i} = if_not_exists(#o{i}, :o{i})``; ``None`` values skipped too);
     - ``set_clauses``: raw ``SET`` clauses (``"created_at = if_not_exists(created_at, :at)"``),
       their placeholders in ``names``/``values_``;
     - ``add``: field -> number or set (``ADD #a{i} :a{i}``); ``delete``: field -> set to take out
@@ -154,6 +157,12 @@ def update_op(
         all_names[f"#s{i}"] = name
         all_values[f"s{i}"] = value
         set_parts.append(f"#s{i} = :s{i}")
+    for i, (name, value) in enumerate((set_once or {}).items()):
+        if value is None:
+            continue
+        all_names[f"#o{i}"] = name
+        all_values[f"o{i}"] = value
+        set_parts.append(f"#o{i} = if_not_exists(#o{i}, :o{i})")
     clauses: list[str] = []
     if set_parts:
         clauses.append("SET " + ", ".join(set_parts))
