@@ -18,7 +18,7 @@ from leadflow.errors import NotFound
 from leadflow.leads.model import LeadModel, load_lead_model
 from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger, metrics
-from leadflow.platform.dynamo import Transaction, TransactionCancelled
+from leadflow.platform.dynamo import Transaction, TransactionCancelled, get
 from leadflow.store import ContactStore, EventStore, deserialize, serialize
 from leadflow.tables import keys
 
@@ -207,12 +207,7 @@ class ContactDirectory:
         return ContactRef(contact_id=contact_id)
 
     def _profile(self, contact_id: str) -> dict[str, Any] | None:
-        resp = self._ddb.get_item(
-            TableName=self._contacts.table,
-            Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-            ConsistentRead=True,
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._ddb, self._contacts.table, ContactStore.profile_key(contact_id), consistent=True)
 
     def _model(self) -> LeadModel:
         if self._lead_model is None:

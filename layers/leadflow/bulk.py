@@ -33,11 +33,10 @@ from leadflow.platform.dynamo import (
     Op,
     Transaction,
     TransactionCancelled,
-    deserialize,
+    get,
     is_conditional_failure,
     put_op,
     query_all,
-    serialize,
     update,
     update_op,
     values,
@@ -184,16 +183,11 @@ class Lanes:
         return True
 
     def meta(self, pk: str) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": pk, "sk": META}), ConsistentRead=True
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._table, {"pk": pk, "sk": META}, consistent=True)
 
     def lane(self, pk: str, index: int) -> Lane | None:
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": pk, "sk": lane_sk(index)}), ConsistentRead=True
-        )
-        return _lane(deserialize(resp["Item"])) if "Item" in resp else None
+        item = get(self._client, self._table, {"pk": pk, "sk": lane_sk(index)}, consistent=True)
+        return _lane(item) if item is not None else None
 
     def read(self, pk: str) -> tuple[dict[str, Any] | None, list[Lane]]:
         """META and every lane: one query of one small partition."""

@@ -30,7 +30,7 @@ from leadflow import ids
 from leadflow.contacts.normalize import normalize_email, normalize_phone
 from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics, pii_hash
-from leadflow.platform.dynamo import Transaction, TransactionCancelled
+from leadflow.platform.dynamo import Transaction, commit_once
 from leadflow.sending import MESSAGE_TAG
 from leadflow.store import ContactStore, EventStore, MessageStore
 
@@ -269,12 +269,8 @@ class FeedbackService:
             txn.add(self._contacts.suppression_op(address, suppress, at), "suppression")
         if not txn.items:
             return "unknown_recipient"
-        try:
-            self._transact(txn)
-        except TransactionCancelled as exc:
-            if exc.failed_condition("event"):
-                return "duplicate"
-            raise
+        if not commit_once(self._transact, txn, "event"):
+            return "duplicate"
         return "recorded" if event is not None else "unknown_recipient"
 
     # --- inbound SMS -----------------------------------------------------------------------------
@@ -317,12 +313,8 @@ class FeedbackService:
             ),
             "consent_log",
         )
-        try:
-            self._transact(txn)
-        except TransactionCancelled as exc:
-            if exc.failed_condition("event"):
-                return "duplicate"
-            raise
+        if not commit_once(self._transact, txn, "event"):
+            return "duplicate"
         metrics.add_metric(name="SmsOptOuts", unit="Count", value=1)
         logger.info("SMS opt-out", extra={"phone": pii_hash(phone), "contact_id": contact_id})
         return "recorded"

@@ -22,7 +22,7 @@ from leadflow.models import Contact, Event
 from leadflow.platform.dynamo import Item as Item
 from leadflow.platform.dynamo import Transaction as Transaction
 from leadflow.platform.dynamo import TransactionCancelled as TransactionCancelled
-from leadflow.platform.dynamo import batch_get, query_all, scan_all, update, update_op
+from leadflow.platform.dynamo import batch_get, get, query_all, scan_all, update, update_op
 from leadflow.platform.dynamo import cancellation_codes as cancellation_codes
 from leadflow.platform.dynamo import deserialize as deserialize
 from leadflow.platform.dynamo import is_conditional_failure as is_conditional_failure
@@ -130,10 +130,7 @@ class EventStore:
 
     def get(self, subject_pk: str, event_id: str) -> Item | None:
         """One event by its id (e.g. the entry event a template or a ``wait_until`` reads)."""
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": subject_pk, "sk": keys.event(event_id)})
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._table, {"pk": subject_pk, "sk": keys.event(event_id)})
 
     def history(
         self,
@@ -202,14 +199,13 @@ class IdempotencyMarks:
                 TableName=self._table, Item=serialize(item), ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not is_conditional_failure(exc):
                 raise
-            resp = self._client.get_item(
-                TableName=self._table,
-                Key=serialize({"pk": f"{kind}#{key}", "sk": keys.MARK}),
-                ConsistentRead=True,
+            recorded = get(
+                self._client, self._table, {"pk": f"{kind}#{key}", "sk": keys.MARK}, consistent=True
             )
-            return str(deserialize(resp["Item"])["value"])
+            assert recorded is not None  # the condition failed: it exists (marks expire after days)
+            return str(recorded["value"])
         return value
 
 
@@ -224,18 +220,17 @@ class ContactStore:
     def table(self) -> str:
         return self._table
 
+    @staticmethod
+    def profile_key(contact_id: str) -> dict[str, str]:
+        return {"pk": keys.contact(contact_id), "sk": keys.PROFILE}
+
     def get(self, contact_id: str) -> Contact | None:
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
-        )
-        return Contact.model_validate(deserialize(resp["Item"])) if "Item" in resp else None
+        item = self.profile(contact_id)
+        return Contact.model_validate(item) if item is not None else None
 
     def profile(self, contact_id: str) -> dict[str, Any] | None:
         """The stored profile item, every field (a template's context is made from it)."""
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._table, self.profile_key(contact_id))
 
     def profiles(self, contact_ids: Sequence[str], fields: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
         """Profiles by contact id, 100 per BatchGetItem (unprocessed keys retried); only ``fields``
@@ -316,27 +311,28 @@ class ContactStore:
 
     def revoke_email_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
         """Flip email consent to revoked; fails (condition) when already revoked or no such contact."""
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "SET consent_email = :revoked, consent_updated_at = :at, "
-                "consent_source = :src, unsubscribed_at = :at, updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk) AND consent_email <> :revoked",
-                "ExpressionAttributeValues": values(revoked="revoked", at=at, src=source),
-            }
-        }
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={
+                "consent_email": "revoked",
+                "consent_updated_at": at,
+                "consent_source": source,
+                "unsubscribed_at": at,
+                "updated_at": at,
+            },
+            condition="attribute_exists(pk) AND consent_email <> :revoked",
+            values_={"revoked": "revoked"},
+        )
 
     def add_score_op(self, contact_id: str, points: int, at: str) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "ADD score :p SET score_updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk)",
-                "ExpressionAttributeValues": values(p=points, at=at),
-            }
-        }
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            add={"score": points},
+            sets={"score_updated_at": at},
+            condition="attribute_exists(pk)",
+        )
 
     # --- phone index, suppression list, consent and do-not-contact --------------------------------
 
@@ -371,77 +367,74 @@ class ContactStore:
 
     def suppression(self, email: str) -> str | None:
         """Why the address is on the suppression list ("bounce" or "complaint"), or None."""
-        resp = self._client.get_item(
-            TableName=self._table,
-            Key=serialize({"pk": self.suppression_key(email), "sk": self.SUPPRESSION_SK}),
-            ProjectionExpression="reason",
-            ConsistentRead=True,
+        item = get(
+            self._client,
+            self._table,
+            {"pk": self.suppression_key(email), "sk": self.SUPPRESSION_SK},
+            consistent=True,
         )
-        return str(resp["Item"]["reason"]["S"]) if "Item" in resp else None
+        return str(item["reason"]) if item is not None else None
 
     def suppression_op(self, email: str, reason: str, at: str) -> dict[str, Any]:
         """Put the address on the suppression list (the latest reason wins; first date kept)."""
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": self.suppression_key(email), "sk": self.SUPPRESSION_SK}),
-                "UpdateExpression": "SET reason = :r, updated_at = :at, "
-                "suppressed_at = if_not_exists(suppressed_at, :at)",
-                "ExpressionAttributeValues": values(r=reason, at=at),
-            }
-        }
+        return update_op(
+            self._table,
+            {"pk": self.suppression_key(email), "sk": self.SUPPRESSION_SK},
+            sets={"reason": reason, "updated_at": at},
+            set_once={"suppressed_at": at},
+        )
 
     def suppress_profile_op(self, contact_id: str, reason: str, at: str) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "SET suppressed = :r, suppressed_at = :at, updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk)",
-                "ExpressionAttributeValues": values(r=reason, at=at),
-            }
-        }
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={"suppressed": reason, "suppressed_at": at, "updated_at": at},
+            condition="attribute_exists(pk)",
+        )
 
     def confirm_email_consent_op(self, contact_id: str, at: str) -> dict[str, Any]:
         """Pending -> granted (double opt-in); fails (condition) unless the consent is pending."""
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "SET consent_email = :granted, consent_updated_at = :at, "
-                "consent_source = :src, consent_confirmed_at = :at, updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk) AND consent_email = :pending",
-                "ExpressionAttributeValues": values(
-                    granted="granted", pending="pending", at=at, src="double_opt_in"
-                ),
-            }
-        }
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={
+                "consent_email": "granted",
+                "consent_updated_at": at,
+                "consent_source": "double_opt_in",
+                "consent_confirmed_at": at,
+                "updated_at": at,
+            },
+            condition="attribute_exists(pk) AND consent_email = :pending",
+            values_={"pending": "pending"},
+        )
 
     def revoke_sms_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "SET consent_sms = :revoked, consent_sms_updated_at = :at, "
-                "consent_sms_source = :src, updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk)",
-                "ExpressionAttributeValues": values(revoked="revoked", at=at, src=source),
-            }
-        }
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={
+                "consent_sms": "revoked",
+                "consent_sms_updated_at": at,
+                "consent_sms_source": source,
+                "updated_at": at,
+            },
+            condition="attribute_exists(pk)",
+        )
 
     def do_not_contact_op(self, contact_id: str, reason: str, at: str) -> dict[str, Any]:
         """Mark a contact do-not-contact; fails (condition) when already marked or no such contact."""
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "SET do_not_contact = :yes, do_not_contact_reason = :r, "
-                "do_not_contact_at = :at, updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk) AND "
-                "(attribute_not_exists(do_not_contact) OR do_not_contact <> :yes)",
-                "ExpressionAttributeValues": values(yes=True, r=reason, at=at),
-            }
-        }
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={
+                "do_not_contact": True,
+                "do_not_contact_reason": reason,
+                "do_not_contact_at": at,
+                "updated_at": at,
+            },
+            condition="attribute_exists(pk) AND (attribute_not_exists(do_not_contact) OR do_not_contact <> :yes)",
+            values_={"yes": True},
+        )
 
 
 class MessageStore:

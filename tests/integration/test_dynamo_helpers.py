@@ -21,6 +21,7 @@ from leadflow.platform.dynamo import (
     Unprocessed,
     batch_get,
     batch_write,
+    commit_once,
     get,
     item_key,
     pages,
@@ -301,3 +302,26 @@ def test_other_transaction_errors_pass_through_unchanged(ddb: Any) -> None:
     with pytest.raises(ClientError) as caught:
         txn.commit(ddb)
     assert not isinstance(caught.value, TransactionCancelled)
+
+
+def test_commit_once_writes_once_and_tells_a_redelivery_apart_from_other_failures(ddb: Any) -> None:
+    def delivery(profile_condition: str | None = None) -> Transaction:
+        txn = Transaction()
+        txn.add(put_op(TABLE, {"pk": "MARK#ev1", "sk": "MARK"}, "attribute_not_exists(pk)"), "marker")
+        txn.add(
+            update_op(TABLE, {"pk": "C#1", "sk": "PROFILE"}, add={"score": 5}, condition=profile_condition)
+        )
+        return txn
+
+    def commit(txn: Transaction) -> None:
+        txn.commit(ddb)
+
+    assert commit_once(commit, delivery(), "marker")
+    assert not commit_once(commit, delivery(), "marker")  # the same event again: nothing written
+    profile = get(ddb, TABLE, {"pk": "C#1", "sk": "PROFILE"}, consistent=True)
+    assert profile is not None
+    assert profile["score"] == 5
+    ddb.delete_item(TableName=TABLE, Key=item_key("MARK#ev1", "MARK"))
+    with pytest.raises(TransactionCancelled) as caught:  # not the guard: the caller must know
+        commit_once(commit, delivery("attribute_not_exists(pk)"), "marker")
+    assert caught.value.failed == ["op1"]

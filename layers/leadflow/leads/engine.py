@@ -66,10 +66,10 @@ from leadflow.leads.scoring import (
 )
 from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics
-from leadflow.platform.dynamo import Op, Transaction, TransactionCancelled, query_all, update_op, values
+from leadflow.platform.dynamo import Op, Transaction, TransactionCancelled, get, query_all, update_op, values
 from leadflow.segments.definitions import Segment
 from leadflow.segments.membership import SegmentMembership
-from leadflow.store import EventStore, IdempotencyMarks, deserialize, serialize
+from leadflow.store import ContactStore, EventStore, IdempotencyMarks
 from leadflow.tables import keys
 
 LEADS_SOURCE = "leads"
@@ -105,20 +105,11 @@ class LeadStore:
         return self._contacts_table
 
     def profile(self, contact_id: str) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._contacts_table,
-            Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-            ConsistentRead=True,
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._contacts_table, ContactStore.profile_key(contact_id), consistent=True)
 
     def link(self, visitor_id: str) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._contacts_table,
-            Key=serialize({"pk": keys.visitor(visitor_id), "sk": keys.LINK}),
-            ConsistentRead=True,
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        key = {"pk": keys.visitor(visitor_id), "sk": keys.LINK}
+        return get(self._client, self._contacts_table, key, consistent=True)
 
     def visitor_events(self, visitor_id: str) -> list[dict[str, Any]]:
         """Every stored event of an anonymous visitor (one partition, paged)."""

@@ -30,8 +30,8 @@ from leadflow.errors import NotFound
 from leadflow.leads.model import LeadModel
 from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics
-from leadflow.platform.dynamo import Transaction, TransactionCancelled, update_op
-from leadflow.store import EventStore, IdempotencyMarks, deserialize, serialize
+from leadflow.platform.dynamo import Transaction, TransactionCancelled, get, update_op
+from leadflow.store import ContactStore, EventStore, IdempotencyMarks
 from leadflow.tables import keys
 
 Outcome = Literal["accepted", "rejected", "won", "lost"]
@@ -103,12 +103,7 @@ class SalesFeedbackService:
         self._now = now
 
     def _profile(self, contact_id: str) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._table,
-            Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-            ConsistentRead=True,
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._table, ContactStore.profile_key(contact_id), consistent=True)
 
     def _resolve(self, contact_id: str) -> dict[str, Any]:
         """The contact's profile; a merged contact's survivor (followed once)."""

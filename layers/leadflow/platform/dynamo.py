@@ -150,28 +150,26 @@ def update_op(
     Raises ``ValueError`` for an update that changes nothing."""
     all_names: dict[str, str] = dict(names or {})
     all_values: dict[str, Any] = dict(values_ or {})
-    set_parts = list(set_clauses)
-    for i, (name, value) in enumerate((sets or {}).items()):
-        if value is None:
-            continue
-        all_names[f"#s{i}"] = name
-        all_values[f"s{i}"] = value
-        set_parts.append(f"#s{i} = :s{i}")
-    for i, (name, value) in enumerate((set_once or {}).items()):
-        if value is None:
-            continue
-        all_names[f"#o{i}"] = name
-        all_values[f"o{i}"] = value
-        set_parts.append(f"#o{i} = if_not_exists(#o{i}, :o{i})")
-    clauses: list[str] = []
-    if set_parts:
-        clauses.append("SET " + ", ".join(set_parts))
-    for keyword, prefix, mapping in (("ADD", "a", add), ("DELETE", "d", delete)):
+
+    def placed(prefix: str, mapping: Mapping[str, Any] | None, shape: str) -> list[str]:
+        """``shape`` (over ``{n}``/``{v}``) for each field with a value, its placeholders recorded."""
         parts = []
         for i, (name, value) in enumerate((mapping or {}).items()):
+            if value is None:
+                continue
             all_names[f"#{prefix}{i}"] = name
             all_values[f"{prefix}{i}"] = value
-            parts.append(f"#{prefix}{i} :{prefix}{i}")
+            parts.append(shape.format(n=f"#{prefix}{i}", v=f":{prefix}{i}"))
+        return parts
+
+    set_parts = [
+        *set_clauses,
+        *placed("s", sets, "{n} = {v}"),
+        *placed("o", set_once, "{n} = if_not_exists({n}, {v})"),
+    ]
+    clauses = ["SET " + ", ".join(set_parts)] if set_parts else []
+    for keyword, prefix, mapping in (("ADD", "a", add), ("DELETE", "d", delete)):
+        parts = placed(prefix, mapping, "{n} {v}")
         if parts:
             clauses.append(f"{keyword} " + ", ".join(parts))
     if remove:
@@ -407,3 +405,17 @@ class Transaction:
             if error_code(exc) == "TransactionCanceledException":
                 raise TransactionCancelled(exc, self.names) from exc
             raise
+
+
+def commit_once(commit: Callable[[Transaction], None], txn: Transaction, guard: str) -> bool:
+    """Commit ``txn``, made exactly-once by its operation named ``guard`` (a conditional put: an
+    idempotency marker, or the event itself): False when the guard exists already — a redelivery,
+    nothing written; any other cancellation raises. ``commit`` is the caller's committer (e.g. the
+    transactor ``wiring`` builds), so what commits stays injectable."""
+    try:
+        commit(txn)
+    except TransactionCancelled as exc:
+        if exc.failed_condition(guard):
+            return False
+        raise
+    return True

@@ -13,7 +13,7 @@ from typing import Any
 from leadflow.clock import parse_iso
 from leadflow.models import Event
 from leadflow.observability import logger, metrics
-from leadflow.platform.dynamo import Transaction, TransactionCancelled
+from leadflow.platform.dynamo import Transaction, commit_once
 from leadflow.reporting.classify import (
     Channel,
     classify_click,
@@ -108,13 +108,9 @@ class ReportService:
         txn.extend(changes.ops(self._table.name), "changes")
         if len(txn.items) > MAX_TRANSACTION_ITEMS:
             raise ValueError(f"event {event.event_id} changes more than {MAX_TRANSACTION_ITEMS - 1} items")
-        try:
-            self._transact(txn)
-        except TransactionCancelled as exc:
-            if exc.failed_condition("marker"):
-                metrics.add_metric(name="DuplicateReportRecords", unit="Count", value=1)
-                return "duplicate"
-            raise
+        if not commit_once(self._transact, txn, "marker"):
+            metrics.add_metric(name="DuplicateReportRecords", unit="Count", value=1)
+            return "duplicate"
         return "counted"
 
     def collect(self, event: Event, work: _Work) -> None:

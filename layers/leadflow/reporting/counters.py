@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from leadflow.platform.dynamo import batch_get, deserialize, query_all, serialize, update_op, values
+from leadflow.platform.dynamo import batch_get, get, query_all, serialize, update_op, values
 
 COUNTS = "COUNTS"
 STATE = "STATE"
@@ -128,10 +128,7 @@ class ReportTable:
         return int(self._now()) + STATE_TTL_SECONDS
 
     def get(self, pk: str, sk: str = COUNTS) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": pk, "sk": sk}), ConsistentRead=True
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._table, {"pk": pk, "sk": sk}, consistent=True)
 
     def get_many(self, item_keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Up to 100 items in one BatchGetItem (plus retries of unprocessed keys)."""
