@@ -18,7 +18,7 @@ from leadflow.errors import NotFound
 from leadflow.leads.model import LeadModel, load_lead_model
 from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger, metrics
-from leadflow.platform.dynamo import Transaction, TransactionCancelled, get
+from leadflow.platform.dynamo import Transaction, TransactionCancelled
 from leadflow.store import ContactStore, EventStore, deserialize, serialize
 from leadflow.tables import keys
 
@@ -206,9 +206,6 @@ class ContactDirectory:
             raise NotFound("contact")
         return ContactRef(contact_id=contact_id)
 
-    def _profile(self, contact_id: str) -> dict[str, Any] | None:
-        return get(self._ddb, self._contacts.table, ContactStore.profile_key(contact_id), consistent=True)
-
     def _model(self) -> LeadModel:
         if self._lead_model is None:
             from leadflow.settings import get_settings
@@ -218,12 +215,10 @@ class ContactDirectory:
 
     def view(self, contact_id: str) -> ContactView:
         """The profile (a merged contact's survivor, followed once) with the score now."""
-        item = self._profile(contact_id)
-        if item is not None and item.get("merged_into"):
-            contact_id = str(item["merged_into"])
-            item = self._profile(contact_id)
-        if item is None or item.get("merged_into"):
+        resolved = self._contacts.resolve(contact_id)
+        if resolved is None:
             raise NotFound("contact")
+        contact_id, item = resolved
         profile = {k: v for k, v in item.items() if k not in ("pk", "sk")}
         from leadflow.leads.scoring import current_score, display_score
 

@@ -4,6 +4,11 @@ Each store knows one table's item shapes (see ``tables.py`` for keys). Writes th
 together are expressed as transaction items and committed in one ``transact_write_items`` call, so
 nothing is ever half-stored; idempotency markers ride in the same transaction as the effect they
 guard, which makes stream and Step Functions retries harmless.
+
+How a request is shaped, paged, batched and committed is ``leadflow.platform.dynamo``'s (update
+builder, paginators, batches with backoff, named transactions); its primitives (``serialize``,
+``values``, ``put_op``, ``Transaction`` ...) are re-exported here for the modules that import them
+from the stores.
 """
 
 from __future__ import annotations
@@ -209,6 +214,19 @@ class IdempotencyMarks:
         return value
 
 
+def resolve_profile(client: Any, table: str, contact_id: str) -> tuple[str, dict[str, Any]] | None:
+    """The live profile of a contact id and that profile's contact id (consistent reads): a merged
+    contact's survivor, the merge followed once; None for an unknown id or a tombstone whose
+    survivor was merged again."""
+    profile = get(client, table, ContactStore.profile_key(contact_id), consistent=True)
+    if profile is not None and profile.get("merged_into"):
+        contact_id = str(profile["merged_into"])
+        profile = get(client, table, ContactStore.profile_key(contact_id), consistent=True)
+    if profile is None or profile.get("merged_into"):
+        return None
+    return contact_id, profile
+
+
 class ContactStore:
     """Contact profiles, the email index and visitor links."""
 
@@ -231,6 +249,10 @@ class ContactStore:
     def profile(self, contact_id: str) -> dict[str, Any] | None:
         """The stored profile item, every field (a template's context is made from it)."""
         return get(self._client, self._table, self.profile_key(contact_id))
+
+    def resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
+        """See ``resolve_profile``."""
+        return resolve_profile(self._client, self._table, contact_id)
 
     def profiles(self, contact_ids: Sequence[str], fields: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
         """Profiles by contact id, 100 per BatchGetItem (unprocessed keys retried); only ``fields``

@@ -208,13 +208,10 @@ class ContactService:
 
     def resolve(self, contact_id: str) -> tuple[str, dict[str, Any]]:
         """The profile (a merged contact's survivor, followed once); ``NotFound`` otherwise."""
-        profile = self.profile(contact_id)
-        if profile is not None and profile.get("merged_into"):
-            contact_id = str(profile["merged_into"])
-            profile = self.profile(contact_id)
-        if profile is None or profile.get("merged_into"):
+        resolved = self._contacts.resolve(contact_id)
+        if resolved is None:
             raise NotFound("contact")
-        return contact_id, profile
+        return resolved
 
     def _batch_get(self, table: str, item_keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
         items = batch_get(self._client, table, [{"pk": pk, "sk": sk} for pk, sk in item_keys])

@@ -69,7 +69,7 @@ from leadflow.observability import logger, metrics
 from leadflow.platform.dynamo import Op, Transaction, TransactionCancelled, get, query_all, update_op, values
 from leadflow.segments.definitions import Segment
 from leadflow.segments.membership import SegmentMembership
-from leadflow.store import ContactStore, EventStore, IdempotencyMarks
+from leadflow.store import ContactStore, EventStore, IdempotencyMarks, resolve_profile
 from leadflow.tables import keys
 
 LEADS_SOURCE = "leads"
@@ -106,6 +106,10 @@ class LeadStore:
 
     def profile(self, contact_id: str) -> dict[str, Any] | None:
         return get(self._client, self._contacts_table, ContactStore.profile_key(contact_id), consistent=True)
+
+    def resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The live profile and its contact id (``leadflow.store.resolve_profile``)."""
+        return resolve_profile(self._client, self._contacts_table, contact_id)
 
     def link(self, visitor_id: str) -> dict[str, Any] | None:
         key = {"pk": keys.visitor(visitor_id), "sk": keys.LINK}
@@ -356,13 +360,7 @@ class LeadEngine:
 
     def _resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
         """The contact's profile; a merged contact's survivor (followed once)."""
-        profile = self._store.profile(contact_id)
-        if profile is not None and profile.get("merged_into"):
-            contact_id = str(profile["merged_into"])
-            profile = self._store.profile(contact_id)
-            if profile is not None and profile.get("merged_into"):
-                return None
-        return (contact_id, profile) if profile is not None else None
+        return self._store.resolve(contact_id)
 
     def _fold(self, event: Event, contact_id: str) -> None:
         """``contact_identified``: apply the visitor's events nobody applied yet, oldest first, in

@@ -30,8 +30,8 @@ from leadflow.errors import NotFound
 from leadflow.leads.model import LeadModel
 from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics
-from leadflow.platform.dynamo import Transaction, TransactionCancelled, get, update_op
-from leadflow.store import ContactStore, EventStore, IdempotencyMarks
+from leadflow.platform.dynamo import Transaction, TransactionCancelled, update_op
+from leadflow.store import EventStore, IdempotencyMarks, resolve_profile
 from leadflow.tables import keys
 
 Outcome = Literal["accepted", "rejected", "won", "lost"]
@@ -102,17 +102,12 @@ class SalesFeedbackService:
         self._lead_model = lead_model
         self._now = now
 
-    def _profile(self, contact_id: str) -> dict[str, Any] | None:
-        return get(self._client, self._table, ContactStore.profile_key(contact_id), consistent=True)
-
     def _resolve(self, contact_id: str) -> dict[str, Any]:
         """The contact's profile; a merged contact's survivor (followed once)."""
-        profile = self._profile(contact_id)
-        if profile is not None and profile.get("merged_into"):
-            profile = self._profile(str(profile["merged_into"]))
-        if profile is None or profile.get("merged_into"):
+        resolved = resolve_profile(self._client, self._table, contact_id)
+        if resolved is None:
             raise NotFound("contact")
-        return profile
+        return resolved[1]
 
     def record(self, contact_id: str, feedback: SalesFeedbackIn) -> SalesFeedbackResult:
         for _ in range(MAX_ATTEMPTS):
