@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from leadflow.platform.dynamo import (
@@ -34,10 +33,9 @@ from leadflow.platform.dynamo import (
     Transaction,
     TransactionCancelled,
     get,
-    is_conditional_failure,
     put_op,
     query_all,
-    update,
+    update_if,
     update_op,
     values,
 )
@@ -243,13 +241,7 @@ class Lanes:
             names=names,
             values_=vals,
         )
-        try:
-            update(self._client, op)
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return update_if(self._client, op)
 
     def set_meta(
         self,
@@ -265,13 +257,7 @@ class Lanes:
         op = update_op(
             self._table, {"pk": pk, "sk": META}, sets=fields, condition=condition, names=names, values_=cond
         )
-        try:
-            update(self._client, op)
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return update_if(self._client, op)
 
 
 def _lane(item: Mapping[str, Any]) -> Lane:

@@ -27,7 +27,7 @@ from leadflow.models import Contact, Event
 from leadflow.platform.dynamo import Item as Item
 from leadflow.platform.dynamo import Transaction as Transaction
 from leadflow.platform.dynamo import TransactionCancelled as TransactionCancelled
-from leadflow.platform.dynamo import batch_get, get, query_all, scan_all, update, update_op
+from leadflow.platform.dynamo import batch_get, get, query_all, scan_all, update, update_if, update_op
 from leadflow.platform.dynamo import cancellation_codes as cancellation_codes
 from leadflow.platform.dynamo import deserialize as deserialize
 from leadflow.platform.dynamo import is_conditional_failure as is_conditional_failure
@@ -100,13 +100,8 @@ def backfill_event_times(client: Any, table: str) -> int:
             sets={EVENTS_BY_TIME.sort_key: keys.event_time(occurred, event_id)},
             condition="attribute_exists(pk) AND attribute_not_exists(#s0)",
         )
-        try:
-            update(client, op)
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
-            continue
-        updated += 1
+        if update_if(client, op):
+            updated += 1
     return updated
 
 
@@ -505,20 +500,15 @@ class MessageStore:
     def hand_over(self, message_id: str, at: str) -> bool:
         """Mark the moment the message goes to the provider (after this, a retry never re-sends);
         False if another attempt changed the claim meanwhile."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._key(message_id),
-                UpdateExpression="SET #s = :over, handed_over_at = :at",
-                ConditionExpression="#s = :sending",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values(over="handing_over", sending="sending", at=at),
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        op = update_op(
+            self._table,
+            {"pk": keys.message(message_id), "sk": keys.MSG},
+            sets={"status": "handing_over", "handed_over_at": at},
+            condition="#status = :sending",
+            names={"#status": "status"},
+            values_={"sending": "sending"},
+        )
+        return update_if(self._client, op)
 
     def finish_op(self, message_id: str, status: str, at: str, **extra: Any) -> dict[str, Any]:
         return update_op(
@@ -531,20 +521,14 @@ class MessageStore:
         )
 
     def finish(self, message_id: str, status: str, at: str, **extra: Any) -> None:
-        self._client.update_item(**self.finish_op(message_id, status, at, **extra)["Update"])
+        update(self._client, self.finish_op(message_id, status, at, **extra))
 
     def mark_engaged(self, message_id: str, attribute: str, at: str) -> bool:
         """Record the first open/click of a message; idempotent. False if no such message."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._key(message_id),
-                UpdateExpression=f"SET {attribute} = if_not_exists({attribute}, :at)",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues=values(at=at),
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        op = update_op(
+            self._table,
+            {"pk": keys.message(message_id), "sk": keys.MSG},
+            set_once={attribute: at},
+            condition="attribute_exists(pk)",
+        )
+        return update_if(self._client, op)

@@ -30,6 +30,7 @@ from leadflow.platform.dynamo import (
     scan_all,
     serialize,
     update,
+    update_if,
     update_op,
 )
 
@@ -106,6 +107,15 @@ def test_update_op_condition_failure_leaves_the_item_and_an_empty_update_is_refu
         update(ddb, update_op(TABLE, key, sets={"status": "x"}, condition="attribute_exists(pk)"))
     assert caught.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
     assert get(ddb, TABLE, key, consistent=True) is None
+    guarded = update_op(TABLE, key, set_once={"first_seen": "t1"}, condition="attribute_exists(pk)")
+    assert not update_if(ddb, guarded)  # the condition failed: False, nothing written
+    assert get(ddb, TABLE, key, consistent=True) is None
+    ddb.put_item(TableName=TABLE, Item=serialize(key))
+    assert update_if(ddb, guarded)
+    assert update_if(
+        ddb, update_op(TABLE, key, set_once={"first_seen": "t2"}, condition="attribute_exists(pk)")
+    )
+    assert get(ddb, TABLE, key, consistent=True) == {**key, "first_seen": "t1"}  # set once: the first stays
     with pytest.raises(ValueError, match="at least one"):
         update_op(TABLE, key, sets={"only": None})
 

@@ -197,6 +197,17 @@ def update(client: Any, op: Op) -> None:
     client.update_item(**op["Update"])
 
 
+def update_if(client: Any, op: Op) -> bool:
+    """Run one conditional ``update_op``: False (nothing written) when its condition fails."""
+    try:
+        update(client, op)
+    except ClientError as exc:
+        if is_conditional_failure(exc):
+            return False
+        raise
+    return True
+
+
 def get(client: Any, table: str, key: Mapping[str, Any], *, consistent: bool = False) -> Item | None:
     """One item by its key (plain values), or None."""
     resp = client.get_item(TableName=table, Key=serialize(key), ConsistentRead=consistent)
