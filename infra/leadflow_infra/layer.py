@@ -25,6 +25,11 @@ CONTENT_FOLDERS = ("journeys", "templates", "segments")
 CONTENT_FILES = ("leads.yaml",)
 """What marketers write, shipped in the layer under /opt/content (``LEADFLOW_CONTENT_DIR``)."""
 EXCLUDED_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath")
+PACKAGE = ROOT / "layers" / "leadflow"
+DEV_ONLY = ("local", "cli.py", "ops", "journeys/graph.py", "reporting/render.py")
+"""Parts of the ``leadflow`` package no function runs (relative to it): the local runtime, the
+operator CLI and its ``ops`` commands, journey diagrams and report charts. They stay out of the
+layer; ``tests/infra/test_layer_bundle.py`` imports every handler from the bundle alone."""
 
 
 def _inputs() -> list[Path]:
@@ -32,11 +37,20 @@ def _inputs() -> list[Path]:
     for folder in (ROOT / "layers" / "leadflow", *(ROOT / name for name in CONTENT_FOLDERS)):
         files += sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     files += [ROOT / name for name in CONTENT_FILES if (ROOT / name).is_file()]
-    return [p for p in files if not _is_local_runtime(p)]
+    return [p for p in files if not is_dev_only(p)]
 
 
-def _is_local_runtime(path: Path) -> bool:
-    return path.is_relative_to(ROOT / "layers" / "leadflow" / "local")
+def is_dev_only(path: Path) -> bool:
+    return any(path.is_relative_to(PACKAGE / part) for part in DEV_ONLY)
+
+
+def _ignore_for_layer(folder: str, names: list[str]) -> set[str]:
+    """``shutil.copytree``'s ignore: caches and the dev-only parts."""
+    return {
+        name
+        for name in names
+        if name == "__pycache__" or name.endswith(".pyc") or is_dev_only(Path(folder) / name)
+    }
 
 
 def content_hash() -> str:
@@ -77,12 +91,7 @@ def build(out: Path) -> None:
     for name in EXCLUDED_PACKAGES:  # the Lambda runtime provides these
         for match in python.glob(f"{name}*"):
             shutil.rmtree(match) if match.is_dir() else match.unlink()
-    shutil.copytree(
-        ROOT / "layers" / "leadflow",
-        python / "leadflow",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "local"),
-        dirs_exist_ok=True,
-    )
+    shutil.copytree(PACKAGE, python / "leadflow", ignore=_ignore_for_layer, dirs_exist_ok=True)
     for folder in (f for f in CONTENT_FOLDERS if (ROOT / f).is_dir()):
         shutil.copytree(ROOT / folder, out / "content" / folder, dirs_exist_ok=True)
     for name in CONTENT_FILES:

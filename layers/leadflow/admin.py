@@ -18,14 +18,8 @@ from leadflow.errors import NotFound
 from leadflow.leads.model import LeadModel, load_lead_model
 from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger, metrics
-from leadflow.store import (
-    ContactStore,
-    EventStore,
-    Transaction,
-    cancellation_codes,
-    deserialize,
-    serialize,
-)
+from leadflow.platform.dynamo import Transaction, TransactionCancelled
+from leadflow.store import ContactStore, EventStore, deserialize, serialize
 from leadflow.tables import keys
 
 TIMELINE_LIMIT = 100
@@ -143,11 +137,12 @@ class ContactDirectory:
             raise RuntimeError("ContactDirectory was built read-only")
         at = iso(utc_now())
         txn = Transaction()
-        txn.add(self._contacts.do_not_contact_op(contact_id, body.reason, at))
+        txn.add(self._contacts.do_not_contact_op(contact_id, body.reason, at), "profile")
         txn.add(
             self._contacts.consent_log_op(
                 contact_id, channel="all", action="do_not_contact", source=f"admin:{actor[:200]}", at=at
-            )
+            ),
+            "consent_log",
         )
         txn.add(
             self._events.put_op(
@@ -159,13 +154,13 @@ class ContactDirectory:
                     source="admin",
                     properties={"reason": body.reason, "actor": actor[:256]},
                 )
-            )
+            ),
+            "event",
         )
         try:
             self._transact(txn)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes and codes[0] == "ConditionalCheckFailed":
+        except TransactionCancelled as exc:
+            if exc.failed_condition("profile"):  # no such contact, or marked already
                 if self._contacts.get(contact_id) is None:
                     raise NotFound("contact") from exc
                 return DoNotContactResult(contact_id=contact_id, do_not_contact=True, changed=False)
@@ -211,14 +206,6 @@ class ContactDirectory:
             raise NotFound("contact")
         return ContactRef(contact_id=contact_id)
 
-    def _profile(self, contact_id: str) -> dict[str, Any] | None:
-        resp = self._ddb.get_item(
-            TableName=self._contacts.table,
-            Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-            ConsistentRead=True,
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
-
     def _model(self) -> LeadModel:
         if self._lead_model is None:
             from leadflow.settings import get_settings
@@ -228,12 +215,10 @@ class ContactDirectory:
 
     def view(self, contact_id: str) -> ContactView:
         """The profile (a merged contact's survivor, followed once) with the score now."""
-        item = self._profile(contact_id)
-        if item is not None and item.get("merged_into"):
-            contact_id = str(item["merged_into"])
-            item = self._profile(contact_id)
-        if item is None or item.get("merged_into"):
+        resolved = self._contacts.resolve(contact_id)
+        if resolved is None:
             raise NotFound("contact")
+        contact_id, item = resolved
         profile = {k: v for k, v in item.items() if k not in ("pk", "sk")}
         from leadflow.leads.scoring import current_score, display_score
 

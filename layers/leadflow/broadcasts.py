@@ -294,7 +294,8 @@ class BroadcastService:
             and self._lanes.set_meta(
                 broadcast_pk(broadcast_id),
                 {"status": "completed", "completed_at": iso(utc_now())},
-                "#f0 = :running",
+                "#status = :running",
+                names={"#status": "status"},
                 running="running",
             )
         ):

@@ -26,10 +26,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from leadflow.store import deserialize, is_conditional_failure, serialize, values
+from leadflow.platform.dynamo import (
+    Op,
+    Transaction,
+    TransactionCancelled,
+    get,
+    put_op,
+    query_all,
+    update_if,
+    update_op,
+    values,
+)
 
 START = "^"
 """The recorded cursor of a lane that has not done a page yet (``after: null`` in a job)."""
@@ -143,83 +152,57 @@ class Lanes:
         self._client = client
         self._table = table
 
-    def create_ops(self, pk: str, meta: Mapping[str, Any], lanes: int, at: str) -> list[dict[str, Any]]:
-        """Put operations of a new job (the META put is conditional: a job id is created once)."""
-        ops = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": serialize({"pk": pk, "sk": META, "lanes": lanes, "created_at": at, **meta}),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-        ]
-        for index in range(lanes):
-            ops.append(
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": serialize(
-                            {
-                                "pk": pk,
-                                "sk": lane_sk(index),
-                                "cursor": START,
-                                "done": False,
-                                "pages": 0,
-                                "counts": {},
-                                "updated_at": at,
-                            }
-                        ),
-                    }
-                }
-            )
-        return ops
-
-    def create(self, pk: str, meta: Mapping[str, Any], lanes: int, at: str) -> bool:
-        """Create the job's items; False if it exists already (then nothing is written).
-        ``lanes`` + 1 items in one transaction (at most 99 lanes)."""
+    def create(
+        self, pk: str, meta: Mapping[str, Any], lanes: int, at: str, *, also: Mapping[str, Op] | None = None
+    ) -> bool:
+        """Create the job's items — the ``meta`` put (conditional: a job id is created once) and one
+        item per lane — with the operations ``also`` (by name) in one transaction (``lanes`` +
+        ``len(also)`` + 1 items, at most 100); False if the job exists already (then nothing is
+        written)."""
+        txn = Transaction()
+        txn.add(
+            put_op(
+                self._table,
+                {"pk": pk, "sk": META, "lanes": lanes, "created_at": at, **meta},
+                "attribute_not_exists(pk)",
+            ),
+            "meta",
+        )
+        lane_item = {"pk": pk, "cursor": START, "done": False, "pages": 0, "counts": {}, "updated_at": at}
+        txn.extend([put_op(self._table, {**lane_item, "sk": lane_sk(i)}) for i in range(lanes)], "lanes")
+        for name, op in (also or {}).items():
+            txn.add(op, name)
         try:
-            self._client.transact_write_items(TransactItems=self.create_ops(pk, meta, lanes, at))
-        except ClientError as exc:
-            codes = exc.response.get("CancellationReasons") or []
-            if codes and codes[0].get("Code") == "ConditionalCheckFailed":
+            txn.commit(self._client)
+        except TransactionCancelled as exc:
+            if exc.failed_condition("meta"):
                 return False
             raise
         return True
 
     def meta(self, pk: str) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": pk, "sk": META}), ConsistentRead=True
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._table, {"pk": pk, "sk": META}, consistent=True)
 
     def lane(self, pk: str, index: int) -> Lane | None:
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": pk, "sk": lane_sk(index)}), ConsistentRead=True
-        )
-        return _lane(deserialize(resp["Item"])) if "Item" in resp else None
+        item = get(self._client, self._table, {"pk": pk, "sk": lane_sk(index)}, consistent=True)
+        return _lane(item) if item is not None else None
 
     def read(self, pk: str) -> tuple[dict[str, Any] | None, list[Lane]]:
         """META and every lane: one query of one small partition."""
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": values(pk=pk),
-            "ConsistentRead": True,
-        }
         meta: dict[str, Any] | None = None
         lanes: list[Lane] = []
-        while True:
-            resp = self._client.query(**params)
-            for raw in resp["Items"]:
-                item = deserialize(raw)
-                if item["sk"] == META:
-                    meta = item
-                elif str(item["sk"]).startswith(LANE_PREFIX):
-                    lanes.append(_lane(item))
-            if "LastEvaluatedKey" not in resp:
-                return meta, sorted(lanes, key=lambda lane: lane.index)
-            params["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        for item in query_all(
+            self._client,
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=values(pk=pk),
+            ConsistentRead=True,
+        ):
+            if item["sk"] == META:
+                meta = item
+            elif str(item["sk"]).startswith(LANE_PREFIX):
+                lanes.append(_lane(item))
+        return meta, sorted(lanes, key=lambda lane: lane.index)
 
     def advance(
         self,
@@ -234,64 +217,47 @@ class Lanes:
     ) -> bool:
         """Compare-and-set the lane's cursor ``after -> next_cursor`` (None: the lane is done) and add
         the page's counters; False when the recorded cursor is not ``after`` (someone else did it)."""
-        sets = [
-            "#cursor = :next",
-            "done = :done",
-            "advanced_by = :mid",
-            "updated_at = :at",
-            "pages = pages + :one",
-        ]
+        clauses = ["pages = pages + :one"]
         names = {"#cursor": "cursor"}
-        vals: dict[str, Any] = {
-            "next": next_cursor if next_cursor is not None else "$",
-            "done": next_cursor is None,
-            "mid": message_id,
-            "at": at,
-            "one": 1,
-            "after": after if after is not None else START,
-            "no": False,
-        }
+        vals: dict[str, Any] = {"one": 1, "after": after if after is not None else START, "no": False}
         for i, (name, value) in enumerate(sorted(counts.items())):
             if not value:
                 continue
             names[f"#k{i}"] = name
             vals[f"v{i}"] = value
             vals["zero"] = 0
-            sets.append(f"counts.#k{i} = if_not_exists(counts.#k{i}, :zero) + :v{i}")
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=serialize({"pk": pk, "sk": lane_sk(index)}),
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="#cursor = :after AND done = :no",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values(**vals),
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+            clauses.append(f"counts.#k{i} = if_not_exists(counts.#k{i}, :zero) + :v{i}")
+        op = update_op(
+            self._table,
+            {"pk": pk, "sk": lane_sk(index)},
+            sets={
+                "cursor": next_cursor if next_cursor is not None else "$",
+                "done": next_cursor is None,
+                "advanced_by": message_id,
+                "updated_at": at,
+            },
+            set_clauses=clauses,
+            condition="#cursor = :after AND done = :no",
+            names=names,
+            values_=vals,
+        )
+        return update_if(self._client, op)
 
-    def set_meta(self, pk: str, fields: Mapping[str, Any], condition: str | None = None, **cond: Any) -> bool:
-        names = {f"#f{i}": name for i, name in enumerate(fields)}
-        vals = {f"f{i}": value for i, value in enumerate(fields.values())}
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": serialize({"pk": pk, "sk": META}),
-            "UpdateExpression": "SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields))),
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values(**vals, **cond),
-        }
-        if condition:
-            params["ConditionExpression"] = condition
-        try:
-            self._client.update_item(**params)
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+    def set_meta(
+        self,
+        pk: str,
+        fields: Mapping[str, Any],
+        condition: str | None = None,
+        *,
+        names: Mapping[str, str] | None = None,
+        **cond: Any,
+    ) -> bool:
+        """Set ``fields`` on the job's META item; False when ``condition`` (over ``names`` and the
+        ``cond`` values) does not hold."""
+        op = update_op(
+            self._table, {"pk": pk, "sk": META}, sets=fields, condition=condition, names=names, values_=cond
+        )
+        return update_if(self._client, op)
 
 
 def _lane(item: Mapping[str, Any]) -> Lane:

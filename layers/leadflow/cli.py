@@ -59,6 +59,10 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
+GRAPH_EXTRA = "leadflow[graph]"
+"""The optional extra with the diagrams' layout library (``pyproject.toml``; dev installs have it)."""
+
+
 def _graph(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else None
     if out is not None and out.suffix.lower() == ".png":
@@ -75,7 +79,13 @@ def _graph(args: argparse.Namespace) -> int:
         return 1
     from leadflow.journeys.graph import render_svg
 
-    svg = render_svg(journey)
+    try:
+        svg = render_svg(journey)
+    except ModuleNotFoundError as exc:  # the layout library is an optional extra
+        if (exc.name or "").split(".")[0] != "grandalf":
+            raise
+        print(f"error: journey diagrams need grandalf: pip install '{GRAPH_EXTRA}'", file=sys.stderr)
+        return 1
     if out is None:
         sys.stdout.write(svg)
     else:

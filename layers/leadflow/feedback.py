@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadflow import ids
@@ -32,7 +31,8 @@ from leadflow.contacts.normalize import normalize_email, normalize_phone
 from leadflow.message_tags import MESSAGE_TAG
 from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics, pii_hash
-from leadflow.store import ContactStore, EventStore, MessageStore, Transaction, cancellation_codes
+from leadflow.platform.dynamo import Transaction, commit_once
+from leadflow.store import ContactStore, EventStore, MessageStore
 
 STOP_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 Outcome = Literal["recorded", "duplicate", "ignored", "unknown_recipient"]
@@ -261,21 +261,16 @@ class FeedbackService:
         suppression of the profile and of the address. Without a contact only the address."""
         txn = Transaction()
         if event is not None:
-            txn.add(self._events.put_op(event))
+            txn.add(self._events.put_op(event), "event")
             if suppress:
                 assert event.contact_id is not None
-                txn.add(self._contacts.suppress_profile_op(event.contact_id, suppress, at))
+                txn.add(self._contacts.suppress_profile_op(event.contact_id, suppress, at), "profile")
         if suppress:
-            txn.add(self._contacts.suppression_op(address, suppress, at))
+            txn.add(self._contacts.suppression_op(address, suppress, at), "suppression")
         if not txn.items:
             return "unknown_recipient"
-        try:
-            self._transact(txn)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if event is not None and codes and codes[0] == "ConditionalCheckFailed":
-                return "duplicate"
-            raise
+        if not commit_once(self._transact, txn, "event"):
+            return "duplicate"
         return "recorded" if event is not None else "unknown_recipient"
 
     # --- inbound SMS -----------------------------------------------------------------------------
@@ -310,20 +305,16 @@ class FeedbackService:
             },
         )
         txn = Transaction()
-        txn.add(self._events.put_op(event))
-        txn.add(self._contacts.revoke_sms_consent_op(contact_id, event.occurred_at, "sms_stop"))
+        txn.add(self._events.put_op(event), "event")
+        txn.add(self._contacts.revoke_sms_consent_op(contact_id, event.occurred_at, "sms_stop"), "profile")
         txn.add(
             self._contacts.consent_log_op(
                 contact_id, channel="sms", action="revoked", source="sms_stop", at=event.occurred_at
-            )
+            ),
+            "consent_log",
         )
-        try:
-            self._transact(txn)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes and codes[0] == "ConditionalCheckFailed":
-                return "duplicate"
-            raise
+        if not commit_once(self._transact, txn, "event"):
+            return "duplicate"
         metrics.add_metric(name="SmsOptOuts", unit="Count", value=1)
         logger.info("SMS opt-out", extra={"phone": pii_hash(phone), "contact_id": contact_id})
         return "recorded"

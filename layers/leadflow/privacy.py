@@ -30,12 +30,11 @@ from leadflow.admin import DoNotContactIn
 from leadflow.errors import NotFound
 from leadflow.models import iso, utc_now
 from leadflow.observability import logger, metrics
+from leadflow.platform.dynamo import batch_get, batch_write, deserialize, pages, serialize, values
 from leadflow.reporting.counters import rkeys
 from leadflow.stops import ERASURE, stop_on_purpose
-from leadflow.store import ContactStore, deserialize, serialize, values
+from leadflow.store import ContactStore
 from leadflow.tables import keys
-
-BATCH = 25
 
 
 class ErasureRequest(DoNotContactIn):
@@ -104,31 +103,13 @@ class PrivacyService:
             "ExpressionAttributeValues": values(pk=pk),
             "ConsistentRead": True,
         }
-        while True:
-            page = self._ddb.query(**kwargs)
+        for page in pages(self._ddb, "query", **kwargs):  # raw items: erasure deletes their keys as read
             yield from page["Items"]
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _messages(self, message_ids: set[str]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        ordered = sorted(message_ids)
-        for start in range(0, len(ordered), 100):
-            request = {
-                self._messages_table: {
-                    "Keys": [
-                        serialize({"pk": keys.message(m), "sk": keys.MSG})
-                        for m in ordered[start : start + 100]
-                    ],
-                    "ConsistentRead": True,
-                }
-            }
-            while request:
-                resp = self._ddb.batch_get_item(RequestItems=request)
-                found += resp.get("Responses", {}).get(self._messages_table, [])
-                request = resp.get("UnprocessedKeys") or {}
-        return found
+        """The messages' items (deserialized)."""
+        wanted = [{"pk": keys.message(m), "sk": keys.MSG} for m in sorted(message_ids)]
+        return batch_get(self._ddb, self._messages_table, wanted)
 
     def _gather(self, contact_id: str) -> dict[str, Any]:
         items = list(self._partition(self._contacts_table, keys.contact(contact_id)))
@@ -207,7 +188,7 @@ class PrivacyService:
             indexes=[_plain(i) for i in found["indexes"]],
             events=[_plain(e) for e in found["events"]],
             anonymous_events=[_plain(e) for e in found["anonymous"]],
-            messages=[_plain(m) for m in found["messages"]],
+            messages=[{k: v for k, v in m.items() if k != "expires_at"} for m in found["messages"]],
             report_state=[_plain(r) for r in found["report_state"]],
             suppression=self._contacts.suppression(str(profile["email"])) if profile.get("email") else None,
         )
@@ -215,13 +196,14 @@ class PrivacyService:
     # --- erasing ---------------------------------------------------------------------------------
 
     def _delete(self, table: str, items: list[dict[str, Any]]) -> int:
-        keys_only = [{"pk": i["pk"], "sk": i["sk"]} for i in items]
-        for start in range(0, len(keys_only), BATCH):
-            request = {table: [{"DeleteRequest": {"Key": k}} for k in keys_only[start : start + BATCH]]}
-            while request:
-                resp = self._ddb.batch_write_item(RequestItems=request)
-                request = resp.get("UnprocessedItems") or {}
-        return len(keys_only)
+        """Delete the items (raw as read, or deserialized) by their keys."""
+        keys_only = [
+            {"pk": i["pk"], "sk": i["sk"]}
+            if isinstance(i["pk"], str)
+            else deserialize({"pk": i["pk"], "sk": i["sk"]})
+            for i in items
+        ]
+        return batch_write(self._ddb, table, deletes=keys_only)
 
     def _stop_executions(self, plain: list[dict[str, Any]]) -> int:
         stopped = 0

@@ -4,6 +4,11 @@ Each store knows one table's item shapes (see ``tables.py`` for keys). Writes th
 together are expressed as transaction items and committed in one ``transact_write_items`` call, so
 nothing is ever half-stored; idempotency markers ride in the same transaction as the effect they
 guard, which makes stream and Step Functions retries harmless.
+
+How a request is shaped, paged, batched and committed is ``leadflow.platform.dynamo``'s (update
+builder, paginators, batches with backoff, named transactions); its primitives (``serialize``,
+``values``, ``put_op``, ``Transaction`` ...) are re-exported here for the modules that import them
+from the stores.
 """
 
 from __future__ import annotations
@@ -11,89 +16,25 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from leadflow import ids
 from leadflow.clock import parse_iso
 from leadflow.models import Contact, Event
+from leadflow.platform.dynamo import Item as Item
+from leadflow.platform.dynamo import Transaction as Transaction
+from leadflow.platform.dynamo import TransactionCancelled as TransactionCancelled
+from leadflow.platform.dynamo import batch_get, get, query_all, scan_all, update, update_if, update_op
+from leadflow.platform.dynamo import cancellation_codes as cancellation_codes
+from leadflow.platform.dynamo import deserialize as deserialize
+from leadflow.platform.dynamo import is_conditional_failure as is_conditional_failure
+from leadflow.platform.dynamo import put_op as put_op
+from leadflow.platform.dynamo import serialize as serialize
+from leadflow.platform.dynamo import values as values
 from leadflow.tables import EVENTS_BY_TIME, keys, time_key
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-Item = dict[str, Any]
-
-
-def _plain(value: Any) -> Any:
-    """Decimals from DynamoDB back to int/float, recursively."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | set):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _ddb_safe(value: Any) -> Any:
-    """Floats to Decimal (DynamoDB has no binary floats), recursively."""
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _ddb_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_ddb_safe(v) for v in value]
-    return value
-
-
-def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(_ddb_safe(v)) for k, v in item.items() if v is not None}
-
-
-def deserialize(image: Mapping[str, Any]) -> Item:
-    return {k: _plain(_deserializer.deserialize(v)) for k, v in image.items()}
-
-
-def values(**kwargs: Any) -> dict[str, Any]:
-    """ExpressionAttributeValues from keyword arguments (``:name`` placeholders)."""
-    return {f":{k}": _serializer.serialize(_ddb_safe(v)) for k, v in kwargs.items()}
-
-
-def is_conditional_failure(exc: ClientError) -> bool:
-    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
-
-
-def cancellation_codes(exc: ClientError) -> list[str]:
-    """Per-item reason codes of a cancelled transaction (``None`` codes become ``"None"``)."""
-    reasons = exc.response.get("CancellationReasons") or []
-    return [str(reason.get("Code", "None")) for reason in reasons]
-
-
-@dataclass
-class Transaction:
-    """Collects transaction items for one ``transact_write_items`` call (max 100 items)."""
-
-    items: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, item: dict[str, Any]) -> int:
-        self.items.append(item)
-        return len(self.items) - 1
-
-    def commit(self, client: Any) -> None:
-        client.transact_write_items(TransactItems=self.items)
-
-
-def put_op(table: str, item: Mapping[str, Any], condition: str | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"TableName": table, "Item": serialize(item)}
-    if condition:
-        op["ConditionExpression"] = condition
-    return {"Put": op}
 
 
 def event_history(
@@ -121,7 +62,9 @@ def event_history(
         condition += " AND #at <= :hi"
         bounds["hi"] = time_key(until) + "$"
     names = {"ExpressionAttributeNames": {"#at": EVENTS_BY_TIME.sort_key}} if len(bounds) > 1 else {}
-    pages = client.get_paginator("query").paginate(
+    yield from query_all(
+        client,
+        limit=limit,
         TableName=table,
         IndexName=EVENTS_BY_TIME.name,
         KeyConditionExpression=condition,
@@ -130,13 +73,6 @@ def event_history(
         PaginationConfig={"PageSize": 100 if limit is None else min(100, limit)},
         **names,
     )
-    yielded = 0
-    for page in pages:
-        for raw in page.get("Items", []):
-            yield deserialize(raw)
-            yielded += 1
-            if limit is not None and yielded >= limit:
-                return
 
 
 def backfill_event_times(client: Any, table: str) -> int:
@@ -146,33 +82,25 @@ def backfill_event_times(client: Any, table: str) -> int:
     stream's MODIFY records are skipped by the consumers (they read INSERTs only). Returns how
     many items it updated."""
     updated = 0
-    pages = client.get_paginator("scan").paginate(
+    for item in scan_all(
+        client,
         TableName=table,
         FilterExpression="attribute_not_exists(#at) AND begins_with(sk, :ev)",
         ProjectionExpression="pk, sk, event_id, occurred_at",
         ExpressionAttributeNames={"#at": EVENTS_BY_TIME.sort_key},
         ExpressionAttributeValues=values(ev="EV#"),
-    )
-    for page in pages:
-        for raw in page.get("Items", []):
-            item = deserialize(raw)
-            occurred = parse_iso(item.get("occurred_at"))
-            if occurred is None:
-                continue
-            event_id = str(item.get("event_id") or str(item["sk"]).removeprefix("EV#"))
-            try:
-                client.update_item(
-                    TableName=table,
-                    Key=serialize({"pk": item["pk"], "sk": item["sk"]}),
-                    UpdateExpression="SET #at = :at",
-                    ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#at)",
-                    ExpressionAttributeNames={"#at": EVENTS_BY_TIME.sort_key},
-                    ExpressionAttributeValues=values(at=keys.event_time(occurred, event_id)),
-                )
-            except ClientError as exc:
-                if not is_conditional_failure(exc):
-                    raise
-                continue
+    ):
+        occurred = parse_iso(item.get("occurred_at"))
+        if occurred is None:
+            continue
+        event_id = str(item.get("event_id") or str(item["sk"]).removeprefix("EV#"))
+        op = update_op(
+            table,
+            {"pk": item["pk"], "sk": item["sk"]},
+            sets={EVENTS_BY_TIME.sort_key: keys.event_time(occurred, event_id)},
+            condition="attribute_exists(pk) AND attribute_not_exists(#s0)",
+        )
+        if update_if(client, op):
             updated += 1
     return updated
 
@@ -202,10 +130,7 @@ class EventStore:
 
     def get(self, subject_pk: str, event_id: str) -> Item | None:
         """One event by its id (e.g. the entry event a template or a ``wait_until`` reads)."""
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": subject_pk, "sk": keys.event(event_id)})
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._table, {"pk": subject_pk, "sk": keys.event(event_id)})
 
     def history(
         self,
@@ -274,15 +199,27 @@ class IdempotencyMarks:
                 TableName=self._table, Item=serialize(item), ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not is_conditional_failure(exc):
                 raise
-            resp = self._client.get_item(
-                TableName=self._table,
-                Key=serialize({"pk": f"{kind}#{key}", "sk": keys.MARK}),
-                ConsistentRead=True,
+            recorded = get(
+                self._client, self._table, {"pk": f"{kind}#{key}", "sk": keys.MARK}, consistent=True
             )
-            return str(deserialize(resp["Item"])["value"])
+            assert recorded is not None  # the condition failed: it exists (marks expire after days)
+            return str(recorded["value"])
         return value
+
+
+def resolve_profile(client: Any, table: str, contact_id: str) -> tuple[str, dict[str, Any]] | None:
+    """The live profile of a contact id and that profile's contact id (consistent reads): a merged
+    contact's survivor, the merge followed once; None for an unknown id or a tombstone whose
+    survivor was merged again."""
+    profile = get(client, table, ContactStore.profile_key(contact_id), consistent=True)
+    if profile is not None and profile.get("merged_into"):
+        contact_id = str(profile["merged_into"])
+        profile = get(client, table, ContactStore.profile_key(contact_id), consistent=True)
+    if profile is None or profile.get("merged_into"):
+        return None
+    return contact_id, profile
 
 
 class ContactStore:
@@ -296,50 +233,33 @@ class ContactStore:
     def table(self) -> str:
         return self._table
 
+    @staticmethod
+    def profile_key(contact_id: str) -> dict[str, str]:
+        return {"pk": keys.contact(contact_id), "sk": keys.PROFILE}
+
     def get(self, contact_id: str) -> Contact | None:
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
-        )
-        return Contact.model_validate(deserialize(resp["Item"])) if "Item" in resp else None
+        item = self.profile(contact_id)
+        return Contact.model_validate(item) if item is not None else None
 
     def profile(self, contact_id: str) -> dict[str, Any] | None:
         """The stored profile item, every field (a template's context is made from it)."""
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._table, self.profile_key(contact_id))
+
+    def resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
+        """See ``resolve_profile``."""
+        return resolve_profile(self._client, self._table, contact_id)
 
     def profiles(self, contact_ids: Sequence[str], fields: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
         """Profiles by contact id, 100 per BatchGetItem (unprocessed keys retried); only ``fields``
         when given (``contact_id`` always). Unknown ids are absent."""
-        found: dict[str, dict[str, Any]] = {}
-        projection: dict[str, Any] = {}
-        if fields:
-            names = ["contact_id", *(f for f in fields if f != "contact_id")]
-            projection = {
-                "ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(names))),
-                "ExpressionAttributeNames": {f"#p{i}": name for i, name in enumerate(names)},
-            }
-        unique = list(dict.fromkeys(contact_ids))
-        for start in range(0, len(unique), 100):
-            pending: dict[str, Any] = {
-                self._table: {
-                    "Keys": [
-                        serialize({"pk": keys.contact(c), "sk": keys.PROFILE})
-                        for c in unique[start : start + 100]
-                    ],
-                    "ConsistentRead": True,
-                    **projection,
-                }
-            }
-            while pending:
-                resp = self._client.batch_get_item(RequestItems=pending)
-                for raw in resp.get("Responses", {}).get(self._table, []):
-                    item = deserialize(raw)
-                    if item.get("contact_id"):
-                        found[str(item["contact_id"])] = item
-                pending = resp.get("UnprocessedKeys") or {}
-        return found
+        names = ["contact_id", *(f for f in fields if f != "contact_id")] if fields else []
+        items = batch_get(
+            self._client,
+            self._table,
+            [{"pk": keys.contact(c), "sk": keys.PROFILE} for c in contact_ids],
+            fields=names,
+        )
+        return {str(item["contact_id"]): item for item in items if item.get("contact_id")}
 
     def contact_id_for_email(self, email: str) -> str | None:
         resp = self._client.get_item(
@@ -365,29 +285,19 @@ class ContactStore:
     ) -> dict[str, Any]:
         """Create or update a profile: set the given fields, keep created_at and score; remember the
         visitor id (its anonymous history belongs to the contact: export and erasure find it)."""
-        sets = ["created_at = if_not_exists(created_at, :at)", "updated_at = :at", "contact_id = :cid"]
-        sets += ["score = if_not_exists(score, :zero)"]
-        names: dict[str, str] = {}
-        vals: dict[str, Any] = {"at": at, "cid": contact_id, "zero": 0}
-        for i, (name, value) in enumerate(sorted(fields.items())):
-            if value is None:
-                continue
-            names[f"#f{i}"] = name
-            vals[f"v{i}"] = value
-            sets.append(f"#f{i} = :v{i}")
-        expression = "SET " + ", ".join(sets)
-        if visitor_id:
-            expression += " ADD visitor_ids :vids"
-            vals["vids"] = {visitor_id}
-        op: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-            "UpdateExpression": expression,
-            "ExpressionAttributeValues": values(**vals),
-        }
-        if names:
-            op["ExpressionAttributeNames"] = names
-        return {"Update": op}
+        return update_op(
+            self._table,
+            {"pk": keys.contact(contact_id), "sk": keys.PROFILE},
+            set_clauses=[
+                "created_at = if_not_exists(created_at, :at)",
+                "updated_at = :at",
+                "contact_id = :cid",
+                "score = if_not_exists(score, :zero)",
+            ],
+            values_={"at": at, "cid": contact_id, "zero": 0},
+            sets=dict(sorted(fields.items())),
+            add={"visitor_ids": {visitor_id}} if visitor_id else None,
+        )
 
     def consent_log_op(
         self,
@@ -418,27 +328,28 @@ class ContactStore:
 
     def revoke_email_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
         """Flip email consent to revoked; fails (condition) when already revoked or no such contact."""
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "SET consent_email = :revoked, consent_updated_at = :at, "
-                "consent_source = :src, unsubscribed_at = :at, updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk) AND consent_email <> :revoked",
-                "ExpressionAttributeValues": values(revoked="revoked", at=at, src=source),
-            }
-        }
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={
+                "consent_email": "revoked",
+                "consent_updated_at": at,
+                "consent_source": source,
+                "unsubscribed_at": at,
+                "updated_at": at,
+            },
+            condition="attribute_exists(pk) AND consent_email <> :revoked",
+            values_={"revoked": "revoked"},
+        )
 
     def add_score_op(self, contact_id: str, points: int, at: str) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "ADD score :p SET score_updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk)",
-                "ExpressionAttributeValues": values(p=points, at=at),
-            }
-        }
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            add={"score": points},
+            sets={"score_updated_at": at},
+            condition="attribute_exists(pk)",
+        )
 
     # --- phone index, suppression list, consent and do-not-contact --------------------------------
 
@@ -473,77 +384,74 @@ class ContactStore:
 
     def suppression(self, email: str) -> str | None:
         """Why the address is on the suppression list ("bounce" or "complaint"), or None."""
-        resp = self._client.get_item(
-            TableName=self._table,
-            Key=serialize({"pk": self.suppression_key(email), "sk": self.SUPPRESSION_SK}),
-            ProjectionExpression="reason",
-            ConsistentRead=True,
+        item = get(
+            self._client,
+            self._table,
+            {"pk": self.suppression_key(email), "sk": self.SUPPRESSION_SK},
+            consistent=True,
         )
-        return str(resp["Item"]["reason"]["S"]) if "Item" in resp else None
+        return str(item["reason"]) if item is not None else None
 
     def suppression_op(self, email: str, reason: str, at: str) -> dict[str, Any]:
         """Put the address on the suppression list (the latest reason wins; first date kept)."""
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": self.suppression_key(email), "sk": self.SUPPRESSION_SK}),
-                "UpdateExpression": "SET reason = :r, updated_at = :at, "
-                "suppressed_at = if_not_exists(suppressed_at, :at)",
-                "ExpressionAttributeValues": values(r=reason, at=at),
-            }
-        }
+        return update_op(
+            self._table,
+            {"pk": self.suppression_key(email), "sk": self.SUPPRESSION_SK},
+            sets={"reason": reason, "updated_at": at},
+            set_once={"suppressed_at": at},
+        )
 
     def suppress_profile_op(self, contact_id: str, reason: str, at: str) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "SET suppressed = :r, suppressed_at = :at, updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk)",
-                "ExpressionAttributeValues": values(r=reason, at=at),
-            }
-        }
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={"suppressed": reason, "suppressed_at": at, "updated_at": at},
+            condition="attribute_exists(pk)",
+        )
 
     def confirm_email_consent_op(self, contact_id: str, at: str) -> dict[str, Any]:
         """Pending -> granted (double opt-in); fails (condition) unless the consent is pending."""
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "SET consent_email = :granted, consent_updated_at = :at, "
-                "consent_source = :src, consent_confirmed_at = :at, updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk) AND consent_email = :pending",
-                "ExpressionAttributeValues": values(
-                    granted="granted", pending="pending", at=at, src="double_opt_in"
-                ),
-            }
-        }
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={
+                "consent_email": "granted",
+                "consent_updated_at": at,
+                "consent_source": "double_opt_in",
+                "consent_confirmed_at": at,
+                "updated_at": at,
+            },
+            condition="attribute_exists(pk) AND consent_email = :pending",
+            values_={"pending": "pending"},
+        )
 
     def revoke_sms_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "SET consent_sms = :revoked, consent_sms_updated_at = :at, "
-                "consent_sms_source = :src, updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk)",
-                "ExpressionAttributeValues": values(revoked="revoked", at=at, src=source),
-            }
-        }
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={
+                "consent_sms": "revoked",
+                "consent_sms_updated_at": at,
+                "consent_sms_source": source,
+                "updated_at": at,
+            },
+            condition="attribute_exists(pk)",
+        )
 
     def do_not_contact_op(self, contact_id: str, reason: str, at: str) -> dict[str, Any]:
         """Mark a contact do-not-contact; fails (condition) when already marked or no such contact."""
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "SET do_not_contact = :yes, do_not_contact_reason = :r, "
-                "do_not_contact_at = :at, updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk) AND "
-                "(attribute_not_exists(do_not_contact) OR do_not_contact <> :yes)",
-                "ExpressionAttributeValues": values(yes=True, r=reason, at=at),
-            }
-        }
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={
+                "do_not_contact": True,
+                "do_not_contact_reason": reason,
+                "do_not_contact_at": at,
+                "updated_at": at,
+            },
+            condition="attribute_exists(pk) AND (attribute_not_exists(do_not_contact) OR do_not_contact <> :yes)",
+            values_={"yes": True},
+        )
 
 
 class MessageStore:
@@ -592,54 +500,35 @@ class MessageStore:
     def hand_over(self, message_id: str, at: str) -> bool:
         """Mark the moment the message goes to the provider (after this, a retry never re-sends);
         False if another attempt changed the claim meanwhile."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._key(message_id),
-                UpdateExpression="SET #s = :over, handed_over_at = :at",
-                ConditionExpression="#s = :sending",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values(over="handing_over", sending="sending", at=at),
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        op = update_op(
+            self._table,
+            {"pk": keys.message(message_id), "sk": keys.MSG},
+            sets={"status": "handing_over", "handed_over_at": at},
+            condition="#status = :sending",
+            names={"#status": "status"},
+            values_={"sending": "sending"},
+        )
+        return update_if(self._client, op)
 
     def finish_op(self, message_id: str, status: str, at: str, **extra: Any) -> dict[str, Any]:
-        sets = ["#s = :status", "finished_at = :at"]
-        vals: dict[str, Any] = {"status": status, "at": at, "sending": "sending", "over": "handing_over"}
-        for name, value in extra.items():
-            if value is not None:
-                sets.append(f"{name} = :{name}")
-                vals[name] = value
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": self._key(message_id),
-                "UpdateExpression": "SET " + ", ".join(sets),
-                "ConditionExpression": "#s IN (:sending, :over)",
-                "ExpressionAttributeNames": {"#s": "status"},
-                "ExpressionAttributeValues": values(**vals),
-            }
-        }
+        return update_op(
+            self._table,
+            {"pk": keys.message(message_id), "sk": keys.MSG},
+            sets={"status": status, "finished_at": at, **extra},
+            condition="#status IN (:sending, :over)",
+            names={"#status": "status"},
+            values_={"sending": "sending", "over": "handing_over"},
+        )
 
     def finish(self, message_id: str, status: str, at: str, **extra: Any) -> None:
-        self._client.update_item(**self.finish_op(message_id, status, at, **extra)["Update"])
+        update(self._client, self.finish_op(message_id, status, at, **extra))
 
     def mark_engaged(self, message_id: str, attribute: str, at: str) -> bool:
         """Record the first open/click of a message; idempotent. False if no such message."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._key(message_id),
-                UpdateExpression=f"SET {attribute} = if_not_exists({attribute}, :at)",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues=values(at=at),
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        op = update_op(
+            self._table,
+            {"pk": keys.message(message_id), "sk": keys.MSG},
+            set_once={attribute: at},
+            condition="attribute_exists(pk)",
+        )
+        return update_if(self._client, op)

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
-from leadflow_infra.layer import ROOT, build, content_hash
+import pytest
+from leadflow_infra.layer import DEV_ONLY, ROOT, build, content_hash
+
+from leadflow.local.system import AWS_ENV, settings_env
 
 
-def test_layer_contains_the_package_deps_and_content_for_lambda(tmp_path: Path) -> None:
-    build(tmp_path)
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("layer")
+    build(out)
+    return out
+
+
+def test_layer_contains_the_package_deps_and_content_for_lambda(bundle: Path) -> None:
+    tmp_path = bundle
     python = tmp_path / "python"
     assert (python / "leadflow" / "tracking.py").is_file()
     assert not (python / "leadflow" / "local").exists()
@@ -35,10 +50,9 @@ def _unzipped_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
-def test_layer_plus_each_function_fits_lambdas_250_mb_unzipped(tmp_path: Path) -> None:
+def test_layer_plus_each_function_fits_lambdas_250_mb_unzipped(bundle: Path) -> None:
     """The bundled layer (as CDK's local bundling builds it) plus each function's code asset."""
-    build(tmp_path)
-    layer = _unzipped_bytes(tmp_path)
+    layer = _unzipped_bytes(bundle)
     functions = ROOT / "functions"
     for function in sorted(p for p in functions.iterdir() if (p / "app.py").is_file()):
         total = layer + _unzipped_bytes(function)
@@ -46,3 +60,59 @@ def test_layer_plus_each_function_fits_lambdas_250_mb_unzipped(tmp_path: Path) -
             f"{function.name}: layer + code is {total} bytes unzipped, Lambda allows {UNZIPPED_LIMIT} (250 MB)"
         )
     assert layer > 1024 * 1024  # the dependencies are really in it
+
+
+def test_the_layer_leaves_out_what_no_function_runs(bundle: Path) -> None:
+    package = bundle / "python" / "leadflow"
+    for part in DEV_ONLY:
+        assert not (package / part).exists(), part
+    assert (package / "journeys" / "compiler.py").is_file()  # the rest of a package stays
+    assert (package / "reporting" / "api.py").is_file()
+
+
+IMPORT_EVERY_HANDLER = """
+import importlib.util, json, pathlib, sys
+for app in sorted(pathlib.Path(sys.argv[1]).glob("*/app.py")):
+    sys.path.insert(0, str(app.parent))  # Lambda puts the function's code first (/var/task)
+    spec = importlib.util.spec_from_file_location("handler_" + app.parent.name, app)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.handler), app
+    sys.path.pop(0)
+print(json.dumps({m: getattr(sys.modules[m], "__file__", None) for m in sys.modules if m.split(".")[0] == "leadflow"}))
+"""
+
+
+def test_every_handler_imports_with_the_layers_package_alone(bundle: Path, tmp_path: Path) -> None:
+    """Each ``functions/*/app.py`` imported as Lambda would: ``leadflow`` only from the bundle.
+    The bundle's third-party wheels are for arm64, so those come from this interpreter's
+    site-packages, run without ``site`` (``-S``) so the editable install of the source tree (a
+    ``.pth`` file) cannot supply a module the layer lacks."""
+    only_package = tmp_path / "opt-python"
+    only_package.mkdir()
+    (only_package / "leadflow").symlink_to(bundle / "python" / "leadflow")
+    site_packages = sysconfig.get_paths()["purelib"]
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(only_package), site_packages, sysconfig.get_paths()["platlib"]]),
+        **AWS_ENV,
+        **settings_env("https://leadflow.example.com", content_dir=bundle / "content"),
+    }
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", IMPORT_EVERY_HANDLER, str(ROOT / "functions")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    modules: dict[str, str | None] = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "leadflow.wiring" in modules  # it really imported the handlers' modules
+    assert "leadflow.tracking" in modules
+    bundled = bundle / "python" / "leadflow"
+    for name, origin in modules.items():
+        assert origin is not None, name
+        assert Path(origin).is_relative_to(only_package / "leadflow"), (name, origin)
+        assert (bundled / Path(origin).relative_to(only_package / "leadflow")).is_file()
+    assert not [m for m in modules if m.startswith(("leadflow.local", "leadflow.ops")) or m == "leadflow.cli"]

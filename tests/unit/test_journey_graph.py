@@ -256,3 +256,19 @@ def test_cli_reports_an_invalid_journey(tmp_path: Path, capsys: pytest.CaptureFi
     bad.write_text("id: bad\nname: Bad\nentry: {event: x}\nsteps: []\n", encoding="utf-8")
     assert main(["journeys", "graph", str(bad)]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_cli_says_what_to_install_when_the_layout_library_is_missing(tmp_path: Path) -> None:
+    """A non-dev install has no grandalf (``leadflow[graph]`` is an extra): the command names the
+    extra instead of a traceback, and writes nothing."""
+    out = tmp_path / "welcome.svg"
+    code = (
+        "import sys; sys.modules['grandalf'] = None; "  # import grandalf -> ModuleNotFoundError
+        "from leadflow.cli import main; "
+        f"sys.exit(main(['journeys', 'graph', {str(ROOT / 'journeys' / 'welcome.yaml')!r}, '-o', {str(out)!r}]))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert run.returncode == 1, run.stderr
+    assert "journey diagrams need grandalf: pip install 'leadflow[graph]'" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not out.exists()

@@ -39,14 +39,11 @@ from leadflow.errors import Conflict, InvalidInput, NotFound
 from leadflow.leads.model import LeadModel
 from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics
+from leadflow.platform.dynamo import Op, Transaction, TransactionCancelled, batch_get, get, update_op
 from leadflow.store import (
     ContactStore,
     EventStore,
-    Transaction,
-    cancellation_codes,
-    deserialize,
     put_op,
-    serialize,
     values,
 )
 from leadflow.tables import keys
@@ -101,10 +98,7 @@ class ContactMerger:
         self._now = now
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": pk, "sk": sk}), ConsistentRead=True
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._table, {"pk": pk, "sk": sk}, consistent=True)
 
     def merge(self, survivor_id: str, body: MergeIn) -> MergeResult:
         duplicate_id = body.duplicate_id
@@ -125,12 +119,12 @@ class ContactMerger:
                 raise Conflict(f"duplicate_id was already merged into {duplicate['merged_into']}")
             ops, later, filled = self._ops(survivor_id, survivor, duplicate_id, duplicate)
             txn = Transaction()
-            for op in ops:
-                txn.add(op)
+            for name, op in ops.items():
+                txn.add(op, name)
             try:
                 self._transact(txn)
-            except ClientError as exc:
-                if "ConditionalCheckFailed" in cancellation_codes(exc):
+            except TransactionCancelled as exc:
+                if exc.failed_condition():
                     continue  # one of them changed meanwhile (lead engine, upsert): read again
                 raise
             for op in later:  # visitor links beyond one transaction: idempotent, conditional
@@ -146,7 +140,9 @@ class ContactMerger:
 
     def _ops(
         self, survivor_id: str, survivor: dict[str, Any], duplicate_id: str, duplicate: dict[str, Any]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    ) -> tuple[dict[str, Op], list[Op], list[str]]:
+        """The merge transaction's operations by name (``survivor``, ``tombstone``, ``consent_log``,
+        ``event``, ``repoint[i]``), the re-pointing puts beyond one transaction, the fields filled."""
         now = self._now()
         at = iso(now)
         fills: dict[str, Any] = {}
@@ -199,30 +195,26 @@ class ContactMerger:
             "merged_ids": {duplicate_id} | _set(duplicate.get("merged_ids")),
             "alt_emails": {str(e) for e in emails if e != survivor.get("email")},
         }
-        ops: list[dict[str, Any]] = [
-            self._survivor_op(survivor_id, fills, sets, adds, version),
-            self._tombstone_op(duplicate_id, duplicate, survivor_id, at),
-        ]
+        ops: dict[str, Op] = {
+            "survivor": self._survivor_op(survivor_id, fills, sets, adds, version),
+            "tombstone": self._tombstone_op(duplicate_id, duplicate, survivor_id, at),
+        }
         if consent_from_duplicate and duplicate.get("consent_email") != survivor.get("consent_email"):
-            ops.append(
-                self._contacts.consent_log_op(
-                    survivor_id,
-                    channel="email",
-                    action=str(duplicate.get("consent_email")),
-                    source=f"merge:{duplicate_id}",
-                    at=at,
-                )
+            ops["consent_log"] = self._contacts.consent_log_op(
+                survivor_id,
+                channel="email",
+                action=str(duplicate.get("consent_email")),
+                source=f"merge:{duplicate_id}",
+                at=at,
             )
-        ops.append(
-            self._events.put_op(
-                Event(
-                    event_id=ids.deterministic_id("contacts_merged", survivor_id, duplicate_id),
-                    type="contacts_merged",
-                    occurred_at=at,
-                    contact_id=survivor_id,
-                    source="admin",
-                    properties={"merged_id": duplicate_id, "filled": sorted(fills)},
-                )
+        ops["event"] = self._events.put_op(
+            Event(
+                event_id=ids.deterministic_id("contacts_merged", survivor_id, duplicate_id),
+                type="contacts_merged",
+                occurred_at=at,
+                contact_id=survivor_id,
+                source="admin",
+                properties={"merged_id": duplicate_id, "filled": sorted(fills)},
             )
         )
         repoint_ops = [
@@ -230,25 +222,12 @@ class ContactMerger:
             for item in sorted(repoint, key=lambda i: (not str(i["pk"]).startswith("EMAIL#"), str(i["pk"])))
         ]
         room = MAX_TXN_ITEMS - len(ops)
-        return ops + repoint_ops[:room], repoint_ops[room:], sorted(fills)
+        ops |= {f"repoint[{i}]": op for i, op in enumerate(repoint_ops[:room])}
+        return ops, repoint_ops[room:], sorted(fills)
 
     def _batch_get(self, item_keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        unique = list(dict.fromkeys(item_keys))
-        for start in range(0, len(unique), 100):
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": [serialize({"pk": pk, "sk": sk}) for pk, sk in unique[start : start + 100]],
-                    "ConsistentRead": True,
-                }
-            }
-            while request:
-                resp = self._client.batch_get_item(RequestItems=request)
-                for raw in resp.get("Responses", {}).get(self._table, []):
-                    item = deserialize(raw)
-                    found[(str(item["pk"]), str(item["sk"]))] = item
-                request = resp.get("UnprocessedKeys") or {}
-        return found
+        items = batch_get(self._client, self._table, [{"pk": pk, "sk": sk} for pk, sk in item_keys])
+        return {(str(item["pk"]), str(item["sk"])): item for item in items}
 
     def _survivor_op(
         self,
@@ -258,44 +237,18 @@ class ContactMerger:
         adds: Mapping[str, set[str]],
         version: Any,
     ) -> dict[str, Any]:
-        names: dict[str, str] = {"#mi": "merged_into", "#lv": "lead_version"}
-        vals: dict[str, Any] = {}
-        parts: list[str] = []
-        for i, (name, value) in enumerate(sorted(fills.items())):
-            names[f"#f{i}"] = name
-            vals[f"f{i}"] = value
-            parts.append(f"#f{i} = if_not_exists(#f{i}, :f{i})")
-        for i, (name, value) in enumerate(sorted(sets.items())):
-            if name in fills:
-                continue
-            names[f"#s{i}"] = name
-            vals[f"s{i}"] = value
-            parts.append(f"#s{i} = :s{i}")
-        expression = "SET " + ", ".join(parts)
-        add_parts = []
-        for i, (name, members) in enumerate(sorted(adds.items())):
-            if members:
-                names[f"#a{i}"] = name
-                vals[f"a{i}"] = set(members)
-                add_parts.append(f"#a{i} :a{i}")
-        if add_parts:
-            expression += " ADD " + ", ".join(add_parts)
         condition = "attribute_exists(pk) AND attribute_not_exists(#mi) AND "
-        if version is None:
-            condition += "attribute_not_exists(#lv)"
-        else:
-            condition += "#lv = :old_version"
-            vals["old_version"] = version
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": expression,
-                "ConditionExpression": condition,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values(**vals),
-            }
-        }
+        condition += "attribute_not_exists(#lv)" if version is None else "#lv = :old_version"
+        return update_op(
+            self._table,
+            {"pk": keys.contact(contact_id), "sk": keys.PROFILE},
+            set_once=dict(sorted(fills.items())),
+            sets={name: value for name, value in sorted(sets.items()) if name not in fills},
+            add={name: set(members) for name, members in sorted(adds.items()) if members},
+            condition=condition,
+            names={"#mi": "merged_into", "#lv": "lead_version"},
+            values_=None if version is None else {"old_version": version},
+        )
 
     def _tombstone_op(
         self, contact_id: str, profile: Mapping[str, Any], survivor_id: str, at: str

@@ -34,16 +34,20 @@ from leadflow.errors import Conflict, InvalidInput, NotFound
 from leadflow.leads.model import LeadModel
 from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics
-from leadflow.store import (
-    ContactStore,
-    EventStore,
+from leadflow.platform.dynamo import (
     Transaction,
-    cancellation_codes,
+    TransactionCancelled,
+    batch_get,
     deserialize,
+    get,
+    item_key,
+    pages,
     put_op,
-    serialize,
+    query_all,
+    update_op,
     values,
 )
+from leadflow.store import ContactStore, EventStore
 from leadflow.tables import keys
 
 MAX_TXN_ITEMS = 100
@@ -80,7 +84,7 @@ def current_score(profile: Mapping[str, Any], now: datetime, model: LeadModel) -
 
 
 def _key(pk: str, sk: str) -> dict[str, Any]:
-    return serialize({"pk": pk, "sk": sk})
+    return item_key(pk, sk)
 
 
 def _set(value: Any) -> set[str]:
@@ -198,38 +202,20 @@ class ContactService:
     # --- reads --------------------------------------------------------------------------------
 
     def profile(self, contact_id: str) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._table, Key=_key(keys.contact(contact_id), keys.PROFILE), ConsistentRead=True
+        return get(
+            self._client, self._table, {"pk": keys.contact(contact_id), "sk": keys.PROFILE}, consistent=True
         )
-        return deserialize(resp["Item"]) if "Item" in resp else None
 
     def resolve(self, contact_id: str) -> tuple[str, dict[str, Any]]:
         """The profile (a merged contact's survivor, followed once); ``NotFound`` otherwise."""
-        profile = self.profile(contact_id)
-        if profile is not None and profile.get("merged_into"):
-            contact_id = str(profile["merged_into"])
-            profile = self.profile(contact_id)
-        if profile is None or profile.get("merged_into"):
+        resolved = self._contacts.resolve(contact_id)
+        if resolved is None:
             raise NotFound("contact")
-        return contact_id, profile
+        return resolved
 
     def _batch_get(self, table: str, item_keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-        found: dict[tuple[str, str], Any] = {}
-        unique = list(dict.fromkeys(item_keys))
-        for start in range(0, len(unique), BATCH_GET):
-            request: dict[str, Any] = {
-                table: {
-                    "Keys": [_key(pk, sk) for pk, sk in unique[start : start + BATCH_GET]],
-                    "ConsistentRead": True,
-                }
-            }
-            while request:
-                resp = self._client.batch_get_item(RequestItems=request)
-                for raw in resp.get("Responses", {}).get(table, []):
-                    item = deserialize(raw)
-                    found[(str(item["pk"]), str(item["sk"]))] = item
-                request = resp.get("UnprocessedKeys") or {}
-        return found
+        items = batch_get(self._client, table, [{"pk": pk, "sk": sk} for pk, sk in item_keys])
+        return {(str(item["pk"]), str(item["sk"])): item for item in items}
 
     def _resolve_emails(self, emails: Sequence[str]) -> dict[str, tuple[str, dict[str, Any] | None]]:
         """email -> (contact id, its profile or None) for the addresses that are known."""
@@ -364,28 +350,14 @@ class ContactService:
     def _profile_op(
         self, contact_id: str, sets: Mapping[str, Any], tags: set[str], at: str
     ) -> dict[str, Any]:
-        names: dict[str, str] = {"#mi": "merged_into"}
-        vals: dict[str, Any] = {"at": at}
-        parts = ["updated_at = :at"]
-        for i, (name, value) in enumerate(sorted(sets.items())):
-            names[f"#f{i}"] = name
-            vals[f"v{i}"] = value
-            parts.append(f"#f{i} = :v{i}")
-        expression = "SET " + ", ".join(parts)
-        if tags:
-            expression += " ADD tags :tags"
-            vals["tags"] = set(tags)
-        condition = "attribute_exists(pk) AND attribute_not_exists(#mi)"
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": _key(keys.contact(contact_id), keys.PROFILE),
-                "UpdateExpression": expression,
-                "ConditionExpression": condition,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values(**vals),
-            }
-        }
+        return update_op(
+            self._table,
+            {"pk": keys.contact(contact_id), "sk": keys.PROFILE},
+            sets={"updated_at": at, **dict(sorted(sets.items()))},
+            add={"tags": set(tags)} if tags else None,
+            condition="attribute_exists(pk) AND attribute_not_exists(#mi)",
+            names={"#mi": "merged_into"},
+        )
 
     def upsert(self, contact: ContactIn, *, source: str = "admin", regrant: bool = True) -> UpsertResult:
         """Create or update the contact with this email (one transaction; retried once when the
@@ -397,8 +369,8 @@ class ContactService:
                 return UpsertResult(contact_id=plan.contact_id, created=False, changed=[])
             try:
                 self._commit(plan.ops)
-            except ClientError as exc:
-                if attempt < 2 and "ConditionalCheckFailed" in cancellation_codes(exc):
+            except TransactionCancelled as exc:
+                if attempt < 2 and exc.failed_condition():
                     continue  # claimed, created or merged meanwhile: read again
                 raise
             metrics.add_metric(
@@ -519,28 +491,21 @@ class ContactService:
             if after == before:
                 return TagsResult(contact_id=contact_id, tags=sorted(after), changed=False)
             at = iso(self._now())
-            vals: dict[str, Any] = {"at": at}
-            names = {"#t": "tags", "#u": "updated_at", "#mi": "merged_into"}
-            expression = "SET #u = :at"
-            expression += ", #t = :tags" if after else " REMOVE #t"
-            if after:
-                vals["tags"] = after
+            # unchanged since read: the same updated_at (or none yet)
             condition = "attribute_exists(pk) AND attribute_not_exists(#mi) AND "
-            if profile.get("updated_at"):
-                condition += "#u = :prev"
-                vals["prev"] = profile["updated_at"]
-            else:
-                condition += "attribute_not_exists(#u)"
-            op = {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": _key(keys.contact(contact_id), keys.PROFILE),
-                    "UpdateExpression": expression,
-                    "ConditionExpression": condition,
-                    "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": values(**vals),
-                }
-            }
+            condition += "#u = :prev" if profile.get("updated_at") else "attribute_not_exists(#u)"
+            op = update_op(
+                self._table,
+                {"pk": keys.contact(contact_id), "sk": keys.PROFILE},
+                set_clauses=["#u = :at"],
+                sets={"tags": after or None},
+                remove=[] if after else ["tags"],
+                condition=condition,
+                names={"#u": "updated_at", "#mi": "merged_into"},
+                values_={"at": at, "prev": profile["updated_at"]}
+                if profile.get("updated_at")
+                else {"at": at},
+            )
             event = Event(
                 event_id=ids.new_event_id(),
                 type="contact_updated",
@@ -556,8 +521,8 @@ class ContactService:
             )
             try:
                 self._commit([op, self._events.put_op(event)])
-            except ClientError as exc:
-                if "ConditionalCheckFailed" in cancellation_codes(exc):
+            except TransactionCancelled as exc:
+                if exc.failed_condition():
                     continue
                 raise
             return TagsResult(contact_id=contact_id, tags=sorted(after), changed=True)
@@ -593,9 +558,7 @@ class ContactService:
         found: list[ContactSummary] = []
         scanned = 0
         now = self._now()
-        next_cursor: str | None = None
-        while True:
-            resp = self._client.scan(**params)
+        for resp in pages(self._client, "scan", **params):
             scanned += int(resp.get("ScannedCount", 0))
             for raw in resp["Items"]:
                 item = deserialize(raw)
@@ -606,11 +569,9 @@ class ContactService:
                     next_cursor = _encode_key({"pk": item["pk"], "sk": item["sk"]})
                     return ContactPage(contacts=found, cursor=next_cursor, scanned=scanned)
             last = resp.get("LastEvaluatedKey")
-            if not last:
-                return ContactPage(contacts=found, cursor=None, scanned=scanned)
-            params["ExclusiveStartKey"] = last
-            if scanned >= max_scanned:
+            if last and scanned >= max_scanned:
                 return ContactPage(contacts=found, cursor=_encode_key(deserialize(last)), scanned=scanned)
+        return ContactPage(contacts=found, cursor=None, scanned=scanned)
 
     def _summary(self, item: Mapping[str, Any], now: datetime) -> ContactSummary:
         data = {k: item.get(k) for k in SUMMARY_FIELDS if item.get(k) is not None}
@@ -624,19 +585,15 @@ class ContactService:
     # --- timeline -------------------------------------------------------------------------------
 
     def _partition(self, table: str, pk: str, limit: int = 10_000) -> list[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "TableName": table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": values(pk=pk),
-        }
-        items: list[dict[str, Any]] = []
-        while len(items) < limit:
-            page = self._client.query(**kwargs)
-            items += [deserialize(i) for i in page["Items"]]
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return items
+        return list(
+            query_all(
+                self._client,
+                limit=limit,
+                TableName=table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues=values(pk=pk),
+            )
+        )
 
     def timeline(self, contact_id: str, *, limit: int = 50, cursor: str | None = None) -> Timeline:
         """The profile with the score now, and every event of the contact, of the contacts merged

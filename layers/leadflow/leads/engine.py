@@ -43,8 +43,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from leadflow import ids
 from leadflow.clock import parse_iso, utc_now
 from leadflow.journeys.conditions import Did, Facts, evaluate
@@ -68,9 +66,10 @@ from leadflow.leads.scoring import (
 )
 from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics
+from leadflow.platform.dynamo import Op, Transaction, TransactionCancelled, get, query_all, update_op, values
 from leadflow.segments.definitions import Segment
 from leadflow.segments.membership import SegmentMembership
-from leadflow.store import EventStore, IdempotencyMarks, cancellation_codes, deserialize, serialize, values
+from leadflow.store import ContactStore, EventStore, IdempotencyMarks, resolve_profile
 from leadflow.tables import keys
 
 LEADS_SOURCE = "leads"
@@ -83,7 +82,6 @@ FIXED_ITEMS = 4
 """Profile update, marker, score_changed, stage_changed."""
 MAX_SEGMENT_CHANGES = (MAX_ITEMS - FIXED_ITEMS) // 3
 """Each membership change: its event, the member item and the shard counter."""
-CONDITION_FAILED = "ConditionalCheckFailed"
 COMPLETE = "activity_complete"
 """Profile attribute: the counter keys a full re-evaluation recounted from the contact's history
 (the stream path counts from the moment a ``did`` condition exists; a re-evaluation completes
@@ -107,20 +105,15 @@ class LeadStore:
         return self._contacts_table
 
     def profile(self, contact_id: str) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._contacts_table,
-            Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-            ConsistentRead=True,
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._contacts_table, ContactStore.profile_key(contact_id), consistent=True)
+
+    def resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The live profile and its contact id (``leadflow.store.resolve_profile``)."""
+        return resolve_profile(self._client, self._contacts_table, contact_id)
 
     def link(self, visitor_id: str) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._contacts_table,
-            Key=serialize({"pk": keys.visitor(visitor_id), "sk": keys.LINK}),
-            ConsistentRead=True,
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        key = {"pk": keys.visitor(visitor_id), "sk": keys.LINK}
+        return get(self._client, self._contacts_table, key, consistent=True)
 
     def visitor_events(self, visitor_id: str) -> list[dict[str, Any]]:
         """Every stored event of an anonymous visitor (one partition, paged)."""
@@ -131,19 +124,15 @@ class LeadStore:
         return self._partition(keys.contact(contact_id))
 
     def _partition(self, pk: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        params: dict[str, Any] = {
-            "TableName": self._events_table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :ev)",
-            "ExpressionAttributeValues": values(pk=pk, ev="EV#"),
-            "ConsistentRead": True,
-        }
-        while True:
-            resp = self._client.query(**params)
-            found += [deserialize(item) for item in resp["Items"]]
-            if "LastEvaluatedKey" not in resp:
-                return found
-            params["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return list(
+            query_all(
+                self._client,
+                TableName=self._events_table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :ev)",
+                ExpressionAttributeValues=values(pk=pk, ev="EV#"),
+                ConsistentRead=True,
+            )
+        )
 
     def update_op(
         self,
@@ -155,20 +144,8 @@ class LeadStore:
     ) -> dict[str, Any]:
         """SET/REMOVE lead fields under the lock: the profile exists, is no tombstone, its
         ``lead_version`` is still ``version`` (and its stage still ``stage_from[0]`` when given)."""
-        names: dict[str, str] = {}
+        names = {"#lv": "lead_version", "#mi": "merged_into"}
         vals: dict[str, Any] = {}
-        parts = []
-        for i, (name, value) in enumerate(sorted(sets.items())):
-            names[f"#s{i}"] = name
-            vals[f"s{i}"] = value
-            parts.append(f"#s{i} = :s{i}")
-        expression = "SET " + ", ".join(parts)
-        if removes:
-            for i, name in enumerate(removes):
-                names[f"#r{i}"] = name
-            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
-        names["#lv"] = "lead_version"
-        names["#mi"] = "merged_into"
         condition = "attribute_exists(pk) AND attribute_not_exists(#mi) AND "
         if version is None:
             condition += "attribute_not_exists(#lv)"
@@ -182,19 +159,18 @@ class LeadStore:
             else:
                 condition += " AND #st = :old_stage"
                 vals["old_stage"] = stage_from[0]
-        return {
-            "Update": {
-                "TableName": self._contacts_table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": expression,
-                "ConditionExpression": condition,
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": values(**vals),
-            }
-        }
+        return update_op(
+            self._contacts_table,
+            {"pk": keys.contact(contact_id), "sk": keys.PROFILE},
+            sets=dict(sorted(sets.items())),
+            remove=removes,
+            condition=condition,
+            names=names,
+            values_=vals,
+        )
 
-    def transact(self, items: list[dict[str, Any]]) -> None:
-        self._client.transact_write_items(TransactItems=items)
+    def transact(self, txn: Transaction) -> None:
+        txn.commit(self._client)
 
 
 @dataclass(frozen=True)
@@ -209,18 +185,44 @@ class Step:
 
 @dataclass
 class Plan:
-    """What one evaluation writes."""
+    """What one evaluation writes, by part; ``transaction()`` names each operation so a
+    cancellation says which part failed."""
 
     contact_id: str
-    ops: list[dict[str, Any]] = field(default_factory=list)
+    profile_op: Op | None = None
+    """``profile``: the lead fields under the ``lead_version`` lock."""
+    markers: dict[str, Op] = field(default_factory=dict)
+    """Idempotency markers by name: ``marker`` (the event applied: failing means a duplicate) or
+    ``fold[i]`` (folded events: one failing means the stream applied it meanwhile — re-read and
+    fold the rest)."""
+    event_ops: list[Op] = field(default_factory=list)
+    """``events[i]``: the derived events."""
+    membership_ops: dict[str, list[Op]] = field(default_factory=dict)
+    """Per segment entered or left: ``member:<id>`` (conditional) and ``count:<id>``."""
     changes: list[str] = field(default_factory=list)
     entering: list[str] = field(default_factory=list)
     leaving: list[str] = field(default_factory=list)
-    membership_from: int = 0
-    marker_index: int | None = None
-    fold_markers: range = range(0)
-    """Indexes of the folded events' markers: one failing means the stream applied that event
-    meanwhile — re-read and fold the rest."""
+
+    @property
+    def size(self) -> int:
+        return (
+            (self.profile_op is not None)
+            + len(self.markers)
+            + len(self.event_ops)
+            + sum(len(ops) for ops in self.membership_ops.values())
+        )
+
+    def transaction(self) -> Transaction:
+        txn = Transaction()
+        if self.profile_op is not None:
+            txn.add(self.profile_op, "profile")
+        for name, op in self.markers.items():
+            txn.add(op, name)
+        txn.extend(self.event_ops, "events")
+        for segment_id, (member, counter) in self.membership_ops.items():
+            txn.add(member, f"member:{segment_id}")
+            txn.add(counter, f"count:{segment_id}")
+        return txn
 
 
 def _keyed(*parts: str) -> Callable[[str, str], str]:
@@ -300,9 +302,7 @@ class LeadEngine:
             )
             if plan is None:
                 return "unchanged"
-            plan.ops.insert(1, self._marks.put_op(MARK_KIND, event.event_id))
-            plan.marker_index = 1
-            plan.membership_from += 1
+            plan.markers["marker"] = self._marks.put_op(MARK_KIND, event.event_id)
             outcome = self._commit(plan, overrides)
             if outcome == "retry":
                 continue
@@ -360,13 +360,7 @@ class LeadEngine:
 
     def _resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
         """The contact's profile; a merged contact's survivor (followed once)."""
-        profile = self._store.profile(contact_id)
-        if profile is not None and profile.get("merged_into"):
-            contact_id = str(profile["merged_into"])
-            profile = self._store.profile(contact_id)
-            if profile is not None and profile.get("merged_into"):
-                return None
-        return (contact_id, profile) if profile is not None else None
+        return self._store.resolve(contact_id)
 
     def _fold(self, event: Event, contact_id: str) -> None:
         """``contact_identified``: apply the visitor's events nobody applied yet, oldest first, in
@@ -411,15 +405,11 @@ class LeadEngine:
                 overrides=overrides,
                 applying=frozenset(event_id for _, event_id, _ in todo),
             ) or Plan(contact_id=contact_id)  # nothing changes: only remember they were seen
-            if len(plan.ops) + len(todo) > MAX_ITEMS:
+            if plan.size + len(todo) > MAX_ITEMS:
                 size = max(1, size // 2)  # many segment changes at once: a smaller chunk
                 continue
-            pos = 1 if plan.ops else 0
-            plan.ops[pos:pos] = [self._marks.put_op(MARK_KIND, event_id) for _, event_id, _ in todo]
-            plan.fold_markers = range(pos, pos + len(todo))
-            if plan.marker_index is not None:
-                plan.marker_index += len(todo)
-            plan.membership_from += len(todo)
+            for i, (_, event_id, _) in enumerate(todo):
+                plan.markers[f"fold[{i}]"] = self._marks.put_op(MARK_KIND, event_id)
             if self._commit(plan, overrides) == "retry":
                 continue
             self._count("folded")
@@ -652,43 +642,33 @@ class LeadEngine:
         version = int(old_version) if isinstance(old_version, int | float) else None
         sets["lead_version"] = (version or 0) + 1
         plan = Plan(contact_id=contact_id, changes=changes, entering=entering, leaving=leaving)
-        plan.ops.append(self._store.update_op(contact_id, sets, removes, version, stage_from))
-        plan.ops += [self._events.put_op(e) for e in derived]
-        plan.membership_from = len(plan.ops)
+        plan.profile_op = self._store.update_op(contact_id, sets, removes, version, stage_from)
+        plan.event_ops = [self._events.put_op(e) for e in derived]
         at = iso(now)
         for segment_id in entering:
-            plan.ops += self._membership.enter_ops(segment_id, contact_id, at)
+            plan.membership_ops[segment_id] = self._membership.enter_ops(segment_id, contact_id, at)
         for segment_id in leaving:
-            plan.ops += self._membership.leave_ops(segment_id, contact_id)
+            plan.membership_ops[segment_id] = self._membership.leave_ops(segment_id, contact_id)
         return plan
 
     def _commit(self, plan: Plan, overrides: dict[str, bool]) -> str:
         """``applied``, ``duplicate`` or ``retry`` (re-read: the lock or a membership item differed)."""
         try:
-            self._store.transact(plan.ops)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if not codes:
-                raise
-            marker = plan.marker_index
-            if marker is not None and len(codes) > marker and codes[marker] == CONDITION_FAILED:
+            self._store.transact(plan.transaction())
+        except TransactionCancelled as exc:
+            if exc.failed_condition("marker"):
                 return "duplicate"
-            if any(len(codes) > i and codes[i] == CONDITION_FAILED for i in plan.fold_markers):
+            if any(exc.failed_condition(name) for name in plan.markers if name.startswith("fold[")):
                 return "retry"
             repaired = False
-            for i, segment_id in enumerate(plan.entering + plan.leaving):
-                index = plan.membership_from + 2 * i
-                if len(codes) > index and codes[index] == CONDITION_FAILED:
+            for segment_id in plan.entering + plan.leaving:
+                if exc.failed_condition(f"member:{segment_id}"):
                     # the member item already says otherwise: the profile follows the member item
                     overrides[segment_id] = segment_id in plan.entering
                     repaired = True
             if repaired:
                 logger.warning("segment membership out of step with the profile; repaired")
-            if (
-                codes[0] in (CONDITION_FAILED, "TransactionConflict")
-                or repaired
-                or "TransactionConflict" in codes
-            ):
+            if exc.failed_condition("profile") or repaired or exc.conflicted():
                 metrics.add_metric(name="LeadStateConflicts", unit="Count", value=1)
                 return "retry"
             raise

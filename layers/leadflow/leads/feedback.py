@@ -23,7 +23,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow import ids
@@ -31,15 +30,8 @@ from leadflow.errors import NotFound
 from leadflow.leads.model import LeadModel
 from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics
-from leadflow.store import (
-    EventStore,
-    IdempotencyMarks,
-    Transaction,
-    cancellation_codes,
-    deserialize,
-    serialize,
-    values,
-)
+from leadflow.platform.dynamo import Transaction, TransactionCancelled, update_op
+from leadflow.store import EventStore, IdempotencyMarks, resolve_profile
 from leadflow.tables import keys
 
 Outcome = Literal["accepted", "rejected", "won", "lost"]
@@ -110,22 +102,12 @@ class SalesFeedbackService:
         self._lead_model = lead_model
         self._now = now
 
-    def _profile(self, contact_id: str) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._table,
-            Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-            ConsistentRead=True,
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
-
     def _resolve(self, contact_id: str) -> dict[str, Any]:
         """The contact's profile; a merged contact's survivor (followed once)."""
-        profile = self._profile(contact_id)
-        if profile is not None and profile.get("merged_into"):
-            profile = self._profile(str(profile["merged_into"]))
-        if profile is None or profile.get("merged_into"):
+        resolved = resolve_profile(self._client, self._table, contact_id)
+        if resolved is None:
             raise NotFound("contact")
-        return profile
+        return resolved[1]
 
     def record(self, contact_id: str, feedback: SalesFeedbackIn) -> SalesFeedbackResult:
         for _ in range(MAX_ATTEMPTS):
@@ -163,63 +145,59 @@ class SalesFeedbackService:
                 properties=properties,
             )
 
-        sets = [
-            "sales_outcome = :outcome",
-            "sales_feedback_at = :at",
-            "sales_feedback_hash = :hash",
-            "updated_at = :at",
-        ]
+        sets: dict[str, Any] = {
+            "sales_outcome": feedback.outcome,
+            "sales_feedback_at": at,
+            "sales_feedback_hash": digest,
+            "updated_at": at,
+            "owner": feedback.owner or None,
+        }
         removes: list[str] = []
-        vals: dict[str, Any] = {"outcome": feedback.outcome, "at": at, "hash": digest, "one": 1}
-        names: dict[str, str] = {}
-        if feedback.owner:
-            sets.append("#owner = :owner")
-            names["#owner"] = "owner"
-            vals["owner"] = feedback.owner
         if target != current:
-            sets += ["stage = :stage", "stage_at = :at"]
-            vals["stage"] = target
+            sets |= {"stage": target, "stage_at": at}
         if feedback.outcome == "rejected":
-            hold = now + timedelta(seconds=model.lifecycle.recycle_after.total_seconds)
-            sets.append("stage_hold_until = :hold")
-            vals["hold"] = iso(hold)
+            sets["stage_hold_until"] = iso(
+                now + timedelta(seconds=model.lifecycle.recycle_after.total_seconds)
+            )
         elif feedback.outcome in ("accepted", "won"):
             removes.append("stage_hold_until")
         condition = "attribute_exists(pk) AND attribute_not_exists(merged_into) AND "
-        if version is None:
-            condition += "attribute_not_exists(lead_version)"
-        else:
-            condition += "lead_version = :version"
-            vals["version"] = version
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        update: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": serialize({"pk": keys.contact(cid), "sk": keys.PROFILE}),
-            "UpdateExpression": expression + " ADD lead_version :one",
-            "ConditionExpression": condition,
-            "ExpressionAttributeValues": values(**vals),
-        }
-        if names:
-            update["ExpressionAttributeNames"] = names
+        condition += "attribute_not_exists(lead_version)" if version is None else "lead_version = :version"
         txn = Transaction()
-        txn.add({"Update": update})
-        marker = txn.add(self._marks.put_op(MARK_KIND, f"{cid}#{key}")) if feedback.request_id else None
+        txn.add(
+            update_op(
+                self._table,
+                {"pk": keys.contact(cid), "sk": keys.PROFILE},
+                sets=sets,
+                remove=removes,
+                add={"lead_version": 1},
+                condition=condition,
+                values_=None if version is None else {"version": version},
+            ),
+            "profile",
+        )
+        if feedback.request_id:
+            txn.add(self._marks.put_op(MARK_KIND, f"{cid}#{key}"), "marker")
         if target != current:
             reason = f"sales: {feedback.outcome}"
             txn.add(
                 self._events.put_op(
                     event("stage_changed", {"from": current or "", "to": target, "reason": reason})
-                )
+                ),
+                "stage_changed",
             )
         properties: dict[str, Any] = {"outcome": feedback.outcome}
         for name in ("owner", "reason", "deal_value", "currency"):
             if getattr(feedback, name) is not None:
                 properties[name] = getattr(feedback, name)
         properties.setdefault("owner", profile.get("owner"))
-        txn.add(self._events.put_op(event("sales_feedback", properties)))
+        txn.add(self._events.put_op(event("sales_feedback", properties)), "sales_feedback")
         if feedback.owner and feedback.owner != profile.get("owner"):
             # sales names who took the lead: the owner changes with it
-            txn.add(self._events.put_op(event("lead_assigned", {"owner": feedback.owner, "rule": "sales"})))
+            txn.add(
+                self._events.put_op(event("lead_assigned", {"owner": feedback.owner, "rule": "sales"})),
+                "lead_assigned",
+            )
         if feedback.outcome == "won":
             # revenue: the property the reports sum for conversion goals (deal_won is one)
             deal: dict[str, Any] = {"revenue": feedback.deal_value or 0}
@@ -227,15 +205,14 @@ class SalesFeedbackService:
                 deal["currency"] = feedback.currency
             if properties.get("owner"):
                 deal["owner"] = properties["owner"]
-            txn.add(self._events.put_op(event("deal_won", deal)))
+            txn.add(self._events.put_op(event("deal_won", deal)), "deal_won")
         try:
             self._transact(txn)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if marker is not None and len(codes) > marker and codes[marker] == "ConditionalCheckFailed":
+        except TransactionCancelled as exc:
+            if exc.failed_condition("marker"):
                 metrics.add_metric(name="DuplicateSalesFeedback", unit="Count", value=1)
                 return unchanged
-            if codes and codes[0] == "ConditionalCheckFailed":
+            if exc.failed_condition("profile"):
                 raise _Conflict from exc
             raise
         metrics.add_metric(name="SalesFeedback", unit="Count", value=1)

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from leadflow.clock import parse_iso
 from leadflow.models import Event
 from leadflow.observability import logger, metrics
+from leadflow.platform.dynamo import Transaction, commit_once
 from leadflow.reporting.classify import (
     Channel,
     classify_click,
@@ -23,7 +22,7 @@ from leadflow.reporting.classify import (
     is_internal,
 )
 from leadflow.reporting.counters import COUNTS, STATE, TOUCH, Changes, ReportTable, link_key, rkeys
-from leadflow.store import IdempotencyMarks, Transaction, cancellation_codes
+from leadflow.store import IdempotencyMarks
 
 DEFAULT_GOALS = ("purchase", "deal_won")
 MAX_TRANSACTION_ITEMS = 100
@@ -105,19 +104,13 @@ class ReportService:
         if changes.empty:
             return "ignored"
         txn = Transaction()
-        txn.add(self._marks.put_op("REPORT", event.event_id))
-        for op in changes.ops(self._table.name):
-            txn.add(op)
+        txn.add(self._marks.put_op("REPORT", event.event_id), "marker")
+        txn.extend(changes.ops(self._table.name), "changes")
         if len(txn.items) > MAX_TRANSACTION_ITEMS:
             raise ValueError(f"event {event.event_id} changes more than {MAX_TRANSACTION_ITEMS - 1} items")
-        try:
-            self._transact(txn)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes and codes[0] == "ConditionalCheckFailed":
-                metrics.add_metric(name="DuplicateReportRecords", unit="Count", value=1)
-                return "duplicate"
-            raise
+        if not commit_once(self._transact, txn, "marker"):
+            metrics.add_metric(name="DuplicateReportRecords", unit="Count", value=1)
+            return "duplicate"
         return "counted"
 
     def collect(self, event: Event, work: _Work) -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from leadflow.store import deserialize, serialize, values
+from leadflow.platform.dynamo import batch_get, get, query_all, serialize, update_op, values
 
 COUNTS = "COUNTS"
 STATE = "STATE"
@@ -100,40 +100,14 @@ class Changes:
             out.append({"Put": {"TableName": table, "Item": serialize({**item, "pk": pk, "sk": sk})}})
         keys_ = (set(self._adds) | set(self._sets) | set(self._set_once)) - set(self._puts)
         for pk, sk in sorted(keys_):
-            names: dict[str, str] = {}
-            vals: dict[str, Any] = {}
-            adds: list[str] = []
-            sets: list[str] = []
-            for i, (name, n) in enumerate(sorted(self._adds.get((pk, sk), {}).items())):
-                names[f"#a{i}"] = name
-                vals[f"a{i}"] = n
-                adds.append(f"#a{i} :a{i}")
-            for i, (name, value) in enumerate(sorted(self._sets.get((pk, sk), {}).items())):
-                names[f"#s{i}"] = name
-                vals[f"s{i}"] = value
-                sets.append(f"#s{i} = :s{i}")
-            for i, (name, value) in enumerate(sorted(self._set_once.get((pk, sk), {}).items())):
-                names[f"#o{i}"] = name
-                vals[f"o{i}"] = value
-                sets.append(f"#o{i} = if_not_exists(#o{i}, :o{i})")
-            expression = " ".join(
-                part
-                for part in (
-                    ("ADD " + ", ".join(adds)) if adds else "",
-                    ("SET " + ", ".join(sets)) if sets else "",
-                )
-                if part
-            )
             out.append(
-                {
-                    "Update": {
-                        "TableName": table,
-                        "Key": serialize({"pk": pk, "sk": sk}),
-                        "UpdateExpression": expression,
-                        "ExpressionAttributeNames": names,
-                        "ExpressionAttributeValues": values(**vals),
-                    }
-                }
+                update_op(
+                    table,
+                    {"pk": pk, "sk": sk},
+                    add=dict(sorted(self._adds.get((pk, sk), {}).items())),
+                    sets=dict(sorted(self._sets.get((pk, sk), {}).items())),
+                    set_once=dict(sorted(self._set_once.get((pk, sk), {}).items())),
+                )
             )
         return out
 
@@ -154,45 +128,24 @@ class ReportTable:
         return int(self._now()) + STATE_TTL_SECONDS
 
     def get(self, pk: str, sk: str = COUNTS) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._table, Key=serialize({"pk": pk, "sk": sk}), ConsistentRead=True
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._table, {"pk": pk, "sk": sk}, consistent=True)
 
     def get_many(self, item_keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Up to 100 items in one BatchGetItem (plus retries of unprocessed keys)."""
         wanted = list(dict.fromkeys(item_keys))
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        if not wanted:
-            return found
         if len(wanted) > 100:
             raise ValueError("at most 100 items per read")
-        request: dict[str, Any] = {
-            self._table: {
-                "Keys": [serialize({"pk": pk, "sk": sk}) for pk, sk in wanted],
-                "ConsistentRead": True,
-            }
-        }
-        while request:
-            resp = self._client.batch_get_item(RequestItems=request)
-            for raw in resp.get("Responses", {}).get(self._table, []):
-                item = deserialize(raw)
-                found[(str(item["pk"]), str(item["sk"]))] = item
-            request = resp.get("UnprocessedKeys") or {}
-        return found
+        items = batch_get(self._client, self._table, [{"pk": pk, "sk": sk} for pk, sk in wanted])
+        return {(str(item["pk"]), str(item["sk"])): item for item in items}
 
     def query_state(self, pk: str, prefix: str) -> list[dict[str, Any]]:
         """One contact's state items (its journey memberships): per event, never per report."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
-            "ExpressionAttributeValues": values(pk=pk, p=prefix),
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._client.query(**kwargs)
-            items += [deserialize(raw) for raw in page["Items"]]
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return list(
+            query_all(
+                self._client,
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                ExpressionAttributeValues=values(pk=pk, p=prefix),
+                ConsistentRead=True,
+            )
+        )

@@ -41,9 +41,20 @@ from leadflow.bulk import (
 from leadflow.clock import utc_now
 from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics
+from leadflow.platform.dynamo import (
+    Transaction,
+    TransactionCancelled,
+    batch_get,
+    deserialize,
+    pages,
+    put_op,
+    serialize,
+    update_op,
+    values,
+)
 from leadflow.segments.membership import SHARDS, SegmentMembership
 from leadflow.segments.store import SegmentDefinitionStore
-from leadflow.store import EventStore, cancellation_codes, deserialize, serialize, values
+from leadflow.store import EventStore
 from leadflow.tables import keys
 
 SCAN_LANES = 8
@@ -117,27 +128,17 @@ class SegmentEvaluations:
     def _create(self, run_id: str, kind: str, segment_id: str | None, lanes: int) -> bool:
         at = iso(utc_now())
         target = segment_id or ALL
-        ops = self._lanes.create_ops(
-            run_pk(run_id), {"kind": kind, "segment_id": target, "run_id": run_id}, lanes, at
+        last_run = put_op(
+            self._table, {"pk": LAST_RUN_PK, "sk": target, "run_id": run_id, "kind": kind, "started_at": at}
         )
-        ops.append(
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": serialize(
-                        {"pk": LAST_RUN_PK, "sk": target, "run_id": run_id, "kind": kind, "started_at": at}
-                    ),
-                }
-            }
+        # False: this run exists already
+        return self._lanes.create(
+            run_pk(run_id),
+            {"kind": kind, "segment_id": target, "run_id": run_id},
+            lanes,
+            at,
+            also={"last_run": last_run},
         )
-        try:
-            self._client.transact_write_items(TransactItems=ops)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes and codes[0] == "ConditionalCheckFailed":
-                return False  # this run exists already
-            raise
-        return True
 
     def start(self, segment_id: str | None, run_id: str | None = None) -> str:
         """Start a full evaluation (``segment_id`` None: every segment); returns the run id. Starting
@@ -225,15 +226,9 @@ class SegmentEvaluations:
 
     def last_run(self, segment_id: str) -> RunStatus | None:
         """The latest run of the segment or of every segment, whichever started last."""
-        resp = self._client.batch_get_item(
-            RequestItems={
-                self._table: {
-                    "Keys": [serialize({"pk": LAST_RUN_PK, "sk": s}) for s in (segment_id, ALL)],
-                    "ConsistentRead": True,
-                }
-            }
+        pointers = batch_get(
+            self._client, self._table, [{"pk": LAST_RUN_PK, "sk": s} for s in (segment_id, ALL)]
         )
-        pointers = [deserialize(i) for i in resp.get("Responses", {}).get(self._table, [])]
         if not pointers:
             return None
         latest = max(pointers, key=lambda p: (str(p.get("started_at", "")), str(p["run_id"])))
@@ -277,7 +272,7 @@ class SegmentEvaluations:
                 params["ExclusiveStartKey"] = decode_key(job.after)
             meta = self._lanes.meta(run_pk(job.run_id)) or {}
             target = str(meta.get("segment_id", ALL))
-            resp = self._client.scan(**params)
+            resp = next(pages(self._client, "scan", **params))  # one page per job: the cursor chains on
             contacts = changed = entered = left = 0
             for item in resp["Items"]:
                 contact_id = item["pk"]["S"].removeprefix("C#")
@@ -344,33 +339,36 @@ class SegmentEvaluations:
         """Remove one member: the member item and count, the profile's ``segments`` entry (under
         the ``lead_version`` lock) and a ``segment_left`` event, in one transaction. False when the
         member was gone already."""
-        profile_key = serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
+        profile_key = {"pk": keys.contact(contact_id), "sk": keys.PROFILE}
         with_event = True
         for _ in range(LEAVE_ATTEMPTS):
             resp = self._client.get_item(
                 TableName=self._table,
-                Key=profile_key,
+                Key=serialize(profile_key),
                 ProjectionExpression="contact_id, #segs, lead_version",
                 ExpressionAttributeNames={"#segs": "segments"},
                 ConsistentRead=True,
             )
-            ops = self._membership.leave_ops(segment_id, contact_id)
+            txn = Transaction()
+            member, count = self._membership.leave_ops(segment_id, contact_id)
+            txn.add(member, "member")
+            txn.add(count, "count")
             profile = deserialize(resp["Item"]) if "Item" in resp else None
             if profile is not None and segment_id in (profile.get("segments") or []):
                 version = profile.get("lead_version")
-                update: dict[str, Any] = {
-                    "TableName": self._table,
-                    "Key": profile_key,
-                    "UpdateExpression": "DELETE #segs :s SET lead_version = :next",
-                    "ExpressionAttributeNames": {"#segs": "segments"},
-                    "ExpressionAttributeValues": values(s={segment_id}, next=int(version or 0) + 1),
-                }
-                if version is None:
-                    update["ConditionExpression"] = "attribute_not_exists(lead_version)"
-                else:
-                    update["ConditionExpression"] = "lead_version = :v"
-                    update["ExpressionAttributeValues"].update(values(v=version))
-                ops.append({"Update": update})
+                txn.add(
+                    update_op(
+                        self._table,
+                        profile_key,
+                        delete={"segments": {segment_id}},
+                        sets={"lead_version": int(version or 0) + 1},
+                        condition="attribute_not_exists(lead_version)"
+                        if version is None
+                        else "lead_version = :v",
+                        values_={} if version is None else {"v": version},
+                    ),
+                    "profile",
+                )
                 event = Event(
                     event_id=ids.deterministic_id(run_id, "segment_left", segment_id, contact_id),
                     type="segment_left",
@@ -380,16 +378,15 @@ class SegmentEvaluations:
                     properties={"segment": segment_id, "reason": "segment_deleted"},
                 )
                 if with_event:
-                    ops.append(self._events.put_op(event))
+                    txn.add(self._events.put_op(event), "event")
             try:
-                self._client.transact_write_items(TransactItems=ops)
-            except ClientError as exc:
-                codes = cancellation_codes(exc)
-                if codes and codes[0] == "ConditionalCheckFailed":
+                txn.commit(self._client)
+            except TransactionCancelled as exc:
+                if exc.failed_condition("member"):
                     return False  # not a member any more
-                if len(codes) > 2 and codes[2] == "ConditionalCheckFailed":
+                if exc.failed_condition("profile"):
                     continue  # the profile changed meanwhile: read it again
-                if len(codes) > 3 and codes[3] == "ConditionalCheckFailed":
+                if exc.failed_condition("event"):
                     with_event = False  # this run wrote the event already
                     continue
                 raise

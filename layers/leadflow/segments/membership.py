@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from leadflow.store import put_op, serialize, values
+from leadflow.platform.dynamo import batch_get, put_op, serialize, update_op, values
 from leadflow.tables import keys
 
 SHARDS = 16
@@ -40,14 +40,9 @@ class SegmentMembership:
         return f"SEGCOUNT#{segment_id}"
 
     def _count_op(self, segment_id: str, shard: int, delta: int) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": self.count_pk(segment_id), "sk": f"{shard:02d}"}),
-                "UpdateExpression": "ADD members :d",
-                "ExpressionAttributeValues": values(d=delta),
-            }
-        }
+        return update_op(
+            self._table, {"pk": self.count_pk(segment_id), "sk": f"{shard:02d}"}, add={"members": delta}
+        )
 
     def enter_ops(self, segment_id: str, contact_id: str, at: str) -> list[dict[str, Any]]:
         """The member item (conditional: entering twice fails the transaction) and the count."""
@@ -72,15 +67,12 @@ class SegmentMembership:
         return [member, self._count_op(segment_id, shard, -1)]
 
     def count(self, segment_id: str) -> int:
-        request_keys = [serialize({"pk": self.count_pk(segment_id), "sk": f"{s:02d}"}) for s in range(SHARDS)]
-        total = 0
-        pending: dict[str, Any] = {self._table: {"Keys": request_keys, "ConsistentRead": True}}
-        while pending:
-            resp = self._client.batch_get_item(RequestItems=pending)
-            for item in resp["Responses"].get(self._table, []):
-                total += int(item.get("members", {}).get("N", "0"))
-            pending = resp.get("UnprocessedKeys") or {}
-        return total
+        counts = batch_get(
+            self._client,
+            self._table,
+            [{"pk": self.count_pk(segment_id), "sk": f"{s:02d}"} for s in range(SHARDS)],
+        )
+        return sum(int(item.get("members", 0)) for item in counts)
 
     def members(
         self, segment_id: str, shard: int, *, limit: int = 100, after: str | None = None

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from leadflow.platform.dynamo import pages, put_op, serialize, values
 from leadflow.segments.definitions import Segment, SegmentError, parse_segment
-from leadflow.store import put_op, serialize, values
 
 DEFS_PK = "SEGDEFS"
 
@@ -51,19 +51,19 @@ class SegmentDefinitionStore:
 
     def list(self) -> list[Segment]:
         """Every API-defined segment, in id order (one query of one partition)."""
-        found: list[Segment] = []
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": values(pk=DEFS_PK),
-            "ConsistentRead": True,
-        }
-        while True:
-            resp = self._client.query(**params)
-            found += [_parse(item) for item in resp["Items"]]
-            if "LastEvaluatedKey" not in resp:
-                return sorted(found, key=lambda s: s.id)
-            params["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        found = [
+            _parse(item)
+            for page in pages(
+                self._client,
+                "query",
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues=values(pk=DEFS_PK),
+                ConsistentRead=True,
+            )
+            for item in page["Items"]
+        ]
+        return sorted(found, key=lambda s: s.id)
 
 
 def _parse(item: dict[str, Any]) -> Segment:
