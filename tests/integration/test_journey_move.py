@@ -152,7 +152,7 @@ def test_waiting_contacts_continue_on_the_new_version_at_the_mapped_steps(system
         assert (moved["status"], moved["stateMachineVersionArn"]) == ("RUNNING", f"{machine}:2")
         assert moved["stateMachineAliasArn"] == system.journey_aliases["trial"]
         given = json.loads(moved["input"])
-        assert given["contact_id"] == contact_id and given["moved_from"]["execution"] == old
+        assert (given["contact_id"], given["moved_from"]["execution"]) == (contact_id, old)
         assert enrollment(system, contact_id, "trial")["execution_name"] == new
 
     # the awaited event reaches the NEW execution's token (Ada, day 2.5)
@@ -216,6 +216,7 @@ def test_a_moved_contact_never_gets_an_email_twice(system: LocalSystem) -> None:
         (LAST_CALL, 6.0),
     ]
     assert subjects(system, "finn@example.com") == [(WELCOME, 0.0), (NUDGE, 1.0), (LAST_CALL, 2.0)]
+    assert enrollment(system, finn, "trial")["status"] == "completed"
     # one email_sent per message: the welcome's message id is the original execution's
     sends = [e["message_id"] for e in events_of(system, eve) if e["type"] == "email_sent"]
     assert len(sends) == len(set(sends)) == 4
