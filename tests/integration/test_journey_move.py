@@ -265,3 +265,23 @@ def test_an_unmapped_waiting_step_is_refused_and_the_contact_stays_on_its_versio
     system.advance(5 * DAY)
     assert subjects(system, "hal@example.com") == [(WELCOME, 0.0), (LAST_CALL, 4.5)]
     assert enrollment(system, hal, "trial")["status"] == "completed"
+
+
+def test_a_contact_moved_to_a_wait_until_is_planned_for_its_own_time(system: LocalSystem) -> None:
+    """A ``wait_until`` right after a send is planned by that send; as a move target it gets its
+    own Plan task, so a moved contact waits until the next such time in ITS time zone."""
+    ivy = trial_user(system, "ivy@example.com")  # Monday 09:07 UTC
+    system.advance(DAY / 4)
+    event(system, "ivy@example.com", "product_used", feature="reports")  # then waits 4 days (v1)
+    system.settle()
+    system.advance(DAY * 3 / 4)  # Tuesday 09:07 UTC
+    weekly = NEW.replace("cooling: pause", "cooling: tuesday_morning").replace(
+        "  - wait: {id: pause, days: 2}\n",
+        '  - wait_until: {id: tuesday_morning, time: "10:00", weekdays: [tue]}\n',
+    )
+    report = deploy(system, weekly)
+    assert report.moved == {"v1: cooling -> tuesday_morning": 1}
+    system.advance(2 * DAY)
+    # Tuesday 10:00 (53 minutes after the move): the new send, a day later the last call
+    assert subjects(system, "ivy@example.com") == [(WELCOME, 0.0), (NUDGE, 1.04), (LAST_CALL, 2.04)]
+    assert enrollment(system, ivy, "trial")["status"] == "completed"
