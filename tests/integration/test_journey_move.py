@@ -285,3 +285,37 @@ def test_a_contact_moved_to_a_wait_until_is_planned_for_its_own_time(system: Loc
     # Tuesday 10:00 (53 minutes after the move): the new send, a day later the last call
     assert subjects(system, "ivy@example.com") == [(WELCOME, 0.0), (NUDGE, 1.04), (LAST_CALL, 2.04)]
     assert enrollment(system, ivy, "trial")["status"] == "completed"
+
+
+def test_the_local_deploy_refuses_a_bad_mapping_and_answers_the_move(system: LocalSystem) -> None:
+    """``POST /_local/journeys/deploy`` (``make run``): a mapping to a step the file does not have
+    refuses the whole deploy, naming it; a good one answers the move in ``in_flight``."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from leadflow.local.server import LocalServer
+
+    jo = trial_user(system, "jo@example.com")
+    server = LocalServer(system, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    deploy_url = f"http://127.0.0.1:{server.server_port}/_local/journeys/deploy"
+    journey_file = system.content_dir / "journeys" / "trial.yaml"
+    try:
+        journey_file.write_text(NEW.replace("first_report: activation", "first_report: activaton"))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(deploy_url, data=b"", method="POST"), timeout=60)
+        assert refused.value.code == 400
+        [problem] = json.loads(refused.value.read())["problems"]
+        assert "on_change.move_to_new.first_report: no step of this journey has the id 'activaton'" in problem
+        assert described(system, execution_arn(system, f"trial-{jo}"))["status"] == "RUNNING"  # untouched
+        journey_file.write_text(NEW)
+        request = urllib.request.Request(deploy_url, data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            answer = json.loads(reply.read())
+    finally:
+        server.shutdown()
+        server.server_close()
+    [in_flight] = answer["in_flight"]
+    assert (in_flight["mode"], in_flight["moved"]) == ("move_to_new", {"v1: first_report -> activation": 1})
+    assert enrollment(system, jo, "trial")["execution_name"] == f"trial-{jo}.v2"

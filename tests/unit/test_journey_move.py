@@ -185,3 +185,59 @@ def test_a_moved_execution_derives_its_ids_from_the_one_it_continues() -> None:
     assert ids.lineage(arn.replace("trial-c01abc-2", moved)) == arn
     assert ids.lineage(arn) == arn
     assert ids.lineage("broadcast:b1:c01abc") == "broadcast:b1:c01abc"
+
+
+class History:
+    """GetExecutionHistory as Step Functions answers it: ``reverseOrder`` newest first, pages of
+    ``maxResults`` with a ``nextToken`` (the local runtime answers one page, oldest first)."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.events = [{"id": i + 1, **e} for i, e in enumerate(events)]
+        self.pages = 0
+
+    def get_execution_history(self, **params: Any) -> dict[str, Any]:
+        self.pages += 1
+        ordered = list(reversed(self.events)) if params.get("reverseOrder") else self.events
+        start = int(params.get("nextToken") or 0)
+        end = start + int(params["maxResults"])
+        page: dict[str, Any] = {"events": ordered[start:end]}
+        if end < len(ordered):
+            page["nextToken"] = str(end)
+        return page
+
+
+def _entered(kind: str, name: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": f"{kind}StateEntered",
+        "stateEnteredEventDetails": {"name": name, "input": json.dumps(data)},
+    }
+
+
+def test_where_an_execution_waits_is_its_newest_state_entered() -> None:
+    from leadflow.ops.changes import current_state
+
+    long_loop = []
+    for n in range(150):  # a long history: the answer is on the first page, read newest first
+        long_loop += [
+            _entered("Wait", "Wait 1 day", {"round": {"n": n}}),
+            {"type": "WaitStateExited", "stateExitedEventDetails": {"name": "Wait 1 day"}},
+            _entered("Pass", "Repeat from Wait 1 day", {"round": {"n": n}}),
+            {"type": "PassStateExited", "stateExitedEventDetails": {"name": "Repeat from Wait 1 day"}},
+        ]
+    waiting = History(
+        [{"type": "ExecutionStarted"}, *long_loop, _entered("Wait", "Wait 1 day", {"round": {"n": 150}})]
+    )
+    assert current_state(waiting, "arn") == ("Wait 1 day", {"round": {"n": 150}})
+    assert waiting.pages == 1
+    callback = History(
+        [
+            {"type": "ExecutionStarted"},
+            _entered("Task", "Wait for product_used", {"contact_id": "c1"}),
+            {"type": "TaskScheduled"},
+            {"type": "TaskStarted"},
+            {"type": "TaskSubmitted"},
+        ]
+    )
+    assert current_state(callback, "arn") == ("Wait for product_used", {"contact_id": "c1"})
+    between = History([{"type": "ExecutionStarted"}, *long_loop[:2]])  # left a state, not in the next
+    assert current_state(between, "arn") is None
