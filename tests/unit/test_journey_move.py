@@ -241,3 +241,16 @@ def test_where_an_execution_waits_is_its_newest_state_entered() -> None:
     assert current_state(callback, "arn") == ("Wait for product_used", {"contact_id": "c1"})
     between = History([{"type": "ExecutionStarted"}, *long_loop[:2]])  # left a state, not in the next
     assert current_state(between, "arn") is None
+
+
+def test_a_journey_that_moves_contacts_passes_statelint(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    journey = journey_with({"first_report": "activation", "cooling": "pause", "x": "tuesday", "y": "offer_b"})
+    path = tmp_path / "trial.asl.json"
+    path.write_text(compile_journey(journey))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "statelint"), str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
