@@ -319,3 +319,45 @@ def test_the_local_deploy_refuses_a_bad_mapping_and_answers_the_move(system: Loc
     [in_flight] = answer["in_flight"]
     assert (in_flight["mode"], in_flight["moved"]) == ("move_to_new", {"v1: first_report -> activation": 1})
     assert enrollment(system, jo, "trial")["execution_name"] == f"trial-{jo}.v2"
+
+
+def test_simulate_reads_a_journey_that_moves_contacts(tmp_path: Path) -> None:
+    """``leadflow journeys simulate`` of such a file: new contacts take the start Choice's default
+    (no ``resume_at``) and the journey runs as written; the Choice is not a decision step."""
+    from leadflow.local.simulate import read_events, simulate
+
+    journey = tmp_path / "trial.yaml"
+    journey.write_text(NEW)
+    events = tmp_path / "events.jsonl"
+    lines = [
+        {
+            "type": "trial_started",
+            "email": f"{name}@example.com",
+            "properties": {},
+            "at": f"2026-01-05T09:0{i}:00Z",
+        }
+        for i, name in enumerate(("kim", "lee", "max"))
+    ]
+    lines.append(
+        {
+            "type": "product_used",
+            "email": "kim@example.com",
+            "properties": {"feature": "reports"},
+            "at": "2026-01-06T10:00:00Z",
+        }
+    )
+    events.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    contacts = "".join(
+        json.dumps({"email": f"{name}@example.com", "consent_email": "granted", "consent_source": "form"})
+        + "\n"
+        for name in ("kim", "lee", "max")
+    )
+    result = simulate(journey, read_events(events), contacts)
+    assert result.entered == 3
+    assert result.paths["activation"]["counts"] == {"event": 1, "timeout": 2}
+    assert result.emails == {
+        "trial-welcome": 3,
+        "trial-tips-a": 2,
+        "welcome-followup-nudge": 3,
+        "trial-last-call": 3,
+    }

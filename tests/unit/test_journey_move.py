@@ -251,6 +251,9 @@ def test_a_journey_that_moves_contacts_passes_statelint(tmp_path: Path) -> None:
     path = tmp_path / "trial.asl.json"
     path.write_text(compile_journey(journey))
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "statelint"), str(path)], capture_output=True, text=True, check=False
+        [str(Path(sys.executable).parent / "statelint"), str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
