@@ -32,6 +32,13 @@ email itself), so ASL decides what it can and nothing polls:
 - the leave task ends the execution; when the journey's last step is a send, a contact update or
   a hand-off, that task leaves the journey itself (``leave: completed`` in its payload) and ends it.
 
+Every Wait state names the step it belongs to in its ``Comment`` (``step <id>``; a send's deferral
+wait: the send's, or the folded decision's); ``waiting_steps`` reads them back, with the
+``wait_for`` tasks' payload step ids: where an execution on an older version waits, by step
+(``leadflow.ops.changes``). Only a journey with ``on_change: move_to_new`` starts with a Choice on
+``$.resume_at`` (``RESUME``): a moved contact's execution begins at its target step, whose states
+are never folded into another step's (targets count as ``_targeted``, like ``goto`` targets).
+
 Transitions per contact: ``leadflow.journeys.cost``.
 """
 
