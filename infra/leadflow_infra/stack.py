@@ -530,7 +530,9 @@ class LeadflowStack(Stack):
         """What ``leadflow journeys versions --stage`` reads and ``leadflow journeys apply-changes``
         (after ``cdk deploy``) does: the versions and aliases (authorized against the state
         machine's ARN), executions listed, described and, for ``on_change: exit``, stopped with
-        their enrollment closed and ``journey_exited`` recorded."""
+        their enrollment closed and ``journey_exited`` recorded; for ``on_change: move_to_new``
+        their history read (where they wait), the moved contact started on the alias and its
+        enrollment handed over."""
         policy = iam.ManagedPolicy(
             self,
             "OpsJourneyVersions",
@@ -547,10 +549,23 @@ class LeadflowStack(Stack):
                     resources=[m.state_machine_arn for m in machines],
                 ),
                 iam.PolicyStatement(
-                    actions=["states:DescribeExecution", "states:StopExecution"],
+                    actions=[
+                        "states:DescribeExecution",
+                        "states:StopExecution",
+                        "states:GetExecutionHistory",
+                    ],
                     resources=_executions_of(self, machines),
                 ),
-                iam.PolicyStatement(actions=["dynamodb:UpdateItem"], resources=[contacts.table_arn]),
+                # on_change: move_to_new starts the moved contacts on the alias (authorized against
+                # the state machine's ARN with the alias as qualifier) and hands them their enrollment
+                iam.PolicyStatement(
+                    actions=["states:StartExecution"],
+                    resources=[m.state_machine_arn for m in machines],
+                    conditions={"StringEquals": {"states:StateMachineQualifier": JOURNEY_ALIAS}},
+                ),
+                iam.PolicyStatement(
+                    actions=["dynamodb:UpdateItem", "dynamodb:GetItem"], resources=[contacts.table_arn]
+                ),
                 iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[events_table.table_arn]),
             ],
         )

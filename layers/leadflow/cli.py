@@ -486,7 +486,8 @@ def parser() -> argparse.ArgumentParser:
         help="after cdk deploy: each journey's on_change for the contacts on its older versions",
         description="make deploy runs this after cdk deploy: for each journey of journeys/, the "
         "RUNNING executions on versions the alias no longer routes to are left (on_change: "
-        "finish_on_old) or ended on purpose (on_change: exit). Idempotent.",
+        "finish_on_old), ended on purpose (on_change: exit) or moved onto the live version at "
+        "the mapped step (on_change: {move_to_new: {OLD_STEP: NEW_STEP}}). Idempotent.",
     )
     changes.add_argument("--stage", required=True, help="the deployed stage (stack leadflow-<stage>)")
     changes.add_argument(

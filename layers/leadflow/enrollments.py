@@ -281,6 +281,28 @@ class JourneyStore:
             raise
         return True
 
+    def move(self, contact_id: str, journey_id: str, from_name: str, to_name: str, at: str) -> bool:
+        """Hand the active enrollment of execution ``from_name`` to ``to_name`` (a deploy moved the
+        contact onto the journey's live version): exits, ``wait_for`` answers and the leave
+        bookkeeping then reach the new execution. The old execution's token is forgotten (it is
+        stopped next). Idempotent (True when it already belongs to ``to_name``); False when the
+        enrollment is not active or belongs to another execution."""
+        try:
+            self._client.update_item(
+                TableName=self._contacts,
+                Key=enrollment_key(contact_id, journey_id),
+                UpdateExpression="SET execution_name = :new, moved_from = :old, moved_at = :at REMOVE waiting",
+                ConditionExpression="#s = :active AND execution_name = :old",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values(new=to_name, old=from_name, active="active", at=at),
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+            current = self.enrollment(contact_id, journey_id) or {}
+            return current.get("status") == "active" and current.get("execution_name") == to_name
+        return True
+
     # --- frequency caps ------------------------------------------------------------------------
 
     def _cap_key(self, contact_id: str, channel: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -39,3 +40,22 @@ def deterministic_id(*parts: str, length: int = 32) -> str:
     """A stable hex id for a tuple of natural-key parts (same parts, same id)."""
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
     return digest[:length]
+
+
+MOVED_SUFFIX = re.compile(r"\.v\d+$")
+"""How the execution a deploy moved onto a journey's live version is named: the original
+execution's name plus ``.v<live version>`` (``leadflow.ops.changes``)."""
+
+
+def moved_execution_name(name: str, version: int) -> str:
+    """The name of an execution moved onto ``version`` of its journey: the lineage's name plus
+    ``.v<version>`` (deterministic: a retried move starts no second execution)."""
+    return f"{lineage(name)}.v{version}"
+
+
+def lineage(execution_id: str) -> str:
+    """The execution a (possibly moved) execution continues: its ARN or name without the move
+    suffix. Every id derived from an execution (message ids, step markers, decisions, hand-offs,
+    webhook deliveries, leave events) is derived from this, so a step an execution did before a
+    deploy moved it onto a new version is "already handled" after the move: never sent twice."""
+    return MOVED_SUFFIX.sub("", execution_id)

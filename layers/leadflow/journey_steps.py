@@ -143,6 +143,13 @@ class StepRequest(BaseModel):
     def execution_name(self) -> str:
         return self.execution_id.rsplit(":", 1)[-1]
 
+    @property
+    def lineage_id(self) -> str:
+        """What ids are derived from: the execution, or the one it continues when a deploy moved
+        it onto a new journey version (``leadflow.ids.lineage``): a step done before the move is
+        already done after it."""
+        return ids.lineage(self.execution_id)
+
 
 class Sender(Protocol):
     def send_email(self, request: SendRequest) -> SendResult: ...
@@ -240,10 +247,10 @@ class JourneyStepRunner:
     def _facts(self, request: StepRequest, profile: Mapping[str, Any]) -> Facts:
         def engagement(step_id: str) -> Mapping[str, Any]:
             ref = step_id if request.round == 0 else f"{step_id}@{request.round}"
-            message = self._messages.get(ids.deterministic_id(request.execution_id, ref))
+            message = self._messages.get(ids.deterministic_id(request.lineage_id, ref))
             if message is None and request.round:
                 # the send ran in an earlier round only
-                message = self._messages.get(ids.deterministic_id(request.execution_id, step_id))
+                message = self._messages.get(ids.deterministic_id(request.lineage_id, step_id))
             return message or {}
 
         now = self._now()
@@ -333,7 +340,7 @@ class JourneyStepRunner:
             limits[f"D#{local_day.isoformat()}"] = cap.per_day
         if cap.per_week is not None:
             limits[f"W#{week_key(local_day)}"] = cap.per_week
-        message_id = ids.deterministic_id(request.execution_id, request.round_step_id)
+        message_id = ids.deterministic_id(request.lineage_id, request.round_step_id)
         try:
             self._store.reserve(request.contact_id, channel, message_id, limits)
         except CapExceeded as exc:
@@ -508,7 +515,7 @@ class JourneyStepRunner:
         chosen path's first step (a send or a contact update, each exactly once on its own)."""
         decided = self._evaluate(request.model_copy(update={"step": _without(request.step, "act")}), profile)
         path = self._marks.decide(
-            "DECISION", f"{request.execution_id}#{request.round_step_id}", decided["path"]
+            "DECISION", f"{request.lineage_id}#{request.round_step_id}", decided["path"]
         )
         result: dict[str, Any] = {"path": path, "message_id": None, "status": "none", "reason": None}
         act = (request.step.get("act") or {}).get(path)
@@ -539,7 +546,7 @@ class JourneyStepRunner:
 
     def _once(self, request: StepRequest, txn: Transaction, kind: str = "STEP") -> bool:
         """Commit ``txn`` with this step's marker; False when an earlier attempt already did."""
-        marker = txn.add(self._marks.put_op(kind, f"{request.execution_id}#{request.round_step_id}"))
+        marker = txn.add(self._marks.put_op(kind, f"{request.lineage_id}#{request.round_step_id}"))
         try:
             self._transact(txn)
         except ClientError as exc:
@@ -552,7 +559,7 @@ class JourneyStepRunner:
 
     def _event(self, request: StepRequest, kind: str, properties: dict[str, Any]) -> Event:
         return Event(
-            event_id=ids.deterministic_id(request.execution_id, request.round_step_id, kind),
+            event_id=ids.deterministic_id(request.lineage_id, request.round_step_id, kind),
             type=kind,
             occurred_at=iso(self._now()),
             contact_id=request.contact_id,
@@ -633,7 +640,7 @@ class JourneyStepRunner:
         """The complete hand-off document (profile, owner, full interaction history)."""
         history, truncated = self._history.of(profile)
         return build_document(
-            handoff_id=ids.deterministic_id(request.execution_id, request.round_step_id, "handoff"),
+            handoff_id=ids.deterministic_id(request.lineage_id, request.round_step_id, "handoff"),
             reason=reason,
             journey_id=request.journey_id,
             step_id=request.step_id,
@@ -646,7 +653,7 @@ class JourneyStepRunner:
         )
 
     def _already_done(self, request: StepRequest, kind: str = "STEP") -> bool:
-        return self._marks.exists(kind, f"{request.execution_id}#{request.round_step_id}")
+        return self._marks.exists(kind, f"{request.lineage_id}#{request.round_step_id}")
 
     def _notify_sales(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
         if self._already_done(request):
@@ -655,7 +662,7 @@ class JourneyStepRunner:
         # one owner per hand-off: the first notify_sales of the execution picks it, a retry or a
         # reminder of the same execution reuses it
         assignment, new = self._assignments.assign(
-            request.execution_id, profile, self._now(), made_by=request.round_step_id
+            request.lineage_id, profile, self._now(), made_by=request.round_step_id
         )
         document = self._handoff(request, profile, reason, assignment)
         # Published before the marker commits: a crash in between publishes again with the same
@@ -694,7 +701,7 @@ class JourneyStepRunner:
         secret = self._webhook_keys().get(str(request.step["secret"]))
         if not secret:
             raise WebhookRejected(f"no webhook secret named {request.step['secret']!r}")
-        delivery_id = ids.deterministic_id(request.execution_id, request.round_step_id, "webhook")
+        delivery_id = ids.deterministic_id(request.lineage_id, request.round_step_id, "webhook")
         document: dict[str, Any] = {
             "delivery_id": delivery_id,
             "journey_id": request.journey_id,
@@ -740,7 +747,7 @@ class JourneyStepRunner:
         error = str(failure.get("Error") or "unknown")[:100]
         at = iso(self._now())
         record = {
-            "delivery_id": ids.deterministic_id(request.execution_id, request.round_step_id, "webhook"),
+            "delivery_id": ids.deterministic_id(request.lineage_id, request.round_step_id, "webhook"),
             "journey_id": request.journey_id,
             "step_id": request.step_id,
             "execution_id": request.execution_id,
@@ -777,7 +784,7 @@ class JourneyStepRunner:
         at = iso(self._now())
         self._store.leave(request.contact_id, request.journey_id, request.execution_name, outcome, reason, at)
         event = Event(
-            event_id=ids.deterministic_id(request.execution_id, "leave", outcome),
+            event_id=ids.deterministic_id(request.lineage_id, "leave", outcome),
             type=f"journey_{outcome}",
             occurred_at=at,
             contact_id=request.contact_id,

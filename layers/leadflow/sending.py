@@ -176,7 +176,7 @@ class SendService:
         return self._send(request, "sms")
 
     def _send(self, request: SendRequest, channel: Channel) -> SendResult:
-        message_id = ids.deterministic_id(request.execution_id, request.step_id)
+        message_id = ids.deterministic_id(ids.lineage(request.execution_id), request.step_id)
         fields = {
             "contact_id": request.contact_id,
             "journey_id": request.journey_id,

@@ -25,6 +25,9 @@ ERASURE = "erasure"
 EXIT = "exit"
 CHANGED = "changed"
 """A deploy changed the journey and its ``on_change: exit`` ends the executions of older versions."""
+MOVED = "moved"
+"""A deploy changed the journey and its ``on_change: move_to_new`` continues the contact on the live
+version (a new execution): the old one must never be resumed."""
 
 MAX_CAUSE = 32768
 """StopExecution's ``cause`` limit (characters)."""

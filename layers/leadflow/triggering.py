@@ -232,7 +232,7 @@ class TriggerService:
             try:
                 self._events.record(
                     Event(
-                        event_id=ids.deterministic_id(arn, "leave", "exited"),
+                        event_id=ids.deterministic_id(ids.lineage(arn), "leave", "exited"),
                         type="journey_exited",
                         occurred_at=at,
                         contact_id=contact_id,

@@ -199,13 +199,19 @@ def test_the_journey_versions_policy_reads_versions_and_ends_old_executions_only
         "states:ListExecutions",
         "states:DescribeExecution",
         "states:StopExecution",
+        "states:GetExecutionHistory",
+        "states:StartExecution",
         "dynamodb:UpdateItem",
+        "dynamodb:GetItem",
         "dynamodb:PutItem",
     }
     text = json.dumps(statements)
     assert '"Resource": "*"' not in text
-    [update] = [st for st in statements if st["Action"] == "dynamodb:UpdateItem"]
+    [update] = [st for st in statements if "dynamodb:UpdateItem" in st["Action"]]
     assert "TablesContacts" in json.dumps(update["Resource"])
+    # move_to_new starts moved contacts on the alias only
+    [start] = [st for st in statements if st["Action"] == "states:StartExecution"]
+    assert start["Condition"] == {"StringEquals": {"states:StateMachineQualifier": "live"}}
     assert "OpsJourneyVersionsPolicyArn" in template_json["Outputs"]
 
 

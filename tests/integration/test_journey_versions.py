@@ -248,6 +248,9 @@ def test_journeys_versions_lists_each_version_with_its_running_executions(
                 "live": [f"{machine}:2"],
                 "left": {"v1": 1},
                 "exited": {},
+                "moved": {},
+                "busy": {},
+                "refused": [],
             }
         ]
         bo = contact(system, "bo@example.com")

@@ -118,6 +118,7 @@ def test_a_send_plans_the_wait_until_after_it() -> None:
     wait = states[send["Next"]]
     assert wait == {
         "Type": "Wait",
+        "Comment": "step one_hour_before",  # the wait_until's own step (on_change: move_to_new reads it)
         "TimestampPath": "$.steps.registered.at",
         "Next": "Send SMS: SMS reminder",
     }

@@ -81,6 +81,7 @@ def test_welcome_compiles_to_readable_wired_states() -> None:
     assert states["Send email: welcome"]["Next"] == "Wait 2 days"
     assert states["Wait 2 days"] == {
         "Type": "Wait",
+        "Comment": "step wait_1",  # the step it belongs to (its id, here the automatic one)
         "Seconds": 172800,
         "Next": "Evaluate: Opened or clicked the welcome email?",
     }

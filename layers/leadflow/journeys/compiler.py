@@ -33,6 +33,13 @@ email itself), so ASL decides what it can and nothing polls:
 - the leave task ends the execution; when the journey's last step is a send, a contact update or
   a hand-off, that task leaves the journey itself (``leave: completed`` in its payload) and ends it.
 
+Every Wait state names the step it belongs to in its ``Comment`` (``step <id>``; a send's deferral
+wait: the send's, or the folded decision's); ``waiting_steps`` reads them back, with the
+``wait_for`` tasks' payload step ids: where an execution on an older version waits, by step
+(``leadflow.ops.changes``). Only a journey with ``on_change: move_to_new`` starts with a Choice on
+``$.resume_at`` (``RESUME``): a moved contact's execution begins at its target step, whose states
+are never folded into another step's (targets count as ``_targeted``, like ``goto`` targets).
+
 Transitions per contact: ``leadflow.journeys.cost``.
 """
 
@@ -40,6 +47,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Mapping
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -87,6 +96,8 @@ HANDOFF_ERROR = "HandoffNotPublished"
 COMPLETE = "Journey complete"
 EXITED = "Contact exited"
 HELD_OUT = "Held out"
+RESUME = "Resume a moved contact"
+"""The start Choice of a journey with ``on_change: move_to_new`` (``$.resume_at``)."""
 LEAVE, LEAVE_EXITED, LEAVE_HELD_OUT = COMPLETE, EXITED, HELD_OUT
 """The leave tasks (the enrollment's bookkeeping) end the execution: named as its ending."""
 ENDINGS = (COMPLETE, EXITED, HELD_OUT)
@@ -232,6 +243,7 @@ class _Builder:
                     _truncate(self.labels[id(step)]),
                     {
                         "Type": "Wait",
+                        "Comment": step_comment(self.journey.step_id(step)),
                         "TimestampPath": f"$.steps.{self.journey.step_id(before)}.at",
                         "Next": nxt,
                     },
@@ -247,8 +259,11 @@ class _Builder:
     # --- folds: decisions made by the task that acts on them (no Choice state) ----------------
 
     def _targeted(self, step: Step) -> bool:
-        """Whether a ``goto`` jumps to this step (it then needs a state of its own)."""
+        """Whether a ``goto`` jumps to this step, or ``on_change: move_to_new`` resumes moved
+        contacts there (it then needs a state of its own)."""
         step_id = self.journey.step_id(step)
+        if step_id in self.journey.move_to_new.values():
+            return True
         return any(isinstance(s, GotoStep) and s.goto == step_id for s in self.journey.walk())
 
     def _sends(self, step: Step) -> list[SendEmailStep | SendSmsStep] | None:
@@ -299,7 +314,12 @@ class _Builder:
         deferred_name = _truncate(f"Deferred: {label}")
         wait = self.add(
             _truncate(f"Wait for send window: {label}"),
-            {"Type": "Wait", "TimestampPath": f"$.schedule.{step_id}.at.errorMessage", "Next": task_name},
+            {
+                "Type": "Wait",
+                "Comment": step_comment(step_id, "until the send may go"),
+                "TimestampPath": f"$.schedule.{step_id}.at.errorMessage",
+                "Next": task_name,
+            },
         )
         return self.add(
             deferred_name,
@@ -408,7 +428,13 @@ class _Builder:
             return self.send(step, nxt)
         if isinstance(step, WaitStep):
             return self.add(
-                self.entry(step), {"Type": "Wait", "Seconds": step.wait.total_seconds, "Next": nxt}
+                self.entry(step),
+                {
+                    "Type": "Wait",
+                    "Comment": step_comment(self.journey.step_id(step)),
+                    "Seconds": step.wait.total_seconds,
+                    "Next": nxt,
+                },
             )
         if isinstance(step, WaitUntilStep):
             return self.wait_until(step, nxt)
@@ -498,7 +524,12 @@ class _Builder:
             # added before the send so the send reads first in the definition
             wait = self.add(
                 _truncate(f"Wait for send window: {label}"),
-                {"Type": "Wait", "TimestampPath": f"$.schedule.{step_id}.at.errorMessage", "Next": send_name},
+                {
+                    "Type": "Wait",
+                    "Comment": step_comment(step_id, "until the send may go"),
+                    "TimestampPath": f"$.schedule.{step_id}.at.errorMessage",
+                    "Next": send_name,
+                },
             )
             self.add(
                 deferred_name,
@@ -540,10 +571,18 @@ class _Builder:
             stamp = at.strftime("%Y-%m-%dT%H:%M:%S") + (
                 f".{at.microsecond // 1000:03d}Z" if at.microsecond else "Z"
             )
-            return self.add(self.entry(step), {"Type": "Wait", "Timestamp": stamp, "Next": nxt})
+            return self.add(
+                self.entry(step),
+                {"Type": "Wait", "Comment": step_comment(step_id), "Timestamp": stamp, "Next": nxt},
+            )
         wait = self.add(
             _truncate(label),
-            {"Type": "Wait", "TimestampPath": f"$.schedule.{step_id}.at", "Next": nxt},
+            {
+                "Type": "Wait",
+                "Comment": step_comment(step_id),
+                "TimestampPath": f"$.schedule.{step_id}.at",
+                "Next": nxt,
+            },
         )
         return self.task(
             self.entry(step),
@@ -853,6 +892,53 @@ def _describe_update(step: UpdateContactStep) -> str:
     return text if len(text) <= 50 else text[:49] + "…"
 
 
+def _resume_choice(builder: _Builder, start: str) -> State:
+    """The first state of a journey with ``on_change: move_to_new``: an execution the deploy
+    started for a moved contact (input ``resume_at``: a step id) begins at that step's first
+    state; every other execution at the journey's start (``resume_at`` absent: ``IsPresent``)."""
+    journey = builder.journey
+    choices = []
+    for step_id in sorted(set(journey.move_to_new.values())):
+        step = journey.step_by_id(step_id)
+        assert step is not None
+        target = builder.entry(step)
+        assert target in builder.states, f"resume target {step_id!r} has no state of its own"
+        choices.append(
+            {
+                "And": [
+                    {"Variable": "$.resume_at", "IsPresent": True},
+                    {"Variable": "$.resume_at", "StringEquals": step_id},
+                ],
+                "Next": target,
+            }
+        )
+    return {
+        "Type": "Choice",
+        "Comment": "on_change: move_to_new: a contact moved from an older version resumes at its step",
+        "Choices": choices,
+        "Default": start,
+    }
+
+
+def step_comment(step_id: str, detail: str = "") -> str:
+    """The ``Comment`` of a Wait state: the step it belongs to (``waiting_steps`` reads it back)."""
+    return f"step {step_id}: {detail}" if detail else f"step {step_id}"
+
+
+def waiting_steps(definition: Mapping[str, Any]) -> dict[str, str]:
+    """The states of a compiled definition where an execution waits (Wait states, ``wait_for``
+    callback tasks), each with the id of the step it belongs to ('' when the definition does not
+    say: compiled before waits carried their step)."""
+    found: dict[str, str] = {}
+    for name, state in definition.get("States", {}).items():
+        if state.get("Type") == "Wait":
+            match = re.match(r"step ([a-z][a-z0-9_]*)", str(state.get("Comment") or ""))
+            found[name] = match.group(1) if match else ""
+        elif state.get("Type") == "Task" and state.get("Resource") == CALLBACK:
+            found[name] = str(state.get("Parameters", {}).get("Payload", {}).get("step_id") or "")
+    return found
+
+
 def _targets(states: Any) -> set[str]:
     found: set[str] = set()
     for state in states:
@@ -880,6 +966,9 @@ def compile_journey(journey: Journey, *, fold: bool = True, templates_dir: Path 
     for leave in terminal_names:
         if leave in referenced:
             ordered[leave] = builder.states[leave]
+    if journey.move_to_new:
+        ordered = {RESUME: _resume_choice(builder, start), **ordered}
+        start = RESUME
     definition = {
         "Comment": f"leadflow journey '{journey.id}': {journey.name}",
         "StartAt": start,

@@ -711,9 +711,32 @@ def children(step: Step) -> list[tuple[str, list[Step]]]:
     return []
 
 
-OnChange = Literal["finish_on_old", "exit"]
+RESUMABLE_KINDS = ("send_email", "send_sms", "wait", "wait_until", "wait_for")
+"""The steps ``on_change: move_to_new`` may move contacts to: their first state needs nothing but
+the execution's input (no result of an earlier state), so an execution can begin there."""
+
+StepIdText = Annotated[str, Field(pattern=STEP_ID)]
+
+
+class MoveToNew(_Model):
+    """``on_change: {move_to_new: {OLD_STEP: NEW_STEP, ...}}``: after a deploy, contacts waiting at
+    OLD_STEP on an older version continue on the live version at NEW_STEP (a step id of this file,
+    of a kind in ``RESUMABLE_KINDS``). OLD_STEP ids are the old version's (checked at the deploy)."""
+
+    move_to_new: dict[StepIdText, StepIdText] = Field(min_length=1, max_length=200)
+
+
+def _on_change_kind(value: Any) -> str:
+    return "move_to_new" if isinstance(value, dict | MoveToNew) else "on_change"
+
+
+OnChange = Annotated[
+    Annotated[Literal["finish_on_old", "exit"], Tag("on_change")] | Annotated[MoveToNew, Tag("move_to_new")],
+    Discriminator(_on_change_kind),
+]
 """``on_change``: contacts in flight when a deploy changes the journey keep their version
-(``finish_on_old``) or leave the journey (``exit``, recorded as ``journey changed``)."""
+(``finish_on_old``), leave the journey (``exit``, recorded as ``journey changed``) or continue on
+the new version at a mapped step (``{move_to_new: {OLD_STEP: NEW_STEP}}``)."""
 
 
 class Journey(_Model):
@@ -727,11 +750,39 @@ class Journey(_Model):
     on_change: OnChange = Field(
         default="finish_on_old",
         description="What a deploy that changes this journey does to contacts in it: they finish on "
-        "the version they entered (finish_on_old), or leave the journey (exit).",
+        "the version they entered (finish_on_old), leave the journey (exit), or continue on the new "
+        "version at the mapped step ({move_to_new: {OLD_STEP: NEW_STEP}}).",
     )
     steps: list[Step] = Field(min_length=1)
     _ids: dict[int, str] = PrivateAttr(default_factory=dict)
     _order: list[Step] = PrivateAttr(default_factory=list)
+
+    @field_validator("on_change", mode="before")
+    @classmethod
+    def _on_change_mode(cls, value: Any) -> Any:
+        if isinstance(value, dict) and set(value) != {"move_to_new"}:
+            keys = ", ".join(repr(str(k)) for k in value)
+            raise ValueError(
+                f"{keys}: give 'finish_on_old' or 'exit', or {{move_to_new: {{OLD_STEP: NEW_STEP}}}}"
+            )
+        if not isinstance(value, dict | MoveToNew) and value not in ("finish_on_old", "exit"):
+            raise ValueError(
+                f"{value!r}: give 'finish_on_old' or 'exit', or {{move_to_new: {{OLD_STEP: NEW_STEP}}}}"
+            )
+        return value
+
+    @property
+    def on_change_mode(self) -> str:
+        """``finish_on_old``, ``exit`` or ``move_to_new``."""
+        return "move_to_new" if isinstance(self.on_change, MoveToNew) else self.on_change
+
+    @property
+    def move_to_new(self) -> dict[str, str]:
+        """``on_change: move_to_new``'s mapping (old step id -> step id of this file); {} for the others."""
+        return dict(self.on_change.move_to_new) if isinstance(self.on_change, MoveToNew) else {}
+
+    def step_by_id(self, step_id: str) -> Step | None:
+        return next((s for s in self._order if self._ids.get(id(s)) == step_id), None)
 
     @model_validator(mode="after")
     def _references(self) -> Journey:
@@ -754,6 +805,7 @@ class Journey(_Model):
             self._ids[id(step)] = auto
         problems: list[str] = []
         _check_steps(self.steps, "steps", sent_before=(), journey=self, explicit=explicit, problems=problems)
+        problems += _move_problems(self, explicit)
         if problems:  # every one of them, not only the first
             raise ValueError("; ".join(dict.fromkeys(problems)))
         if self.settings.max_duration and not (
@@ -775,6 +827,27 @@ class Journey(_Model):
     @property
     def timeout_seconds(self) -> int:
         return self.settings.max_duration.total_seconds if self.settings.max_duration else MAX_JOURNEY_SECONDS
+
+
+def _move_problems(journey: Journey, explicit: Mapping[str, str]) -> list[str]:
+    """Each ``move_to_new`` target must be a step of this file (by its written id) where an
+    execution can begin with only its input (``RESUMABLE_KINDS``)."""
+    problems = []
+    for old, new in journey.move_to_new.items():
+        where = f"on_change.move_to_new.{old}"
+        step = journey.step_by_id(new) if new in explicit else None
+        if step is None and journey.step_by_id(new) is not None:
+            problems.append(f"{where}: {new!r} is not an id written in this file: give the step an id")
+        elif step is None:
+            close = difflib.get_close_matches(new, list(explicit), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{where}: no step of this journey has the id {new!r}{hint}")
+        elif step_kind(step) not in RESUMABLE_KINDS:
+            problems.append(
+                f"{where}: {new!r} is a {step_kind(step)} step; contacts can be moved to a "
+                f"{', '.join(RESUMABLE_KINDS[:-1])} or {RESUMABLE_KINDS[-1]} step"
+            )
+    return problems
 
 
 def _walk(steps: list[Step]) -> Iterator[Step]:
@@ -902,7 +975,8 @@ def _format_errors(exc: ValidationError) -> str:
         message = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "step_kind":
             message = _step_kind_problem(err["input"])
-        lines.append(f"{loc or 'journey'}: {message}" if not message.startswith("steps") else message)
+        own_path = message.startswith(("steps", "on_change."))
+        lines.append(f"{loc or 'journey'}: {message}" if not own_path else message)
     return "; ".join(dict.fromkeys(lines))
 
 

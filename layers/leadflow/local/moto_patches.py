@@ -8,6 +8,9 @@ as a local runtime:
 - callback tasks (``.waitForTaskToken``): the wait for ``SendTaskSuccess``/``SendTaskFailure``, its
   ``TimeoutSeconds`` and ``HeartbeatSeconds``, and the execution-state timeout around every task run
   on the virtual clock (moto waits on real time); a task parked on its token counts as parked;
+  ``StopExecution`` of an execution parked on its token ends it ABORTED, as in AWS (moto let the
+  wait run out and the timeout's failure overwrote the stop: FAILED; the history keeps a
+  ``TaskSucceeded`` with output ``{}`` before ``ExecutionAborted``, which AWS does not write);
 - Retry back-off sleeps briefly in real time instead of for seconds;
 - ``RedriveExecution``, which moto 5.2.5 does not implement (see ``redrive_execution``);
 - ``SendTaskFailure`` passes the ``cause`` on (moto's response handler drops it, so a Catch saw an
@@ -133,6 +136,7 @@ def check_moto() -> None:
         (callback_service.StateTaskServiceCallback, "_eval_wait_for_task_token"),
         (callback_eval.CallbackEndpoint, "get_outcome"),
         (callback_eval.HeartbeatEndpoint, "clear_and_wait"),
+        (callback_eval, "CallbackOutcomeSuccess"),
         (execute_state, "threading"),
     ):
         if not hasattr(owner, attribute):
@@ -325,6 +329,12 @@ def patched_moto(clock: VirtualClock, handlers: Mapping[str, Handler]) -> Iterat
         answered = getattr(callback_endpoint, "_notify_event")  # noqa: B009 - private
         clock.sleep(timeout_seconds, cancelled=lambda: not env.is_running(), wake=answered)
         outcome = callback_endpoint.get_outcome()
+        if outcome is None and not env.is_running():
+            # StopExecution while parked (AWS: ABORTED, the task simply ends): an outcome that
+            # raises nothing, so no failure overwrites the stop; every later state is pruned
+            return callback_eval.CallbackOutcomeSuccess(
+                callback_id=callback_endpoint.callback_id, output="{}"
+            )
         if outcome is None:
             return callback_eval.CallbackOutcomeTimedOut(callback_id=callback_endpoint.callback_id)
         return outcome

@@ -249,7 +249,7 @@ def state_steps(definition: Mapping[str, Any]) -> tuple[dict[str, str], dict[str
     callbacks: dict[str, str] = {}
     for name, state in definition["States"].items():
         if state["Type"] == "Choice":
-            variable = str(state["Choices"][0]["Variable"])
+            variable = str(state["Choices"][0].get("Variable", ""))  # "And": the resume Choice
             found = re.match(r"^\$\.(decisions|buckets)\.([a-z0-9_]+)", variable)
             if found:
                 choices[name] = found.group(2)

@@ -8,11 +8,30 @@ says:
 - ``exit``: stopped on purpose (``leadflow.stops.stop_on_purpose``, reason ``changed``: ``leadflow ops
   redrive`` never resumes it), its enrollment closed as ``exited`` with reason ``journey changed``
   and a ``journey_exited`` event recorded — the bookkeeping trigger does for an exit rule, with the
-  same deterministic event id, so a contact that also hit an exit rule is counted once.
+  same deterministic event id, so a contact that also hit an exit rule is counted once;
+- ``{move_to_new: {OLD_STEP: NEW_STEP}}``: an execution waiting at a mapped step continues on the
+  live version at the new step. Where it waits is the newest ``…StateEntered`` of its history
+  (read newest first); the step that state belongs to is read from ITS version's definition
+  (``leadflow.journeys.compiler.waiting_steps``: Wait states name their step in ``Comment``,
+  ``wait_for`` tasks in their payload). The move, in this order: the enrollment is handed to the
+  new execution (``JourneyStore.move``: exits, ``wait_for`` answers, erasure and the leave
+  bookkeeping then reach it), the new execution starts on the alias with the old one's input plus
+  ``resume_at`` (the journey's start Choice jumps there), fresh ``buckets`` for the new version's
+  splits, the loop ``round`` it was in and ``moved_from``; then the old one is stopped on purpose
+  (reason ``moved``: redrive never resumes it). Its name is the original's plus ``.v<live
+  version>`` (``leadflow.ids.moved_execution_name``); every id derived from an execution is
+  derived from its lineage (``leadflow.ids.lineage``), so a step done on the old version is
+  "already handled" on the new one: nothing is sent twice.
+  Not moved, and reported: an execution waiting at a step the mapping does not name, or on a
+  version whose definition does not name its waiting steps (``refused``, it stays on its
+  version); an execution between states or running a task (``busy``: the next run moves it); a
+  mapped old step that the old version does not have (``refused``, the others still move).
 
-Idempotent: a second run finds no running execution on an older version. The report (per journey:
-the mode, the live version, per older version the executions left or exited) is returned, printed
-by ``leadflow journeys apply-changes`` and logged.
+Idempotent: a second run finds no running execution on an older version (a move interrupted
+half-way is finished: the enrollment move and the start are repeatable). The report (per journey:
+the mode, the live version, per older version the executions left, exited, moved per old step ->
+new step, busy, and the refusals with their reasons) is returned, printed by ``leadflow journeys
+apply-changes`` and logged.
 """
 
 from __future__ import annotations
@@ -27,13 +46,15 @@ from botocore.exceptions import ClientError
 
 from leadflow import ids
 from leadflow.enrollments import JourneyStore
+from leadflow.journeys.compiler import buckets, waiting_steps
 from leadflow.journeys.model import Journey
 from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger
-from leadflow.stops import CHANGED, stop_on_purpose
+from leadflow.stops import CHANGED, MOVED, stop_on_purpose
 from leadflow.store import EventStore
 
 EXIT_REASON = "journey changed"
+MAX_EXECUTION_NAME = 80
 
 
 @dataclass
@@ -46,6 +67,13 @@ class ChangeReport:
     """Per older version (``v<n>`` or ``unversioned``): executions left running on it."""
     exited: dict[str, int] = field(default_factory=dict)
     """Per older version: executions ended (``on_change: exit``)."""
+    moved: dict[str, int] = field(default_factory=dict)
+    """Per ``"<older version>: <old step> -> <new step>"``: executions moved (``move_to_new``)."""
+    busy: dict[str, int] = field(default_factory=dict)
+    """Per older version: executions not waiting at the moment (running a task): the next run moves them."""
+    refused: list[dict[str, str]] = field(default_factory=list)
+    """What ``move_to_new`` could not do: ``{version, step, execution, reason}`` (``execution`` empty
+    for a mapping problem); such an execution stays on its version."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +81,9 @@ class ChangeReport:
     def line(self) -> str:
         parts = [f"{k}: {n} left" for k, n in sorted(self.left.items())]
         parts += [f"{k}: {n} exited" for k, n in sorted(self.exited.items())]
+        parts += [f"{k.replace(': ', ': ' + str(n) + ' moved ', 1)}" for k, n in sorted(self.moved.items())]
+        parts += [f"{k}: {n} busy (moved by the next run)" for k, n in sorted(self.busy.items())]
+        parts += [f"refused: {r['reason']}" for r in self.refused]
         live = ", ".join(f"v{a.rsplit(':', 1)[1]}" for a in self.live) or "none"
         return f"{self.journey_id} (on_change: {self.mode}, live {live}): {'; '.join(parts) or 'no contact in flight'}"
 
@@ -99,13 +130,16 @@ def apply_on_change(
         "routingConfiguration"
     ]
     live = sorted(str(r["stateMachineVersionArn"]) for r in routing if int(r["weight"]) > 0)
-    report = ChangeReport(journey.id, journey.on_change, live)
-    for label, execution in _in_flight(sfn, machine, live):
-        if journey.on_change == "finish_on_old":
+    report = ChangeReport(journey.id, journey.on_change_mode, live)
+    mover = _Mover(sfn, journey, machine, alias, live, store, now, report) if journey.move_to_new else None
+    for label, execution in list(_in_flight(sfn, machine, live)):
+        if mover is not None:
+            mover.move(label, execution)
+        elif journey.on_change_mode == "finish_on_old":
             report.left[label] = report.left.get(label, 0) + 1
-            continue
-        _exit(sfn, journey.id, execution, label, live, store, events, now)
-        report.exited[label] = report.exited.get(label, 0) + 1
+        else:
+            _exit(sfn, journey.id, execution, label, live, store, events, now)
+            report.exited[label] = report.exited.get(label, 0) + 1
     logger.info("journey change applied", extra={"change": report.to_dict()})
     return report
 
@@ -132,7 +166,7 @@ def _exit(
     try:
         events.record(
             Event(
-                event_id=ids.deterministic_id(arn, "leave", "exited"),
+                event_id=ids.deterministic_id(ids.lineage(arn), "leave", "exited"),
                 type="journey_exited",
                 occurred_at=at,
                 contact_id=contact_id,
@@ -144,3 +178,160 @@ def _exit(
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
             raise
+
+
+def current_state(sfn: Any, execution_arn: str) -> tuple[str, dict[str, Any]] | None:
+    """The state the execution is in and that state's input, from its newest ``…StateEntered``
+    event (history read newest first); None when it left a state and has not entered the next."""
+    token: str | None = None
+    while True:
+        page = sfn.get_execution_history(
+            executionArn=execution_arn,
+            reverseOrder=True,
+            maxResults=200,
+            includeExecutionData=True,
+            **({"nextToken": token} if token else {}),
+        )
+        # newest first within the page too (the local runtime answers in one page, oldest first)
+        for event in sorted(page.get("events", []), key=lambda e: int(e["id"]), reverse=True):
+            kind = str(event.get("type", ""))
+            if kind.endswith("StateExited"):
+                return None
+            if kind.endswith("StateEntered"):
+                details = event.get("stateEnteredEventDetails") or {}
+                return str(details.get("name", "")), json.loads(details.get("input") or "{}")
+        token = page.get("nextToken")
+        if not token:
+            return None
+
+
+def definition_step_ids(definition: dict[str, Any]) -> set[str]:
+    """Every step id a compiled definition names (Wait states' comments, every ``step_id`` of the
+    tasks' payloads: their own step, a split's variants, a folded holdout)."""
+    found = {step for step in waiting_steps(definition).values() if step}
+
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "step_id" and isinstance(item, str):
+                    found.add(item)
+                else:
+                    collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    for state in definition.get("States", {}).values():
+        collect(state.get("Parameters"))
+    return found
+
+
+class _Mover:
+    """``on_change: move_to_new`` for one journey: see the module docstring."""
+
+    def __init__(
+        self,
+        sfn: Any,
+        journey: Journey,
+        machine: str,
+        alias: str,
+        live: list[str],
+        store: JourneyStore,
+        now: Callable[[], datetime],
+        report: ChangeReport,
+    ) -> None:
+        self._sfn, self._journey, self._store, self._now, self._report = sfn, journey, store, now, report
+        self._alias_arn = f"{machine}:{alias}"
+        self._live_version = max((int(a.rsplit(":", 1)[1]) for a in live), default=0)
+        self._waiting: dict[str, dict[str, str]] = {}
+
+    def _refuse(self, label: str, step: str, execution: str, reason: str) -> None:
+        self._report.refused.append(
+            {"version": label, "step": step, "execution": execution, "reason": reason}
+        )
+
+    def _version_states(self, label: str, version_arn: str) -> dict[str, str]:
+        """The waiting states of that version (state -> step id), read once per version; the
+        mapping's old steps that version does not have are refused once."""
+        if version_arn not in self._waiting:
+            definition = json.loads(
+                self._sfn.describe_state_machine(stateMachineArn=version_arn)["definition"]
+            )
+            self._waiting[version_arn] = waiting_steps(definition)
+            has = definition_step_ids(definition)
+            for old in sorted(set(self._journey.move_to_new) - has):
+                self._refuse(
+                    label,
+                    old,
+                    "",
+                    f"{self._journey.id} {label} has no step {old!r} (move_to_new maps it): "
+                    f"its steps are {', '.join(sorted(has)) or 'unnamed'}",
+                )
+        return self._waiting[version_arn]
+
+    def move(self, label: str, execution: dict[str, Any]) -> None:
+        journey, name = self._journey, str(execution["executionArn"]).rsplit(":", 1)[1]
+        arn = str(execution["executionArn"])
+        version_arn = execution.get("stateMachineVersionArn")
+        if not version_arn:
+            self._refuse(
+                label,
+                "",
+                name,
+                f"{name} of {journey.id} started before the journey had versions: where it waits is unknown",
+            )
+            return
+        states = self._version_states(label, str(version_arn))
+        where = current_state(self._sfn, arn)
+        if where is None or where[0] not in states:
+            self._report.busy[label] = self._report.busy.get(label, 0) + 1
+            return
+        state, state_input = where
+        old = states[state]
+        if not old:
+            self._refuse(
+                label, "", name, f"{name} waits in {state!r} of {journey.id} {label}, which names no step"
+            )
+            return
+        new = journey.move_to_new.get(old)
+        if new is None:
+            self._refuse(
+                label,
+                old,
+                name,
+                f"{name} waits at step {old!r} ({state}) of {journey.id} {label}, which move_to_new does not map",
+            )
+            return
+        moved_name = ids.moved_execution_name(name, self._live_version)
+        if len(moved_name) > MAX_EXECUTION_NAME:
+            self._refuse(label, old, name, f"{name}: the moved execution's name would be too long")
+            return
+        described = self._sfn.describe_execution(executionArn=arn)
+        original = json.loads(described.get("input") or "{}")
+        contact_id = str(original.get("contact_id") or "")
+        if not contact_id or not self._store.move(contact_id, journey.id, name, moved_name, iso(self._now())):
+            self._refuse(
+                label, old, name, f"{name}: its enrollment is not active or belongs to another execution"
+            )
+            return
+        payload = {
+            **original,
+            "round": state_input.get("round", original.get("round", {"n": 0})),
+            "buckets": buckets(journey, contact_id),
+            "resume_at": new,
+            "moved_from": {"execution": name, "version": label, "step": old},
+        }
+        try:
+            self._sfn.start_execution(
+                stateMachineArn=self._alias_arn, name=moved_name, input=json.dumps(payload)
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+                self._store.move(contact_id, journey.id, moved_name, name, iso(self._now()))  # undo
+                raise
+            # started by an earlier run that stopped before stopping the old execution
+        stop_on_purpose(
+            self._sfn, arn, MOVED, f"journey changed: {label} -> v{self._live_version} at step {new}"
+        )
+        key = f"{label}: {old} -> {new}"
+        self._report.moved[key] = self._report.moved.get(key, 0) + 1
