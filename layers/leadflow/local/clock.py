@@ -21,6 +21,12 @@ class _Waiter:
     due: float
     seq: int
     wake: threading.Event = field(compare=False, default_factory=threading.Event)
+    cancelled: Callable[[], bool] | None = field(compare=False, default=None)
+
+    def waiting(self) -> bool:
+        """Still parked: neither woken nor cancelled (a stopped execution's waiter is on its way out
+        from the moment it is stopped, not from when its thread next looks)."""
+        return not self.wake.is_set() and not (self.cancelled is not None and self.cancelled())
 
 
 class VirtualClock:
@@ -39,9 +45,11 @@ class VirtualClock:
 
     @property
     def parked(self) -> int:
-        """Threads parked on the clock (a waiter woken by its own ``wake`` event no longer counts)."""
+        """Threads parked on the clock (a waiter woken by its own ``wake`` event, or cancelled, no
+        longer counts: settling then waits for its thread to finish, e.g. a stopped execution to be
+        recorded ABORTED)."""
         with self._lock:
-            return sum(1 for waiter in self._parked if not waiter.wake.is_set())
+            return sum(1 for waiter in self._parked if waiter.waiting())
 
     def sleep(
         self,
@@ -54,7 +62,7 @@ class VirtualClock:
         if seconds <= 0:
             return
         with self._lock:
-            waiter = _Waiter(self._now + seconds, next(self._seq), wake or threading.Event())
+            waiter = _Waiter(self._now + seconds, next(self._seq), wake or threading.Event(), cancelled)
             heapq.heappush(self._parked, waiter)
         while not waiter.wake.wait(0.05):
             if cancelled is not None and cancelled():
