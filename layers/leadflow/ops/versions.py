@@ -103,7 +103,7 @@ def journey_versions(sfn: Any, state_machine_arn: str, alias: str) -> list[Versi
 def render(journey_id: str, alias: str, rows: list[VersionRow]) -> list[str]:
     """The human-readable table."""
     lines = [
-        f"journey {journey_id}: {len([r for r in rows if r.version is not None])} versions (alias {alias})"
+        f"journey {journey_id}: {_count(len([r for r in rows if r.version is not None]), 'version')} (alias {alias})"
     ]
     for row in rows:
         label = f"v{row.version}" if row.version is not None else "unversioned"
@@ -116,3 +116,7 @@ def render(journey_id: str, alias: str, rows: list[VersionRow]) -> list[str]:
             more = f" (+{len(row.running) - len(shown)} more)" if len(row.running) > len(shown) else ""
             lines.append(f"      {', '.join(shown)}{more}")
     return lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
