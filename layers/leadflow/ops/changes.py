@@ -32,6 +32,10 @@ half-way is finished: the enrollment move and the start are repeatable). The rep
 the mode, the live version, per older version the executions left, exited, moved per old step ->
 new step, busy, and the refusals with their reasons) is returned, printed by ``leadflow journeys
 apply-changes`` and logged.
+
+``apply_changes`` runs it for every deployed journey: the deploy's ``journey_changes`` function (a
+CDK Trigger, after every alias moved) and ``leadflow journeys apply-changes`` (a re-run) both call
+it. This module ships in the Lambda layer for that function (``infra/leadflow_infra/layer.py``).
 """
 
 from __future__ import annotations
