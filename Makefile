@@ -72,9 +72,9 @@ bootstrap: $(PY_STAMP) $(NODE_STAMP) ## once per account and region: the CDK too
 	$(CDK) bootstrap --context stage=$(STAGE)
 
 deploy: $(PY_STAMP) $(NODE_STAMP) ## deploy into the AWS account of your current credentials
+	# the deploy itself carries out each changed journey's on_change (the journey_changes function,
+	# a CDK Trigger); `leadflow journeys apply-changes --stage` re-runs it (journeys/README.md)
 	$(CDK) deploy --context stage=$(STAGE) --require-approval broadening
-	# contacts in flight on older journey versions: each journey's on_change (journeys/README.md)
-	$(BIN)/leadflow journeys apply-changes --stage $(STAGE)
 
 destroy: $(PY_STAMP) $(NODE_STAMP) ## delete the stage's stack (tables of retain_data stages stay)
 	$(CDK) destroy --context stage=$(STAGE)

@@ -26,10 +26,18 @@ CONTENT_FILES = ("leads.yaml",)
 """What marketers write, shipped in the layer under /opt/content (``LEADFLOW_CONTENT_DIR``)."""
 EXCLUDED_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath")
 PACKAGE = ROOT / "layers" / "leadflow"
-DEV_ONLY = ("local", "cli.py", "ops", "journeys/graph.py", "reporting/render.py")
+DEV_ONLY = (
+    "local",
+    "cli.py",
+    "ops/redrive.py",
+    "ops/smoke.py",
+    "ops/versions.py",
+    "journeys/graph.py",
+    "reporting/render.py",
+)
 """Parts of the ``leadflow`` package no function runs (relative to it): the local runtime, the
 operator CLI and its ``ops`` commands, journey diagrams and report charts. They stay out of the
-layer; ``tests/infra/test_layer_bundle.py`` imports every handler from the bundle alone."""
+layer; ``ops/changes.py`` ships: the deploy's ``journey_changes`` function runs it; ``tests/infra/test_layer_bundle.py`` imports every handler from the bundle alone."""
 
 
 def _inputs() -> list[Path]:

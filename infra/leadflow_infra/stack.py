@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import ArnFormat, CfnOutput, Duration, Stack
+from aws_cdk import ArnFormat, CfnOutput, Duration, Stack, triggers
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -42,6 +42,9 @@ from .template_archive import TemplateArchive
 
 JOURNEY_ALIAS = "live"
 """The alias of every journey state machine that new executions start on (its newest version)."""
+JOURNEY_CHANGES_TIMEOUT = Duration.minutes(10)
+"""How long the deploy's ``journey_changes`` may take (its Lambda timeout and the Trigger's wait):
+it stops starting journeys 30 s before (``leadflow.ops.changes.TIME_MARGIN_MS``)."""
 BULK_WORKERS = 4
 """Concurrent bulk workers (SQS event source maximum concurrency): a broadcast's sending rate is
 shared by them (``leadflow.broadcasts``)."""
@@ -383,6 +386,17 @@ class LeadflowStack(Stack):
         tables[REPORTS.name].grant_read_write_data(admin.function)
         functions["report"] = report
 
+        # --- cdk deploy carries out each journey's on_change (after every alias moved) ------------
+        journey_changes = function("journey_changes", timeout=int(JOURNEY_CHANGES_TIMEOUT.to_seconds()))
+        self._journey_changes_on_deploy(
+            journey_changes,
+            journeys,
+            journey_files,
+            contacts=tables[CONTACTS.name],
+            events_table=tables[EVENTS.name],
+        )
+        functions["journey_changes"] = journey_changes
+
         _complete_environment(created, environment)
 
         monitoring = Monitoring(
@@ -524,61 +538,98 @@ class LeadflowStack(Stack):
                 f"{action} on the executions of journey {journey_id} only: the '*' is the execution name.",
             )
 
+    def _journey_change_statements(
+        self, *, machines: list[sfn.StateMachine], contacts: Any, events_table: Any
+    ) -> list[iam.PolicyStatement]:
+        """What ``leadflow.ops.changes.apply_on_change`` does: the versions and aliases read
+        (authorized against the state machine's ARN), executions listed, described and, for
+        ``on_change: exit``, stopped with their enrollment closed and ``journey_exited`` recorded;
+        for ``on_change: move_to_new`` their history read (where they wait), the moved contact
+        started on the alias and its enrollment handed over. The deploy's ``journey_changes``
+        function and the operators' ``OpsJourneyVersions`` policy both get exactly these."""
+        return [
+            iam.PolicyStatement(
+                actions=[
+                    "states:ListStateMachineVersions",
+                    "states:DescribeStateMachine",
+                    "states:DescribeStateMachineAlias",
+                    "states:ListExecutions",
+                ],
+                resources=[m.state_machine_arn for m in machines],
+            ),
+            iam.PolicyStatement(
+                actions=[
+                    "states:DescribeExecution",
+                    "states:StopExecution",
+                    "states:GetExecutionHistory",
+                ],
+                resources=_executions_of(self, machines),
+            ),
+            # on_change: move_to_new starts the moved contacts on the alias (authorized against
+            # the state machine's ARN with the alias as qualifier) and hands them their enrollment
+            iam.PolicyStatement(
+                actions=["states:StartExecution"],
+                resources=[m.state_machine_arn for m in machines],
+                conditions={"StringEquals": {"states:StateMachineQualifier": JOURNEY_ALIAS}},
+            ),
+            iam.PolicyStatement(
+                actions=["dynamodb:UpdateItem", "dynamodb:GetItem"], resources=[contacts.table_arn]
+            ),
+            iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[events_table.table_arn]),
+        ]
+
+    def _acknowledge_executions(self, construct: Construct, machines: list[sfn.StateMachine]) -> None:
+        region, account = nag_env(self)
+        for machine in machines:
+            logical_id = self.get_logical_id(machine.node.default_child)  # type: ignore[arg-type]
+            acknowledge(
+                construct,
+                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:{region}:{account}:"
+                f"execution:<{logical_id}.Name>:*]",
+                "The '*' is the execution name: this journey's executions only (on_change: exit).",
+            )
+
     def _journey_versions_policy(
         self, *, machines: list[sfn.StateMachine], contacts: Any, events_table: Any
     ) -> iam.ManagedPolicy:
         """What ``leadflow journeys versions --stage`` reads and ``leadflow journeys apply-changes``
-        (after ``cdk deploy``) does: the versions and aliases (authorized against the state
-        machine's ARN), executions listed, described and, for ``on_change: exit``, stopped with
-        their enrollment closed and ``journey_exited`` recorded; for ``on_change: move_to_new``
-        their history read (where they wait), the moved contact started on the alias and its
-        enrollment handed over."""
+        (a re-run of the deploy's ``journey_changes``) does: the stack's outputs, then
+        ``_journey_change_statements``."""
         policy = iam.ManagedPolicy(
             self,
             "OpsJourneyVersions",
             description="leadflow journeys versions / apply-changes against this stage",
             statements=[
                 iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[self.stack_id]),
-                iam.PolicyStatement(
-                    actions=[
-                        "states:ListStateMachineVersions",
-                        "states:DescribeStateMachine",
-                        "states:DescribeStateMachineAlias",
-                        "states:ListExecutions",
-                    ],
-                    resources=[m.state_machine_arn for m in machines],
+                *self._journey_change_statements(
+                    machines=machines, contacts=contacts, events_table=events_table
                 ),
-                iam.PolicyStatement(
-                    actions=[
-                        "states:DescribeExecution",
-                        "states:StopExecution",
-                        "states:GetExecutionHistory",
-                    ],
-                    resources=_executions_of(self, machines),
-                ),
-                # on_change: move_to_new starts the moved contacts on the alias (authorized against
-                # the state machine's ARN with the alias as qualifier) and hands them their enrollment
-                iam.PolicyStatement(
-                    actions=["states:StartExecution"],
-                    resources=[m.state_machine_arn for m in machines],
-                    conditions={"StringEquals": {"states:StateMachineQualifier": JOURNEY_ALIAS}},
-                ),
-                iam.PolicyStatement(
-                    actions=["dynamodb:UpdateItem", "dynamodb:GetItem"], resources=[contacts.table_arn]
-                ),
-                iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[events_table.table_arn]),
             ],
         )
-        region, account = nag_env(self)
-        for machine in machines:
-            logical_id = self.get_logical_id(machine.node.default_child)  # type: ignore[arg-type]
-            acknowledge(
-                policy,
-                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:{region}:{account}:"
-                f"execution:<{logical_id}.Name>:*]",
-                "The '*' is the execution name: this journey's executions only (on_change: exit).",
-            )
+        self._acknowledge_executions(policy, machines)
         return policy
+
+    def _journey_changes_on_deploy(
+        self,
+        function: LeadflowFunction,
+        journeys: JourneyStateMachines,
+        journey_files: list[Any],
+        *,
+        contacts: Any,
+        events_table: Any,
+    ) -> triggers.Trigger:
+        """``cdk deploy`` carries out each journey's ``on_change``: a CDK Trigger invokes the
+        ``journey_changes`` function once every journey's version and alias are in place. A Trigger
+        re-runs only when its function's version changes, so the version is made to change with
+        every journey's definition hash and ``on_change`` (a deploy that changes a journey, or only
+        its ``on_change``, runs it; one that changes none need not, though a re-run is harmless)."""
+        machines = list(journeys.machines.values())
+        for statement in self._journey_change_statements(
+            machines=machines, contacts=contacts, events_table=events_table
+        ):
+            function.function.add_to_role_policy(statement)
+        self._acknowledge_executions(function.function, machines)
+        return journey_changes_trigger(self, function.function, journeys, journey_files)
 
     def _redrive_policy(
         self,
@@ -635,6 +686,43 @@ class LeadflowStack(Stack):
                 "The '*' is the execution name: RedriveExecution on this journey's executions only.",
             )
         return policy
+
+
+def journey_changes_trigger(
+    stack: Stack, function: lambda_.Function, journeys: JourneyStateMachines, journey_files: list[Any]
+) -> triggers.Trigger:
+    """The CDK Trigger that invokes ``function`` (synchronously: the deploy waits for it) after
+    every journey's version and alias. Its ``HandlerArn`` is the function's current version, which
+    CDK re-creates when the function's code or configuration changes; the journeys' definition
+    hashes and ``on_change`` are mixed into that version's hash, so a deploy that changes a journey
+    (or only its ``on_change``) re-runs the trigger."""
+    function.invalidate_version_based_on(
+        json.dumps(
+            {
+                j.id: [journeys.versions[j.id].description, j.on_change_mode, j.move_to_new]
+                for j in journey_files
+            },
+            sort_keys=True,
+        )
+    )
+    trigger = triggers.Trigger(
+        stack,
+        "JourneyChangesOnDeploy",
+        handler=function,
+        invocation_type=triggers.InvocationType.REQUEST_RESPONSE,
+        timeout=JOURNEY_CHANGES_TIMEOUT,
+        execute_after=[*journeys.versions.values(), *journeys.aliases.values()],
+    )
+    [provider] = [
+        c for c in stack.node.children if c.node.id.startswith("AWSCDK.TriggerCustomResourceProvider")
+    ]
+    logical_id = stack.get_logical_id(function.node.default_child)  # type: ignore[arg-type]
+    acknowledge(
+        provider,  # type: ignore[arg-type]  # CDK's provider singleton, a Construct
+        f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
+        "CDK's Trigger provider may invoke the journey_changes function's versions only.",
+    )
+    return trigger
 
 
 def _executions_of(stack: Stack, machines: list[sfn.StateMachine]) -> list[str]:

@@ -1,7 +1,8 @@
 """``leadflow`` command line: ``leadflow journeys validate FILE...``, ``leadflow journeys compile FILE``,
 ``leadflow journeys graph FILE [-o OUT.svg]``,
 ``leadflow journeys versions ID [--stage STAGE | --url URL] [--json]``,
-``leadflow journeys apply-changes --stage STAGE`` (after ``cdk deploy``: each journey's ``on_change``),
+``leadflow journeys apply-changes --stage STAGE`` (a re-run of what ``cdk deploy``'s journey_changes
+function does: each journey's ``on_change``),
 ``leadflow ops redrive [--stage dev] [--streams] [--executions] [--since ISO] [--dry-run]``,
 ``leadflow ops smoke [--stage STAGE | --url URL] [--key KEY] [--timeout S]``,
 ``leadflow ops backfill-event-times [--stage dev]`` (once, after upgrading to the events' by_time index),
@@ -178,11 +179,13 @@ def _event_retention_days(stage: str) -> int:
 
 
 def _apply_changes(args: argparse.Namespace) -> int:
-    """After ``cdk deploy`` (``make deploy`` runs it): each journey's ``on_change`` for the contacts
-    in flight on its older versions; a report line per journey and one JSON line."""
+    """Each journey's ``on_change`` for the contacts in flight on its older versions, as the
+    deploy's ``journey_changes`` function does (``leadflow.ops.changes.apply_changes``): a re-run
+    after ``cdk deploy``, e.g. for executions reported ``busy``; a report line per journey and
+    one JSON line. Exit 1 when a journey's change failed."""
     from leadflow.enrollments import JourneyStore
     from leadflow.journeys import load_journeys
-    from leadflow.ops.changes import apply_on_change
+    from leadflow.ops.changes import apply_changes
     from leadflow.store import EventStore
 
     try:
@@ -192,20 +195,24 @@ def _apply_changes(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"error: cannot read stack leadflow-{args.stage}: {exc}", file=sys.stderr)
         return 2
-    ddb, sfn = _client("dynamodb", args.region), _client("stepfunctions", args.region)
-    store = JourneyStore(ddb, contacts_table=contacts, events_table=events_table)
-    events = EventStore(ddb, events_table, args.event_retention_days or _event_retention_days(args.stage))
-    reports = []
-    for journey in load_journeys(Path(args.journeys)):
-        machine = outputs.get(f"Journey{journey.id.replace('-', '').capitalize()}Arn")
+    journeys = load_journeys(Path(args.journeys))
+    machines = {j.id: outputs.get(f"Journey{j.id.replace('-', '').capitalize()}Arn") for j in journeys}
+    for journey_id, machine in machines.items():
         if machine is None:
-            print(f"error: journey {journey.id!r} is not deployed in leadflow-{args.stage}", file=sys.stderr)
+            print(f"error: journey {journey_id!r} is not deployed in leadflow-{args.stage}", file=sys.stderr)
             return 2
-        report = apply_on_change(sfn, journey, machine, args.alias, store=store, events=events)
-        print(report.line())
-        reports.append(report.to_dict())
-    print(json.dumps({"stage": args.stage, "journeys": reports}))
-    return 0
+    ddb, sfn = _client("dynamodb", args.region), _client("stepfunctions", args.region)
+    changes = apply_changes(
+        sfn,
+        journeys,
+        lambda journey_id: str(machines[journey_id]),
+        args.alias,
+        store=JourneyStore(ddb, contacts_table=contacts, events_table=events_table),
+        events=EventStore(ddb, events_table, args.event_retention_days or _event_retention_days(args.stage)),
+    )
+    print("\n".join(changes.lines()))
+    print(json.dumps({"stage": args.stage, **changes.to_dict()}))
+    return 1 if changes.failed else 0
 
 
 def _stage_history(args: argparse.Namespace) -> tuple[Any, str | None]:
@@ -483,8 +490,9 @@ def parser() -> argparse.ArgumentParser:
 
     changes = commands.add_parser(
         "apply-changes",
-        help="after cdk deploy: each journey's on_change for the contacts on its older versions",
-        description="make deploy runs this after cdk deploy: for each journey of journeys/, the "
+        help="re-run what cdk deploy did: each journey's on_change for the contacts on its older versions",
+        description="cdk deploy runs this itself (the journey_changes function); run it again for "
+        "executions reported busy or a journey reported failed: for each journey of journeys/, the "
         "RUNNING executions on versions the alias no longer routes to are left (on_change: "
         "finish_on_old), ended on purpose (on_change: exit) or moved onto the live version at "
         "the mapped step (on_change: {move_to_new: {OLD_STEP: NEW_STEP}}). Idempotent.",

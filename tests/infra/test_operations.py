@@ -12,7 +12,18 @@ from leadflow.journeys import load_journeys
 from tests.infra.conftest import ROOT, cdk_context
 from tests.infra.test_stack import resources, stage_functions
 
-FUNCTIONS = ("track", "admin", "trigger", "score", "send", "rotate", "feedback", "report", "bulk")
+FUNCTIONS = (
+    "track",
+    "admin",
+    "trigger",
+    "score",
+    "send",
+    "rotate",
+    "feedback",
+    "report",
+    "bulk",
+    "journey_changes",
+)
 
 
 def alarms(template_json: dict[str, Any]) -> dict[str, dict[str, Any]]:

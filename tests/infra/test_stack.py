@@ -70,12 +70,25 @@ def test_tables_follow_the_specs(template: Any) -> None:
 def test_functions_are_arm64_python_with_the_layer_and_tracing(template_json: dict[str, Any]) -> None:
     functions = stage_functions(template_json)
     others = resources(template_json, "AWS::Lambda::Function").keys() - functions.keys()
-    assert [k for k in others if not k.startswith("CustomCDKBucketDeployment")] == []
-    assert len(others) == 1
+    # CDK's own: the template archive's bucket deployment and the deploy Trigger's provider
+    cdk_own = ("CustomCDKBucketDeployment", "AWSCDKTriggerCustomResourceProvider")
+    assert [k for k in others if not k.startswith(cdk_own)] == []
+    assert len(others) == 2
     names = {f["Properties"]["FunctionName"] for f in functions.values()}
     assert names == {
         f"leadflow-dev-{n}"
-        for n in ("track", "admin", "trigger", "score", "send", "rotate", "feedback", "report", "bulk")
+        for n in (
+            "track",
+            "admin",
+            "trigger",
+            "score",
+            "send",
+            "rotate",
+            "feedback",
+            "report",
+            "bulk",
+            "journey_changes",
+        )
     }
     for fn in functions.values():
         props = fn["Properties"]
@@ -412,3 +425,120 @@ def test_feedback_function_is_subscribed_to_ses_feedback_and_inbound_sms(
     assert "dynamodb:PutItem" in actions
     admin = _actions(_statements(template_json, "AdminFunctionServiceRole"))
     assert {"dynamodb:UpdateItem", "dynamodb:PutItem"} <= admin
+
+
+# --- cdk deploy carries out each journey's on_change (a CDK Trigger) -----------------------------
+
+
+def test_the_deploy_runs_journey_changes_after_every_alias_and_waits_for_it(
+    template_json: dict[str, Any],
+) -> None:
+    [(logical, trigger)] = resources(template_json, "Custom::Trigger").items()
+    assert logical == "JourneyChangesOnDeploy"
+    props = trigger["Properties"]
+    function = logical_id_of(template_json, "AWS::Lambda::Function", "JourneychangesFunction")
+    version = props["HandlerArn"]["Ref"]
+    assert template_json["Resources"][version]["Type"] == "AWS::Lambda::Version"
+    assert template_json["Resources"][version]["Properties"]["FunctionName"] == {"Ref": function}
+    # synchronous: the deploy ends after on_change was carried out (and a crash would show)
+    assert props["InvocationType"] == "RequestResponse"
+    timeout_s = template_json["Resources"][function]["Properties"]["Timeout"]
+    assert int(props["Timeout"]) == timeout_s * 1000
+    # after every journey's version is published and its alias moved
+    after = set(trigger["DependsOn"])
+    assert set(resources(template_json, "AWS::StepFunctions::StateMachineAlias")) <= after
+    versions = resources(template_json, "AWS::StepFunctions::StateMachineVersion")
+    assert set(versions) <= after
+    assert len(versions) == len(load_journeys(ROOT / "journeys"))
+    # the Trigger's provider may invoke that function's versions and nothing else
+    provider = props["ServiceToken"]["Fn::GetAtt"][0]
+    role = template_json["Resources"][provider]["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = [
+        st
+        for policy in template_json["Resources"][role]["Properties"].get("Policies", [])
+        for st in policy["PolicyDocument"]["Statement"]
+    ]
+    assert _actions(statements) == {"lambda:InvokeFunction"}
+    assert function in json.dumps([st["Resource"] for st in statements])
+
+
+def test_journey_changes_may_do_what_apply_on_change_does_and_no_more(template_json: dict[str, Any]) -> None:
+    """The function's role gets the statements of ``OpsJourneyVersions`` minus reading the stack's
+    outputs (it knows its journeys from its environment), plus X-Ray; no table scan, no delete."""
+    statements = _statements(template_json, "JourneychangesFunctionServiceRole")
+    [ops] = [
+        p
+        for k, p in resources(template_json, "AWS::IAM::ManagedPolicy").items()
+        if k.startswith("OpsJourneyVersions")
+    ]
+    ops_statements = ops["Properties"]["PolicyDocument"]["Statement"]
+    xray = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    assert _actions(statements) == (_actions(ops_statements) - {"cloudformation:DescribeStacks"}) | xray
+    shared = [st for st in statements if not set(_actions([st])) <= xray]
+    assert shared == [st for st in ops_statements if st["Action"] != "cloudformation:DescribeStacks"]
+    [start] = [st for st in statements if st["Action"] == "states:StartExecution"]
+    assert start["Condition"] == {"StringEquals": {"states:StateMachineQualifier": "live"}}
+    text = json.dumps(shared)
+    assert '"Resource": "*"' not in text
+    assert "TablesMessages" not in text
+    assert "TablesIdempotency" not in text
+
+
+def test_a_changed_journey_or_on_change_reruns_the_trigger_and_an_unchanged_one_does_not(
+    tmp_path: Path,
+) -> None:
+    """A Trigger runs when its custom resource's ``HandlerArn`` changes: the function's current
+    version, whose hash carries the journeys' definition hashes and ``on_change``."""
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk import aws_logs as logs
+    from leadflow_infra.constructs import JourneyStateMachines
+    from leadflow_infra.stack import journey_changes_trigger
+
+    from leadflow.journeys import load_journey
+
+    def handler_arn(journeys: list[Any]) -> str:
+        app = App(outdir=str(tmp_path / f"out{len(list(tmp_path.iterdir()))}"))
+        stack = Stack(app, "Changes")
+        send = lambda_.Function(
+            stack,
+            "Send",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            handler="index.handler",
+            code=lambda_.Code.from_inline("def handler(event, context):\n    return event\n"),
+        )
+        changes = lambda_.Function(
+            stack,
+            "Changes",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            handler="index.handler",
+            code=lambda_.Code.from_inline("def handler(event, context):\n    return {}\n"),
+        )
+        machines = JourneyStateMachines(
+            stack,
+            "Journeys",
+            journeys=journeys,
+            prefix="p",
+            send=send,
+            log_retention=logs.RetentionDays.ONE_DAY,
+        )
+        journey_changes_trigger(stack, changes, machines, journeys)
+        template = app.synth().get_stack_by_name("Changes").template
+        [trigger] = resources(template, "Custom::Trigger").values()
+        return str(trigger["Properties"]["HandlerArn"]["Ref"])
+
+    original = (ROOT / "journeys" / "welcome.yaml").read_text()
+    webinar = load_journey(ROOT / "journeys" / "webinar.yaml")
+
+    def welcome(text: str, name: str) -> Any:
+        (tmp_path / name).write_text(text)
+        return load_journey(tmp_path / name)
+
+    first = handler_arn([welcome(original, "a.yaml"), webinar])
+    assert handler_arn([welcome(original, "b.yaml"), webinar]) == first  # nothing changed
+    longer_wait = original.replace("days: 2", "days: 3", 1)
+    assert longer_wait != original
+    assert handler_arn([welcome(longer_wait, "c.yaml"), webinar]) != first  # a new version
+    assert "on_change" not in original
+    only_on_change = original + "\non_change: exit\n"
+    assert handler_arn([welcome(only_on_change, "d.yaml"), webinar]) != first  # same definition

@@ -362,8 +362,8 @@ class StackOutputs:
 def test_apply_changes_after_a_stage_deploy_carries_out_the_files_on_change(
     system: LocalSystem, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``make deploy`` runs ``leadflow journeys apply-changes --stage`` after ``cdk deploy``: it
-    reads the stack's outputs and does what each journey file's ``on_change`` says — here a
+    """``leadflow journeys apply-changes --stage`` re-runs what ``cdk deploy``'s journey_changes
+    does: it reads the stack's outputs and does what each journey file's ``on_change`` says — here a
     marketer who first let contacts finish on the old version decides they should leave it."""
     from leadflow.cli import main
     from tests.integration.test_journey_runtime import enrollment
@@ -405,3 +405,73 @@ def test_apply_changes_after_a_stage_deploy_carries_out_the_files_on_change(
     )
     system.advance(3 * DAY)
     assert subjects(system, "ada@example.com") == [(WELCOME, 0.0)]
+
+
+def test_the_deploy_carries_out_on_change_through_the_journey_changes_function(
+    system: LocalSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As ``cdk deploy`` does with the stack's CDK Trigger: after the alias moved, the
+    ``journey_changes`` function is invoked with no payload and ends the contact left on the old
+    version; it logs one line per journey and the report as one JSON document, and returns it."""
+    from leadflow.local import recording
+    from leadflow.local.system import resource_name
+    from tests.integration.test_journey_runtime import enrollment
+
+    invoked: list[tuple[str, Any]] = []
+
+    def listen(function: str, event: Any) -> None:
+        invoked.append((function, event))
+
+    ada = contact(system, "ada@example.com")
+    system.settle()
+    system.advance(DAY)
+    (system.content_dir / "journeys" / "nurture.yaml").write_text(NEW + "on_change: exit\n")
+    caplog.clear()
+    recording.add_listener(listen)
+    try:
+        system.deploy_journeys()
+    finally:
+        recording.remove_listener(listen)
+    assert [e for f, e in invoked if f == resource_name("journey_changes")] == [{}]
+    assert enrollment(system, ada, "nurture")["status"] == "exited"
+    messages = [r.getMessage() for r in caplog.records]
+    assert "nurture (on_change: exit, live v2): v1: 1 exited" in messages
+    [applied] = [r for r in caplog.records if r.getMessage() == "journey changes applied"]
+    assert applied.report["failed"] == {}
+    [report] = applied.report["journeys"]
+    assert (report["journey_id"], report["exited"], report["left"]) == ("nurture", {"v1": 1}, {})
+    assert system.change_failures == {}
+
+
+def test_a_journey_whose_change_fails_is_reported_and_the_others_still_run(system: LocalSystem) -> None:
+    """One journey cannot be handled (here: its file names a journey the stage does not have): it
+    is reported under ``failed`` and its contacts stay where they are; the next journey's
+    ``on_change`` is still carried out."""
+    from leadflow import wiring
+    from leadflow.journeys import load_journeys
+    from leadflow.ops.changes import apply_changes
+    from leadflow.settings import get_settings
+    from tests.integration.test_journey_runtime import enrollment
+
+    ada = contact(system, "ada@example.com")
+    system.settle()
+    (system.content_dir / "journeys" / "nurture.yaml").write_text(NEW)
+    system.deploy_journeys()  # finish_on_old: Ada stays on v1
+    (system.content_dir / "journeys" / "nurture.yaml").write_text(NEW + "on_change: exit\n")
+    [nurture] = load_journeys(system.content_dir / "journeys")
+    missing = nurture.model_copy(update={"id": "not-deployed"})
+    settings, ddb = get_settings(), wiring.client("dynamodb")
+    changes = apply_changes(
+        system.client("stepfunctions"),
+        [missing, nurture],
+        settings.state_machine_arn,
+        "live",
+        store=wiring.journey_store(settings, ddb),
+        events=wiring.event_store(settings, ddb),
+    )
+    assert list(changes.failed) == ["not-deployed"]
+    assert changes.failed["not-deployed"].startswith("StateMachineDoesNotExist: "), changes.failed
+    [report] = changes.reports
+    assert (report.journey_id, report.exited) == ("nurture", {"v1": 1})
+    assert changes.lines()[-1].startswith("not-deployed: not carried out: StateMachineDoesNotExist: ")
+    assert enrollment(system, ada, "nurture")["status"] == "exited"

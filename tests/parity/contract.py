@@ -8,7 +8,7 @@
   queue mapping, an SNS subscription, Secrets Manager rotation, a state machine task) exists in
   the template with what AWS needs to use it (integration and permission, mapping and filter, the
   role's polling rights, subscription and permission, rotation schedule and permission, task and
-  role).
+  role, the deploy's Trigger: after every alias, synchronous, its provider allowed to invoke).
 - ``environment_problems``: the function's template environment starts it (``Settings``) and fits
   Lambda's 4 KB.
 
@@ -453,6 +453,11 @@ def invocation_problems(stack: Stack, invocations: Iterable[tuple[str, Any]]) ->
             if key not in seen:
                 seen.add(key)
                 problems.update(_rotation_problems(stack, names, function_arn, str(event["SecretId"])))
+        elif not event:  # no payload: CDK's Trigger custom resource invokes it during the deploy
+            key = f"{name} deploy trigger"
+            if key not in seen:
+                seen.add(key)
+                problems.update(_deploy_trigger_problems(stack, function_arn))
         else:
             key = f"{name} task"
             if key not in seen:
@@ -547,6 +552,50 @@ def _rotation_problems(stack: Stack, names: Names, function_arn: str, local_secr
                 return [f"Secrets Manager may not invoke {function_arn}"]
             return []
     return [f"{function_arn} rotates {secret} locally, the template schedules no such rotation"]
+
+
+def _deploy_trigger_problems(stack: Stack, function_arn: str) -> list[str]:
+    """The function ran as the deploy runs it (``journey_changes``): a ``Custom::Trigger`` invokes
+    a version of it synchronously (a failure reaches the deploy), only after every journey alias
+    moved (``DependsOn``), and the Trigger's provider may invoke it."""
+    logical = stack.functions()[function_arn.rsplit(":", 1)[-1]]
+    versions = {
+        k
+        for k, r in stack.of_type("AWS::Lambda::Version").items()
+        if r["Properties"].get("FunctionName") == {"Ref": logical}
+    }
+    found = [
+        r
+        for r in stack.of_type("Custom::Trigger").values()
+        if r["Properties"].get("HandlerArn", {}).get("Ref") in versions
+    ]
+    if not found:
+        return [
+            f"{function_arn} ran as the deploy's trigger locally, no Custom::Trigger invokes a version of it"
+        ]
+    problems = []
+    aliases = set(stack.of_type("AWS::StepFunctions::StateMachineAlias"))
+    for trigger in found:
+        props = trigger["Properties"]
+        if props.get("InvocationType") != "RequestResponse":
+            problems.append(
+                f"{function_arn}: the deploy's trigger does not wait for it ({props.get('InvocationType')})"
+            )
+        missing = sorted(aliases - set(trigger.get("DependsOn", [])))
+        if missing:
+            problems.append(
+                f"{function_arn}: the deploy's trigger may run before the aliases {', '.join(missing)}"
+            )
+        provider = props["ServiceToken"]["Fn::GetAtt"][0]
+        role = stack.resources[provider]["Properties"]["Role"]["Fn::GetAtt"][0]
+        if (
+            decide(
+                list(stack.statements_of_role(role)), Request("lambda:InvokeFunction", f"{function_arn}:1")
+            )
+            != "allow"
+        ):
+            problems.append(f"{function_arn}: the deploy's trigger provider may not invoke it")
+    return problems
 
 
 def _task_problems(stack: Stack, function_arn: str) -> list[str]:

@@ -27,7 +27,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from leadflow.local import limits, recording
-from leadflow.local.system import FUNCTIONS, LocalSystem, resource_name
+from leadflow.local.system import FUNCTIONS, ROOT, LocalSystem, resource_name
 from leadflow.messaging import EmailRenderer
 from leadflow.ops.redrive import StageResources, redrive
 from tests.integration.test_routing import become_mql
@@ -94,6 +94,32 @@ def deploy_edited_layer(system: LocalSystem, monkeypatch: pytest.MonkeyPatch, fo
         (folder / name / "subject.txt").write_text("Edited after the contacts entered\n", encoding="utf-8")
     sender = system.modules["send"].sender
     monkeypatch.setattr(sender, "_renderer", EmailRenderer(folder, archive=sender._renderer._archive))
+
+
+def deploy_changed_win_back(system: LocalSystem) -> None:
+    """A deploy changes the win-back journey while a contact waits in it, and says its contacts
+    leave (``on_change: exit``): the deploy's ``journey_changes`` function (the stack's CDK
+    Trigger) ends the execution on the old version, closes the enrollment, records the exit."""
+    path = system.content_dir / "journeys" / "win-back.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "wait: {days: 7}" in text
+    path.write_text(
+        text.replace("wait: {days: 7}", "wait: {days: 6}") + "on_change: exit\n", encoding="utf-8"
+    )
+    outcome = system.deploy_journeys()
+    assert outcome["win-back"].startswith("published"), outcome
+    [report] = system.change_reports
+    assert (report.journey_id, report.exited) == ("win-back", {"v1": 1})
+    assert system.change_failures == {}
+
+
+def copy_of_the_content(folder: Path) -> Path:
+    """The repository's journeys, templates, segments and lead model, for a system whose deploy
+    edits a journey."""
+    for name in ("journeys", "templates", "segments"):
+        shutil.copytree(ROOT / name, folder / name)
+    shutil.copy2(ROOT / "leads.yaml", folder / "leads.yaml")
+    return folder
 
 
 def scenario(system: LocalSystem, monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
@@ -228,6 +254,8 @@ def scenario(system: LocalSystem, monkeypatch: pytest.MonkeyPatch, folder: Path)
     assert sum(s.skipped for s in summaries) == 1  # the erased contact's journey stays stopped
     system.settle()
 
+    deploy_changed_win_back(system)
+
     # two virtual days: follow-ups (rendered from the archive after a deploy edited them), the
     # hand-off's reminder
     deploy_edited_layer(system, monkeypatch, folder)
@@ -263,7 +291,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallRecorder]
     recorder = CallRecorder()
     with (
         recorder.installed(),
-        LocalSystem(background_pump=False) as system,
+        LocalSystem(
+            background_pump=False, content_dir=copy_of_the_content(tmp_path_factory.mktemp("content"))
+        ) as system,
         pytest.MonkeyPatch.context() as patch,
     ):
         scenario(system, patch, tmp_path_factory.mktemp("layer") / "templates")
@@ -277,6 +307,14 @@ def test_every_function_and_the_redrive_tool_were_reached(recorded: CallRecorder
     assert {OPS_REDRIVE, STATES} <= set(principals)
     for name in FUNCTIONS:
         assert principals.get(resource_name(name)), f"{name} made no AWS call"
+    # the deploy's journey_changes ended the win-back contact's execution on the old version
+    changes = {c.operation for c in recorded.calls if c.principal == resource_name("journey_changes")}
+    assert {
+        "DescribeStateMachineAlias",
+        "ListStateMachineVersions",
+        "ListExecutions",
+        "StopExecution",
+    } <= changes
     # each function reads the signing key itself (its own sandbox, its own cache)
     readers = {c.principal for c in recorded.calls if c.operation == "GetSecretValue"}
     assert {resource_name(f) for f in ("track", "send", "rotate")} <= readers
@@ -453,3 +491,21 @@ def test_a_removed_archive_grant_fails_the_tier(
         p.startswith(f"leadflow-{STAGE}-send: s3:GetObject on arn:aws:s3:::templatearchivebucket")
         for p in problems
     ), problems
+
+
+def test_a_deploy_trigger_that_may_run_before_an_alias_fails_the_tier(
+    recorded: CallRecorder, template_document: dict[str, Any]
+) -> None:
+    """The Trigger of journey_changes loses its dependency on one alias, and becomes asynchronous:
+    it could run before that journey's alias moved, and the deploy would not wait for it."""
+    broken = json.loads(json.dumps(template_document))
+    [trigger] = [r for r in broken["Resources"].values() if r["Type"] == "Custom::Trigger"]
+    alias = next(d for d in trigger["DependsOn"] if d.startswith("JourneysAliaswinback"))
+    trigger["DependsOn"].remove(alias)
+    trigger["Properties"]["InvocationType"] = "Event"
+    function = f"arn:aws:lambda:us-east-1:123456789012:function:leadflow-{STAGE}-journey_changes"
+    problems = contract.invocation_problems(Stack(broken), recorded.invocations)
+    assert problems == [
+        f"{function}: the deploy's trigger does not wait for it (Event)",
+        f"{function}: the deploy's trigger may run before the aliases {alias}",
+    ]

@@ -162,7 +162,11 @@ class _Handler(BaseHTTPRequestHandler):
             outcome = system.deploy_journeys()
         self._json(
             HTTPStatus.OK,
-            {"journeys": outcome, "in_flight": [report.to_dict() for report in system.change_reports]},
+            {
+                "journeys": outcome,
+                "in_flight": [report.to_dict() for report in system.change_reports],
+                "failed": system.change_failures,
+            },
         )
 
     def _simulate(self, system: LocalSystem, journey_id: str, body: bytes) -> None:

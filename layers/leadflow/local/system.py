@@ -54,7 +54,18 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STAGE = "local"
 PREFIX = f"leadflow-{STAGE}"
-FUNCTIONS = ("track", "trigger", "score", "send", "admin", "rotate", "feedback", "report", "bulk")
+FUNCTIONS = (
+    "track",
+    "trigger",
+    "score",
+    "send",
+    "admin",
+    "rotate",
+    "feedback",
+    "report",
+    "bulk",
+    "journey_changes",
+)
 FORBIDDEN = {
     "statusCode": 403,
     "headers": {"content-type": "application/json"},
@@ -64,7 +75,7 @@ FORBIDDEN = {
 SENDER = "news@leadflow.example.com"
 JOURNEY_ALIAS = "live"
 """The alias of each journey state machine that executions start on (as the stack's)."""
-RELOADED_ON_DEPLOY = ("trigger", "admin", "track", "send")
+RELOADED_ON_DEPLOY = ("trigger", "admin", "track", "send", "journey_changes")
 """Functions that read the journey files or templates at cold start: a journeys deploy starts them
 afresh, as a deploy gives a Lambda function new instances."""
 
@@ -228,6 +239,7 @@ class LocalSystem:
         self.handlers: dict[str, Handler] = {}
         self.state_machines: dict[str, str] = {}
         self.change_reports: list[Any] = []
+        self.change_failures: dict[str, str] = {}
         """What the last ``deploy_journeys`` did to contacts in flight (``leadflow.ops.changes``)."""
         self.journey_aliases: dict[str, str] = {}
         """journey id -> the ARN of its alias (``live``): where trigger starts executions."""
@@ -470,9 +482,11 @@ class LocalSystem:
         """What ``cdk deploy`` does to the journeys, on this system: every journey file whose
         compiled definition changed is published as a new version and its alias moved to it (a new
         journey gets its state machine); running executions keep their version. The functions that
-        read the journey files start afresh (a deployed Lambda gets new instances). Then each
-        published journey's ``on_change`` is carried out for the contacts in flight on older
-        versions (``leadflow.ops.changes``; the reports in ``change_reports``). Returns, per
+        read the journey files start afresh (a deployed Lambda gets new instances). Then, as the
+        stack's CDK Trigger does, the ``journey_changes`` function carries out every journey's
+        ``on_change`` for the contacts in flight on older versions (``leadflow.ops.changes``; the
+        reports of the published journeys in ``change_reports``, failures in ``change_failures``;
+        locally it runs on every deploy: it is idempotent). Returns, per
         journey, ``published <version ARN>``, ``created <version ARN>`` or ``unchanged``."""
         self.settle()
         self.archive_templates()  # a definition may only name archived template versions
@@ -509,24 +523,16 @@ class LocalSystem:
         return outcome
 
     def _apply_changes(self, journeys: list[Any]) -> list[Any]:
-        """Each changed journey's ``on_change`` for the executions on its older versions."""
-        from leadflow.ops.changes import apply_on_change
+        """What the stack's CDK Trigger does after the aliases moved: the ``journey_changes``
+        function, invoked as the Trigger's custom resource invokes it (no payload), carries out
+        every deployed journey's ``on_change``. The reports of the journeys this deploy changed."""
+        from leadflow.ops.changes import ChangeReport
 
-        settings = get_settings()
-        ddb = wiring.client("dynamodb")
-        store, events = wiring.journey_store(settings, ddb), wiring.event_store(settings, ddb)
-        return [
-            apply_on_change(
-                self.client("stepfunctions"),
-                journey,
-                self.state_machines[journey.id],
-                JOURNEY_ALIAS,
-                store=store,
-                events=events,
-                now=self.clock.now_datetime,
-            )
-            for journey in journeys
-        ]
+        name = resource_name("journey_changes")
+        answer = self.handlers[name]({}, lambda_context(name))
+        changed = {journey.id for journey in journeys}
+        self.change_failures = dict(answer["failed"])
+        return [ChangeReport(**r) for r in answer["journeys"] if r["journey_id"] in changed]
 
     def _start_function(self, name: str) -> None:
         """Import the function anew (its cold start) and route its invocations to it."""

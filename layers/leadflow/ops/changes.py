@@ -32,6 +32,10 @@ half-way is finished: the enrollment move and the start are repeatable). The rep
 the mode, the live version, per older version the executions left, exited, moved per old step ->
 new step, busy, and the refusals with their reasons) is returned, printed by ``leadflow journeys
 apply-changes`` and logged.
+
+``apply_changes`` runs it for every deployed journey: the deploy's ``journey_changes`` function (a
+CDK Trigger, after every alias moved) and ``leadflow journeys apply-changes`` (a re-run) both call
+it. This module ships in the Lambda layer for that function (``infra/leadflow_infra/layer.py``).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from leadflow.enrollments import JourneyStore
 from leadflow.journeys.compiler import buckets, waiting_steps
 from leadflow.journeys.model import Journey
 from leadflow.models import Event, iso, utc_now
-from leadflow.observability import logger
+from leadflow.observability import count_by, logger
 from leadflow.stops import CHANGED, MOVED, stop_on_purpose
 from leadflow.store import EventStore
 
@@ -335,3 +339,62 @@ class _Mover:
         )
         key = f"{label}: {old} -> {new}"
         self._report.moved[key] = self._report.moved.get(key, 0) + 1
+
+
+TIME_MARGIN_MS = 30_000
+"""A journey is not started with less than this left of the caller's time (the deploy's trigger
+function): it is reported as not done rather than cut off half-way."""
+
+
+@dataclass
+class DeployChanges:
+    """Every deployed journey's ``on_change`` after a deploy: the reports and the journeys that
+    failed (their contacts stay on their version, as ``finish_on_old``; a re-run finishes them)."""
+
+    reports: list[ChangeReport] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    """Per journey id: why its ``on_change`` was not (completely) carried out."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"journeys": [r.to_dict() for r in self.reports], "failed": dict(self.failed)}
+
+    def lines(self) -> list[str]:
+        return [r.line() for r in self.reports] + [
+            f"{journey_id}: not carried out: {reason}" for journey_id, reason in sorted(self.failed.items())
+        ]
+
+
+def apply_changes(
+    sfn: Any,
+    journeys: list[Journey],
+    machine_of: Callable[[str], str],
+    alias: str,
+    *,
+    store: JourneyStore,
+    events: EventStore,
+    now: Callable[[], datetime] = utc_now,
+    time_left_ms: Callable[[], int] | None = None,
+) -> DeployChanges:
+    """``apply_on_change`` for every deployed journey (the journey files of the deploy: their
+    aliases point at their newest versions), one after the other. The selection both the deploy's
+    trigger function and ``leadflow journeys apply-changes`` make. A journey that fails is logged
+    and reported, and the others still run: nothing of a failed journey is lost (what it did is
+    done; the rest stays on its version until the next run)."""
+    result = DeployChanges()
+    for journey in journeys:
+        if time_left_ms is not None and time_left_ms() < TIME_MARGIN_MS:
+            result.failed[journey.id] = "not started: out of time (run leadflow journeys apply-changes)"
+            continue
+        try:
+            report = apply_on_change(
+                sfn, journey, machine_of(journey.id), alias, store=store, events=events, now=now
+            )
+        except Exception as exc:  # one journey's failure neither stops the others nor fails the
+            # deploy (a rollback would re-point the aliases under contacts already moved)
+            logger.exception("journey change failed", extra={"journey_id": journey.id})
+            count_by("JourneyChangesFailed", "journey", journey.id)
+            result.failed[journey.id] = f"{type(exc).__name__}: {exc}"
+            continue
+        logger.info(report.line())
+        result.reports.append(report)
+    return result
