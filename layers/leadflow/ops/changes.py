@@ -54,6 +54,7 @@ from leadflow.journeys.compiler import buckets, waiting_steps
 from leadflow.journeys.model import Journey
 from leadflow.models import Event, iso, utc_now
 from leadflow.observability import count_by, logger
+from leadflow.platform.paging import token_pages
 from leadflow.stops import CHANGED, MOVED, stop_on_purpose
 from leadflow.store import EventStore
 
@@ -92,27 +93,19 @@ class ChangeReport:
         return f"{self.journey_id} (on_change: {self.mode}, live {live}): {'; '.join(parts) or 'no contact in flight'}"
 
 
-def _pages(sfn: Any, operation: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
-    token: str | None = None
-    while True:
-        page = getattr(sfn, operation)(**params, **({"nextToken": token} if token else {}))
-        yield from page.get(key, [])
-        token = page.get("nextToken")
-        if not token:
-            return
-
-
 def _in_flight(sfn: Any, machine: str, live: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(label, execution) of every RUNNING execution that is not on a live version."""
-    for item in _pages(sfn, "list_state_machine_versions", "stateMachineVersions", stateMachineArn=machine):
+    for item in token_pages(
+        sfn, "list_state_machine_versions", "stateMachineVersions", stateMachineArn=machine
+    ):
         arn = str(item["stateMachineVersionArn"])
         if arn in live:
             continue
-        for execution in _pages(
+        for execution in token_pages(
             sfn, "list_executions", "executions", stateMachineArn=arn, statusFilter="RUNNING"
         ):
             yield f"v{arn.rsplit(':', 1)[1]}", execution
-    for execution in _pages(
+    for execution in token_pages(
         sfn, "list_executions", "executions", stateMachineArn=machine, statusFilter="RUNNING"
     ):
         if not execution.get("stateMachineVersionArn"):

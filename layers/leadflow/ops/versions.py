@@ -12,12 +12,13 @@ itself) are listed apart as ``unversioned``. Read-only: ``states:ListStateMachin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from leadflow.platform.paging import token_pages
 
 NAMES_SHOWN = 20
 """Running execution names printed per version (all of them are in the JSON)."""
@@ -39,20 +40,12 @@ class VersionRow:
         return {**asdict(self), "running_count": len(self.running)}
 
 
-def _pages(sfn: Any, operation: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
-    token: str | None = None
-    while True:
-        page = getattr(sfn, operation)(**params, **({"nextToken": token} if token else {}))
-        yield from page.get(key, [])
-        token = page.get("nextToken")
-        if not token:
-            return
-
-
 def _running(sfn: Any, arn: str) -> list[str]:
     return sorted(
         e["name"]
-        for e in _pages(sfn, "list_executions", "executions", stateMachineArn=arn, statusFilter="RUNNING")
+        for e in token_pages(
+            sfn, "list_executions", "executions", stateMachineArn=arn, statusFilter="RUNNING"
+        )
     )
 
 
@@ -72,7 +65,7 @@ def journey_versions(sfn: Any, state_machine_arn: str, alias: str) -> list[Versi
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFound":
             raise
     rows: list[VersionRow] = []
-    for item in _pages(
+    for item in token_pages(
         sfn, "list_state_machine_versions", "stateMachineVersions", stateMachineArn=state_machine_arn
     ):
         arn = str(item["stateMachineVersionArn"])
@@ -90,7 +83,7 @@ def journey_versions(sfn: Any, state_machine_arn: str, alias: str) -> list[Versi
     rows.sort(key=lambda r: r.version or 0, reverse=True)
     unversioned = [
         str(e["name"])
-        for e in _pages(
+        for e in token_pages(
             sfn, "list_executions", "executions", stateMachineArn=state_machine_arn, statusFilter="RUNNING"
         )
         if not e.get("stateMachineVersionArn")
