@@ -2,19 +2,16 @@
 calm day: a batch read DynamoDB answers only in part, and a leave that is recorded twice.
 
 moto never returns ``UnprocessedKeys``, so the partial batch read runs on a botocore ``Stubber``
-over a real client, the responses in DynamoDB's documented shape; the rest runs on moto."""
+over a real client, the responses in DynamoDB's documented shape; the rest runs on the local
+system's tables."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import boto3
-import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from leadflow.enrollments import JourneyStore
+from leadflow.local.system import LocalSystem
 from leadflow.platform.dynamo import Backoff, item_key
 
 CONTACTS = "contacts"
@@ -71,29 +68,14 @@ def test_profile_and_enrollment_reads_again_what_dynamodb_left_unprocessed() -> 
     assert sleeps.waits == [0.1]
 
 
-@pytest.fixture
-def ddb() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="eu-west-1")
-        client.create_table(
-            TableName=CONTACTS,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
-
-
-def test_a_leave_recorded_twice_keeps_when_the_contact_left(ddb: Any) -> None:
+def test_a_leave_recorded_twice_keeps_when_the_contact_left(system: LocalSystem) -> None:
     """The finishing step retried (or trigger and the runner both closing an exited contact)
     records the leave again: ``left_at`` stays the time of the first, the re-entry rules read it."""
-    store = JourneyStore(ddb, contacts_table=CONTACTS, events_table=EVENTS)
+    store = JourneyStore(
+        system.client("dynamodb"),
+        contacts_table="leadflow-local-contacts",
+        events_table="leadflow-local-events",
+    )
     assert store.enter(
         "c-1",
         "welcome",
