@@ -26,14 +26,20 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from leadflow.store import (
-    cancellation_codes,
-    deserialize,
-    event_history,
-    is_conditional_failure,
-    serialize,
-    values,
+from leadflow.platform.dynamo import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    Transaction,
+    TransactionCancelled,
+    batch_get,
+    get,
+    put_if,
+    put_op,
+    update_if,
+    update_op,
+    update_returning,
 )
+from leadflow.store import event_history
 from leadflow.tables import keys
 
 CAP_TTL_SECONDS = 9 * 86400
@@ -42,8 +48,12 @@ TOKEN_GONE = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
 """What Step Functions answers for a token whose task ended (timed out, answered, stopped)."""
 
 
-def enrollment_key(contact_id: str, journey_id: str) -> dict[str, Any]:
-    return serialize({"pk": keys.contact(contact_id), "sk": f"J#{journey_id}"})
+def enrollment_key(contact_id: str, journey_id: str) -> dict[str, str]:
+    return {"pk": keys.contact(contact_id), "sk": f"J#{journey_id}"}
+
+
+def profile_key(contact_id: str) -> dict[str, str]:
+    return {"pk": keys.contact(contact_id), "sk": keys.PROFILE}
 
 
 class CapExceeded(Exception):
@@ -58,42 +68,33 @@ class JourneyStore:
         contacts_table: str,
         events_table: str,
         now: Callable[[], float] = time.time,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         self._client = client
         self._contacts = contacts_table
         self._events = events_table
         self._now = now
+        self._backoff = backoff
 
     # --- profile and enrollment ----------------------------------------------------------------
 
     def profile_and_enrollment(
         self, contact_id: str, journey_id: str
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """Both in one round trip (strongly consistent)."""
-        profile_key = serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE})
-        enrollment = enrollment_key(contact_id, journey_id)
-        resp = self._client.batch_get_item(
-            RequestItems={self._contacts: {"Keys": [profile_key, enrollment], "ConsistentRead": True}}
-        )
-        found: dict[str, dict[str, Any]] = {}
-        for item in resp.get("Responses", {}).get(self._contacts, []):
-            plain = deserialize(item)
-            found[str(plain["sk"])] = plain
+        """Both in one round trip (strongly consistent; what DynamoDB leaves unprocessed is read
+        again, so a throttled read never passes for an absent item)."""
+        both = [profile_key(contact_id), enrollment_key(contact_id, journey_id)]
+        found = {
+            str(item["sk"]): item
+            for item in batch_get(self._client, self._contacts, both, backoff=self._backoff)
+        }
         return found.get(keys.PROFILE), found.get(f"J#{journey_id}")
 
     def profile(self, contact_id: str) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._contacts,
-            Key=serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-            ConsistentRead=True,
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._contacts, profile_key(contact_id), consistent=True)
 
     def enrollment(self, contact_id: str, journey_id: str) -> dict[str, Any] | None:
-        resp = self._client.get_item(
-            TableName=self._contacts, Key=enrollment_key(contact_id, journey_id), ConsistentRead=True
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else None
+        return get(self._client, self._contacts, enrollment_key(contact_id, journey_id), consistent=True)
 
     def enter(
         self,
@@ -119,19 +120,19 @@ class JourneyStore:
             "entry_event_id": entry_event_id,
             "entered_at": at,
         }
-        condition = "attribute_not_exists(pk)" if previous_entries is None else "entries = :prev"
-        kwargs: dict[str, Any] = {"ConditionExpression": condition}
-        if previous_entries is not None:
-            kwargs["ExpressionAttributeValues"] = values(prev=previous_entries)
+        if previous_entries is None:
+            put = put_op(self._contacts, item, "attribute_not_exists(pk)")
+        else:
+            put = put_op(self._contacts, item, "entries = :prev", values_={"prev": previous_entries})
+        if not with_ops:
+            return put_if(self._client, put)
+        txn = Transaction()
+        txn.add(put, "enrollment")
+        txn.extend(with_ops, "with_ops")
         try:
-            if with_ops:
-                put = {"TableName": self._contacts, "Item": serialize(item), **kwargs}
-                self._client.transact_write_items(TransactItems=[{"Put": put}, *with_ops])
-            else:
-                self._client.put_item(TableName=self._contacts, Item=serialize(item), **kwargs)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if is_conditional_failure(exc) or (codes and codes[0] == "ConditionalCheckFailed"):
+            txn.commit(self._client)
+        except TransactionCancelled as exc:
+            if exc.failed_condition("enrollment"):
                 return False
             raise
         return True
@@ -139,21 +140,18 @@ class JourneyStore:
     def request_exit(self, contact_id: str, journey_id: str, reason: str, at: str) -> dict[str, Any] | None:
         """Mark an active enrollment to leave before its next step: the enrollment as it is now
         (with ``waiting`` if the execution waits on a token), None if it is not active."""
-        try:
-            resp = self._client.update_item(
-                TableName=self._contacts,
-                Key=enrollment_key(contact_id, journey_id),
-                UpdateExpression="SET exit_reason = if_not_exists(exit_reason, :r), exit_requested_at = :at",
-                ConditionExpression="#s = :active",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values(r=reason, at=at, active="active"),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return None
-            raise
-        return deserialize(resp["Attributes"])
+        return update_returning(
+            self._client,
+            update_op(
+                self._contacts,
+                enrollment_key(contact_id, journey_id),
+                set_once={"exit_reason": reason},
+                sets={"exit_requested_at": at},
+                condition="#status = :active",
+                names={"#status": "status"},
+                values_={"active": "active"},
+            ),
+        )
 
     # --- wait_for: the task token and the events seen --------------------------------------------
 
@@ -174,24 +172,19 @@ class JourneyStore:
     ) -> Literal["registered", "seen", "exited"]:
         """Store the task token unless the event was seen at/after ``since`` (``seen``: answer the
         token at once) or the enrollment is leaving or belongs to another execution (``exited``)."""
-        try:
-            self._client.update_item(
-                TableName=self._contacts,
-                Key=enrollment_key(contact_id, journey_id),
-                UpdateExpression="SET waiting = :waiting",
-                ConditionExpression="#s = :active AND execution_name = :name "
-                "AND attribute_not_exists(exit_reason) AND (attribute_not_exists(#seen) OR #seen < :since)",
-                ExpressionAttributeNames={"#s": "status", "#seen": self.seen_attribute(step_id)},
-                ExpressionAttributeValues=values(
-                    waiting={"step_id": step_id, "round": round, "token": token, "since": since},
-                    active="active",
-                    name=execution_name,
-                    since=since,
-                ),
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
+        registered = update_if(
+            self._client,
+            update_op(
+                self._contacts,
+                enrollment_key(contact_id, journey_id),
+                sets={"waiting": {"step_id": step_id, "round": round, "token": token, "since": since}},
+                condition="#status = :active AND execution_name = :name AND attribute_not_exists(exit_reason) "
+                "AND (attribute_not_exists(#seen) OR #seen < :since)",
+                names={"#status": "status", "#seen": self.seen_attribute(step_id)},
+                values_={"active": "active", "name": execution_name, "since": since},
+            ),
+        )
+        if not registered:
             current = self.enrollment(contact_id, journey_id) or {}
             seen = current.get(self.seen_attribute(step_id))
             if (
@@ -211,38 +204,31 @@ class JourneyStore:
         """Remember the latest matching event of a ``wait_for`` step on the active enrollment: the
         enrollment after the write, or None when it is not active or a later event was seen already
         (a duplicate or an older event delivered late: nothing to answer that was not answered)."""
-        try:
-            resp = self._client.update_item(
-                TableName=self._contacts,
-                Key=enrollment_key(contact_id, journey_id),
-                UpdateExpression="SET #seen = :at",
-                ConditionExpression="#s = :active AND (attribute_not_exists(#seen) OR #seen < :at)",
-                ExpressionAttributeNames={"#s": "status", "#seen": self.seen_attribute(step_id)},
-                ExpressionAttributeValues=values(active="active", at=occurred_at),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return None
-            raise
-        return deserialize(resp["Attributes"])
+        return update_returning(
+            self._client,
+            update_op(
+                self._contacts,
+                enrollment_key(contact_id, journey_id),
+                set_clauses=["#seen = :at"],
+                condition="#status = :active AND (attribute_not_exists(#seen) OR #seen < :at)",
+                names={"#status": "status", "#seen": self.seen_attribute(step_id)},
+                values_={"active": "active", "at": occurred_at},
+            ),
+        )
 
     def clear_wait(self, contact_id: str, journey_id: str, token: str) -> bool:
         """Forget an answered token (only that one: a newer wait keeps its own)."""
-        try:
-            self._client.update_item(
-                TableName=self._contacts,
-                Key=enrollment_key(contact_id, journey_id),
-                UpdateExpression="REMOVE waiting",
-                ConditionExpression="waiting.#token = :token",
-                ExpressionAttributeNames={"#token": "token"},
-                ExpressionAttributeValues=values(token=token),
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return update_if(
+            self._client,
+            update_op(
+                self._contacts,
+                enrollment_key(contact_id, journey_id),
+                remove=["waiting"],
+                condition="waiting.#token = :token",
+                names={"#token": "token"},
+                values_={"token": token},
+            ),
+        )
 
     def leave(
         self,
@@ -256,30 +242,21 @@ class JourneyStore:
         stopped_reason: str | None = None,
     ) -> bool:
         """Close the enrollment of this execution (idempotent); False if a newer entry owns it.
-        ``stopped_reason``: trigger stopped the execution on purpose (recorded for redrive)."""
-        names = {"#s": "status"}
-        sets = "#s = :outcome, left_at = if_not_exists(left_at_of, :at), left_at_of = :name"
-        vals: dict[str, Any] = {"outcome": outcome, "at": at, "name": execution_name}
-        if reason:
-            sets += ", exit_reason = if_not_exists(exit_reason, :reason)"
-            vals["reason"] = reason
-        if stopped_reason:
-            sets += ", stopped_reason = :stopped"
-            vals["stopped"] = stopped_reason
-        try:
-            self._client.update_item(
-                TableName=self._contacts,
-                Key=enrollment_key(contact_id, journey_id),
-                UpdateExpression=f"SET {sets} REMOVE waiting",
-                ConditionExpression="attribute_not_exists(pk) OR execution_name = :name",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values(**vals),
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        ``stopped_reason``: trigger stopped the execution on purpose (recorded for redrive).
+        ``left_at`` is the first leave's time: a repeated leave (a retried step) keeps it (an entry
+        replaces the whole item, so it never is an earlier entry's)."""
+        return update_if(
+            self._client,
+            update_op(
+                self._contacts,
+                enrollment_key(contact_id, journey_id),
+                sets={"status": outcome, "left_at_of": execution_name, "stopped_reason": stopped_reason},
+                set_once={"left_at": at, "exit_reason": reason or None},
+                remove=["waiting"],
+                condition="attribute_not_exists(pk) OR execution_name = :name",
+                values_={"name": execution_name},
+            ),
+        )
 
     def move(self, contact_id: str, journey_id: str, from_name: str, to_name: str, at: str) -> bool:
         """Hand the active enrollment of execution ``from_name`` to ``to_name`` (a deploy moved the
@@ -287,32 +264,28 @@ class JourneyStore:
         bookkeeping then reach the new execution. The old execution's token is forgotten (it is
         stopped next). Idempotent (True when it already belongs to ``to_name``); False when the
         enrollment is not active or belongs to another execution."""
-        try:
-            self._client.update_item(
-                TableName=self._contacts,
-                Key=enrollment_key(contact_id, journey_id),
-                UpdateExpression="SET execution_name = :new, moved_from = :old, moved_at = :at REMOVE waiting",
-                ConditionExpression="#s = :active AND execution_name = :old",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values(new=to_name, old=from_name, active="active", at=at),
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
+        moved = update_if(
+            self._client,
+            update_op(
+                self._contacts,
+                enrollment_key(contact_id, journey_id),
+                sets={"execution_name": to_name, "moved_from": from_name, "moved_at": at},
+                remove=["waiting"],
+                condition="#status = :active AND execution_name = :old",
+                names={"#status": "status"},
+                values_={"active": "active", "old": from_name},
+            ),
+        )
+        if not moved:
             current = self.enrollment(contact_id, journey_id) or {}
             return current.get("status") == "active" and current.get("execution_name") == to_name
         return True
 
     # --- frequency caps ------------------------------------------------------------------------
 
-    def _cap_key(self, contact_id: str, channel: str) -> dict[str, Any]:
-        return serialize({"pk": keys.contact(contact_id), "sk": f"CAP#{channel}"})
-
     def _cap_item(self, contact_id: str, channel: str) -> dict[str, Any]:
-        resp = self._client.get_item(
-            TableName=self._contacts, Key=self._cap_key(contact_id, channel), ConsistentRead=True
-        )
-        return deserialize(resp["Item"]) if "Item" in resp else {}
+        key = {"pk": keys.contact(contact_id), "sk": f"CAP#{channel}"}
+        return get(self._client, self._contacts, key, consistent=True) or {}
 
     def cap_counts(self, contact_id: str, channel: str, periods: Sequence[str]) -> dict[str, int]:
         """Messages counted per period (``D#<day>``, ``W#<week>``); 0 for a period not counting now."""
@@ -347,18 +320,12 @@ class JourneyStore:
                 "v": version + 1,
                 "expires_at": now + CAP_TTL_SECONDS,
             }
-            try:
-                self._client.put_item(
-                    TableName=self._contacts,
-                    Item=serialize(new),
-                    ConditionExpression="attribute_not_exists(pk) OR v = :v",
-                    ExpressionAttributeValues=values(v=version),
-                )
-            except ClientError as exc:
-                if is_conditional_failure(exc):
-                    continue  # another reservation of this contact won: read again
-                raise
-            return True
+            if put_if(
+                self._client,
+                put_op(self._contacts, new, "attribute_not_exists(pk) OR v = :v", values_={"v": version}),
+            ):
+                return True
+            # another reservation of this contact won: read again
         raise RuntimeError(f"frequency cap of {channel}: {CAP_ATTEMPTS} concurrent reservations in a row")
 
     # --- events ----------------------------------------------------------------------------------

@@ -45,14 +45,12 @@ from leadflow.leads.routing import Assignment, Assignments
 from leadflow.leads.scoring import current_score
 from leadflow.models import Event, SendRequest, SendResult, iso, utc_now
 from leadflow.observability import logger, metrics
+from leadflow.platform.dynamo import TransactionCancelled, update_op
 from leadflow.store import (
     EventStore,
     IdempotencyMarks,
     MessageStore,
     Transaction,
-    cancellation_codes,
-    serialize,
-    values,
 )
 from leadflow.tables import keys, time_key
 
@@ -546,12 +544,11 @@ class JourneyStepRunner:
 
     def _once(self, request: StepRequest, txn: Transaction, kind: str = "STEP") -> bool:
         """Commit ``txn`` with this step's marker; False when an earlier attempt already did."""
-        marker = txn.add(self._marks.put_op(kind, f"{request.lineage_id}#{request.round_step_id}"))
+        txn.add(self._marks.put_op(kind, f"{request.lineage_id}#{request.round_step_id}"), "marker")
         try:
             self._transact(txn)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if len(codes) > marker and codes[marker] == "ConditionalCheckFailed":
+        except TransactionCancelled as exc:
+            if exc.failed_condition("marker"):
                 metrics.add_metric(name="DuplicateStepsPrevented", unit="Count", value=1)
                 return False
             raise
@@ -571,58 +568,36 @@ class JourneyStepRunner:
     def _update_contact(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
         spec = UpdateContact.model_validate(request.step)
         at = iso(self._now())
-        sets = ["updated_at = :at"]
-        removes: list[str] = []
-        adds: list[str] = []
-        deletes: list[str] = []
-        names: dict[str, str] = {}
-        vals: dict[str, Any] = {"at": at}
-        for i, (name, value) in enumerate(sorted(spec.set.items())):
-            names[f"#s{i}"] = name
-            vals[f"s{i}"] = value
-            sets.append(f"#s{i} = :s{i}")
-        for i, name in enumerate(spec.unset):
-            names[f"#u{i}"] = name
-            removes.append(f"#u{i}")
+        sets: dict[str, Any] = {"updated_at": at, **dict(sorted(spec.set.items()))}
+        add: dict[str, Any] = {}
         old_stage = profile.get("stage")
         stage_changes = bool(spec.stage) and spec.stage != old_stage
         if stage_changes:
             # the lead engine's optimistic lock (lead_version) sees the change and re-reads
-            sets += ["stage = :stage", "stage_at = :at"]
-            vals["stage"] = spec.stage
-            adds.append("lead_version :one")
-            vals["one"] = 1
+            sets |= {"stage": spec.stage, "stage_at": at}
+            add["lead_version"] = 1
         if spec.add_tags:
-            adds.append("tags :addtags")
-            vals["addtags"] = set(spec.add_tags)
-        if spec.remove_tags:
-            deletes.append("tags :deltags")
-            vals["deltags"] = set(spec.remove_tags)
-        expression = "SET " + ", ".join(sets)
-        if removes:
-            expression += " REMOVE " + ", ".join(removes)
-        if adds:
-            expression += " ADD " + ", ".join(adds)
-        if deletes:
-            expression += " DELETE " + ", ".join(deletes)
-        update: dict[str, Any] = {
-            "TableName": self._contacts_table,
-            "Key": serialize({"pk": keys.contact(request.contact_id), "sk": keys.PROFILE}),
-            "UpdateExpression": expression,
-            "ConditionExpression": "attribute_exists(pk)",
-            "ExpressionAttributeValues": values(**vals),
-        }
-        if names:
-            update["ExpressionAttributeNames"] = names
+            add["tags"] = set(spec.add_tags)
         txn = Transaction()
-        txn.add({"Update": update})
+        txn.add(
+            update_op(
+                self._contacts_table,
+                {"pk": keys.contact(request.contact_id), "sk": keys.PROFILE},
+                sets=sets,
+                add=add,
+                delete={"tags": set(spec.remove_tags)} if spec.remove_tags else None,
+                remove=spec.unset,
+                condition="attribute_exists(pk)",
+            ),
+            "profile",
+        )
         if stage_changes:
             stage_event = self._event(
                 request,
                 "stage_changed",
                 {"from": old_stage or "", "to": spec.stage, "reason": f"journey {request.journey_id}"},
             )
-            txn.add(self._events.put_op(stage_event))
+            txn.add(self._events.put_op(stage_event), "stage_changed")
         if spec.add_points:
             # the lead engine applies the points (with decay and caps) and emits score_changed
             points = self._event(
@@ -630,7 +605,7 @@ class JourneyStepRunner:
                 "points_awarded",
                 {"points": spec.add_points, "reason": f"journey {request.journey_id}/{request.step_id}"},
             )
-            txn.add(self._events.put_op(points))
+            txn.add(self._events.put_op(points), "points_awarded")
         done = self._once(request, txn)
         return {"status": "updated" if done else "duplicate"}
 
@@ -669,25 +644,24 @@ class JourneyStepRunner:
         # handoff_id, which subscribers use to drop the repeat (SNS and EventBridge are at-least-once).
         self._handoffs.publish(document)
         txn = Transaction()
-        txn.add(self._events.put_op(self._event(request, "sales_notified", {"reason": reason[:200]})))
+        txn.add(
+            self._events.put_op(self._event(request, "sales_notified", {"reason": reason[:200]})),
+            "sales_notified",
+        )
         if new and assignment.owner is not None:
+            at = iso(self._now())
             txn.add(
-                {
-                    "Update": {
-                        "TableName": self._contacts_table,
-                        "Key": serialize({"pk": keys.contact(request.contact_id), "sk": keys.PROFILE}),
-                        "UpdateExpression": "SET #owner = :owner, owner_assigned_at = :at, updated_at = :at "
-                        "ADD lead_version :one",
-                        "ConditionExpression": "attribute_exists(pk)",
-                        "ExpressionAttributeNames": {"#owner": "owner"},
-                        "ExpressionAttributeValues": values(
-                            owner=assignment.owner, at=iso(self._now()), one=1
-                        ),
-                    }
-                }
+                update_op(
+                    self._contacts_table,
+                    {"pk": keys.contact(request.contact_id), "sk": keys.PROFILE},
+                    sets={"owner": assignment.owner, "owner_assigned_at": at, "updated_at": at},
+                    add={"lead_version": 1},
+                    condition="attribute_exists(pk)",
+                ),
+                "owner",
             )
             assigned = {"owner": assignment.owner, "rule": assignment.rule}
-            txn.add(self._events.put_op(self._event(request, "lead_assigned", assigned)))
+            txn.add(self._events.put_op(self._event(request, "lead_assigned", assigned)), "lead_assigned")
         self._once(request, txn)
         metrics.add_metric(name="SalesHandoffs", unit="Count", value=1)
         return {"status": "notified"}
@@ -733,7 +707,7 @@ class JourneyStepRunner:
         if not 200 <= status < 300:
             raise WebhookRejected(f"endpoint refused the delivery with {status}")
         txn = Transaction()
-        txn.add(self._events.put_op(self._event(request, "webhook_delivered", {"status": status})))
+        txn.add(self._events.put_op(self._event(request, "webhook_delivered", {"status": status})), "event")
         self._once(request, txn)
         metrics.add_metric(name="WebhooksDelivered", unit="Count", value=1)
         return {"status": "delivered"}
@@ -767,7 +741,7 @@ class JourneyStepRunner:
         )
         txn = Transaction()
         failed = self._event(request, "webhook_failed", {"error": error, "url_host": record["url_host"]})
-        txn.add(self._events.put_op(failed))
+        txn.add(self._events.put_op(failed), "event")
         self._once(request, txn, "DEADLETTER")
         metrics.add_metric(name="WebhooksDeadLettered", unit="Count", value=1)
         logger.warning(

@@ -30,8 +30,8 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlencode
 
 from leadflow.observability import count_by, logger
+from leadflow.platform.dynamo import update_op
 from leadflow.settings import CaptchaConfig, FormConfig, SignupBudget
-from leadflow.store import serialize, values
 from leadflow.tokens import TokenSigner
 
 HONEYPOT_FIELD = "website_url"
@@ -163,17 +163,14 @@ class SignupBudgets:
 
     def _op(self, pk: str, limit: int, now: datetime) -> dict[str, Any]:
         sk, left = self.window(now)
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": pk, "sk": sk}),
-                "UpdateExpression": "ADD n :one SET expires_at = :exp",
-                "ConditionExpression": "attribute_not_exists(n) OR n < :limit",
-                "ExpressionAttributeValues": values(
-                    one=1, limit=limit, exp=int(now.timestamp()) + left + 3600
-                ),
-            }
-        }
+        return update_op(
+            self._table,
+            {"pk": pk, "sk": sk},
+            add={"n": 1},
+            sets={"expires_at": int(now.timestamp()) + left + 3600},
+            condition="attribute_not_exists(n) OR n < :limit",
+            values_={"limit": limit},
+        )
 
     def ops(
         self, form_id: str, budget: SignupBudget, *, network: str | None, email: str, now: datetime

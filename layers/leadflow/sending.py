@@ -48,7 +48,7 @@ from leadflow.messaging import (
 )
 from leadflow.models import Contact, Event, SendRequest, SendResult, is_e164, iso, utc_now
 from leadflow.observability import count_by, logger, metrics, pii_hash
-from leadflow.store import ContactStore, EventStore, MessageStore, Transaction
+from leadflow.store import ContactStore, EventStore, MessageStore, Transaction, TransactionCancelled
 from leadflow.tables import keys
 from leadflow.tokens import TokenSigner
 
@@ -212,7 +212,7 @@ class SendService:
             return outcome
         at = iso(utc_now())
         txn = Transaction()
-        txn.add(self._messages.finish_op(message_id, "sent", at, sent_at=at, **outcome.fields))
+        txn.add(self._messages.finish_op(message_id, "sent", at, sent_at=at, **outcome.fields), "message")
         properties: dict[str, Any] = {"template": request.template, "step_id": request.step_id}
         if request.purpose != "marketing":
             properties["purpose"] = request.purpose
@@ -230,7 +230,8 @@ class SendService:
                     source=f"journey:{request.journey_id}",
                     properties=properties,
                 )
-            )
+            ),
+            "event",
         )
         self._record_outcome(message_id, txn)
         metrics.add_metric(name="EmailsSent" if channel == "email" else "SmsSent", unit="Count", value=1)
@@ -438,7 +439,8 @@ class SendService:
                 self._transact(txn)
                 return
             except ClientError as exc:
-                if "ConditionalCheckFailed" in str(exc) or attempt == OUTCOME_WRITE_ATTEMPTS - 1:
+                refused = isinstance(exc, TransactionCancelled) and exc.failed_condition()
+                if refused or attempt == OUTCOME_WRITE_ATTEMPTS - 1:
                     metrics.add_metric(name="SendOutcomesNotRecorded", unit="Count", value=1)
                     raise SendInDoubt(f"outcome of message {message_id} not recorded: {exc}") from exc
                 time.sleep(0.05 * 2**attempt)
@@ -452,7 +454,7 @@ class SendService:
         at = iso(utc_now())
         channel = "sms" if request.action == "send_sms" else "email"
         txn = Transaction()
-        txn.add(self._messages.finish_op(message_id, "skipped", at, reason=reason))
+        txn.add(self._messages.finish_op(message_id, "skipped", at, reason=reason), "message")
         txn.add(
             self._events.put_op(
                 Event(
@@ -465,7 +467,8 @@ class SendService:
                     source=f"journey:{request.journey_id}",
                     properties={"step_id": request.step_id, "template": request.template, "reason": reason},
                 )
-            )
+            ),
+            "event",
         )
         if after_provider:
             self._record_outcome(message_id, txn)

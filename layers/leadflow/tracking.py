@@ -46,6 +46,7 @@ from leadflow.models import (
     utc_now,
 )
 from leadflow.observability import logger, metrics
+from leadflow.platform.dynamo import TransactionCancelled, get, update_op
 from leadflow.protection import (
     CaptchaVerifier,
     PostSignals,
@@ -60,10 +61,7 @@ from leadflow.store import (
     EventStore,
     IdempotencyMarks,
     Transaction,
-    cancellation_codes,
     put_op,
-    serialize,
-    values,
 )
 from leadflow.tables import keys
 from leadflow.tokens import InvalidToken, TokenClaims, TokenSigner
@@ -102,13 +100,13 @@ class VisitorLinks:
         self._table = table
 
     def linked_contact(self, visitor_id: str, *, consistent: bool = True) -> str | None:
-        resp = self._client.get_item(
-            TableName=self._table,
-            Key=serialize({"pk": keys.visitor(visitor_id), "sk": keys.LINK}),
-            ProjectionExpression="contact_id",
-            ConsistentRead=consistent,
+        link = get(
+            self._client,
+            self._table,
+            {"pk": keys.visitor(visitor_id), "sk": keys.LINK},
+            consistent=consistent,
         )
-        return str(resp["Item"]["contact_id"]["S"]) if "Item" in resp else None
+        return str(link["contact_id"]) if link else None
 
     def link_op(self, visitor_id: str, contact_id: str, at: str) -> dict[str, Any]:
         """The first link of a visitor id (fails the transaction when it is linked already)."""
@@ -120,15 +118,13 @@ class VisitorLinks:
 
     def add_visitor_op(self, contact_id: str, visitor_id: str, at: str) -> dict[str, Any]:
         """Remember the visitor id on an existing, unmerged profile."""
-        return {
-            "Update": {
-                "TableName": self._table,
-                "Key": serialize({"pk": keys.contact(contact_id), "sk": keys.PROFILE}),
-                "UpdateExpression": "ADD visitor_ids :vids SET updated_at = :at",
-                "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(merged_into)",
-                "ExpressionAttributeValues": values(vids={visitor_id}, at=at),
-            }
-        }
+        return update_op(
+            self._table,
+            {"pk": keys.contact(contact_id), "sk": keys.PROFILE},
+            sets={"updated_at": at},
+            add={"visitor_ids": {visitor_id}},
+            condition="attribute_exists(pk) AND attribute_not_exists(merged_into)",
+        )
 
 
 def identified_event(
@@ -183,8 +179,6 @@ class EventRecorder:
             txn = Transaction()
             at = iso(utc_now())
             contact_id: str | None = None
-            claim_index: int | None = None
-            link_index: int | None = None
             event_id = ids.new_event_id()
             if payload.email:
                 contact_id = self._contacts.contact_id_for_email(payload.email)
@@ -193,20 +187,22 @@ class EventRecorder:
                     link = payload.visitor_id  # first time this visitor is tied to a contact
                 if contact_id is None:
                     contact_id = ids.new_contact_id()
-                    claim_index = txn.add(self._contacts.email_claim_op(payload.email, contact_id))
+                    txn.add(self._contacts.email_claim_op(payload.email, contact_id), "email_claim")
                     txn.add(
                         self._contacts.upsert_profile_op(
                             contact_id, {"email": payload.email}, at, visitor_id=link
-                        )
+                        ),
+                        "profile",
                     )
                 elif link:
-                    txn.add(self._links.add_visitor_op(contact_id, link, at))
+                    txn.add(self._links.add_visitor_op(contact_id, link, at), "profile")
                 if link:
-                    link_index = txn.add(self._links.link_op(link, contact_id, at))
+                    txn.add(self._links.link_op(link, contact_id, at), "link")
                     txn.add(
                         self._events.put_op(
                             identified_event(contact_id, link, at, source, with_event=event_id)
-                        )
+                        ),
+                        "identified",
                     )
             event = Event(
                 event_id=event_id,
@@ -218,18 +214,16 @@ class EventRecorder:
                 properties=payload.properties
                 | ({"client_event_id": payload.event_id} if payload.event_id else {}),
             )
-            txn.add(self._events.put_op(event))
-            mark_index = txn.add(self._marks.put_op("EVENT", payload.event_id)) if payload.event_id else None
+            txn.add(self._events.put_op(event), "event")
+            if payload.event_id:
+                txn.add(self._marks.put_op("EVENT", payload.event_id), "marker")
             try:
                 self._transact(txn)
-            except ClientError as exc:
-                failed = {
-                    i for i, code in enumerate(cancellation_codes(exc)) if code == "ConditionalCheckFailed"
-                }
-                if mark_index in failed:
+            except TransactionCancelled as exc:
+                if exc.failed_condition("marker"):
                     metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
                     return EventAccepted(event_id=payload.event_id or event.event_id, duplicate=True)
-                if (claim_index in failed or link_index in failed) and attempt == 0:
+                if (exc.failed_condition("email_claim") or exc.failed_condition("link")) and attempt == 0:
                     continue  # claimed or linked concurrently: read again
                 raise
             metrics.add_metric(name="EventsRecorded", unit="Count", value=1)
@@ -325,13 +319,13 @@ class TrackingService:
             return  # linked already (to this contact, or to another one on a shared device)
         at = iso(utc_now())
         txn = Transaction()
-        txn.add(self._links.link_op(visitor_id, contact_id, at))
-        txn.add(self._links.add_visitor_op(contact_id, visitor_id, at))
-        txn.add(self._events.put_op(identified_event(contact_id, visitor_id, at, "email")))
+        txn.add(self._links.link_op(visitor_id, contact_id, at), "link")
+        txn.add(self._links.add_visitor_op(contact_id, visitor_id, at), "profile")
+        txn.add(self._events.put_op(identified_event(contact_id, visitor_id, at, "email")), "identified")
         try:
             self._transact(txn)
-        except ClientError as exc:
-            if "ConditionalCheckFailed" in cancellation_codes(exc):
+        except TransactionCancelled as exc:
+            if exc.failed_condition("link") or exc.failed_condition("profile"):
                 return  # linked concurrently, or the contact was merged or erased
             raise
         metrics.add_metric(name="VisitorsIdentified", unit="Count", value=1)
@@ -482,8 +476,10 @@ class TrackingService:
                         "consent_sms_source": f"form:{form_id}",
                     }
             txn = Transaction()
-            txn.add(self._contacts.email_claim_op(submission.email, contact_id))
-            txn.add(self._contacts.upsert_profile_op(contact_id, fields, at, visitor_id=visitor_id))
+            txn.add(self._contacts.email_claim_op(submission.email, contact_id), "email_claim")
+            txn.add(
+                self._contacts.upsert_profile_op(contact_id, fields, at, visitor_id=visitor_id), "profile"
+            )
             if submission.consent:
                 txn.add(
                     self._contacts.consent_log_op(
@@ -494,7 +490,8 @@ class TrackingService:
                         at=at,
                         ip=truncate_ip(source_ip),
                         text=form.consent_text,
-                    )
+                    ),
+                    "email_consent_log",
                 )
             if submission.phone and submission.sms_consent:
                 txn.add(
@@ -506,20 +503,21 @@ class TrackingService:
                         at=at,
                         ip=truncate_ip(source_ip),
                         text=form.consent_text,
-                    )
+                    ),
+                    "sms_consent_log",
                 )
             if submission.phone:
-                txn.add(self._contacts.phone_index_op(submission.phone, contact_id, at))
-            link_index: int | None = None
+                txn.add(self._contacts.phone_index_op(submission.phone, contact_id, at), "phone_index")
             form_event_id = ids.new_event_id()
             if submitted_vid and linked is None:
-                link_index = txn.add(self._links.link_op(submitted_vid, contact_id, at))
+                txn.add(self._links.link_op(submitted_vid, contact_id, at), "link")
                 txn.add(
                     self._events.put_op(
                         identified_event(
                             contact_id, submitted_vid, at, f"form:{form_id}", with_event=form_event_id
                         )
-                    )
+                    ),
+                    "identified",
                 )
             properties: dict[str, Any] = {"form_id": form_id, "consent": submission.consent}
             if form.double_opt_in:
@@ -537,21 +535,21 @@ class TrackingService:
                         source=f"form:{form_id}",
                         properties=properties,
                     )
-                )
+                ),
+                "form_submitted",
             )
-            budget_indexes: list[int] = []
+            budget_ops: list[dict[str, Any]] = []
             if self._budgets is not None and not captcha_passed and self.sends_email(form_id):
-                for op in self._budgets.ops(
-                    form_id, form.budget, network=truncate_ip(source_ip), email=submission.email, now=now
-                ):
-                    budget_indexes.append(txn.add(op))
+                budget_ops = list(
+                    self._budgets.ops(
+                        form_id, form.budget, network=truncate_ip(source_ip), email=submission.email, now=now
+                    )
+                )
+                txn.extend(budget_ops, "budget")
             try:
                 self._transact(txn)
-            except ClientError as exc:
-                failed = {
-                    i for i, code in enumerate(cancellation_codes(exc)) if code == "ConditionalCheckFailed"
-                }
-                if failed.intersection(budget_indexes):
+            except TransactionCancelled as exc:
+                if any(exc.failed_condition(f"budget[{i}]") for i in range(len(budget_ops))):
                     if form.captcha is None:
                         count_refusal("rate_limited", "POST /forms")
                         raise SignupRefused(
@@ -563,10 +561,12 @@ class TrackingService:
                     self._verify_captcha(form, signals, retry_after=SignupBudgets.window(now)[1])
                     captcha_passed = True
                     continue
-                if not claim_retried and (0 in failed or link_index in failed):
+                if not claim_retried and (
+                    exc.failed_condition("email_claim") or exc.failed_condition("link")
+                ):
                     claim_retried = True
                     continue  # the address was claimed or the visitor linked concurrently: read again
-                if "TransactionConflict" in cancellation_codes(exc) and conflicts < MAX_CONFLICT_RETRIES:
+                if exc.conflicted() and conflicts < MAX_CONFLICT_RETRIES:
                     # a budget counter is shared by every sign-up from the network or to the domain:
                     # a concurrent sign-up's transaction held it; try again shortly
                     conflicts += 1
@@ -596,11 +596,12 @@ class TrackingService:
         """A conditional consent change, its event and its consent-log entry, in one transaction;
         False when the condition failed (nothing to change: a second click)."""
         txn = Transaction()
-        txn.add(profile_op)
+        txn.add(profile_op, "consent")
         txn.add(
             self._contacts.consent_log_op(
                 claims.contact_id, channel="email", action=action, source=source, at=at, ip=truncate_ip(ip)
-            )
+            ),
+            "consent_log",
         )
         txn.add(
             self._events.put_op(
@@ -612,14 +613,14 @@ class TrackingService:
                     message_id=claims.message_id,
                     source=source,
                     properties={"channel": "email"},
-                )
-            )
+                ),
+            ),
+            "event",
         )
         try:
             self._transact(txn)
-        except ClientError as exc:
-            codes = cancellation_codes(exc)
-            if codes and codes[0] == "ConditionalCheckFailed":
+        except TransactionCancelled as exc:
+            if exc.failed_condition("consent"):
                 return False
             raise
         return True

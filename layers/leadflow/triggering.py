@@ -41,6 +41,7 @@ from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import current_score
 from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger, metrics
+from leadflow.platform.dynamo import is_conditional_failure
 from leadflow.stops import EXIT, stop_on_purpose
 from leadflow.store import EventStore, MessageStore
 from leadflow.tables import keys
@@ -242,8 +243,8 @@ class TriggerService:
                     )
                 )
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise
+                if not is_conditional_failure(exc):
+                    raise  # a conditional failure: recorded by an earlier attempt
         metrics.add_metric(name="ExecutionsStoppedByExit", unit="Count", value=1)
         logger.info("execution stopped by an exit", extra={"journey": journey_id, "execution": name})
 

@@ -25,6 +25,7 @@ from leadflow.platform.dynamo import (
     get,
     item_key,
     pages,
+    put_if,
     put_op,
     query_all,
     scan_all,
@@ -32,6 +33,7 @@ from leadflow.platform.dynamo import (
     update,
     update_if,
     update_op,
+    update_returning,
 )
 
 TABLE = "helpers"
@@ -118,6 +120,42 @@ def test_update_op_condition_failure_leaves_the_item_and_an_empty_update_is_refu
     assert get(ddb, TABLE, key, consistent=True) == {**key, "first_seen": "t1"}  # set once: the first stays
     with pytest.raises(ValueError, match="at least one"):
         update_op(TABLE, key, sets={"only": None})
+
+
+def test_update_returning_answers_the_item_after_the_write_or_none(ddb: Any) -> None:
+    key = {"pk": "C#3", "sk": "J#welcome"}
+    exit_request = update_op(
+        TABLE,
+        key,
+        set_once={"exit_reason": "purchase"},
+        sets={"exit_requested_at": "2026-11-03T10:00:00.000Z"},
+        condition="#status = :active",
+        names={"#status": "status"},
+        values_={"active": "active"},
+    )
+    assert update_returning(ddb, exit_request) is None  # no such enrollment: nothing written
+    assert get(ddb, TABLE, key, consistent=True) is None
+    ddb.put_item(TableName=TABLE, Item=serialize({**key, "status": "active", "entries": 2}))
+    assert update_returning(ddb, exit_request) == {
+        **key,
+        "status": "active",
+        "entries": 2,
+        "exit_reason": "purchase",
+        "exit_requested_at": "2026-11-03T10:00:00.000Z",
+    }
+
+
+def test_put_if_writes_only_where_its_condition_holds(ddb: Any) -> None:
+    item = {"pk": "C#4", "sk": "CAP#email", "v": 1, "rate": 0.5}
+    first = put_op(TABLE, item, "attribute_not_exists(pk) OR v = :v", values_={"v": 0})
+    assert put_if(ddb, first)
+    assert not put_if(ddb, first)  # version 0 is gone: nothing written
+    newer = put_op(TABLE, {**item, "v": 2}, "#v = :v", names={"#v": "v"}, values_={"v": 1})
+    assert put_if(ddb, newer)
+    assert get(ddb, TABLE, {"pk": "C#4", "sk": "CAP#email"}, consistent=True) == {**item, "v": 2}
+    with pytest.raises(ClientError) as caught:  # any other error is raised
+        put_if(ddb, put_op("no-such-table", item))
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
 # --- paging ----------------------------------------------------------------------------------------

@@ -693,3 +693,45 @@ def test_the_welcome_email_speaks_the_contacts_language() -> None:
         )
         assert bad["statusCode"] == 400
         assert json.loads(bad["body"])["fields"][0]["field"] == "timezone"
+
+
+PROFILE_CHANGES = """
+id: requalify
+name: Requalify
+entry: {event: demo_booked}
+steps:
+  - update_contact: {set: {plan_interest: pro, seats: 25}, unset: [trial_source], add_tags: [demo]}
+  - wait: {hours: 2}
+  - update_contact: {remove_tags: [cold]}
+"""
+
+
+def test_update_contact_sets_unsets_and_tags_the_profile_once(run: Any) -> None:
+    """A contact with attributes and tags from before books a demo at an odd minute, after other
+    activity: the first step sets two attributes, drops one and adds a tag, the second (after a
+    wait) takes a tag away; nothing else on the profile changes."""
+    system = run(requalify=PROFILE_CHANGES)
+    contact_id = contact(
+        system, "requalify@example.com", plan_interest="basic", trial_source="ads", city="Köln"
+    )
+    system.client("dynamodb").update_item(
+        TableName="leadflow-local-contacts",
+        Key={"pk": {"S": keys.contact(contact_id)}, "sk": {"S": keys.PROFILE}},
+        UpdateExpression="ADD tags :tags",
+        ExpressionAttributeValues={":tags": {"SS": ["cold", "newsletter"]}},
+    )
+    event(system, "requalify@example.com", "product_used", feature="billing")
+    system.advance(37 * 60 + 13)
+    event(system, "requalify@example.com", "demo_booked")
+    system.advance(600)
+    after_first = profile(system, contact_id)
+    assert (after_first["plan_interest"], after_first["seats"]) == ("pro", 25)
+    assert "trial_source" not in after_first
+    assert sorted(after_first["tags"]) == ["cold", "demo", "newsletter"]
+    assert after_first["city"] == "Köln"
+    system.advance(3 * 3600)
+    after_second = profile(system, contact_id)
+    assert sorted(after_second["tags"]) == ["demo", "newsletter"]
+    assert (after_second["plan_interest"], after_second["seats"], after_second["city"]) == ("pro", 25, "Köln")
+    assert after_second.get("stage") == after_first.get("stage")
+    assert {e["status"] for e in executions(system, "requalify")} == {"SUCCEEDED"}

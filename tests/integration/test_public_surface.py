@@ -640,10 +640,11 @@ def test_a_sign_up_that_meets_a_concurrent_one_on_a_budget_counter_is_tried_agai
     ddb = system.client("dynamodb")
     commits: list[int] = []
 
-    def transact(txn: Transaction) -> None:
-        commits.append(len(txn.items))
-        if len(commits) == 1:
-            reasons = [{"Code": "None"}] * (len(txn.items) - 1) + [{"Code": "TransactionConflict"}]
+    class HeldByAConcurrentSignUp:
+        """What DynamoDB answers when another transaction holds the last item (a budget counter)."""
+
+        def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> None:
+            reasons = [{"Code": "None"}] * (len(TransactItems) - 1) + [{"Code": "TransactionConflict"}]
             raise ClientError(
                 {
                     "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
@@ -651,7 +652,10 @@ def test_a_sign_up_that_meets_a_concurrent_one_on_a_budget_counter_is_tried_agai
                 },
                 "TransactWriteItems",
             )
-        txn.commit(ddb)
+
+    def transact(txn: Transaction) -> None:
+        commits.append(len(txn.items))
+        txn.commit(HeldByAConcurrentSignUp() if len(commits) == 1 else ddb)
 
     service = TrackingService(
         events=wiring.event_store(settings, ddb),

@@ -114,11 +114,36 @@ def cancellation_codes(exc: ClientError) -> list[str]:
 # --- single operations ----------------------------------------------------------------------------
 
 
-def put_op(table: str, item: Mapping[str, Any], condition: str | None = None) -> Op:
+def put_op(
+    table: str,
+    item: Mapping[str, Any],
+    condition: str | None = None,
+    *,
+    names: Mapping[str, str] | None = None,
+    values_: Mapping[str, Any] | None = None,
+) -> Op:
+    """One ``Put`` of the whole ``item`` (plain values); ``condition`` over ``names``/``values_``
+    placeholders (``values_`` plain, keyed without the colon)."""
     op: dict[str, Any] = {"TableName": table, "Item": serialize(item)}
     if condition:
         op["ConditionExpression"] = condition
+    if names:
+        op["ExpressionAttributeNames"] = dict(names)
+    if values_:
+        op["ExpressionAttributeValues"] = values(**values_)
     return {"Put": op}
+
+
+def put_if(client: Any, op: Op) -> bool:
+    """Run one conditional ``put_op`` outside a transaction: False (nothing written) when its
+    condition fails."""
+    try:
+        client.put_item(**op["Put"])
+    except ClientError as exc:
+        if is_conditional_failure(exc):
+            return False
+        raise
+    return True
 
 
 def update_op(
@@ -206,6 +231,18 @@ def update_if(client: Any, op: Op) -> bool:
             return False
         raise
     return True
+
+
+def update_returning(client: Any, op: Op) -> Item | None:
+    """Run one conditional ``update_op`` and return the item as it is after the write (``ALL_NEW``,
+    in the same request); None (nothing written) when its condition fails."""
+    try:
+        resp = client.update_item(**op["Update"], ReturnValues="ALL_NEW")
+    except ClientError as exc:
+        if is_conditional_failure(exc):
+            return None
+        raise
+    return deserialize(resp.get("Attributes") or {})
 
 
 def get(client: Any, table: str, key: Mapping[str, Any], *, consistent: bool = False) -> Item | None:
