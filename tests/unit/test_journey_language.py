@@ -222,6 +222,18 @@ def test_shipped_and_test_journeys_pass_statelint(tmp_path: Path) -> None:
             r"attribute 'email' is managed by leadflow",
         ),
         (
+            lambda d: d["steps"][5]["wait_for"]["on_event"][0]["update_contact"].update(
+                add_tags=["hot"], remove_tags=["cold"]
+            ),
+            r"add_tags and remove_tags in one step: use two update_contact steps",
+        ),
+        (
+            lambda d: d["steps"][5]["wait_for"]["on_event"][0]["update_contact"].update(
+                set={"plan": "pro"}, unset=["plan"]
+            ),
+            r"attribute 'plan' is both set and unset",
+        ),
+        (
             lambda d: d["steps"][6]["branch"]["then"][0]["webhook"].update(url="http://crm.example.com/x"),
             r"webhook\.url: .*https://",
         ),

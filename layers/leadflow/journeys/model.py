@@ -552,6 +552,13 @@ class UpdateContact(_Step):
         for tag in [*self.add_tags, *self.remove_tags]:
             if not 1 <= len(tag) <= 64:
                 raise ValueError("tags are 1 to 64 characters")
+        # one step is one DynamoDB write, which may name an attribute once ("two document paths
+        # overlap" otherwise — moto lets it through, DynamoDB refuses it)
+        if self.add_tags and self.remove_tags:
+            raise ValueError("add_tags and remove_tags in one step: use two update_contact steps")
+        both = sorted(set(self.set) & set(self.unset))
+        if both:
+            raise ValueError(f"attribute {both[0]!r} is both set and unset")
         return self
 
 
