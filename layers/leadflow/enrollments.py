@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from leadflow import ids
+from leadflow.models import Event
 from leadflow.platform.dynamo import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -33,13 +35,14 @@ from leadflow.platform.dynamo import (
     TransactionCancelled,
     batch_get,
     get,
+    is_conditional_failure,
     put_if,
     put_op,
     update_if,
     update_op,
     update_returning,
 )
-from leadflow.store import event_history
+from leadflow.store import EventStore, event_history
 from leadflow.tables import keys
 
 CAP_TTL_SECONDS = 9 * 86400
@@ -365,3 +368,39 @@ def fail_wait(sfn: Any, token: str, reason: str) -> bool:
             return False
         raise
     return True
+
+
+def close_stopped(
+    store: JourneyStore,
+    events: EventStore | None,
+    *,
+    execution_arn: str,
+    contact_id: str,
+    journey_id: str,
+    reason: str,
+    at: str,
+) -> None:
+    """The bookkeeping of an execution stopped on purpose so its contact leaves (an exit rule, a
+    deploy's ``on_change: exit``): the leave task does not run for a stopped execution, so these are
+    its writes — the enrollment closed as ``exited`` and a ``journey_exited`` event whose id is the
+    one that task would have used (the execution's lineage), so a retry or a second path records it
+    once."""
+    name = execution_arn.rsplit(":", 1)[1]
+    store.leave(contact_id, journey_id, name, "exited", reason, at, stopped_reason=reason)
+    if events is None:
+        return
+    try:
+        events.record(
+            Event(
+                event_id=ids.deterministic_id(ids.lineage(execution_arn), "leave", "exited"),
+                type="journey_exited",
+                occurred_at=at,
+                contact_id=contact_id,
+                journey_id=journey_id,
+                source="journey",
+                properties={"reason": reason[:200]},
+            )
+        )
+    except ClientError as exc:
+        if not is_conditional_failure(exc):
+            raise  # a conditional failure: recorded by an earlier attempt

@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 
 from leadflow import ids
 from leadflow.clock import parse_iso
-from leadflow.enrollments import JourneyStore, answer_wait, fail_wait
+from leadflow.enrollments import JourneyStore, answer_wait, close_stopped, fail_wait
 from leadflow.journeys.compiler import buckets
 from leadflow.journeys.conditions import Facts, evaluate, matches_where
 from leadflow.journeys.model import Journey, ReEntryAfter, Trigger, WaitForStep
@@ -41,7 +41,6 @@ from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import current_score
 from leadflow.models import Event, iso, utc_now
 from leadflow.observability import logger, metrics
-from leadflow.platform.dynamo import is_conditional_failure
 from leadflow.stops import EXIT, stop_on_purpose
 from leadflow.store import EventStore, MessageStore
 from leadflow.tables import keys
@@ -226,25 +225,15 @@ class TriggerService:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in EXECUTION_GONE:
                 raise
-        # the leave task does not run for a stopped execution: its bookkeeping, the same writes
-        at = iso(self._now())
-        self._store.leave(contact_id, journey_id, name, "exited", reason, at, stopped_reason=reason)
-        if self._events is not None:
-            try:
-                self._events.record(
-                    Event(
-                        event_id=ids.deterministic_id(ids.lineage(arn), "leave", "exited"),
-                        type="journey_exited",
-                        occurred_at=at,
-                        contact_id=contact_id,
-                        journey_id=journey_id,
-                        source="journey",
-                        properties={"reason": reason[:200]},
-                    )
-                )
-            except ClientError as exc:
-                if not is_conditional_failure(exc):
-                    raise  # a conditional failure: recorded by an earlier attempt
+        close_stopped(
+            self._store,
+            self._events,
+            execution_arn=arn,
+            contact_id=contact_id,
+            journey_id=journey_id,
+            reason=reason,
+            at=iso(self._now()),
+        )
         metrics.add_metric(name="ExecutionsStoppedByExit", unit="Count", value=1)
         logger.info("execution stopped by an exit", extra={"journey": journey_id, "execution": name})
 

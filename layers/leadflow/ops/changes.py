@@ -49,10 +49,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from leadflow import ids
-from leadflow.enrollments import JourneyStore
+from leadflow.enrollments import JourneyStore, close_stopped
 from leadflow.journeys.compiler import buckets, waiting_steps
 from leadflow.journeys.model import Journey
-from leadflow.models import Event, iso, utc_now
+from leadflow.models import iso, utc_now
 from leadflow.observability import count_by, logger
 from leadflow.platform.paging import token_pages
 from leadflow.stops import CHANGED, MOVED, stop_on_purpose
@@ -151,30 +151,22 @@ def _exit(
     events: EventStore,
     now: Callable[[], datetime],
 ) -> None:
-    arn, name = str(execution["executionArn"]), str(execution["name"])
+    arn = str(execution["executionArn"])
     described = sfn.describe_execution(executionArn=arn)
     contact_id = str(json.loads(described.get("input") or "{}").get("contact_id") or "")
     to = ", ".join(f"v{a.rsplit(':', 1)[1]}" for a in live)
     stop_on_purpose(sfn, arn, CHANGED, f"{EXIT_REASON}: {label} -> {to}")
     if not contact_id:
         return
-    at = iso(now())
-    store.leave(contact_id, journey_id, name, "exited", EXIT_REASON, at, stopped_reason=EXIT_REASON)
-    try:
-        events.record(
-            Event(
-                event_id=ids.deterministic_id(ids.lineage(arn), "leave", "exited"),
-                type="journey_exited",
-                occurred_at=at,
-                contact_id=contact_id,
-                journey_id=journey_id,
-                source="journey",
-                properties={"reason": EXIT_REASON},
-            )
-        )
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
+    close_stopped(
+        store,
+        events,
+        execution_arn=arn,
+        contact_id=contact_id,
+        journey_id=journey_id,
+        reason=EXIT_REASON,
+        at=iso(now()),
+    )
 
 
 def current_state(sfn: Any, execution_arn: str) -> tuple[str, dict[str, Any]] | None:
