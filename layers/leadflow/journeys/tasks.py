@@ -27,7 +27,7 @@ from leadflow.journeys.model import Exit, Holdout, NotifySales, Settings, Update
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 # --- what the compiler writes in ``step`` ---------------------------------------------------------
@@ -158,7 +158,7 @@ class JourneySpec(_Spec):
 class Task(BaseModel):
     """What every journey task sends (see ``Compiler.task``); ``step`` is typed per action."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     journey_id: str = Field(min_length=1, max_length=64)
     contact_id: str = Field(min_length=1, max_length=64)
