@@ -123,47 +123,9 @@ def decide(
     overrides = overrides or {}
     tracked = tracked_counters(model, segments)
     old_state = ScoreState.of(profile)
-    state = old_state
-    points = 0
-    rules: list[str] = []
-    activity = read_activity(profile)
+    state, rules = _scored(old_state, steps, now, model, replayed)
     complete = sorted(str(k) for k in profile.get(COMPLETE) or [])
-    new_complete = [k for k in complete if k in tracked]  # a dropped key's counts are gone
-    if history is not None and not tombstone:
-        missing = uncounted(profile, tracked)
-        if missing:
-            activity = {k: v for k, v in activity.items() if k not in missing}
-            for step in history:
-                activity = count_event(activity, missing, step.type, step.properties, step.at)
-        new_complete = sorted(tracked)
-    if replayed is not None:
-        state = replayed
-        rules.append("replayed")
-        steps_to_score: Sequence[Step] = []
-    else:
-        steps_to_score = steps
-    for step in steps_to_score:
-        prior = state
-        if step.type == "points_awarded":
-            awarded = step.properties.get("points")
-            if isinstance(awarded, int | float) and not isinstance(awarded, bool) and awarded:
-                state = add_points(state, float(awarded), step.at, model)
-                points += int(awarded)
-                rules.append("points_awarded")
-        else:
-            state, granted, by = score_event(state, step.type, step.properties, step.at, model)
-            points += granted
-            rules += by
-        if state != prior and step.event_id:
-            state = replace(state, event_id=step.event_id)  # same-moment events: id order
-    for step in steps:
-        activity = count_event(activity, tracked, step.type, step.properties, step.at)
-    activity = trim_activity(activity, tracked, now)
-    if not steps and state.at is not None and state.at < now and state.value > 0:
-        # re-evaluation: the stored score is brought up to now when the displayed one changed
-        decayed = decay(state.value, state.at, now, model)
-        if display_score(decayed) != display_score(state.value):
-            state = ScoreState(value=decayed, at=now, rule_points=state.rule_points)
+    activity, new_complete = _counted(profile, complete, tracked, steps, now, None if tombstone else history)
 
     sets: dict[str, Any] = {}
     removes: list[str] = []
@@ -257,6 +219,60 @@ def decide(
         entering=entering,
         leaving=leaving,
     )
+
+
+def _scored(
+    old_state: ScoreState, steps: Sequence[Step], now: datetime, model: LeadModel, replayed: ScoreState | None
+) -> tuple[ScoreState, list[str]]:
+    """The behaviour score after ``steps`` (or the ``replayed`` one) and the rules that scored; with
+    no steps (a re-evaluation) the score decayed to ``now`` when the displayed score changed."""
+    state = old_state
+    rules: list[str] = []
+    if replayed is not None:
+        state = replayed
+        rules.append("replayed")
+    for step in steps if replayed is None else []:
+        prior = state
+        if step.type == "points_awarded":
+            awarded = step.properties.get("points")
+            if isinstance(awarded, int | float) and not isinstance(awarded, bool) and awarded:
+                state = add_points(state, float(awarded), step.at, model)
+                rules.append("points_awarded")
+        else:
+            state, _granted, by = score_event(state, step.type, step.properties, step.at, model)
+            rules += by
+        if state != prior and step.event_id:
+            state = replace(state, event_id=step.event_id)  # same-moment events: id order
+    if not steps and state.at is not None and state.at < now and state.value > 0:
+        # re-evaluation: the stored score is brought up to now when the displayed one changed
+        decayed = decay(state.value, state.at, now, model)
+        if display_score(decayed) != display_score(state.value):
+            state = ScoreState(value=decayed, at=now, rule_points=state.rule_points)
+    return state, rules
+
+
+def _counted(
+    profile: Mapping[str, Any],
+    complete: list[str],
+    tracked: Mapping[str, Counter],
+    steps: Sequence[Step],
+    now: datetime,
+    history: Sequence[Step] | None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The activity counters after ``steps`` (those not yet recounted recounted from ``history``
+    first, when given) and the counter keys complete afterwards."""
+    activity = read_activity(profile)
+    new_complete = [k for k in complete if k in tracked]  # a dropped key's counts are gone
+    if history is not None:
+        missing = uncounted(profile, tracked)
+        if missing:
+            activity = {k: v for k, v in activity.items() if k not in missing}
+            for step in history:
+                activity = count_event(activity, missing, step.type, step.properties, step.at)
+        new_complete = sorted(tracked)
+    for step in steps:
+        activity = count_event(activity, tracked, step.type, step.properties, step.at)
+    return trim_activity(activity, tracked, now), new_complete
 
 
 def _membership_changes(
