@@ -9,7 +9,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
-from leadflow.journey_steps import JourneyStepRunner, StepRequest
+from leadflow.journey_steps import JourneyStepRunner
+from leadflow.journeys.tasks import TASK
 from leadflow.leads.handoff import HandoffPublisher, InteractionHistory
 from leadflow.leads.routing import Assignments, OwnerPicker
 from leadflow.observability import logger, metrics, tracer
@@ -53,4 +54,4 @@ runner = JourneyStepRunner(
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return runner.run(StepRequest.model_validate(event))
+    return runner.run(TASK.validate_python(event))

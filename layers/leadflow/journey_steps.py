@@ -1,7 +1,8 @@
 """The journey step function: every decision and effect a journey's state machine asks for.
 
 The compiled ASL calls this (through the ``send`` Lambda) with the step's own definition in the
-payload. Before every step the contact is checked against the journey's exit rules; a contact that
+payload, parsed once into the task's typed request (``leadflow.journeys.tasks``) and dispatched
+through one table, action → handler. Before every step the contact is checked against the journey's exit rules; a contact that
 meets one raises ``ContactExited`` (the state machine routes it to "Leave journey (exited)").
 
 Exactly once: sends are claimed per (execution, step, round) by ``SendService``; contact updates,
@@ -26,18 +27,39 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow import ids
 from leadflow.clock import parse_iso
 from leadflow.enrollments import CapExceeded, JourneyStore, answer_wait
 from leadflow.journeys.compiler import bucket as _bucket
-from leadflow.journeys.conditions import Condition, Facts, evaluate
-from leadflow.journeys.model import Exit, Settings, UpdateContact, WaitUntil
+from leadflow.journeys.conditions import Facts, evaluate
+from leadflow.journeys.model import WaitUntil
+from leadflow.journeys.tasks import (
+    BranchSpec,
+    ChannelSchedule,
+    DeadLetterTask,
+    EvaluateTask,
+    FusedSendSpec,
+    HoldoutTask,
+    LeaveTask,
+    NotifySalesTask,
+    ScheduleTask,
+    SendEmailTask,
+    SendSmsTask,
+    SendSpec,
+    SendTask,
+    SplitTask,
+    StepTask,
+    Task,
+    UpdateContactTask,
+    WaitForTask,
+    WebhookTask,
+    derive,
+)
 from leadflow.journeys.timing import next_send_time, rfc3339, wait_until_time, week_key, zone
 from leadflow.leads.handoff import HandoffPublisher, InteractionHistory, build_document
 from leadflow.leads.model import LeadModel
@@ -54,25 +76,9 @@ from leadflow.store import (
 )
 from leadflow.tables import keys, time_key
 
-Action = Literal[
-    "send_email",
-    "send_sms",
-    "schedule",
-    "evaluate",
-    "split",
-    "holdout",
-    "wait_for",
-    "update_contact",
-    "notify_sales",
-    "webhook",
-    "dead_letter",
-    "leave",
-]
 WEBHOOK_TIMEOUT_SECONDS = 10
 HELD_OUT = "held_out"
 """Status of a send task with a folded holdout whose contact is held out (it left the journey)."""
-_FUSED = frozenset({"holdout", "split", "send"})
-"""Keys of a send task's ``step`` that fold decisions into it (``compiler.fused_send``)."""
 
 
 class ContactExited(Exception):
@@ -91,62 +97,6 @@ class WebhookFailed(Exception):
 
 class WebhookRejected(Exception):
     """The endpoint refused the delivery for good (a 4xx other than 408/429): not retried."""
-
-
-class JourneySpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    exit: Exit = Field(default_factory=Exit)
-    settings: Settings = Field(default_factory=Settings)
-
-
-class StepRequest(BaseModel):
-    """What a journey task sends (see ``leadflow.journeys.compiler``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    action: Action
-    journey_id: str = Field(min_length=1, max_length=64)
-    contact_id: str = Field(min_length=1, max_length=64)
-    execution_id: str = Field(min_length=1, max_length=2048)
-    step_id: str | None = Field(default=None, max_length=64)
-    entered_at: str | None = None
-    round: int = Field(default=0, ge=0)
-    journey: JourneySpec = Field(default_factory=JourneySpec)
-    step: dict[str, Any] = Field(default_factory=dict)
-    since: str | None = None
-    """The start of a polling ``wait_for`` (definitions compiled before the callback pattern)."""
-    token: str | None = Field(default=None, max_length=4096)
-    """A ``wait_for`` callback task's token (``$$.Task.Token``)."""
-    entry_event_id: str | None = Field(default=None, max_length=128)
-    """The event that entered the contact (sends and ``wait_until`` an ``event_property`` read it)."""
-    outcome: Literal["completed", "exited", "held_out"] | None = None
-    leave: Literal["completed"] | None = None
-    """The journey's last step: leave the journey after it (the task ends the execution)."""
-    reason: str | None = None
-    holdout_bucket: float | None = Field(default=None, ge=0, lt=1)
-    """The contact's ``holdout`` bucket, for a send task with the holdout folded in."""
-    split_bucket: float | None = Field(default=None, ge=0, lt=1)
-    """The contact's ``random_split`` bucket, for a send task that picks the variant."""
-    failure: dict[str, Any] | None = None
-    """The error a dead-lettered step failed with (Step Functions' ``{Error, Cause}``)."""
-
-    @property
-    def round_step_id(self) -> str:
-        """The step id messages and markers use: the same step in a later loop round is another."""
-        assert self.step_id is not None
-        return self.step_id if self.round == 0 else f"{self.step_id}@{self.round}"
-
-    @property
-    def execution_name(self) -> str:
-        return self.execution_id.rsplit(":", 1)[-1]
-
-    @property
-    def lineage_id(self) -> str:
-        """What ids are derived from: the execution, or the one it continues when a deploy moved
-        it onto a new journey version (``leadflow.ids.lineage``): a step done before the move is
-        already done after it."""
-        return ids.lineage(self.execution_id)
 
 
 class Sender(Protocol):
@@ -220,20 +170,35 @@ class JourneyStepRunner:
         self._post = post
         self._now = now
         self._sfn = sfn
+        # action → the step it runs (after the exit check); a new step type is one entry here
+        # and one request model in ``leadflow.journeys.tasks``
+        self._steps: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
+            "send_email": self._send,
+            "send_sms": self._send,
+            "schedule": self._schedule,
+            "evaluate": self._evaluate,
+            "split": self._split,
+            "holdout": self._holdout,
+            "wait_for": self._wait_for,
+            "update_contact": self._update_contact,
+            "notify_sales": self._notify_sales,
+            "webhook": self._webhook,
+        }
 
-    def run(self, request: StepRequest) -> dict[str, Any]:
-        if request.action == "leave":
+    def run(self, request: StepTask) -> dict[str, Any]:
+        """Run one task's step (``request``: parsed by ``leadflow.journeys.tasks.TASK``)."""
+        if isinstance(request, LeaveTask):
             return self._leave(request)
-        if request.action == "dead_letter":
+        if isinstance(request, DeadLetterTask):
             # the record of a failed delivery is kept whatever the contact did meanwhile
             return self._dead_letter(request)
         profile = self._check_exit(request)
-        handler: Callable[[StepRequest, dict[str, Any]], dict[str, Any]] = getattr(self, f"_{request.action}")
-        result = handler(request, profile)
-        plan = request.step.get("plan")
-        if plan is not None:
-            # the wait_until right after this step: its time, planned by this task
-            result = {**result, **self._schedule(request.model_copy(update={"step": plan}), profile)}
+        result = self._steps[request.action](request, profile)
+        if isinstance(request, SendEmailTask | SendSmsTask) and isinstance(request.step, SendSpec):
+            plan = request.step.plan
+            if plan is not None:
+                # the wait_until right after this send: its time, planned by this task
+                result = {**result, "at": rfc3339(self._wait_time(request, plan, profile))}
         if request.leave is not None and result.get("status") != HELD_OUT:
             # the last step: its task ends the execution, the leave bookkeeping rides along (both
             # idempotent: a retry finds the step done and the enrollment left)
@@ -242,7 +207,7 @@ class JourneyStepRunner:
 
     # --- exit rules ------------------------------------------------------------------------------
 
-    def _facts(self, request: StepRequest, profile: Mapping[str, Any]) -> Facts:
+    def _facts(self, request: Task, profile: Mapping[str, Any]) -> Facts:
         def engagement(step_id: str) -> Mapping[str, Any]:
             ref = step_id if request.round == 0 else f"{step_id}@{request.round}"
             message = self._messages.get(ids.deterministic_id(request.lineage_id, ref))
@@ -260,7 +225,7 @@ class JourneyStepRunner:
             score=current_score(profile, now, self._lead_model()),
         )
 
-    def _check_exit(self, request: StepRequest) -> dict[str, Any]:
+    def _check_exit(self, request: Task) -> dict[str, Any]:
         profile, enrollment = self._store.profile_and_enrollment(request.contact_id, request.journey_id)
         rules = request.journey.exit
         reason: str | None = None
@@ -291,28 +256,28 @@ class JourneyStepRunner:
 
     # --- sends -----------------------------------------------------------------------------------
 
-    def _send_request(self, request: StepRequest) -> SendRequest:
+    def _send_request(self, request: SendTask, spec: SendSpec) -> SendRequest:
         return SendRequest(
-            action=request.action,  # type: ignore[arg-type]
-            purpose=request.step.get("purpose", "marketing"),
+            action=request.action,
+            purpose=spec.purpose,
             journey_id=request.journey_id,
             step_id=request.round_step_id,
-            template=request.step["template"],
-            template_version=request.step.get("template_version"),
+            template=spec.template,
+            template_version=spec.template_version,
             contact_id=request.contact_id,
             execution_id=request.execution_id,
-            subject=request.step.get("subject"),
-            preheader=request.step.get("preheader"),
+            subject=spec.subject,
+            preheader=spec.preheader,
             entry_event_id=request.entry_event_id,
         )
 
-    def _reserve(self, request: StepRequest, profile: Mapping[str, Any], channel: str) -> None:
+    def _reserve(self, request: Task, spec: SendSpec, profile: Mapping[str, Any], channel: str) -> None:
         """Count the message against the frequency cap (once per message id). A send that may not
         go now raises ``SendDeferred``: with the time it may when the definition catches it that
         way (``deferrable``), else (older definitions) for their Schedule task."""
         settings = request.journey.settings
-        deferrable = bool(request.step.get("deferrable"))
-        marketing = request.step.get("purpose", "marketing") == "marketing"
+        deferrable = spec.deferrable
+        marketing = spec.purpose == "marketing"
         tz = zone(profile.get("timezone"), settings.timezone)
         now = self._now()
         if deferrable and marketing:
@@ -347,7 +312,7 @@ class JourneyStepRunner:
                 raise SendDeferred(f"{channel} frequency cap reached") from exc
             raise SendDeferred(rfc3339(self._next_send_time(request, profile, channel))) from exc
 
-    def _next_send_time(self, request: StepRequest, profile: Mapping[str, Any], channel: str) -> datetime:
+    def _next_send_time(self, request: Task, profile: Mapping[str, Any], channel: str) -> datetime:
         """When the send may go: quiet hours, send window and the frequency cap's counts."""
         settings = request.journey.settings
         tz = zone(profile.get("timezone"), settings.timezone)
@@ -371,68 +336,69 @@ class JourneyStepRunner:
         # the cap was full a moment ago: never "now" (a whole second on, so the wait is real)
         return at if at > now else now.replace(microsecond=0) + timedelta(seconds=1)
 
-    def _send_email(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
-        if _FUSED.intersection(request.step):
-            return self._fused_send(request, profile)
-        self._reserve(request, profile, "email")
-        return self._sender.send_email(self._send_request(request)).model_dump()
+    def _send(self, request: SendTask, profile: dict[str, Any]) -> dict[str, Any]:
+        spec = request.step
+        if isinstance(spec, FusedSendSpec):
+            return self._fused_send(request, spec, profile)
+        if isinstance(request, SendEmailTask):
+            self._reserve(request, spec, profile, "email")
+            return self._sender.send_email(self._send_request(request, spec)).model_dump()
+        self._reserve(request, spec, profile, "sms")
+        return self._sender.send_sms(self._send_request(request, spec)).model_dump()
 
-    def _send_sms(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
-        if _FUSED.intersection(request.step):
-            return self._fused_send(request, profile)
-        self._reserve(request, profile, "sms")
-        return self._sender.send_sms(self._send_request(request)).model_dump()
-
-    def _fused_send(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+    def _fused_send(self, request: SendTask, spec: FusedSendSpec, profile: dict[str, Any]) -> dict[str, Any]:
         """A send task with its decisions folded in (``compiler.fused_send``): a ``holdout`` (held-out
         contacts leave the journey here, nothing is sent) and/or a ``random_split`` of one send per
         path (the variant by the contact's bucket: a retry picks the same one, and its message id,
         made from the variant's step id, is claimed once). The result names every decision."""
         decisions: dict[str, dict[str, str]] = {}
         result: dict[str, Any] = {"message_id": None, "status": "none", "reason": None}
-        holdout = request.step.get("holdout")
+        holdout = spec.holdout
         if holdout is not None:
             held = float(request.holdout_bucket if request.holdout_bucket is not None else 1.0) < (
-                float(holdout["percent"]) / 100
+                holdout.percent / 100
             )
-            decisions[str(holdout["step_id"])] = {"path": "held_out" if held else "treated"}
+            decisions[holdout.step_id] = {"path": "held_out" if held else "treated"}
             if held:
                 # the held-out contact leaves here (run() leaves as completed everyone else)
                 self._leave(request.model_copy(update={"outcome": "held_out", "leave": None}))
                 first = next(iter(decisions.values()))
                 return {**result, "status": HELD_OUT, "path": first["path"], "decisions": decisions}
-        split = request.step.get("split")
-        if split is not None:
+        chosen: SendSpec
+        if spec.split is not None:
             point = float(request.split_bucket if request.split_bucket is not None else 0.0)
-            variants = list(split["variants"])
-            index = next((i for i, v in enumerate(variants) if point < float(v["below"])), len(variants) - 1)
-            decisions[str(split["step_id"])] = {"path": f"path{index + 1}"}
-            chosen = dict(variants[index])
+            variants = spec.split.variants
+            index = next((i for i, v in enumerate(variants) if point < v.below), len(variants) - 1)
+            decisions[spec.split.step_id] = {"path": f"path{index + 1}"}
+            chosen, step_id = variants[index], variants[index].step_id
+        elif spec.send is not None:
+            chosen, step_id = spec.send, spec.send.step_id
         else:
-            chosen = dict(request.step["send"])
-        step_id = str(chosen.pop("step_id"))
-        chosen.pop("below", None)
-        send = request.model_copy(update={"step_id": step_id, "step": chosen})
-        result = getattr(self, f"_{request.action}")(send, profile)
+            raise ValueError("a fused send task names its send or its split variants")
+        result = self._send(request.model_copy(update={"step_id": step_id, "step": chosen}), profile)
         first = next(iter(decisions.values()), {"path": "sent"})
         return {**result, "path": first["path"], "decisions": decisions}
 
     # --- time --------------------------------------------------------------------------------------
 
-    def _schedule(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+    def _schedule(self, request: ScheduleTask, profile: dict[str, Any]) -> dict[str, Any]:
         """When a ``wait_until`` ends (and, for definitions compiled before sends deferred
         themselves, when a send may go)."""
+        return {"at": rfc3339(self._wait_time(request, request.step, profile))}
+
+    def _wait_time(
+        self, request: Task, spec: WaitUntil | ChannelSchedule, profile: dict[str, Any]
+    ) -> datetime:
         settings = request.journey.settings
         tz = zone(profile.get("timezone"), settings.timezone)
         now = self._now()
-        if "channel" in request.step:
-            at = self._next_send_time(request, profile, str(request.step["channel"]))
+        if isinstance(spec, ChannelSchedule):
+            at = self._next_send_time(request, profile, spec.channel)
             if at <= now + timedelta(seconds=1):
                 at = now
             else:
                 metrics.add_metric(name="SendsDeferred", unit="Count", value=1)
         else:
-            spec = WaitUntil.model_validate(request.step)
             value: object = None
             if spec.attribute:
                 value = profile.get(spec.attribute)
@@ -440,9 +406,9 @@ class JourneyStepRunner:
                 entry = self._events.get(keys.contact(request.contact_id), request.entry_event_id)
                 value = ((entry or {}).get("properties") or {}).get(spec.event_property)
             at = wait_until_time(now, tz, spec, value)
-        return {"at": rfc3339(at)}
+        return at
 
-    def _wait_for(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+    def _wait_for(self, request: WaitForTask, profile: dict[str, Any]) -> dict[str, Any]:
         """Register the callback task's token with the enrollment (``trigger`` answers it when the
         event arrives); an event seen already at or after the wait's start answers it now."""
         if request.token is None:
@@ -450,7 +416,7 @@ class JourneyStepRunner:
         assert request.step_id is not None
         enrollment = self._store.enrollment(request.contact_id, request.journey_id) or {}
         start = self._now()
-        if request.step.get("count_from") == "entry":
+        if request.step.count_from == "entry":
             start = parse_iso(enrollment.get("entered_at")) or parse_iso(request.entered_at) or start
         since = time_key(start)
         outcome = self._store.register_wait(
@@ -472,61 +438,64 @@ class JourneyStepRunner:
             return {"status": "seen"}
         return {"status": "waiting", "since": since}
 
-    def _poll_wait_for(self, request: StepRequest) -> dict[str, Any]:
+    def _poll_wait_for(self, request: WaitForTask) -> dict[str, Any]:
         """``wait_for`` of definitions compiled before the callback pattern (a running execution
         keeps its definition): one check, then the state machine pauses and asks again."""
         now = self._now()
         since = parse_iso(request.since) or now
         spec = request.step
-        deadline = since + timedelta(seconds=int(spec["timeout_seconds"]))
-        where: Mapping[str, Any] = spec.get("where") or {}
+        if spec.timeout_seconds is None or spec.check_every_seconds is None:
+            raise ValueError("a wait_for without a task token needs timeout_seconds and check_every_seconds")
+        deadline = since + timedelta(seconds=spec.timeout_seconds)
         for event in self._store.events_since(request.contact_id, since):
-            if event.get("type") == spec["event"] and _matches(event, where):
+            if event.get("type") == spec.event and _matches(event, spec.where):
                 return {"since": iso(since), "outcome": "event", "pause_seconds": 0}
         if now >= deadline:
             return {"since": iso(since), "outcome": "timeout", "pause_seconds": 0}
-        pause = min(int(spec["check_every_seconds"]), int((deadline - now).total_seconds()) + 1)
+        pause = min(spec.check_every_seconds, int((deadline - now).total_seconds()) + 1)
         return {"since": iso(since), "outcome": "waiting", "pause_seconds": max(1, pause)}
 
     # --- decisions -------------------------------------------------------------------------------
 
-    def _evaluate(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
-        from pydantic import TypeAdapter
-
-        if "act" in request.step:
+    def _evaluate(self, request: EvaluateTask, profile: dict[str, Any]) -> dict[str, Any]:
+        if request.step.act is not None:
             return self._decide_and_act(request, profile)
-        adapter: TypeAdapter[Condition] = TypeAdapter(Condition)
-        facts = self._facts(request, profile)
-        if "if" in request.step:
-            return {
-                "path": "then" if evaluate(adapter.validate_python(request.step["if"]), facts) else "else"
-            }
-        for i, case in enumerate(request.step.get("cases", [])):
-            if evaluate(adapter.validate_python(case["if"]), facts):
-                return {"path": f"case{i + 1}"}
-        return {"path": "default"}
+        return {"path": self._decide(request, request.step, profile)}
 
-    def _decide_and_act(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+    def _decide(self, request: Task, spec: BranchSpec, profile: dict[str, Any]) -> str:
+        """The path of a ``branch``: then/else by its ``if``, else the first matching case."""
+        facts = self._facts(request, profile)
+        if spec.if_ is not None:
+            return "then" if evaluate(spec.if_, facts) else "else"
+        for i, case in enumerate(spec.cases or []):
+            if evaluate(case.if_, facts):
+                return f"case{i + 1}"
+        return "default"
+
+    def _decide_and_act(self, request: EvaluateTask, profile: dict[str, Any]) -> dict[str, Any]:
         """A fused ``branch`` (``compiler.fused_branch``): decide, record the decision with a
         conditional write (first writer wins: a retry, or a run after a deferred send, reads the
         recorded path instead of deciding again, so a contact never gets both paths), then do the
         chosen path's first step (a send or a contact update, each exactly once on its own)."""
-        decided = self._evaluate(request.model_copy(update={"step": _without(request.step, "act")}), profile)
-        path = self._marks.decide(
-            "DECISION", f"{request.lineage_id}#{request.round_step_id}", decided["path"]
-        )
+        decided = self._decide(request, request.step, profile)
+        path = self._marks.decide("DECISION", f"{request.lineage_id}#{request.round_step_id}", decided)
         result: dict[str, Any] = {"path": path, "message_id": None, "status": "none", "reason": None}
-        act = (request.step.get("act") or {}).get(path)
+        act = (request.step.act or {}).get(path)
         if act:
-            inner = request.model_copy(
-                update={"action": act["action"], "step_id": act["step_id"], "step": act["step"]}
-            )
-            done = getattr(self, f"_{act['action']}")(inner, profile)
+            inner: Task
+            if act.action == "update_contact":
+                inner = derive(
+                    request, UpdateContactTask, action=act.action, step_id=act.step_id, step=act.step
+                )
+            else:
+                model = SendEmailTask if act.action == "send_email" else SendSmsTask
+                inner = derive(request, model, action=act.action, step_id=act.step_id, step=act.step)
+            done = self._steps[act.action](inner, profile)
             result.update({k: done.get(k) for k in ("message_id", "status", "reason")})
         return result
 
-    def _split(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
-        weights = [int(w) for w in request.step["weights"]]
+    def _split(self, request: SplitTask, profile: dict[str, Any]) -> dict[str, Any]:
+        weights = request.step.weights
         point = _bucket("split", request.journey_id, str(request.step_id), request.contact_id) * sum(weights)
         total = 0
         for i, weight in enumerate(weights):
@@ -535,14 +504,14 @@ class JourneyStepRunner:
                 return {"path": f"path{i + 1}"}
         return {"path": f"path{len(weights)}"}
 
-    def _holdout(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
-        share = float(request.step["percent"]) / 100
+    def _holdout(self, request: HoldoutTask, profile: dict[str, Any]) -> dict[str, Any]:
+        share = request.step.percent / 100
         held = _bucket("holdout", request.journey_id, str(request.step_id), request.contact_id) < share
         return {"path": "held_out" if held else "treated"}
 
     # --- effects ---------------------------------------------------------------------------------
 
-    def _once(self, request: StepRequest, txn: Transaction, kind: str = "STEP") -> bool:
+    def _once(self, request: Task, txn: Transaction, kind: str = "STEP") -> bool:
         """Commit ``txn`` with this step's marker; False when an earlier attempt already did."""
         txn.add(self._marks.put_op(kind, f"{request.lineage_id}#{request.round_step_id}"), "marker")
         try:
@@ -554,7 +523,7 @@ class JourneyStepRunner:
             raise
         return True
 
-    def _event(self, request: StepRequest, kind: str, properties: dict[str, Any]) -> Event:
+    def _event(self, request: Task, kind: str, properties: dict[str, Any]) -> Event:
         return Event(
             event_id=ids.deterministic_id(request.lineage_id, request.round_step_id, kind),
             type=kind,
@@ -565,8 +534,8 @@ class JourneyStepRunner:
             properties=properties,
         )
 
-    def _update_contact(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
-        spec = UpdateContact.model_validate(request.step)
+    def _update_contact(self, request: UpdateContactTask, profile: dict[str, Any]) -> dict[str, Any]:
+        spec = request.step
         at = iso(self._now())
         sets: dict[str, Any] = {"updated_at": at, **dict(sorted(spec.set.items()))}
         add: dict[str, Any] = {}
@@ -610,7 +579,7 @@ class JourneyStepRunner:
         return {"status": "updated" if done else "duplicate"}
 
     def _handoff(
-        self, request: StepRequest, profile: Mapping[str, Any], reason: str, assignment: Assignment
+        self, request: Task, profile: Mapping[str, Any], reason: str, assignment: Assignment
     ) -> dict[str, Any]:
         """The complete hand-off document (profile, owner, full interaction history)."""
         history, truncated = self._history.of(profile)
@@ -627,13 +596,13 @@ class JourneyStepRunner:
             model=self._lead_model(),
         )
 
-    def _already_done(self, request: StepRequest, kind: str = "STEP") -> bool:
+    def _already_done(self, request: Task, kind: str = "STEP") -> bool:
         return self._marks.exists(kind, f"{request.lineage_id}#{request.round_step_id}")
 
-    def _notify_sales(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+    def _notify_sales(self, request: NotifySalesTask, profile: dict[str, Any]) -> dict[str, Any]:
         if self._already_done(request):
             return {"status": "duplicate"}
-        reason = str(request.step["reason"])
+        reason = request.step.reason
         # one owner per hand-off: the first notify_sales of the execution picks it, a retry or a
         # reminder of the same execution reuses it
         assignment, new = self._assignments.assign(
@@ -666,15 +635,16 @@ class JourneyStepRunner:
         metrics.add_metric(name="SalesHandoffs", unit="Count", value=1)
         return {"status": "notified"}
 
-    def _webhook(self, request: StepRequest, profile: dict[str, Any]) -> dict[str, Any]:
+    def _webhook(self, request: WebhookTask, profile: dict[str, Any]) -> dict[str, Any]:
         if self._already_done(request):
             return {"status": "duplicate"}
-        url = str(request.step["url"])
+        spec = request.step
+        url = spec.url
         if url.startswith("http://") and not self._allow_plain_http:
             raise WebhookRejected("webhooks need https:// outside the local runtime")
-        secret = self._webhook_keys().get(str(request.step["secret"]))
+        secret = self._webhook_keys().get(spec.secret)
         if not secret:
-            raise WebhookRejected(f"no webhook secret named {request.step['secret']!r}")
+            raise WebhookRejected(f"no webhook secret named {spec.secret!r}")
         delivery_id = ids.deterministic_id(request.lineage_id, request.round_step_id, "webhook")
         document: dict[str, Any] = {
             "delivery_id": delivery_id,
@@ -682,9 +652,9 @@ class JourneyStepRunner:
             "step_id": request.step_id,
             "contact_id": request.contact_id,
             "sent_at": iso(self._now()),
-            "payload": request.step.get("payload") or {},
+            "payload": dict(spec.payload),
         }
-        if request.step.get("include_handoff"):
+        if spec.include_handoff:
             # the owner of the contact's current hand-off, if any (a webhook never assigns one)
             owner = profile.get("owner")
             current = Assignment(owner=str(owner) if owner else None, rule=None)
@@ -712,7 +682,7 @@ class JourneyStepRunner:
         metrics.add_metric(name="WebhooksDelivered", unit="Count", value=1)
         return {"status": "delivered"}
 
-    def _dead_letter(self, request: StepRequest) -> dict[str, Any]:
+    def _dead_letter(self, request: DeadLetterTask) -> dict[str, Any]:
         """A webhook delivery failed for good: a record of it goes to the dead-letter queue (once:
         a marker after the send; a crash in between sends it again with the same delivery id)."""
         if self._already_done(request, "DEADLETTER"):
@@ -726,7 +696,7 @@ class JourneyStepRunner:
             "step_id": request.step_id,
             "execution_id": request.execution_id,
             "contact_id": request.contact_id,
-            "url_host": urlsplit(str(request.step.get("url", ""))).hostname or "",
+            "url_host": urlsplit(request.step.url).hostname or "",
             "error": error,
             "message": _exit_reason(failure.get("Cause"))[:300] if failure.get("Cause") else "",
             "at": at,
@@ -752,7 +722,7 @@ class JourneyStepRunner:
 
     # --- leaving -----------------------------------------------------------------------------------
 
-    def _leave(self, request: StepRequest) -> dict[str, Any]:
+    def _leave(self, request: Task) -> dict[str, Any]:
         outcome = request.outcome or "completed"
         reason = _exit_reason(request.reason) if outcome == "exited" else None
         at = iso(self._now())
@@ -773,10 +743,6 @@ class JourneyStepRunner:
                 raise
         metrics.add_metric(name=f"Journeys{outcome.title().replace('_', '')}", unit="Count", value=1)
         return {"status": outcome}
-
-
-def _without(spec: Mapping[str, Any], key: str) -> dict[str, Any]:
-    return {k: v for k, v in spec.items() if k != key}
 
 
 def _matches(event: Mapping[str, Any], where: Mapping[str, Any]) -> bool:

@@ -143,6 +143,114 @@ def identified_event(
     )
 
 
+@dataclass(frozen=True)
+class Signup:
+    """What one sign-up form post writes (``plan_signup``), before it is a transaction."""
+
+    contact_id: str
+    email: str
+    at: str
+    source: str
+    """``form:<form id>``."""
+    ip: str | None
+    """The truncated source IP (consent evidence)."""
+    fields: dict[str, Any]
+    """The profile upsert."""
+    profile_visitor_id: str | None
+    """The visitor id the profile lists (not one linked to another contact: a shared device)."""
+    consent_log: list[tuple[str, str]]
+    """(channel, action) entries of the consent log."""
+    phone: str | None
+    link_visitor: str | None
+    """The visitor to link to the contact (an unlinked visitor id came with the post)."""
+    events: list[tuple[str, Event]]
+    """(operation name, event): ``identified`` when a visitor is linked, then ``form_submitted``."""
+
+
+def plan_signup(
+    form_id: str,
+    form: FormConfig,
+    submission: FormSubmission,
+    *,
+    contact_id: str,
+    existing: bool,
+    already_granted: bool,
+    visitor_id: str | None,
+    linked_contact: str | None,
+    ip: str | None,
+    at: str,
+    form_event_id: str,
+) -> Signup:
+    """The writes of a sign-up, decided from what was read (no I/O): ``contact_id`` (the existing
+    contact's, else a new one), ``existing``, ``already_granted`` (the contact confirmed email
+    consent before: double opt-in does not ask again), the submitted ``visitor_id`` and the contact
+    it is linked to already (``linked_contact``)."""
+    source = f"form:{form_id}"
+    fields: dict[str, Any] = {
+        "email": submission.email,
+        "first_name": submission.first_name,
+        "last_name": submission.last_name,
+        "locale": submission.locale.replace("_", "-") if submission.locale else None,
+        "salutation": submission.salutation,
+        "timezone": submission.timezone,
+        "country": submission.country,
+    }
+    consent_log: list[tuple[str, str]] = []
+    if submission.consent:
+        # double opt-in: consent stays pending until the confirmation link is clicked; a
+        # contact who already confirmed keeps the granted consent
+        pending = form.double_opt_in and not already_granted
+        fields |= {
+            "consent_email": "pending" if pending else "granted",
+            "consent_updated_at": at,
+            "consent_source": source,
+            "consent_ip": ip,
+        }
+        consent_log.append(("email", str(fields["consent_email"])))
+    elif not existing:
+        fields["consent_email"] = "unknown"
+    if submission.phone:
+        fields["phone"] = submission.phone
+        if submission.sms_consent:
+            fields |= {"consent_sms": "granted", "consent_sms_updated_at": at, "consent_sms_source": source}
+            consent_log.append(("sms", "granted"))
+    events: list[tuple[str, Event]] = []
+    link_visitor = visitor_id if visitor_id and linked_contact is None else None
+    if link_visitor:
+        events.append(
+            ("identified", identified_event(contact_id, link_visitor, at, source, with_event=form_event_id))
+        )
+    properties: dict[str, Any] = {"form_id": form_id, "consent": submission.consent}
+    if form.double_opt_in:
+        properties["double_opt_in"] = True
+    if page := clean_url(submission.page_url):
+        properties["page_url"] = page
+    form_submitted = Event(
+        event_id=form_event_id,
+        type="form_submitted",
+        occurred_at=at,
+        contact_id=contact_id,
+        visitor_id=visitor_id,
+        source=source,
+        properties=properties,
+    )
+    events.append(("form_submitted", form_submitted))
+    return Signup(
+        contact_id=contact_id,
+        email=submission.email,
+        at=at,
+        source=source,
+        ip=ip,
+        fields=fields,
+        # a visitor id linked to another contact keeps that link (shared device)
+        profile_visitor_id=visitor_id if linked_contact in (None, contact_id) else None,
+        consent_log=consent_log,
+        phone=submission.phone,
+        link_visitor=link_visitor,
+        events=events,
+    )
+
+
 class ServerEventOnly(Exception):
     """An event type a browser may not report: it must come from a server with credentials."""
 
@@ -444,100 +552,22 @@ class TrackingService:
             now = utc_now()
             at = iso(now)
             linked = self._links.linked_contact(submitted_vid) if submitted_vid else None
-            # a visitor id linked to another contact keeps that link (shared device)
-            visitor_id = submitted_vid if linked in (None, contact_id) else None
-            fields: dict[str, Any] = {
-                "email": submission.email,
-                "first_name": submission.first_name,
-                "last_name": submission.last_name,
-                "locale": submission.locale.replace("_", "-") if submission.locale else None,
-                "salutation": submission.salutation,
-                "timezone": submission.timezone,
-                "country": submission.country,
-            }
-            if submission.consent:
-                # double opt-in: consent stays pending until the confirmation link is clicked; a
-                # contact who already confirmed keeps the granted consent
-                pending = form.double_opt_in and not self._already_granted(existing)
-                fields |= {
-                    "consent_email": "pending" if pending else "granted",
-                    "consent_updated_at": at,
-                    "consent_source": f"form:{form_id}",
-                    "consent_ip": truncate_ip(source_ip),
-                }
-            elif existing is None:
-                fields["consent_email"] = "unknown"
-            if submission.phone:
-                fields["phone"] = submission.phone
-                if submission.sms_consent:
-                    fields |= {
-                        "consent_sms": "granted",
-                        "consent_sms_updated_at": at,
-                        "consent_sms_source": f"form:{form_id}",
-                    }
-            txn = Transaction()
-            txn.add(self._contacts.email_claim_op(submission.email, contact_id), "email_claim")
-            txn.add(
-                self._contacts.upsert_profile_op(contact_id, fields, at, visitor_id=visitor_id), "profile"
-            )
-            if submission.consent:
-                txn.add(
-                    self._contacts.consent_log_op(
-                        contact_id,
-                        channel="email",
-                        action=str(fields["consent_email"]),
-                        source=f"form:{form_id}",
-                        at=at,
-                        ip=truncate_ip(source_ip),
-                        text=form.consent_text,
-                    ),
-                    "email_consent_log",
-                )
-            if submission.phone and submission.sms_consent:
-                txn.add(
-                    self._contacts.consent_log_op(
-                        contact_id,
-                        channel="sms",
-                        action="granted",
-                        source=f"form:{form_id}",
-                        at=at,
-                        ip=truncate_ip(source_ip),
-                        text=form.consent_text,
-                    ),
-                    "sms_consent_log",
-                )
-            if submission.phone:
-                txn.add(self._contacts.phone_index_op(submission.phone, contact_id, at), "phone_index")
-            form_event_id = ids.new_event_id()
-            if submitted_vid and linked is None:
-                txn.add(self._links.link_op(submitted_vid, contact_id, at), "link")
-                txn.add(
-                    self._events.put_op(
-                        identified_event(
-                            contact_id, submitted_vid, at, f"form:{form_id}", with_event=form_event_id
-                        )
-                    ),
-                    "identified",
-                )
-            properties: dict[str, Any] = {"form_id": form_id, "consent": submission.consent}
-            if form.double_opt_in:
-                properties["double_opt_in"] = True
-            if page := clean_url(submission.page_url):
-                properties["page_url"] = page
-            txn.add(
-                self._events.put_op(
-                    Event(
-                        event_id=form_event_id,
-                        type="form_submitted",
-                        occurred_at=at,
-                        contact_id=contact_id,
-                        visitor_id=submitted_vid,
-                        source=f"form:{form_id}",
-                        properties=properties,
-                    )
+            signup = plan_signup(
+                form_id,
+                form,
+                submission,
+                contact_id=contact_id,
+                existing=existing is not None,
+                already_granted=bool(
+                    submission.consent and form.double_opt_in and self._already_granted(existing)
                 ),
-                "form_submitted",
+                visitor_id=submitted_vid,
+                linked_contact=linked,
+                ip=truncate_ip(source_ip),
+                at=at,
+                form_event_id=ids.new_event_id(),
             )
+            txn = self._signup_transaction(signup, form)
             budget_ops: list[dict[str, Any]] = []
             if self._budgets is not None and not captcha_passed and self.sends_email(form_id):
                 budget_ops = list(
@@ -575,6 +605,37 @@ class TrackingService:
                 raise
             metrics.add_metric(name="FormsSubmitted", unit="Count", value=1)
             return FormAccepted(contact_id=contact_id)
+
+    def _signup_transaction(self, signup: Signup, form: FormConfig) -> Transaction:
+        """The named writes of a sign-up (the budgets are added by the caller)."""
+        txn = Transaction()
+        txn.add(self._contacts.email_claim_op(signup.email, signup.contact_id), "email_claim")
+        txn.add(
+            self._contacts.upsert_profile_op(
+                signup.contact_id, signup.fields, signup.at, visitor_id=signup.profile_visitor_id
+            ),
+            "profile",
+        )
+        for channel, action in signup.consent_log:
+            txn.add(
+                self._contacts.consent_log_op(
+                    signup.contact_id,
+                    channel=channel,
+                    action=action,
+                    source=signup.source,
+                    at=signup.at,
+                    ip=signup.ip,
+                    text=form.consent_text,
+                ),
+                f"{channel}_consent_log",
+            )
+        if signup.phone:
+            txn.add(self._contacts.phone_index_op(signup.phone, signup.contact_id, signup.at), "phone_index")
+        if signup.link_visitor is not None:
+            txn.add(self._links.link_op(signup.link_visitor, signup.contact_id, signup.at), "link")
+        for name, event in signup.events:
+            txn.add(self._events.put_op(event), name)
+        return txn
 
     def _already_granted(self, contact_id: str | None) -> bool:
         if contact_id is None:

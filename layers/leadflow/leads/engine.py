@@ -10,7 +10,8 @@ floor at 0 and the caps make the score depend on the order of the events):
    contact's tombstone is followed once;
 2. behaviour score (decay, rule points, caps; ``points_awarded`` adds its points directly), activity
    counters for ``did`` conditions, fit score, lifecycle stage (rules move forward only, never
-   while ``stage_hold_until`` is in the future) and every segment's membership;
+   while ``stage_hold_until`` is in the future) and every segment's membership — decided by
+   ``leadflow.leads.decision.decide`` from what was read, with no I/O;
 3. one transaction: the profile's lead fields under the optimistic lock ``lead_version``, the marker
    ``SCORE#<event id>`` (a redelivered event changes nothing: ``duplicate``), the derived events
    (``score_changed``, ``stage_changed``, ``segment_entered``/``segment_left``, ``source: leads``,
@@ -39,31 +40,23 @@ Events the engine writes itself (``source: leads``) are ignored.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from leadflow import ids
 from leadflow.clock import parse_iso, utc_now
-from leadflow.journeys.conditions import Did, Facts, evaluate
-from leadflow.leads.model import LeadModel
-from leadflow.leads.scoring import (
-    ScoreState,
-    add_points,
-    count,
-    count_event,
-    counters,
-    decay,
-    display_score,
-    fit_score,
-    model_conditions,
-    next_stage,
-    read_activity,
-    replay,
-    rule_matches,
-    score_event,
-    trim_activity,
+from leadflow.leads.decision import (
+    LEADS_SOURCE,
+    MAX_ITEMS,
+    LeadDecision,
+    Step,
+    decide,
+    tracked_counters,
+    uncounted,
 )
+from leadflow.leads.model import LeadModel
+from leadflow.leads.scoring import ScoreState, replay, rule_matches
 from leadflow.models import Event, iso
 from leadflow.observability import logger, metrics
 from leadflow.platform.dynamo import Op, Transaction, TransactionCancelled, get, query_all, update_op, values
@@ -72,20 +65,10 @@ from leadflow.segments.membership import SegmentMembership
 from leadflow.store import ContactStore, EventStore, IdempotencyMarks, resolve_profile
 from leadflow.tables import keys
 
-LEADS_SOURCE = "leads"
 MARK_KIND = "SCORE"
 MAX_ATTEMPTS = 5
 FOLD_CHUNK = 60
 """Anonymous events folded per transaction (their markers + the lead state's items fit in 100)."""
-MAX_ITEMS = 100
-FIXED_ITEMS = 4
-"""Profile update, marker, score_changed, stage_changed."""
-MAX_SEGMENT_CHANGES = (MAX_ITEMS - FIXED_ITEMS) // 3
-"""Each membership change: its event, the member item and the shard counter."""
-COMPLETE = "activity_complete"
-"""Profile attribute: the counter keys a full re-evaluation recounted from the contact's history
-(the stream path counts from the moment a ``did`` condition exists; a re-evaluation completes
-the counts of conditions defined later)."""
 
 
 class LeadStateConflict(RuntimeError):
@@ -171,16 +154,6 @@ class LeadStore:
 
     def transact(self, txn: Transaction) -> None:
         txn.commit(self._client)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One event folded into the lead state."""
-
-    type: str
-    properties: Mapping[str, Any]
-    at: datetime
-    event_id: str = ""
 
 
 @dataclass
@@ -485,170 +458,53 @@ class LeadEngine:
         applying: frozenset[str] = frozenset(),
     ) -> Plan | None:
         """The transaction items of the new lead state, or None when nothing changes. ``recount``
-        (re-evaluation): counters the profile does not list as complete are recounted from history."""
-        model = self._model
+        (re-evaluation): counters the profile does not list as complete are recounted from history.
+        Reads what the decision (``leadflow.leads.decision.decide``) needs, then names its writes."""
         segments = list(self._segments())
-        tracked = counters([s.when for s in segments] + model_conditions(model))
-        old_state = ScoreState.of(profile)
-        state = old_state
-        points = 0
-        rules: list[str] = []
-        activity = read_activity(profile)
-        complete = sorted(str(k) for k in profile.get(COMPLETE) or [])
-        new_complete = [k for k in complete if k in tracked]  # a dropped key's counts are gone
+        history: list[Step] | None = None
         if recount and not tombstone:
-            missing = {k: c for k, c in tracked.items() if k not in complete}
-            if missing:
-                activity = {k: v for k, v in activity.items() if k not in missing}
-                for step in self._history(contact_id, profile):
-                    activity = count_event(activity, missing, step.type, step.properties, step.at)
-            new_complete = sorted(tracked)
+            missing = uncounted(profile, tracked_counters(self._model, segments))
+            history = self._history(contact_id, profile) if missing else []
+        replayed: ScoreState | None = None
+        old_state = ScoreState.of(profile)
         if steps and not recount and self._out_of_order(old_state, steps):
             # an event older than the score's time (a redriven or late record): the score is
             # replayed from the stored events, in time order, up to the newest of them — the
             # floor at 0 and the caps make it depend on the order, not only on the sum
             until = max([s.at for s in steps] + ([old_state.at] if old_state.at else []))
-            state = self._replayed(contact_id, profile, until, applying)
-            rules.append("replayed")
-            steps_to_score: Sequence[Step] = []
-        else:
-            steps_to_score = steps
-        for step in steps_to_score:
-            prior = state
-            if step.type == "points_awarded":
-                awarded = step.properties.get("points")
-                if isinstance(awarded, int | float) and not isinstance(awarded, bool) and awarded:
-                    state = add_points(state, float(awarded), step.at, model)
-                    points += int(awarded)
-                    rules.append("points_awarded")
-            else:
-                state, granted, by = score_event(state, step.type, step.properties, step.at, model)
-                points += granted
-                rules += by
-            if state != prior and step.event_id:
-                state = replace(state, event_id=step.event_id)  # same-moment events: id order
-        for step in steps:
-            activity = count_event(activity, tracked, step.type, step.properties, step.at)
-        activity = trim_activity(activity, tracked, now)
-        if not steps and state.at is not None and state.at < now and state.value > 0:
-            # re-evaluation: the stored score is brought up to now when the displayed one changed
-            decayed = decay(state.value, state.at, now, model)
-            if display_score(decayed) != display_score(state.value):
-                state = ScoreState(value=decayed, at=now, rule_points=state.rule_points)
+            replayed = self._replayed(contact_id, profile, until, applying)
+        decision = decide(
+            contact_id,
+            profile,
+            steps,
+            now,
+            model=self._model,
+            segments=segments,
+            event_id=event_id,
+            overrides=overrides,
+            tombstone=tombstone,
+            history=history,
+            replayed=replayed,
+        )
+        return None if decision is None else self._writes(decision, now)
 
-        sets: dict[str, Any] = {}
-        removes: list[str] = []
-        derived: list[Event] = []
-        changes: list[str] = []
-
-        def derive(kind: str, detail: str, properties: dict[str, Any]) -> None:
-            derived.append(
-                Event(
-                    event_id=event_id(kind, detail),
-                    type=kind,
-                    occurred_at=iso(now),
-                    contact_id=contact_id,
-                    source=LEADS_SOURCE,
-                    properties=properties,
-                )
-            )
-            changes.append(f"{kind}:{detail}" if detail else kind)
-
-        if state != old_state:
-            fields = state.fields()
-            sets.update({k: v for k, v in fields.items() if v is not None})
-            # points: against the old score decayed to the same moment; decay alone: the stored one
-            since = state.at or now if steps else old_state.at
-            before = display_score(decay(old_state.value, old_state.at, since or now, model))
-            after = int(fields["score"])
-            if before != after:
-                derive(
-                    "score_changed",
-                    "",
-                    {
-                        "from": before,
-                        "to": after,
-                        "delta": after - before,
-                        "rule": ",".join(rules) or "decay",
-                    },
-                )
-        if activity != read_activity(profile):
-            sets["activity"] = activity
-        if new_complete != complete:
-            sets[COMPLETE] = new_complete
-
-        new_profile: dict[str, Any] = {**profile, **sets, "activity": activity}
-        current = decay(state.value, state.at, now, model)
-
-        def counts(did: Did) -> int:
-            return count(activity, did, now)
-
-        facts = Facts(profile=new_profile, now=now, score=current, counts=counts)
-        fit = fit_score(model, facts)
-        if (profile.get("fit_score") or 0) != fit:
-            sets["fit_score"] = fit
-        new_profile["fit_score"] = fit
-
-        stage_from: tuple[str | None] | None = None
-        hold = parse_iso(profile.get("stage_hold_until"))
-        old_stage = profile.get("stage") if isinstance(profile.get("stage"), str) else None
-        if not tombstone and (hold is None or hold <= now):
-            moved = next_stage(model, old_stage, facts)
-            if moved is not None:
-                to, rule_id = moved
-                sets["stage"] = to
-                sets["stage_at"] = iso(now)
-                stage_from = (old_stage,)
-                new_profile["stage"] = to
-                derive("stage_changed", to, {"from": old_stage, "to": to, "reason": f"rule {rule_id}"})
-
-        members = {str(s) for s in (profile.get("segments") or [])}
-        entering: list[str] = []
-        leaving: list[str] = []
-        for segment in segments:
-            inside = False if tombstone else evaluate(segment.when, facts)
-            was = overrides.get(segment.id, segment.id in members)
-            if inside and not was:
-                entering.append(segment.id)
-            elif was and not inside:
-                leaving.append(segment.id)
-        if tombstone:
-            known = {s.id for s in segments}
-            leaving += sorted(m for m in members if m not in known and overrides.get(m, True))
-        budget = MAX_SEGMENT_CHANGES
-        if len(entering) + len(leaving) > budget:
-            logger.info(
-                "more segment changes than one transaction holds; the rest follow",
-                extra={"changes": len(entering) + len(leaving), "applied": budget},
-            )
-            entering = entering[:budget]
-            leaving = leaving[: budget - len(entering)]
-        new_members = {m for m in members if overrides.get(m, True)}
-        new_members |= {s for s, inside in overrides.items() if inside}
-        new_members = (new_members - set(leaving)) | set(entering)
-        for segment_id in entering:
-            derive("segment_entered", segment_id, {"segment": segment_id})
-        for segment_id in leaving:
-            derive("segment_left", segment_id, {"segment": segment_id})
-        if new_members != members:
-            if new_members:
-                sets["segments"] = new_members
-            else:
-                removes.append("segments")
-
-        if not sets and not removes:
-            return None
-        old_version = profile.get("lead_version")
-        version = int(old_version) if isinstance(old_version, int | float) else None
-        sets["lead_version"] = (version or 0) + 1
-        plan = Plan(contact_id=contact_id, changes=changes, entering=entering, leaving=leaving)
-        plan.profile_op = self._store.update_op(contact_id, sets, removes, version, stage_from)
-        plan.event_ops = [self._events.put_op(e) for e in derived]
+    def _writes(self, decision: LeadDecision, now: datetime) -> Plan:
+        """The named operations of a decision (``Plan.transaction``)."""
+        plan = Plan(
+            contact_id=decision.contact_id,
+            changes=decision.changes,
+            entering=decision.entering,
+            leaving=decision.leaving,
+        )
+        plan.profile_op = self._store.update_op(
+            decision.contact_id, decision.sets, decision.removes, decision.version, decision.stage_from
+        )
+        plan.event_ops = [self._events.put_op(e) for e in decision.events]
         at = iso(now)
-        for segment_id in entering:
-            plan.membership_ops[segment_id] = self._membership.enter_ops(segment_id, contact_id, at)
-        for segment_id in leaving:
-            plan.membership_ops[segment_id] = self._membership.leave_ops(segment_id, contact_id)
+        for segment_id in decision.entering:
+            plan.membership_ops[segment_id] = self._membership.enter_ops(segment_id, decision.contact_id, at)
+        for segment_id in decision.leaving:
+            plan.membership_ops[segment_id] = self._membership.leave_ops(segment_id, decision.contact_id)
         return plan
 
     def _commit(self, plan: Plan, overrides: dict[str, bool]) -> str:
