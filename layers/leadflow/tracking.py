@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from botocore.exceptions import ClientError
 
@@ -72,20 +72,67 @@ UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content
 MAX_URL = 2048
 
 
+PERSONAL_QUERY_KEYS = frozenset(
+    {
+        "email",
+        "e-mail",
+        "e_mail",
+        "mail",
+        "phone",
+        "tel",
+        "mobile",
+        "name",
+        "first_name",
+        "firstname",
+        "last_name",
+        "lastname",
+        "fname",
+        "lname",
+        "address",
+        "token",
+        "access_token",
+        "id_token",
+        "code",
+        "password",
+        "pass",
+        "pwd",
+        "session",
+        "sessionid",
+        "auth",
+        "key",
+        "api_key",
+        "secret",
+    }
+)
+"""Query parameters a stored page URL never keeps: personal data or credentials a site (or a
+sign-in redirect) may put in a URL."""
+
+
+def _personal(key: str, value: str) -> bool:
+    return key.strip().lower() in PERSONAL_QUERY_KEYS or "@" in value
+
+
 def clean_url(value: str | None) -> str | None:
-    """An http(s) URL of bounded length, or None."""
+    """An http(s) URL of bounded length, or None — as stored on an event: without its fragment
+    and without query parameters that carry personal data or credentials (``PERSONAL_QUERY_KEYS``,
+    or any value with an ``@``, e.g. ``?ref=ada@example.com``), so no address or token is kept in
+    URLs; campaign and page parameters (``utm_*``, ``id`` …) stay."""
     if not value:
         return None
     value = value.strip()[:MAX_URL]
+    if any(ord(ch) < 32 for ch in value):
+        return None
     try:
         parts = urlsplit(value)
     except ValueError:
         return None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
-    if any(ord(ch) < 32 for ch in value):
-        return None
-    return value
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in query if not _personal(k, v)]
+    if len(kept) == len(query) and not parts.fragment:
+        return value
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), ""))
 
 
 def valid_visitor_id(value: str | None) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -80,6 +81,24 @@ def test_page_view_records_one_event_and_sets_a_visitor_cookie_when_new(system: 
     assert image["type"]["S"] == "page_viewed"
     assert image["properties"]["M"]["url"]["S"] == "https://example.com/pricing"
     assert image["properties"]["M"]["utm_source"]["S"] == "ads"
+
+
+def test_a_page_url_is_stored_without_personal_data_or_credentials(system: LocalSystem) -> None:
+    """Sites put addresses and sign-in tokens in URLs (a newsletter link ``?email=…``, an OAuth
+    redirect's ``#access_token=…``): the stored page view keeps the page and its campaign
+    parameters, never those."""
+    page = (
+        "https://example.com/welcome?utm_campaign=spring&email=ada%40example.com&plan=pro"
+        "&ref=ada@example.com&token=s3cr3t#access_token=abc"
+    )
+    reply = system.invoke_http("GET", "/t/p.gif", query=urlencode({"url": page, "ref": page}))
+    assert is_gif(reply)
+    image = stream_records(system)[-1]["dynamodb"]["NewImage"]
+    stored = image["properties"]["M"]
+    assert stored["url"]["S"] == "https://example.com/welcome?utm_campaign=spring&plan=pro"
+    assert stored["referrer"]["S"] == stored["url"]["S"]
+    assert "ada" not in json.dumps(image)
+    assert "s3cr3t" not in json.dumps(image)
 
 
 @pytest.mark.parametrize(
