@@ -10,20 +10,7 @@ import pytest
 from leadflow.api_routes import ADMIN_ROUTES
 from leadflow.journeys import load_journeys
 from tests.infra.conftest import ROOT, cdk_context
-from tests.infra.test_stack import resources, stage_functions
-
-FUNCTIONS = (
-    "track",
-    "admin",
-    "trigger",
-    "score",
-    "send",
-    "rotate",
-    "feedback",
-    "report",
-    "bulk",
-    "journey_changes",
-)
+from tests.infra.test_stack import FUNCTIONS, resources, stage_functions
 
 
 def alarms(template_json: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -15,6 +15,20 @@ from leadflow.journeys import compile_journey, load_journeys
 from leadflow.tables import ALL_TABLES
 from tests.infra.conftest import ROOT, cdk_context
 
+FUNCTIONS = (
+    "track",
+    "admin",
+    "trigger",
+    "score",
+    "send",
+    "rotate",
+    "feedback",
+    "report",
+    "bulk",
+    "journey_changes",
+)
+"""The stage's Lambda functions (written out here: the template must have exactly these)."""
+
 
 def resources(template_json: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template_json["Resources"].items() if v["Type"] == kind}
@@ -75,21 +89,7 @@ def test_functions_are_arm64_python_with_the_layer_and_tracing(template_json: di
     assert [k for k in others if not k.startswith(cdk_own)] == []
     assert len(others) == 2
     names = {f["Properties"]["FunctionName"] for f in functions.values()}
-    assert names == {
-        f"leadflow-dev-{n}"
-        for n in (
-            "track",
-            "admin",
-            "trigger",
-            "score",
-            "send",
-            "rotate",
-            "feedback",
-            "report",
-            "bulk",
-            "journey_changes",
-        )
-    }
+    assert names == {f"leadflow-dev-{n}" for n in FUNCTIONS}
     for fn in functions.values():
         props = fn["Properties"]
         assert props["Runtime"] == "python3.13"
