@@ -27,7 +27,7 @@ from leadflow.models import Contact, Event
 from leadflow.platform.dynamo import Item as Item
 from leadflow.platform.dynamo import Transaction as Transaction
 from leadflow.platform.dynamo import TransactionCancelled as TransactionCancelled
-from leadflow.platform.dynamo import batch_get, get, query_all, scan_all, update, update_if, update_op
+from leadflow.platform.dynamo import batch_get, get, put_if, query_all, scan_all, update, update_if, update_op
 from leadflow.platform.dynamo import cancellation_codes as cancellation_codes
 from leadflow.platform.dynamo import deserialize as deserialize
 from leadflow.platform.dynamo import is_conditional_failure as is_conditional_failure
@@ -194,19 +194,11 @@ class IdempotencyMarks:
             "value": value,
             "expires_at": int(self._now()) + self._ttl_s,
         }
-        try:
-            self._client.put_item(
-                TableName=self._table, Item=serialize(item), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
-            recorded = get(
-                self._client, self._table, {"pk": f"{kind}#{key}", "sk": keys.MARK}, consistent=True
-            )
-            assert recorded is not None  # the condition failed: it exists (marks expire after days)
-            return str(recorded["value"])
-        return value
+        if put_if(self._client, put_op(self._table, item, "attribute_not_exists(pk)")):
+            return value
+        recorded = get(self._client, self._table, {"pk": f"{kind}#{key}", "sk": keys.MARK}, consistent=True)
+        assert recorded is not None  # the condition failed: it exists (marks expire after days)
+        return str(recorded["value"])
 
 
 def resolve_profile(client: Any, table: str, contact_id: str) -> tuple[str, dict[str, Any]] | None:

@@ -19,13 +19,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
 from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.leads.model import AssignmentRule, LeadModel, Routing
 from leadflow.leads.scoring import current_score
-from leadflow.store import deserialize, is_conditional_failure, serialize, values
+from leadflow.platform.dynamo import put_if, put_op
+from leadflow.store import deserialize, serialize, values
 
 DEFAULT_RULE = "default"
 """The ``rule`` of an assignment made by ``routing.default_owner``."""
@@ -142,14 +142,8 @@ class Assignments:
             "made_by": made_by,
             "expires_at": int(self._epoch()) + self._ttl_s,
         }
-        try:
-            self._client.put_item(
-                TableName=self._table, Item=serialize(item), ConditionExpression="attribute_not_exists(pk)"
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
-            found = self.get(handoff_key)  # a concurrent attempt won: use its pick
-            assert found is not None
-            return found[0], found[1] == made_by
-        return picked, True
+        if put_if(self._client, put_op(self._table, item, "attribute_not_exists(pk)")):
+            return picked, True
+        found = self.get(handoff_key)  # a concurrent attempt won: use its pick
+        assert found is not None
+        return found[0], found[1] == made_by
