@@ -32,7 +32,6 @@ from pydantic import (
     model_validator,
 )
 
-from leadflow import yaml_files
 from leadflow.journeys.conditions import (
     EVENT_TYPE,
     NAME,
@@ -43,6 +42,7 @@ from leadflow.journeys.conditions import (
     Span,
     engagement_refs,
 )
+from leadflow.kernel import yaml_files
 
 JOURNEY_ID = r"^[a-z][a-z0-9-]{0,39}$"
 TEMPLATE = r"^[a-z0-9][a-z0-9_-]{0,63}$"

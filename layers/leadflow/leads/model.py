@@ -17,9 +17,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from leadflow import yaml_files
-from leadflow.errors import describe_validation
 from leadflow.journeys.conditions import EVENT_TYPE, NAME, Condition, Scalar, Span
+from leadflow.kernel import yaml_files
+from leadflow.kernel.errors import describe_validation
 
 RULE_ID = r"^[a-z][a-z0-9_-]{0,63}$"
 STAGE = r"^[a-z][a-z0-9_]{0,31}$"

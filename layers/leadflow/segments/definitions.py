@@ -21,9 +21,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from leadflow import yaml_files
-from leadflow.errors import describe_validation
 from leadflow.journeys.conditions import SEGMENT, Condition
+from leadflow.kernel import yaml_files
+from leadflow.kernel.errors import describe_validation
 
 
 class SegmentError(ValueError):
