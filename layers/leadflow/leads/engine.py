@@ -92,7 +92,7 @@ class LeadStore:
         return get(self._client, self._contacts_table, ContactStore.profile_key(contact_id), consistent=True)
 
     def resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
-        """The live profile and its contact id (``leadflow.store.resolve_profile``)."""
+        """The live profile and its contact id (``leadflow.contacts.store.resolve_profile``)."""
         return resolve_profile(self._client, self._contacts_table, contact_id)
 
     def link(self, visitor_id: str) -> dict[str, Any] | None:

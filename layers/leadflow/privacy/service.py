@@ -1,7 +1,7 @@
 """Data-protection requests (GDPR/DSGVO art. 15 and 17): export everything stored about a contact,
 and erase it everywhere.
 
-Where a contact's data lives (``tables.py``):
+Where a contact's data lives (``leadflow.platform.tables``):
 - contacts table: the profile and every item of its partition ``C#<id>`` (journey enrollments,
   the consent log, frequency-cap counters) and of the partitions of the contacts merged into it
   (``merged_ids``: their tombstones, consent logs, journeys), the email index ``EMAIL#<address>``
