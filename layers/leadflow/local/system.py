@@ -49,7 +49,6 @@ from leadflow.messaging.template_versions import upload_archive
 from leadflow.platform.routes import resolve
 from leadflow.platform.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
 from leadflow.platform.tokens import KeyRing
-from leadflow.reporting import api as reporting_api
 
 ROOT = Path(__file__).resolve().parents[3]
 REGION = "us-east-1"
@@ -301,7 +300,6 @@ class LocalSystem:
         self._stack.enter_context(sfn_versions.versions_and_aliases())
         # a fresh process state for this system: settings, clients and cached secrets of an earlier one go
         get_settings.cache_clear()
-        reporting_api.reset()
         wiring.client.cache_clear()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
         protection.refusals.clear()  # the dashboard's refusal figures are this system's
