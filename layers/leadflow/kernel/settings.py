@@ -176,13 +176,31 @@ class Settings(BaseModel):
         return value.rstrip("/")
 
     @classmethod
+    def variables(cls) -> dict[str, str]:
+        """The environment contract, declared once: each field's variable (``LEADFLOW_<FIELD>``).
+        The stack builds every function's environment from it, and the local runtime its own
+        (``environment``); ``from_environ`` reads it."""
+        return {name: ENV_PREFIX + name.upper() for name in cls.model_fields}
+
+    @classmethod
+    def environment(cls, values: Mapping[str, str]) -> dict[str, str]:
+        """The environment that carries ``values`` (field name -> the variable's text): a value for
+        every field and for nothing else, or ``ValueError`` naming the variables missing or unknown."""
+        variables = cls.variables()
+        missing = [variables[name] for name in variables if name not in values]
+        unknown = sorted(ENV_PREFIX + name.upper() for name in values if name not in variables)
+        if missing or unknown:
+            problems = [f"no value for {', '.join(missing)}"] if missing else []
+            problems += [f"not a setting: {', '.join(unknown)}"] if unknown else []
+            raise ValueError(f"the {ENV_PREFIX}* environment does not match Settings: {'; '.join(problems)}")
+        return {variables[name]: values[name] for name in variables}
+
+    @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """The settings in ``environ`` (the process environment by default): each field from
-        ``LEADFLOW_<FIELD>`` (any case); raises ``pydantic.ValidationError`` naming the fields."""
-        env = os.environ if environ is None else environ
-        prefix = ENV_PREFIX.lower()
-        values = {k.lower().removeprefix(prefix): v for k, v in env.items() if k.lower().startswith(prefix)}
-        return cls.model_validate({name: values[name] for name in cls.model_fields if name in values})
+        """The settings in ``environ`` (the process environment by default): each field from its
+        variable (``variables``, any case); raises ``pydantic.ValidationError`` naming the fields."""
+        env = {k.upper(): v for k, v in (os.environ if environ is None else environ).items()}
+        return cls.model_validate({name: env[var] for name, var in cls.variables().items() if var in env})
 
     @field_validator("forms", mode="before")
     @classmethod
