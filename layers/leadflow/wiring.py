@@ -562,7 +562,6 @@ def admin_app(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> APIGate
     from leadflow.contacts.directory import ContactDirectory
     from leadflow.contacts.importing import ContactImporter
     from leadflow.contacts.merge import ContactMerger
-    from leadflow.contacts.service import ContactService
     from leadflow.kernel.clock import utc_now
     from leadflow.leads import api as sales_api
     from leadflow.leads.sales_feedback import SalesFeedbackService
@@ -576,7 +575,7 @@ def admin_app(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> APIGate
     ddb = clients("dynamodb")
     contacts, events, transact = contact_store(settings, ddb), event_store(settings, ddb), transactor(ddb)
     model = lead_model(settings)
-    service = ContactService(
+    service = ContactMerger(  # the contacts service, with merging
         client=ddb,
         contacts=contacts,
         events=events,
@@ -620,7 +619,6 @@ def admin_app(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> APIGate
     for router in (
         contacts_api.router(
             service,
-            ContactMerger(client=ddb, contacts=contacts, events=events, model=model, transact=transact),
             ContactImporter(service),
             directory,
             manual_journeys(settings),

@@ -54,7 +54,7 @@ def test_a_value_of_no_field_is_refused() -> None:
 def test_missing_and_unknown_are_named_together(tmp_path: Path) -> None:
     values = local_settings(BASE_URL, tmp_path)
     del values["sender_email"], values["stage"]
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(ValueError, match="does not match Settings") as raised:
         Settings.environment(values | {"extra": "1"})
     assert str(raised.value) == (
         "the LEADFLOW_* environment does not match Settings: no value for LEADFLOW_STAGE, "

@@ -27,7 +27,7 @@ from leadflow.contacts.directory import (
 from leadflow.contacts.importing import ContactImporter, ImportReport
 from leadflow.contacts.merge import ContactMerger, MergeIn, MergeResult
 from leadflow.contacts.model import BUILT_IN_SCHEMA, parse_contact
-from leadflow.contacts.service import ContactPage, ContactService, TagsIn, TagsResult, Timeline
+from leadflow.contacts.service import ContactPage, TagsIn, TagsResult, Timeline
 from leadflow.kernel.errors import InvalidInput
 from leadflow.platform.http import iam_actor, json_response
 
@@ -37,14 +37,14 @@ MAX_PAGE = 500
 
 
 def router(
-    service: ContactService,
-    merger: ContactMerger,
+    service: ContactMerger,
     importer: ContactImporter,
     directory: ContactDirectory,
     manual_journeys: Callable[[], Set[str]],
 ) -> APIGatewayHttpRouter:
-    """The routes over the given services (``manual_journeys``: the journeys a contact may be
-    enrolled in by hand, read at the first enrollment)."""
+    """The routes over the given services (``service``: the contacts service with merging;
+    ``manual_journeys``: the journeys a contact may be enrolled in by hand, read at the first
+    enrollment)."""
     router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
 
     def _json_body() -> Any:
@@ -110,7 +110,7 @@ def router(
 
     @router.post("/admin/contacts/<contact_id>/merge")
     def merge(contact_id: str, body: MergeIn) -> MergeResult:
-        return merger.merge(contact_id, body)
+        return service.merge(contact_id, body)
 
     @router.get("/admin/attributes")
     def attributes() -> dict[str, Any]:

@@ -25,27 +25,24 @@ answers ``changed: false``; merging into a tombstone, or a duplicate merged else
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow.contacts.model import PROFILE_FIELDS
+from leadflow.contacts.service import ContactService
 from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
-from leadflow.events.store import EventStore
 from leadflow.kernel import ids
-from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.clock import iso
 from leadflow.kernel.errors import Conflict, InvalidInput, NotFound
 from leadflow.kernel.observability import logger, metrics
-from leadflow.leads.model import LeadModel
 from leadflow.platform.dynamo import (
     Op,
     Transaction,
     TransactionCancelled,
-    batch_get,
     get,
     put_op,
     update_op,
@@ -83,24 +80,9 @@ def _set(value: Any) -> set[str]:
     return {str(v) for v in value} if isinstance(value, list | set | tuple) else set()
 
 
-class ContactMerger:
-    def __init__(
-        self,
-        *,
-        client: Any,
-        contacts: ContactStore,
-        events: EventStore,
-        model: LeadModel,
-        transact: Callable[[Transaction], None],
-        now: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._client = client
-        self._contacts = contacts
-        self._table = contacts.table
-        self._events = events
-        self._model = model
-        self._transact = transact
-        self._now = now
+class ContactMerger(ContactService):
+    """The contacts service with the merge of two contacts (its own module: merging is most of a
+    service by itself). Built as a ``ContactService`` is (``leadflow.wiring.admin_app``)."""
 
     def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
         return get(self._client, self._table, {"pk": pk, "sk": sk}, consistent=True)
@@ -187,7 +169,7 @@ class ContactMerger:
             index_keys.append((ContactStore.phone_key(str(duplicate["phone"])), ContactStore.PHONE_SK))
         visitors = sorted(_set(duplicate.get("visitor_ids")))
         index_keys += [(keys.visitor(v), keys.LINK) for v in visitors]
-        index = self._batch_get(index_keys)
+        index = self._batch_get(self._table, index_keys)
         repoint = [index[k] for k in index_keys if k in index and index[k].get("contact_id") == duplicate_id]
         linked = {
             str(index[k]["pk"]).removeprefix("V#")
@@ -229,10 +211,6 @@ class ContactMerger:
         room = MAX_TXN_ITEMS - len(ops)
         ops |= {f"repoint[{i}]": op for i, op in enumerate(repoint_ops[:room])}
         return ops, repoint_ops[room:], sorted(fills)
-
-    def _batch_get(self, item_keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        items = batch_get(self._client, self._table, [{"pk": pk, "sk": sk} for pk, sk in item_keys])
-        return {(str(item["pk"]), str(item["sk"])): item for item in items}
 
     def _survivor_op(
         self,

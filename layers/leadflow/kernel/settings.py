@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -93,6 +93,16 @@ class FormConfig(BaseModel):
 
 
 ENV_PREFIX = "LEADFLOW_"
+
+
+class InContent:
+    """A path in the settings' ``content_dir`` (what marketers write: journeys, templates...)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, settings: Settings, owner: type[Settings]) -> Path:
+        return settings.content_dir / self.name
 
 
 class Settings(BaseModel):
@@ -213,22 +223,11 @@ class Settings(BaseModel):
                 raise ValueError(f"must be a JSON object of form id -> form ({exc})") from exc
         return value
 
-    @property
-    def journeys_dir(self) -> Path:
-        return self.content_dir / "journeys"
-
-    @property
-    def templates_dir(self) -> Path:
-        return self.content_dir / "templates"
-
-    @property
-    def leads_file(self) -> Path:
-        """Scoring, fit, lifecycle, routing and custom attribute schema (``leads.yaml``)."""
-        return self.content_dir / "leads.yaml"
-
-    @property
-    def segments_dir(self) -> Path:
-        return self.content_dir / "segments"
+    journeys_dir: ClassVar = InContent("journeys")
+    templates_dir: ClassVar = InContent("templates")
+    leads_file: ClassVar = InContent("leads.yaml")
+    """Scoring, fit, lifecycle, routing and custom attribute schema."""
+    segments_dir: ClassVar = InContent("segments")
 
     @property
     def browser_event_types(self) -> frozenset[str]:
