@@ -443,7 +443,7 @@ class BulkJobs(NamedTuple):
 
 
 def segment_evaluations(
-    settings: Settings, clients: Clients = PROCESS_CLIENTS, *, with_engine: bool = False
+    settings: Settings, clients: Clients, queue: BulkQueue, *, with_engine: bool = False
 ) -> SegmentEvaluations:
     """Full segment evaluations and clean-ups, paged through the bulk queue. Started by the admin
     API; run by ``bulk`` (``with_engine``: with the lead engine that re-evaluates each contact)."""
@@ -454,7 +454,7 @@ def segment_evaluations(
     return SegmentEvaluations(
         client=ddb,
         contacts_table=settings.contacts_table,
-        queue=bulk_queue(settings, clients),
+        queue=queue,
         definitions=segment_definitions(settings, ddb),
         events=event_store(settings, ddb),
         reevaluate=lead_engine(settings, clients).reevaluate if with_engine else None,
@@ -462,11 +462,11 @@ def segment_evaluations(
     )
 
 
-def bulk_queue(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> BulkQueue:
-    """The queue of bulk jobs (its SQS client built at the first job sent)."""
+def bulk_queue(settings: Settings, sqs: Any) -> BulkQueue:
+    """The queue of bulk jobs (broadcast pages, segment evaluations)."""
     from leadflow.platform.bulk import BulkQueue
 
-    return BulkQueue(clients.lazy("sqs"), settings.bulk_queue_url)
+    return BulkQueue(sqs, settings.bulk_queue_url)
 
 
 def file_segment_ids(settings: Settings) -> frozenset[str]:
@@ -485,7 +485,8 @@ def segment_exists(settings: Settings, ddb: Any) -> Callable[[str], bool]:
 
 def broadcast_service(
     settings: Settings,
-    clients: Clients = PROCESS_CLIENTS,
+    clients: Clients,
+    queue: BulkQueue,
     *,
     exists: Callable[[str], bool] | None = None,
     sending: bool = False,
@@ -499,7 +500,7 @@ def broadcast_service(
     return BroadcastService(
         client=ddb,
         contacts_table=settings.contacts_table,
-        queue=bulk_queue(settings, clients),
+        queue=queue,
         templates_dir=settings.templates_dir,
         segment_exists=exists or segment_exists(settings, ddb),
         sender=send_service(settings, clients) if sending else None,
@@ -510,10 +511,11 @@ def broadcast_service(
 
 
 def bulk_jobs(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> BulkJobs:
-    """The ``bulk`` worker's services."""
+    """The ``bulk`` worker's services (its every job may queue the next page: SQS at cold start)."""
+    queue = bulk_queue(settings, clients("sqs"))
     return BulkJobs(
-        broadcasts=broadcast_service(settings, clients, sending=True),
-        evaluations=segment_evaluations(settings, clients, with_engine=True),
+        broadcasts=broadcast_service(settings, clients, queue, sending=True),
+        evaluations=segment_evaluations(settings, clients, queue, with_engine=True),
     )
 
 
@@ -573,6 +575,7 @@ def admin_app(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> APIGate
     from leadflow.segments.definitions import load_segments
 
     ddb = clients("dynamodb")
+    queue = bulk_queue(settings, clients.lazy("sqs"))  # segment evaluations, broadcasts: rare admin calls
     contacts, events, transact = contact_store(settings, ddb), event_store(settings, ddb), transactor(ddb)
     model = lead_model(settings)
     service = ContactMerger(  # the contacts service, with merging
@@ -602,7 +605,7 @@ def admin_app(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> APIGate
         contacts_table=settings.contacts_table,
         files=load_segments(settings.segments_dir),
         definitions=segment_definitions(settings, ddb),
-        evaluations=segment_evaluations(settings, clients),
+        evaluations=segment_evaluations(settings, clients, queue),
         model=model,
     )
     sales_feedback = SalesFeedbackService(
@@ -626,7 +629,7 @@ def admin_app(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> APIGate
         privacy_api.router(privacy),
         capture_api.admin_router(server_events(settings, clients)),
         segments_api.router(segments),
-        broadcasts_api.router(broadcast_service(settings, clients, exists=segments.exists)),
+        broadcasts_api.router(broadcast_service(settings, clients, queue, exists=segments.exists)),
         sales_api.router(sales_feedback),
         reporting_api.router(report_reader(settings, clients)),
     ):
