@@ -552,6 +552,28 @@ def key_rotation(clients: Clients = PROCESS_CLIENTS) -> SigningKeyRotation:
     return SigningKeyRotation(clients("secretsmanager"))
 
 
+def track_app(
+    settings: Settings, service: TrackingService, clients: Clients = PROCESS_CLIENTS
+) -> APIGatewayHttpResolver:
+    """The public API (``track``): capture's public router over ``service`` (``tracking_service``),
+    the signed and server events; domain errors answered one way, each rejection counted."""
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+    from leadflow.capture import api as capture_api
+    from leadflow.kernel.observability import metrics
+    from leadflow.platform.http import map_errors
+
+    def rejected() -> None:
+        metrics.add_metric(name="RejectedRequests", unit="Count", value=1)
+
+    app = APIGatewayHttpResolver(enable_validation=True)
+    map_errors(app, on_rejected=rejected)
+    app.include_router(
+        capture_api.public_router(service, signed_events(settings, clients), server_events(settings, clients))
+    )
+    return app
+
+
 def admin_app(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> APIGatewayHttpResolver:
     """The admin API (``admin``): every context's admin router over the services built here, one
     mapping of domain errors to HTTP answers. At cold start it builds the DynamoDB client only:

@@ -13,7 +13,7 @@ import pytest
 from leadflow import wiring
 from leadflow.kernel.settings import Settings
 from leadflow.local.system import AWS_ENV, REGION, settings_env
-from leadflow.platform.routes import ADMIN_ROUTES
+from leadflow.platform.routes import ADMIN_ROUTES, PUBLIC_ROUTES, Route
 
 SETTINGS = Settings.from_environ(settings_env("https://api.example.com"))
 
@@ -42,9 +42,7 @@ def clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorded]:
 def every_function(settings: Settings, clients: wiring.Clients) -> list[Any]:
     """What each handler builds at cold start."""
     return [
-        wiring.tracking_service(settings, clients),
-        wiring.signed_events(settings, clients),
-        wiring.server_events(settings, clients),
+        wiring.track_app(settings, wiring.tracking_service(settings, clients), clients),
         wiring.trigger_service(settings, clients),
         wiring.lead_engine(settings, clients),
         wiring.report_service(settings, clients),
@@ -72,13 +70,27 @@ def test_a_lazy_client_of_the_given_clients_is_built_at_its_first_use(clients: R
     assert runner is not None
 
 
-def test_the_admin_app_serves_every_admin_route_from_the_routers(clients: Recorded) -> None:
-    app = wiring.admin_app(SETTINGS, clients)
-    served = {
+def served(app: Any) -> set[str]:
+    """The route keys (``GET /path/{param}``) an app serves, from its OpenAPI description."""
+    return {
         f"{method.upper()} {path}"
         for path, item in (app.get_openapi_schema().paths or {}).items()
         for method in ("get", "put", "post", "delete")
         if getattr(item, method, None) is not None
     }
-    assert served == {route.key for route in ADMIN_ROUTES}
+
+
+def keys(routes: tuple[Route, ...]) -> set[str]:
+    return {route.key for route in routes}
+
+
+def test_the_admin_app_serves_every_admin_route_from_the_routers(clients: Recorded) -> None:
+    app = wiring.admin_app(SETTINGS, clients)
+    assert served(app) == keys(ADMIN_ROUTES)
     assert set(clients.built) == {"dynamodb"}  # Step Functions (erasures) and SQS wait for their first use
+
+
+def test_the_track_app_serves_every_public_route(clients: Recorded) -> None:
+    app = wiring.track_app(SETTINGS, wiring.tracking_service(SETTINGS, clients), clients)
+    assert served(app) == keys(PUBLIC_ROUTES)
+    assert set(clients.built) == {"dynamodb"}
