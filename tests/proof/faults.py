@@ -50,6 +50,7 @@ from leadflow.leads.model import load_lead_model
 from leadflow.leads.scoring import display_score, replay
 from leadflow.local.system import LocalSystem
 from leadflow.ops import redrive as ops
+from tests.helpers import redrive_local_stage
 
 Handler = Callable[[dict[str, Any], Any], Any]
 CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("leadflow_proof_function", default="")
@@ -379,22 +380,9 @@ def plan_for(contacts: int) -> Plan:
 
 def redrive_all(system: LocalSystem, rounds: int = 6) -> dict[str, int]:
     """``leadflow ops redrive`` against the local stage until nothing is left to redrive."""
-    resources = ops.StageResources(
-        queue_urls=dict(system.dlq_urls),
-        function_names={c: f"leadflow-local-{c}" for c in ops.CONSUMERS},
-        state_machine_arns=list(system.state_machines.values()),
-    )
     total: Counter[str] = Counter()
     for _ in range(rounds):
-        summaries = ops.redrive(
-            resources,
-            sqs=system.client("sqs"),
-            streams=system.client("dynamodbstreams"),
-            lambda_=system.client("lambda"),
-            sfn=system.client("stepfunctions"),
-            wait_seconds=0,
-        )
-        figures = ops.totals(summaries)
+        figures = ops.totals(redrive_local_stage(system))
         total.update({k: v for k, v in figures.items() if v})
         total["rounds"] += 1
         system.settle(timeout=120)
