@@ -55,13 +55,18 @@ def run(tmp_path: Path) -> Iterator[Any]:
 
 
 def sign_up(
-    system: LocalSystem, email: str, first_name: str = "Ada", visitor_id: str | None = "v-visitor-0001"
+    system: LocalSystem,
+    email: str,
+    first_name: str = "Ada",
+    visitor_id: str | None = "v-visitor-0001",
+    form: str = "newsletter",
 ) -> str:
-    """A consenting newsletter sign-up through the public form (with the visitor id, if any)."""
+    """A consenting sign-up through the public form (the newsletter's unless ``form`` says), with
+    the visitor id, if any; the contact's id."""
     fields: dict[str, Any] = {"email": email, "first_name": first_name, "consent": True}
     if visitor_id:
         fields["visitor_id"] = visitor_id
-    reply = system.invoke_http("POST", "/forms/newsletter", headers=JSON, body=json.dumps(fields))
+    reply = system.invoke_http("POST", f"/forms/{form}", headers=JSON, body=json.dumps(fields))
     assert reply["statusCode"] == 201, reply
     contact_id: str = json.loads(reply["body"])["contact_id"]
     return contact_id

@@ -17,20 +17,13 @@ import pytest
 
 from leadflow.local.system import LocalSystem
 from leadflow.platform.tables import keys
-from tests.integration.conftest import JSON, MONDAY_0700_UTC, events_of
+from tests.integration.conftest import JSON, MONDAY_0700_UTC, events_of, sign_up
 
 DAY = 86400
 
 
 def contact(system: LocalSystem, email: str, **attributes: Any) -> str:
-    reply = system.invoke_http(
-        "POST",
-        "/forms/newsletter",
-        headers=JSON,
-        body=json.dumps({"email": email, "first_name": "Test", "consent": True}),
-    )
-    assert reply["statusCode"] == 201, reply
-    contact_id: str = json.loads(reply["body"])["contact_id"]
+    contact_id = sign_up(system, email, first_name="Test", visitor_id=None)
     if attributes:
         set_attributes(system, contact_id, **attributes)
     return contact_id
@@ -564,13 +557,7 @@ def test_double_opt_in_contacts_get_only_the_confirmation_until_they_confirm() -
     gets one reminder two days later. Neither enters the newsletter welcome series."""
     with LocalSystem(background_pump=False, clock_start=MONDAY_0700_UTC) as system:
         for email in ("confirms@example.com", "silent@example.com"):
-            reply = system.invoke_http(
-                "POST",
-                "/forms/whitepaper",
-                headers=JSON,
-                body=json.dumps({"email": email, "first_name": "Dee", "consent": True}),
-            )
-            assert reply["statusCode"] == 201, reply
+            sign_up(system, email, first_name="Dee", visitor_id=None, form="whitepaper")
         system.settle()
         [confirmation] = [m for m in system.outbox() if "confirms@example.com" in m["to"]]
         assert confirmation["subject"] == "Please confirm your subscription to Northwind Analytics"

@@ -77,31 +77,34 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 def crm_journeys(port: int) -> dict[str, str]:
+    """One journey per CRM answer: entered by its event, a webhook to the receiver, then a tag
+    (none after the push) that shows whether the journey went on."""
     base = f"http://127.0.0.1:{port}"
+    # journey id: (name, entry event, the webhook step, the tag added after it)
+    table = {
+        "crm-down": (
+            "CRM down",
+            "crm_down_requested",
+            f'{{name: Push to CRM, url: "{base}/fail/leads?token=secret-in-query", secret: default}}',
+            "after_crm",
+        ),
+        "crm-refuses": (
+            "CRM refuses",
+            "crm_refuse_requested",
+            f'{{url: "{base}/refuse/leads", secret: default}}',
+            "after_refusal",
+        ),
+        "crm-push": (
+            "CRM push",
+            "crm_push_requested",
+            f'{{url: "{base}/ok/leads", secret: default, include_handoff: true, payload: {{list: mql}}}}',
+            None,
+        ),
+    }
     return {
-        "crm-down": f"""
-id: crm-down
-name: CRM down
-entry: {{event: crm_down_requested}}
-steps:
-  - webhook: {{name: Push to CRM, url: "{base}/fail/leads?token=secret-in-query", secret: default}}
-  - update_contact: {{add_tags: [after_crm]}}
-""",
-        "crm-refuses": f"""
-id: crm-refuses
-name: CRM refuses
-entry: {{event: crm_refuse_requested}}
-steps:
-  - webhook: {{url: "{base}/refuse/leads", secret: default}}
-  - update_contact: {{add_tags: [after_refusal]}}
-""",
-        "crm-push": f"""
-id: crm-push
-name: CRM push
-entry: {{event: crm_push_requested}}
-steps:
-  - webhook: {{url: "{base}/ok/leads", secret: default, include_handoff: true, payload: {{list: mql}}}}
-""",
+        journey_id: f"id: {journey_id}\nname: {name}\nentry: {{event: {event}}}\nsteps:\n  - webhook: {webhook}\n"
+        + (f"  - update_contact: {{add_tags: [{tag}]}}\n" if tag else "")
+        for journey_id, (name, event, webhook, tag) in table.items()
     }
 
 

@@ -443,11 +443,8 @@ def test_nested_typo_names_the_path() -> None:
 
 def test_every_step_order_problem_is_reported_not_only_the_first() -> None:
     message = refused(
-        """
-id: orders
-name: orders
-entry: {event: signed_up}
-steps:
+        HEAD
+        + """
   - branch: {name: "First?", if: {opened: later}, then: [], else: []}
   - branch: {name: "Second?", if: {clicked: s2x}, then: [], else: []}
   - send_email: {id: later, template: welcome}
