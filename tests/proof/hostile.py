@@ -234,16 +234,16 @@ def same_bytes(candidate: str, token: str) -> bool:
         return False
 
 
+# the proof's Hypothesis profile: derandomized (the same inputs every run), no example database,
+# no deadline, no health check
+settings.register_profile(
+    "proof", database=None, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+
+
 def reproducible(examples: int) -> settings:
-    """Hypothesis settings for the proof: ``examples`` per strategy, derandomized (the same inputs
-    every run), no example database, no deadline, no health check."""
-    return settings(
-        max_examples=examples,
-        database=None,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-    )
+    """The proof's Hypothesis settings with ``examples`` per strategy."""
+    return settings(settings.get_profile("proof"), max_examples=examples)
 
 
 def fuzz_schema(prober: Prober, spec: dict[str, Any], examples: int, tokens: dict[str, list[str]]) -> int:
@@ -487,21 +487,21 @@ def abuse_cases(prober: Prober) -> dict[str, Any]:
     form = {"content-type": "application/x-www-form-urlencoded"}
     fields = {"first_name": "Ada", "consent": "on"}
     # honeypot: the same answer as a person's post; nothing stored, nothing sent
-    person = prober.send(
-        "POST",
-        "/forms/newsletter",
-        headers=form,
-        body=urlencode(fields | {"email": "person@hp-person.example", "website_url": ""}),
-        label="abuse: honeypot (person)",
-        stores=True,
-    )
-    bot = prober.send(
-        "POST",
-        "/forms/newsletter",
-        headers=form,
-        body=urlencode(fields | {"email": "victim@hp-victim.example", "website_url": "https://spam.example"}),
-        label="abuse: honeypot (bot)",
-    )
+
+    def newsletter_post(who: str, email: str, website_url: str, stores: bool = False) -> dict[str, Any]:
+        """A newsletter sign-up whose hidden ``website_url`` field is filled in as ``who`` fills it."""
+        body = urlencode(fields | {"email": email, "website_url": website_url})
+        return prober.send(
+            "POST",
+            "/forms/newsletter",
+            headers=form,
+            body=body,
+            label=f"abuse: honeypot ({who})",
+            stores=stores,
+        )
+
+    person = newsletter_post("person", "person@hp-person.example", "", stores=True)
+    bot = newsletter_post("bot", "victim@hp-victim.example", "https://spam.example")
     system.settle()
     answer = (person["statusCode"], (person.get("headers") or {}).get("Location"))
     honeypot = {
