@@ -1,4 +1,5 @@
-"""JSON error responses shared by the API handlers (track and admin): one shape for every 4xx."""
+"""JSON error responses shared by the API handlers (track and admin): one shape for every 4xx
+(``ClientError``: ``error`` and the ``fields`` that failed, never the values given)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from pydantic import (
-    BaseModel,
-    Field,
-)
+from pydantic import BaseModel, Field
 
 
 def json_response(status: HTTPStatus, model: BaseModel) -> Response[str]:
