@@ -566,10 +566,11 @@ def _versions(system: LocalSystem, journey_id: str) -> Page:
 def _report(system: LocalSystem, params: Mapping[str, str]) -> Page:
     """The reporting counters as charts (inline SVG) and figures: the figures of the admin API's
     /admin/reports/* routes and of ``leadflow report``."""
+    from leadflow import wiring
+    from leadflow.kernel.settings import get_settings
     from leadflow.reporting import render
-    from leadflow.reporting.api import reader
 
-    reports = reader()
+    reports = wiring.report_reader(get_settings())
     journeys = [j.id for j in load_journeys(system.content_dir / "journeys")]
     templates = sorted(
         p.name for p in (system.content_dir / "templates").iterdir() if not p.name.startswith("_")
