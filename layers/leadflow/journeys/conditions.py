@@ -71,8 +71,15 @@ COMPARISONS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
 """Each numeric comparison a condition may give: its symbol and its test (value, bound)."""
 
 
+class _Equality(_Model):
+    eq: float | None = None
+    ne: float | None = None
+
+
 class _Bounds(_Model):
-    """Numeric bounds (gt, gte, lt, lte); all those given must hold."""
+    """Numeric bounds (gt, gte, lt, lte); all comparisons given (``bounds``) must hold. A model
+    with more fields lists ``_Bounds`` first among its bases: its fields come last, as written in
+    the language (a compiled definition holds the dump of its conditions; its hash is their order)."""
 
     gt: float | None = None
     gte: float | None = None
@@ -89,9 +96,8 @@ class _Bounds(_Model):
         return all(COMPARISONS[name][1](value, bound) for name, bound in self.bounds.items())
 
 
-class Compare(_Bounds):
-    eq: float | None = None
-    ne: float | None = None
+class Compare(_Bounds, _Equality):
+    """A number compared: eq, ne, gt, gte, lt, lte (at least one)."""
 
     @model_validator(mode="after")
     def _some(self) -> Compare:
@@ -173,19 +179,22 @@ class HasConsent(_OneOf):
     says = "consented to"
 
 
-class AttributeIs(_Bounds):
+class _AttributeTests(_Model):
     attribute: str = Field(pattern=NAME)
     equals: Scalar | None = None
     in_: list[Scalar] | None = Field(default=None, alias="in")
     exists: bool | None = None
     contains: str | None = None
 
-    TESTS: ClassVar[tuple[str, ...]] = ("equals", "in_", "exists", "contains", "gt", "gte", "lt", "lte")
+
+class AttributeIs(_Bounds, _AttributeTests):
+    """A profile attribute tested: equals, in, exists, contains, gt, gte, lt, lte (at least one)."""
 
     @property
     def tests(self) -> dict[str, Any]:
-        """The tests given, in ``TESTS`` order."""
-        return {name: getattr(self, name) for name in self.TESTS if getattr(self, name) is not None}
+        """The tests given, in the order of the fields."""
+        given = {name: getattr(self, name) for name in type(self).model_fields if name != "attribute"}
+        return {name: value for name, value in given.items() if value is not None}
 
     @model_validator(mode="after")
     def _one_test(self) -> AttributeIs:
