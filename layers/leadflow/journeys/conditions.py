@@ -121,8 +121,9 @@ class _OneOf(_Model):
 
     @property
     def values(self) -> list[str]:
-        (value,) = self.model_dump().values()
-        return value if isinstance(value, list) else [value]
+        (field,) = type(self).model_fields  # the condition's one field
+        value = getattr(self, field)
+        return list(value) if isinstance(value, list) else [value]
 
 
 class _Engagement(_OneOf):
