@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from leadflow.contacts.normalize import check_time_zone, normalize_country, normalize_email, normalize_phone
-from leadflow.kernel.errors import InvalidInput
+from leadflow.kernel.errors import InvalidFields
 from leadflow.leads.model import BUILT_IN_FIELDS, AttributeSpec
 
 Gender = Literal["female", "male", "diverse", "undisclosed"]
@@ -94,13 +94,10 @@ def normalize_gender(raw: str) -> Gender:
     return found
 
 
-class ContactInvalid(InvalidInput):
+class ContactInvalid(InvalidFields):
     """A contact (an upsert body or an import row) failed validation: every problem, by field."""
 
-    def __init__(self, fields: list[dict[str, str]]) -> None:
-        first = fields[0] if fields else {"field": "body", "message": "invalid"}
-        super().__init__(first["field"], first["message"])
-        self.fields = fields
+    summary = "invalid contact"
 
 
 class ContactIn(BaseModel):

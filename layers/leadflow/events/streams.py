@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from pydantic import ValidationError
 
 from leadflow.events.model import Event
-from leadflow.kernel.observability import logger, metrics
+from leadflow.kernel.observability import lambda_handler, logger, metrics
 from leadflow.platform.dynamo import deserialize
 
 EVENT_FIELDS = set(Event.model_fields)
@@ -95,3 +95,9 @@ def stream_batch_handler(handle: Callable[[Event], Any]) -> Callable[[dict[str, 
         )
 
     return run
+
+
+def stream_function(handle: Callable[[Event], Any]) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda handler of a consumer of the events stream (trigger, score, report): every
+    record handed to ``handle`` (``stream_batch_handler``), instrumented as every function is."""
+    return lambda_handler(stream_batch_handler(handle))
