@@ -180,7 +180,8 @@ def webhook_keys_source(secret_id: str) -> Callable[[], Mapping[str, str]]:
 
 def event_recorder(settings: Settings, ddb: Any) -> EventRecorder:
     """Records ``POST /events`` and ``POST /admin/events`` payloads."""
-    from leadflow.capture.tracking import EventRecorder, VisitorLinks
+    from leadflow.capture.tracking import EventRecorder
+    from leadflow.contacts.store import VisitorLinks
 
     return EventRecorder(
         events=event_store(settings, ddb),
@@ -305,7 +306,8 @@ def lead_engine(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> LeadE
 def tracking_service(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> TrackingService:
     """The public API's service (``track``): pixels, clicks, browser events, forms, unsubscribes."""
     from leadflow.capture.protection import SignupBudgets
-    from leadflow.capture.tracking import TrackingService, VisitorLinks
+    from leadflow.capture.tracking import TrackingService
+    from leadflow.contacts.store import VisitorLinks
 
     ddb = clients("dynamodb")
     return TrackingService(
@@ -412,7 +414,7 @@ def step_runner(
         marks=idempotency_marks(settings, ddb),
         sender=sender,
         transact=transactor(ddb),
-        contacts_table=settings.contacts_table,
+        contacts=contact_store(settings, ddb),
         handoffs=HandoffPublisher(  # hand-offs, webhook dead letters and early wait answers are rare:
             sns=clients.lazy("sns"),  # their clients are built at first use
             events=clients.lazy("events"),
@@ -601,11 +603,9 @@ def admin_app(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> APIGate
     contacts, events, transact = contact_store(settings, ddb), event_store(settings, ddb), transactor(ddb)
     model = lead_model(settings)
     service = ContactMerger(  # the contacts service, with merging
-        client=ddb,
         contacts=contacts,
         events=events,
-        events_table=settings.events_table,
-        messages_table=settings.messages_table,
+        messages=message_store(settings, ddb),
         model=model,
         transact=transact,
     )
@@ -631,8 +631,7 @@ def admin_app(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> APIGate
         model=model,
     )
     sales_feedback = SalesFeedbackService(
-        client=ddb,
-        contacts_table=settings.contacts_table,
+        contacts=contacts,
         events=events,
         marks=idempotency_marks(settings, ddb),
         transact=transact,

@@ -11,6 +11,10 @@ Normalization (so the same person is one contact however the data was typed):
 An empty value (``""`` or ``null``, an empty CSV cell) means "not given": the field is left as it
 is. Errors name the field (``country``, ``attributes.company_size``, ``tags.2``) and nothing of an
 invalid contact is stored.
+
+``Contact`` is the other direction: the domain's read of a stored profile (consent states,
+suppression, do-not-contact, locale, time zone) that sending and the journeys decide on; a merged
+contact's tombstone reads with an empty email and ``merged_into``.
 """
 
 from __future__ import annotations

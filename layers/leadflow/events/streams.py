@@ -4,7 +4,7 @@ Cold start: Powertools' batch package builds its pydantic record models (SQS, Ki
 DynamoDB: ~15 ms) when it is imported *after* pydantic, and only then; these record models are
 not used here (records are parsed into ``Event``). So this module imports it before pydantic, and
 the stream functions import this module before anything that imports pydantic
-(``from leadflow import streams, wiring``); ``tests/unit/test_cold_start.py`` guards it."""
+(``from leadflow.events import streams`` first); ``tests/unit/test_cold_start.py`` guards it."""
 
 from __future__ import annotations
 

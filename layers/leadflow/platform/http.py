@@ -1,5 +1,6 @@
-"""JSON error responses shared by the API handlers (track and admin): one shape for every 4xx,
-and one mapping of the domain errors to it (``map_errors``)."""
+"""JSON error responses shared by the API handlers (track and admin): one shape for every 4xx
+(``ClientError``: ``error`` and the ``fields`` that failed, never the values given), and one mapping
+of the domain errors to it (``map_errors``)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
-from pydantic import (
-    BaseModel,
-    Field,
-)
+from pydantic import BaseModel, Field
 
 from leadflow.kernel.errors import Conflict, InvalidFields, InvalidInput, NotFound
 
