@@ -12,7 +12,13 @@ import pytest
 
 from leadflow.contacts.model import Contact
 from leadflow.contacts.normalize import normalize_phone
-from leadflow.messaging.compose import InvalidRecipient, SignedLinks, compose_email, template_context
+from leadflow.messaging.compose import (
+    EmailIdentity,
+    InvalidRecipient,
+    SignedLinks,
+    compose_email,
+    template_context,
+)
 from leadflow.messaging.provider_feedback import InboundSms, feedback_event_id
 from leadflow.messaging.render import EmailRenderer, TemplateRenderError
 from leadflow.messaging.sending import email_skip_reason, sms_skip_reason
@@ -181,13 +187,12 @@ def build(first_name: str, *, tracked: bool, recipient: str = "ada@example.com")
     rendered = EmailRenderer(ROOT / "templates").render(
         "welcome", template_context(profile, links.unsubscribe_url)
     )
+    identity = EmailIdentity("Northwind <news@example.com>", "unsubscribe@example.com", "leadflow-test")
     out = compose_email(
         rendered=rendered,
         links=links,
-        sender="Northwind <news@example.com>",
+        identity=identity,
         recipient=recipient,
-        unsubscribe_mailto="unsubscribe@example.com",
-        configuration_set="leadflow-test",
         message_id="m1",
         tracked=tracked,
     )

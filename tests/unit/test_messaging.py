@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from leadflow.messaging.compose import (
+    EmailIdentity,
     InvalidRecipient,
     SignedLinks,
-    compose_marketing_email,
+    compose_email,
     rewrite_links,
     template_context,
 )
@@ -28,14 +29,14 @@ def links() -> SignedLinks:
 
 
 def compose(rendered: RenderedEmail, recipient: str = "ada@example.com") -> email.message.EmailMessage:
-    out = compose_marketing_email(
+    identity = EmailIdentity("Northwind <news@example.com>", "unsubscribe@example.com", "leadflow-local")
+    out = compose_email(
         rendered=rendered,
         links=links(),
-        sender="Northwind <news@example.com>",
+        identity=identity,
         recipient=recipient,
-        unsubscribe_mailto="unsubscribe@example.com",
-        configuration_set="leadflow-local",
         message_id="m123",
+        tracked=True,
     )
     msg = email.message_from_bytes(out.raw, policy=default)
     assert isinstance(msg, email.message.EmailMessage)

@@ -40,10 +40,9 @@ from leadflow.platform.bulk import (
     BULK_WORKERS,
     BroadcastPage,
     BulkQueue,
-    Lanes,
+    LaneJobs,
     Pacer,
     PageOutcome,
-    run_page,
     unfinished,
 )
 from leadflow.segments.membership import SHARDS, SegmentMembership
@@ -142,7 +141,7 @@ def template_problem(templates_dir: Path, template: str) -> str | None:
     return None
 
 
-class BroadcastService:
+class BroadcastService(LaneJobs):
     def __init__(
         self,
         *,
@@ -158,15 +157,12 @@ class BroadcastService:
         workers: int = BULK_WORKERS,
         pacer: Pacer | None = None,
     ) -> None:
-        self._client = client
-        self._table = contacts_table
-        self._queue = queue
+        super().__init__(client, contacts_table, queue)
         self._templates_dir = templates_dir
         self._segment_exists = segment_exists
         self._sender = sender
         self._messages = messages
         self._journeys = journeys
-        self._lanes = Lanes(client, contacts_table)
         self._membership = SegmentMembership(client, contacts_table)
         self._page = page_size(send_rate, workers)
         self._pacer = pacer or Pacer(send_rate / workers)
@@ -270,22 +266,8 @@ class BroadcastService:
                     counts[name] = counts.get(name, 0) + 1
             return next_after, counts
 
-        return run_page(
-            self._lanes,
-            pk,
-            job.shard,
-            job.after,
-            message_id,
-            work,
-            enqueue=lambda cursor: self._queue.send(
-                [
-                    BroadcastPage(
-                        kind="broadcast_page", broadcast_id=job.broadcast_id, shard=job.shard, after=cursor
-                    )
-                ]
-            ),
-            on_lane_done=lambda: self._maybe_complete(job.broadcast_id),
-            now=lambda: iso(utc_now()),
+        return self._run_page(
+            pk, job.shard, job, message_id, work, lambda: self._maybe_complete(job.broadcast_id)
         )
 
     def _maybe_complete(self, broadcast_id: str) -> None:

@@ -31,9 +31,10 @@ from pydantic import (
     model_validator,
 )
 
+from leadflow.contacts.fields import BUILT_IN_FIELDS
 from leadflow.contacts.normalize import check_time_zone, normalize_country, normalize_email, normalize_phone
 from leadflow.kernel.errors import InvalidInput
-from leadflow.leads.model import BUILT_IN_FIELDS, AttributeSpec
+from leadflow.leads.model import AttributeSpec
 
 Gender = Literal["female", "male", "diverse", "undisclosed"]
 GENDER_SYNONYMS: dict[str, Gender] = {
@@ -50,19 +51,6 @@ GENDER_SYNONYMS: dict[str, Gender] = {
 TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_:.-]{0,63}$")
 MAX_TAGS = 50
 TEXT_FIELDS = ("first_name", "last_name", "salutation", "company", "job_title", "consent_source")
-PROFILE_FIELDS = (
-    "first_name",
-    "last_name",
-    "phone",
-    "salutation",
-    "gender",
-    "locale",
-    "timezone",
-    "country",
-    "company",
-    "job_title",
-)
-"""Built-in personal fields an upsert may set (besides email, consent, tags and attributes)."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -27,7 +27,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadflow.contacts.model import PROFILE_FIELDS, ContactIn, normalize_tags
+from leadflow.contacts.fields import PROFILE_FIELDS
+from leadflow.contacts.model import ContactIn, normalize_tags
 from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore

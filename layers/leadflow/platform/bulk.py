@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from leadflow.kernel.clock import iso, utc_now
 from leadflow.platform.dynamo import (
     Op,
     Transaction,
@@ -314,6 +315,42 @@ def run_page(
 
 def unfinished(lanes: Iterable[Lane]) -> list[Lane]:
     return [lane for lane in lanes if not lane.done]
+
+
+PageJob = SegmentScanPage | SegmentCleanupPage | BroadcastPage
+
+
+class LaneJobs:
+    """Base of a service whose long jobs run as lanes of queued pages (broadcasts, segment runs):
+    its table (the lanes' items) and the bulk queue the continuations go to."""
+
+    def __init__(self, client: Any, table: str, queue: BulkQueue) -> None:
+        self._client = client
+        self._table = table
+        self._queue = queue
+        self._lanes = Lanes(client, table)
+
+    def _run_page(
+        self,
+        pk: str,
+        index: int,
+        job: PageJob,
+        message_id: str,
+        work: Callable[[], tuple[str | None, Mapping[str, int]]],
+        on_lane_done: Callable[[], None],
+    ) -> PageOutcome:
+        """``run_page`` for ``job``; the continuation is the same job at the next cursor."""
+        return run_page(
+            self._lanes,
+            pk,
+            index,
+            job.after,
+            message_id,
+            work,
+            enqueue=lambda cursor: self._queue.send([job.model_copy(update={"after": cursor})]),
+            on_lane_done=on_lane_done,
+            now=lambda: iso(utc_now()),
+        )
 
 
 # --- pacing ---------------------------------------------------------------------------------------

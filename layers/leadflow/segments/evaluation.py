@@ -32,14 +32,13 @@ from leadflow.kernel.clock import iso, utc_now
 from leadflow.kernel.observability import logger, metrics
 from leadflow.platform.bulk import (
     BulkQueue,
-    Lanes,
+    LaneJobs,
     PageOutcome,
     SegmentCleanupPage,
     SegmentScanPage,
     SegmentScanStart,
     decode_key,
     encode_key,
-    run_page,
     unfinished,
 )
 from leadflow.platform.dynamo import (
@@ -101,7 +100,7 @@ def new_run_id() -> str:
     return "r" + ids.ulid().lower()
 
 
-class SegmentEvaluations:
+class SegmentEvaluations(LaneJobs):
     def __init__(
         self,
         *,
@@ -113,14 +112,11 @@ class SegmentEvaluations:
         reevaluate: Reevaluate | None = None,
         file_segment_ids: Callable[[], set[str]] = set,
     ) -> None:
-        self._client = client
-        self._table = contacts_table
-        self._queue = queue
+        super().__init__(client, contacts_table, queue)
         self._definitions = definitions
         self._events = events
         self.reevaluate = reevaluate
         self._file_ids = file_segment_ids
-        self._lanes = Lanes(client, contacts_table)
         self._membership = SegmentMembership(client, contacts_table)
 
     # --- starting runs ---------------------------------------------------------------------------
@@ -286,18 +282,8 @@ class SegmentEvaluations:
             counts = {"contacts": contacts, "changed": changed, "entered": entered, "left": left}
             return (encode_key(last) if last else None), counts
 
-        return run_page(
-            self._lanes,
-            run_pk(job.run_id),
-            job.lane,
-            job.after,
-            message_id,
-            work,
-            enqueue=lambda cursor: self._queue.send(
-                [SegmentScanPage(kind="segment_scan_page", run_id=job.run_id, lane=job.lane, after=cursor)]
-            ),
-            on_lane_done=self._on_lane_done(job.run_id),
-            now=lambda: iso(utc_now()),
+        return self._run_page(
+            run_pk(job.run_id), job.lane, job, message_id, work, self._on_lane_done(job.run_id)
         )
 
     def cleanup_page(self, job: SegmentCleanupPage, message_id: str) -> PageOutcome:
@@ -310,26 +296,8 @@ class SegmentEvaluations:
             removed = sum(1 for contact_id in members if self.leave(job.segment_id, contact_id, job.run_id))
             return next_after, {"contacts": removed, "changed": removed, "left": removed}
 
-        return run_page(
-            self._lanes,
-            run_pk(job.run_id),
-            job.lane,
-            job.after,
-            message_id,
-            work,
-            enqueue=lambda cursor: self._queue.send(
-                [
-                    SegmentCleanupPage(
-                        kind="segment_cleanup_page",
-                        run_id=job.run_id,
-                        segment_id=job.segment_id,
-                        lane=job.lane,
-                        after=cursor,
-                    )
-                ]
-            ),
-            on_lane_done=self._on_lane_done(job.run_id),
-            now=lambda: iso(utc_now()),
+        return self._run_page(
+            run_pk(job.run_id), job.lane, job, message_id, work, self._on_lane_done(job.run_id)
         )
 
     def _defined(self, segment_id: str) -> bool:
