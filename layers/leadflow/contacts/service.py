@@ -117,11 +117,16 @@ class TagsResult(BaseModel):
     changed: bool
 
 
-class ContactSummary(BaseModel):
+class ContactName(BaseModel):
+    """A contact in a list: its id, address and name (the rest of a list's row extends this)."""
+
     contact_id: str
     email: str | None = None
     first_name: str | None = None
     last_name: str | None = None
+
+
+class ContactSummary(ContactName):
     company: str | None = None
     job_title: str | None = None
     country: str | None = None

@@ -43,6 +43,7 @@ from leadflow.journeys.conditions import (
     Span,
     engagement_refs,
 )
+from leadflow.journeys.timing import FrequencyCap
 from leadflow.kernel import yaml_files
 
 JOURNEY_ID = r"^[a-z][a-z0-9-]{0,39}$"
@@ -249,19 +250,6 @@ class SendWindow(_Model):
     end: str = "23:59"
 
     _check = field_validator("start", "end")(_clock_time)
-
-
-class FrequencyCap(_Model):
-    """Marketing messages per contact across all journeys (per channel)."""
-
-    per_day: int | None = Field(default=None, ge=1, le=100)
-    per_week: int | None = Field(default=None, ge=1, le=500)
-
-    @model_validator(mode="after")
-    def _some(self) -> FrequencyCap:
-        if self.per_day is None and self.per_week is None:
-            raise ValueError("give per_day and/or per_week")
-        return self
 
 
 class Settings(_Model):

@@ -23,6 +23,7 @@ from leadflow.broadcasts.service import (
     BroadcastService,
     BroadcastView,
 )
+from leadflow.contacts.service import ContactName
 from leadflow.contacts.store import ContactStore
 from leadflow.events.store import EventStore
 from leadflow.journeys.conditions import Condition
@@ -75,11 +76,7 @@ class SegmentDeleted(BaseModel):
     cleanup_run_id: str
 
 
-class Member(BaseModel):
-    contact_id: str
-    email: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
+class Member(ContactName):
     stage: str | None = None
     score: int | None = None
 
