@@ -21,26 +21,18 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from leadflow.contacts.fields import BUILT_IN_FIELDS
 from leadflow.contacts.normalize import (
     Blank,
-    Cleaned,
     Country,
     Email,
     Name,
     Phone,
+    Required,
     Salutation,
+    Text,
     TimeZone,
     clean_text,
     none_if_blank,
@@ -64,18 +56,9 @@ GENDER_SYNONYMS: dict[str, Gender] = {
 TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_:.-]{0,63}$")
 MAX_TAGS = 50
 
-Text = Annotated[str, StringConstraints(max_length=200), Cleaned]
-"""Free text of a profile: company, job title, where a consent was given."""
-
 
 def _given(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
-
-
-def _required(value: Any) -> Any:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError("is required")
-    return value
 
 
 def normalize_gender(raw: str) -> Gender:
@@ -103,7 +86,7 @@ class ContactIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    email: Annotated[Email, BeforeValidator(_required)]
+    email: Annotated[Email, Required]
     first_name: Name | None = None
     last_name: Name | None = None
     country: Annotated[Country | None, Blank] = None

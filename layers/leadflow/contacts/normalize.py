@@ -18,7 +18,7 @@ Every function raises ``ValueError`` with a reason a person understands and neve
 
 The models that take contact data in (forms, ``POST /events``, the admin API and imports) declare
 their fields with the annotated types at the end (``Email``, ``Phone``, ``Country``, ``TimeZone``,
-``Name``, ``Salutation``; ``Blank``, ``Cleaned``): one declaration of each rule, no validator bodies
+``Name``, ``Salutation``, ``Text``; ``Required``, ``Blank``, ``Cleaned``): one declaration of each rule, no validator bodies
 of their own.
 """
 
@@ -143,12 +143,20 @@ def none_if_blank(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+def _required(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError("is required")
+    return value
+
+
 def _phone_in_country(value: str, info: ValidationInfo) -> str:
     return normalize_phone(value, info.data.get("country"))
 
 
 # --- the field types of the models that take contact data in ------------------------------------
 
+Required = BeforeValidator(_required)
+"""Field metadata: None or a blank value is refused ("is required")."""
 Blank = BeforeValidator(none_if_blank)
 """Field metadata: a blank value is None (``Annotated[Country | None, Blank]``)."""
 Cleaned = AfterValidator(clean_text)
@@ -161,3 +169,5 @@ TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(check
 Name = Annotated[str, StringConstraints(max_length=100), Cleaned]
 """A first or last name."""
 Salutation = Annotated[str, StringConstraints(max_length=20), Cleaned]
+Text = Annotated[str, StringConstraints(max_length=200), Cleaned]
+"""Free text of a profile: company, job title, where a consent was given."""

@@ -84,10 +84,6 @@ class LeadStore:
         self._contacts_table = contacts_table
         self._events_table = events_table
 
-    @property
-    def contacts_table(self) -> str:
-        return self._contacts_table
-
     def profile(self, contact_id: str) -> dict[str, Any] | None:
         return get(self._client, self._contacts_table, ContactStore.profile_key(contact_id), consistent=True)
 
