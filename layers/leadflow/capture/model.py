@@ -1,6 +1,8 @@
 """What the public capture surface takes in: a sign-up form's fields (``FormSubmission``), the
 answer a form gets (``FormAccepted``, the same whether the address was new or known) and the
-anonymized client IP (``truncate_ip``: a /24 or /48 network, never the address)."""
+anonymized client IP (``truncate_ip``: a /24 or /48 network, never the address). A form's contact
+fields are normalized by the same field types as the admin API's (``leadflow.contacts.normalize``);
+an empty field is "not given"."""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ Normalization (so the same person is one contact however the data was typed):
   (``f``/``w``, ``m``, ``d``/``x``, ``u``) and German/English synonyms;
 - tags: lower case; custom attributes: typed by the lead model's schema (``leads.yaml``).
 
+The field types (``Email``, ``Phone``, ``Country``, ``Name``...) are ``leadflow.contacts.normalize``'s,
+the same a form and ``POST /events`` use; the field names by owner are ``leadflow.contacts.fields``.
 An empty value (``""`` or ``null``, an empty CSV cell) means "not given": the field is left as it
 is. Errors name the field (``country``, ``attributes.company_size``, ``tags.2``) and nothing of an
 invalid contact is stored.

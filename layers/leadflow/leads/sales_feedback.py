@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -84,29 +85,19 @@ class _Conflict(Exception):
     """The profile changed since it was read (lead_version): read again."""
 
 
+@dataclass(kw_only=True)
 class SalesFeedbackService:
-    def __init__(
-        self,
-        *,
-        client: Any,
-        contacts_table: str,
-        events: EventStore,
-        marks: IdempotencyMarks,
-        transact: Callable[[Transaction], None],
-        lead_model: Callable[[], LeadModel],
-        now: Callable[[], datetime],
-    ) -> None:
-        self._client = client
-        self._table = contacts_table
-        self._events = events
-        self._marks = marks
-        self._transact = transact
-        self._lead_model = lead_model
-        self._now = now
+    client: Any
+    contacts_table: str
+    events: EventStore
+    marks: IdempotencyMarks
+    transact: Callable[[Transaction], None]
+    lead_model: Callable[[], LeadModel]
+    now: Callable[[], datetime]
 
     def _resolve(self, contact_id: str) -> dict[str, Any]:
         """The contact's profile; a merged contact's survivor (followed once)."""
-        resolved = resolve_profile(self._client, self._table, contact_id)
+        resolved = resolve_profile(self.client, self.contacts_table, contact_id)
         if resolved is None:
             raise NotFound("contact")
         return resolved[1]
@@ -122,8 +113,8 @@ class SalesFeedbackService:
     def _attempt(self, contact_id: str, feedback: SalesFeedbackIn) -> SalesFeedbackResult:
         profile = self._resolve(contact_id)
         cid = str(profile["contact_id"])
-        model = self._lead_model()
-        now = self._now()
+        model = self.lead_model()
+        now = self.now()
         at = iso(now)
         current = profile.get("stage")
         target = target_stage(feedback.outcome, current, model)
@@ -168,7 +159,7 @@ class SalesFeedbackService:
         txn = Transaction()
         txn.add(
             update_op(
-                self._table,
+                self.contacts_table,
                 {"pk": keys.contact(cid), "sk": keys.PROFILE},
                 sets=sets,
                 remove=removes,
@@ -179,11 +170,11 @@ class SalesFeedbackService:
             "profile",
         )
         if feedback.request_id:
-            txn.add(self._marks.put_op(MARK_KIND, f"{cid}#{key}"), "marker")
+            txn.add(self.marks.put_op(MARK_KIND, f"{cid}#{key}"), "marker")
         if target != current:
             reason = f"sales: {feedback.outcome}"
             txn.add(
-                self._events.put_op(
+                self.events.put_op(
                     event("stage_changed", {"from": current or "", "to": target, "reason": reason})
                 ),
                 "stage_changed",
@@ -193,11 +184,11 @@ class SalesFeedbackService:
             if getattr(feedback, name) is not None:
                 properties[name] = getattr(feedback, name)
         properties.setdefault("owner", profile.get("owner"))
-        txn.add(self._events.put_op(event("sales_feedback", properties)), "sales_feedback")
+        txn.add(self.events.put_op(event("sales_feedback", properties)), "sales_feedback")
         if feedback.owner and feedback.owner != profile.get("owner"):
             # sales names who took the lead: the owner changes with it
             txn.add(
-                self._events.put_op(event("lead_assigned", {"owner": feedback.owner, "rule": "sales"})),
+                self.events.put_op(event("lead_assigned", {"owner": feedback.owner, "rule": "sales"})),
                 "lead_assigned",
             )
         if feedback.outcome == "won":
@@ -207,9 +198,9 @@ class SalesFeedbackService:
                 deal["currency"] = feedback.currency
             if properties.get("owner"):
                 deal["owner"] = properties["owner"]
-            txn.add(self._events.put_op(event("deal_won", deal)), "deal_won")
+            txn.add(self.events.put_op(event("deal_won", deal)), "deal_won")
         try:
-            self._transact(txn)
+            self.transact(txn)
         except TransactionCancelled as exc:
             if exc.failed_condition("marker"):
                 metrics.add_metric(name="DuplicateSalesFeedback", unit="Count", value=1)
