@@ -20,7 +20,7 @@ from leadflow import wiring
 from leadflow.capture.model import FormAccepted, FormSubmission
 from leadflow.capture.protection import PostSignals, SignupBudgets, SignupRefused, render_stamp
 from leadflow.capture.server_events import ServerEvents, SignatureRefused, SignedEvents
-from leadflow.capture.tracking import ServerEventOnly, TrackingService, VisitorLinks
+from leadflow.capture.tracking import ServerEventOnly, TrackingService
 from leadflow.capture.web import (
     PIXEL_HEADERS,
     SNIPPET_JS,
@@ -31,6 +31,7 @@ from leadflow.capture.web import (
     unsubscribe_confirm_page,
     unsubscribed_page,
 )
+from leadflow.contacts.store import VisitorLinks
 from leadflow.events.model import EventAccepted, EventIn
 from leadflow.kernel.clock import utc_now
 from leadflow.kernel.errors import InvalidInput, NotFound

@@ -137,7 +137,8 @@ def webhook_keys_source(secret_id: str) -> Callable[[], Mapping[str, str]]:
 
 def event_recorder(settings: Settings, ddb: Any) -> EventRecorder:
     """Records ``POST /events`` and ``POST /admin/events`` payloads."""
-    from leadflow.capture.tracking import EventRecorder, VisitorLinks
+    from leadflow.capture.tracking import EventRecorder
+    from leadflow.contacts.store import VisitorLinks
 
     return EventRecorder(
         events=event_store(settings, ddb),

@@ -26,8 +26,7 @@ def build_router(settings: Settings, client: Callable[[str], Any]) -> APIGateway
     ddb = client("dynamodb")
     lead_model = load_lead_model(settings.leads_file)
     feedback = SalesFeedbackService(
-        client=ddb,
-        contacts_table=settings.contacts_table,
+        contacts=wiring.contact_store(settings, ddb),
         events=wiring.event_store(settings, ddb),
         marks=wiring.idempotency_marks(settings, ddb),
         transact=wiring.transactor(ddb),

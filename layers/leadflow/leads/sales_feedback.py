@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadflow.contacts.store import resolve_profile
+from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore, IdempotencyMarks
 from leadflow.kernel import ids
@@ -34,8 +34,7 @@ from leadflow.kernel.clock import iso
 from leadflow.kernel.errors import NotFound
 from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.model import LeadModel
-from leadflow.platform.dynamo import Transaction, TransactionCancelled, update_op
-from leadflow.platform.tables import keys
+from leadflow.platform.dynamo import Transaction, TransactionCancelled
 
 Outcome = Literal["accepted", "rejected", "won", "lost"]
 MAX_ATTEMPTS = 5
@@ -87,8 +86,7 @@ class _Conflict(Exception):
 
 @dataclass(kw_only=True)
 class SalesFeedbackService:
-    client: Any
-    contacts_table: str
+    contacts: ContactStore
     events: EventStore
     marks: IdempotencyMarks
     transact: Callable[[Transaction], None]
@@ -97,7 +95,7 @@ class SalesFeedbackService:
 
     def _resolve(self, contact_id: str) -> dict[str, Any]:
         """The contact's profile; a merged contact's survivor (followed once)."""
-        resolved = resolve_profile(self.client, self.contacts_table, contact_id)
+        resolved = self.contacts.resolve(contact_id)
         if resolved is None:
             raise NotFound("contact")
         return resolved[1]
@@ -154,21 +152,8 @@ class SalesFeedbackService:
             )
         elif feedback.outcome in ("accepted", "won"):
             removes.append("stage_hold_until")
-        condition = "attribute_exists(pk) AND attribute_not_exists(merged_into) AND "
-        condition += "attribute_not_exists(lead_version)" if version is None else "lead_version = :version"
         txn = Transaction()
-        txn.add(
-            update_op(
-                self.contacts_table,
-                {"pk": keys.contact(cid), "sk": keys.PROFILE},
-                sets=sets,
-                remove=removes,
-                add={"lead_version": 1},
-                condition=condition,
-                values_=None if version is None else {"version": version},
-            ),
-            "profile",
-        )
+        txn.add(self.contacts.locked_update_op(cid, version, sets=sets, remove=removes), "profile")
         if feedback.request_id:
             txn.add(self.marks.put_op(MARK_KIND, f"{cid}#{key}"), "marker")
         if target != current:
