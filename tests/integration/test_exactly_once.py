@@ -65,7 +65,7 @@ def test_failed_records_are_reported_and_applied_once_on_retry(
             {"Error": {"Code": "ResourceNotFoundException", "Message": "gone"}}, "TransactWriteItems"
         )
 
-    monkeypatch.setattr(system.modules["score"].service.store, "transact", unreachable)
+    monkeypatch.setattr(system.modules["score"].service._store, "transact", unreachable)
     failed = system.handlers[SCORE]({"Records": [page_view, form]}, lambda_context(SCORE))
     assert failed == {"batchItemFailures": [{"itemIdentifier": form["dynamodb"]["SequenceNumber"]}]}
     with pytest.raises(Exception, match="All records failed"):  # the whole batch failed: Lambda retries it

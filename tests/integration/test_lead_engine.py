@@ -283,8 +283,8 @@ def test_reevaluation_recounts_history_for_a_did_condition_defined_later(
     fans = Segment.model_validate(
         {"id": "webinar-fans", "name": "Fans", "when": {"did": "webinar_attended", "at_least": 2}}
     )
-    files = engine.segments
-    monkeypatch.setattr(engine, "segments", lambda: [*files(), fans])
+    files = engine._segments
+    monkeypatch.setattr(engine, "_segments", lambda: [*files(), fans])
     assert engine.reevaluate(contact, "run-later") == ["segment_entered:webinar-fans"]
     assert engine.reevaluate(contact, "run-later") == []
     assert "webinar-fans" in profile(system, contact)["segments"]

@@ -104,7 +104,7 @@ def test_failed_score_records_are_redriven_once(system: LocalSystem, monkeypatch
     """Given the score consumer fails for one contact's records until they go to its on-failure
     queue, when the fault is gone and redrive runs, the points are applied once, the queue is empty
     and a second redrive does nothing."""
-    store = system.modules["score"].service.store
+    store = system.modules["score"].service._store
     real = store.update_op
     failing: set[str] = set()
 

@@ -221,7 +221,7 @@ def scenario(system: LocalSystem, monkeypatch: pytest.MonkeyPatch, folder: Path)
     )
 
     # a score batch fails until its records go to the on-failure queue; then ops redrive
-    store = system.modules["score"].service.store
+    store = system.modules["score"].service._store
     real = store.update_op
 
     def broken(contact_id: str, sets: dict[str, Any], *args: Any) -> dict[str, Any]:

@@ -259,16 +259,24 @@ class ServerEventOnly(Exception):
         self.event_type = event_type
 
 
-@dataclass(kw_only=True)
 class EventRecorder:
     """Records ``EventIn`` payloads: the contact found or created by email, the visitor linked the
     first time, the client ``event_id`` made exactly-once; one transaction per event."""
 
-    events: EventStore
-    contacts: ContactStore
-    marks: IdempotencyMarks
-    transact: Callable[[Transaction], None]
-    links: VisitorLinks
+    def __init__(
+        self,
+        *,
+        events: EventStore,
+        contacts: ContactStore,
+        marks: IdempotencyMarks,
+        transact: Callable[[Transaction], None],
+        links: VisitorLinks,
+    ) -> None:
+        self._events = events
+        self._contacts = contacts
+        self._marks = marks
+        self._transact = transact
+        self._links = links
 
     def record(self, payload: EventIn, *, source: str) -> EventAccepted:
         """Record one event (``source``: ``api`` from a browser, ``server`` from the admin API).
@@ -279,25 +287,25 @@ class EventRecorder:
             contact_id: str | None = None
             event_id = ids.new_event_id()
             if payload.email:
-                contact_id = self.contacts.contact_id_for_email(payload.email)
+                contact_id = self._contacts.contact_id_for_email(payload.email)
                 link = None
-                if payload.visitor_id and self.links.linked_contact(payload.visitor_id) is None:
+                if payload.visitor_id and self._links.linked_contact(payload.visitor_id) is None:
                     link = payload.visitor_id  # first time this visitor is tied to a contact
                 if contact_id is None:
                     contact_id = ids.new_contact_id()
-                    txn.add(self.contacts.email_claim_op(payload.email, contact_id), "email_claim")
+                    txn.add(self._contacts.email_claim_op(payload.email, contact_id), "email_claim")
                     txn.add(
-                        self.contacts.upsert_profile_op(
+                        self._contacts.upsert_profile_op(
                             contact_id, {"email": payload.email}, at, visitor_id=link
                         ),
                         "profile",
                     )
                 elif link:
-                    txn.add(self.contacts.add_visitor_op(contact_id, link, at), "profile")
+                    txn.add(self._contacts.add_visitor_op(contact_id, link, at), "profile")
                 if link:
-                    txn.add(self.links.link_op(link, contact_id, at), "link")
+                    txn.add(self._links.link_op(link, contact_id, at), "link")
                     txn.add(
-                        self.events.put_op(
+                        self._events.put_op(
                             identified_event(contact_id, link, at, source, with_event=event_id)
                         ),
                         "identified",
@@ -312,11 +320,11 @@ class EventRecorder:
                 properties=payload.properties
                 | ({"client_event_id": payload.event_id} if payload.event_id else {}),
             )
-            txn.add(self.events.put_op(event), "event")
+            txn.add(self._events.put_op(event), "event")
             if payload.event_id:
-                txn.add(self.marks.put_op("EVENT", payload.event_id), "marker")
+                txn.add(self._marks.put_op("EVENT", payload.event_id), "marker")
             try:
-                self.transact(txn)
+                self._transact(txn)
             except TransactionCancelled as exc:
                 if exc.failed_condition("marker"):
                     metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)

@@ -174,15 +174,25 @@ def _keyed(*parts: str) -> Callable[[str, str], str]:
     return event_id
 
 
-@dataclass(kw_only=True)
 class LeadEngine:
-    store: LeadStore
-    marks: IdempotencyMarks
-    events: EventStore
-    membership: SegmentMembership
-    model: LeadModel
-    segments: Callable[[], Sequence[Segment]]
-    now: Callable[[], datetime] = utc_now
+    def __init__(
+        self,
+        *,
+        store: LeadStore,
+        marks: IdempotencyMarks,
+        events: EventStore,
+        membership: SegmentMembership,
+        model: LeadModel,
+        segments: Callable[[], Sequence[Segment]],
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._marks = marks
+        self._events = events
+        self._membership = membership
+        self._model = model
+        self._segments = segments
+        self._now = now
 
     # --- the stream ------------------------------------------------------------------------------
 
@@ -200,7 +210,7 @@ class LeadEngine:
         for _attempt in range(MAX_ATTEMPTS):
             contact_id = event.contact_id
             if contact_id is None:
-                linked = self.store.link(event.visitor_id or "")
+                linked = self._store.link(event.visitor_id or "")
                 if linked is None:
                     return self._count("anonymous")  # no marker: contact_identified folds it in
                 contact_id = linked
@@ -209,18 +219,18 @@ class LeadEngine:
                 logger.info("event of an unknown contact skipped", extra={"event_id": event.event_id})
                 return self._count("unknown_contact")
             contact_id, profile = resolved
-            if event.type == "contact_identified" and not self.marks.exists(MARK_KIND, event.event_id):
+            if event.type == "contact_identified" and not self._marks.exists(MARK_KIND, event.event_id):
                 self._fold(event, contact_id)
                 resolved = self._resolve(contact_id)
                 if resolved is None:
                     return self._count("unknown_contact")
                 contact_id, profile = resolved
             steps = [Step(event.type, event.properties, at, event.event_id)]
-            if self._out_of_order(ScoreState.of(profile), steps) and self.marks.exists(
+            if self._out_of_order(ScoreState.of(profile), steps) and self._marks.exists(
                 MARK_KIND, event.event_id
             ):
                 return self._count("duplicate")  # applied already: no history replay for a redelivery
-            now = self.now()
+            now = self._now()
             plan = self._plan(
                 contact_id,
                 profile,
@@ -232,7 +242,7 @@ class LeadEngine:
             )
             if plan is None:
                 return "unchanged"
-            plan.markers["marker"] = self.marks.put_op(MARK_KIND, event.event_id)
+            plan.markers["marker"] = self._marks.put_op(MARK_KIND, event.event_id)
             outcome = self._commit(plan, overrides)
             if outcome == "retry":
                 continue
@@ -251,10 +261,10 @@ class LeadEngine:
         segments."""
         overrides: dict[str, bool] = {}
         for _attempt in range(MAX_ATTEMPTS):
-            profile = self.store.profile(contact_id)
+            profile = self._store.profile(contact_id)
             if profile is None:
                 return []
-            now = self.now()
+            now = self._now()
             version = str(profile.get("lead_version", 0))
             plan = self._plan(
                 contact_id,
@@ -290,7 +300,7 @@ class LeadEngine:
 
     def _resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
         """The contact's profile; a merged contact's survivor (followed once)."""
-        return self.store.resolve(contact_id)
+        return self._store.resolve(contact_id)
 
     def _fold(self, event: Event, contact_id: str) -> None:
         """``contact_identified``: apply the visitor's events nobody applied yet, oldest first, in
@@ -300,12 +310,12 @@ class LeadEngine:
         visitor_id = event.properties.get("visitor_id")
         if not isinstance(visitor_id, str) or not visitor_id:
             return
-        if self.store.link(visitor_id) != contact_id:
+        if self._store.link(visitor_id) != contact_id:
             return
         pending = sorted(
             (
                 (at, str(item.get("event_id", "")), item)
-                for item in self.store.visitor_events(visitor_id)
+                for item in self._store.visitor_events(visitor_id)
                 if item.get("source") != LEADS_SOURCE
                 and (at := parse_iso(item.get("occurred_at"))) is not None
                 and item.get("event_id")
@@ -316,7 +326,7 @@ class LeadEngine:
         size, attempts = FOLD_CHUNK, 0
         while pending and attempts < MAX_ATTEMPTS * 10:
             attempts += 1
-            pending = [entry for entry in pending if not self.marks.exists(MARK_KIND, entry[1])]
+            pending = [entry for entry in pending if not self._marks.exists(MARK_KIND, entry[1])]
             resolved = self._resolve(contact_id)
             if not pending or resolved is None:
                 return
@@ -329,7 +339,7 @@ class LeadEngine:
                     Step(str(item.get("type")), item.get("properties") or {}, at, event_id)
                     for at, event_id, item in todo
                 ],
-                self.now(),
+                self._now(),
                 event_id=_keyed(event.event_id, "fold", todo[0][1]),
                 overrides=overrides,
                 applying=frozenset(event_id for _, event_id, _ in todo),
@@ -338,7 +348,7 @@ class LeadEngine:
                 size = max(1, size // 2)  # many segment changes at once: a smaller chunk
                 continue
             for i, (_, event_id, _) in enumerate(todo):
-                plan.markers[f"fold[{i}]"] = self.marks.put_op(MARK_KIND, event_id)
+                plan.markers[f"fold[{i}]"] = self._marks.put_op(MARK_KIND, event_id)
             if self._commit(plan, overrides) == "retry":
                 continue
             self._count("folded")
@@ -357,7 +367,7 @@ class LeadEngine:
     def _scores(self, step: Step) -> bool:
         if step.type == "points_awarded":
             return True
-        return any(rule_matches(rule, step.type, step.properties) for rule in self.model.scoring.rules)
+        return any(rule_matches(rule, step.type, step.properties) for rule in self._model.scoring.rules)
 
     def _replayed(
         self, contact_id: str, profile: Mapping[str, Any], until: datetime, applying: frozenset[str]
@@ -373,10 +383,10 @@ class LeadEngine:
             if at is None or at > until:
                 continue
             event_id = str(item.get("event_id", ""))
-            if at == until and event_id not in applying and not self.marks.exists(MARK_KIND, event_id):
+            if at == until and event_id not in applying and not self._marks.exists(MARK_KIND, event_id):
                 continue
             items.append(item)
-        return replay(items, self.model)
+        return replay(items, self._model)
 
     def _history(self, contact_id: str, profile: Mapping[str, Any]) -> list[Step]:
         """The contact's stored events (its own, its merged duplicates' and its visitors'), for
@@ -391,12 +401,12 @@ class LeadEngine:
     def _history_items(self, contact_id: str, profile: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The stored event items of the contact, its merged duplicates and its linked visitors
         (the engine's own ``source: leads`` events left out)."""
-        items = self.store.contact_events(contact_id)
+        items = self._store.contact_events(contact_id)
         for merged in profile.get("merged_ids") or []:
-            items += self.store.contact_events(str(merged))
+            items += self._store.contact_events(str(merged))
         for visitor_id in profile.get("visitor_ids") or []:
-            if self.store.link(str(visitor_id)) == contact_id:
-                items += self.store.visitor_events(str(visitor_id))
+            if self._store.link(str(visitor_id)) == contact_id:
+                items += self._store.visitor_events(str(visitor_id))
         return [item for item in items if item.get("source") != LEADS_SOURCE]
 
     def _plan(
@@ -415,10 +425,10 @@ class LeadEngine:
         """The transaction items of the new lead state, or None when nothing changes. ``recount``
         (re-evaluation): counters the profile does not list as complete are recounted from history.
         Reads what the decision (``leadflow.leads.decision.decide``) needs, then names its writes."""
-        segments = list(self.segments())
+        segments = list(self._segments())
         history: list[Step] | None = None
         if recount and not tombstone:
-            missing = uncounted(profile, tracked_counters(self.model, segments))
+            missing = uncounted(profile, tracked_counters(self._model, segments))
             history = self._history(contact_id, profile) if missing else []
         replayed: ScoreState | None = None
         old_state = ScoreState.of(profile)
@@ -433,7 +443,7 @@ class LeadEngine:
             profile,
             steps,
             now,
-            model=self.model,
+            model=self._model,
             segments=segments,
             event_id=event_id,
             overrides=overrides,
@@ -451,21 +461,21 @@ class LeadEngine:
             entering=decision.entering,
             leaving=decision.leaving,
         )
-        plan.profile_op = self.store.update_op(
+        plan.profile_op = self._store.update_op(
             decision.contact_id, decision.sets, decision.removes, decision.version, decision.stage_from
         )
-        plan.event_ops = [self.events.put_op(e) for e in decision.events]
+        plan.event_ops = [self._events.put_op(e) for e in decision.events]
         at = iso(now)
         for segment_id in decision.entering:
-            plan.membership_ops[segment_id] = self.membership.enter_ops(segment_id, decision.contact_id, at)
+            plan.membership_ops[segment_id] = self._membership.enter_ops(segment_id, decision.contact_id, at)
         for segment_id in decision.leaving:
-            plan.membership_ops[segment_id] = self.membership.leave_ops(segment_id, decision.contact_id)
+            plan.membership_ops[segment_id] = self._membership.leave_ops(segment_id, decision.contact_id)
         return plan
 
     def _commit(self, plan: Plan, overrides: dict[str, bool]) -> str:
         """``applied``, ``duplicate`` or ``retry`` (re-read: the lock or a membership item differed)."""
         try:
-            self.store.transact(plan.transaction())
+            self._store.transact(plan.transaction())
         except TransactionCancelled as exc:
             if exc.failed_condition("marker"):
                 return "duplicate"

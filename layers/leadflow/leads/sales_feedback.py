@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -84,18 +83,27 @@ class _Conflict(Exception):
     """The profile changed since it was read (lead_version): read again."""
 
 
-@dataclass(kw_only=True)
 class SalesFeedbackService:
-    contacts: ContactStore
-    events: EventStore
-    marks: IdempotencyMarks
-    transact: Callable[[Transaction], None]
-    lead_model: Callable[[], LeadModel]
-    now: Callable[[], datetime]
+    def __init__(
+        self,
+        *,
+        contacts: ContactStore,
+        events: EventStore,
+        marks: IdempotencyMarks,
+        transact: Callable[[Transaction], None],
+        lead_model: Callable[[], LeadModel],
+        now: Callable[[], datetime],
+    ) -> None:
+        self._contacts = contacts
+        self._events = events
+        self._marks = marks
+        self._transact = transact
+        self._lead_model = lead_model
+        self._now = now
 
     def _resolve(self, contact_id: str) -> dict[str, Any]:
         """The contact's profile; a merged contact's survivor (followed once)."""
-        resolved = self.contacts.resolve(contact_id)
+        resolved = self._contacts.resolve(contact_id)
         if resolved is None:
             raise NotFound("contact")
         return resolved[1]
@@ -111,8 +119,8 @@ class SalesFeedbackService:
     def _attempt(self, contact_id: str, feedback: SalesFeedbackIn) -> SalesFeedbackResult:
         profile = self._resolve(contact_id)
         cid = str(profile["contact_id"])
-        model = self.lead_model()
-        now = self.now()
+        model = self._lead_model()
+        now = self._now()
         at = iso(now)
         current = profile.get("stage")
         target = target_stage(feedback.outcome, current, model)
@@ -153,13 +161,13 @@ class SalesFeedbackService:
         elif feedback.outcome in ("accepted", "won"):
             removes.append("stage_hold_until")
         txn = Transaction()
-        txn.add(self.contacts.locked_update_op(cid, version, sets=sets, remove=removes), "profile")
+        txn.add(self._contacts.locked_update_op(cid, version, sets=sets, remove=removes), "profile")
         if feedback.request_id:
-            txn.add(self.marks.put_op(MARK_KIND, f"{cid}#{key}"), "marker")
+            txn.add(self._marks.put_op(MARK_KIND, f"{cid}#{key}"), "marker")
         if target != current:
             reason = f"sales: {feedback.outcome}"
             txn.add(
-                self.events.put_op(
+                self._events.put_op(
                     event("stage_changed", {"from": current or "", "to": target, "reason": reason})
                 ),
                 "stage_changed",
@@ -169,11 +177,11 @@ class SalesFeedbackService:
             if getattr(feedback, name) is not None:
                 properties[name] = getattr(feedback, name)
         properties.setdefault("owner", profile.get("owner"))
-        txn.add(self.events.put_op(event("sales_feedback", properties)), "sales_feedback")
+        txn.add(self._events.put_op(event("sales_feedback", properties)), "sales_feedback")
         if feedback.owner and feedback.owner != profile.get("owner"):
             # sales names who took the lead: the owner changes with it
             txn.add(
-                self.events.put_op(event("lead_assigned", {"owner": feedback.owner, "rule": "sales"})),
+                self._events.put_op(event("lead_assigned", {"owner": feedback.owner, "rule": "sales"})),
                 "lead_assigned",
             )
         if feedback.outcome == "won":
@@ -183,9 +191,9 @@ class SalesFeedbackService:
                 deal["currency"] = feedback.currency
             if properties.get("owner"):
                 deal["owner"] = properties["owner"]
-            txn.add(self.events.put_op(event("deal_won", deal)), "deal_won")
+            txn.add(self._events.put_op(event("deal_won", deal)), "deal_won")
         try:
-            self.transact(txn)
+            self._transact(txn)
         except TransactionCancelled as exc:
             if exc.failed_condition("marker"):
                 metrics.add_metric(name="DuplicateSalesFeedback", unit="Count", value=1)

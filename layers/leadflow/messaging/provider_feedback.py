@@ -20,7 +20,6 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any, Literal
@@ -136,13 +135,21 @@ def feedback_event_id(at_ms: int, *parts: str) -> str:
     return ids.ulid(at_ms)[:10] + "".join(reversed(chars))
 
 
-@dataclass(kw_only=True)
 class FeedbackService:
-    contacts: ContactStore
-    events: EventStore
-    messages: MessageStore
-    transact: Callable[[Transaction], None]
-    now_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+    def __init__(
+        self,
+        *,
+        contacts: ContactStore,
+        events: EventStore,
+        messages: MessageStore,
+        transact: Callable[[Transaction], None],
+        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._contacts = contacts
+        self._events = events
+        self._messages = messages
+        self._transact = transact
+        self._now_ms = now_ms
 
     def process(self, message: str, *, sns_message_id: str = "", sns_timestamp: str | None = None) -> Outcome:
         """One SNS message's ``Message``: an SES notification or an inbound SMS."""
@@ -201,16 +208,16 @@ class FeedbackService:
 
         tagged = note.mail.tags.get(MESSAGE_TAG) or []
         message_id = tagged[0] if tagged and tagged[0] else None
-        message = self.messages.get(message_id) if message_id else None
+        message = self._messages.get(message_id) if message_id else None
         at_ms = _epoch_ms(event_time, sns_timestamp, note.mail.timestamp)
-        occurred_at = iso(datetime.fromtimestamp((self.now_ms() if at_ms is None else at_ms) / 1000, tz=UTC))
+        occurred_at = iso(datetime.fromtimestamp((self._now_ms() if at_ms is None else at_ms) / 1000, tz=UTC))
         outcome: Outcome = "unknown_recipient"
         for raw in recipients:
             try:
                 address = normalize_email(parseaddr(raw)[1] or raw)
             except ValueError as exc:
                 raise BadNotification(f"{kind}: a recipient is not an email address") from exc
-            contact_id = self.contacts.contact_id_for_email(address) or (message or {}).get("contact_id")
+            contact_id = self._contacts.contact_id_for_email(address) or (message or {}).get("contact_id")
             event = None
             if contact_id:
                 event = Event(
@@ -247,7 +254,7 @@ class FeedbackService:
                 },
             )
         if message is not None and message_id and outcome == "recorded":
-            self.messages.mark_engaged(message_id, engaged, occurred_at)
+            self._messages.mark_engaged(message_id, engaged, occurred_at)
         return outcome
 
     def _record_email_event(
@@ -257,15 +264,15 @@ class FeedbackService:
         suppression of the profile and of the address. Without a contact only the address."""
         txn = Transaction()
         if event is not None:
-            txn.add(self.events.put_op(event), "event")
+            txn.add(self._events.put_op(event), "event")
             if suppress:
                 assert event.contact_id is not None
-                txn.add(self.contacts.suppress_profile_op(event.contact_id, suppress, at), "profile")
+                txn.add(self._contacts.suppress_profile_op(event.contact_id, suppress, at), "profile")
         if suppress:
-            txn.add(self.contacts.suppression_op(address, suppress, at), "suppression")
+            txn.add(self._contacts.suppression_op(address, suppress, at), "suppression")
         if not txn.items:
             return "unknown_recipient"
-        if not commit_once(self.transact, txn, "event"):
+        if not commit_once(self._transact, txn, "event"):
             return "duplicate"
         return "recorded" if event is not None else "unknown_recipient"
 
@@ -281,12 +288,12 @@ class FeedbackService:
         if not sms.is_stop:
             metrics.add_metric(name="InboundSmsIgnored", unit="Count", value=1)
             return "ignored"
-        contact_id = self.contacts.contact_id_for_phone(phone)
+        contact_id = self._contacts.contact_id_for_phone(phone)
         if contact_id is None:
             metrics.add_metric(name="SmsOptOutsUnknownNumber", unit="Count", value=1)
             logger.info("STOP from an unknown number", extra={"phone": pii_hash(phone)})
             return "unknown_recipient"
-        at_ms = _epoch_ms(sns_timestamp) or self.now_ms()
+        at_ms = _epoch_ms(sns_timestamp) or self._now_ms()
         inbound_id = sms.inboundMessageId or sns_message_id or str(at_ms)
         body = sms.messageBody.strip().upper()
         event = Event(
@@ -301,15 +308,15 @@ class FeedbackService:
             },
         )
         txn = Transaction()
-        txn.add(self.events.put_op(event), "event")
-        txn.add(self.contacts.revoke_sms_consent_op(contact_id, event.occurred_at, "sms_stop"), "profile")
+        txn.add(self._events.put_op(event), "event")
+        txn.add(self._contacts.revoke_sms_consent_op(contact_id, event.occurred_at, "sms_stop"), "profile")
         txn.add(
-            self.contacts.consent_log_op(
+            self._contacts.consent_log_op(
                 contact_id, channel="sms", action="revoked", source="sms_stop", at=event.occurred_at
             ),
             "consent_log",
         )
-        if not commit_once(self.transact, txn, "event"):
+        if not commit_once(self._transact, txn, "event"):
             return "duplicate"
         metrics.add_metric(name="SmsOptOuts", unit="Count", value=1)
         logger.info("SMS opt-out", extra={"phone": pii_hash(phone), "contact_id": contact_id})
