@@ -25,21 +25,19 @@ answers ``changed: false``; merging into a tombstone, or a duplicate merged else
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow.contacts.fields import PROFILE_FIELDS
+from leadflow.contacts.service import ContactService
 from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
-from leadflow.events.store import EventStore
 from leadflow.kernel import ids
-from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.clock import iso
 from leadflow.kernel.errors import Conflict, InvalidInput, NotFound
 from leadflow.kernel.observability import logger, metrics
-from leadflow.leads.model import LeadModel
 from leadflow.platform.dynamo import (
     Op,
     Transaction,
@@ -77,22 +75,9 @@ def _set(value: Any) -> set[str]:
     return {str(v) for v in value} if isinstance(value, list | set | tuple) else set()
 
 
-class ContactMerger:
-    def __init__(
-        self,
-        *,
-        client: Any,
-        contacts: ContactStore,
-        events: EventStore,
-        model: LeadModel,
-        transact: Callable[[Transaction], None],
-        now: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._contacts = contacts
-        self._events = events
-        self._model = model
-        self._transact = transact
-        self._now = now
+class ContactMerger(ContactService):
+    """The contacts service with the merge of two contacts (its own module: merging is most of a
+    service by itself). Built as a ``ContactService`` is (``leadflow.wiring.admin_app``)."""
 
     def merge(self, survivor_id: str, body: MergeIn) -> MergeResult:
         duplicate_id = body.duplicate_id

@@ -13,6 +13,10 @@ the same a form and ``POST /events`` use; the field names by owner are ``leadflo
 An empty value (``""`` or ``null``, an empty CSV cell) means "not given": the field is left as it
 is. Errors name the field (``country``, ``attributes.company_size``, ``tags.2``) and nothing of an
 invalid contact is stored.
+
+``Contact`` is the other direction: the domain's read of a stored profile (consent states,
+suppression, do-not-contact, locale, time zone) that sending and the journeys decide on; a merged
+contact's tombstone reads with an empty email and ``merged_into``.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from leadflow.contacts.normalize import (
     none_if_blank,
     normalize_country,
 )
-from leadflow.kernel.errors import InvalidInput
+from leadflow.kernel.errors import InvalidFields
 from leadflow.leads.model import AttributeSpec
 
 Gender = Literal["female", "male", "diverse", "undisclosed"]
@@ -70,13 +74,10 @@ def normalize_gender(raw: str) -> Gender:
     return found
 
 
-class ContactInvalid(InvalidInput):
+class ContactInvalid(InvalidFields):
     """A contact (an upsert body or an import row) failed validation: every problem, by field."""
 
-    def __init__(self, fields: list[dict[str, str]]) -> None:
-        first = fields[0] if fields else {"field": "body", "message": "invalid"}
-        super().__init__(first["field"], first["message"])
-        self.fields = fields
+    summary = "invalid contact"
 
 
 class ContactIn(BaseModel):

@@ -172,18 +172,16 @@ class ContactService:
     def __init__(
         self,
         *,
-        client: Any,
         contacts: ContactStore,
         events: EventStore,
-        events_table: str,
-        messages_table: str,
+        messages: MessageStore,
         model: LeadModel,
         transact: Callable[[Transaction], None],
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._contacts = contacts
         self._events = events
-        self._messages = MessageStore(client, messages_table)
+        self._messages = messages
         self._model = model
         self._transact = transact
         self._now = now

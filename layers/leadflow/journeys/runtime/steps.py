@@ -71,7 +71,7 @@ from leadflow.leads.routing import Assignment, Assignments
 from leadflow.leads.scoring import current_score
 from leadflow.messaging.model import SendRequest, SendResult
 from leadflow.messaging.store import MessageStore
-from leadflow.platform.dynamo import Transaction, TransactionCancelled
+from leadflow.platform.dynamo import Transaction, commit_once
 from leadflow.platform.tables import keys, time_key
 
 WEBHOOK_TIMEOUT_SECONDS = 10
@@ -507,13 +507,9 @@ class JourneyStepRunner:
     def _once(self, request: Task, txn: Transaction, kind: str = "STEP") -> bool:
         """Commit ``txn`` with this step's marker; False when an earlier attempt already did."""
         txn.add(self._marks.put_op(kind, f"{request.lineage_id}#{request.round_step_id}"), "marker")
-        try:
-            self._transact(txn)
-        except TransactionCancelled as exc:
-            if exc.failed_condition("marker"):
-                metrics.add_metric(name="DuplicateStepsPrevented", unit="Count", value=1)
-                return False
-            raise
+        if not commit_once(self._transact, txn, "marker"):
+            metrics.add_metric(name="DuplicateStepsPrevented", unit="Count", value=1)
+            return False
         return True
 
     def _event(self, request: Task, kind: str, properties: dict[str, Any]) -> Event:
