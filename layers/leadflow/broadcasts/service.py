@@ -40,9 +40,10 @@ from leadflow.platform.bulk import (
     BULK_WORKERS,
     BroadcastPage,
     BulkQueue,
-    LaneJobs,
+    Lanes,
     Pacer,
     PageOutcome,
+    run_page,
     unfinished,
 )
 from leadflow.segments.membership import SHARDS, SegmentMembership
@@ -128,7 +129,7 @@ def template_problem(templates_dir: Path, template: str) -> str | None:
     return None
 
 
-class BroadcastService(LaneJobs):
+class BroadcastService:
     def __init__(
         self,
         *,
@@ -144,12 +145,15 @@ class BroadcastService(LaneJobs):
         workers: int = BULK_WORKERS,
         pacer: Pacer | None = None,
     ) -> None:
-        super().__init__(client, contacts_table, queue)
+        self._client = client
+        self._table = contacts_table
+        self._queue = queue
         self._templates_dir = templates_dir
         self._segment_exists = segment_exists
         self._sender = sender
         self._messages = messages
         self._journeys = journeys
+        self._lanes = Lanes(client, contacts_table)
         self._membership = SegmentMembership(client, contacts_table)
         self._page = page_size(send_rate, workers)
         self._pacer = pacer or Pacer(send_rate / workers)
@@ -253,8 +257,15 @@ class BroadcastService(LaneJobs):
                     counts[name] = counts.get(name, 0) + 1
             return next_after, counts
 
-        return self._run_page(
-            pk, job.shard, job, message_id, work, lambda: self._maybe_complete(job.broadcast_id)
+        return run_page(
+            self._lanes,
+            self._queue,
+            pk,
+            job.shard,
+            job,
+            message_id,
+            work,
+            lambda: self._maybe_complete(job.broadcast_id),
         )
 
     def _maybe_complete(self, broadcast_id: str) -> None:

@@ -276,19 +276,27 @@ def _lane(item: Mapping[str, Any]) -> Lane:
 PageOutcome = Literal["done", "stale", "continued", "finished", "recovered"]
 
 
+PageJob = SegmentScanPage | SegmentCleanupPage | BroadcastPage
+
+
 def run_page(
     lanes: Lanes,
+    queue: BulkQueue,
     pk: str,
     index: int,
-    after: str | None,
+    job: PageJob,
     message_id: str,
     work: Callable[[], tuple[str | None, Mapping[str, int]]],
-    enqueue: Callable[[str], None],
     on_lane_done: Callable[[], None],
-    now: Callable[[], str],
 ) -> PageOutcome:
-    """One page of a lane with the chain guarantees (see the module docstring). ``work()`` does the
-    page and returns the next cursor (None at the end) and the page's counters."""
+    """One page of ``job``'s lane (``pk``, ``index``) with the chain guarantees (see the module
+    docstring). ``work()`` does the page and returns the next cursor (None at the end) and the
+    page's counters; the continuation is ``job`` again at the next cursor."""
+    after = job.after
+
+    def enqueue(cursor: str) -> None:
+        queue.send([job.model_copy(update={"after": cursor})])
+
     lane = lanes.lane(pk, index)
     if lane is None:
         return "stale"
@@ -302,8 +310,9 @@ def run_page(
             return "recovered"
         return "stale"
     next_cursor, counts = work()
+    at = iso(utc_now())
     if not lanes.advance(
-        pk, index, after=after, next_cursor=next_cursor, message_id=message_id, counts=counts, at=now()
+        pk, index, after=after, next_cursor=next_cursor, message_id=message_id, counts=counts, at=at
     ):
         return "stale"
     if next_cursor is None:
@@ -315,42 +324,6 @@ def run_page(
 
 def unfinished(lanes: Iterable[Lane]) -> list[Lane]:
     return [lane for lane in lanes if not lane.done]
-
-
-PageJob = SegmentScanPage | SegmentCleanupPage | BroadcastPage
-
-
-class LaneJobs:
-    """Base of a service whose long jobs run as lanes of queued pages (broadcasts, segment runs):
-    its table (the lanes' items) and the bulk queue the continuations go to."""
-
-    def __init__(self, client: Any, table: str, queue: BulkQueue) -> None:
-        self._client = client
-        self._table = table
-        self._queue = queue
-        self._lanes = Lanes(client, table)
-
-    def _run_page(
-        self,
-        pk: str,
-        index: int,
-        job: PageJob,
-        message_id: str,
-        work: Callable[[], tuple[str | None, Mapping[str, int]]],
-        on_lane_done: Callable[[], None],
-    ) -> PageOutcome:
-        """``run_page`` for ``job``; the continuation is the same job at the next cursor."""
-        return run_page(
-            self._lanes,
-            pk,
-            index,
-            job.after,
-            message_id,
-            work,
-            enqueue=lambda cursor: self._queue.send([job.model_copy(update={"after": cursor})]),
-            on_lane_done=on_lane_done,
-            now=lambda: iso(utc_now()),
-        )
 
 
 # --- pacing ---------------------------------------------------------------------------------------

@@ -33,13 +33,14 @@ from leadflow.kernel.clock import iso, utc_now
 from leadflow.kernel.observability import logger, metrics
 from leadflow.platform.bulk import (
     BulkQueue,
-    LaneJobs,
+    Lanes,
     PageOutcome,
     SegmentCleanupPage,
     SegmentScanPage,
     SegmentScanStart,
     decode_key,
     encode_key,
+    run_page,
     unfinished,
 )
 from leadflow.platform.dynamo import (
@@ -99,7 +100,7 @@ def new_run_id() -> str:
     return "r" + ids.ulid().lower()
 
 
-class SegmentEvaluations(LaneJobs):
+class SegmentEvaluations:
     def __init__(
         self,
         *,
@@ -111,11 +112,14 @@ class SegmentEvaluations(LaneJobs):
         reevaluate: Reevaluate | None = None,
         file_segment_ids: Callable[[], set[str]] = set,
     ) -> None:
-        super().__init__(client, contacts_table, queue)
+        self._client = client
+        self._table = contacts_table
+        self._queue = queue
         self._definitions = definitions
         self._events = events
         self.reevaluate = reevaluate
         self._file_ids = file_segment_ids
+        self._lanes = Lanes(client, contacts_table)
         self._membership = SegmentMembership(client, contacts_table)
         self._contacts = ContactStore(client, contacts_table)
 
@@ -282,9 +286,7 @@ class SegmentEvaluations(LaneJobs):
             counts = {"contacts": contacts, "changed": changed, "entered": entered, "left": left}
             return (encode_key(last) if last else None), counts
 
-        return self._run_page(
-            run_pk(job.run_id), job.lane, job, message_id, work, self._on_lane_done(job.run_id)
-        )
+        return self._run_page(job, message_id, work)
 
     def cleanup_page(self, job: SegmentCleanupPage, message_id: str) -> PageOutcome:
         def work() -> tuple[str | None, dict[str, int]]:
@@ -296,8 +298,18 @@ class SegmentEvaluations(LaneJobs):
             removed = sum(1 for contact_id in members if self.leave(job.segment_id, contact_id, job.run_id))
             return next_after, {"contacts": removed, "changed": removed, "left": removed}
 
-        return self._run_page(
-            run_pk(job.run_id), job.lane, job, message_id, work, self._on_lane_done(job.run_id)
+        return self._run_page(job, message_id, work)
+
+    def _run_page(
+        self,
+        job: SegmentScanPage | SegmentCleanupPage,
+        message_id: str,
+        work: Callable[[], tuple[str | None, dict[str, int]]],
+    ) -> PageOutcome:
+        """One page of a run's lane, with the chain guarantees of ``leadflow.platform.bulk.run_page``."""
+        lane_done = self._on_lane_done(job.run_id)
+        return run_page(
+            self._lanes, self._queue, run_pk(job.run_id), job.lane, job, message_id, work, lane_done
         )
 
     def _defined(self, segment_id: str) -> bool:
