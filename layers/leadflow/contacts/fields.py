@@ -1,5 +1,5 @@
-"""The contact profile's field names, by who owns them: the one list every validator and reader of
-the profile takes its names from.
+"""The contact profile's field names, by who owns them: the lists the contact, lead and journey
+models and the template context take their names from (so a new internal field is added once).
 
 - ``PROFILE_FIELDS``: the built-in personal fields an upsert (admin API, import) may set, besides
   email, consent, tags and custom attributes;
