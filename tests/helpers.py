@@ -1,5 +1,6 @@
-"""Helpers shared by the test suites and the proof: a fresh interpreter as Lambda starts one, and
-what an operator does against the local stage.
+"""Helpers shared by the test suites and the proof: a fresh interpreter as Lambda starts one, what
+an operator does against the local stage, and an email composed the way the send function composes
+one (``composed_email``).
 
 ``leadflow ops redrive`` is pointed at a real stage by its CloudFormation outputs; on the local
 system the same names come from the system itself (its dead-letter queues, the ``leadflow-local-*``
@@ -7,16 +8,23 @@ consumers, every journey's state machine), and the redrive runs with the local c
 
 from __future__ import annotations
 
+import email
 import subprocess
 import sys
 from collections.abc import Iterable
+from email.message import EmailMessage
+from email.policy import default
 from pathlib import Path
 from typing import Any
 
 from leadflow.local.system import LocalSystem, resource_name
+from leadflow.messaging.compose import EmailIdentity, SignedLinks, compose_email
+from leadflow.messaging.render import RenderedEmail
 from leadflow.ops.redrive import CONSUMERS, RedriveSummary, StageResources, redrive
 
 ROOT = Path(__file__).resolve().parents[1]
+SENDER = EmailIdentity("Northwind <news@example.com>", "unsubscribe@example.com", "leadflow-local")
+"""The sending identity of the emails ``composed_email`` builds."""
 
 
 def last_line_printed(code: str, *args: str, env: dict[str, str]) -> str:
@@ -53,3 +61,16 @@ def redrive_local_stage(
         wait_seconds=0,
         **options,
     )
+
+
+def composed_email(
+    rendered: RenderedEmail, links: SignedLinks, *, to: str, message_id: str, tracked: bool
+) -> EmailMessage:
+    """``rendered`` composed for ``to`` as ``SENDER`` (``tracked``: a marketing email), parsed back
+    the way a mail client reads it."""
+    out = compose_email(
+        rendered=rendered, links=links, identity=SENDER, recipient=to, message_id=message_id, tracked=tracked
+    )
+    msg = email.message_from_bytes(out.raw, policy=default)
+    assert isinstance(msg, EmailMessage)
+    return msg

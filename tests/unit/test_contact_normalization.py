@@ -4,7 +4,9 @@ was typed, and every error names its field."""
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from leadflow.capture.model import FormSubmission
 from leadflow.contacts.model import (
     ContactIn,
     ContactInvalid,
@@ -13,6 +15,7 @@ from leadflow.contacts.model import (
     parse_contact,
 )
 from leadflow.contacts.normalize import COUNTRY_CODES, normalize_country
+from leadflow.events.model import EventIn
 from leadflow.leads.model import AttributeSpec
 
 SCHEMA = {
@@ -211,3 +214,42 @@ def test_the_country_list_is_iso_3166_1() -> None:
     import pycountry  # a dev dependency: the list shipped in the layer is checked against it
 
     assert {c.alpha_2 for c in pycountry.countries} == COUNTRY_CODES
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "country"),
+    [
+        ("email", "  Max@Faß.DE ", None),
+        ("phone", "030 1234567", "DE"),
+        ("phone", "+49 (0)30 1234567", None),
+        ("phone", "", None),
+        ("country", " de ", None),
+        ("country", "", None),
+        ("first_name", "  Ada   Byron ", None),
+        ("salutation", "Dr", None),
+        ("timezone", "Europe/Berlin", None),
+        ("timezone", "", None),
+    ],
+)
+def test_a_form_and_the_admin_api_store_the_same_value(field: str, raw: str, country: str | None) -> None:
+    """One normalization: a sign-up form and an admin upsert (or import row) of the same typed value
+    store the same thing; ``POST /events`` takes the address the same way."""
+    row = {"email": "a@example.com", field: raw} | ({"country": country} if country else {})
+    stored = getattr(ContactIn.model_validate(row), field)
+    assert getattr(FormSubmission.model_validate(row), field) == stored
+    if field == "email":
+        assert (
+            EventIn.model_validate({"type": "identify", "email": raw}).email == stored == "max@xn--fa-hia.de"
+        )
+
+
+@pytest.mark.parametrize(
+    ("field", "raw"),
+    [("phone", "+999 1234 5678"), ("country", "XX"), ("first_name", "Ada\x00"), ("timezone", "Mars/Olympus")],
+)
+def test_a_form_and_the_admin_api_refuse_the_same_value(field: str, raw: str) -> None:
+    row = {"email": "a@example.com", field: raw}
+    for model in (ContactIn, FormSubmission):
+        with pytest.raises(ValidationError) as caught:
+            model.model_validate(row)
+        assert [err["loc"] for err in caught.value.errors()] == [(field,)]

@@ -227,6 +227,12 @@ def test_shipped_and_test_journeys_pass_statelint(tmp_path: Path) -> None:
         ),
         (
             lambda d: d["steps"][5]["wait_for"]["on_event"][0]["update_contact"].update(
+                set={"score_event_id": "x"}
+            ),
+            r"attribute 'score_event_id' is managed by leadflow",
+        ),
+        (
+            lambda d: d["steps"][5]["wait_for"]["on_event"][0]["update_contact"].update(
                 add_tags=["hot"], remove_tags=["cold"]
             ),
             r"add_tags and remove_tags in one step: use two update_contact steps",

@@ -3,21 +3,20 @@ the raw MIME, feedback event ids."""
 
 from __future__ import annotations
 
-import email
 from email.message import EmailMessage
-from email.policy import default
 from pathlib import Path
 
 import pytest
 
 from leadflow.contacts.model import Contact
 from leadflow.contacts.normalize import normalize_phone
-from leadflow.messaging.compose import InvalidRecipient, SignedLinks, compose_email, template_context
+from leadflow.messaging.compose import InvalidRecipient, SignedLinks, template_context
 from leadflow.messaging.provider_feedback import InboundSms, feedback_event_id
 from leadflow.messaging.render import EmailRenderer, TemplateRenderError
 from leadflow.messaging.sending import email_skip_reason, sms_skip_reason
 from leadflow.messaging.sms import OPT_OUT_HINT, compose_sms, measure
 from leadflow.platform.tokens import TokenSigner
+from tests.helpers import composed_email
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNER = TokenSigner(lambda refresh: [b"k" * 32])
@@ -181,19 +180,7 @@ def build(first_name: str, *, tracked: bool, recipient: str = "ada@example.com")
     rendered = EmailRenderer(ROOT / "templates").render(
         "welcome", template_context(profile, links.unsubscribe_url)
     )
-    out = compose_email(
-        rendered=rendered,
-        links=links,
-        sender="Northwind <news@example.com>",
-        recipient=recipient,
-        unsubscribe_mailto="unsubscribe@example.com",
-        configuration_set="leadflow-test",
-        message_id="m1",
-        tracked=tracked,
-    )
-    msg = email.message_from_bytes(out.raw, policy=default)
-    assert isinstance(msg, EmailMessage)
-    return msg
+    return composed_email(rendered, links, to=recipient, message_id="m1", tracked=tracked)
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import email
-from email.policy import default
 from pathlib import Path
 
 import pytest
 
-from leadflow.messaging.compose import (
-    InvalidRecipient,
-    SignedLinks,
-    compose_marketing_email,
-    rewrite_links,
-    template_context,
-)
+from leadflow.messaging.compose import InvalidRecipient, SignedLinks, rewrite_links, template_context
 from leadflow.messaging.render import EmailRenderer, RenderedEmail, TemplateRenderError
 from leadflow.platform.tokens import TokenSigner
+from tests.helpers import composed_email
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNER = TokenSigner(lambda refresh: [b"s" * 32])
@@ -28,18 +22,7 @@ def links() -> SignedLinks:
 
 
 def compose(rendered: RenderedEmail, recipient: str = "ada@example.com") -> email.message.EmailMessage:
-    out = compose_marketing_email(
-        rendered=rendered,
-        links=links(),
-        sender="Northwind <news@example.com>",
-        recipient=recipient,
-        unsubscribe_mailto="unsubscribe@example.com",
-        configuration_set="leadflow-local",
-        message_id="m123",
-    )
-    msg = email.message_from_bytes(out.raw, policy=default)
-    assert isinstance(msg, email.message.EmailMessage)
-    return msg
+    return composed_email(rendered, links(), to=recipient, message_id="m123", tracked=True)
 
 
 def render(name: str, contact: dict[str, object]) -> RenderedEmail:

@@ -30,6 +30,7 @@ PROFILE: dict[str, Any] = {
     "country": "GB",
     "score": Decimal("57"),
     "score_value": Decimal("57.4"),
+    "score_event_id": "ev0",
     "stage": "mql",
     "tags": {"vip", "beta"},
     "company_size": Decimal("120"),

@@ -24,12 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow.contacts.model import Contact
 from leadflow.contacts.store import ContactStore
 from leadflow.journeys.runtime.enrollments import CapExceeded, JourneyStore
-from leadflow.journeys.timing import week_key, zone
+from leadflow.journeys.timing import FrequencyCap, zone
 from leadflow.kernel import ids
 from leadflow.kernel.clock import iso, utc_now
 from leadflow.kernel.errors import Conflict, InvalidInput, NotFound, SendThrottled
@@ -62,19 +62,6 @@ CAP_TIMEZONE = "UTC"
 BROADCAST_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
-class FrequencyCapIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    per_day: int | None = Field(default=None, ge=1, le=100)
-    per_week: int | None = Field(default=None, ge=1, le=500)
-
-    @model_validator(mode="after")
-    def _some(self) -> FrequencyCapIn:
-        if self.per_day is None and self.per_week is None:
-            raise ValueError("give per_day, per_week or both")
-        return self
-
-
 class BroadcastIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -86,7 +73,7 @@ class BroadcastIn(BaseModel):
     segment: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
     template: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     purpose: Literal["marketing", "transactional"] = "marketing"
-    frequency_cap: FrequencyCapIn | None = None
+    frequency_cap: FrequencyCap | None = None
 
 
 BroadcastStatus = Literal["running", "completed"]
@@ -102,7 +89,7 @@ class BroadcastView(BaseModel):
     segment: str
     template: str
     purpose: Literal["marketing", "transactional"]
-    frequency_cap: FrequencyCapIn | None = None
+    frequency_cap: FrequencyCap | None = None
     status: BroadcastStatus
     created_at: str
     completed_at: str | None = None
@@ -221,7 +208,7 @@ class BroadcastService:
             segment=str(meta["segment"]),
             template=str(meta["template"]),
             purpose=meta.get("purpose", "marketing"),
-            frequency_cap=FrequencyCapIn.model_validate(cap) if cap else None,
+            frequency_cap=FrequencyCap.model_validate(cap) if cap else None,
             status=meta.get("status", "running"),
             created_at=str(meta.get("created_at", "")),
             completed_at=meta.get("completed_at"),
@@ -272,20 +259,13 @@ class BroadcastService:
 
         return run_page(
             self._lanes,
+            self._queue,
             pk,
             job.shard,
-            job.after,
+            job,
             message_id,
             work,
-            enqueue=lambda cursor: self._queue.send(
-                [
-                    BroadcastPage(
-                        kind="broadcast_page", broadcast_id=job.broadcast_id, shard=job.shard, after=cursor
-                    )
-                ]
-            ),
-            on_lane_done=lambda: self._maybe_complete(job.broadcast_id),
-            now=lambda: iso(utc_now()),
+            lambda: self._maybe_complete(job.broadcast_id),
         )
 
     def _maybe_complete(self, broadcast_id: str) -> None:
@@ -374,9 +354,4 @@ def _may_receive(profile: dict[str, Any], purpose: str) -> bool:
 
 def _cap_limits(profile: dict[str, Any], cap: dict[str, Any]) -> dict[str, int]:
     day = utc_now().astimezone(zone(profile.get("timezone"), CAP_TIMEZONE)).date()
-    limits: dict[str, int] = {}
-    if cap.get("per_day"):
-        limits[f"D#{day.isoformat()}"] = int(cap["per_day"])
-    if cap.get("per_week"):
-        limits[f"W#{week_key(day)}"] = int(cap["per_week"])
-    return limits
+    return FrequencyCap.model_validate(cap).limits(day)

@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadflow.contacts.model import PROFILE_FIELDS
+from leadflow.contacts.fields import PROFILE_FIELDS
 from leadflow.contacts.service import ContactService
 from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event

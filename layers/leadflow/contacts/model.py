@@ -8,6 +8,8 @@ Normalization (so the same person is one contact however the data was typed):
   (``f``/``w``, ``m``, ``d``/``x``, ``u``) and German/English synonyms;
 - tags: lower case; custom attributes: typed by the lead model's schema (``leads.yaml``).
 
+The field types (``Email``, ``Phone``, ``Country``, ``Name``...) are ``leadflow.contacts.normalize``'s,
+the same a form and ``POST /events`` use; the field names by owner are ``leadflow.contacts.fields``.
 An empty value (``""`` or ``null``, an empty CSV cell) means "not given": the field is left as it
 is. Errors name the field (``country``, ``attributes.company_size``, ``tags.2``) and nothing of an
 invalid contact is stored.
@@ -23,21 +25,27 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from leadflow.contacts.fields import BUILT_IN_FIELDS
+from leadflow.contacts.normalize import (
+    Blank,
+    Country,
+    Email,
+    Name,
+    Phone,
+    Required,
+    Salutation,
+    Text,
+    TimeZone,
+    clean_text,
+    none_if_blank,
+    normalize_country,
 )
-
-from leadflow.contacts.normalize import check_time_zone, normalize_country, normalize_email, normalize_phone
 from leadflow.kernel.errors import InvalidFields
-from leadflow.leads.model import BUILT_IN_FIELDS, AttributeSpec
+from leadflow.leads.model import AttributeSpec
 
 Gender = Literal["female", "male", "diverse", "undisclosed"]
 GENDER_SYNONYMS: dict[str, Gender] = {
@@ -53,38 +61,10 @@ GENDER_SYNONYMS: dict[str, Gender] = {
 }
 TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_:.-]{0,63}$")
 MAX_TAGS = 50
-TEXT_FIELDS = ("first_name", "last_name", "salutation", "company", "job_title", "consent_source")
-PROFILE_FIELDS = (
-    "first_name",
-    "last_name",
-    "phone",
-    "salutation",
-    "gender",
-    "locale",
-    "timezone",
-    "country",
-    "company",
-    "job_title",
-)
-"""Built-in personal fields an upsert may set (besides email, consent, tags and attributes)."""
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _given(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
-
-
-def _none_if_blank(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-def clean_text(value: str) -> str | None:
-    """Trimmed, inner whitespace collapsed; control characters refused; None when empty."""
-    if _CONTROL.search(value.replace("\t", " ").replace("\n", " ").replace("\r", " ")):
-        raise ValueError("must not contain control characters")
-    cleaned = " ".join(value.split())
-    return cleaned or None
 
 
 def normalize_gender(raw: str) -> Gender:
@@ -109,64 +89,34 @@ class ContactIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    email: str = Field(max_length=320)
-    first_name: str | None = Field(default=None, max_length=100)
-    last_name: str | None = Field(default=None, max_length=100)
-    country: str | None = None
+    email: Annotated[Email, Required]
+    first_name: Name | None = None
+    last_name: Name | None = None
+    country: Annotated[Country | None, Blank] = None
     """Before ``phone``: a national number is read in the contact's country."""
-    phone: str | None = Field(default=None, max_length=32)
-    salutation: str | None = Field(default=None, max_length=20)
+    phone: Annotated[Phone | None, Blank] = None
+    salutation: Salutation | None = None
     gender: Gender | None = None
-    locale: str | None = Field(default=None, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
-    timezone: str | None = Field(default=None, max_length=64)
-    company: str | None = Field(default=None, max_length=200)
-    job_title: str | None = Field(default=None, max_length=200)
+    locale: Annotated[str | None, Blank] = Field(
+        default=None, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"
+    )
+    timezone: Annotated[TimeZone | None, Blank] = None
+    company: Text | None = None
+    job_title: Text | None = None
     tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
-    consent_email: Literal["granted", "revoked", "unknown"] | None = None
-    consent_source: str | None = Field(default=None, max_length=200)
+    consent_email: Annotated[Literal["granted", "revoked", "unknown"] | None, Blank] = None
+    consent_source: Text | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("email", mode="before")
-    @classmethod
-    def _email(cls, value: Any) -> Any:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise ValueError("is required")
-        return normalize_email(value) if isinstance(value, str) else value
-
-    @field_validator(*TEXT_FIELDS, mode="before")
-    @classmethod
-    def _text(cls, value: Any) -> Any:
-        return clean_text(value) if isinstance(value, str) else value
-
-    @field_validator("phone", mode="before")
-    @classmethod
-    def _phone(cls, value: Any, info: ValidationInfo) -> Any:
-        return normalize_phone(value, info.data.get("country")) if _given(value) else _none_if_blank(value)
 
     @field_validator("gender", mode="before")
     @classmethod
     def _gender(cls, value: Any) -> Any:
-        return normalize_gender(value) if _given(value) else _none_if_blank(value)
-
-    @field_validator("country", mode="before")
-    @classmethod
-    def _country(cls, value: Any) -> Any:
-        return normalize_country(value) if _given(value) else _none_if_blank(value)
-
-    @field_validator("locale", "timezone", "consent_email", mode="before")
-    @classmethod
-    def _blank(cls, value: Any) -> Any:
-        return _none_if_blank(value)
+        return normalize_gender(value) if _given(value) else none_if_blank(value)
 
     @field_validator("locale")
     @classmethod
     def _locale(cls, value: str | None) -> str | None:
         return value.replace("_", "-") if value else value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str | None) -> str | None:
-        return check_time_zone(value)
 
     @field_validator("consent_email", mode="before")
     @classmethod

@@ -27,7 +27,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadflow.contacts.model import PROFILE_FIELDS, ContactIn, normalize_tags
+from leadflow.contacts.fields import PROFILE_FIELDS
+from leadflow.contacts.model import ContactIn, normalize_tags
 from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore
@@ -105,11 +106,16 @@ class TagsResult(BaseModel):
     changed: bool
 
 
-class ContactSummary(BaseModel):
+class ContactName(BaseModel):
+    """A contact in a list: its id, address and name (the rest of a list's row extends this)."""
+
     contact_id: str
     email: str | None = None
     first_name: str | None = None
     last_name: str | None = None
+
+
+class ContactSummary(ContactName):
     company: str | None = None
     job_title: str | None = None
     country: str | None = None

@@ -18,7 +18,8 @@ from pydantic import (
     model_validator,
 )
 
-from leadflow.contacts.normalize import normalize_email
+from leadflow.contacts.normalize import Email
+from leadflow.kernel.errors import require_any
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 VISITOR_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
@@ -75,16 +76,11 @@ class EventIn(BaseModel):
 
     type: EventType
     visitor_id: VisitorId | None = None
-    email: str | None = Field(default=None, max_length=254)
+    email: Email | None = None
     properties: dict[PropertyKey, PropertyValue] = Field(default_factory=dict)
     event_id: Annotated[str, StringConstraints(pattern=CLIENT_EVENT_ID_PATTERN)] | None = Field(
         default=None, description="Client idempotency key: a repeated event_id is stored once."
     )
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        return None if value is None else normalize_email(value)
 
     @field_validator("type")
     @classmethod
@@ -100,9 +96,7 @@ class EventIn(BaseModel):
 
     @model_validator(mode="after")
     def _who(self) -> EventIn:
-        if self.visitor_id is None and self.email is None:
-            raise ValueError("one of visitor_id or email is required")
-        return self
+        return require_any(self, "visitor_id", "email", message="one of visitor_id or email is required")
 
 
 class EventAccepted(BaseModel):
@@ -130,6 +124,6 @@ class Event(BaseModel):
 
     @model_validator(mode="after")
     def _subject(self) -> Event:
-        if self.contact_id is None and self.visitor_id is None:
-            raise ValueError("an event belongs to a contact or a visitor")
-        return self
+        return require_any(
+            self, "contact_id", "visitor_id", message="an event belongs to a contact or a visitor"
+        )

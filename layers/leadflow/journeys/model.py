@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from leadflow.contacts.fields import BUILT_IN_FIELDS, INTERNAL_FIELDS, PROFILE_FIELDS
 from leadflow.journeys.conditions import (
     EVENT_TYPE,
     NAME,
@@ -43,6 +44,7 @@ from leadflow.journeys.conditions import (
     engagement_refs,
     one_key_tag,
 )
+from leadflow.journeys.timing import FrequencyCap
 from leadflow.kernel import yaml_files
 
 JOURNEY_ID = r"^[a-z][a-z0-9-]{0,39}$"
@@ -52,41 +54,9 @@ MAX_WAIT_SECONDS = 365 * 86400
 MAX_JOURNEY_SECONDS = 365 * 86400
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-RESERVED_ATTRIBUTES = frozenset(
-    {
-        "pk",
-        "sk",
-        "contact_id",
-        "email",
-        "phone",
-        "score",
-        "stage",
-        "tags",
-        "segments",
-        "created_at",
-        "updated_at",
-        "consent_email",
-        "consent_sms",
-        "consent_source",
-        "consent_updated_at",
-        "unsubscribed_at",
-        "suppressed",
-        "do_not_contact",
-        # lead state: the lead engine, routing and sales feedback write these (with their events)
-        "fit_score",
-        "score_value",
-        "score_at",
-        "stage_at",
-        "stage_hold_until",
-        "lead_version",
-        "rule_points",
-        "activity",
-        "owner",
-        "visitor_ids",
-        "merged_ids",
-        "merged_into",
-    }
-)
+RESERVED_ATTRIBUTES = (BUILT_IN_FIELDS - set(PROFILE_FIELDS)) | {"phone"} | INTERNAL_FIELDS
+"""Profile fields a journey's ``update_contact`` may not set: leadflow's own (``phone`` too: it is
+normalized and indexed by the contacts service)."""
 
 
 class JourneyError(ValueError):
@@ -271,19 +241,6 @@ class SendWindow(_Model):
     end: str = "23:59"
 
     _check = field_validator("start", "end")(_clock_time)
-
-
-class FrequencyCap(_Model):
-    """Marketing messages per contact across all journeys (per channel)."""
-
-    per_day: int | None = Field(default=None, ge=1, le=100)
-    per_week: int | None = Field(default=None, ge=1, le=500)
-
-    @model_validator(mode="after")
-    def _some(self) -> FrequencyCap:
-        if self.per_day is None and self.per_week is None:
-            raise ValueError("give per_day and/or per_week")
-        return self
 
 
 class Settings(_Model):

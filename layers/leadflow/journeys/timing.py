@@ -1,5 +1,8 @@
 """When things may happen, in the contact's time zone: quiet hours, send windows, frequency caps
-and ``wait_until``. Pure functions of "now" and the rules; all times are aware datetimes."""
+and ``wait_until``. Pure functions of "now" and the rules; all times are aware datetimes.
+
+The frequency cap rule (``FrequencyCap``) is defined here, where it is applied: a journey's
+settings and a broadcast both use it, and a broadcast must not load the journey model."""
 
 from __future__ import annotations
 
@@ -8,9 +11,13 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from leadflow.kernel.errors import require_any
+
 if TYPE_CHECKING:  # the rules come from the journey model, which callers of ``zone``/``week_key``
     # alone (broadcasts: the bulk and admin functions) do not load at cold start
-    from leadflow.journeys.model import FrequencyCap, QuietHours, SendWindow, WaitUntil
+    from leadflow.journeys.model import QuietHours, SendWindow, WaitUntil
 
 UTC = ZoneInfo("UTC")
 MAX_ADJUSTMENTS = 64
@@ -68,6 +75,30 @@ def _outside_window(local: datetime, window: SendWindow) -> datetime | None:
 def week_key(day: date) -> str:
     year, week, _ = day.isocalendar()
     return f"{year}-W{week:02d}"
+
+
+class FrequencyCap(BaseModel):
+    """Marketing messages per contact across all journeys and broadcasts (per channel), counted per
+    calendar day and ISO week in the contact's time zone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_day: int | None = Field(default=None, ge=1, le=100)
+    per_week: int | None = Field(default=None, ge=1, le=500)
+
+    @model_validator(mode="after")
+    def _some(self) -> FrequencyCap:
+        return require_any(self, "per_day", "per_week", message="give per_day, per_week or both")
+
+    def limits(self, day: date) -> dict[str, int]:
+        """The counters a send on ``day`` (the contact's local date) reserves a slot in, with their
+        limits: ``D#<date>`` and ``W#<ISO week>``."""
+        limits: dict[str, int] = {}
+        if self.per_day is not None:
+            limits[f"D#{day.isoformat()}"] = self.per_day
+        if self.per_week is not None:
+            limits[f"W#{week_key(day)}"] = self.per_week
+        return limits
 
 
 def next_send_time(

@@ -1,8 +1,9 @@
-"""Typed domain errors. The track API maps them to HTTP once (resolver exception handlers)."""
+"""Typed domain errors. The track API maps them to HTTP once (resolver exception handlers). Also
+the validation helpers every context's models share (``require_any``, ``describe_validation``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -62,3 +63,14 @@ def describe_validation(exc: ValidationError) -> str:
         message = str(err["msg"]).removeprefix("Value error, ")
         lines.append(f"{loc}: {message}" if loc else message)
     return "; ".join(dict.fromkeys(lines))
+
+
+_Model = TypeVar("_Model")
+
+
+def require_any(model: _Model, *fields: str, message: str) -> _Model:
+    """``model`` when at least one of ``fields`` is set (not None), else ``ValueError(message)``:
+    the body of a pydantic ``model_validator(mode="after")``."""
+    if all(getattr(model, name) is None for name in fields):
+        raise ValueError(message)
+    return model

@@ -87,10 +87,6 @@ class LeadStore:
         self._links = VisitorLinks(client, contacts_table)
         self._events_table = events_table
 
-    @property
-    def contacts_table(self) -> str:
-        return self._contacts.table
-
     def profile(self, contact_id: str) -> dict[str, Any] | None:
         return self._contacts.profile(contact_id, consistent=True)
 

@@ -17,40 +17,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from leadflow.contacts.fields import BUILT_IN_FIELDS
 from leadflow.journeys.conditions import EVENT_TYPE, NAME, Condition, Scalar, Span
 from leadflow.kernel import yaml_files
 from leadflow.kernel.errors import describe_validation
 
 RULE_ID = r"^[a-z][a-z0-9_-]{0,63}$"
 STAGE = r"^[a-z][a-z0-9_]{0,31}$"
-
-BUILT_IN_FIELDS = frozenset(
-    {
-        "contact_id",
-        "email",
-        "first_name",
-        "last_name",
-        "phone",
-        "salutation",
-        "gender",
-        "locale",
-        "timezone",
-        "country",
-        "company",
-        "job_title",
-        "consent_email",
-        "consent_sms",
-        "score",
-        "fit_score",
-        "stage",
-        "tags",
-        "segments",
-        "owner",
-        "created_at",
-        "updated_at",
-    }
-)
-"""Profile fields leadflow defines; a custom attribute may not reuse these names."""
 
 
 class LeadModelError(ValueError):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from leadflow.contacts.model import PROFILE_FIELDS
+from leadflow.contacts.fields import PROFILE_FIELDS
 from leadflow.events.model import RESERVED_EVENT_PREFIXES, RESERVED_EVENT_TYPES
 from leadflow.kernel.clock import iso
 from leadflow.leads.model import LeadModel

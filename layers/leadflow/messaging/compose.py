@@ -8,6 +8,7 @@ from __future__ import annotations
 import html as htmllib
 import re
 from collections.abc import Callable, Container
+from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -26,11 +27,11 @@ _TRAILING = ".,;:!?"
 
 
 __all__ = [
+    "EmailIdentity",
     "InvalidRecipient",
     "OutgoingEmail",
     "SignedLinks",
     "compose_email",
-    "compose_marketing_email",
     "rewrite_links",
     "template_context",
 ]
@@ -44,6 +45,16 @@ class OutgoingEmail(BaseModel):
     subject: str
     raw: bytes
     headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class EmailIdentity:
+    """Who an email comes from: the ``From`` address, the ``List-Unsubscribe`` mailto (marketing)
+    and the SES configuration set that routes its delivery feedback."""
+
+    sender: str
+    unsubscribe_mailto: str
+    configuration_set: str
 
 
 class SignedLinks:
@@ -113,37 +124,12 @@ def _safe_address(recipient: str) -> Address:
         raise InvalidRecipient(str(exc)) from exc
 
 
-def compose_marketing_email(
-    *,
-    rendered: RenderedEmail,
-    links: SignedLinks,
-    sender: str,
-    recipient: str,
-    unsubscribe_mailto: str,
-    configuration_set: str,
-    message_id: str,
-) -> OutgoingEmail:
-    """A marketing email: tracked links, open pixel, List-Unsubscribe and one-click unsubscribe."""
-    return compose_email(
-        rendered=rendered,
-        links=links,
-        sender=sender,
-        recipient=recipient,
-        unsubscribe_mailto=unsubscribe_mailto,
-        configuration_set=configuration_set,
-        message_id=message_id,
-        tracked=True,
-    )
-
-
 def compose_email(
     *,
     rendered: RenderedEmail,
     links: SignedLinks,
-    sender: str,
+    identity: EmailIdentity,
     recipient: str,
-    unsubscribe_mailto: str,
-    configuration_set: str,
     message_id: str,
     tracked: bool,
 ) -> OutgoingEmail:
@@ -151,6 +137,7 @@ def compose_email(
     (transactional, confirmation) keep their links as written and carry no pixel."""
     html, text = rendered.html, rendered.text
     msg = EmailMessage(policy=SMTP)
+    sender = identity.sender
     msg["From"] = sender
     msg["To"] = _safe_address(recipient)
     msg["Subject"] = rendered.subject
@@ -168,9 +155,11 @@ def compose_email(
             if "</body>" in html.lower()
             else html + pixel
         )
-        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>, <mailto:{unsubscribe_mailto}?subject=unsubscribe>"
+        msg["List-Unsubscribe"] = (
+            f"<{unsubscribe_url}>, <mailto:{identity.unsubscribe_mailto}?subject=unsubscribe>"
+        )
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg["X-SES-CONFIGURATION-SET"] = configuration_set
+    msg["X-SES-CONFIGURATION-SET"] = identity.configuration_set
     msg["X-Leadflow-Message-Id"] = message_id
     msg.set_content(text, subtype="plain", charset="utf-8")
     msg.add_alternative(html, subtype="html", charset="utf-8")

@@ -33,6 +33,8 @@ from typing import Any
 
 from jinja2 import ChainableUndefined
 
+from leadflow.contacts.fields import BUILT_IN_FIELDS, INTERNAL_FIELDS
+
 CONTACT_FIELDS = frozenset(
     {
         "first_name",
@@ -59,38 +61,7 @@ TOP_LEVEL = frozenset({"contact", "entry", "salutation", "unsubscribe_url", "sub
 """Top-level names every message template may use (``confirm_url``: confirmation emails only)."""
 CONFIRMATION_ONLY = frozenset({"confirm_url"})
 
-_NOT_ATTRIBUTES = frozenset(
-    {
-        "pk",
-        "sk",
-        "contact_id",
-        "phone",
-        "segments",
-        "created_at",
-        "updated_at",
-        "consent_email",
-        "consent_sms",
-        "consent_source",
-        "consent_updated_at",
-        "unsubscribed_at",
-        "suppressed",
-        "do_not_contact",
-        "fit_score",
-        "score_value",
-        "score_at",
-        "stage_at",
-        "stage_hold_until",
-        "lead_version",
-        "rule_points",
-        "activity",
-        "visitor_ids",
-        "merged_ids",
-        "merged_into",
-        "expires_at",
-        "erased_at",
-    }
-    | CONTACT_FIELDS
-)
+_NOT_ATTRIBUTES = BUILT_IN_FIELDS | INTERNAL_FIELDS | CONTACT_FIELDS
 
 
 class Fields(dict[str, Any]):

@@ -215,12 +215,7 @@ class EmailRenderer:
         """The text of ``templates/<name>/sms.txt``: control characters other than newlines become a
         space, surrounding whitespace goes. An empty text is a template error. ``version``: as for
         ``render``."""
-        found = self._version(template, version)
-        name = found.source(locale, SMS_PART)
-        try:
-            text = found.env.get_template(name).render(**context)
-        except TemplateError as exc:
-            raise TemplateRenderError(f"template {template!r}, {SMS_PART}: {exc}") from exc
+        text = self._version(template, version).render_part(locale, SMS_PART, context)
         text = _SMS_CONTROL.sub(" ", text.replace("\r\n", "\n")).strip()
         if not text:
             raise TemplateRenderError(f"template {template!r}: the SMS text is empty")

@@ -43,7 +43,13 @@ from leadflow.kernel.errors import SendThrottled
 from leadflow.kernel.observability import count_by, logger, metrics, pii_hash
 from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import current_score, display_score
-from leadflow.messaging.compose import InvalidRecipient, SignedLinks, compose_email, template_context
+from leadflow.messaging.compose import (
+    EmailIdentity,
+    InvalidRecipient,
+    SignedLinks,
+    compose_email,
+    template_context,
+)
 from leadflow.messaging.model import SendRequest, SendResult
 from leadflow.messaging.render import EmailRenderer, TemplateRenderError
 from leadflow.messaging.sms import compose_sms
@@ -162,9 +168,7 @@ class SendService:
         self._ses = ses
         self._transact = transact
         self._base_url = public_base_url
-        self._sender = sender
-        self._unsubscribe_mailto = unsubscribe_mailto
-        self._configuration_set = configuration_set
+        self._identity = EmailIdentity(sender, unsubscribe_mailto, configuration_set)
         self._sns = sns
         self._sms_sender_id = sms_sender_id
         self._sms_origination_number = sms_origination_number
@@ -299,10 +303,8 @@ class SendService:
             email = compose_email(
                 rendered=rendered,
                 links=links,
-                sender=self._sender,
+                identity=self._identity,
                 recipient=contact.email,
-                unsubscribe_mailto=self._unsubscribe_mailto,
-                configuration_set=self._configuration_set,
                 message_id=message_id,
                 tracked=request.purpose == "marketing",
             )
@@ -315,10 +317,10 @@ class SendService:
         self._handing_over(message_id)
         try:
             response = self._ses.send_raw_email(
-                Source=self._sender,
+                Source=self._identity.sender,
                 Destinations=[contact.email],
                 RawMessage={"Data": email.raw},
-                ConfigurationSetName=self._configuration_set,
+                ConfigurationSetName=self._identity.configuration_set,
                 Tags=[{"Name": MESSAGE_TAG, "Value": message_id}],
             )
         except ClientError as exc:

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from leadflow.kernel.clock import iso, utc_now
 from leadflow.platform.dynamo import (
     Op,
     Transaction,
@@ -275,19 +276,27 @@ def _lane(item: Mapping[str, Any]) -> Lane:
 PageOutcome = Literal["done", "stale", "continued", "finished", "recovered"]
 
 
+PageJob = SegmentScanPage | SegmentCleanupPage | BroadcastPage
+
+
 def run_page(
     lanes: Lanes,
+    queue: BulkQueue,
     pk: str,
     index: int,
-    after: str | None,
+    job: PageJob,
     message_id: str,
     work: Callable[[], tuple[str | None, Mapping[str, int]]],
-    enqueue: Callable[[str], None],
     on_lane_done: Callable[[], None],
-    now: Callable[[], str],
 ) -> PageOutcome:
-    """One page of a lane with the chain guarantees (see the module docstring). ``work()`` does the
-    page and returns the next cursor (None at the end) and the page's counters."""
+    """One page of ``job``'s lane (``pk``, ``index``) with the chain guarantees (see the module
+    docstring). ``work()`` does the page and returns the next cursor (None at the end) and the
+    page's counters; the continuation is ``job`` again at the next cursor."""
+    after = job.after
+
+    def enqueue(cursor: str) -> None:
+        queue.send([job.model_copy(update={"after": cursor})])
+
     lane = lanes.lane(pk, index)
     if lane is None:
         return "stale"
@@ -301,8 +310,9 @@ def run_page(
             return "recovered"
         return "stale"
     next_cursor, counts = work()
+    at = iso(utc_now())
     if not lanes.advance(
-        pk, index, after=after, next_cursor=next_cursor, message_id=message_id, counts=counts, at=now()
+        pk, index, after=after, next_cursor=next_cursor, message_id=message_id, counts=counts, at=at
     ):
         return "stale"
     if next_cursor is None:

@@ -19,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from leadflow.contacts.service import ContactName
 from leadflow.contacts.store import ContactStore
 from leadflow.journeys.conditions import Condition
 from leadflow.kernel.clock import iso, utc_now
@@ -68,11 +69,7 @@ class SegmentDeleted(BaseModel):
     cleanup_run_id: str
 
 
-class Member(BaseModel):
-    contact_id: str
-    email: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
+class Member(ContactName):
     stage: str | None = None
     score: int | None = None
 

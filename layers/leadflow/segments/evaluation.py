@@ -286,19 +286,7 @@ class SegmentEvaluations:
             counts = {"contacts": contacts, "changed": changed, "entered": entered, "left": left}
             return (encode_key(last) if last else None), counts
 
-        return run_page(
-            self._lanes,
-            run_pk(job.run_id),
-            job.lane,
-            job.after,
-            message_id,
-            work,
-            enqueue=lambda cursor: self._queue.send(
-                [SegmentScanPage(kind="segment_scan_page", run_id=job.run_id, lane=job.lane, after=cursor)]
-            ),
-            on_lane_done=self._on_lane_done(job.run_id),
-            now=lambda: iso(utc_now()),
-        )
+        return self._run_page(job, message_id, work)
 
     def cleanup_page(self, job: SegmentCleanupPage, message_id: str) -> PageOutcome:
         def work() -> tuple[str | None, dict[str, int]]:
@@ -310,26 +298,18 @@ class SegmentEvaluations:
             removed = sum(1 for contact_id in members if self.leave(job.segment_id, contact_id, job.run_id))
             return next_after, {"contacts": removed, "changed": removed, "left": removed}
 
+        return self._run_page(job, message_id, work)
+
+    def _run_page(
+        self,
+        job: SegmentScanPage | SegmentCleanupPage,
+        message_id: str,
+        work: Callable[[], tuple[str | None, dict[str, int]]],
+    ) -> PageOutcome:
+        """One page of a run's lane, with the chain guarantees of ``leadflow.platform.bulk.run_page``."""
+        lane_done = self._on_lane_done(job.run_id)
         return run_page(
-            self._lanes,
-            run_pk(job.run_id),
-            job.lane,
-            job.after,
-            message_id,
-            work,
-            enqueue=lambda cursor: self._queue.send(
-                [
-                    SegmentCleanupPage(
-                        kind="segment_cleanup_page",
-                        run_id=job.run_id,
-                        segment_id=job.segment_id,
-                        lane=job.lane,
-                        after=cursor,
-                    )
-                ]
-            ),
-            on_lane_done=self._on_lane_done(job.run_id),
-            now=lambda: iso(utc_now()),
+            self._lanes, self._queue, run_pk(job.run_id), job.lane, job, message_id, work, lane_done
         )
 
     def _defined(self, segment_id: str) -> bool:

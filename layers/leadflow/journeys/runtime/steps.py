@@ -61,7 +61,7 @@ from leadflow.journeys.runtime.tasks import (
     WebhookTask,
     derive,
 )
-from leadflow.journeys.timing import next_send_time, rfc3339, wait_until_time, week_key, zone
+from leadflow.journeys.timing import next_send_time, rfc3339, wait_until_time, zone
 from leadflow.kernel import ids
 from leadflow.kernel.clock import iso, parse_iso, utc_now
 from leadflow.kernel.observability import logger, metrics
@@ -295,12 +295,7 @@ class JourneyStepRunner:
         cap = settings.frequency_cap
         if cap is None or not marketing:
             return
-        local_day = now.astimezone(tz).date()
-        limits: dict[str, int] = {}
-        if cap.per_day is not None:
-            limits[f"D#{local_day.isoformat()}"] = cap.per_day
-        if cap.per_week is not None:
-            limits[f"W#{week_key(local_day)}"] = cap.per_week
+        limits = cap.limits(now.astimezone(tz).date())
         message_id = ids.deterministic_id(request.lineage_id, request.round_step_id)
         try:
             self._store.reserve(request.contact_id, channel, message_id, limits)
