@@ -49,6 +49,8 @@ from leadflow.platform.bulk import (
 from leadflow.segments.membership import SHARDS, SegmentMembership
 
 if TYPE_CHECKING:  # the send path (templates, Jinja2) is loaded where a page sends: the bulk worker
+    from mypy_boto3_dynamodb import DynamoDBClient
+
     # builds its SendService at cold start; the admin API (create, view, cancel) never loads it
     from leadflow.messaging.sending import SendService
 
@@ -146,7 +148,7 @@ class BroadcastService:
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         contacts_table: str,
         queue: BulkQueue,
         templates_dir: Path,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field, ValidationError
@@ -35,6 +35,9 @@ from leadflow.kernel.errors import InvalidInput
 from leadflow.kernel.observability import metrics
 from leadflow.platform.dynamo import is_conditional_failure
 from leadflow.platform.http import validation_fields
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 MAX_BATCH = 500
 MAX_BODY_BYTES = 1024 * 1024
@@ -120,7 +123,7 @@ class SignedEvents:
         *,
         keys: Callable[[], Mapping[str, str]],
         marks: IdempotencyMarks,
-        ddb: Any,
+        ddb: DynamoDBClient,
     ) -> None:
         self._keys = keys
         self._marks = marks

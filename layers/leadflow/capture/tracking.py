@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from botocore.exceptions import ClientError
@@ -52,6 +52,9 @@ from leadflow.kernel.settings import FormConfig
 from leadflow.platform.dynamo import Transaction, TransactionCancelled, get, put_op, update_op
 from leadflow.platform.tables import keys
 from leadflow.platform.tokens import InvalidToken, TokenClaims, TokenSigner
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 _VISITOR_ID = re.compile(VISITOR_ID_PATTERN)
 MAX_CONFLICT_RETRIES = 3
@@ -129,7 +132,7 @@ def valid_visitor_id(value: str | None) -> str | None:
 class VisitorLinks:
     """The visitor link items ``V#<vid>``/``LINK`` {contact_id, linked_at} of the contacts table."""
 
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._client = client
         self._table = table
 

@@ -4,9 +4,8 @@ the attribute schema. Wiring only: parse, one call into the contacts services, a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -24,13 +23,18 @@ from leadflow.leads.model import LeadModel, load_lead_model
 from leadflow.platform.dynamo import Transaction
 from leadflow.platform.http import error_response, json_response
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+    from leadflow.platform.aws import ClientFactory
+
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 """Largest body of POST /admin/contacts/import (a Lambda request may be 6 MB)."""
 MAX_PAGE = 500
 
 
 def services(
-    settings: Settings, ddb: Any, model: LeadModel | None = None
+    settings: Settings, ddb: DynamoDBClient, model: LeadModel | None = None
 ) -> tuple[ContactService, ContactMerger]:
     model = model or load_lead_model(settings.leads_file)
     contacts = ContactStore(ddb, settings.contacts_table)
@@ -52,7 +56,7 @@ def services(
     return service, merger
 
 
-def build_router(settings: Settings, client: Callable[[str], Any]) -> APIGatewayHttpRouter:
+def build_router(settings: Settings, client: ClientFactory) -> APIGatewayHttpRouter:
     """The routes, wired from the settings and ``client(service)`` (boto3 clients)."""
     router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
     service, merger = services(settings, client("dynamodb"))

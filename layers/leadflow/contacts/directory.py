@@ -7,7 +7,7 @@ identifiers travel in paths, personal data (an email to look up) only in request
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,6 +23,9 @@ from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.model import LeadModel, load_lead_model
 from leadflow.platform.dynamo import Transaction, TransactionCancelled, deserialize, serialize
 from leadflow.platform.tables import keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 TIMELINE_LIMIT = 100
 
@@ -119,7 +122,7 @@ class ContactDirectory:
         self,
         *,
         contacts: ContactStore,
-        ddb: Any,
+        ddb: DynamoDBClient,
         events_table: str,
         events: EventStore | None = None,
         transact: Callable[[Transaction], None] | None = None,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,6 +63,9 @@ EMAIL_CONSENT_FIELDS = (
     "consent_confirmed_at",
     "unsubscribed_at",
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 KEEP_ON_TOMBSTONE = ("contact_id", "created_at", "segments")
 
 
@@ -87,7 +90,7 @@ class ContactMerger:
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         contacts: ContactStore,
         events: EventStore,
         model: LeadModel,

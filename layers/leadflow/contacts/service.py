@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
@@ -73,6 +73,9 @@ SUMMARY_FIELDS = (
     "created_at",
     "updated_at",
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 
 def current_score(profile: Mapping[str, Any], now: datetime, model: LeadModel) -> tuple[int, float]:
@@ -177,7 +180,7 @@ class ContactService:
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         contacts: ContactStore,
         events: EventStore,
         events_table: str,

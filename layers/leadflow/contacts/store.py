@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadflow.contacts.model import Contact
 from leadflow.kernel import ids
@@ -23,8 +23,11 @@ from leadflow.platform.dynamo import (
 )
 from leadflow.platform.tables import keys
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
-def resolve_profile(client: Any, table: str, contact_id: str) -> tuple[str, dict[str, Any]] | None:
+
+def resolve_profile(client: DynamoDBClient, table: str, contact_id: str) -> tuple[str, dict[str, Any]] | None:
     """The live profile of a contact id and that profile's contact id (consistent reads): a merged
     contact's survivor, the merge followed once; None for an unknown id or a tombstone whose
     survivor was merged again."""
@@ -40,7 +43,7 @@ def resolve_profile(client: Any, table: str, contact_id: str) -> tuple[str, dict
 class ContactStore:
     """Contact profiles, the email index and visitor links."""
 
-    def __init__(self, client: Any, table: str):
+    def __init__(self, client: DynamoDBClient, table: str):
         self._client = client
         self._table = table
 

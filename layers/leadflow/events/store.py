@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadflow.events.model import Event
 from leadflow.kernel.clock import parse_iso
@@ -27,9 +27,12 @@ from leadflow.platform.dynamo import (
 )
 from leadflow.platform.tables import EVENTS_BY_TIME, keys, time_key
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 
 def event_history(
-    client: Any,
+    client: DynamoDBClient,
     table: str,
     subject_pk: str,
     *,
@@ -66,7 +69,7 @@ def event_history(
     )
 
 
-def backfill_event_times(client: Any, table: str) -> int:
+def backfill_event_times(client: DynamoDBClient, table: str) -> int:
     """Give every event written before the ``by_time`` index existed its ``at`` (the index key), so
     history reads see it: run once per deployed stage after the upgrade. Idempotent and resumable
     (items that have ``at`` are filtered out; each write is conditional on it still missing); the
@@ -100,7 +103,9 @@ class EventStore:
     """The events table: one put per event, never updated. Every item carries ``at`` (the
     ``by_time`` index key), so a subject's history reads in time order (``history``)."""
 
-    def __init__(self, client: Any, table: str, retention_days: int, now: Callable[[], float] = time.time):
+    def __init__(
+        self, client: DynamoDBClient, table: str, retention_days: int, now: Callable[[], float] = time.time
+    ):
         self._client = client
         self._table = table
         self._retention_s = retention_days * 86400
@@ -158,7 +163,9 @@ class EventStore:
 class IdempotencyMarks:
     """Markers written in the same transaction as the effect they make exactly-once."""
 
-    def __init__(self, client: Any, table: str, ttl_days: int = 30, now: Callable[[], float] = time.time):
+    def __init__(
+        self, client: DynamoDBClient, table: str, ttl_days: int = 30, now: Callable[[], float] = time.time
+    ):
         self._client = client
         self._table = table
         self._ttl_s = ttl_days * 86400

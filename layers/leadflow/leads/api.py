@@ -8,8 +8,7 @@ See ``leadflow.leads.sales_feedback``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
@@ -19,8 +18,11 @@ from leadflow.kernel.settings import Settings
 from leadflow.leads.model import load_lead_model
 from leadflow.leads.sales_feedback import SalesFeedbackIn, SalesFeedbackResult, SalesFeedbackService
 
+if TYPE_CHECKING:
+    from leadflow.platform.aws import ClientFactory
 
-def build_router(settings: Settings, client: Callable[[str], Any]) -> APIGatewayHttpRouter:
+
+def build_router(settings: Settings, client: ClientFactory) -> APIGatewayHttpRouter:
     """The routes, wired from the settings and ``client(service)`` (boto3 clients)."""
     router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
     ddb = client("dynamodb")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -25,6 +25,9 @@ from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.leads.model import AssignmentRule, LeadModel, Routing
 from leadflow.leads.scoring import current_score
 from leadflow.platform.dynamo import deserialize, put_if, put_op, serialize, values
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 DEFAULT_RULE = "default"
 """The ``rule`` of an assignment made by ``routing.default_owner``."""
@@ -64,7 +67,7 @@ class OwnerPicker:
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         contacts_table: str,
         model: Callable[[], LeadModel],
     ) -> None:
@@ -102,7 +105,7 @@ class Assignments:
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         idempotency_table: str,
         picker: OwnerPicker,
         ttl_days: int = 400,

@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,9 @@ from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.model import LeadModel
 from leadflow.platform.dynamo import Transaction, TransactionCancelled, update_op
 from leadflow.platform.tables import keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 Outcome = Literal["accepted", "rejected", "won", "lost"]
 MAX_ATTEMPTS = 5
@@ -88,7 +91,7 @@ class SalesFeedbackService:
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         contacts_table: str,
         events: EventStore,
         marks: IdempotencyMarks,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -21,11 +21,16 @@ from leadflow.platform.dynamo import (
 )
 from leadflow.platform.tables import keys
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 
 class MessageStore:
     """One item per journey message, keyed by a deterministic id per (execution, step)."""
 
-    def __init__(self, client: Any, table: str, ttl_days: int = 400, now: Callable[[], float] = time.time):
+    def __init__(
+        self, client: DynamoDBClient, table: str, ttl_days: int = 400, now: Callable[[], float] = time.time
+    ):
         self._client = client
         self._table = table
         self._ttl_s = ttl_days * 86400

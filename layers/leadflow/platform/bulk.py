@@ -24,7 +24,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -39,6 +39,10 @@ from leadflow.platform.dynamo import (
     update_op,
     values,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
 
 START = "^"
 """The recorded cursor of a lane that has not done a page yet (``after: null`` in a job)."""
@@ -109,7 +113,7 @@ def parse_job(body: str) -> SegmentScanStart | SegmentScanPage | SegmentCleanupP
 class BulkQueue:
     """Sends jobs to the bulk queue (batches of ten)."""
 
-    def __init__(self, sqs: Any, queue_url: str) -> None:
+    def __init__(self, sqs: SQSClient, queue_url: str) -> None:
         self._sqs = sqs
         self._url = queue_url
 
@@ -148,7 +152,7 @@ def lane_sk(index: int) -> str:
 class Lanes:
     """The progress items of one job (``pk``): a ``META`` item and one item per lane."""
 
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._client = client
         self._table = table
 

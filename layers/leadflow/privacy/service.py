@@ -22,7 +22,7 @@ Counters and reports keep only aggregates.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -35,6 +35,10 @@ from leadflow.kernel.observability import logger, metrics
 from leadflow.platform.dynamo import batch_get, batch_write, deserialize, pages, serialize, values
 from leadflow.platform.tables import keys
 from leadflow.reporting.counters import rkeys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 
 class ErasureRequest(DoNotContactIn):
@@ -76,13 +80,13 @@ class PrivacyService:
     def __init__(
         self,
         *,
-        ddb: Any,
+        ddb: DynamoDBClient,
         contacts: ContactStore,
         contacts_table: str,
         events_table: str,
         messages_table: str,
         reports_table: str,
-        sfn: Any,
+        sfn: SFNClient,
         state_machine_arn: Callable[[str], str],
     ) -> None:
         self._ddb = ddb

@@ -5,7 +5,7 @@ read side's report models at cold start, nor the admin API the consumer."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from leadflow.events.store import IdempotencyMarks
 from leadflow.kernel.settings import Settings
@@ -13,11 +13,13 @@ from leadflow.platform.dynamo import Transaction
 from leadflow.reporting.counters import ReportTable
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
     from leadflow.reporting.consumer import ReportService
     from leadflow.reporting.reports import ReportReader
 
 
-def report_service(settings: Settings, ddb: Any) -> ReportService:
+def report_service(settings: Settings, ddb: DynamoDBClient) -> ReportService:
     from leadflow.reporting.consumer import ReportService
 
     def commit(txn: Transaction) -> None:
@@ -31,7 +33,7 @@ def report_service(settings: Settings, ddb: Any) -> ReportService:
     )
 
 
-def report_reader(settings: Settings, ddb: Any) -> ReportReader:
+def report_reader(settings: Settings, ddb: DynamoDBClient) -> ReportReader:
     from leadflow.reporting.reports import ReportReader
 
     return ReportReader(ReportTable(ddb, settings.reports_table), settings.goals)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadflow.platform.dynamo import batch_get, get, query_all, serialize, update_op, values
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 COUNTS = "COUNTS"
 STATE = "STATE"
@@ -115,7 +118,7 @@ class Changes:
 class ReportTable:
     """Reads of the reports table (writes go through ``Changes`` in a transaction)."""
 
-    def __init__(self, client: Any, table: str, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, now: Callable[[], float] = time.time) -> None:
         self._client = client
         self._table = table
         self._now = now

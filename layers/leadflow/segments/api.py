@@ -10,7 +10,7 @@ import io
 import json
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -37,6 +37,11 @@ from leadflow.segments.definitions import Segment, load_segments
 from leadflow.segments.evaluation import RunStatus, SegmentEvaluations
 from leadflow.segments.membership import SHARDS, SegmentMembership
 from leadflow.segments.store import SegmentDefinitionStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+    from leadflow.platform.aws import ClientFactory
 
 MAX_EXPORT_PAGE = 1000
 MEMBER_FIELDS = ("contact_id", "email", "first_name", "last_name", "stage", "score")
@@ -116,7 +121,7 @@ class SegmentAdmin:
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         contacts_table: str,
         files: list[Segment],
         definitions: SegmentDefinitionStore,
@@ -254,7 +259,7 @@ def _accepted(model: type[BaseModel], description: str) -> dict[int, Any]:
     return {202: {"description": description, "content": {"application/json": {"model": model}}}}
 
 
-def build_router(settings: Settings, client: Callable[[str], Any]) -> APIGatewayHttpRouter:
+def build_router(settings: Settings, client: ClientFactory) -> APIGatewayHttpRouter:
     """The routes, wired from the settings and ``client(service)`` (boto3 clients)."""
     router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
     ddb = client("dynamodb")

@@ -20,7 +20,7 @@ one transaction, under the ``lead_version`` lock). A clean-up stops when the id 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
@@ -56,6 +56,9 @@ from leadflow.platform.dynamo import (
 from leadflow.platform.tables import keys
 from leadflow.segments.membership import SHARDS, SegmentMembership
 from leadflow.segments.store import SegmentDefinitionStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 SCAN_LANES = 8
 """Parallel scan segments of a full evaluation."""
@@ -105,7 +108,7 @@ class SegmentEvaluations:
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         contacts_table: str,
         queue: BulkQueue,
         definitions: SegmentDefinitionStore,

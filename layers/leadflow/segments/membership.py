@@ -14,10 +14,13 @@ count in one transaction, with the ``segment_entered``/``segment_left`` event.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadflow.platform.dynamo import batch_get, put_op, serialize, update_op, values
 from leadflow.platform.tables import keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 SHARDS = 16
 
@@ -27,7 +30,7 @@ def shard_of(contact_id: str) -> int:
 
 
 class SegmentMembership:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._client = client
         self._table = table
 

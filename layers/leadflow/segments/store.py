@@ -7,16 +7,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadflow.platform.dynamo import pages, put_op, serialize, values
 from leadflow.segments.definitions import Segment, SegmentError, parse_segment
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 DEFS_PK = "SEGDEFS"
 
 
 class SegmentDefinitionStore:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._client = client
         self._table = table
 

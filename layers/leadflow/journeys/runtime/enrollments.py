@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -45,6 +45,10 @@ from leadflow.platform.dynamo import (
 )
 from leadflow.platform.tables import keys
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_stepfunctions import SFNClient
+
 CAP_TTL_SECONDS = 9 * 86400
 CAP_ATTEMPTS = 5
 TOKEN_GONE = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
@@ -66,7 +70,7 @@ class CapExceeded(Exception):
 class JourneyStore:
     def __init__(
         self,
-        client: Any,
+        client: DynamoDBClient,
         *,
         contacts_table: str,
         events_table: str,
@@ -343,7 +347,7 @@ class JourneyStore:
         )
 
 
-def answer_wait(sfn: Any, token: str, seen: str) -> bool:
+def answer_wait(sfn: SFNClient, token: str, seen: str) -> bool:
     """``SendTaskSuccess`` for a ``wait_for`` token with the awaited event (``seen``: its ``by_time``
     key, ``<occurred_at>#<event id>``); False when the task ended already (timed out, answered,
     stopped: ``TaskTimedOut``/``InvalidToken``/``TaskDoesNotExist``)."""
@@ -359,7 +363,7 @@ def answer_wait(sfn: Any, token: str, seen: str) -> bool:
     return True
 
 
-def fail_wait(sfn: Any, token: str, reason: str) -> bool:
+def fail_wait(sfn: SFNClient, token: str, reason: str) -> bool:
     """``SendTaskFailure(ContactExited)``: the waiting task's Catch leaves the journey (exited)."""
     try:
         sfn.send_task_failure(taskToken=token, error="ContactExited", cause=reason[:200])

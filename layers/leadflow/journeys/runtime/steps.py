@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
@@ -72,6 +72,10 @@ from leadflow.messaging.model import SendRequest, SendResult
 from leadflow.messaging.store import MessageStore
 from leadflow.platform.dynamo import Transaction, TransactionCancelled, update_op
 from leadflow.platform.tables import keys, time_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 WEBHOOK_TIMEOUT_SECONDS = 10
 HELD_OUT = "held_out"
@@ -137,13 +141,13 @@ class JourneyStepRunner:
         history: InteractionHistory,
         assignments: Assignments,
         lead_model: Callable[[], LeadModel],
-        sqs: Any,
+        sqs: SQSClient,
         dead_letter_queue_url: str,
         webhook_keys: Callable[[], Mapping[str, str]],
         allow_plain_http: bool = False,
         post: Poster = http_post,
         now: Callable[[], datetime] = utc_now,
-        sfn: Any = None,
+        sfn: SFNClient,
     ) -> None:
         """``handoffs``/``history``/``assignments``: sales hand-offs (where they go, the interaction
         history, the owner); ``lead_model``: the lead model (``leads.yaml``, read once and cached by
