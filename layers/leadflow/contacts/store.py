@@ -8,20 +8,24 @@ is shaped, paged, batched and committed is ``leadflow.platform.dynamo``'s."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from leadflow.contacts.model import Contact
 from leadflow.kernel import ids
 from leadflow.platform.dynamo import (
     batch_get,
+    deserialize,
     get,
+    pages,
     put_op,
+    query_all,
     serialize,
     update_op,
     values,
 )
-from leadflow.platform.tables import keys
+from leadflow.platform.tables import Prefix, keys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -38,6 +42,15 @@ def resolve_profile(client: DynamoDBClient, table: str, contact_id: str) -> tupl
     if profile is None or profile.get("merged_into"):
         return None
     return contact_id, profile
+
+
+@dataclass(frozen=True)
+class ProfilePage:
+    """One page of a scan of the profiles (``ContactStore.profile_pages``)."""
+
+    profiles: list[dict[str, Any]]
+    scanned: int
+    next_key: dict[str, Any] | None
 
 
 class ContactStore:
@@ -59,9 +72,98 @@ class ContactStore:
         item = self.profile(contact_id)
         return Contact.model_validate(item) if item is not None else None
 
-    def profile(self, contact_id: str) -> dict[str, Any] | None:
+    def profile(self, contact_id: str, *, consistent: bool = False) -> dict[str, Any] | None:
         """The stored profile item, every field (a template's context is made from it)."""
-        return get(self._client, self._table, self.profile_key(contact_id))
+        return get(self._client, self._table, self.profile_key(contact_id), consistent=consistent)
+
+    def email_owners(self, emails: Sequence[str]) -> dict[str, str]:
+        """email -> the contact id its index entry points to, for the addresses that are known
+        (one BatchGetItem per 100, consistent)."""
+        entries = batch_get(
+            self._client, self._table, [{"pk": keys.email(e), "sk": keys.EMAIL} for e in emails]
+        )
+        by_pk = {str(entry["pk"]): str(entry["contact_id"]) for entry in entries}
+        return {email: by_pk[keys.email(email)] for email in emails if keys.email(email) in by_pk}
+
+    def contact_items(self, contact_id: str, sk_prefix: str, limit: int = 10_000) -> list[dict[str, Any]]:
+        """The items of the contact's partition whose sort key starts with ``sk_prefix`` (``J#``:
+        its journey enrollments), at most ``limit``."""
+        return list(
+            query_all(
+                self._client,
+                limit=limit,
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues=values(pk=keys.contact(contact_id), prefix=sk_prefix),
+            )
+        )
+
+    def profile_pages(self, start: Mapping[str, Any] | None = None) -> Iterator[ProfilePage]:
+        """Every live profile (merged contacts left out), one scan page (1000 items read) at a
+        time from the key ``start``: the page's profiles, how many items it read and where the
+        next page starts (None after the last)."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :profile AND attribute_not_exists(merged_into)",
+            "ExpressionAttributeValues": values(profile=keys.PROFILE),
+            "Limit": 1000,
+        }
+        if start:
+            params["ExclusiveStartKey"] = serialize(start)
+        for resp in pages(self._client, "scan", **params):
+            last = resp.get("LastEvaluatedKey")
+            yield ProfilePage(
+                profiles=[deserialize(raw) for raw in resp["Items"]],
+                scanned=int(resp.get("ScannedCount", 0)),
+                next_key=deserialize(last) if last else None,
+            )
+
+    def create_profile_op(
+        self, contact_id: str, sets: Mapping[str, Any], tags: set[str], at: str
+    ) -> dict[str, Any]:
+        """A new profile: one conditional put (cheaper to evaluate than a long update expression)."""
+        item: dict[str, Any] = {
+            **self.profile_key(contact_id),
+            "contact_id": contact_id,
+            "created_at": at,
+            "updated_at": at,
+            "score": 0,
+            **sets,
+        }
+        if tags:
+            item["tags"] = set(tags)
+        return put_op(self._table, item, "attribute_not_exists(pk)")
+
+    def update_profile_op(
+        self, contact_id: str, sets: Mapping[str, Any], tags: set[str], at: str
+    ) -> dict[str, Any]:
+        """Set ``sets`` and add ``tags`` on a live profile (fails for a merged or unknown contact)."""
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={"updated_at": at, **dict(sorted(sets.items()))},
+            add={"tags": set(tags)} if tags else None,
+            condition="attribute_exists(pk) AND attribute_not_exists(#mi)",
+            names={"#mi": "merged_into"},
+        )
+
+    def replace_tags_op(
+        self, contact_id: str, tags: set[str], at: str, read_at: str | None
+    ) -> dict[str, Any]:
+        """Replace the live profile's tags, unless it changed since it was read (its ``updated_at``
+        was ``read_at``; None: never updated)."""
+        condition = "attribute_exists(pk) AND attribute_not_exists(#mi) AND "
+        condition += "#u = :prev" if read_at else "attribute_not_exists(#u)"
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            set_clauses=["#u = :at"],
+            sets={"tags": tags or None},
+            remove=[] if tags else ["tags"],
+            condition=condition,
+            names={"#u": "updated_at", "#mi": "merged_into"},
+            values_={"at": at, "prev": read_at} if read_at else {"at": at},
+        )
 
     def resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
         """See ``resolve_profile``."""
@@ -79,14 +181,18 @@ class ContactStore:
         )
         return {str(item["contact_id"]): item for item in items if item.get("contact_id")}
 
-    def contact_id_for_email(self, email: str) -> str | None:
+    def _index_owner(self, pk: str, sk: str) -> str | None:
+        """The contact an index item (email, phone) points to, or None (no such entry)."""
         resp = self._client.get_item(
             TableName=self._table,
-            Key=serialize({"pk": keys.email(email), "sk": keys.EMAIL}),
+            Key=serialize({"pk": pk, "sk": sk}),
             ProjectionExpression="contact_id",
             ConsistentRead=True,
         )
         return str(resp["Item"]["contact_id"]["S"]) if "Item" in resp else None
+
+    def contact_id_for_email(self, email: str) -> str | None:
+        return self._index_owner(keys.email(email), keys.EMAIL)
 
     def email_claim_op(self, email: str, contact_id: str) -> dict[str, Any]:
         """The email index entry; fails the transaction if the address belongs to another contact."""
@@ -144,19 +250,37 @@ class ContactStore:
             item["text_version"] = hashlib.sha256(text.encode()).hexdigest()[:12]
         return put_op(self._table, item)
 
-    def revoke_email_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
-        """Flip email consent to revoked; fails (condition) when already revoked or no such contact."""
+    def _profile_update_op(
+        self,
+        contact_id: str,
+        at: str,
+        sets: Mapping[str, Any],
+        *,
+        also: str = "",
+        values_: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """An update of ``sets`` on an existing profile, stamped ``updated_at``: its condition fails
+        when there is no such contact, or when ``also`` (a further condition) is false."""
         return update_op(
             self._table,
             self.profile_key(contact_id),
-            sets={
+            sets={**sets, "updated_at": at},
+            condition="attribute_exists(pk)" + (f" AND {also}" if also else ""),
+            values_=values_,
+        )
+
+    def revoke_email_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
+        """Flip email consent to revoked; fails (condition) when already revoked or no such contact."""
+        return self._profile_update_op(
+            contact_id,
+            at,
+            {
                 "consent_email": "revoked",
                 "consent_updated_at": at,
                 "consent_source": source,
                 "unsubscribed_at": at,
-                "updated_at": at,
             },
-            condition="attribute_exists(pk) AND consent_email <> :revoked",
+            also="consent_email <> :revoked",
             values_={"revoked": "revoked"},
         )
 
@@ -169,14 +293,27 @@ class ContactStore:
             condition="attribute_exists(pk)",
         )
 
+    routing_key = Prefix("ROUTING")
+    TURN_SK = "RR"
+
+    def next_turn(self, rule_id: str) -> int:
+        """1, 2, 3... per routing rule (its round-robin turns, ``ROUTING#<rule>``/``RR``), atomically:
+        each caller gets its own number."""
+        resp = self._client.update_item(
+            TableName=self._table,
+            Key=serialize({"pk": self.routing_key(rule_id), "sk": self.TURN_SK}),
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues=values(one=1),
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(resp["Attributes"]["n"]["N"])
+
     # --- phone index, suppression list, consent and do-not-contact --------------------------------
 
     PHONE_SK = "PHONE"
     SUPPRESSION_SK = "SUPPRESSION"
 
-    @staticmethod
-    def phone_key(phone: str) -> str:
-        return f"PHONE#{phone}"
+    phone_key = Prefix("PHONE")
 
     @staticmethod
     def suppression_key(email: str) -> str:
@@ -185,13 +322,7 @@ class ContactStore:
         return "SUPPRESS#" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
     def contact_id_for_phone(self, phone: str) -> str | None:
-        resp = self._client.get_item(
-            TableName=self._table,
-            Key=serialize({"pk": self.phone_key(phone), "sk": self.PHONE_SK}),
-            ProjectionExpression="contact_id",
-            ConsistentRead=True,
-        )
-        return str(resp["Item"]["contact_id"]["S"]) if "Item" in resp else None
+        return self._index_owner(self.phone_key(phone), self.PHONE_SK)
 
     def phone_index_op(self, phone: str, contact_id: str, at: str) -> dict[str, Any]:
         """The phone index entry (E.164 -> contact): the contact that gave the number last owns it."""
@@ -220,53 +351,29 @@ class ContactStore:
         )
 
     def suppress_profile_op(self, contact_id: str, reason: str, at: str) -> dict[str, Any]:
-        return update_op(
-            self._table,
-            self.profile_key(contact_id),
-            sets={"suppressed": reason, "suppressed_at": at, "updated_at": at},
-            condition="attribute_exists(pk)",
-        )
+        return self._profile_update_op(contact_id, at, {"suppressed": reason, "suppressed_at": at})
 
     def confirm_email_consent_op(self, contact_id: str, at: str) -> dict[str, Any]:
         """Pending -> granted (double opt-in); fails (condition) unless the consent is pending."""
-        return update_op(
-            self._table,
-            self.profile_key(contact_id),
-            sets={
-                "consent_email": "granted",
-                "consent_updated_at": at,
-                "consent_source": "double_opt_in",
-                "consent_confirmed_at": at,
-                "updated_at": at,
-            },
-            condition="attribute_exists(pk) AND consent_email = :pending",
+        granted = {"consent_email": "granted", "consent_source": "double_opt_in"}
+        return self._profile_update_op(
+            contact_id,
+            at,
+            {**granted, "consent_updated_at": at, "consent_confirmed_at": at},
+            also="consent_email = :pending",
             values_={"pending": "pending"},
         )
 
     def revoke_sms_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
-        return update_op(
-            self._table,
-            self.profile_key(contact_id),
-            sets={
-                "consent_sms": "revoked",
-                "consent_sms_updated_at": at,
-                "consent_sms_source": source,
-                "updated_at": at,
-            },
-            condition="attribute_exists(pk)",
-        )
+        revoked = {"consent_sms": "revoked", "consent_sms_updated_at": at, "consent_sms_source": source}
+        return self._profile_update_op(contact_id, at, revoked)
 
     def do_not_contact_op(self, contact_id: str, reason: str, at: str) -> dict[str, Any]:
         """Mark a contact do-not-contact; fails (condition) when already marked or no such contact."""
-        return update_op(
-            self._table,
-            self.profile_key(contact_id),
-            sets={
-                "do_not_contact": True,
-                "do_not_contact_reason": reason,
-                "do_not_contact_at": at,
-                "updated_at": at,
-            },
-            condition="attribute_exists(pk) AND (attribute_not_exists(do_not_contact) OR do_not_contact <> :yes)",
+        return self._profile_update_op(
+            contact_id,
+            at,
+            {"do_not_contact": True, "do_not_contact_reason": reason, "do_not_contact_at": at},
+            also="(attribute_not_exists(do_not_contact) OR do_not_contact <> :yes)",
             values_={"yes": True},
         )

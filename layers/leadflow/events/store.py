@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from leadflow.events.model import Event
 from leadflow.kernel.clock import parse_iso
 from leadflow.platform.dynamo import (
+    ExpiringStore,
     Item,
     get,
     put_if,
@@ -31,19 +32,25 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 
+class HistoryWindow(TypedDict, total=False):
+    """Which of a subject's events a history read yields, in which order."""
+
+    since: datetime | None
+    until: datetime | None
+    newest_first: bool
+    limit: int | None
+
+
 def event_history(
     client: DynamoDBClient,
     table: str,
     subject_pk: str,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    newest_first: bool = False,
-    limit: int | None = None,
+    **window: Unpack[HistoryWindow],
 ) -> Iterator[Item]:
     """A subject's (``C#<contact>``/``V#<visitor>``) events in the order they happened, from the
     ``by_time`` index: ``since``/``until`` inclusive (to the millisecond), every page read (boto3
     paginator) unless ``limit`` events were yielded. Correct whatever the event ids are."""
+    since, until, limit = window.get("since"), window.get("until"), window.get("limit")
     condition = "pk = :pk"
     bounds: dict[str, Any] = {"pk": subject_pk}
     if since is not None and until is not None:
@@ -63,7 +70,7 @@ def event_history(
         IndexName=EVENTS_BY_TIME.name,
         KeyConditionExpression=condition,
         ExpressionAttributeValues=values(**bounds),
-        ScanIndexForward=not newest_first,
+        ScanIndexForward=not window.get("newest_first", False),
         PaginationConfig={"PageSize": 100 if limit is None else min(100, limit)},
         **names,
     )
@@ -128,25 +135,9 @@ class EventStore:
         """One event by its id (e.g. the entry event a template or a ``wait_until`` reads)."""
         return get(self._client, self._table, {"pk": subject_pk, "sk": keys.event(event_id)})
 
-    def history(
-        self,
-        subject_pk: str,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        newest_first: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[Item]:
+    def history(self, subject_pk: str, **window: Unpack[HistoryWindow]) -> Iterator[Item]:
         """See ``event_history``."""
-        return event_history(
-            self._client,
-            self._table,
-            subject_pk,
-            since=since,
-            until=until,
-            newest_first=newest_first,
-            limit=limit,
-        )
+        return event_history(self._client, self._table, subject_pk, **window)
 
     def put_op(self, event: Event) -> dict[str, Any]:
         return put_op(self._table, self.item(event), "attribute_not_exists(pk)")
@@ -160,19 +151,13 @@ class EventStore:
         )
 
 
-class IdempotencyMarks:
-    """Markers written in the same transaction as the effect they make exactly-once."""
+class IdempotencyMarks(ExpiringStore):
+    """Markers written in the same transaction as the effect they make exactly-once (kept 30 days)."""
 
-    def __init__(
-        self, client: DynamoDBClient, table: str, ttl_days: int = 30, now: Callable[[], float] = time.time
-    ):
-        self._client = client
-        self._table = table
-        self._ttl_s = ttl_days * 86400
-        self._now = now
+    TTL_DAYS = 30
 
     def put_op(self, kind: str, key: str) -> dict[str, Any]:
-        item = {"pk": f"{kind}#{key}", "sk": keys.MARK, "expires_at": int(self._now()) + self._ttl_s}
+        item = {"pk": f"{kind}#{key}", "sk": keys.MARK, "expires_at": self.expires_at()}
         return put_op(self._table, item, "attribute_not_exists(pk)")
 
     def exists(self, kind: str, key: str) -> bool:
@@ -190,7 +175,7 @@ class IdempotencyMarks:
             "pk": f"{kind}#{key}",
             "sk": keys.MARK,
             "value": value,
-            "expires_at": int(self._now()) + self._ttl_s,
+            "expires_at": self.expires_at(),
         }
         if put_if(self._client, put_op(self._table, item, "attribute_not_exists(pk)")):
             return value

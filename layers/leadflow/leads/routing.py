@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from leadflow.contacts.store import ContactStore
 from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.leads.model import AssignmentRule, LeadModel, Routing
 from leadflow.leads.scoring import current_score
-from leadflow.platform.dynamo import deserialize, put_if, put_op, serialize, values
+from leadflow.platform.dynamo import deserialize, put_if, put_op, serialize
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 DEFAULT_RULE = "default"
 """The ``rule`` of an assignment made by ``routing.default_owner``."""
-COUNTER_SK = "RR"
 
 
 class Assignment(BaseModel):
@@ -57,10 +57,6 @@ def matching_rule(routing: Routing, facts: Facts) -> AssignmentRule | None:
     return None
 
 
-def counter_key(rule_id: str) -> dict[str, Any]:
-    return serialize({"pk": f"ROUTING#{rule_id}", "sk": COUNTER_SK})
-
-
 class OwnerPicker:
     """Picks an owner by the lead model's routing rules (one counter increment per round-robin pick)."""
 
@@ -71,8 +67,7 @@ class OwnerPicker:
         contacts_table: str,
         model: Callable[[], LeadModel],
     ) -> None:
-        self._client = client
-        self._table = contacts_table
+        self._contacts = ContactStore(client, contacts_table)
         self._model = model
 
     def pick(self, profile: Mapping[str, Any], now: datetime) -> Assignment:
@@ -88,14 +83,7 @@ class OwnerPicker:
 
     def next_turn(self, rule_id: str) -> int:
         """1, 2, 3... per rule, atomically (each caller gets its own number)."""
-        resp = self._client.update_item(
-            TableName=self._table,
-            Key=counter_key(rule_id),
-            UpdateExpression="ADD n :one",
-            ExpressionAttributeValues=values(one=1),
-            ReturnValues="UPDATED_NEW",
-        )
-        return int(resp["Attributes"]["n"]["N"])
+        return self._contacts.next_turn(rule_id)
 
 
 class Assignments:

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from leadflow.platform.dynamo import (
+    ExpiringStore,
     Item,
+    batch_get,
     deserialize,
     is_conditional_failure,
     serialize,
@@ -22,19 +23,14 @@ from leadflow.platform.dynamo import (
 from leadflow.platform.tables import keys
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 
-class MessageStore:
-    """One item per journey message, keyed by a deterministic id per (execution, step)."""
+class MessageStore(ExpiringStore):
+    """One item per journey message, keyed by a deterministic id per (execution, step); kept 400
+    days (engagement reports read them)."""
 
-    def __init__(
-        self, client: DynamoDBClient, table: str, ttl_days: int = 400, now: Callable[[], float] = time.time
-    ):
-        self._client = client
-        self._table = table
-        self._ttl_s = ttl_days * 86400
-        self._now = now
+    TTL_DAYS = 400
 
     def _key(self, message_id: str) -> dict[str, Any]:
         return serialize({"pk": keys.message(message_id), "sk": keys.MSG})
@@ -48,7 +44,7 @@ class MessageStore:
             **fields,
             "status": "sending",
             "created_at": at,
-            "expires_at": int(self._now()) + self._ttl_s,
+            "expires_at": self.expires_at(),
         }
         try:
             self._client.put_item(
@@ -69,6 +65,12 @@ class MessageStore:
     def get(self, message_id: str) -> Item | None:
         resp = self._client.get_item(TableName=self._table, Key=self._key(message_id), ConsistentRead=True)
         return deserialize(resp["Item"]) if "Item" in resp else None
+
+    def get_many(self, message_ids: Sequence[str]) -> list[Item]:
+        """The messages with these ids (consistent; unknown ids are absent), in no particular order."""
+        return batch_get(
+            self._client, self._table, [{"pk": keys.message(m), "sk": keys.MSG} for m in message_ids]
+        )
 
     def hand_over(self, message_id: str, at: str) -> bool:
         """Mark the moment the message goes to the provider (after this, a retry never re-sends);

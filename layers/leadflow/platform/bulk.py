@@ -31,7 +31,6 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from leadflow.platform.dynamo import (
     Op,
     Transaction,
-    TransactionCancelled,
     get,
     put_op,
     query_all,
@@ -78,26 +77,32 @@ class SegmentScanStart(_Job):
     """Given by the admin API (which created the run); derived from the SQS message id otherwise."""
 
 
-class SegmentScanPage(_Job):
+class _Page(_Job):
+    """One page of a scan, from the key ``after`` (None: the start)."""
+
+    after: str | None = None
+
+
+class _RunPage(_Page):
+    """A page of one lane of a segment evaluation run."""
+
+    run_id: str
+    lane: int = Field(ge=0, le=255)
+
+
+class SegmentScanPage(_RunPage):
     kind: Literal["segment_scan_page"]
-    run_id: str
-    lane: int = Field(ge=0, le=255)
-    after: str | None = None
 
 
-class SegmentCleanupPage(_Job):
+class SegmentCleanupPage(_RunPage):
     kind: Literal["segment_cleanup_page"]
-    run_id: str
     segment_id: str
-    lane: int = Field(ge=0, le=255)
-    after: str | None = None
 
 
-class BroadcastPage(_Job):
+class BroadcastPage(_Page):
     kind: Literal["broadcast_page"]
     broadcast_id: str
     shard: int = Field(ge=0, le=255)
-    after: str | None = None
 
 
 Job = Annotated[
@@ -176,13 +181,7 @@ class Lanes:
         txn.extend([put_op(self._table, {**lane_item, "sk": lane_sk(i)}) for i in range(lanes)], "lanes")
         for name, op in (also or {}).items():
             txn.add(op, name)
-        try:
-            txn.commit(self._client)
-        except TransactionCancelled as exc:
-            if exc.failed_condition("meta"):
-                return False
-            raise
-        return True
+        return txn.commit_unless(self._client, "meta")
 
     def meta(self, pk: str) -> dict[str, Any] | None:
         return get(self._client, self._table, {"pk": pk, "sk": META}, consistent=True)

@@ -57,6 +57,28 @@ BATCH_WRITE_REQUESTS = 25
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailed"
 
 
+class ExpiringStore:
+    """A store whose items expire ``ttl_days`` after they are written (``expires_at()``: the epoch
+    second to put in the table's TTL attribute). ``TTL_DAYS`` is the subclass's default."""
+
+    TTL_DAYS = 30
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        ttl_days: int | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._ttl_s = (self.TTL_DAYS if ttl_days is None else ttl_days) * 86400
+        self._now = now
+
+    def expires_at(self) -> int:
+        return int(self._now()) + self._ttl_s
+
+
 # --- values -------------------------------------------------------------------------------------
 
 
@@ -453,6 +475,11 @@ class Transaction:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def commit_unless(self, client: DynamoDBClient, guard: str) -> bool:
+        """Commit, or nothing when the condition of the operation named ``guard`` fails: False
+        then (e.g. a job or an enrollment that exists already); any other cancellation raises."""
+        return commit_once(lambda txn: txn.commit(client), self, guard)
 
     def commit(self, client: DynamoDBClient) -> None:
         try:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from leadflow.platform.dynamo import batch_get, get, query_all, serialize, update_op, values
+from leadflow.platform.tables import Prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -29,33 +30,14 @@ class rkeys:
 
     ATTRIBUTION = "ATTR"
 
-    @staticmethod
-    def journey(journey_id: str) -> str:
-        return f"J#{journey_id}"
-
-    @staticmethod
-    def template(template: str) -> str:
-        return f"T#{template}"
-
-    @staticmethod
-    def day(date: str) -> str:
-        return f"DAY#{date}"
-
-    @staticmethod
-    def message_state(message_id: str) -> str:
-        return f"S#M#{message_id}"
-
-    @staticmethod
-    def contact_state(contact_id: str) -> str:
-        return f"S#C#{contact_id}"
-
-    @staticmethod
-    def visitor_state(visitor_id: str) -> str:
-        return f"S#V#{visitor_id}"
-
-    @staticmethod
-    def membership(journey_id: str) -> str:
-        return f"J#{journey_id}"
+    journey = Prefix("J")
+    template = Prefix("T")
+    day = Prefix("DAY")
+    message_state = Prefix("S#M")
+    contact_state = Prefix("S#C")
+    visitor_state = Prefix("S#V")
+    membership = Prefix("J")
+    """A journey's membership counters share its counter item's partition (``J#<journey>``)."""
 
 
 def link_key(url: str) -> str:

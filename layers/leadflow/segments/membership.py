@@ -17,12 +17,13 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from leadflow.platform.dynamo import batch_get, put_op, serialize, update_op, values
-from leadflow.platform.tables import keys
+from leadflow.platform.tables import Prefix, keys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 SHARDS = 16
+SEGMENT = Prefix("SEGMENT")
 
 
 def shard_of(contact_id: str) -> int:
@@ -36,11 +37,9 @@ class SegmentMembership:
 
     @staticmethod
     def member_pk(segment_id: str, shard: int) -> str:
-        return f"SEGMENT#{segment_id}#{shard:02d}"
+        return SEGMENT(f"{segment_id}#{shard:02d}")
 
-    @staticmethod
-    def count_pk(segment_id: str) -> str:
-        return f"SEGCOUNT#{segment_id}"
+    count_pk = Prefix("SEGCOUNT")
 
     def _count_op(self, segment_id: str, shard: int, delta: int) -> dict[str, Any]:
         return update_op(

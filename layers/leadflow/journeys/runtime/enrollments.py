@@ -33,7 +33,6 @@ from leadflow.platform.dynamo import (
     DEFAULT_BACKOFF,
     Backoff,
     Transaction,
-    TransactionCancelled,
     batch_get,
     get,
     is_conditional_failure,
@@ -84,6 +83,10 @@ class JourneyStore:
         self._backoff = backoff
 
     # --- profile and enrollment ----------------------------------------------------------------
+
+    def _enrollment_update(self, contact_id: str, journey_id: str, **update: Any) -> dict[str, Any]:
+        """An ``update_op`` (its keyword arguments) of the enrollment item."""
+        return update_op(self._contacts, enrollment_key(contact_id, journey_id), **update)
 
     def profile_and_enrollment(
         self, contact_id: str, journey_id: str
@@ -136,13 +139,7 @@ class JourneyStore:
         txn = Transaction()
         txn.add(put, "enrollment")
         txn.extend(with_ops, "with_ops")
-        try:
-            txn.commit(self._client)
-        except TransactionCancelled as exc:
-            if exc.failed_condition("enrollment"):
-                return False
-            raise
-        return True
+        return txn.commit_unless(self._client, "enrollment")
 
     def request_exit(self, contact_id: str, journey_id: str, reason: str, at: str) -> dict[str, Any] | None:
         """Mark an active enrollment to leave before its next step: the enrollment as it is now
@@ -211,31 +208,27 @@ class JourneyStore:
         """Remember the latest matching event of a ``wait_for`` step on the active enrollment: the
         enrollment after the write, or None when it is not active or a later event was seen already
         (a duplicate or an older event delivered late: nothing to answer that was not answered)."""
-        return update_returning(
-            self._client,
-            update_op(
-                self._contacts,
-                enrollment_key(contact_id, journey_id),
-                set_clauses=["#seen = :at"],
-                condition="#status = :active AND (attribute_not_exists(#seen) OR #seen < :at)",
-                names={"#status": "status", "#seen": self.seen_attribute(step_id)},
-                values_={"active": "active", "at": occurred_at},
-            ),
+        seen = self._enrollment_update(
+            contact_id,
+            journey_id,
+            set_clauses=["#seen = :at"],
+            condition="#status = :active AND (attribute_not_exists(#seen) OR #seen < :at)",
+            names={"#status": "status", "#seen": self.seen_attribute(step_id)},
+            values_={"active": "active", "at": occurred_at},
         )
+        return update_returning(self._client, seen)
 
     def clear_wait(self, contact_id: str, journey_id: str, token: str) -> bool:
         """Forget an answered token (only that one: a newer wait keeps its own)."""
-        return update_if(
-            self._client,
-            update_op(
-                self._contacts,
-                enrollment_key(contact_id, journey_id),
-                remove=["waiting"],
-                condition="waiting.#token = :token",
-                names={"#token": "token"},
-                values_={"token": token},
-            ),
+        answered = self._enrollment_update(
+            contact_id,
+            journey_id,
+            remove=["waiting"],
+            condition="waiting.#token = :token",
+            names={"#token": "token"},
+            values_={"token": token},
         )
+        return update_if(self._client, answered)
 
     def leave(
         self,
