@@ -542,3 +542,22 @@ def test_a_changed_journey_or_on_change_reruns_the_trigger_and_an_unchanged_one_
     assert "on_change" not in original
     only_on_change = original + "\non_change: exit\n"
     assert handler_arn([welcome(only_on_change, "d.yaml"), webinar]) != first  # same definition
+
+
+def test_a_settings_field_without_a_stack_value_fails_the_synth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The functions' environment is built from ``Settings``' own declaration of its variables: a
+    field added to the model but given no value by the stack stops ``cdk synth`` with the
+    variable's name, instead of deploying functions that fail their cold start."""
+    import app as cdk_app
+    import leadflow_infra.stack as stack_module
+    from aws_cdk import App
+    from pydantic import Field
+
+    from leadflow.kernel.settings import Settings
+
+    class WithNewSetting(Settings):
+        crm_endpoint: str = Field(min_length=1)
+
+    monkeypatch.setattr(stack_module, "Settings", WithNewSetting)
+    with pytest.raises(ValueError, match="no value for LEADFLOW_CRM_ENDPOINT"):
+        cdk_app.build(App(context=cdk_context()))

@@ -633,7 +633,8 @@ def test_a_sign_up_that_meets_a_concurrent_one_on_a_budget_counter_is_tried_agai
 
     from leadflow.capture.model import FormSubmission
     from leadflow.capture.protection import SignupBudgets
-    from leadflow.capture.tracking import TrackingService, VisitorLinks
+    from leadflow.capture.tracking import TrackingService
+    from leadflow.contacts.store import VisitorLinks
     from leadflow.kernel.settings import get_settings
     from leadflow.platform.dynamo import Transaction
 

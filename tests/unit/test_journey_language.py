@@ -312,6 +312,30 @@ def test_conditions_evaluate_against_profile_engagement_and_history() -> None:
         assert not evaluate(parse(condition), facts), name
 
 
+def test_a_compiled_condition_keeps_the_keys_in_the_languages_order() -> None:
+    """A branch's condition is in the deployed definition as written in the language's field order;
+    the definition's hash (a deploy publishes a new version when it changes) depends on that order."""
+    branch = {
+        "any": [
+            {"attribute": "score", "lte": 90, "gt": 10, "contains": "x", "equals": "y"},
+            {"score": {"lte": 5, "gt": 1, "ne": 3, "eq": 2}},
+        ]
+    }
+    journey = parse_journey(
+        {"id": "c", "name": "c", "entry": {"event": "x"}, "steps": [{"branch": {"name": "b", "if": branch}}]},
+        "c.yaml",
+    )
+    asl = json.loads(compile_journey(journey))
+    [task] = [
+        s
+        for s in asl["States"].values()
+        if s.get("Parameters", {}).get("Payload", {}).get("action") == "evaluate"
+    ]
+    attribute, score = task["Parameters"]["Payload"]["step"]["if"]["any"]
+    assert list(attribute) == ["attribute", "equals", "contains", "gt", "lte"]
+    assert list(score["score"]) == ["eq", "ne", "gt", "lte"]
+
+
 BERLIN = ZoneInfo("Europe/Berlin")
 
 

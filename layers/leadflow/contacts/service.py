@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +40,7 @@ from leadflow.messaging.store import MessageStore
 from leadflow.platform.dynamo import (
     Transaction,
     TransactionCancelled,
+    deserialize,
 )
 from leadflow.platform.tables import keys
 
@@ -65,9 +66,6 @@ SUMMARY_FIELDS = (
     "created_at",
     "updated_at",
 )
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
 
 
 def current_score(profile: Mapping[str, Any], now: datetime, model: LeadModel) -> tuple[int, float]:
@@ -168,20 +166,16 @@ class ContactService:
     def __init__(
         self,
         *,
-        client: DynamoDBClient,
         contacts: ContactStore,
         events: EventStore,
-        events_table: str,
-        messages_table: str,
+        messages: MessageStore,
         model: LeadModel,
         transact: Callable[[Transaction], None],
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._contacts = contacts
-        self._table = contacts.table
         self._events = events
-        self._events_table = events_table
-        self._messages = MessageStore(client, messages_table)
+        self._messages = messages
         self._model = model
         self._transact = transact
         self._now = now
@@ -267,9 +261,9 @@ class ContactService:
             plan.ops.append(self._contacts.email_claim_op(contact.email, contact_id))
             plan.touched.add(f"{keys.email(contact.email)}|{keys.EMAIL}")
         if created:
-            plan.ops.append(self._contacts.create_profile_op(contact_id, sets, new_tags, at))
+            plan.ops.append(self._create_op(contact_id, sets, new_tags, at))
         else:
-            plan.ops.append(self._contacts.update_profile_op(contact_id, sets, new_tags, at))
+            plan.ops.append(self._profile_op(contact_id, sets, new_tags, at))
         plan.touched.add(profile_key)
         if "phone" in sets:
             plan.ops.append(self._contacts.phone_index_op(str(sets["phone"]), contact_id, at))
@@ -310,6 +304,14 @@ class ContactService:
         if wanted == "granted" and current == "revoked" and not regrant:
             return None  # an import does not re-subscribe someone who unsubscribed
         return wanted
+
+    def _create_op(self, contact_id: str, sets: Mapping[str, Any], tags: set[str], at: str) -> dict[str, Any]:
+        return self._contacts.create_profile_op(contact_id, sets, tags, at)
+
+    def _profile_op(
+        self, contact_id: str, sets: Mapping[str, Any], tags: set[str], at: str
+    ) -> dict[str, Any]:
+        return self._contacts.update_profile_op(contact_id, sets, tags, at)
 
     def upsert(self, contact: ContactIn, *, source: str = "admin", regrant: bool = True) -> UpsertResult:
         """Create or update the contact with this email (one transaction; retried once when the
@@ -443,8 +445,7 @@ class ContactService:
             if after == before:
                 return TagsResult(contact_id=contact_id, tags=sorted(after), changed=False)
             at = iso(self._now())
-            # unchanged since read: the same updated_at (or none yet)
-            op = self._contacts.replace_tags_op(contact_id, after, at, profile.get("updated_at"))
+            op = self._contacts.tags_op(contact_id, after, at, unchanged_since=profile.get("updated_at"))
             event = Event(
                 event_id=ids.new_event_id(),
                 type="contact_updated",
@@ -489,17 +490,19 @@ class ContactService:
         found: list[ContactSummary] = []
         scanned = 0
         now = self._now()
-        for page in self._contacts.profile_pages(_decode_key(cursor) if cursor else None):
-            scanned += page.scanned
-            for item in page.profiles:
+        for resp in self._contacts.profile_pages(after=_decode_key(cursor) if cursor else None):
+            scanned += int(resp.get("ScannedCount", 0))
+            for raw in resp["Items"]:
+                item = deserialize(raw)
                 if not _matches(item, needle, stage, tag, segment, country):
                     continue
                 found.append(self._summary(item, now))
                 if len(found) >= limit:
                     next_cursor = _encode_key({"pk": item["pk"], "sk": item["sk"]})
                     return ContactPage(contacts=found, cursor=next_cursor, scanned=scanned)
-            if page.next_key and scanned >= max_scanned:
-                return ContactPage(contacts=found, cursor=_encode_key(page.next_key), scanned=scanned)
+            last = resp.get("LastEvaluatedKey")
+            if last and scanned >= max_scanned:
+                return ContactPage(contacts=found, cursor=_encode_key(deserialize(last)), scanned=scanned)
         return ContactPage(contacts=found, cursor=None, scanned=scanned)
 
     def _summary(self, item: Mapping[str, Any], now: datetime) -> ContactSummary:
@@ -537,12 +540,12 @@ class ContactService:
         message_ids = sorted({str(e["message_id"]) for e in events.values() if e.get("message_id")})
         messages = [
             {k: v for k, v in m.items() if k not in ("pk", "sk", "expires_at")}
-            for m in self._messages.get_many(message_ids)
+            for m in self._messages.many(message_ids)
         ]
         journeys = [
             {k: v for k, v in item.items() if k not in ("pk", "sk")} | {"contact_id": str(item["pk"])[2:]}
             for c in [contact_id, *merged]
-            for item in self._contacts.contact_items(c, "J#")
+            for item in self._contacts.partition(c, sk_prefix="J#")
         ]
         history = sorted(events.values(), key=_event_order)
         score, score_value = current_score(profile, self._now(), self._model)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -21,9 +21,6 @@ from leadflow.platform.dynamo import (
     values,
 )
 from leadflow.platform.tables import keys
-
-if TYPE_CHECKING:
-    pass
 
 
 class MessageStore(ExpiringStore):
@@ -66,8 +63,8 @@ class MessageStore(ExpiringStore):
         resp = self._client.get_item(TableName=self._table, Key=self._key(message_id), ConsistentRead=True)
         return deserialize(resp["Item"]) if "Item" in resp else None
 
-    def get_many(self, message_ids: Sequence[str]) -> list[Item]:
-        """The messages with these ids (consistent; unknown ids are absent), in no particular order."""
+    def many(self, message_ids: Sequence[str]) -> list[Item]:
+        """The stored messages with these ids (batched, unprocessed keys retried); unknown ids absent."""
         return batch_get(
             self._client, self._table, [{"pk": keys.message(m), "sk": keys.MSG} for m in message_ids]
         )

@@ -16,6 +16,7 @@ What it owns, and the invariants it keeps:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -99,18 +100,21 @@ client: CachedClientFactory = _cached_client
 
 
 class LazyClient:
-    """The process's boto3 client of ``service`` (``client``), built at its first call.
+    """The boto3 client of ``service`` (``make(service)``, the process's ``client`` by default),
+    built at its first call.
 
     Only for clients a function needs on a rare path (SMS, sales hand-offs, webhook dead letters,
     early ``wait_for`` answers): creating a boto3 client loads its service model and endpoint
     rules (~20 ms, more than the rest of a small handler's import), so a function creates at
     cold start only the clients its every invocation uses."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: str, make: Callable[[Any], Any] | None = None) -> None:
+        """``make``: what builds (or finds) the client, the process's ``client`` by default."""
         self.service = service
+        self._make: Callable[[Any], Any] = make or client
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(client(self.service), name)
+        return getattr(self._make(self.service), name)
 
 
 def _lazy(service: Service) -> Any:
