@@ -7,7 +7,7 @@ are ``leadflow.platform.tables``'."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
@@ -26,7 +26,7 @@ from leadflow.platform.dynamo import (
     update_op,
     values,
 )
-from leadflow.platform.tables import EVENTS_BY_TIME, keys, time_key
+from leadflow.platform.tables import EVENTS_BY_TIME, Prefix, keys, time_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -174,6 +174,24 @@ class IdempotencyMarks(ExpiringStore):
     def put_op(self, kind: str, key: str) -> dict[str, Any]:
         item = {"pk": f"{kind}#{key}", "sk": keys.MARK, "expires_at": self.expires_at()}
         return put_op(self._table, item, "attribute_not_exists(pk)")
+
+    def mark(self, kind: str, key: str) -> bool:
+        """Write the marker alone (no effect beside it): False when it exists already."""
+        return put_if(self._client, self.put_op(kind, key))
+
+    ASSIGNMENT_SK = "ASSIGNMENT"
+    assignment_key = Prefix("ASSIGN")
+
+    def assignment(self, handoff_key: str) -> Item | None:
+        """The owner picked for a sales hand-off (``record_assignment``), or None."""
+        pk = self.assignment_key(handoff_key)
+        return get(self._client, self._table, {"pk": pk, "sk": self.ASSIGNMENT_SK}, consistent=True)
+
+    def record_assignment(self, handoff_key: str, fields: Mapping[str, Any]) -> bool:
+        """Record the hand-off's pick unless one is recorded already (the first writer wins)."""
+        pk = self.assignment_key(handoff_key)
+        item = {"pk": pk, "sk": self.ASSIGNMENT_SK, **fields, "expires_at": self.expires_at()}
+        return put_if(self._client, put_op(self._table, item, "attribute_not_exists(pk)"))
 
     def exists(self, kind: str, key: str) -> bool:
         resp = self._client.get_item(

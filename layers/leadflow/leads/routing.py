@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from leadflow.contacts.store import ContactStore
+from leadflow.events.store import IdempotencyMarks
 from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.leads.model import AssignmentRule, LeadModel, Routing
 from leadflow.leads.scoring import current_score
-from leadflow.platform.dynamo import deserialize, put_if, put_op, serialize
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -99,20 +99,13 @@ class Assignments:
         ttl_days: int = 400,
         now: Callable[[], float],
     ) -> None:
-        self._client = client
-        self._table = idempotency_table
+        self._marks = IdempotencyMarks(client, idempotency_table, ttl_days, now)
         self._picker = picker
-        self._ttl_s = ttl_days * 86400
-        self._epoch = now
-
-    def _key(self, handoff_key: str) -> dict[str, Any]:
-        return serialize({"pk": f"ASSIGN#{handoff_key}", "sk": "ASSIGNMENT"})
 
     def get(self, handoff_key: str) -> tuple[Assignment, str] | None:
-        resp = self._client.get_item(TableName=self._table, Key=self._key(handoff_key), ConsistentRead=True)
-        if "Item" not in resp:
+        item = self._marks.assignment(handoff_key)
+        if item is None:
             return None
-        item = deserialize(resp["Item"])
         return Assignment(owner=item.get("owner"), rule=item.get("rule")), str(item.get("made_by", ""))
 
     def assign(
@@ -124,15 +117,9 @@ class Assignments:
         if found is not None:
             return found[0], found[1] == made_by
         picked = self._picker.pick(profile, now)
-        item = {
-            "pk": f"ASSIGN#{handoff_key}",
-            "sk": "ASSIGNMENT",
-            "owner": picked.owner,
-            "rule": picked.rule,
-            "made_by": made_by,
-            "expires_at": int(self._epoch()) + self._ttl_s,
-        }
-        if put_if(self._client, put_op(self._table, item, "attribute_not_exists(pk)")):
+        if self._marks.record_assignment(
+            handoff_key, {"owner": picked.owner, "rule": picked.rule, "made_by": made_by}
+        ):
             return picked, True
         found = self.get(handoff_key)  # a concurrent attempt won: use its pick
         assert found is not None
