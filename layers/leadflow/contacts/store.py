@@ -125,7 +125,9 @@ class ContactStore:
             params["ExclusiveStartKey"] = serialize(after)
         return pages(self._client, "scan", **params)
 
-    def partition(self, contact_id: str, *, sk_prefix: str = "", limit: int = 10_000) -> list[dict[str, Any]]:
+    def partition(
+        self, contact_id: str, *, sk_prefix: str = "", limit: int | None = 10_000, consistent: bool = False
+    ) -> list[dict[str, Any]]:
         """The items of a contact's partition ``C#<id>`` (profile, consent log, journey enrollments
         ``J#``, caps), those whose sort key starts with ``sk_prefix`` when given."""
         condition = "pk = :pk AND begins_with(sk, :prefix)" if sk_prefix else "pk = :pk"
@@ -141,6 +143,7 @@ class ContactStore:
                 TableName=self._table,
                 KeyConditionExpression=condition,
                 ExpressionAttributeValues=bound,
+                ConsistentRead=consistent,
             )
         )
 
@@ -418,6 +421,19 @@ class ContactStore:
     def put_if(self, op: Op) -> bool:
         """One conditional put of this store outside a transaction; False when its condition fails."""
         return put_if(self._client, op)
+
+    ERASURE_SK = "ERASURE"
+    erasure_key = Prefix("ERASURE")
+
+    def record_erasure(self, contact_id: str, fields: Mapping[str, Any]) -> None:
+        """The record that the contact was erased (when, why, by whom, what): all that is kept."""
+        item = {"pk": self.erasure_key(contact_id), "sk": self.ERASURE_SK, "contact_id": contact_id, **fields}
+        self._client.put_item(TableName=self._table, Item=serialize(item))
+
+    def erasure(self, contact_id: str) -> dict[str, Any] | None:
+        """The contact's erasure record, or None."""
+        key = {"pk": self.erasure_key(contact_id), "sk": self.ERASURE_SK}
+        return get(self._client, self._table, key, consistent=True)
 
     # --- phone index, suppression list, consent and do-not-contact --------------------------------
 

@@ -123,6 +123,18 @@ class ReportTable:
         items = batch_get(self._client, self._table, [{"pk": pk, "sk": sk} for pk, sk in wanted])
         return {(str(item["pk"]), str(item["sk"])): item for item in items}
 
+    def partition(self, pk: str) -> list[dict[str, Any]]:
+        """Every item under ``pk`` (a contact's, visitor's or message's state; consistent)."""
+        return list(
+            query_all(
+                self._client,
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues=values(pk=pk),
+                ConsistentRead=True,
+            )
+        )
+
     def query_state(self, pk: str, prefix: str) -> list[dict[str, Any]]:
         """One contact's state items (its journey memberships): per event, never per report."""
         return list(
