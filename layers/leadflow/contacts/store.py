@@ -147,6 +147,29 @@ class ContactStore:
             )
         )
 
+    def segment_scan_page(
+        self, lane: int, lanes: int, limit: int, start: Mapping[str, Any] | None
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """One page (``limit`` items read) of lane ``lane`` of ``lanes`` parallel scans over the
+        profiles a segment evaluation visits (merged tombstones only while they still hold
+        segments: the engine empties them), from the raw key ``start``: their contact ids and the
+        raw ``LastEvaluatedKey`` to go on from (None: the lane is done)."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "Segment": lane,
+            "TotalSegments": lanes,
+            "Limit": limit,
+            "FilterExpression": "sk = :profile AND (attribute_not_exists(merged_into) OR attribute_exists(#segs))",
+            "ProjectionExpression": "pk",
+            "ExpressionAttributeNames": {"#segs": "segments"},
+            "ExpressionAttributeValues": values(profile=keys.PROFILE),
+        }
+        if start:
+            params["ExclusiveStartKey"] = dict(start)
+        page = next(pages(self._client, "scan", **params))
+        contact_ids = [str(item["pk"]["S"]).removeprefix("C#") for item in page["Items"]]
+        return contact_ids, page.get("LastEvaluatedKey")
+
     def email_claim_op(self, email: str, contact_id: str) -> dict[str, Any]:
         """The email index entry; fails the transaction if the address belongs to another contact."""
         op = put_op(

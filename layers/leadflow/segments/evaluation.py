@@ -20,9 +20,8 @@ one transaction, under the ``lead_version`` lock). A clean-up stops when the id 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from leadflow.contacts.store import ContactStore
@@ -47,12 +46,8 @@ from leadflow.platform.dynamo import (
     Transaction,
     TransactionCancelled,
     batch_get,
-    pages,
     put_op,
-    serialize,
-    values,
 )
-from leadflow.platform.tables import keys
 from leadflow.segments.membership import SHARDS, SegmentMembership
 from leadflow.segments.store import SegmentDefinitionStore
 
@@ -260,32 +255,19 @@ class SegmentEvaluations:
             raise RuntimeError("SegmentEvaluations was built without a reevaluate function")
 
         def work() -> tuple[str | None, dict[str, int]]:
-            params: dict[str, Any] = {
-                "TableName": self._table,
-                "Segment": job.lane,
-                "TotalSegments": SCAN_LANES,
-                "Limit": SCAN_PAGE,
-                # merged tombstones only while they still hold segments (the engine empties them)
-                "FilterExpression": "sk = :profile AND (attribute_not_exists(merged_into) OR attribute_exists(#segs))",
-                "ProjectionExpression": "pk",
-                "ExpressionAttributeNames": {"#segs": "segments"},
-                "ExpressionAttributeValues": values(profile=keys.PROFILE),
-            }
-            if job.after:
-                params["ExclusiveStartKey"] = decode_key(job.after)
             meta = self._lanes.meta(run_pk(job.run_id)) or {}
             target = str(meta.get("segment_id", ALL))
-            resp = next(pages(self._client, "scan", **params))  # one page per job: the cursor chains on
+            start = decode_key(job.after) if job.after else None
+            # one page per job: the cursor chains on
+            contact_ids, last = self._contacts.segment_scan_page(job.lane, SCAN_LANES, SCAN_PAGE, start)
             contacts = changed = entered = left = 0
-            for item in resp["Items"]:
-                contact_id = item["pk"]["S"].removeprefix("C#")
+            for contact_id in contact_ids:
                 changes = reevaluate(contact_id, job.run_id)
                 changed += 1 if changes else 0
                 entered += sum(1 for c in changes if _is_change(c, "segment_entered", target))
                 left += sum(1 for c in changes if _is_change(c, "segment_left", target))
                 contacts += 1
             metrics.add_metric(name="SegmentContactsEvaluated", unit="Count", value=contacts)
-            last = resp.get("LastEvaluatedKey")
             counts = {"contacts": contacts, "changed": changed, "entered": entered, "left": left}
             return (encode_key(last) if last else None), counts
 
@@ -391,13 +373,4 @@ class SegmentEvaluations:
             self._delete_zero_count(segment_id, shard)
 
     def _delete_zero_count(self, segment_id: str, shard: int) -> None:
-        try:
-            self._client.delete_item(
-                TableName=self._table,
-                Key=serialize({"pk": SegmentMembership.count_pk(segment_id), "sk": f"{shard:02d}"}),
-                ConditionExpression="attribute_not_exists(members) OR members = :zero",
-                ExpressionAttributeValues=values(zero=0),
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        self._membership.delete_zero_count(segment_id, shard)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from leadflow.platform.dynamo import batch_get, put_op, serialize, update_op, values
+from botocore.exceptions import ClientError
+
+from leadflow.platform.dynamo import batch_get, is_conditional_failure, put_op, serialize, update_op, values
 from leadflow.platform.tables import Prefix, keys
 
 if TYPE_CHECKING:
@@ -40,6 +42,21 @@ class SegmentMembership:
         return SEGMENT(f"{segment_id}#{shard:02d}")
 
     count_pk = Prefix("SEGCOUNT")
+
+    def delete_zero_count(self, segment_id: str, shard: int) -> bool:
+        """Delete a shard's member count when it is zero (or absent): False when it holds members."""
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=serialize({"pk": self.count_pk(segment_id), "sk": f"{shard:02d}"}),
+                ConditionExpression="attribute_not_exists(members) OR members = :zero",
+                ExpressionAttributeValues=values(zero=0),
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
 
     def _count_op(self, segment_id: str, shard: int, delta: int) -> dict[str, Any]:
         return update_op(
