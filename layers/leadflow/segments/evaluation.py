@@ -45,8 +45,6 @@ from leadflow.platform.bulk import (
 from leadflow.platform.dynamo import (
     Transaction,
     TransactionCancelled,
-    batch_get,
-    put_op,
 )
 from leadflow.segments.membership import SHARDS, SegmentMembership
 from leadflow.segments.store import SegmentDefinitionStore
@@ -61,7 +59,6 @@ SCAN_PAGE = 200
 CLEANUP_PAGE = 100
 ALL = "*"
 RUN_PREFIX = "SEGRUN#"
-LAST_RUN_PK = "SEGLASTRUN"
 LEAVE_ATTEMPTS = 5
 
 Reevaluate = Callable[[str, str], Sequence[str]]
@@ -126,9 +123,7 @@ class SegmentEvaluations:
     def _create(self, run_id: str, kind: str, segment_id: str | None, lanes: int) -> bool:
         at = iso(utc_now())
         target = segment_id or ALL
-        last_run = put_op(
-            self._table, {"pk": LAST_RUN_PK, "sk": target, "run_id": run_id, "kind": kind, "started_at": at}
-        )
+        last_run = self._definitions.last_run_op(target, run_id, kind, at)
         # False: this run exists already
         return self._lanes.create(
             run_pk(run_id),
@@ -224,9 +219,7 @@ class SegmentEvaluations:
 
     def last_run(self, segment_id: str) -> RunStatus | None:
         """The latest run of the segment or of every segment, whichever started last."""
-        pointers = batch_get(
-            self._client, self._table, [{"pk": LAST_RUN_PK, "sk": s} for s in (segment_id, ALL)]
-        )
+        pointers = self._definitions.last_runs([segment_id, ALL])
         if not pointers:
             return None
         latest = max(pointers, key=lambda p: (str(p.get("started_at", "")), str(p["run_id"])))
