@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from leadflow.contacts.model import Contact
 from leadflow.contacts.store import ContactStore
-from leadflow.journeys.runtime.enrollments import CapExceeded, JourneyStore
-from leadflow.journeys.timing import week_key, zone
+from leadflow.journeys.runtime.enrollments import CapExceeded, JourneyStore, cap_limits
+from leadflow.journeys.timing import zone
 from leadflow.kernel import ids
 from leadflow.kernel.clock import iso, utc_now
 from leadflow.kernel.errors import Conflict, InvalidInput, NotFound, SendThrottled
@@ -376,9 +376,5 @@ def _may_receive(profile: dict[str, Any], purpose: str) -> bool:
 
 def _cap_limits(profile: dict[str, Any], cap: dict[str, Any]) -> dict[str, int]:
     day = utc_now().astimezone(zone(profile.get("timezone"), CAP_TIMEZONE)).date()
-    limits: dict[str, int] = {}
-    if cap.get("per_day"):
-        limits[f"D#{day.isoformat()}"] = int(cap["per_day"])
-    if cap.get("per_week"):
-        limits[f"W#{week_key(day)}"] = int(cap["per_week"])
-    return limits
+    per_day, per_week = cap.get("per_day"), cap.get("per_week")
+    return cap_limits(day, int(per_day) if per_day else None, int(per_week) if per_week else None)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore, event_history
+from leadflow.journeys.timing import week_key
 from leadflow.kernel import ids
 from leadflow.platform.dynamo import (
     DEFAULT_BACKOFF,
@@ -42,7 +43,7 @@ from leadflow.platform.dynamo import (
     update_op,
     update_returning,
 )
-from leadflow.platform.tables import keys
+from leadflow.platform.tables import Prefix, keys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -60,6 +61,23 @@ def enrollment_key(contact_id: str, journey_id: str) -> dict[str, str]:
 
 def profile_key(contact_id: str) -> dict[str, str]:
     return {"pk": keys.contact(contact_id), "sk": keys.PROFILE}
+
+
+CAP_DAY = Prefix("D")
+"""A frequency cap's day period: ``D#<local date>``."""
+CAP_WEEK = Prefix("W")
+"""A frequency cap's week period: ``W#<ISO week>`` (``journeys.timing.week_key``)."""
+
+
+def cap_limits(day: date, per_day: int | None, per_week: int | None) -> dict[str, int]:
+    """The periods a message sent on the contact's local ``day`` counts against, with their limits
+    (``JourneyStore.reserve``); a limit that is not set is not counted."""
+    limits: dict[str, int] = {}
+    if per_day is not None:
+        limits[CAP_DAY(day.isoformat())] = per_day
+    if per_week is not None:
+        limits[CAP_WEEK(week_key(day))] = per_week
+    return limits
 
 
 class CapExceeded(Exception):

@@ -38,7 +38,14 @@ from leadflow.events.store import EventStore, IdempotencyMarks
 from leadflow.journeys.compiler import bucket as _bucket
 from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.journeys.model import WaitUntil
-from leadflow.journeys.runtime.enrollments import CapExceeded, JourneyStore, answer_wait
+from leadflow.journeys.runtime.enrollments import (
+    CAP_DAY,
+    CAP_WEEK,
+    CapExceeded,
+    JourneyStore,
+    answer_wait,
+    cap_limits,
+)
 from leadflow.journeys.runtime.tasks import (
     BranchSpec,
     ChannelSchedule,
@@ -61,7 +68,7 @@ from leadflow.journeys.runtime.tasks import (
     WebhookTask,
     derive,
 )
-from leadflow.journeys.timing import next_send_time, rfc3339, wait_until_time, week_key, zone
+from leadflow.journeys.timing import next_send_time, rfc3339, wait_until_time, zone
 from leadflow.kernel import ids
 from leadflow.kernel.clock import iso, parse_iso, utc_now
 from leadflow.kernel.observability import logger, metrics
@@ -299,12 +306,7 @@ class JourneyStepRunner:
         cap = settings.frequency_cap
         if cap is None or not marketing:
             return
-        local_day = now.astimezone(tz).date()
-        limits: dict[str, int] = {}
-        if cap.per_day is not None:
-            limits[f"D#{local_day.isoformat()}"] = cap.per_day
-        if cap.per_week is not None:
-            limits[f"W#{week_key(local_day)}"] = cap.per_week
+        limits = cap_limits(now.astimezone(tz).date(), cap.per_day, cap.per_week)
         message_id = ids.deterministic_id(request.lineage_id, request.round_step_id)
         try:
             self._store.reserve(request.contact_id, channel, message_id, limits)
@@ -332,8 +334,8 @@ class JourneyStepRunner:
             quiet=settings.quiet_hours,
             window=settings.send_window,
             cap=settings.frequency_cap,
-            sent_on_day=lambda day: count(f"D#{day}"),
-            sent_in_week=lambda week: count(f"W#{week}"),
+            sent_on_day=lambda day: count(CAP_DAY(str(day))),
+            sent_in_week=lambda week: count(CAP_WEEK(week)),
         )
         # the cap was full a moment ago: never "now" (a whole second on, so the wait is real)
         return at if at > now else now.replace(microsecond=0) + timedelta(seconds=1)
