@@ -14,8 +14,10 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from leadflow.contacts.store import ContactStore
 from leadflow.platform.dynamo import (
     Backoff,
+    ExpiringStore,
     Transaction,
     TransactionCancelled,
     Unprocessed,
@@ -35,6 +37,9 @@ from leadflow.platform.dynamo import (
     update_op,
     update_returning,
 )
+from leadflow.platform.tables import Prefix, keys
+from leadflow.reporting.counters import rkeys
+from leadflow.segments.membership import SegmentMembership
 
 TABLE = "helpers"
 
@@ -373,3 +378,44 @@ def test_commit_once_writes_once_and_tells_a_redelivery_apart_from_other_failure
     with pytest.raises(TransactionCancelled) as caught:  # not the guard: the caller must know
         commit_once(commit, delivery("attribute_not_exists(pk)"), "marker")
     assert caught.value.failed == ["op1"]
+
+
+def test_commit_unless_is_false_only_when_its_guard_fails(ddb: Any) -> None:
+    """A job or an enrollment created once: the second commit writes nothing and answers False; a
+    cancellation by another operation raises, naming it."""
+
+    def creation(extra_condition: str | None = None) -> Transaction:
+        txn = Transaction()
+        txn.add(put_op(TABLE, {"pk": "JOB#1", "sk": "META"}, "attribute_not_exists(pk)"), "meta")
+        txn.add(
+            update_op(TABLE, {"pk": "JOB#1", "sk": "LANE#0"}, add={"pages": 1}, condition=extra_condition)
+        )
+        return txn
+
+    assert creation().commit_unless(ddb, "meta")
+    assert not creation().commit_unless(ddb, "meta")
+    lane = get(ddb, TABLE, {"pk": "JOB#1", "sk": "LANE#0"}, consistent=True)
+    assert lane is not None
+    assert lane["pages"] == 1  # written once
+    ddb.delete_item(TableName=TABLE, Key=item_key("JOB#1", "META"))
+    with pytest.raises(TransactionCancelled) as caught:
+        creation("attribute_not_exists(pk)").commit_unless(ddb, "meta")
+    assert caught.value.failed == ["op1"]
+
+
+def test_an_expiring_store_stamps_its_ttl_from_its_clock(ddb: Any) -> None:
+    class Marks(ExpiringStore):
+        TTL_DAYS = 3
+
+    assert Marks(ddb, TABLE, now=lambda: 1000.0).expires_at() == 1000 + 3 * 86400
+    assert Marks(ddb, TABLE, ttl_days=1, now=lambda: 1000.0).expires_at() == 1000 + 86400
+
+
+def test_key_prefixes_build_every_tables_keys() -> None:
+    assert Prefix("C")("c01") == "C#c01"
+    assert keys.contact("c01") == "C#c01"
+    assert keys.email("a@example.com") == "EMAIL#a@example.com"
+    assert rkeys.message_state("m1") == "S#M#m1"
+    assert rkeys.membership("j1") == rkeys.journey("j1") == "J#j1"
+    assert ContactStore.phone_key("+49301234567") == "PHONE#+49301234567"
+    assert SegmentMembership.member_pk("vip", 3) == "SEGMENT#vip#03"
