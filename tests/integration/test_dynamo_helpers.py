@@ -5,7 +5,7 @@ runs on a botocore ``Stubber`` over a real client (the responses are DynamoDB's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -357,7 +357,21 @@ def test_other_transaction_errors_pass_through_unchanged(ddb: Any) -> None:
     assert not isinstance(caught.value, TransactionCancelled)
 
 
-def test_commit_once_writes_once_and_tells_a_redelivery_apart_from_other_failures(ddb: Any) -> None:
+@pytest.mark.parametrize(
+    "commit_guarded",
+    [
+        lambda ddb, txn, guard: commit_once(lambda t: t.commit(ddb), txn, guard),
+        lambda ddb, txn, guard: txn.commit_unless(ddb, guard),
+    ],
+    ids=["commit_once", "commit_unless"],
+)
+def test_a_guarded_commit_writes_once_and_tells_a_redelivery_apart_from_other_failures(
+    ddb: Any, commit_guarded: Callable[[Any, Transaction, str], bool]
+) -> None:
+    """``commit_once`` (through the caller's committer) and ``Transaction.commit_unless`` (a job or
+    an enrollment created once): False when the guard's condition fails, nothing written; a
+    cancellation by another operation raises, naming it."""
+
     def delivery(profile_condition: str | None = None) -> Transaction:
         txn = Transaction()
         txn.add(put_op(TABLE, {"pk": "MARK#ev1", "sk": "MARK"}, "attribute_not_exists(pk)"), "marker")
@@ -366,40 +380,14 @@ def test_commit_once_writes_once_and_tells_a_redelivery_apart_from_other_failure
         )
         return txn
 
-    def commit(txn: Transaction) -> None:
-        txn.commit(ddb)
-
-    assert commit_once(commit, delivery(), "marker")
-    assert not commit_once(commit, delivery(), "marker")  # the same event again: nothing written
+    assert commit_guarded(ddb, delivery(), "marker")
+    assert not commit_guarded(ddb, delivery(), "marker")  # the same event again: nothing written
     profile = get(ddb, TABLE, {"pk": "C#1", "sk": "PROFILE"}, consistent=True)
     assert profile is not None
     assert profile["score"] == 5
     ddb.delete_item(TableName=TABLE, Key=item_key("MARK#ev1", "MARK"))
     with pytest.raises(TransactionCancelled) as caught:  # not the guard: the caller must know
-        commit_once(commit, delivery("attribute_not_exists(pk)"), "marker")
-    assert caught.value.failed == ["op1"]
-
-
-def test_commit_unless_is_false_only_when_its_guard_fails(ddb: Any) -> None:
-    """A job or an enrollment created once: the second commit writes nothing and answers False; a
-    cancellation by another operation raises, naming it."""
-
-    def creation(extra_condition: str | None = None) -> Transaction:
-        txn = Transaction()
-        txn.add(put_op(TABLE, {"pk": "JOB#1", "sk": "META"}, "attribute_not_exists(pk)"), "meta")
-        txn.add(
-            update_op(TABLE, {"pk": "JOB#1", "sk": "LANE#0"}, add={"pages": 1}, condition=extra_condition)
-        )
-        return txn
-
-    assert creation().commit_unless(ddb, "meta")
-    assert not creation().commit_unless(ddb, "meta")
-    lane = get(ddb, TABLE, {"pk": "JOB#1", "sk": "LANE#0"}, consistent=True)
-    assert lane is not None
-    assert lane["pages"] == 1  # written once
-    ddb.delete_item(TableName=TABLE, Key=item_key("JOB#1", "META"))
-    with pytest.raises(TransactionCancelled) as caught:
-        creation("attribute_not_exists(pk)").commit_unless(ddb, "meta")
+        commit_guarded(ddb, delivery("attribute_not_exists(pk)"), "marker")
     assert caught.value.failed == ["op1"]
 
 
