@@ -14,9 +14,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from leadflow.local.system import ROOT, LocalSystem, resource_name
+from leadflow.local.system import LocalSystem, resource_name
 from leadflow.platform.dynamo import deserialize
 from leadflow.reporting.stats import newcombe
+from tests.integration.conftest import content
 
 JSON = {"content-type": "application/json"}
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC).timestamp()
@@ -42,10 +43,7 @@ BARRACUDA_UA = "Mozilla/5.0 (compatible; Barracuda Sentinel; +https://barracuda.
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[LocalSystem]:
-    (tmp_path / "journeys").mkdir()
-    (tmp_path / "templates").symlink_to(ROOT / "templates")
-    (tmp_path / "journeys" / "promo.yaml").write_text(PROMO)
-    with LocalSystem(content_dir=tmp_path, clock_start=START) as local:
+    with LocalSystem(content_dir=content(tmp_path, promo=PROMO), clock_start=START) as local:
         yield local
 
 

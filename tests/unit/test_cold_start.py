@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from leadflow.local.system import AWS_ENV, FUNCTIONS, settings_env
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import last_line_printed
 
 PROBE = """
 import importlib.util, json, sys
@@ -43,16 +40,7 @@ def cold_starts() -> dict[str, dict[str, Any]]:
     """{function: {"modules": [...], "clients": n}} after importing its module once."""
     found = {}
     for name in FUNCTIONS:
-        out = subprocess.run(
-            [sys.executable, "-c", PROBE, name],
-            capture_output=True,
-            text=True,
-            env=lambda_env(),
-            cwd=ROOT,
-            check=False,
-        )
-        assert out.returncode == 0, out.stderr
-        found[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        found[name] = json.loads(last_line_printed(PROBE, name, env=lambda_env()))
     return found
 
 
