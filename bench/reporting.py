@@ -6,7 +6,7 @@ same counter increments merged per thousand contacts (``Changes``), so 10,000 en
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadflow.events.model import Event
 from leadflow.events.store import IdempotencyMarks
@@ -16,10 +16,13 @@ from leadflow.reporting.consumer import ReportService
 from leadflow.reporting.counters import Changes, ReportTable, rkeys
 from leadflow.reporting.reports import ReportReader
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 REAL_EVENTS = 100
 
 
-def _service(ddb: Any) -> tuple[ReportService, ReportTable]:
+def _service(ddb: DynamoDBClient) -> tuple[ReportService, ReportTable]:
     table = ReportTable(ddb, resource_name("reports"))
 
     def commit(txn: Transaction) -> None:
@@ -29,7 +32,7 @@ def _service(ddb: Any) -> tuple[ReportService, ReportTable]:
     return ReportService(table=table, marks=marks, transact=commit), table
 
 
-def enroll(ddb: Any, journey_id: str, contacts: int) -> None:
+def enroll(ddb: DynamoDBClient, journey_id: str, contacts: int) -> None:
     service, table = _service(ddb)
     for i in range(min(contacts, REAL_EVENTS)):
         cid = f"{journey_id}-c{i}"
@@ -47,11 +50,13 @@ def enroll(ddb: Any, journey_id: str, contacts: int) -> None:
         changes.add(pk, "entered", chunk)
         changes.add(pk, "goal.purchase.treated", chunk // 2)
         changes.add(pk, "goal.purchase.revenue", 10 * (chunk // 2))
-        ddb.transact_write_items(TransactItems=changes.ops(table.name))
+        txn = Transaction()
+        txn.extend(changes.ops(table.name), "counters")
+        txn.commit(ddb)
         rest -= chunk
 
 
-def report_calls(ddb: Any, contacts: int) -> int:
+def report_calls(ddb: DynamoDBClient, contacts: int) -> int:
     """AWS API calls (counted with a botocore event hook) to build the journey report."""
     journey_id = f"bench-{contacts}"
     enroll(ddb, journey_id, contacts)

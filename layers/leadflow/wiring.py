@@ -20,8 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import boto3
-from botocore.config import Config
+from leadflow.platform import aws
 
 if TYPE_CHECKING:  # the services below are imported where they are built: a handler loads what it uses
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
@@ -51,35 +50,10 @@ if TYPE_CHECKING:  # the services below are imported where they are built: a han
     from leadflow.segments.evaluation import SegmentEvaluations
     from leadflow.segments.store import SegmentDefinitionStore
 
-_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
-
-
-@cache
-def client(service: str) -> Any:
-    """One boto3 client per service and process."""
-    return boto3.client(service, config=_BOTO_CONFIG)
-
-
-class LazyClient:
-    """The boto3 client of ``service`` (``make(service)``, the process's ``client`` by default),
-    built at its first call.
-
-    Only for clients a function needs on a rare path (SMS, sales hand-offs, webhook dead letters,
-    early ``wait_for`` answers): creating a boto3 client loads its service model and endpoint
-    rules (~20 ms, more than the rest of a small handler's import), so a function creates at
-    cold start only the clients its every invocation uses."""
-
-    def __init__(self, service: str, make: Callable[[str], Any] = client) -> None:
-        self.service = service
-        self._make = make
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._make(self.service), name)
-
-
-def lazy_client(service: str) -> Any:
-    """A ``LazyClient``, typed as the clients are (``Any``)."""
-    return LazyClient(service)
+client = aws.client
+"""One boto3 client per service and process (``platform/aws.py``), typed per service."""
+LazyClient = aws.LazyClient
+lazy_client = aws.lazy_client
 
 
 class Clients:
@@ -88,7 +62,7 @@ class Clients:
     the process's ``client`` by default; the one place to swap clients (the local runtime clears
     ``client``'s cache for a new system, a test passes its own ``make``)."""
 
-    def __init__(self, make: Callable[[str], Any] = client) -> None:
+    def __init__(self, make: Callable[[Any], Any] = client) -> None:
         self._make = make
 
     def __call__(self, service: str) -> Any:

@@ -61,6 +61,25 @@ def test_an_operator_finds_a_contact_by_email_and_reads_its_timeline(system: Loc
     assert body["events_truncated"] is False
 
 
+def test_the_timeline_lists_events_in_the_order_they_happened_whatever_their_ids(system: LocalSystem) -> None:
+    """Given a sign-up whose welcome journey runs (its events have hash ids, the API's have ULIDs),
+    then a trial and, a day later, a purchase, the contact's view lists every event newest first by
+    when it happened, not by id."""
+    contact_id = sign_up(system, "order.ids@example.com", visitor_id="v-order-ids-001")
+    for kind in ("trial_started", "purchase"):
+        body = {"type": kind, "email": "order.ids@example.com"}
+        assert admin(system, "POST", "/admin/events", body)["statusCode"] == 202
+        system.advance(86400)
+
+    view = json.loads(admin(system, "GET", f"/admin/contacts/{contact_id}")["body"])
+    kinds = [e["type"] for e in view["events"]]
+    assert kinds.index("purchase") < kinds.index("trial_started") < kinds.index("form_submitted")
+    assert {"journey_entered", "email_sent"} <= set(kinds)
+    moments = [e["occurred_at"] for e in view["events"]]
+    assert moments == sorted(moments, reverse=True)
+    assert view["events_truncated"] is False
+
+
 def test_admin_errors_are_json_naming_the_problem(system: LocalSystem) -> None:
     missing = admin(system, "GET", "/admin/contacts/c0000000000000000000000000")
     assert missing["statusCode"] == 404

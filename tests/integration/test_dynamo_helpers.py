@@ -5,7 +5,7 @@ runs on a botocore ``Stubber`` over a real client (the responses are DynamoDB's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -14,8 +14,10 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from leadflow.contacts.store import ContactStore
 from leadflow.platform.dynamo import (
     Backoff,
+    ExpiringStore,
     Transaction,
     TransactionCancelled,
     Unprocessed,
@@ -35,6 +37,9 @@ from leadflow.platform.dynamo import (
     update_op,
     update_returning,
 )
+from leadflow.platform.tables import Prefix, keys
+from leadflow.reporting.counters import rkeys
+from leadflow.segments.membership import SegmentMembership
 
 TABLE = "helpers"
 
@@ -352,7 +357,21 @@ def test_other_transaction_errors_pass_through_unchanged(ddb: Any) -> None:
     assert not isinstance(caught.value, TransactionCancelled)
 
 
-def test_commit_once_writes_once_and_tells_a_redelivery_apart_from_other_failures(ddb: Any) -> None:
+@pytest.mark.parametrize(
+    "commit_guarded",
+    [
+        lambda ddb, txn, guard: commit_once(lambda t: t.commit(ddb), txn, guard),
+        lambda ddb, txn, guard: txn.commit_unless(ddb, guard),
+    ],
+    ids=["commit_once", "commit_unless"],
+)
+def test_a_guarded_commit_writes_once_and_tells_a_redelivery_apart_from_other_failures(
+    ddb: Any, commit_guarded: Callable[[Any, Transaction, str], bool]
+) -> None:
+    """``commit_once`` (through the caller's committer) and ``Transaction.commit_unless`` (a job or
+    an enrollment created once): False when the guard's condition fails, nothing written; a
+    cancellation by another operation raises, naming it."""
+
     def delivery(profile_condition: str | None = None) -> Transaction:
         txn = Transaction()
         txn.add(put_op(TABLE, {"pk": "MARK#ev1", "sk": "MARK"}, "attribute_not_exists(pk)"), "marker")
@@ -361,15 +380,30 @@ def test_commit_once_writes_once_and_tells_a_redelivery_apart_from_other_failure
         )
         return txn
 
-    def commit(txn: Transaction) -> None:
-        txn.commit(ddb)
-
-    assert commit_once(commit, delivery(), "marker")
-    assert not commit_once(commit, delivery(), "marker")  # the same event again: nothing written
+    assert commit_guarded(ddb, delivery(), "marker")
+    assert not commit_guarded(ddb, delivery(), "marker")  # the same event again: nothing written
     profile = get(ddb, TABLE, {"pk": "C#1", "sk": "PROFILE"}, consistent=True)
     assert profile is not None
     assert profile["score"] == 5
     ddb.delete_item(TableName=TABLE, Key=item_key("MARK#ev1", "MARK"))
     with pytest.raises(TransactionCancelled) as caught:  # not the guard: the caller must know
-        commit_once(commit, delivery("attribute_not_exists(pk)"), "marker")
+        commit_guarded(ddb, delivery("attribute_not_exists(pk)"), "marker")
     assert caught.value.failed == ["op1"]
+
+
+def test_an_expiring_store_stamps_its_ttl_from_its_clock(ddb: Any) -> None:
+    class Marks(ExpiringStore):
+        TTL_DAYS = 3
+
+    assert Marks(ddb, TABLE, now=lambda: 1000.0).expires_at() == 1000 + 3 * 86400
+    assert Marks(ddb, TABLE, ttl_days=1, now=lambda: 1000.0).expires_at() == 1000 + 86400
+
+
+def test_key_prefixes_build_every_tables_keys() -> None:
+    assert Prefix("C")("c01") == "C#c01"
+    assert keys.contact("c01") == "C#c01"
+    assert keys.email("a@example.com") == "EMAIL#a@example.com"
+    assert rkeys.message_state("m1") == "S#M#m1"
+    assert rkeys.membership("j1") == rkeys.journey("j1") == "J#j1"
+    assert ContactStore.phone_key("+49301234567") == "PHONE#+49301234567"
+    assert SegmentMembership.member_pk("vip", 3) == "SEGMENT#vip#03"

@@ -64,6 +64,21 @@ def test_no_function_builds_powertools_parser_models(
     assert loaded(cold_starts, name, "aws_lambda_powertools.utilities.parser") == []
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_no_function_imports_the_typed_client_stubs(
+    cold_starts: dict[str, dict[str, Any]], name: str
+) -> None:
+    """The ``mypy_boto3_*`` stubs type the clients for mypy only (``leadflow.platform.aws`` imports
+    them under ``TYPE_CHECKING``): they are dev dependencies, absent from the Lambda layer."""
+    stubs = [
+        m
+        for m in cold_starts[name]["modules"]
+        if m.startswith(("mypy_boto3_", "botocore_stubs", "boto3_stubs"))
+    ]
+    assert stubs == []
+    assert loaded(cold_starts, name, "leadflow.platform.aws") != []  # the clients come from there
+
+
 @pytest.mark.parametrize("name", ["score", "report", "feedback", "rotate", "track"])
 def test_functions_without_journeys_do_not_load_the_journey_language(
     cold_starts: dict[str, dict[str, Any]], name: str

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow.contacts.model import Contact
 from leadflow.contacts.store import ContactStore
-from leadflow.journeys.runtime.enrollments import CapExceeded, JourneyStore
+from leadflow.journeys.runtime.enrollments import CapExceeded, JourneyStore, cap_limits
 from leadflow.journeys.timing import FrequencyCap, zone
 from leadflow.kernel import ids
 from leadflow.kernel.clock import iso, utc_now
@@ -49,6 +49,8 @@ from leadflow.platform.bulk import (
 from leadflow.segments.membership import SHARDS, SegmentMembership
 
 if TYPE_CHECKING:  # the send path (templates, Jinja2) is loaded where a page sends: the bulk worker
+    from mypy_boto3_dynamodb import DynamoDBClient
+
     # builds its SendService at cold start; the admin API (create, view, cancel) never loads it
     from leadflow.messaging.sending import SendService
 
@@ -133,7 +135,7 @@ class BroadcastService:
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         contacts_table: str,
         queue: BulkQueue,
         templates_dir: Path,
@@ -354,4 +356,5 @@ def _may_receive(profile: dict[str, Any], purpose: str) -> bool:
 
 def _cap_limits(profile: dict[str, Any], cap: dict[str, Any]) -> dict[str, int]:
     day = utc_now().astimezone(zone(profile.get("timezone"), CAP_TIMEZONE)).date()
-    return FrequencyCap.model_validate(cap).limits(day)
+    per_day, per_week = cap.get("per_day"), cap.get("per_week")
+    return cap_limits(day, int(per_day) if per_day else None, int(per_week) if per_week else None)

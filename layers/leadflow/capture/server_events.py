@@ -22,9 +22,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field, ValidationError
 
 from leadflow.capture.protection import RefusalReason, count_refusal
@@ -33,8 +32,10 @@ from leadflow.events.model import EventIn
 from leadflow.events.store import IdempotencyMarks
 from leadflow.kernel.errors import InvalidInput
 from leadflow.kernel.observability import metrics
-from leadflow.platform.dynamo import is_conditional_failure
 from leadflow.platform.http import validation_fields
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 MAX_BATCH = 500
 MAX_BODY_BYTES = 1024 * 1024
@@ -120,7 +121,7 @@ class SignedEvents:
         *,
         keys: Callable[[], Mapping[str, str]],
         marks: IdempotencyMarks,
-        ddb: Any,
+        ddb: DynamoDBClient,
     ) -> None:
         self._keys = keys
         self._marks = marks
@@ -151,9 +152,5 @@ class SignedEvents:
         ):
             raise self._refuse("bad_signature", "X-Leadflow-Signature does not match the body")
         nonce = f"{source}#{hashlib.sha256(signature.encode()).hexdigest()[:32]}"
-        try:
-            self._ddb.put_item(**self._marks.put_op("SIGNED", nonce)["Put"])
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                raise self._refuse("replayed_signature", "this signed request was already received") from None
-            raise
+        if not self._marks.mark("SIGNED", nonce):
+            raise self._refuse("replayed_signature", "this signed request was already received")

@@ -7,7 +7,7 @@ identifiers travel in paths, personal data (an email to look up) only in request
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,14 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from leadflow.contacts.normalize import normalize_email
 from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
-from leadflow.events.store import EventStore
+from leadflow.events.store import EventStore, event_history
 from leadflow.kernel import ids
 from leadflow.kernel.clock import iso, utc_now
 from leadflow.kernel.errors import NotFound
 from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.model import LeadModel, load_lead_model
-from leadflow.platform.dynamo import Transaction, TransactionCancelled, deserialize, serialize
+from leadflow.platform.dynamo import Transaction, TransactionCancelled
 from leadflow.platform.tables import keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 TIMELINE_LIMIT = 100
 
@@ -119,7 +122,7 @@ class ContactDirectory:
         self,
         *,
         contacts: ContactStore,
-        ddb: Any,
+        ddb: DynamoDBClient,
         events_table: str,
         events: EventStore | None = None,
         transact: Callable[[Transaction], None] | None = None,
@@ -226,19 +229,21 @@ class ContactDirectory:
 
         score_value = current_score(profile, utc_now(), self._model())
         profile["score"] = display_score(score_value)  # the score now, not as of score_at
-        page = self._ddb.query(
-            TableName=self._events_table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues=serialize({":pk": keys.contact(contact_id)}),
-            ScanIndexForward=False,  # event ids are ULIDs: newest first
-            Limit=TIMELINE_LIMIT,
+        # newest first in the order they happened (event ids are not time-ordered: journey events
+        # have hash ids); one more than shown says whether the list is cut
+        history = event_history(
+            self._ddb,
+            self._events_table,
+            keys.contact(contact_id),
+            newest_first=True,
+            limit=TIMELINE_LIMIT + 1,
         )
-        events = [TimelineEvent.model_validate(deserialize(item)) for item in page["Items"]]
+        events = [TimelineEvent.model_validate(item) for item in history]
         return ContactView(
             contact_id=contact_id,
             profile=profile,
             score=display_score(score_value),
             score_value=round(score_value, 6),
-            events=events,
-            events_truncated="LastEvaluatedKey" in page,
+            events=events[:TIMELINE_LIMIT],
+            events_truncated=len(events) > TIMELINE_LIMIT,
         )

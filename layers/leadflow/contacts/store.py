@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadflow.contacts.model import Contact
 from leadflow.kernel import ids
@@ -25,10 +25,13 @@ from leadflow.platform.dynamo import (
     update_op,
     values,
 )
-from leadflow.platform.tables import keys
+from leadflow.platform.tables import Prefix, keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 
-def resolve_profile(client: Any, table: str, contact_id: str) -> tuple[str, dict[str, Any]] | None:
+def resolve_profile(client: DynamoDBClient, table: str, contact_id: str) -> tuple[str, dict[str, Any]] | None:
     """The live profile of a contact id and that profile's contact id (consistent reads): a merged
     contact's survivor, the merge followed once; None for an unknown id or a tombstone whose
     survivor was merged again."""
@@ -44,7 +47,7 @@ def resolve_profile(client: Any, table: str, contact_id: str) -> tuple[str, dict
 class ContactStore:
     """Contact profiles, the email index and visitor links."""
 
-    def __init__(self, client: Any, table: str):
+    def __init__(self, client: DynamoDBClient, table: str):
         self._client = client
         self._table = table
 
@@ -85,14 +88,18 @@ class ContactStore:
         )
         return {str(item["contact_id"]): item for item in items if item.get("contact_id")}
 
-    def contact_id_for_email(self, email: str) -> str | None:
+    def _index_owner(self, pk: str, sk: str) -> str | None:
+        """The contact an index item (email, phone) points to, or None (no such entry)."""
         resp = self._client.get_item(
             TableName=self._table,
-            Key=serialize({"pk": keys.email(email), "sk": keys.EMAIL}),
+            Key=serialize({"pk": pk, "sk": sk}),
             ProjectionExpression="contact_id",
             ConsistentRead=True,
         )
         return str(resp["Item"]["contact_id"]["S"]) if "Item" in resp else None
+
+    def contact_id_for_email(self, email: str) -> str | None:
+        return self._index_owner(keys.email(email), keys.EMAIL)
 
     def email_owners(self, emails: Sequence[str]) -> dict[str, str]:
         """email -> the contact id its index entry names, for the addresses that are known (batched,
@@ -118,7 +125,9 @@ class ContactStore:
             params["ExclusiveStartKey"] = serialize(after)
         return pages(self._client, "scan", **params)
 
-    def partition(self, contact_id: str, *, sk_prefix: str = "", limit: int = 10_000) -> list[dict[str, Any]]:
+    def partition(
+        self, contact_id: str, *, sk_prefix: str = "", limit: int | None = 10_000, consistent: bool = False
+    ) -> list[dict[str, Any]]:
         """The items of a contact's partition ``C#<id>`` (profile, consent log, journey enrollments
         ``J#``, caps), those whose sort key starts with ``sk_prefix`` when given."""
         condition = "pk = :pk AND begins_with(sk, :prefix)" if sk_prefix else "pk = :pk"
@@ -134,8 +143,32 @@ class ContactStore:
                 TableName=self._table,
                 KeyConditionExpression=condition,
                 ExpressionAttributeValues=bound,
+                ConsistentRead=consistent,
             )
         )
+
+    def segment_scan_page(
+        self, lane: int, lanes: int, limit: int, start: Mapping[str, Any] | None
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """One page (``limit`` items read) of lane ``lane`` of ``lanes`` parallel scans over the
+        profiles a segment evaluation visits (merged tombstones only while they still hold
+        segments: the engine empties them), from the raw key ``start``: their contact ids and the
+        raw ``LastEvaluatedKey`` to go on from (None: the lane is done)."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "Segment": lane,
+            "TotalSegments": lanes,
+            "Limit": limit,
+            "FilterExpression": "sk = :profile AND (attribute_not_exists(merged_into) OR attribute_exists(#segs))",
+            "ProjectionExpression": "pk",
+            "ExpressionAttributeNames": {"#segs": "segments"},
+            "ExpressionAttributeValues": values(profile=keys.PROFILE),
+        }
+        if start:
+            params["ExclusiveStartKey"] = dict(start)
+        page = next(pages(self._client, "scan", **params))
+        contact_ids = [str(item["pk"]["S"]).removeprefix("C#") for item in page["Items"]]
+        return contact_ids, page.get("LastEvaluatedKey")
 
     def email_claim_op(self, email: str, contact_id: str) -> dict[str, Any]:
         """The email index entry; fails the transaction if the address belongs to another contact."""
@@ -193,19 +226,37 @@ class ContactStore:
             item["text_version"] = hashlib.sha256(text.encode()).hexdigest()[:12]
         return put_op(self._table, item)
 
-    def revoke_email_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
-        """Flip email consent to revoked; fails (condition) when already revoked or no such contact."""
+    def _profile_update_op(
+        self,
+        contact_id: str,
+        at: str,
+        sets: Mapping[str, Any],
+        *,
+        also: str = "",
+        values_: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """An update of ``sets`` on an existing profile, stamped ``updated_at``: its condition fails
+        when there is no such contact, or when ``also`` (a further condition) is false."""
         return update_op(
             self._table,
             self.profile_key(contact_id),
-            sets={
+            sets={**sets, "updated_at": at},
+            condition="attribute_exists(pk)" + (f" AND {also}" if also else ""),
+            values_=values_,
+        )
+
+    def revoke_email_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
+        """Flip email consent to revoked; fails (condition) when already revoked or no such contact."""
+        return self._profile_update_op(
+            contact_id,
+            at,
+            {
                 "consent_email": "revoked",
                 "consent_updated_at": at,
                 "consent_source": source,
                 "unsubscribed_at": at,
-                "updated_at": at,
             },
-            condition="attribute_exists(pk) AND consent_email <> :revoked",
+            also="consent_email <> :revoked",
             values_={"revoked": "revoked"},
         )
 
@@ -394,14 +445,39 @@ class ContactStore:
         """One conditional put of this store outside a transaction; False when its condition fails."""
         return put_if(self._client, op)
 
+    ERASURE_SK = "ERASURE"
+    erasure_key = Prefix("ERASURE")
+
+    def record_erasure(self, contact_id: str, fields: Mapping[str, Any]) -> None:
+        """The record that the contact was erased (when, why, by whom, what): all that is kept."""
+        item = {"pk": self.erasure_key(contact_id), "sk": self.ERASURE_SK, "contact_id": contact_id, **fields}
+        self._client.put_item(TableName=self._table, Item=serialize(item))
+
+    def erasure(self, contact_id: str) -> dict[str, Any] | None:
+        """The contact's erasure record, or None."""
+        key = {"pk": self.erasure_key(contact_id), "sk": self.ERASURE_SK}
+        return get(self._client, self._table, key, consistent=True)
+
     # --- phone index, suppression list, consent and do-not-contact --------------------------------
 
     PHONE_SK = "PHONE"
     SUPPRESSION_SK = "SUPPRESSION"
 
-    @staticmethod
-    def phone_key(phone: str) -> str:
-        return f"PHONE#{phone}"
+    phone_key = Prefix("PHONE")
+    routing_key = Prefix("ROUTING")
+    TURN_SK = "RR"
+
+    def next_turn(self, rule_id: str) -> int:
+        """1, 2, 3... per routing rule (its round-robin turns, ``ROUTING#<rule>``/``RR``), atomically:
+        each caller gets its own number."""
+        resp = self._client.update_item(
+            TableName=self._table,
+            Key=serialize({"pk": self.routing_key(rule_id), "sk": self.TURN_SK}),
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues=values(one=1),
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(resp["Attributes"]["n"]["N"])
 
     @staticmethod
     def suppression_key(email: str) -> str:
@@ -410,13 +486,7 @@ class ContactStore:
         return "SUPPRESS#" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
     def contact_id_for_phone(self, phone: str) -> str | None:
-        resp = self._client.get_item(
-            TableName=self._table,
-            Key=serialize({"pk": self.phone_key(phone), "sk": self.PHONE_SK}),
-            ProjectionExpression="contact_id",
-            ConsistentRead=True,
-        )
-        return str(resp["Item"]["contact_id"]["S"]) if "Item" in resp else None
+        return self._index_owner(self.phone_key(phone), self.PHONE_SK)
 
     def phone_index_op(self, phone: str, contact_id: str, at: str) -> dict[str, Any]:
         """The phone index entry (E.164 -> contact): the contact that gave the number last owns it."""
@@ -445,54 +515,30 @@ class ContactStore:
         )
 
     def suppress_profile_op(self, contact_id: str, reason: str, at: str) -> dict[str, Any]:
-        return update_op(
-            self._table,
-            self.profile_key(contact_id),
-            sets={"suppressed": reason, "suppressed_at": at, "updated_at": at},
-            condition="attribute_exists(pk)",
-        )
+        return self._profile_update_op(contact_id, at, {"suppressed": reason, "suppressed_at": at})
 
     def confirm_email_consent_op(self, contact_id: str, at: str) -> dict[str, Any]:
         """Pending -> granted (double opt-in); fails (condition) unless the consent is pending."""
-        return update_op(
-            self._table,
-            self.profile_key(contact_id),
-            sets={
-                "consent_email": "granted",
-                "consent_updated_at": at,
-                "consent_source": "double_opt_in",
-                "consent_confirmed_at": at,
-                "updated_at": at,
-            },
-            condition="attribute_exists(pk) AND consent_email = :pending",
+        granted = {"consent_email": "granted", "consent_source": "double_opt_in"}
+        return self._profile_update_op(
+            contact_id,
+            at,
+            {**granted, "consent_updated_at": at, "consent_confirmed_at": at},
+            also="consent_email = :pending",
             values_={"pending": "pending"},
         )
 
     def revoke_sms_consent_op(self, contact_id: str, at: str, source: str) -> dict[str, Any]:
-        return update_op(
-            self._table,
-            self.profile_key(contact_id),
-            sets={
-                "consent_sms": "revoked",
-                "consent_sms_updated_at": at,
-                "consent_sms_source": source,
-                "updated_at": at,
-            },
-            condition="attribute_exists(pk)",
-        )
+        revoked = {"consent_sms": "revoked", "consent_sms_updated_at": at, "consent_sms_source": source}
+        return self._profile_update_op(contact_id, at, revoked)
 
     def do_not_contact_op(self, contact_id: str, reason: str, at: str) -> dict[str, Any]:
         """Mark a contact do-not-contact; fails (condition) when already marked or no such contact."""
-        return update_op(
-            self._table,
-            self.profile_key(contact_id),
-            sets={
-                "do_not_contact": True,
-                "do_not_contact_reason": reason,
-                "do_not_contact_at": at,
-                "updated_at": at,
-            },
-            condition="attribute_exists(pk) AND (attribute_not_exists(do_not_contact) OR do_not_contact <> :yes)",
+        return self._profile_update_op(
+            contact_id,
+            at,
+            {"do_not_contact": True, "do_not_contact_reason": reason, "do_not_contact_at": at},
+            also="(attribute_not_exists(do_not_contact) OR do_not_contact <> :yes)",
             values_={"yes": True},
         )
 
@@ -500,7 +546,7 @@ class ContactStore:
 class VisitorLinks:
     """The visitor link items ``V#<vid>``/``LINK`` {contact_id, linked_at} of the contacts table."""
 
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._client = client
         self._table = table
 

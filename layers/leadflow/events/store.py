@@ -7,13 +7,14 @@ are ``leadflow.platform.tables``'."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from leadflow.events.model import Event
 from leadflow.kernel.clock import parse_iso
 from leadflow.platform.dynamo import (
+    ExpiringStore,
     Item,
     get,
     put_if,
@@ -25,22 +26,31 @@ from leadflow.platform.dynamo import (
     update_op,
     values,
 )
-from leadflow.platform.tables import EVENTS_BY_TIME, keys, time_key
+from leadflow.platform.tables import EVENTS_BY_TIME, Prefix, keys, time_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+class HistoryWindow(TypedDict, total=False):
+    """Which of a subject's events a history read yields, in which order."""
+
+    since: datetime | None
+    until: datetime | None
+    newest_first: bool
+    limit: int | None
 
 
 def event_history(
-    client: Any,
+    client: DynamoDBClient,
     table: str,
     subject_pk: str,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    newest_first: bool = False,
-    limit: int | None = None,
+    **window: Unpack[HistoryWindow],
 ) -> Iterator[Item]:
     """A subject's (``C#<contact>``/``V#<visitor>``) events in the order they happened, from the
     ``by_time`` index: ``since``/``until`` inclusive (to the millisecond), every page read (boto3
     paginator) unless ``limit`` events were yielded. Correct whatever the event ids are."""
+    since, until, limit = window.get("since"), window.get("until"), window.get("limit")
     condition = "pk = :pk"
     bounds: dict[str, Any] = {"pk": subject_pk}
     if since is not None and until is not None:
@@ -60,13 +70,13 @@ def event_history(
         IndexName=EVENTS_BY_TIME.name,
         KeyConditionExpression=condition,
         ExpressionAttributeValues=values(**bounds),
-        ScanIndexForward=not newest_first,
+        ScanIndexForward=not window.get("newest_first", False),
         PaginationConfig={"PageSize": 100 if limit is None else min(100, limit)},
         **names,
     )
 
 
-def stored_events(client: Any, table: str, subject_pk: str) -> list[Item]:
+def stored_events(client: DynamoDBClient, table: str, subject_pk: str) -> list[Item]:
     """Every stored event of a subject (``C#<contact>``/``V#<visitor>``) from the table itself:
     consistent (an event written just before is there), every page, in event-id order. For the
     lead engine's replays; time-ordered reads go through ``event_history``."""
@@ -81,7 +91,7 @@ def stored_events(client: Any, table: str, subject_pk: str) -> list[Item]:
     )
 
 
-def backfill_event_times(client: Any, table: str) -> int:
+def backfill_event_times(client: DynamoDBClient, table: str) -> int:
     """Give every event written before the ``by_time`` index existed its ``at`` (the index key), so
     history reads see it: run once per deployed stage after the upgrade. Idempotent and resumable
     (items that have ``at`` are filtered out; each write is conditional on it still missing); the
@@ -115,7 +125,9 @@ class EventStore:
     """The events table: one put per event, never updated. Every item carries ``at`` (the
     ``by_time`` index key), so a subject's history reads in time order (``history``)."""
 
-    def __init__(self, client: Any, table: str, retention_days: int, now: Callable[[], float] = time.time):
+    def __init__(
+        self, client: DynamoDBClient, table: str, retention_days: int, now: Callable[[], float] = time.time
+    ):
         self._client = client
         self._table = table
         self._retention_s = retention_days * 86400
@@ -138,25 +150,9 @@ class EventStore:
         """One event by its id (e.g. the entry event a template or a ``wait_until`` reads)."""
         return get(self._client, self._table, {"pk": subject_pk, "sk": keys.event(event_id)})
 
-    def history(
-        self,
-        subject_pk: str,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        newest_first: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[Item]:
+    def history(self, subject_pk: str, **window: Unpack[HistoryWindow]) -> Iterator[Item]:
         """See ``event_history``."""
-        return event_history(
-            self._client,
-            self._table,
-            subject_pk,
-            since=since,
-            until=until,
-            newest_first=newest_first,
-            limit=limit,
-        )
+        return event_history(self._client, self._table, subject_pk, **window)
 
     def put_op(self, event: Event) -> dict[str, Any]:
         return put_op(self._table, self.item(event), "attribute_not_exists(pk)")
@@ -170,18 +166,32 @@ class EventStore:
         )
 
 
-class IdempotencyMarks:
-    """Markers written in the same transaction as the effect they make exactly-once."""
+class IdempotencyMarks(ExpiringStore):
+    """Markers written in the same transaction as the effect they make exactly-once (kept 30 days)."""
 
-    def __init__(self, client: Any, table: str, ttl_days: int = 30, now: Callable[[], float] = time.time):
-        self._client = client
-        self._table = table
-        self._ttl_s = ttl_days * 86400
-        self._now = now
+    TTL_DAYS = 30
 
     def put_op(self, kind: str, key: str) -> dict[str, Any]:
-        item = {"pk": f"{kind}#{key}", "sk": keys.MARK, "expires_at": int(self._now()) + self._ttl_s}
+        item = {"pk": f"{kind}#{key}", "sk": keys.MARK, "expires_at": self.expires_at()}
         return put_op(self._table, item, "attribute_not_exists(pk)")
+
+    def mark(self, kind: str, key: str) -> bool:
+        """Write the marker alone (no effect beside it): False when it exists already."""
+        return put_if(self._client, self.put_op(kind, key))
+
+    ASSIGNMENT_SK = "ASSIGNMENT"
+    assignment_key = Prefix("ASSIGN")
+
+    def assignment(self, handoff_key: str) -> Item | None:
+        """The owner picked for a sales hand-off (``record_assignment``), or None."""
+        pk = self.assignment_key(handoff_key)
+        return get(self._client, self._table, {"pk": pk, "sk": self.ASSIGNMENT_SK}, consistent=True)
+
+    def record_assignment(self, handoff_key: str, fields: Mapping[str, Any]) -> bool:
+        """Record the hand-off's pick unless one is recorded already (the first writer wins)."""
+        pk = self.assignment_key(handoff_key)
+        item = {"pk": pk, "sk": self.ASSIGNMENT_SK, **fields, "expires_at": self.expires_at()}
+        return put_if(self._client, put_op(self._table, item, "attribute_not_exists(pk)"))
 
     def exists(self, kind: str, key: str) -> bool:
         resp = self._client.get_item(
@@ -198,7 +208,7 @@ class IdempotencyMarks:
             "pk": f"{kind}#{key}",
             "sk": keys.MARK,
             "value": value,
-            "expires_at": int(self._now()) + self._ttl_s,
+            "expires_at": self.expires_at(),
         }
         if put_if(self._client, put_op(self._table, item, "attribute_not_exists(pk)")):
             return value

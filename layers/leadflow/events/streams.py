@@ -8,7 +8,7 @@ the stream functions import this module before anything that imports pydantic
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -65,7 +65,7 @@ def event_record_handler(handle: Callable[[Event], T]) -> Callable[[DynamoDBReco
     return record_handler
 
 
-def lambda_stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+def lambda_stream_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
     """A DynamoDB Streams ``GetRecords`` record as a Lambda event source mapping delivers it (used by
     the local stream pump and by ``leadflow ops redrive``)."""
     dynamodb = dict(record["dynamodb"])

@@ -90,16 +90,6 @@ class FrequencyCap(BaseModel):
     def _some(self) -> FrequencyCap:
         return require_any(self, "per_day", "per_week", message="give per_day, per_week or both")
 
-    def limits(self, day: date) -> dict[str, int]:
-        """The counters a send on ``day`` (the contact's local date) reserves a slot in, with their
-        limits: ``D#<date>`` and ``W#<ISO week>``."""
-        limits: dict[str, int] = {}
-        if self.per_day is not None:
-            limits[f"D#{day.isoformat()}"] = self.per_day
-        if self.per_week is not None:
-            limits[f"W#{week_key(day)}"] = self.per_week
-        return limits
-
 
 def next_send_time(
     now: datetime,

@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadflow.contacts.store import ContactStore, VisitorLinks
 from leadflow.events.model import Event
@@ -66,6 +66,9 @@ from leadflow.platform.tables import keys
 from leadflow.segments.definitions import Segment
 from leadflow.segments.membership import SegmentMembership
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 MARK_KIND = "SCORE"
 MAX_ATTEMPTS = 5
 FOLD_CHUNK = 60
@@ -81,7 +84,7 @@ class LeadStore:
     profile and visitor links (``leadflow.contacts.store``), the stored events
     (``leadflow.events.store``)."""
 
-    def __init__(self, client: Any, contacts_table: str, events_table: str) -> None:
+    def __init__(self, client: DynamoDBClient, contacts_table: str, events_table: str) -> None:
         self._client = client
         self._contacts = ContactStore(client, contacts_table)
         self._links = VisitorLinks(client, contacts_table)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -27,6 +27,11 @@ from leadflow.leads.model import LeadModel
 from leadflow.leads.routing import Assignment
 from leadflow.leads.scoring import current_score, display_score
 from leadflow.platform.tables import keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_sns import SNSClient
 
 HISTORY_LIMIT = 1000
 """Events at most in a hand-off document (the newest)."""
@@ -68,7 +73,7 @@ class HandoffNotPublished(LeadflowError):
 class InteractionHistory:
     """A contact's events across its own, its merged contacts' and its visitors' partitions."""
 
-    def __init__(self, client: Any, events_table: str) -> None:
+    def __init__(self, client: DynamoDBClient, events_table: str) -> None:
         self._client = client
         self._table = events_table
 
@@ -159,7 +164,9 @@ def fit(document: dict[str, Any], max_bytes: int = MAX_DOCUMENT_BYTES) -> dict[s
 class HandoffPublisher:
     """Publishes a hand-off to the sales SNS topic and the EventBridge bus (CRM integrations)."""
 
-    def __init__(self, *, sns: Any, events: Any, topic_arn: str, event_bus_name: str) -> None:
+    def __init__(
+        self, *, sns: SNSClient, events: EventBridgeClient, topic_arn: str, event_bus_name: str
+    ) -> None:
         self._sns = sns
         self._events = events
         self._topic_arn = topic_arn

@@ -17,18 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from leadflow.contacts.store import ContactStore
+from leadflow.events.store import IdempotencyMarks
 from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.leads.model import AssignmentRule, LeadModel, Routing
 from leadflow.leads.scoring import current_score
-from leadflow.platform.dynamo import deserialize, put_if, put_op, serialize, values
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 DEFAULT_RULE = "default"
 """The ``rule`` of an assignment made by ``routing.default_owner``."""
-COUNTER_SK = "RR"
 
 
 class Assignment(BaseModel):
@@ -54,22 +57,17 @@ def matching_rule(routing: Routing, facts: Facts) -> AssignmentRule | None:
     return None
 
 
-def counter_key(rule_id: str) -> dict[str, Any]:
-    return serialize({"pk": f"ROUTING#{rule_id}", "sk": COUNTER_SK})
-
-
 class OwnerPicker:
     """Picks an owner by the lead model's routing rules (one counter increment per round-robin pick)."""
 
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         contacts_table: str,
         model: Callable[[], LeadModel],
     ) -> None:
-        self._client = client
-        self._table = contacts_table
+        self._contacts = ContactStore(client, contacts_table)
         self._model = model
 
     def pick(self, profile: Mapping[str, Any], now: datetime) -> Assignment:
@@ -85,14 +83,7 @@ class OwnerPicker:
 
     def next_turn(self, rule_id: str) -> int:
         """1, 2, 3... per rule, atomically (each caller gets its own number)."""
-        resp = self._client.update_item(
-            TableName=self._table,
-            Key=counter_key(rule_id),
-            UpdateExpression="ADD n :one",
-            ExpressionAttributeValues=values(one=1),
-            ReturnValues="UPDATED_NEW",
-        )
-        return int(resp["Attributes"]["n"]["N"])
+        return self._contacts.next_turn(rule_id)
 
 
 class Assignments:
@@ -102,26 +93,19 @@ class Assignments:
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         idempotency_table: str,
         picker: OwnerPicker,
         ttl_days: int = 400,
         now: Callable[[], float],
     ) -> None:
-        self._client = client
-        self._table = idempotency_table
+        self._marks = IdempotencyMarks(client, idempotency_table, ttl_days, now)
         self._picker = picker
-        self._ttl_s = ttl_days * 86400
-        self._epoch = now
-
-    def _key(self, handoff_key: str) -> dict[str, Any]:
-        return serialize({"pk": f"ASSIGN#{handoff_key}", "sk": "ASSIGNMENT"})
 
     def get(self, handoff_key: str) -> tuple[Assignment, str] | None:
-        resp = self._client.get_item(TableName=self._table, Key=self._key(handoff_key), ConsistentRead=True)
-        if "Item" not in resp:
+        item = self._marks.assignment(handoff_key)
+        if item is None:
             return None
-        item = deserialize(resp["Item"])
         return Assignment(owner=item.get("owner"), rule=item.get("rule")), str(item.get("made_by", ""))
 
     def assign(
@@ -133,15 +117,9 @@ class Assignments:
         if found is not None:
             return found[0], found[1] == made_by
         picked = self._picker.pick(profile, now)
-        item = {
-            "pk": f"ASSIGN#{handoff_key}",
-            "sk": "ASSIGNMENT",
-            "owner": picked.owner,
-            "rule": picked.rule,
-            "made_by": made_by,
-            "expires_at": int(self._epoch()) + self._ttl_s,
-        }
-        if put_if(self._client, put_op(self._table, item, "attribute_not_exists(pk)")):
+        if self._marks.record_assignment(
+            handoff_key, {"owner": picked.owner, "rule": picked.rule, "made_by": made_by}
+        ):
             return picked, True
         found = self.get(handoff_key)  # a concurrent attempt won: use its pick
         assert found is not None

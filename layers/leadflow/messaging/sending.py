@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
@@ -58,6 +58,11 @@ from leadflow.messaging.tags import MESSAGE_TAG
 from leadflow.platform.dynamo import Transaction, TransactionCancelled
 from leadflow.platform.tables import keys
 from leadflow.platform.tokens import TokenSigner
+
+if TYPE_CHECKING:
+    from mypy_boto3_ses import SESClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sns.type_defs import MessageAttributeValueTypeDef
 
 RETRYABLE = "retryable"
 """Message status of an attempt that did not reach the provider: the step's retry may claim it again."""
@@ -146,13 +151,13 @@ class SendService:
         events: EventStore,
         renderer: EmailRenderer,
         signer: TokenSigner,
-        ses: Any,
+        ses: SESClient,
         transact: Callable[[Transaction], None],
         public_base_url: str,
         sender: str,
         unsubscribe_mailto: str,
         configuration_set: str,
-        sns: Any = None,
+        sns: SNSClient | None = None,
         sms_sender_id: str = "",
         sms_origination_number: str = "",
         sms_type: str = "Promotional",
@@ -365,7 +370,7 @@ class SendService:
             self._fail(message_id, exc)
             raise
 
-        attributes = {
+        attributes: dict[str, MessageAttributeValueTypeDef] = {
             "AWS.SNS.SMS.SMSType": {
                 "DataType": "String",
                 "StringValue": self._sms_type if marketing else "Transactional",

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from leadflow.platform.dynamo import (
+    ExpiringStore,
     Item,
     batch_get,
     deserialize,
@@ -23,14 +23,11 @@ from leadflow.platform.dynamo import (
 from leadflow.platform.tables import keys
 
 
-class MessageStore:
-    """One item per journey message, keyed by a deterministic id per (execution, step)."""
+class MessageStore(ExpiringStore):
+    """One item per journey message, keyed by a deterministic id per (execution, step); kept 400
+    days (engagement reports read them)."""
 
-    def __init__(self, client: Any, table: str, ttl_days: int = 400, now: Callable[[], float] = time.time):
-        self._client = client
-        self._table = table
-        self._ttl_s = ttl_days * 86400
-        self._now = now
+    TTL_DAYS = 400
 
     def _key(self, message_id: str) -> dict[str, Any]:
         return serialize({"pk": keys.message(message_id), "sk": keys.MSG})
@@ -44,7 +41,7 @@ class MessageStore:
             **fields,
             "status": "sending",
             "created_at": at,
-            "expires_at": int(self._now()) + self._ttl_s,
+            "expires_at": self.expires_at(),
         }
         try:
             self._client.put_item(

@@ -31,10 +31,13 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from jinja2 import Environment, TemplateSyntaxError, meta
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 VERSION = re.compile(r"^[0-9a-f]{16}$")
@@ -178,7 +181,7 @@ def stage_archive(templates_dir: Path, out_dir: Path) -> dict[str, str]:
     return versions
 
 
-def upload_archive(s3: Any, bucket: str, templates_dir: Path) -> list[str]:
+def upload_archive(s3: S3Client, bucket: str, templates_dir: Path) -> list[str]:
     """Put every template version of ``templates_dir`` into the archive bucket (the local
     runtime's deploy); versions already there are the same bytes. The keys written."""
     keys = []

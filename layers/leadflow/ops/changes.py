@@ -44,7 +44,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -57,6 +57,9 @@ from leadflow.kernel import ids
 from leadflow.kernel.clock import iso, utc_now
 from leadflow.kernel.observability import count_by, logger
 from leadflow.platform.paging import token_pages
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
 
 EXIT_REASON = "journey changed"
 MAX_EXECUTION_NAME = 80
@@ -93,7 +96,7 @@ class ChangeReport:
         return f"{self.journey_id} (on_change: {self.mode}, live {live}): {'; '.join(parts) or 'no contact in flight'}"
 
 
-def _in_flight(sfn: Any, machine: str, live: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+def _in_flight(sfn: SFNClient, machine: str, live: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(label, execution) of every RUNNING execution that is not on a live version."""
     for item in token_pages(
         sfn, "list_state_machine_versions", "stateMachineVersions", stateMachineArn=machine
@@ -113,7 +116,7 @@ def _in_flight(sfn: Any, machine: str, live: list[str]) -> Iterator[tuple[str, d
 
 
 def apply_on_change(
-    sfn: Any,
+    sfn: SFNClient,
     journey: Journey,
     machine: str,
     alias: str,
@@ -142,7 +145,7 @@ def apply_on_change(
 
 
 def _exit(
-    sfn: Any,
+    sfn: SFNClient,
     journey_id: str,
     execution: dict[str, Any],
     label: str,
@@ -169,7 +172,7 @@ def _exit(
     )
 
 
-def current_state(sfn: Any, execution_arn: str) -> tuple[str, dict[str, Any]] | None:
+def current_state(sfn: SFNClient, execution_arn: str) -> tuple[str, dict[str, Any]] | None:
     """The state the execution is in and that state's input, from its newest ``…StateEntered``
     event (history read newest first); None when it left a state and has not entered the next."""
     token: str | None = None
@@ -187,8 +190,10 @@ def current_state(sfn: Any, execution_arn: str) -> tuple[str, dict[str, Any]] | 
             if kind.endswith("StateExited"):
                 return None
             if kind.endswith("StateEntered"):
-                details = event.get("stateEnteredEventDetails") or {}
-                return str(details.get("name", "")), json.loads(details.get("input") or "{}")
+                entered = event.get("stateEnteredEventDetails")
+                if entered is None:
+                    return "", {}
+                return entered["name"], json.loads(entered.get("input") or "{}")
         token = page.get("nextToken")
         if not token:
             return None
@@ -220,7 +225,7 @@ class _Mover:
 
     def __init__(
         self,
-        sfn: Any,
+        sfn: SFNClient,
         journey: Journey,
         machine: str,
         alias: str,
@@ -350,7 +355,7 @@ class DeployChanges:
 
 
 def apply_changes(
-    sfn: Any,
+    sfn: SFNClient,
     journeys: list[Journey],
     machine_of: Callable[[str], str],
     alias: str,

@@ -24,15 +24,25 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from leadflow.events.streams import lambda_stream_record
 from leadflow.journeys.runtime.stops import stopped_on_purpose
 
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_dynamodbstreams.type_defs import RecordTypeDef
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+    from mypy_boto3_stepfunctions import SFNClient
+    from mypy_boto3_stepfunctions.literals import ExecutionStatusType
+
 CONSUMERS = ("trigger", "score", "report")
-EXECUTION_FAILURES = ("FAILED", "TIMED_OUT", "ABORTED")
+EXECUTION_FAILURES: tuple[ExecutionStatusType, ...] = ("FAILED", "TIMED_OUT", "ABORTED")
 EXPIRED_STREAM_CODES = {"TrimmedDataAccessException", "ResourceNotFoundException", "ExpiredIteratorException"}
 MAX_EMPTY_PAGES = 3
 
@@ -90,9 +100,9 @@ class StreamRedrive:
     """Redrive one stream consumer's on-failure queue into its function. ``event_names``: the
     kinds of stream record the consumer's mapping passes (its filter)."""
 
-    sqs: Any
-    streams: Any
-    lambda_: Any
+    sqs: SQSClient
+    streams: DynamoDBStreamsClient
+    lambda_: LambdaClient
     consumer: str
     function_name: str
     queue_url: str
@@ -116,9 +126,9 @@ class StreamRedrive:
                 )
         return summary
 
-    def _receive_all(self) -> list[dict[str, Any]]:
+    def _receive_all(self) -> list[MessageTypeDef]:
         """Every message of the queue, each held invisible for the rest of the run."""
-        messages: dict[str, dict[str, Any]] = {}
+        messages: dict[str, MessageTypeDef] = {}
         while True:
             response = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -132,7 +142,7 @@ class StreamRedrive:
             for message in batch:
                 messages.setdefault(message["MessageId"], message)
 
-    def _redrive(self, message: dict[str, Any], summary: RedriveSummary, *, dry_run: bool) -> bool:
+    def _redrive(self, message: MessageTypeDef, summary: RedriveSummary, *, dry_run: bool) -> bool:
         """Handle one on-failure message; True when it is done with (deleted)."""
         try:
             info: dict[str, Any] = json.loads(message["Body"])["DDBStreamBatchInfo"]
@@ -176,7 +186,7 @@ class StreamRedrive:
         summary.add("redriven", **position, found=len(records))
         return True
 
-    def _drop_expired(self, message: dict[str, Any], *, dry_run: bool) -> bool:
+    def _drop_expired(self, message: MessageTypeDef, *, dry_run: bool) -> bool:
         if self.delete_expired and not dry_run:
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
             return True
@@ -197,7 +207,7 @@ class StreamRedrive:
             if _error_code(exc) in EXPIRED_STREAM_CODES:
                 raise StreamRecordsExpired(f"{_error_code(exc)}: {exc}") from exc
             raise
-        found: list[dict[str, Any]] = []
+        found: list[RecordTypeDef] = []
         empty = 0
         while iterator and empty < MAX_EMPTY_PAGES:
             try:
@@ -207,7 +217,7 @@ class StreamRedrive:
                     raise StreamRecordsExpired(f"{_error_code(exc)}: {exc}") from exc
                 raise
             iterator = response.get("NextShardIterator")
-            page: list[dict[str, Any]] = response.get("Records", [])
+            page = response.get("Records", [])
             if not page:
                 empty += 1
                 continue
@@ -237,7 +247,7 @@ class StreamRedrive:
         return None
 
 
-def _stream_position(message: dict[str, Any]) -> tuple[str, int]:
+def _stream_position(message: MessageTypeDef) -> tuple[str, int]:
     try:
         info = json.loads(message["Body"])["DDBStreamBatchInfo"]
         return str(info["shardId"]), int(info["startSequenceNumber"])
@@ -251,10 +261,10 @@ class ExecutionRedrive:
     def __init__(
         self,
         *,
-        sfn: Any,
+        sfn: SFNClient,
         state_machine_arns: Iterable[str],
         since: datetime | None = None,
-        statuses: Sequence[str] = EXECUTION_FAILURES,
+        statuses: Sequence[ExecutionStatusType] = EXECUTION_FAILURES,
     ) -> None:
         self._sfn = sfn
         self.state_machine_arns = list(state_machine_arns)
@@ -307,7 +317,7 @@ class StageResources:
     state_machine_arns: list[str]
 
 
-def stage_resources(cfn: Any, stage: str) -> StageResources:
+def stage_resources(cfn: CloudFormationClient, stage: str) -> StageResources:
     """From the outputs of the stage's CloudFormation stack ``leadflow-<stage>``."""
     [stack] = cfn.describe_stacks(StackName=f"leadflow-{stage}")["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
@@ -328,10 +338,10 @@ def stage_resources(cfn: Any, stage: str) -> StageResources:
 def redrive(
     resources: StageResources,
     *,
-    sqs: Any,
-    streams: Any,
-    lambda_: Any,
-    sfn: Any,
+    sqs: SQSClient,
+    streams: DynamoDBStreamsClient,
+    lambda_: LambdaClient,
+    sfn: SFNClient,
     do_streams: bool = True,
     do_executions: bool = True,
     since: datetime | None = None,

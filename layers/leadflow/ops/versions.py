@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from leadflow.platform.paging import token_pages
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
 
 NAMES_SHOWN = 20
 """Running execution names printed per version (all of them are in the JSON)."""
@@ -40,7 +43,7 @@ class VersionRow:
         return {**asdict(self), "running_count": len(self.running)}
 
 
-def _running(sfn: Any, arn: str) -> list[str]:
+def _running(sfn: SFNClient, arn: str) -> list[str]:
     return sorted(
         e["name"]
         for e in token_pages(
@@ -53,7 +56,7 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else (str(value) if value else None)
 
 
-def journey_versions(sfn: Any, state_machine_arn: str, alias: str) -> list[VersionRow]:
+def journey_versions(sfn: SFNClient, state_machine_arn: str, alias: str) -> list[VersionRow]:
     """Newest version first; the alias's routing and the running executions per version."""
     weights: dict[str, int] = {}
     try:

@@ -24,7 +24,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -32,7 +32,6 @@ from leadflow.kernel.clock import iso, utc_now
 from leadflow.platform.dynamo import (
     Op,
     Transaction,
-    TransactionCancelled,
     get,
     put_op,
     query_all,
@@ -40,6 +39,10 @@ from leadflow.platform.dynamo import (
     update_op,
     values,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
 
 START = "^"
 """The recorded cursor of a lane that has not done a page yet (``after: null`` in a job)."""
@@ -75,26 +78,32 @@ class SegmentScanStart(_Job):
     """Given by the admin API (which created the run); derived from the SQS message id otherwise."""
 
 
-class SegmentScanPage(_Job):
+class _Page(_Job):
+    """One page of a scan, from the key ``after`` (None: the start)."""
+
+    after: str | None = None
+
+
+class _RunPage(_Page):
+    """A page of one lane of a segment evaluation run."""
+
+    run_id: str
+    lane: int = Field(ge=0, le=255)
+
+
+class SegmentScanPage(_RunPage):
     kind: Literal["segment_scan_page"]
-    run_id: str
-    lane: int = Field(ge=0, le=255)
-    after: str | None = None
 
 
-class SegmentCleanupPage(_Job):
+class SegmentCleanupPage(_RunPage):
     kind: Literal["segment_cleanup_page"]
-    run_id: str
     segment_id: str
-    lane: int = Field(ge=0, le=255)
-    after: str | None = None
 
 
-class BroadcastPage(_Job):
+class BroadcastPage(_Page):
     kind: Literal["broadcast_page"]
     broadcast_id: str
     shard: int = Field(ge=0, le=255)
-    after: str | None = None
 
 
 Job = Annotated[
@@ -110,7 +119,7 @@ def parse_job(body: str) -> SegmentScanStart | SegmentScanPage | SegmentCleanupP
 class BulkQueue:
     """Sends jobs to the bulk queue (batches of ten)."""
 
-    def __init__(self, sqs: Any, queue_url: str) -> None:
+    def __init__(self, sqs: SQSClient, queue_url: str) -> None:
         self._sqs = sqs
         self._url = queue_url
 
@@ -149,7 +158,7 @@ def lane_sk(index: int) -> str:
 class Lanes:
     """The progress items of one job (``pk``): a ``META`` item and one item per lane."""
 
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._client = client
         self._table = table
 
@@ -173,13 +182,7 @@ class Lanes:
         txn.extend([put_op(self._table, {**lane_item, "sk": lane_sk(i)}) for i in range(lanes)], "lanes")
         for name, op in (also or {}).items():
             txn.add(op, name)
-        try:
-            txn.commit(self._client)
-        except TransactionCancelled as exc:
-            if exc.failed_condition("meta"):
-                return False
-            raise
-        return True
+        return txn.commit_unless(self._client, "meta")
 
     def meta(self, pk: str) -> dict[str, Any] | None:
         return get(self._client, self._table, {"pk": pk, "sk": META}, consistent=True)

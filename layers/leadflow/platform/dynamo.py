@@ -34,10 +34,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import PutTypeDef, TransactWriteItemTypeDef, UpdateTypeDef
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -51,6 +55,28 @@ MAX_TRANSACTION_ITEMS = 100
 BATCH_GET_KEYS = 100
 BATCH_WRITE_REQUESTS = 25
 CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailed"
+
+
+class ExpiringStore:
+    """A store whose items expire ``ttl_days`` after they are written (``expires_at()``: the epoch
+    second to put in the table's TTL attribute). ``TTL_DAYS`` is the subclass's default."""
+
+    TTL_DAYS = 30
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        ttl_days: int | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._ttl_s = (self.TTL_DAYS if ttl_days is None else ttl_days) * 86400
+        self._now = now
+
+    def expires_at(self) -> int:
+        return int(self._now()) + self._ttl_s
 
 
 # --- values -------------------------------------------------------------------------------------
@@ -124,7 +150,7 @@ def put_op(
 ) -> Op:
     """One ``Put`` of the whole ``item`` (plain values); ``condition`` over ``names``/``values_``
     placeholders (``values_`` plain, keyed without the colon)."""
-    op: dict[str, Any] = {"TableName": table, "Item": serialize(item)}
+    op: PutTypeDef = {"TableName": table, "Item": serialize(item)}
     if condition:
         op["ConditionExpression"] = condition
     if names:
@@ -134,7 +160,7 @@ def put_op(
     return {"Put": op}
 
 
-def put_if(client: Any, op: Op) -> bool:
+def put_if(client: DynamoDBClient, op: Op) -> bool:
     """Run one conditional ``put_op`` outside a transaction: False (nothing written) when its
     condition fails."""
     try:
@@ -203,7 +229,7 @@ def update_op(
         clauses.append("REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove))))
     if not clauses:
         raise ValueError("an update needs at least one SET, ADD, DELETE or REMOVE")
-    op: dict[str, Any] = {
+    op: UpdateTypeDef = {
         "TableName": table,
         "Key": serialize(key),
         "UpdateExpression": " ".join(clauses),
@@ -217,12 +243,12 @@ def update_op(
     return {"Update": op}
 
 
-def update(client: Any, op: Op) -> None:
+def update(client: DynamoDBClient, op: Op) -> None:
     """Run one ``update_op`` outside a transaction."""
     client.update_item(**op["Update"])
 
 
-def update_if(client: Any, op: Op) -> bool:
+def update_if(client: DynamoDBClient, op: Op) -> bool:
     """Run one conditional ``update_op``: False (nothing written) when its condition fails."""
     try:
         update(client, op)
@@ -233,7 +259,7 @@ def update_if(client: Any, op: Op) -> bool:
     return True
 
 
-def update_returning(client: Any, op: Op) -> Item | None:
+def update_returning(client: DynamoDBClient, op: Op) -> Item | None:
     """Run one conditional ``update_op`` and return the item as it is after the write (``ALL_NEW``,
     in the same request); None (nothing written) when its condition fails."""
     try:
@@ -246,7 +272,12 @@ def update_returning(client: Any, op: Op) -> Item | None:
 
 
 def get(
-    client: Any, table: str, key: Mapping[str, Any], *, consistent: bool = False, fields: Sequence[str] = ()
+    client: DynamoDBClient,
+    table: str,
+    key: Mapping[str, Any],
+    *,
+    consistent: bool = False,
+    fields: Sequence[str] = (),
 ) -> Item | None:
     """One item by its key (plain values), or None; only ``fields`` when given."""
     params: dict[str, Any] = {"TableName": table, "Key": serialize(key), "ConsistentRead": consistent}
@@ -260,7 +291,9 @@ def get(
 # --- paging ---------------------------------------------------------------------------------------
 
 
-def pages(client: Any, operation: str, **params: Any) -> Iterator[dict[str, Any]]:
+def pages(
+    client: DynamoDBClient, operation: Literal["query", "scan"], **params: Any
+) -> Iterator[dict[str, Any]]:
     """Raw response pages of ``query`` or ``scan`` from boto3's paginator (``Limit`` is the page
     size; an ``ExclusiveStartKey`` in ``params`` starts there). Each page keeps its
     ``LastEvaluatedKey``, for callers that hand out a cursor."""
@@ -269,12 +302,12 @@ def pages(client: Any, operation: str, **params: Any) -> Iterator[dict[str, Any]
     yield from client.get_paginator(operation).paginate(**params)
 
 
-def query_all(client: Any, *, limit: int | None = None, **params: Any) -> Iterator[Item]:
+def query_all(client: DynamoDBClient, *, limit: int | None = None, **params: Any) -> Iterator[Item]:
     """Every item of a query, deserialized, page after page (at most ``limit`` items)."""
     yield from _items(pages(client, "query", **params), limit)
 
 
-def scan_all(client: Any, *, limit: int | None = None, **params: Any) -> Iterator[Item]:
+def scan_all(client: DynamoDBClient, *, limit: int | None = None, **params: Any) -> Iterator[Item]:
     """Every item of a scan, deserialized, page after page (at most ``limit`` items)."""
     yield from _items(pages(client, "scan", **params), limit)
 
@@ -323,7 +356,7 @@ DEFAULT_BACKOFF = Backoff()
 
 
 def _retrying(
-    send: Callable[[dict[str, Any]], dict[str, Any]],
+    send: Callable[[dict[str, Any]], Mapping[str, Any]],
     request: dict[str, Any],
     unprocessed_field: str,
     operation: str,
@@ -345,7 +378,7 @@ def _retrying(
 
 
 def batch_get(
-    client: Any,
+    client: DynamoDBClient,
     table: str,
     item_keys: Sequence[Mapping[str, Any]],
     *,
@@ -365,8 +398,8 @@ def batch_get(
         }
     found: list[Item] = []
 
-    def send(request: dict[str, Any]) -> dict[str, Any]:
-        resp: dict[str, Any] = client.batch_get_item(RequestItems=request)
+    def send(request: dict[str, Any]) -> Mapping[str, Any]:
+        resp = client.batch_get_item(RequestItems=request)
         found.extend(deserialize(raw) for raw in resp.get("Responses", {}).get(table, []))
         return resp
 
@@ -378,7 +411,7 @@ def batch_get(
 
 
 def batch_write(
-    client: Any,
+    client: DynamoDBClient,
     table: str,
     *,
     puts: Sequence[Mapping[str, Any]] = (),
@@ -391,8 +424,8 @@ def batch_write(
     requests = [{"PutRequest": {"Item": serialize(item)}} for item in puts]
     requests += [{"DeleteRequest": {"Key": serialize(key)}} for key in deletes]
 
-    def send(request: dict[str, Any]) -> dict[str, Any]:
-        resp: dict[str, Any] = client.batch_write_item(RequestItems=request)
+    def send(request: dict[str, Any]) -> Mapping[str, Any]:
+        resp = client.batch_write_item(RequestItems=request)
         return resp
 
     for start in range(0, len(requests), BATCH_WRITE_REQUESTS):
@@ -452,9 +485,16 @@ class Transaction:
     def __len__(self) -> int:
         return len(self.items)
 
-    def commit(self, client: Any) -> None:
+    def commit_unless(self, client: DynamoDBClient, guard: str) -> bool:
+        """Commit, or nothing when the condition of the operation named ``guard`` fails: False
+        then (e.g. a job or an enrollment that exists already); any other cancellation raises."""
+        return commit_once(lambda txn: txn.commit(client), self, guard)
+
+    def commit(self, client: DynamoDBClient) -> None:
         try:
-            client.transact_write_items(TransactItems=self.items)
+            # the operations are the plain dicts ``put_op``/``update_op``/the stores build (``Op``);
+            # their shape is DynamoDB's, checked there, not re-declared as TypedDicts at every store
+            client.transact_write_items(TransactItems=cast("list[TransactWriteItemTypeDef]", self.items))
         except ClientError as exc:
             if error_code(exc) == "TransactionCanceledException":
                 raise TransactionCancelled(exc, self.names) from exc

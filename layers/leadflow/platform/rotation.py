@@ -10,13 +10,16 @@ call a step more than once)."""
 from __future__ import annotations
 
 import secrets
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow.kernel.observability import logger
 from leadflow.platform.tokens import KeyRing
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 KEY_CHARS = 64
 
@@ -34,7 +37,7 @@ class RotationError(Exception):
 
 
 class SigningKeyRotation:
-    def __init__(self, secretsmanager: Any) -> None:
+    def __init__(self, secretsmanager: SecretsManagerClient) -> None:
         self._sm = secretsmanager
 
     def run(self, event: RotationEvent) -> None:

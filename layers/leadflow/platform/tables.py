@@ -67,6 +67,17 @@ state (``S#...``). A report reads a fixed number of counter items, never one per
 ALL_TABLES: tuple[TableSpec, ...] = (CONTACTS, EVENTS, MESSAGES, IDEMPOTENCY, REPORTS)
 
 
+@dataclass(frozen=True)
+class Prefix:
+    """One kind of key: ``Prefix("C")("42") == "C#42"``. The key builders of every table
+    (``keys`` here, the stores' own) are made of these, so a prefix is written once."""
+
+    tag: str
+
+    def __call__(self, value: str) -> str:
+        return f"{self.tag}#{value}"
+
+
 class keys:
     """Key builders: the only place that knows the key layout."""
 
@@ -76,30 +87,16 @@ class keys:
     MSG = "MSG"
     MARK = "MARK"
 
-    @staticmethod
-    def contact(contact_id: str) -> str:
-        return f"C#{contact_id}"
-
-    @staticmethod
-    def email(email: str) -> str:
-        return f"EMAIL#{email}"
-
-    @staticmethod
-    def visitor(visitor_id: str) -> str:
-        return f"V#{visitor_id}"
-
-    @staticmethod
-    def event(event_id: str) -> str:
-        return f"EV#{event_id}"
+    contact = Prefix("C")
+    email = Prefix("EMAIL")
+    visitor = Prefix("V")
+    event = Prefix("EV")
+    message = Prefix("M")
 
     @staticmethod
     def event_time(occurred_at: datetime, event_id: str) -> str:
         """The ``by_time`` sort key: fixed-width UTC ISO with milliseconds, then the id (ties)."""
         return f"{time_key(occurred_at)}#{event_id}"
-
-    @staticmethod
-    def message(message_id: str) -> str:
-        return f"M#{message_id}"
 
 
 def time_key(moment: datetime) -> str:

@@ -21,20 +21,26 @@ Counters and reports keep only aggregates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from leadflow.contacts.directory import DoNotContactIn
 from leadflow.contacts.store import ContactStore
+from leadflow.events.store import stored_events
 from leadflow.journeys.runtime.stops import ERASURE, stop_on_purpose
 from leadflow.kernel.clock import iso, utc_now
 from leadflow.kernel.errors import NotFound
 from leadflow.kernel.observability import logger, metrics
-from leadflow.platform.dynamo import batch_get, batch_write, deserialize, pages, serialize, values
+from leadflow.messaging.store import MessageStore
+from leadflow.platform.dynamo import batch_write, update
 from leadflow.platform.tables import keys
-from leadflow.reporting.counters import rkeys
+from leadflow.reporting.counters import ReportTable, rkeys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 
 class ErasureRequest(DoNotContactIn):
@@ -69,20 +75,20 @@ class ContactExport(BaseModel):
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in deserialize(item).items() if k not in ("expires_at",)}
+    return {k: v for k, v in item.items() if k not in ("expires_at",)}
 
 
 class PrivacyService:
     def __init__(
         self,
         *,
-        ddb: Any,
+        ddb: DynamoDBClient,
         contacts: ContactStore,
         contacts_table: str,
         events_table: str,
         messages_table: str,
         reports_table: str,
-        sfn: Any,
+        sfn: SFNClient,
         state_machine_arn: Callable[[str], str],
     ) -> None:
         self._ddb = ddb
@@ -91,39 +97,28 @@ class PrivacyService:
         self._events_table = events_table
         self._messages_table = messages_table
         self._reports_table = reports_table
+        self._messages = MessageStore(ddb, messages_table)
+        self._reports = ReportTable(ddb, reports_table)
         self._sfn = sfn
         self._state_machine_arn = state_machine_arn
 
     # --- reading ---------------------------------------------------------------------------------
 
-    def _partition(self, table: str, pk: str) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "TableName": table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": values(pk=pk),
-            "ConsistentRead": True,
-        }
-        for page in pages(self._ddb, "query", **kwargs):  # raw items: erasure deletes their keys as read
-            yield from page["Items"]
-
-    def _messages(self, message_ids: set[str]) -> list[dict[str, Any]]:
-        """The messages' items (deserialized)."""
-        wanted = [{"pk": keys.message(m), "sk": keys.MSG} for m in sorted(message_ids)]
-        return batch_get(self._ddb, self._messages_table, wanted)
+    def _events(self, subject_pk: str) -> list[dict[str, Any]]:
+        return stored_events(self._ddb, self._events_table, subject_pk)
 
     def _gather(self, contact_id: str) -> dict[str, Any]:
-        items = list(self._partition(self._contacts_table, keys.contact(contact_id)))
-        plain = [deserialize(i) for i in items]
-        profile = next((p for p in plain if p["sk"] == keys.PROFILE), None)
+        """Every item of the contact (consistent reads: an item written just before is found), by
+        the stores that own them."""
+        items = self._contacts.partition(contact_id, limit=None, consistent=True)
+        profile = next((p for p in items if p["sk"] == keys.PROFILE), None)
         if profile is None:
             raise NotFound("contact")
         # contacts merged into this one: their partitions (tombstone, consent log, journeys) and
         # events belong to it now
         merged = sorted(str(m) for m in profile.get("merged_ids") or [])
         for merged_id in merged:
-            more = list(self._partition(self._contacts_table, keys.contact(merged_id)))
-            items += more
-            plain += [deserialize(i) for i in more]
+            items += self._contacts.partition(merged_id, limit=None, consistent=True)
         emails = [str(profile["email"])] if profile.get("email") else []
         emails += sorted(str(e) for e in profile.get("alt_emails") or [])
         index_keys = [(keys.email(e), keys.EMAIL) for e in emails]
@@ -131,47 +126,35 @@ class PrivacyService:
             index_keys.append((ContactStore.phone_key(str(profile["phone"])), ContactStore.PHONE_SK))
         visitors = sorted(str(v) for v in profile.get("visitor_ids") or [])
         index_keys += [(keys.visitor(v), keys.LINK) for v in visitors]
-        indexes = []
-        for pk, sk in index_keys:
-            resp = self._ddb.get_item(
-                TableName=self._contacts_table, Key=serialize({"pk": pk, "sk": sk}), ConsistentRead=True
-            )
-            # an index entry belongs to this contact only while it points at it
-            if "Item" in resp and deserialize(resp["Item"]).get("contact_id") == contact_id:
-                indexes.append(resp["Item"])
-        events = [
-            e for c in [contact_id, *merged] for e in self._partition(self._events_table, keys.contact(c))
+        entries = self._contacts.items(index_keys)
+        # an index entry belongs to this contact only while it points at it
+        indexes = [
+            entries[k] for k in index_keys if k in entries and entries[k].get("contact_id") == contact_id
         ]
-        anonymous = [e for v in visitors for e in self._partition(self._events_table, keys.visitor(v))]
+        events = [e for c in [contact_id, *merged] for e in self._events(keys.contact(c))]
+        anonymous = [e for v in visitors for e in self._events(keys.visitor(v))]
         # the report consumer's per-contact and per-visitor state (touches, journey memberships)
         report_state = [
-            i
-            for c in [contact_id, *merged]
-            for i in self._partition(self._reports_table, rkeys.contact_state(c))
+            i for c in [contact_id, *merged] for i in self._reports.partition(rkeys.contact_state(c))
         ]
-        report_state += [
-            i for v in visitors for i in self._partition(self._reports_table, rkeys.visitor_state(v))
-        ]
-        message_ids = {
-            str(m) for m in (deserialize(e).get("message_id") for e in events + anonymous) if m is not None
-        }
+        report_state += [i for v in visitors for i in self._reports.partition(rkeys.visitor_state(v))]
+        message_ids = {str(m) for m in (e.get("message_id") for e in events + anonymous) if m is not None}
         for message_id in sorted(message_ids):  # opens and clicks per message (they name the contact)
-            report_state += self._partition(self._reports_table, rkeys.message_state(message_id))
+            report_state += self._reports.partition(rkeys.message_state(message_id))
         return {
             "profile": profile,
             "emails": emails,
             "items": items,
-            "plain": plain,
             "indexes": indexes,
             "events": events,
             "anonymous": anonymous,
-            "messages": self._messages(message_ids),
+            "messages": self._messages.many(sorted(message_ids)),
             "report_state": report_state,
         }
 
     def export(self, contact_id: str) -> ContactExport:
         found = self._gather(contact_id)
-        plain: list[dict[str, Any]] = found["plain"]
+        plain: list[dict[str, Any]] = found["items"]
         profile = {k: v for k, v in found["profile"].items() if k not in ("pk", "sk")}
         metrics.add_metric(name="ContactExports", unit="Count", value=1)
         return ContactExport(
@@ -196,14 +179,8 @@ class PrivacyService:
     # --- erasing ---------------------------------------------------------------------------------
 
     def _delete(self, table: str, items: list[dict[str, Any]]) -> int:
-        """Delete the items (raw as read, or deserialized) by their keys."""
-        keys_only = [
-            {"pk": i["pk"], "sk": i["sk"]}
-            if isinstance(i["pk"], str)
-            else deserialize({"pk": i["pk"], "sk": i["sk"]})
-            for i in items
-        ]
-        return batch_write(self._ddb, table, deletes=keys_only)
+        """Delete the items by their keys."""
+        return batch_write(self._ddb, table, deletes=[{"pk": i["pk"], "sk": i["sk"]} for i in items])
 
     def _stop_executions(self, plain: list[dict[str, Any]]) -> int:
         stopped = 0
@@ -222,9 +199,9 @@ class PrivacyService:
         found = self._gather(contact_id)
         at = iso(utc_now())
         email = found["profile"].get("email")
-        stopped = self._stop_executions(found["plain"])
+        stopped = self._stop_executions(found["items"])
         for address in found["emails"]:  # first: from now on nothing is sent to them, whatever else happens
-            self._ddb.update_item(**self._contacts.suppression_op(address, "erased", at)["Update"])
+            update(self._ddb, self._contacts.suppression_op(address, "erased", at))
         deleted = {
             "messages": self._delete(self._messages_table, found["messages"]),
             "events": self._delete(self._events_table, found["events"]),
@@ -232,27 +209,22 @@ class PrivacyService:
             "indexes": self._delete(self._contacts_table, found["indexes"]),
             "report_state": self._delete(self._reports_table, found["report_state"]),
             "contact_items": self._delete(
-                self._contacts_table, [i for i in found["items"] if deserialize(i)["sk"] != keys.PROFILE]
+                self._contacts_table, [i for i in found["items"] if i["sk"] != keys.PROFILE]
             ),
         }
         # the profile last: until it is gone, a failed erasure can be repeated and finds everything
         deleted["profile"] = self._delete(
-            self._contacts_table, [i for i in found["items"] if deserialize(i)["sk"] == keys.PROFILE]
+            self._contacts_table, [i for i in found["items"] if i["sk"] == keys.PROFILE]
         )
-        self._ddb.put_item(
-            TableName=self._contacts_table,
-            Item=serialize(
-                {
-                    "pk": f"ERASURE#{contact_id}",
-                    "sk": "ERASURE",
-                    "contact_id": contact_id,
-                    "erased_at": at,
-                    "reason": request.reason,
-                    "actor": actor[:256],
-                    "deleted": deleted,
-                    "executions_stopped": stopped,
-                }
-            ),
+        self._contacts.record_erasure(
+            contact_id,
+            {
+                "erased_at": at,
+                "reason": request.reason,
+                "actor": actor[:256],
+                "deleted": deleted,
+                "executions_stopped": stopped,
+            },
         )
         metrics.add_metric(name="ContactsErased", unit="Count", value=1)
         logger.info("contact erased", extra={"contact_id": contact_id, "deleted": deleted})
@@ -265,11 +237,7 @@ class PrivacyService:
         )
 
     def erasure_record(self, contact_id: str) -> dict[str, Any]:
-        resp = self._ddb.get_item(
-            TableName=self._contacts_table,
-            Key=serialize({"pk": f"ERASURE#{contact_id}", "sk": "ERASURE"}),
-            ConsistentRead=True,
-        )
-        if "Item" not in resp:
+        record = self._contacts.erasure(contact_id)
+        if record is None:
             raise NotFound("erasure record")
-        return deserialize(resp["Item"])
+        return record

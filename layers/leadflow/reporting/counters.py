@@ -11,9 +11,13 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadflow.platform.dynamo import batch_get, get, query_all, serialize, update_op, values
+from leadflow.platform.tables import Prefix
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 COUNTS = "COUNTS"
 STATE = "STATE"
@@ -26,33 +30,14 @@ class rkeys:
 
     ATTRIBUTION = "ATTR"
 
-    @staticmethod
-    def journey(journey_id: str) -> str:
-        return f"J#{journey_id}"
-
-    @staticmethod
-    def template(template: str) -> str:
-        return f"T#{template}"
-
-    @staticmethod
-    def day(date: str) -> str:
-        return f"DAY#{date}"
-
-    @staticmethod
-    def message_state(message_id: str) -> str:
-        return f"S#M#{message_id}"
-
-    @staticmethod
-    def contact_state(contact_id: str) -> str:
-        return f"S#C#{contact_id}"
-
-    @staticmethod
-    def visitor_state(visitor_id: str) -> str:
-        return f"S#V#{visitor_id}"
-
-    @staticmethod
-    def membership(journey_id: str) -> str:
-        return f"J#{journey_id}"
+    journey = Prefix("J")
+    template = Prefix("T")
+    day = Prefix("DAY")
+    message_state = Prefix("S#M")
+    contact_state = Prefix("S#C")
+    visitor_state = Prefix("S#V")
+    membership = Prefix("J")
+    """A journey's membership counters share its counter item's partition (``J#<journey>``)."""
 
 
 def link_key(url: str) -> str:
@@ -115,7 +100,7 @@ class Changes:
 class ReportTable:
     """Reads of the reports table (writes go through ``Changes`` in a transaction)."""
 
-    def __init__(self, client: Any, table: str, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, now: Callable[[], float] = time.time) -> None:
         self._client = client
         self._table = table
         self._now = now
@@ -137,6 +122,18 @@ class ReportTable:
             raise ValueError("at most 100 items per read")
         items = batch_get(self._client, self._table, [{"pk": pk, "sk": sk} for pk, sk in wanted])
         return {(str(item["pk"]), str(item["sk"])): item for item in items}
+
+    def partition(self, pk: str) -> list[dict[str, Any]]:
+        """Every item under ``pk`` (a contact's, visitor's or message's state; consistent)."""
+        return list(
+            query_all(
+                self._client,
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues=values(pk=pk),
+                ConsistentRead=True,
+            )
+        )
 
     def query_state(self, pk: str, prefix: str) -> list[dict[str, Any]]:
         """One contact's state items (its journey memberships): per event, never per report."""

@@ -12,7 +12,7 @@ import io
 import json
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -31,6 +31,9 @@ from leadflow.segments.definitions import Segment
 from leadflow.segments.evaluation import RunStatus, SegmentEvaluations
 from leadflow.segments.membership import SHARDS, SegmentMembership
 from leadflow.segments.store import SegmentDefinitionStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 MAX_EXPORT_PAGE = 1000
 MEMBER_FIELDS = ("contact_id", "email", "first_name", "last_name", "stage", "score")
@@ -106,7 +109,7 @@ class SegmentAdmin:
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         contacts_table: str,
         files: list[Segment],
         definitions: SegmentDefinitionStore,

@@ -20,9 +20,8 @@ one transaction, under the ``lead_version`` lock). A clean-up stops when the id 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from leadflow.contacts.store import ContactStore
@@ -46,15 +45,12 @@ from leadflow.platform.bulk import (
 from leadflow.platform.dynamo import (
     Transaction,
     TransactionCancelled,
-    batch_get,
-    pages,
-    put_op,
-    serialize,
-    values,
 )
-from leadflow.platform.tables import keys
 from leadflow.segments.membership import SHARDS, SegmentMembership
 from leadflow.segments.store import SegmentDefinitionStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 SCAN_LANES = 8
 """Parallel scan segments of a full evaluation."""
@@ -63,7 +59,6 @@ SCAN_PAGE = 200
 CLEANUP_PAGE = 100
 ALL = "*"
 RUN_PREFIX = "SEGRUN#"
-LAST_RUN_PK = "SEGLASTRUN"
 LEAVE_ATTEMPTS = 5
 
 Reevaluate = Callable[[str, str], Sequence[str]]
@@ -104,7 +99,7 @@ class SegmentEvaluations:
     def __init__(
         self,
         *,
-        client: Any,
+        client: DynamoDBClient,
         contacts_table: str,
         queue: BulkQueue,
         definitions: SegmentDefinitionStore,
@@ -128,9 +123,7 @@ class SegmentEvaluations:
     def _create(self, run_id: str, kind: str, segment_id: str | None, lanes: int) -> bool:
         at = iso(utc_now())
         target = segment_id or ALL
-        last_run = put_op(
-            self._table, {"pk": LAST_RUN_PK, "sk": target, "run_id": run_id, "kind": kind, "started_at": at}
-        )
+        last_run = self._definitions.last_run_op(target, run_id, kind, at)
         # False: this run exists already
         return self._lanes.create(
             run_pk(run_id),
@@ -226,9 +219,7 @@ class SegmentEvaluations:
 
     def last_run(self, segment_id: str) -> RunStatus | None:
         """The latest run of the segment or of every segment, whichever started last."""
-        pointers = batch_get(
-            self._client, self._table, [{"pk": LAST_RUN_PK, "sk": s} for s in (segment_id, ALL)]
-        )
+        pointers = self._definitions.last_runs([segment_id, ALL])
         if not pointers:
             return None
         latest = max(pointers, key=lambda p: (str(p.get("started_at", "")), str(p["run_id"])))
@@ -257,32 +248,19 @@ class SegmentEvaluations:
             raise RuntimeError("SegmentEvaluations was built without a reevaluate function")
 
         def work() -> tuple[str | None, dict[str, int]]:
-            params: dict[str, Any] = {
-                "TableName": self._table,
-                "Segment": job.lane,
-                "TotalSegments": SCAN_LANES,
-                "Limit": SCAN_PAGE,
-                # merged tombstones only while they still hold segments (the engine empties them)
-                "FilterExpression": "sk = :profile AND (attribute_not_exists(merged_into) OR attribute_exists(#segs))",
-                "ProjectionExpression": "pk",
-                "ExpressionAttributeNames": {"#segs": "segments"},
-                "ExpressionAttributeValues": values(profile=keys.PROFILE),
-            }
-            if job.after:
-                params["ExclusiveStartKey"] = decode_key(job.after)
             meta = self._lanes.meta(run_pk(job.run_id)) or {}
             target = str(meta.get("segment_id", ALL))
-            resp = next(pages(self._client, "scan", **params))  # one page per job: the cursor chains on
+            start = decode_key(job.after) if job.after else None
+            # one page per job: the cursor chains on
+            contact_ids, last = self._contacts.segment_scan_page(job.lane, SCAN_LANES, SCAN_PAGE, start)
             contacts = changed = entered = left = 0
-            for item in resp["Items"]:
-                contact_id = item["pk"]["S"].removeprefix("C#")
+            for contact_id in contact_ids:
                 changes = reevaluate(contact_id, job.run_id)
                 changed += 1 if changes else 0
                 entered += sum(1 for c in changes if _is_change(c, "segment_entered", target))
                 left += sum(1 for c in changes if _is_change(c, "segment_left", target))
                 contacts += 1
             metrics.add_metric(name="SegmentContactsEvaluated", unit="Count", value=contacts)
-            last = resp.get("LastEvaluatedKey")
             counts = {"contacts": contacts, "changed": changed, "entered": entered, "left": left}
             return (encode_key(last) if last else None), counts
 
@@ -368,13 +346,4 @@ class SegmentEvaluations:
             self._delete_zero_count(segment_id, shard)
 
     def _delete_zero_count(self, segment_id: str, shard: int) -> None:
-        try:
-            self._client.delete_item(
-                TableName=self._table,
-                Key=serialize({"pk": SegmentMembership.count_pk(segment_id), "sk": f"{shard:02d}"}),
-                ConditionExpression="attribute_not_exists(members) OR members = :zero",
-                ExpressionAttributeValues=values(zero=0),
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        self._membership.delete_zero_count(segment_id, shard)

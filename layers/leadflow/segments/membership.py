@@ -14,12 +14,18 @@ count in one transaction, with the ``segment_entered``/``segment_left`` event.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from leadflow.platform.dynamo import batch_get, put_op, serialize, update_op, values
-from leadflow.platform.tables import keys
+from botocore.exceptions import ClientError
+
+from leadflow.platform.dynamo import batch_get, is_conditional_failure, put_op, serialize, update_op, values
+from leadflow.platform.tables import Prefix, keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 SHARDS = 16
+SEGMENT = Prefix("SEGMENT")
 
 
 def shard_of(contact_id: str) -> int:
@@ -27,17 +33,30 @@ def shard_of(contact_id: str) -> int:
 
 
 class SegmentMembership:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._client = client
         self._table = table
 
     @staticmethod
     def member_pk(segment_id: str, shard: int) -> str:
-        return f"SEGMENT#{segment_id}#{shard:02d}"
+        return SEGMENT(f"{segment_id}#{shard:02d}")
 
-    @staticmethod
-    def count_pk(segment_id: str) -> str:
-        return f"SEGCOUNT#{segment_id}"
+    count_pk = Prefix("SEGCOUNT")
+
+    def delete_zero_count(self, segment_id: str, shard: int) -> bool:
+        """Delete a shard's member count when it is zero (or absent): False when it holds members."""
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=serialize({"pk": self.count_pk(segment_id), "sk": f"{shard:02d}"}),
+                ConditionExpression="attribute_not_exists(members) OR members = :zero",
+                ExpressionAttributeValues=values(zero=0),
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
 
     def _count_op(self, segment_id: str, shard: int, delta: int) -> dict[str, Any]:
         return update_op(

@@ -7,18 +7,32 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from leadflow.platform.dynamo import pages, put_op, serialize, values
+from leadflow.platform.dynamo import batch_get, pages, put_op, serialize, values
 from leadflow.segments.definitions import Segment, SegmentError, parse_segment
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 DEFS_PK = "SEGDEFS"
+LAST_RUN_PK = "SEGLASTRUN"
+"""Pointers to the latest evaluation run of each segment (sort key: its id, or every segment's)."""
 
 
 class SegmentDefinitionStore:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._client = client
         self._table = table
+
+    def last_run_op(self, target: str, run_id: str, kind: str, at: str) -> dict[str, Any]:
+        """Point ``target`` (a segment id, or every segment) at the run that starts now."""
+        item = {"pk": LAST_RUN_PK, "sk": target, "run_id": run_id, "kind": kind, "started_at": at}
+        return put_op(self._table, item)
+
+    def last_runs(self, targets: Sequence[str]) -> list[dict[str, Any]]:
+        """The run pointers of these targets that exist (consistent)."""
+        return batch_get(self._client, self._table, [{"pk": LAST_RUN_PK, "sk": t} for t in targets])
 
     @staticmethod
     def key(segment_id: str) -> dict[str, Any]:

@@ -21,19 +21,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from typing import Any, Literal
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore, event_history
+from leadflow.journeys.timing import week_key
 from leadflow.kernel import ids
 from leadflow.platform.dynamo import (
     DEFAULT_BACKOFF,
     Backoff,
     Transaction,
-    TransactionCancelled,
     batch_get,
     get,
     is_conditional_failure,
@@ -43,7 +43,11 @@ from leadflow.platform.dynamo import (
     update_op,
     update_returning,
 )
-from leadflow.platform.tables import keys
+from leadflow.platform.tables import Prefix, keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 CAP_TTL_SECONDS = 9 * 86400
 CAP_ATTEMPTS = 5
@@ -59,6 +63,23 @@ def profile_key(contact_id: str) -> dict[str, str]:
     return {"pk": keys.contact(contact_id), "sk": keys.PROFILE}
 
 
+CAP_DAY = Prefix("D")
+"""A frequency cap's day period: ``D#<local date>``."""
+CAP_WEEK = Prefix("W")
+"""A frequency cap's week period: ``W#<ISO week>`` (``journeys.timing.week_key``)."""
+
+
+def cap_limits(day: date, per_day: int | None, per_week: int | None) -> dict[str, int]:
+    """The periods a message sent on the contact's local ``day`` counts against, with their limits
+    (``JourneyStore.reserve``); a limit that is not set is not counted."""
+    limits: dict[str, int] = {}
+    if per_day is not None:
+        limits[CAP_DAY(day.isoformat())] = per_day
+    if per_week is not None:
+        limits[CAP_WEEK(week_key(day))] = per_week
+    return limits
+
+
 class CapExceeded(Exception):
     """The message would exceed the contact's frequency cap."""
 
@@ -66,7 +87,7 @@ class CapExceeded(Exception):
 class JourneyStore:
     def __init__(
         self,
-        client: Any,
+        client: DynamoDBClient,
         *,
         contacts_table: str,
         events_table: str,
@@ -80,6 +101,10 @@ class JourneyStore:
         self._backoff = backoff
 
     # --- profile and enrollment ----------------------------------------------------------------
+
+    def _enrollment_update(self, contact_id: str, journey_id: str, **update: Any) -> dict[str, Any]:
+        """An ``update_op`` (its keyword arguments) of the enrollment item."""
+        return update_op(self._contacts, enrollment_key(contact_id, journey_id), **update)
 
     def profile_and_enrollment(
         self, contact_id: str, journey_id: str
@@ -132,13 +157,7 @@ class JourneyStore:
         txn = Transaction()
         txn.add(put, "enrollment")
         txn.extend(with_ops, "with_ops")
-        try:
-            txn.commit(self._client)
-        except TransactionCancelled as exc:
-            if exc.failed_condition("enrollment"):
-                return False
-            raise
-        return True
+        return txn.commit_unless(self._client, "enrollment")
 
     def request_exit(self, contact_id: str, journey_id: str, reason: str, at: str) -> dict[str, Any] | None:
         """Mark an active enrollment to leave before its next step: the enrollment as it is now
@@ -207,31 +226,27 @@ class JourneyStore:
         """Remember the latest matching event of a ``wait_for`` step on the active enrollment: the
         enrollment after the write, or None when it is not active or a later event was seen already
         (a duplicate or an older event delivered late: nothing to answer that was not answered)."""
-        return update_returning(
-            self._client,
-            update_op(
-                self._contacts,
-                enrollment_key(contact_id, journey_id),
-                set_clauses=["#seen = :at"],
-                condition="#status = :active AND (attribute_not_exists(#seen) OR #seen < :at)",
-                names={"#status": "status", "#seen": self.seen_attribute(step_id)},
-                values_={"active": "active", "at": occurred_at},
-            ),
+        seen = self._enrollment_update(
+            contact_id,
+            journey_id,
+            set_clauses=["#seen = :at"],
+            condition="#status = :active AND (attribute_not_exists(#seen) OR #seen < :at)",
+            names={"#status": "status", "#seen": self.seen_attribute(step_id)},
+            values_={"active": "active", "at": occurred_at},
         )
+        return update_returning(self._client, seen)
 
     def clear_wait(self, contact_id: str, journey_id: str, token: str) -> bool:
         """Forget an answered token (only that one: a newer wait keeps its own)."""
-        return update_if(
-            self._client,
-            update_op(
-                self._contacts,
-                enrollment_key(contact_id, journey_id),
-                remove=["waiting"],
-                condition="waiting.#token = :token",
-                names={"#token": "token"},
-                values_={"token": token},
-            ),
+        answered = self._enrollment_update(
+            contact_id,
+            journey_id,
+            remove=["waiting"],
+            condition="waiting.#token = :token",
+            names={"#token": "token"},
+            values_={"token": token},
         )
+        return update_if(self._client, answered)
 
     def leave(
         self,
@@ -343,7 +358,7 @@ class JourneyStore:
         )
 
 
-def answer_wait(sfn: Any, token: str, seen: str) -> bool:
+def answer_wait(sfn: SFNClient, token: str, seen: str) -> bool:
     """``SendTaskSuccess`` for a ``wait_for`` token with the awaited event (``seen``: its ``by_time``
     key, ``<occurred_at>#<event id>``); False when the task ended already (timed out, answered,
     stopped: ``TaskTimedOut``/``InvalidToken``/``TaskDoesNotExist``)."""
@@ -359,7 +374,7 @@ def answer_wait(sfn: Any, token: str, seen: str) -> bool:
     return True
 
 
-def fail_wait(sfn: Any, token: str, reason: str) -> bool:
+def fail_wait(sfn: SFNClient, token: str, reason: str) -> bool:
     """``SendTaskFailure(ContactExited)``: the waiting task's Catch leaves the journey (exited)."""
     try:
         sfn.send_task_failure(taskToken=token, error="ContactExited", cause=reason[:200])

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -45,6 +45,9 @@ from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import current_score
 from leadflow.messaging.store import MessageStore
 from leadflow.platform.tables import keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
 
 ENGAGEMENT_ATTRIBUTE = {"email_opened": "first_opened_at", "email_clicked": "first_clicked_at"}
 MANUAL_ENROLLMENT = "journey_enrollment_requested"
@@ -122,7 +125,7 @@ class TriggerService:
         journeys: Sequence[Journey],
         messages: MessageStore,
         store: JourneyStore,
-        sfn: Any,
+        sfn: SFNClient,
         state_machine_arn: Callable[[str], str],
         now: Callable[[], datetime] = utc_now,
         events: EventStore | None = None,

@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
@@ -38,7 +38,14 @@ from leadflow.events.store import EventStore, IdempotencyMarks
 from leadflow.journeys.compiler import bucket as _bucket
 from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.journeys.model import WaitUntil
-from leadflow.journeys.runtime.enrollments import CapExceeded, JourneyStore, answer_wait
+from leadflow.journeys.runtime.enrollments import (
+    CAP_DAY,
+    CAP_WEEK,
+    CapExceeded,
+    JourneyStore,
+    answer_wait,
+    cap_limits,
+)
 from leadflow.journeys.runtime.tasks import (
     BranchSpec,
     ChannelSchedule,
@@ -73,6 +80,10 @@ from leadflow.messaging.model import SendRequest, SendResult
 from leadflow.messaging.store import MessageStore
 from leadflow.platform.dynamo import Transaction, commit_once
 from leadflow.platform.tables import keys, time_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 WEBHOOK_TIMEOUT_SECONDS = 10
 HELD_OUT = "held_out"
@@ -138,13 +149,13 @@ class JourneyStepRunner:
         history: InteractionHistory,
         assignments: Assignments,
         lead_model: Callable[[], LeadModel],
-        sqs: Any,
+        sqs: SQSClient,
         dead_letter_queue_url: str,
         webhook_keys: Callable[[], Mapping[str, str]],
         allow_plain_http: bool = False,
         post: Poster = http_post,
         now: Callable[[], datetime] = utc_now,
-        sfn: Any = None,
+        sfn: SFNClient,
     ) -> None:
         """``handoffs``/``history``/``assignments``: sales hand-offs (where they go, the interaction
         history, the owner); ``lead_model``: the lead model (``leads.yaml``, read once and cached by
@@ -295,7 +306,7 @@ class JourneyStepRunner:
         cap = settings.frequency_cap
         if cap is None or not marketing:
             return
-        limits = cap.limits(now.astimezone(tz).date())
+        limits = cap_limits(now.astimezone(tz).date(), cap.per_day, cap.per_week)
         message_id = ids.deterministic_id(request.lineage_id, request.round_step_id)
         try:
             self._store.reserve(request.contact_id, channel, message_id, limits)
@@ -323,8 +334,8 @@ class JourneyStepRunner:
             quiet=settings.quiet_hours,
             window=settings.send_window,
             cap=settings.frequency_cap,
-            sent_on_day=lambda day: count(f"D#{day}"),
-            sent_in_week=lambda week: count(f"W#{week}"),
+            sent_on_day=lambda day: count(CAP_DAY(str(day))),
+            sent_in_week=lambda week: count(CAP_WEEK(week)),
         )
         # the cap was full a moment ago: never "now" (a whole second on, so the wait is real)
         return at if at > now else now.replace(microsecond=0) + timedelta(seconds=1)

@@ -14,9 +14,13 @@ is treated as an incident and redriven.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
 
 STOPPED_ON_PURPOSE = "leadflow.stopped"
 """``error`` of every StopExecution leadflow makes on purpose."""
@@ -40,7 +44,7 @@ def stop_cause(reason: str, detail: str = "") -> str:
     return f"{reason}: {detail}"[:MAX_CAUSE] if detail else reason
 
 
-def stop_on_purpose(sfn: Any, execution_arn: str, reason: str, detail: str = "") -> bool:
+def stop_on_purpose(sfn: SFNClient, execution_arn: str, reason: str, detail: str = "") -> bool:
     """Stop the execution with leadflow's marker; False when it does not exist (already gone)."""
     try:
         sfn.stop_execution(
@@ -53,7 +57,7 @@ def stop_on_purpose(sfn: Any, execution_arn: str, reason: str, detail: str = "")
     return True
 
 
-def stopped_on_purpose(description: dict[str, Any]) -> str | None:
+def stopped_on_purpose(description: Mapping[str, Any]) -> str | None:
     """The reason of a stop on purpose, from a ``DescribeExecution`` answer; None for any other
     execution (running, failed, or aborted without leadflow's marker)."""
     if description.get("status") != "ABORTED" or description.get("error") != STOPPED_ON_PURPOSE:
