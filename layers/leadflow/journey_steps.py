@@ -35,9 +35,9 @@ from botocore.exceptions import ClientError
 from leadflow import ids
 from leadflow.clock import parse_iso
 from leadflow.enrollments import CapExceeded, JourneyStore, answer_wait
-from leadflow.journeys.compiler import bucket as _bucket
 from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.journeys.model import WaitUntil
+from leadflow.journeys.model import bucket as _bucket
 from leadflow.journeys.tasks import (
     BranchSpec,
     ChannelSchedule,

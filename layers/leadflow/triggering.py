@@ -34,9 +34,8 @@ from botocore.exceptions import ClientError
 from leadflow import ids
 from leadflow.clock import parse_iso
 from leadflow.enrollments import JourneyStore, answer_wait, close_stopped, fail_wait
-from leadflow.journeys.compiler import buckets
 from leadflow.journeys.conditions import Facts, evaluate, matches_where
-from leadflow.journeys.model import Journey, ReEntryAfter, Trigger, WaitForStep
+from leadflow.journeys.model import Journey, ReEntryAfter, Trigger, WaitForStep, buckets
 from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import current_score
 from leadflow.models import Event, iso, utc_now

@@ -18,6 +18,9 @@ Evaluation needs facts (``Facts``): the contact's profile, engagement of earlier
 contact's recent events; the step executor gathers them with as few reads as the condition needs.
 The lead engine passes the decayed score (``score``) and windowed counts from its activity
 counters (``counts``), so it evaluates ``did`` without reading the contact's history.
+
+The models are declared with ``defer_build``: their validators are built at the first
+validation, never for conditions restored from precompiled content (``leadflow.precompiled``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ Scalar = str | int | float | bool
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class Span(_Model):
@@ -236,9 +239,6 @@ Condition = Annotated[
         ),
     ),
 ]
-All.model_rebuild()
-Any_.model_rebuild()
-Not.model_rebuild()
 
 
 def walk(condition: Condition) -> Iterator[Condition]:
@@ -372,8 +372,8 @@ def _attribute(condition: AttributeIs, profile: Mapping[str, Any]) -> bool:
         present and any(condition.contains.lower() in str(v).lower() for v in _as_list(value))
     ):
         return False
-    bounds = (
-        Compare(gt=condition.gt, gte=condition.gte, lt=condition.lt, lte=condition.lte)
+    bounds = (  # bounds of a validated condition: constructed, not validated again
+        Compare.model_construct(gt=condition.gt, gte=condition.gte, lt=condition.lt, lte=condition.lte)
         if any(b is not None for b in (condition.gt, condition.gte, condition.lt, condition.lte))
         else None
     )
