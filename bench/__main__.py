@@ -30,12 +30,13 @@ from bench.imports import import_ratios
 from bench.journeys import journey_figures
 from bench.reporting import report_calls
 from bench.streams import stream_figures
-from leadflow import ids
+from leadflow.events.model import Event
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, utc_now
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import LocalSystem, settings_env
-from leadflow.messaging import SignedLinks
-from leadflow.models import Event, iso, utc_now
-from leadflow.store import serialize
+from leadflow.messaging.compose import SignedLinks
+from leadflow.platform.dynamo import serialize
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 READS = {"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems", "GetSecretValue", "GetParameter"}

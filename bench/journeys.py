@@ -29,7 +29,7 @@ from leadflow.journeys.cost import Usage, gb_seconds, history_usage
 from leadflow.journeys.model import Journey, WaitForStep
 from leadflow.local.metering import SEND_MEMORY_MB, DynamoMeter, enrollment_journey
 from leadflow.local.system import LocalSystem, resource_name
-from leadflow.tables import MESSAGES
+from leadflow.platform.tables import MESSAGES
 
 CONTACTS = 24
 DAY = 86400

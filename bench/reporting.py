@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from leadflow.events.model import Event
+from leadflow.events.store import IdempotencyMarks
 from leadflow.local.system import resource_name
-from leadflow.models import Event
+from leadflow.platform.dynamo import Transaction
 from leadflow.reporting.consumer import ReportService
 from leadflow.reporting.counters import Changes, ReportTable, rkeys
 from leadflow.reporting.reports import ReportReader
-from leadflow.store import IdempotencyMarks, Transaction
 
 REAL_EVENTS = 100
 

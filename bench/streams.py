@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from leadflow import ids
+from leadflow.events.model import Event
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, utc_now
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import LocalSystem
-from leadflow.models import Event, iso, utc_now
-from leadflow.store import serialize
+from leadflow.platform.dynamo import serialize
 
 BATCH = 100
 EVENT_MIX: tuple[tuple[str, dict[str, Any]], ...] = (

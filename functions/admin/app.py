@@ -15,7 +15,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from leadflow import wiring
-from leadflow.admin import (
+from leadflow.capture.server_events import MAX_BODY_BYTES as MAX_EVENTS_BYTES
+from leadflow.capture.server_events import ServerEvents
+from leadflow.contacts import api as contacts_api
+from leadflow.contacts.directory import (
     ContactDirectory,
     ContactLookup,
     ContactRef,
@@ -25,17 +28,14 @@ from leadflow.admin import (
     EnrollmentAccepted,
     EnrollmentIn,
 )
-from leadflow.contacts import api as contacts_api
-from leadflow.errors import Conflict, InvalidInput, NotFound
-from leadflow.leads import sales_api
-from leadflow.observability import logger, metrics, tracer
-from leadflow.privacy import ContactExport, ErasureRequest, ErasureResult, PrivacyService
+from leadflow.kernel.errors import Conflict, InvalidInput, NotFound
+from leadflow.kernel.observability import logger, metrics, tracer
+from leadflow.kernel.settings import get_settings
+from leadflow.leads import api as sales_api
+from leadflow.platform.http import error_response, json_response, refuse_unreadable, validation_fields
+from leadflow.privacy.service import ContactExport, ErasureRequest, ErasureResult, PrivacyService
 from leadflow.reporting.api import reports_router
-from leadflow.responses import error_response, json_response, refuse_unreadable, validation_fields
 from leadflow.segments import api as segments_api
-from leadflow.server_events import MAX_BODY_BYTES as MAX_EVENTS_BYTES
-from leadflow.server_events import ServerEvents
-from leadflow.settings import get_settings
 
 settings = get_settings()
 _ddb = wiring.client("dynamodb")

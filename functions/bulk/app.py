@@ -11,12 +11,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
-from leadflow.broadcasts import BroadcastService
-from leadflow.bulk import BroadcastPage, BulkQueue, SegmentCleanupPage, SegmentScanPage, parse_job
-from leadflow.observability import logger, metrics, tracer
+from leadflow.broadcasts.service import BroadcastService
+from leadflow.kernel.observability import logger, metrics, tracer
+from leadflow.kernel.settings import get_settings
+from leadflow.platform.bulk import BroadcastPage, BulkQueue, SegmentCleanupPage, SegmentScanPage, parse_job
 from leadflow.segments.definitions import load_segments
 from leadflow.segments.evaluation import SegmentEvaluations
-from leadflow.settings import get_settings
 
 settings = get_settings()
 _ddb = wiring.client("dynamodb")

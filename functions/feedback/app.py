@@ -1,6 +1,6 @@
 """feedback: SNS-delivered provider feedback — SES event publishing (bounces, complaints, deliveries,
 rejects) and inbound two-way SMS (STOP). Wiring only: each record's message goes to
-``leadflow.feedback``; a malformed one is logged (no personal data) and counted, never retried."""
+``leadflow.messaging.provider_feedback``; a malformed one is logged (no personal data) and counted, never retried."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
-from leadflow.feedback import BadNotification, FeedbackService
-from leadflow.observability import logger, metrics, tracer
-from leadflow.settings import get_settings
+from leadflow.kernel.observability import logger, metrics, tracer
+from leadflow.kernel.settings import get_settings
+from leadflow.messaging.provider_feedback import BadNotification, FeedbackService
 
 settings = get_settings()
 _ddb = wiring.client("dynamodb")

@@ -20,9 +20,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
 from leadflow.journeys import load_journeys
-from leadflow.observability import logger, tracer
+from leadflow.kernel.observability import logger, tracer
+from leadflow.kernel.settings import get_settings
 from leadflow.ops.changes import apply_changes
-from leadflow.settings import get_settings
 
 settings = get_settings()
 ddb = wiring.client("dynamodb")

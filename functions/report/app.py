@@ -9,10 +9,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadflow import streams, wiring  # streams first: see leadflow.streams
-from leadflow.observability import logger, metrics, tracer
+from leadflow import wiring
+from leadflow.events import streams  # streams first: see leadflow.events.streams
+from leadflow.kernel.observability import logger, metrics, tracer
+from leadflow.kernel.settings import get_settings
 from leadflow.reporting.config import report_service
-from leadflow.settings import get_settings
 
 service = report_service(get_settings(), wiring.client("dynamodb"))
 batch = streams.stream_batch_handler(service.apply)

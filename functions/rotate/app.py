@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
-from leadflow.observability import logger, tracer
-from leadflow.rotation import RotationEvent, SigningKeyRotation
+from leadflow.kernel.observability import logger, tracer
+from leadflow.platform.rotation import RotationEvent, SigningKeyRotation
 
 rotation = SigningKeyRotation(wiring.client("secretsmanager"))
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadflow import streams, wiring  # streams first: see leadflow.streams
-from leadflow.observability import logger, metrics, tracer
-from leadflow.settings import get_settings
+from leadflow import wiring
+from leadflow.events import streams  # streams first: see leadflow.events.streams
+from leadflow.kernel.observability import logger, metrics, tracer
+from leadflow.kernel.settings import get_settings
 
 settings = get_settings()
 service = wiring.lead_engine(settings, wiring.client("dynamodb"))

@@ -9,12 +9,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
-from leadflow.journey_steps import JourneyStepRunner
-from leadflow.journeys.tasks import TASK
+from leadflow.journeys.runtime.steps import JourneyStepRunner
+from leadflow.journeys.runtime.tasks import TASK
+from leadflow.kernel.observability import logger, metrics, tracer
+from leadflow.kernel.settings import get_settings
 from leadflow.leads.handoff import HandoffPublisher, InteractionHistory
 from leadflow.leads.routing import Assignments, OwnerPicker
-from leadflow.observability import logger, metrics, tracer
-from leadflow.settings import get_settings
 
 settings = get_settings()
 _ddb = wiring.client("dynamodb")

@@ -1,5 +1,5 @@
 """track: the public HTTP API (API Gateway HTTP API, payload v2) — pixels, clicks, events, forms,
-unsubscribes, double opt-in confirmations. Wiring only: parse, one call into ``leadflow.tracking``, answer."""
+unsubscribes, double opt-in confirmations. Wiring only: parse, one call into ``leadflow.capture.tracking``, answer."""
 
 from __future__ import annotations
 
@@ -17,16 +17,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from leadflow import wiring
-from leadflow.errors import InvalidInput, NotFound
-from leadflow.models import EventAccepted, EventIn, FormAccepted, FormSubmission, utc_now
-from leadflow.observability import logger, metrics, tracer
-from leadflow.protection import PostSignals, SignupBudgets, SignupRefused, render_stamp
-from leadflow.responses import error_response, json_response, refuse_unreadable, validation_fields
-from leadflow.server_events import ServerEvents, SignatureRefused, SignedEvents
-from leadflow.settings import get_settings
-from leadflow.tokens import InvalidToken
-from leadflow.tracking import ServerEventOnly, TrackingService, VisitorLinks
-from leadflow.web import (
+from leadflow.capture.model import FormAccepted, FormSubmission
+from leadflow.capture.protection import PostSignals, SignupBudgets, SignupRefused, render_stamp
+from leadflow.capture.server_events import ServerEvents, SignatureRefused, SignedEvents
+from leadflow.capture.tracking import ServerEventOnly, TrackingService, VisitorLinks
+from leadflow.capture.web import (
     PIXEL_HEADERS,
     SNIPPET_JS,
     TRANSPARENT_GIF_B64,
@@ -36,6 +31,13 @@ from leadflow.web import (
     unsubscribe_confirm_page,
     unsubscribed_page,
 )
+from leadflow.events.model import EventAccepted, EventIn
+from leadflow.kernel.clock import utc_now
+from leadflow.kernel.errors import InvalidInput, NotFound
+from leadflow.kernel.observability import logger, metrics, tracer
+from leadflow.kernel.settings import get_settings
+from leadflow.platform.http import error_response, json_response, refuse_unreadable, validation_fields
+from leadflow.platform.tokens import InvalidToken
 
 settings = get_settings()
 _ddb = wiring.client("dynamodb")

@@ -6,12 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadflow import streams, wiring  # streams first: see leadflow.streams
+from leadflow import wiring
+from leadflow.events import streams  # streams first: see leadflow.events.streams
 from leadflow.journeys import load_journeys
+from leadflow.journeys.runtime.entry import TriggerService
+from leadflow.kernel.observability import logger, metrics, tracer
+from leadflow.kernel.settings import get_settings
 from leadflow.leads.model import load_lead_model
-from leadflow.observability import logger, metrics, tracer
-from leadflow.settings import get_settings
-from leadflow.triggering import TriggerService
 
 settings = get_settings()
 _ddb = wiring.client("dynamodb")

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from leadflow.settings import FormConfig
+from leadflow.kernel.settings import FormConfig
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 DOMAIN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"

@@ -25,9 +25,9 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from leadflow.api_routes import ADMIN_ROUTES, ALL_ROUTES
 from leadflow.journeys import Journey, compile_journey
-from leadflow.tables import TableSpec
+from leadflow.platform.routes import ADMIN_ROUTES, ALL_ROUTES
+from leadflow.platform.tables import TableSpec
 
 from .config import CustomDomain
 from .layer import ROOT
@@ -47,7 +47,7 @@ def nag_env(scope: Construct) -> tuple[str, str]:
 
 
 class LeadflowTables(Construct):
-    """Every table of ``leadflow.tables``: on-demand, PITR, encrypted, stream, TTL and global
+    """Every table of ``leadflow.platform.tables``: on-demand, PITR, encrypted, stream, TTL and global
     secondary indexes (all attributes projected) per spec."""
 
     def __init__(
@@ -228,7 +228,7 @@ class BulkJobs(Construct):
 
 
 class LeadflowApi(Construct):
-    """The HTTP API: every route of ``leadflow.api_routes`` to its function. Public routes take no
+    """The HTTP API: every route of ``leadflow.platform.routes`` to its function. Public routes take no
     credentials; admin routes require IAM (SigV4) authorization — ``admin_policy`` allows calling them."""
 
     def __init__(

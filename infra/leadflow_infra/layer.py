@@ -34,7 +34,7 @@ EXCLUDED_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath")
 PACKAGE = ROOT / "layers" / "leadflow"
 DEV_ONLY = (
     "local",
-    "cli.py",
+    "ops/cli.py",
     "ops/redrive.py",
     "ops/smoke.py",
     "ops/versions.py",

@@ -19,7 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from leadflow.observability import NAMESPACE, SERVICE
+from leadflow.kernel.observability import NAMESPACE, SERVICE
 
 from .config import AlarmThresholds
 

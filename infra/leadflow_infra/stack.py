@@ -21,7 +21,7 @@ from constructs import Construct
 
 from leadflow.journeys import JourneyError, load_journeys
 from leadflow.journeys.checks import check_content
-from leadflow.tables import ALL_TABLES, CONTACTS, EVENTS, IDEMPOTENCY, MESSAGES, REPORTS
+from leadflow.platform.tables import ALL_TABLES, CONTACTS, EVENTS, IDEMPOTENCY, MESSAGES, REPORTS
 
 from .config import StageConfig
 from .constructs import (
@@ -47,7 +47,7 @@ JOURNEY_CHANGES_TIMEOUT = Duration.minutes(10)
 it stops starting journeys 30 s before (``leadflow.ops.changes.TIME_MARGIN_MS``)."""
 BULK_WORKERS = 4
 """Concurrent bulk workers (SQS event source maximum concurrency): a broadcast's sending rate is
-shared by them (``leadflow.broadcasts``)."""
+shared by them (``leadflow.broadcasts.service``)."""
 
 
 class LeadflowStack(Stack):
@@ -670,7 +670,7 @@ class LeadflowStack(Stack):
                 iam.PolicyStatement(
                     actions=["states:ListExecutions"], resources=[m.state_machine_arn for m in machines]
                 ),
-                # DescribeExecution: an ABORTED execution stopped on purpose (leadflow.stops) is skipped
+                # DescribeExecution: an ABORTED execution stopped on purpose (leadflow.journeys.runtime.stops) is skipped
                 iam.PolicyStatement(
                     actions=["states:RedriveExecution", "states:DescribeExecution"], resources=executions
                 ),
@@ -761,7 +761,7 @@ def _complete_environment(functions: list[LeadflowFunction], environment: Mappin
     """Give every function the whole stage environment. Some values exist only after functions
     were created (the API URL needs the track and admin functions, the bulk queue the bulk
     function); each function gets them here, not in a hand-kept list, so every function starts
-    with a complete ``leadflow.settings.Settings`` (tests/parity/test_environment.py)."""
+    with a complete ``leadflow.kernel.settings.Settings`` (tests/parity/test_environment.py)."""
     for fn in functions:
         for key, value in environment.items():
             fn.function.add_environment(key, value)

@@ -16,16 +16,19 @@ import boto3
 from botocore.config import Config
 
 if TYPE_CHECKING:  # the services below are imported where they are built: a handler loads what it uses
-    from leadflow.enrollments import JourneyStore
+    from leadflow.capture.protection import SiteverifyCaptcha
+    from leadflow.capture.tracking import EventRecorder
+    from leadflow.contacts.store import ContactStore
+    from leadflow.events.store import EventStore, IdempotencyMarks
+    from leadflow.journeys.runtime.enrollments import JourneyStore
+    from leadflow.kernel.settings import Settings
     from leadflow.leads.engine import LeadEngine
     from leadflow.leads.model import LeadModel
-    from leadflow.protection import SiteverifyCaptcha
+    from leadflow.messaging.sending import SendService
+    from leadflow.messaging.store import MessageStore
+    from leadflow.platform.dynamo import Transaction
+    from leadflow.platform.tokens import TokenSigner
     from leadflow.segments.store import SegmentDefinitionStore
-    from leadflow.sending import SendService
-    from leadflow.settings import Settings
-    from leadflow.store import ContactStore, EventStore, IdempotencyMarks, MessageStore, Transaction
-    from leadflow.tokens import TokenSigner
-    from leadflow.tracking import EventRecorder
 
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
@@ -68,7 +71,7 @@ def signing_key_source(
     a rotation takes effect without a deploy)."""
     from aws_lambda_powertools.utilities import parameters
 
-    from leadflow.tokens import KeyRing
+    from leadflow.platform.tokens import KeyRing
 
     last_forced = [-float(KEY_REFRESH_INTERVAL_SECONDS)]
 
@@ -83,31 +86,31 @@ def signing_key_source(
 
 
 def token_signer(settings: Settings) -> TokenSigner:
-    from leadflow.tokens import TokenSigner
+    from leadflow.platform.tokens import TokenSigner
 
     return TokenSigner(signing_key_source(settings.signing_key_secret))
 
 
 def event_store(settings: Settings, ddb: Any) -> EventStore:
-    from leadflow.store import EventStore
+    from leadflow.events.store import EventStore
 
     return EventStore(ddb, settings.events_table, settings.event_retention_days)
 
 
 def contact_store(settings: Settings, ddb: Any) -> ContactStore:
-    from leadflow.store import ContactStore
+    from leadflow.contacts.store import ContactStore
 
     return ContactStore(ddb, settings.contacts_table)
 
 
 def message_store(settings: Settings, ddb: Any) -> MessageStore:
-    from leadflow.store import MessageStore
+    from leadflow.messaging.store import MessageStore
 
     return MessageStore(ddb, settings.messages_table)
 
 
 def idempotency_marks(settings: Settings, ddb: Any) -> IdempotencyMarks:
-    from leadflow.store import IdempotencyMarks
+    from leadflow.events.store import IdempotencyMarks
 
     return IdempotencyMarks(ddb, settings.idempotency_table)
 
@@ -134,7 +137,7 @@ def webhook_keys_source(secret_id: str) -> Callable[[], Mapping[str, str]]:
 
 def event_recorder(settings: Settings, ddb: Any) -> EventRecorder:
     """Records ``POST /events`` and ``POST /admin/events`` payloads."""
-    from leadflow.tracking import EventRecorder, VisitorLinks
+    from leadflow.capture.tracking import EventRecorder, VisitorLinks
 
     return EventRecorder(
         events=event_store(settings, ddb),
@@ -150,7 +153,7 @@ def captcha_verifier(endpoints: Mapping[str, str] | None = None) -> SiteverifyCa
     ``endpoints``: the providers' siteverify URLs (the real ones by default; tests pass a local fake)."""
     from aws_lambda_powertools.utilities import parameters
 
-    from leadflow.protection import SITEVERIFY_URLS, SiteverifyCaptcha
+    from leadflow.capture.protection import SITEVERIFY_URLS, SiteverifyCaptcha
 
     def secret(secret_id: str) -> str:
         return str(parameters.get_secret(secret_id, max_age=KEY_CACHE_SECONDS))
@@ -162,8 +165,8 @@ def sending_forms(settings: Settings) -> Callable[[], frozenset[str]]:
     """The forms whose sign-ups send email, from the journeys (read when first needed, not at import)."""
 
     def forms() -> frozenset[str]:
+        from leadflow.capture.protection import forms_that_send_email
         from leadflow.journeys import load_journeys
-        from leadflow.protection import forms_that_send_email
 
         return forms_that_send_email(settings.forms, load_journeys(settings.journeys_dir))
 
@@ -171,7 +174,7 @@ def sending_forms(settings: Settings) -> Callable[[], frozenset[str]]:
 
 
 def journey_store(settings: Settings, ddb: Any) -> JourneyStore:
-    from leadflow.enrollments import JourneyStore
+    from leadflow.journeys.runtime.enrollments import JourneyStore
 
     return JourneyStore(ddb, contacts_table=settings.contacts_table, events_table=settings.events_table)
 
@@ -180,8 +183,9 @@ def send_service(settings: Settings, ddb: Any) -> SendService:
     """Email and SMS delivery (journey sends and broadcasts share it: one claim per message id)."""
     from email.utils import formataddr
 
-    from leadflow.messaging import EmailRenderer, TemplateArchive
-    from leadflow.sending import SendService
+    from leadflow.messaging.render import EmailRenderer
+    from leadflow.messaging.sending import SendService
+    from leadflow.messaging.template_versions import TemplateArchive
 
     return SendService(
         contacts=contact_store(settings, ddb),

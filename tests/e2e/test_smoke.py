@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from leadflow import cli
+from leadflow.ops import cli
 from leadflow.ops.smoke import SIMULATOR_DOMAIN
 from tests.e2e.conftest import Site
 

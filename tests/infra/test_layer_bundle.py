@@ -29,7 +29,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_layer_contains_the_package_deps_and_content_for_lambda(bundle: Path) -> None:
     tmp_path = bundle
     python = tmp_path / "python"
-    assert (python / "leadflow" / "tracking.py").is_file()
+    assert (python / "leadflow" / "capture" / "tracking.py").is_file()
+    assert not (python / "leadflow" / "ops" / "cli.py").exists()
     assert not (python / "leadflow" / "local").exists()
     assert (tmp_path / "content" / "journeys" / "welcome.yaml").is_file()
     assert (tmp_path / "content" / "templates" / "welcome" / "body.html").is_file()
@@ -126,7 +127,7 @@ def test_every_handler_imports_with_the_layers_package_alone(bundle: Path, tmp_p
     assert run.returncode == 0, run.stderr[-3000:]
     modules: dict[str, str | None] = json.loads(run.stdout.strip().splitlines()[-1])
     assert "leadflow.wiring" in modules  # it really imported the handlers' modules
-    assert "leadflow.tracking" in modules
+    assert "leadflow.capture.tracking" in modules
     bundled = bundle / "python" / "leadflow"
     for name, origin in modules.items():
         assert origin is not None, name
@@ -134,5 +135,7 @@ def test_every_handler_imports_with_the_layers_package_alone(bundle: Path, tmp_p
         assert (bundled / Path(origin).relative_to(only_package / "leadflow")).is_file()
     assert "leadflow.ops.changes" in modules  # the deploy's journey_changes runs it: it ships
     shipped_ops = ("leadflow.ops", "leadflow.ops.changes")
-    dev_only = [m for m in modules if m.startswith(("leadflow.local", "leadflow.ops")) or m == "leadflow.cli"]
+    dev_only = [
+        m for m in modules if m.startswith(("leadflow.local", "leadflow.ops")) or m == "leadflow.ops.cli"
+    ]
     assert [m for m in dev_only if m not in shipped_ops] == []

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from leadflow.api_routes import ADMIN_ROUTES
 from leadflow.journeys import load_journeys
+from leadflow.platform.routes import ADMIN_ROUTES
 from tests.infra.conftest import ROOT, cdk_context
 from tests.infra.test_stack import FUNCTIONS, resources, stage_functions
 
@@ -236,18 +236,21 @@ def test_the_redrive_policy_covers_exactly_what_ops_redrive_calls(template_json:
     actions = {
         a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     }
-    assert actions == {
-        "cloudformation:DescribeStacks",
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:ChangeMessageVisibility",
-        "dynamodb:GetShardIterator",
-        "dynamodb:GetRecords",
-        "lambda:InvokeFunction",
-        "states:ListExecutions",
-        "states:RedriveExecution",
-        "states:DescribeExecution",  # an execution stopped on purpose is skipped (leadflow.stops)
-    }
+    assert (
+        actions
+        == {
+            "cloudformation:DescribeStacks",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "dynamodb:GetShardIterator",
+            "dynamodb:GetRecords",
+            "lambda:InvokeFunction",
+            "states:ListExecutions",
+            "states:RedriveExecution",
+            "states:DescribeExecution",  # an execution stopped on purpose is skipped (leadflow.journeys.runtime.stops)
+        }
+    )
     for statement in statements:
         assert statement["Resource"] != "*"
     assert "OpsRedrivePolicyArn" in template_json["Outputs"]

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from leadflow.api_routes import ADMIN_ROUTES, ALL_ROUTES, PUBLIC_ROUTES
 from leadflow.journeys import compile_journey, load_journeys
-from leadflow.tables import ALL_TABLES
+from leadflow.platform.routes import ADMIN_ROUTES, ALL_ROUTES, PUBLIC_ROUTES
+from leadflow.platform.tables import ALL_TABLES
 from tests.infra.conftest import ROOT, cdk_context
 
 FUNCTIONS = (

@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from leadflow.kernel.observability import logger as powertools_logger
 from leadflow.local.system import LocalSystem
-from leadflow.observability import logger as powertools_logger
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from leadflow.api_routes import ADMIN_ROUTES, PUBLIC_ROUTES
 from leadflow.local.system import LocalSystem
+from leadflow.platform.routes import ADMIN_ROUTES, PUBLIC_ROUTES
 from tests.integration.conftest import sign_up
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from leadflow import ids
-from leadflow.bulk import BroadcastPage, Pacer
+from leadflow.kernel import ids
 from leadflow.local.system import LocalSystem
+from leadflow.platform.bulk import BroadcastPage, Pacer
 from tests.integration.test_segments import admin, body, content_dir, put_profile
 
 TEMPLATE = "win-back"

@@ -31,7 +31,7 @@ def body(reply: dict[str, Any]) -> Any:
 
 def profiles_with_email(system: LocalSystem, email: str) -> list[dict[str, Any]]:
     """The profiles with this email (a filtered scan: cheap on moto however many contacts exist)."""
-    from leadflow.store import deserialize
+    from leadflow.platform.dynamo import deserialize
 
     pages = (
         system.client("dynamodb")
@@ -65,7 +65,7 @@ def events_of(system: LocalSystem, contact_id: str) -> list[dict[str, Any]]:
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": f"C#{contact_id}"}},
     )
-    from leadflow.store import deserialize
+    from leadflow.platform.dynamo import deserialize
 
     return [deserialize(i) for i in resp["Items"]]
 
@@ -284,7 +284,7 @@ def _import_file(rows: int, bad_every: int) -> tuple[str, dict[int, str]]:
 def test_the_cli_imports_in_chunks_and_reports_rows_of_the_file(
     system: LocalSystem, tmp_path: Any, monkeypatch: Any, capsys: Any
 ) -> None:
-    from leadflow import cli
+    from leadflow.ops import cli
 
     text, bad = _import_file(95, 20)
     text = text.replace("@Bulk.Example", "@cli.example")

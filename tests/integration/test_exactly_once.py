@@ -188,7 +188,7 @@ def test_a_rejected_email_is_recorded_as_rejected_even_when_a_write_fails_in_bet
 
     monkeypatch.setattr(service._ses, "send_raw_email", rejected)
     _failing_writes(system, monkeypatch, "transact_write_items", 2)
-    monkeypatch.setattr("leadflow.sending.time.sleep", lambda _s: None)
+    monkeypatch.setattr("leadflow.messaging.sending.time.sleep", lambda _s: None)
     payload = _send_payload(contact, "arn:aws:states:us-east-1:123456789012:execution:manual:reject-1")
     first = system.handlers[SEND](payload, lambda_context(SEND))
     assert (first["status"], first["reason"]) == ("skipped", "rejected_by_provider")
@@ -212,7 +212,7 @@ def test_a_sent_email_is_recorded_as_sent_even_when_a_write_fails_after_ses_acce
     system.settle()
     before = len(outbox_to(system, "recorded@example.com"))
     _failing_writes(system, monkeypatch, "transact_write_items", 1)
-    monkeypatch.setattr("leadflow.sending.time.sleep", lambda _s: None)
+    monkeypatch.setattr("leadflow.messaging.sending.time.sleep", lambda _s: None)
     payload = _send_payload(contact, "arn:aws:states:us-east-1:123456789012:execution:manual:record-1")
     first = system.handlers[SEND](payload, lambda_context(SEND))
     assert first["status"] == "sent"

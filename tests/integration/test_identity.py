@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from leadflow.local.system import LocalSystem, resource_name
-from leadflow.tokens import KeyRing, TokenClaims, TokenSigner
+from leadflow.platform.tokens import KeyRing, TokenClaims, TokenSigner
 from tests.integration.conftest import profile, sign_up
 from tests.integration.test_contacts_api import admin, body
 

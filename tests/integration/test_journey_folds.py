@@ -14,7 +14,7 @@ import pytest
 from leadflow.journeys import compile_journey, load_journey
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import ROOT, LocalSystem
-from leadflow.tables import keys
+from leadflow.platform.tables import keys
 from tests.integration.conftest import sign_up
 
 SEND = "leadflow-local-send"
@@ -42,7 +42,7 @@ def outbox_to(system: LocalSystem, address: str) -> list[dict[str, Any]]:
 
 
 def message(system: LocalSystem, message_id: str) -> dict[str, Any]:
-    from leadflow.store import deserialize
+    from leadflow.platform.dynamo import deserialize
 
     item = (
         system.client("dynamodb")
@@ -128,7 +128,7 @@ def test_the_frequency_cap_is_one_item_counted_once_per_message(system: LocalSys
     """One conditional put per reservation on ONE item per contact and channel: a retried
     reservation counts once, a full period refuses, a new day starts from zero (yesterday's count
     dropped), and a reservation that lost a race reads again and counts on top of the winner."""
-    from leadflow.enrollments import CapExceeded, JourneyStore
+    from leadflow.journeys.runtime.enrollments import CapExceeded, JourneyStore
 
     client = system.client("dynamodb")
     clock = {"now": 1_767_600_000.0}

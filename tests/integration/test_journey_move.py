@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from leadflow import ids
+from leadflow.journeys.runtime.stops import stopped_on_purpose
+from leadflow.kernel import ids
 from leadflow.local.system import LocalSystem
-from leadflow.stops import stopped_on_purpose
 from tests.integration.test_journey_runtime import (
     DAY,
     contact,

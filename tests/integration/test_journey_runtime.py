@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from leadflow.local.system import ROOT, LocalSystem
-from leadflow.tables import keys
+from leadflow.platform.tables import keys
 
 JSON = {"content-type": "application/json"}
 DAY = 86400
@@ -94,7 +94,7 @@ def executions(system: LocalSystem, journey: str) -> list[dict[str, Any]]:
 
 
 def profile(system: LocalSystem, contact_id: str) -> dict[str, Any]:
-    from leadflow.store import deserialize
+    from leadflow.platform.dynamo import deserialize
 
     item = system.client("dynamodb").get_item(
         TableName="leadflow-local-contacts",
@@ -104,7 +104,7 @@ def profile(system: LocalSystem, contact_id: str) -> dict[str, Any]:
 
 
 def enrollment(system: LocalSystem, contact_id: str, journey_id: str) -> dict[str, Any]:
-    from leadflow.store import deserialize
+    from leadflow.platform.dynamo import deserialize
 
     item = system.client("dynamodb").get_item(
         TableName="leadflow-local-contacts",
@@ -114,7 +114,7 @@ def enrollment(system: LocalSystem, contact_id: str, journey_id: str) -> dict[st
 
 
 def events_of(system: LocalSystem, contact_id: str) -> list[dict[str, Any]]:
-    from leadflow.store import deserialize
+    from leadflow.platform.dynamo import deserialize
 
     items = system.client("dynamodb").query(
         TableName="leadflow-local-events",

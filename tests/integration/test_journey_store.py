@@ -10,7 +10,7 @@ from __future__ import annotations
 import boto3
 from botocore.stub import Stubber
 
-from leadflow.enrollments import JourneyStore
+from leadflow.journeys.runtime.enrollments import JourneyStore
 from leadflow.local.system import LocalSystem
 from leadflow.platform.dynamo import Backoff, item_key
 

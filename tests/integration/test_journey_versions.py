@@ -215,9 +215,9 @@ def test_journeys_versions_lists_each_version_with_its_running_executions(
     import urllib.error
     import urllib.request
 
-    from leadflow.cli import main
     from leadflow.journeys import compile_journey, load_journey
     from leadflow.local.server import LocalServer
+    from leadflow.ops.cli import main
 
     ada = contact(system, "ada@example.com")
     system.settle()
@@ -302,8 +302,8 @@ def test_on_change_exit_ends_the_contacts_of_older_versions_on_purpose(system: L
     """``on_change: exit``: the deploy stops the executions on the old version on purpose (never
     redriven), closes their enrollments as exited ("journey changed") with a journey_exited event;
     the old version's later steps never run; new contacts enter the new version."""
+    from leadflow.journeys.runtime.stops import stopped_on_purpose
     from leadflow.ops.redrive import ExecutionRedrive
-    from leadflow.stops import stopped_on_purpose
     from tests.integration.test_journey_runtime import enrollment, events_of
 
     sfn = system.client("stepfunctions")
@@ -365,7 +365,7 @@ def test_apply_changes_after_a_stage_deploy_carries_out_the_files_on_change(
     """``leadflow journeys apply-changes --stage`` re-runs what ``cdk deploy``'s journey_changes
     does: it reads the stack's outputs and does what each journey file's ``on_change`` says — here a
     marketer who first let contacts finish on the old version decides they should leave it."""
-    from leadflow.cli import main
+    from leadflow.ops.cli import main
     from tests.integration.test_journey_runtime import enrollment
 
     machine = system.state_machines["nurture"]
@@ -374,11 +374,11 @@ def test_apply_changes_after_a_stage_deploy_carries_out_the_files_on_change(
         "EventsTable": "leadflow-local-events",
         "JourneyNurtureArn": machine,
     }
-    import leadflow.cli
+    import leadflow.ops.cli
 
-    real_client = leadflow.cli._client
+    real_client = leadflow.ops.cli._client
     monkeypatch.setattr(
-        leadflow.cli,
+        leadflow.ops.cli,
         "_client",
         lambda service, region: (
             StackOutputs(outputs) if service == "cloudformation" else real_client(service, region)
@@ -449,8 +449,8 @@ def test_a_journey_whose_change_fails_is_reported_and_the_others_still_run(syste
     ``on_change`` is still carried out."""
     from leadflow import wiring
     from leadflow.journeys import load_journeys
+    from leadflow.kernel.settings import get_settings
     from leadflow.ops.changes import apply_changes
-    from leadflow.settings import get_settings
     from tests.integration.test_journey_runtime import enrollment
 
     ada = contact(system, "ada@example.com")

@@ -12,8 +12,8 @@ from botocore.exceptions import ClientError
 
 from leadflow import wiring
 from leadflow.local.system import LocalSystem, resource_name
-from leadflow.rotation import RotationError, RotationEvent, SigningKeyRotation
-from leadflow.tokens import MAX_KEYS, InvalidToken, KeyRing, TokenClaims, TokenSigner
+from leadflow.platform.rotation import RotationError, RotationEvent, SigningKeyRotation
+from leadflow.platform.tokens import MAX_KEYS, InvalidToken, KeyRing, TokenClaims, TokenSigner
 
 SECRET = resource_name("signing-key")
 UNSUBSCRIBE = TokenClaims.model_validate({"k": "unsubscribe", "m": "m1", "c": "c01contact"})

@@ -10,17 +10,19 @@ from typing import Any
 
 import pytest
 
-from leadflow import ids
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore
 from leadflow.journeys.conditions import Did
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso
 from leadflow.leads.model import load_lead_model
 from leadflow.leads.scoring import counter_key, current_score, display_score, replay
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import ROOT, LocalSystem
-from leadflow.models import Event, iso
+from leadflow.platform.dynamo import deserialize
+from leadflow.platform.tables import keys
 from leadflow.segments.definitions import Segment
 from leadflow.segments.membership import SegmentMembership
-from leadflow.store import EventStore, deserialize
-from leadflow.tables import keys
 from tests.integration.conftest import stream_records
 
 JSON = {"content-type": "application/json"}

@@ -16,7 +16,7 @@ from leadflow.local import moto_patches
 from leadflow.local.clock import VirtualClock
 from leadflow.local.pump import Consumer, StreamPump
 from leadflow.local.system import AWS_ENV, create_table
-from leadflow.tables import EVENTS
+from leadflow.platform.tables import EVENTS
 
 
 def test_canary_moto_internals_are_where_the_patches_expect_them() -> None:

@@ -4,7 +4,7 @@ record the functions write, whatever happens (sign-up, journey, unsubscribe, rej
 from __future__ import annotations
 
 from leadflow.local.system import LocalSystem
-from leadflow.tables import keys
+from leadflow.platform.tables import keys
 from tests.integration.conftest import sign_up
 
 EMAIL = "Pii.Canary+logs@Example.org"

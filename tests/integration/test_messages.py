@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from leadflow.contacts.store import ContactStore
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import LocalSystem
-from leadflow.messaging import EmailRenderer
-from leadflow.store import ContactStore
+from leadflow.messaging.render import EmailRenderer
 from tests.integration.conftest import profile
 
 SEND = "leadflow-local-send"
@@ -87,7 +87,7 @@ def sms_to(system: LocalSystem, phone: str) -> list[dict[str, Any]]:
 
 
 def message_item(system: LocalSystem, message_id: str) -> dict[str, Any]:
-    from leadflow.store import deserialize
+    from leadflow.platform.dynamo import deserialize
 
     item = system.client("dynamodb").get_item(
         TableName=MESSAGES, Key={"pk": {"S": f"M#{message_id}"}, "sk": {"S": "MSG"}}, ConsistentRead=True
@@ -96,13 +96,13 @@ def message_item(system: LocalSystem, message_id: str) -> dict[str, Any]:
 
 
 def plain_profile(system: LocalSystem, contact: str) -> dict[str, Any]:
-    from leadflow.store import deserialize
+    from leadflow.platform.dynamo import deserialize
 
     return deserialize(profile(system, contact))
 
 
 def events_of(system: LocalSystem, contact: str, event_type: str) -> list[dict[str, Any]]:
-    from leadflow.store import deserialize
+    from leadflow.platform.dynamo import deserialize
 
     items = system.client("dynamodb").query(
         TableName=EVENTS,

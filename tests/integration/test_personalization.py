@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from leadflow.local.system import LocalSystem
-from leadflow.models import SendRequest
+from leadflow.messaging.model import SendRequest
 
 JSON = {"content-type": "application/json"}
 
@@ -116,7 +116,7 @@ def test_company_attributes_and_entry_properties_reach_the_email(system: LocalSy
 
 
 def test_score_stage_and_a_missing_entry_event(system: LocalSystem, tmp_path: Any, monkeypatch: Any) -> None:
-    from leadflow.messaging import EmailRenderer
+    from leadflow.messaging.render import EmailRenderer
 
     folder = tmp_path / "status"
     folder.mkdir()

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from leadflow.local.system import LocalSystem
-from leadflow.store import deserialize
+from leadflow.platform.dynamo import deserialize
 
 EMAIL = "Erika.Mustermann@example.org"
 PHONE = "+4915123456789"

@@ -17,11 +17,12 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import pytest
 
-from leadflow import protection, wiring
+from leadflow import wiring
+from leadflow.capture import protection
 from leadflow.local import system as local_system
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import LocalSystem
-from leadflow.tables import keys
+from leadflow.platform.tables import keys
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 JSON = {"content-type": "application/json"}
@@ -379,7 +380,7 @@ def test_over_budget_a_form_with_a_captcha_asks_for_it_and_a_solved_one_lets_a_p
 
 
 def test_a_provider_that_does_not_answer_fails_closed(system: LocalSystem) -> None:
-    from leadflow.settings import CaptchaConfig
+    from leadflow.kernel.settings import CaptchaConfig
 
     verifier = wiring.captcha_verifier(endpoints={"turnstile": "http://127.0.0.1:9/siteverify"})
     config = CaptchaConfig(provider="turnstile", site_key="k", secret_id="leadflow-local-captcha")
@@ -569,7 +570,7 @@ def signed_post(
     key: str | None = None,
     at: float | None = None,
 ) -> dict[str, Any]:
-    from leadflow.server_events import SignedEvents
+    from leadflow.capture.server_events import SignedEvents
 
     # a sender signs with its own wall clock (the window is real time, whatever the virtual clock says)
     timestamp = str(int(time.time() if at is None else at))
@@ -593,7 +594,7 @@ def test_signed_server_events_from_systems_without_sigv4(system: LocalSystem) ->
     )  # the very same request again: a replay
     # re-signed a second later: a new request, and order-77 is still stored once
     timestamp = str(signed_at + 1)
-    from leadflow.server_events import SignedEvents
+    from leadflow.capture.server_events import SignedEvents
 
     headers = JSON | {
         "x-leadflow-source": "default",
@@ -630,11 +631,11 @@ def test_a_sign_up_that_meets_a_concurrent_one_on_a_budget_counter_is_tried_agai
     answered the way DynamoDB answers it, and the sign-up must go through once."""
     from botocore.exceptions import ClientError
 
-    from leadflow.models import FormSubmission
-    from leadflow.protection import SignupBudgets
-    from leadflow.settings import get_settings
-    from leadflow.store import Transaction
-    from leadflow.tracking import TrackingService, VisitorLinks
+    from leadflow.capture.model import FormSubmission
+    from leadflow.capture.protection import SignupBudgets
+    from leadflow.capture.tracking import TrackingService, VisitorLinks
+    from leadflow.kernel.settings import get_settings
+    from leadflow.platform.dynamo import Transaction
 
     settings = get_settings()
     ddb = system.client("dynamodb")

@@ -10,9 +10,9 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from leadflow import cli
 from leadflow.local import moto_patches
 from leadflow.local.system import LocalSystem
+from leadflow.ops import cli
 from leadflow.ops import redrive as ops
 from leadflow.ops.redrive import ExecutionRedrive, StageResources, StreamRedrive
 from tests.integration.conftest import profile, sign_up

@@ -15,9 +15,9 @@ from urllib.parse import urlencode
 import pytest
 
 from leadflow.local.system import ROOT, LocalSystem, resource_name
+from leadflow.platform.dynamo import deserialize
 from leadflow.reporting import api as reporting_api
 from leadflow.reporting.stats import newcombe
-from leadflow.store import deserialize
 
 JSON = {"content-type": "application/json"}
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC).timestamp()
@@ -266,8 +266,8 @@ def counters(system: LocalSystem) -> list[dict[str, Any]]:
 
 def replay(system: LocalSystem) -> None:
     """Feed every record of the events stream to ``report`` again, as a retried batch would."""
+    from leadflow.events.streams import lambda_stream_record
     from leadflow.local.moto_patches import lambda_context
-    from leadflow.streams import lambda_stream_record
 
     streams = system.client("dynamodbstreams")
     arn = system.client("dynamodb").describe_table(TableName=resource_name("events"))["Table"][

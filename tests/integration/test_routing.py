@@ -22,12 +22,14 @@ from typing import Any
 
 import pytest
 
-from leadflow import ids
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, utc_now
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import ACCOUNT, REGION, ROOT, LocalSystem
-from leadflow.models import Event, iso, utc_now
-from leadflow.store import EventStore, deserialize
-from leadflow.tables import keys
+from leadflow.platform.dynamo import deserialize
+from leadflow.platform.tables import keys
 from tests.integration.conftest import stream_records
 
 JSON = {"content-type": "application/json"}
@@ -156,7 +158,7 @@ def profile(system: LocalSystem, contact_id: str) -> dict[str, Any]:
 
 
 def update_profile(system: LocalSystem, contact_id: str, expression: str, **vals: Any) -> None:
-    from leadflow.store import values
+    from leadflow.platform.dynamo import values
 
     system.client("dynamodb").update_item(
         TableName="leadflow-local-contacts",

@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 
-from leadflow import ids
-from leadflow.clock import utc_now
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, utc_now
 from leadflow.local.system import ROOT, LocalSystem
-from leadflow.models import iso
+from leadflow.platform.dynamo import deserialize, serialize, values
 from leadflow.segments import SegmentMembership
-from leadflow.store import deserialize, serialize, values
 
 CONTACTS = "leadflow-local-contacts"
 EVENTS = "leadflow-local-events"
@@ -181,7 +180,7 @@ def test_evaluate_on_demand_picks_up_changes_without_events(
     assert view["count"] == 31
     vips["members"].append(late)
 
-    from leadflow.bulk import SegmentScanPage
+    from leadflow.platform.bulk import SegmentScanPage
 
     sqs = system.client("sqs")
     sqs.send_message(

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from leadflow.cli import main
 from leadflow.journeys.compiler import bucket
 from leadflow.local.simulate import SimulationError, read_events, simulate
 from leadflow.local.system import ROOT
+from leadflow.ops.cli import main
 
 JOURNEYS = ROOT / "journeys"
 MONDAY = datetime(2026, 1, 5, tzinfo=UTC)
@@ -574,7 +574,7 @@ def test_a_stage_history_exported_and_replayed_gives_what_the_stage_did(tmp_path
 
     from leadflow.local.history_export import export_history
     from leadflow.local.system import LocalSystem
-    from leadflow.tables import MESSAGES
+    from leadflow.platform.tables import MESSAGES
 
     opened, unsubscribed = {0, 2}, {3}
     with LocalSystem(background_pump=False, clock_start=MONDAY.timestamp()) as stage:

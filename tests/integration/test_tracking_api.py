@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from leadflow.capture.web import TRANSPARENT_GIF
 from leadflow.local.system import LocalSystem
-from leadflow.web import TRANSPARENT_GIF
 from tests.integration.conftest import stream_records
 
 JSON = {"content-type": "application/json"}

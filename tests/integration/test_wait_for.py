@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore
+from leadflow.journeys.runtime.stops import EXIT, stopped_on_purpose
+from leadflow.kernel.clock import iso
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import LocalSystem
-from leadflow.models import Event, iso
-from leadflow.stops import EXIT, stopped_on_purpose
-from leadflow.store import EventStore
-from leadflow.tables import keys
+from leadflow.platform.tables import keys
 from tests.integration.conftest import stream_records
 from tests.integration.test_journey_runtime import (
     DAY,
@@ -381,7 +382,8 @@ def test_a_send_deferred_to_eight_in_berlin_goes_out_at_exactly_seven_utc(local:
 def test_events_written_before_the_index_are_backfilled_into_history(local: Any) -> None:
     """A deployed stage upgraded to the ``by_time`` index: its older events have no ``at`` until the
     one-off backfill gives it to them (twice is harmless)."""
-    from leadflow.store import backfill_event_times, serialize
+    from leadflow.events.store import backfill_event_times
+    from leadflow.platform.dynamo import serialize
 
     system = local(clock_start=ODD)
     ddb = system.client("dynamodb")

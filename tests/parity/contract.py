@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import ValidationError
 
+from leadflow.kernel.settings import Settings, get_settings
 from leadflow.local.system import SENDER
-from leadflow.settings import Settings, get_settings
 from tests.parity.iam import Request, decide, matches, principal_named
 from tests.parity.recorder import OPS_REDRIVE, STATES, Call, CallRecorder
 from tests.parity.template import ACCOUNT, PARTITION, REGION, STAGE, Stack, arn

@@ -1,5 +1,5 @@
 """Every function's deployed environment starts the function: the variables in the template,
-resolved as CloudFormation would, validate against ``leadflow.settings.Settings`` exactly as a
+resolved as CloudFormation would, validate against ``leadflow.kernel.settings.Settings`` exactly as a
 cold start does (``get_settings()`` reads the process environment), and fit Lambda's 4 KB."""
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from leadflow.local import limits, recording
 from leadflow.local.system import FUNCTIONS, ROOT, LocalSystem, resource_name
-from leadflow.messaging import EmailRenderer
+from leadflow.messaging.render import EmailRenderer
 from leadflow.ops.redrive import StageResources, redrive
 from tests.integration.test_routing import become_mql
 from tests.parity import contract

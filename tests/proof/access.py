@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from leadflow.api_routes import ADMIN_ROUTES, PUBLIC_ROUTES, Route
 from leadflow.local.system import LocalSystem
-from leadflow.tokens import _b64, _unb64
+from leadflow.platform.routes import ADMIN_ROUTES, PUBLIC_ROUTES, Route
+from leadflow.platform.tokens import _b64, _unb64
 from tests.proof.faults import quiet
 from tests.proof.hostile import real_links, token_of
 

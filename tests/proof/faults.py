@@ -40,14 +40,16 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from leadflow import observability, wiring
-from leadflow.ids import new_event_id
+from leadflow import wiring
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore
+from leadflow.kernel import observability
+from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.ids import new_event_id
 from leadflow.leads.model import load_lead_model
 from leadflow.leads.scoring import display_score, replay
 from leadflow.local.system import LocalSystem
-from leadflow.models import Event, iso, utc_now
 from leadflow.ops import redrive as ops
-from leadflow.store import EventStore
 
 Handler = Callable[[dict[str, Any], Any], Any]
 CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("leadflow_proof_function", default="")

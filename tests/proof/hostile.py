@@ -37,9 +37,9 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 
-from leadflow.api_routes import resolve
 from leadflow.local.system import LocalSystem
-from leadflow.tokens import _b64, _unb64
+from leadflow.platform.routes import resolve
+from leadflow.platform.tokens import _b64, _unb64
 from tests.proof.faults import LINK, quiet
 
 TABLES = ("contacts", "events", "messages", "idempotency")

@@ -129,7 +129,7 @@ def test_no_function_builds_powertools_parser_models(
     cold_starts: dict[str, dict[str, Any]], name: str
 ) -> None:
     """Powertools' parser models (every AWS event shape as pydantic models) are not used: the
-    stream and queue functions import the batch utilities before pydantic (``leadflow.streams``),
+    stream and queue functions import the batch utilities before pydantic (``leadflow.events.streams``),
     and ``send`` validates its request with its own model."""
     assert loaded(cold_starts, name, "aws_lambda_powertools.utilities.parser") == []
 
@@ -153,8 +153,8 @@ def test_admin_and_bulk_do_not_load_the_journey_model(
 
 
 def test_feedback_does_not_load_the_send_path(cold_starts: dict[str, dict[str, Any]]) -> None:
-    """It shares one tag name with sends (``leadflow.message_tags``), not their templates."""
-    assert loaded(cold_starts, "feedback", "leadflow.sending") == []
+    """It shares one tag name with sends (``leadflow.messaging.tags``), not their templates."""
+    assert loaded(cold_starts, "feedback", "leadflow.messaging.sending") == []
     assert loaded(cold_starts, "feedback", "jinja2") == []
 
 
@@ -164,9 +164,9 @@ def test_report_does_not_build_the_read_side_report_models(cold_starts: dict[str
 
 def test_admin_does_not_load_the_send_path(cold_starts: dict[str, dict[str, Any]]) -> None:
     """Broadcasts are created, viewed and cancelled there; their pages are sent by ``bulk``."""
-    assert loaded(cold_starts, "admin", "leadflow.sending") == []
+    assert loaded(cold_starts, "admin", "leadflow.messaging.sending") == []
     assert loaded(cold_starts, "admin", "jinja2") == []
-    assert loaded(cold_starts, "bulk", "leadflow.sending") != []  # the worker that sends
+    assert loaded(cold_starts, "bulk", "leadflow.messaging.sending") != []  # the worker that sends
 
 
 def test_send_builds_at_cold_start_only_the_clients_every_step_may_use(

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from leadflow.cli import main
 from leadflow.journeys import Journey, load_journey, parse_journey
 from leadflow.journeys.graph import render_svg
+from leadflow.ops.cli import main
 from tests.unit.test_journey_language import EVERY_STEP
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -264,7 +264,7 @@ def test_cli_says_what_to_install_when_the_layout_library_is_missing(tmp_path: P
     out = tmp_path / "welcome.svg"
     code = (
         "import sys; sys.modules['grandalf'] = None; "  # import grandalf -> ModuleNotFoundError
-        "from leadflow.cli import main; "
+        "from leadflow.ops.cli import main; "
         f"sys.exit(main(['journeys', 'graph', {str(ROOT / 'journeys' / 'welcome.yaml')!r}, '-o', {str(out)!r}]))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from leadflow import ids
 from leadflow.journeys import JourneyError, compile_journey, load_journeys
 from leadflow.journeys.compiler import RESUME, waiting_steps
 from leadflow.journeys.model import parse_journey
+from leadflow.kernel import ids
 
 ROOT = Path(__file__).resolve().parents[2]
 

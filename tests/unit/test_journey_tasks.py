@@ -1,4 +1,4 @@
-"""The task contract (``leadflow.journeys.tasks``): every task the compiler writes — for the shipped
+"""The task contract (``leadflow.journeys.runtime.tasks``): every task the compiler writes — for the shipped
 journeys and for one journey with every step type, folded and unfolded — parses into the request
 model of its action with its step typed, and so do the shapes definitions compiled before
 (still running executions) send; unknown actions and keys are refused when the request is parsed."""
@@ -23,7 +23,7 @@ from leadflow.journeys.model import (
     Webhook,
     load_journeys,
 )
-from leadflow.journeys.tasks import (
+from leadflow.journeys.runtime.tasks import (
     TASK,
     ActSend,
     ActUpdate,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from leadflow.cli import main
 from leadflow.journeys import JourneyError, compile_journey, load_journey, load_journeys, parse_journey
+from leadflow.ops.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 WELCOME = ROOT / "journeys" / "welcome.yaml"

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from leadflow import ids
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso
 from leadflow.leads.decision import (
     COMPLETE,
     MAX_SEGMENT_CHANGES,
@@ -21,7 +22,6 @@ from leadflow.leads.decision import (
 )
 from leadflow.leads.model import load_lead_model
 from leadflow.leads.scoring import ScoreState
-from leadflow.models import iso
 from leadflow.segments.definitions import Segment, parse_segment
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,6 +9,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from leadflow.journeys.conditions import Condition, Did, Facts, Span, describe, evaluate
+from leadflow.kernel.clock import iso
 from leadflow.leads.model import LeadModel, ScoreRule, parse_lead_model
 from leadflow.leads.scoring import (
     ScoreState,
@@ -28,7 +29,6 @@ from leadflow.leads.scoring import (
     score_event,
     trim_activity,
 )
-from leadflow.models import iso
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -10,21 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from leadflow.feedback import InboundSms, feedback_event_id
-from leadflow.messaging import (
-    OPT_OUT_HINT,
-    EmailRenderer,
-    InvalidRecipient,
-    SignedLinks,
-    TemplateRenderError,
-    compose_email,
-    compose_sms,
-    measure,
-    template_context,
-)
-from leadflow.models import Contact, normalize_phone
-from leadflow.sending import email_skip_reason, sms_skip_reason
-from leadflow.tokens import TokenSigner
+from leadflow.contacts.model import Contact
+from leadflow.contacts.normalize import normalize_phone
+from leadflow.messaging.compose import InvalidRecipient, SignedLinks, compose_email, template_context
+from leadflow.messaging.provider_feedback import InboundSms, feedback_event_id
+from leadflow.messaging.render import EmailRenderer, TemplateRenderError
+from leadflow.messaging.sending import email_skip_reason, sms_skip_reason
+from leadflow.messaging.sms import OPT_OUT_HINT, compose_sms, measure
+from leadflow.platform.tokens import TokenSigner
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNER = TokenSigner(lambda refresh: [b"k" * 32])

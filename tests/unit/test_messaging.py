@@ -8,17 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from leadflow.messaging import (
-    EmailRenderer,
+from leadflow.messaging.compose import (
     InvalidRecipient,
-    RenderedEmail,
     SignedLinks,
-    TemplateRenderError,
     compose_marketing_email,
     rewrite_links,
     template_context,
 )
-from leadflow.tokens import TokenSigner
+from leadflow.messaging.render import EmailRenderer, RenderedEmail, TemplateRenderError
+from leadflow.platform.tokens import TokenSigner
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNER = TokenSigner(lambda refresh: [b"s" * 32])

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from leadflow.models import EventIn, FormSubmission, normalize_email, truncate_ip
+from leadflow.capture.model import FormSubmission, truncate_ip
+from leadflow.contacts.normalize import normalize_email
+from leadflow.events.model import EventIn
 
 
 @pytest.mark.parametrize(

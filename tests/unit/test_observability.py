@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from leadflow.observability import NAMESPACE, count_by, pii_hash
+from leadflow.kernel.observability import NAMESPACE, count_by, pii_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ LAMBDA_CONTEXT = "type('Context', (), {'function_name': 'fn', 'memory_limit_in_m
 TRACED = f"""
 import os, sys
 from botocore.client import BaseClient
-from leadflow.observability import tracer
+from leadflow.kernel.observability import tracer
 
 calls = []
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from leadflow.messaging import EmailRenderer, TemplateRenderError, template_context
+from leadflow.messaging.compose import template_context
+from leadflow.messaging.render import EmailRenderer, TemplateRenderError
 
 ROOT = Path(__file__).resolve().parents[2]
 UNSUBSCRIBE = "https://track.example.com/unsubscribe/tok"

@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from leadflow.journeys import load_journeys
-from leadflow.protection import (
+from leadflow.capture.protection import (
     PostSignals,
     SignupBudgets,
     forms_that_send_email,
@@ -15,8 +14,9 @@ from leadflow.protection import (
     render_stamp,
     stamp_age,
 )
-from leadflow.settings import FormConfig
-from leadflow.tokens import KeyRing, TokenSigner
+from leadflow.journeys import load_journeys
+from leadflow.kernel.settings import FormConfig
+from leadflow.platform.tokens import KeyRing, TokenSigner
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD_KEY = "o" * 40

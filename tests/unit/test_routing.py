@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from leadflow.leads.feedback import target_stage
 from leadflow.leads.handoff import MAX_DOCUMENT_BYTES, contact_view, encode, fit
 from leadflow.leads.model import parse_lead_model
 from leadflow.leads.routing import DEFAULT_RULE, OwnerPicker, matching_rule, routing_facts
+from leadflow.leads.sales_feedback import target_stage
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 MODEL = parse_lead_model(

@@ -1,4 +1,4 @@
-"""A sign-up form post's writes (``leadflow.tracking.plan_signup``) decided without a database:
+"""A sign-up form post's writes (``leadflow.capture.tracking.plan_signup``) decided without a database:
 new and returning contacts, double opt-in, SMS consent, a visitor id that is new, already this
 contact's, or another contact's (a shared device)."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from leadflow.models import FormSubmission
-from leadflow.settings import FormConfig
-from leadflow.tracking import Signup, plan_signup
+from leadflow.capture.model import FormSubmission
+from leadflow.capture.tracking import Signup, plan_signup
+from leadflow.kernel.settings import FormConfig
 
 NEWSLETTER = FormConfig(
     thank_you_url="https://example.com/thanks",

@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from leadflow.stops import ERASURE, EXIT, STOPPED_ON_PURPOSE, stop_cause, stop_on_purpose, stopped_on_purpose
+from leadflow.journeys.runtime.stops import (
+    ERASURE,
+    EXIT,
+    STOPPED_ON_PURPOSE,
+    stop_cause,
+    stop_on_purpose,
+    stopped_on_purpose,
+)
 
 
 class Sfn:

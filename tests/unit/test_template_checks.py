@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from leadflow.cli import main as cli
 from leadflow.journeys.checks import check_content, check_files
+from leadflow.ops.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

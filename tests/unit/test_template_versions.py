@@ -16,8 +16,9 @@ import yaml
 from moto import mock_aws
 
 from leadflow.journeys import JourneyError, compile_journey, parse_journey
-from leadflow.messaging import EmailRenderer, TemplateArchive, TemplateRenderError
+from leadflow.messaging.render import EmailRenderer, TemplateRenderError
 from leadflow.messaging.template_versions import (
+    TemplateArchive,
     archive_document,
     archive_key,
     bundle_of,
@@ -227,7 +228,7 @@ def test_a_tampered_archive_document_is_refused(templates: Path, s3: Any) -> Non
 
 
 def test_the_cli_compiles_as_deployed(capsys: pytest.CaptureFixture[str]) -> None:
-    from leadflow.cli import main
+    from leadflow.ops.cli import main
 
     assert main(["journeys", "compile", str(ROOT / "journeys" / "welcome.yaml")]) == 0
     sends = _sends(json.loads(capsys.readouterr().out)["States"])

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from leadflow.tokens import InvalidToken, TokenClaims, TokenSigner
+from leadflow.platform.tokens import InvalidToken, TokenClaims, TokenSigner
 
 KEY = b"k" * 32
 

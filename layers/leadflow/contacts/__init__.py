@@ -1,1 +1,3 @@
-"""Contacts: normalization, the contacts API (upsert, search, timeline, tags, import), identity merge."""
+"""Contacts: the profile (model, normalization by email-validator and phonenumbers), its one store,
+the contacts service and admin API (upsert, search, timeline, tags, import, do-not-contact), and
+identity merge."""

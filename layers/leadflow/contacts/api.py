@@ -16,11 +16,13 @@ from leadflow.contacts.importing import ContactImporter, ImportReport
 from leadflow.contacts.merge import ContactMerger, MergeIn, MergeResult
 from leadflow.contacts.model import BUILT_IN_SCHEMA, ContactInvalid, parse_contact
 from leadflow.contacts.service import ContactPage, ContactService, TagsIn, TagsResult, Timeline
-from leadflow.errors import InvalidInput
+from leadflow.contacts.store import ContactStore
+from leadflow.events.store import EventStore
+from leadflow.kernel.errors import InvalidInput
+from leadflow.kernel.settings import Settings
 from leadflow.leads.model import LeadModel, load_lead_model
-from leadflow.responses import error_response, json_response
-from leadflow.settings import Settings
-from leadflow.store import ContactStore, EventStore, Transaction
+from leadflow.platform.dynamo import Transaction
+from leadflow.platform.http import error_response, json_response
 
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 """Largest body of POST /admin/contacts/import (a Lambda request may be 6 MB)."""

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from leadflow.contacts.model import ContactIn, ContactInvalid, parse_contact
 from leadflow.contacts.service import ContactService
-from leadflow.errors import InvalidInput
+from leadflow.kernel.errors import InvalidInput
 from leadflow.leads.model import AttributeSpec
 
 MAX_IMPORT_ROWS = 10_000

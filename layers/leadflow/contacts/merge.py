@@ -32,21 +32,26 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadflow import ids
-from leadflow.clock import utc_now
 from leadflow.contacts.model import PROFILE_FIELDS
-from leadflow.errors import Conflict, InvalidInput, NotFound
+from leadflow.contacts.store import ContactStore
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.errors import Conflict, InvalidInput, NotFound
+from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.model import LeadModel
-from leadflow.models import Event, iso
-from leadflow.observability import logger, metrics
-from leadflow.platform.dynamo import Op, Transaction, TransactionCancelled, batch_get, get, update_op
-from leadflow.store import (
-    ContactStore,
-    EventStore,
+from leadflow.platform.dynamo import (
+    Op,
+    Transaction,
+    TransactionCancelled,
+    batch_get,
+    get,
     put_op,
+    update_op,
     values,
 )
-from leadflow.tables import keys
+from leadflow.platform.tables import keys
 
 MAX_TXN_ITEMS = 100
 SMS_FIELDS = ("consent_sms", "consent_sms_updated_at", "consent_sms_source")

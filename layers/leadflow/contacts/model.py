@@ -31,10 +31,9 @@ from pydantic import (
     model_validator,
 )
 
-from leadflow.contacts.normalize import normalize_country, normalize_email, normalize_phone
-from leadflow.errors import InvalidInput
+from leadflow.contacts.normalize import check_time_zone, normalize_country, normalize_email, normalize_phone
+from leadflow.kernel.errors import InvalidInput
 from leadflow.leads.model import BUILT_IN_FIELDS, AttributeSpec
-from leadflow.models import check_time_zone
 
 Gender = Literal["female", "male", "diverse", "undisclosed"]
 GENDER_SYNONYMS: dict[str, Gender] = {
@@ -374,3 +373,47 @@ BUILT_IN_SCHEMA: dict[str, dict[str, Any]] = {
     "updated_at": {"type": "datetime", "read_only": True},
 }
 assert set(BUILT_IN_SCHEMA) == set(BUILT_IN_FIELDS), "BUILT_IN_SCHEMA must describe every built-in field"
+
+
+ConsentState = Literal["granted", "revoked", "unknown", "pending"]
+"""``pending``: signed up through a double opt-in form, not confirmed yet (only the confirmation
+email may be sent)."""
+SuppressionReason = Literal["bounce", "complaint"]
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    contact_id: str
+    email: str
+    merged_into: str | None = None
+    """Set on the tombstone of a contact merged into another (its personal fields are gone, its
+    ``email`` is empty): nothing is sent to it; readers follow ``merged_into`` to the survivor."""
+    first_name: str | None = None
+    last_name: str | None = None
+    consent_email: ConsentState = "unknown"
+    score: int = 0
+    phone: str | None = None
+    consent_sms: ConsentState = "unknown"
+    suppressed: SuppressionReason | None = None
+    """Set by SES feedback: the address hard-bounced or complained; no email is sent to it again."""
+    do_not_contact: bool = False
+    """Set by an operator: no message of any kind on any channel."""
+    locale: str | None = None
+    """BCP 47-ish (``de``, ``de-AT``): picks the template locale folder and the greeting."""
+    salutation: str | None = None
+    """Title for formal greetings (Ms, Mr, Dr, Frau, Herr, Madame, Monsieur...)."""
+    timezone: str | None = None
+    """IANA time zone: quiet hours, send windows and wait_until are in the contact's local time."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tombstone(cls, data: Any) -> Any:
+        # a merged contact's tombstone has no email: checked before the fields are validated
+        if isinstance(data, dict) and data.get("merged_into") and not data.get("email"):
+            return {**data, "email": ""}
+        return data
+
+    @property
+    def reachable_by_email(self) -> bool:
+        return self.consent_email == "granted"

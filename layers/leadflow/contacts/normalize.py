@@ -19,6 +19,8 @@ Every function raises ``ValueError`` with a reason a person understands and neve
 
 from __future__ import annotations
 
+import re
+
 COUNTRY_CODES = frozenset(
     """
     AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
@@ -95,3 +97,23 @@ def normalize_country(raw: str) -> str:
     if code not in COUNTRY_CODES:
         raise ValueError("must be an ISO 3166-1 alpha-2 country code like DE or US")
     return code
+
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def check_time_zone(value: str | None) -> str | None:
+    """An IANA time zone name (None for blank); raises ``ValueError`` with a readable reason."""
+    if not value:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("must be an IANA time zone like Europe/Berlin") from exc
+    return value
+
+
+def is_e164(value: str | None) -> bool:
+    return bool(value) and _E164.match(value or "") is not None

@@ -27,13 +27,15 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadflow import ids
-from leadflow.clock import utc_now
 from leadflow.contacts.model import PROFILE_FIELDS, ContactIn, normalize_tags
-from leadflow.errors import Conflict, InvalidInput, NotFound
+from leadflow.contacts.store import ContactStore
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.errors import Conflict, InvalidInput, NotFound
+from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.model import LeadModel
-from leadflow.models import Event, iso
-from leadflow.observability import logger, metrics
 from leadflow.platform.dynamo import (
     Transaction,
     TransactionCancelled,
@@ -47,8 +49,7 @@ from leadflow.platform.dynamo import (
     update_op,
     values,
 )
-from leadflow.store import ContactStore, EventStore
-from leadflow.tables import keys
+from leadflow.platform.tables import keys
 
 MAX_TXN_ITEMS = 100
 BATCH_GET = 100

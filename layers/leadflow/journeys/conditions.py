@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from leadflow.clock import parse_iso
+from leadflow.kernel.clock import parse_iso
 
 STEP_ID = r"^[a-z][a-z0-9_]{0,39}$"
 NAME = r"^[a-z][a-z0-9_]{0,39}$"

@@ -1071,7 +1071,7 @@ def parse_journey(data: Any, source: str) -> Journey:
 def load_journey(path: Path) -> Journey:
     import yaml
 
-    from leadflow import yaml_files
+    from leadflow.kernel import yaml_files
 
     try:
         data = yaml_files.safe_load(path.read_text(encoding="utf-8"))

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from leadflow.clock import parse_iso
+from leadflow.events.model import Event
 from leadflow.journeys.conditions import Did, Facts, evaluate
+from leadflow.kernel.clock import iso, parse_iso
+from leadflow.kernel.observability import logger
 from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import (
     Counter,
@@ -42,8 +44,6 @@ from leadflow.leads.scoring import (
     score_event,
     trim_activity,
 )
-from leadflow.models import Event, iso
-from leadflow.observability import logger
 from leadflow.segments.definitions import Segment
 
 LEADS_SOURCE = "leads"

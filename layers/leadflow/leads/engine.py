@@ -44,8 +44,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from leadflow import ids
-from leadflow.clock import parse_iso, utc_now
+from leadflow.contacts.store import ContactStore, resolve_profile
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore, IdempotencyMarks
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, parse_iso, utc_now
+from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.decision import (
     LEADS_SOURCE,
     MAX_ITEMS,
@@ -57,13 +61,10 @@ from leadflow.leads.decision import (
 )
 from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import ScoreState, replay, rule_matches
-from leadflow.models import Event, iso
-from leadflow.observability import logger, metrics
 from leadflow.platform.dynamo import Op, Transaction, TransactionCancelled, get, query_all, update_op, values
+from leadflow.platform.tables import keys
 from leadflow.segments.definitions import Segment
 from leadflow.segments.membership import SegmentMembership
-from leadflow.store import ContactStore, EventStore, IdempotencyMarks, resolve_profile
-from leadflow.tables import keys
 
 MARK_KIND = "SCORE"
 MAX_ATTEMPTS = 5
@@ -91,7 +92,7 @@ class LeadStore:
         return get(self._client, self._contacts_table, ContactStore.profile_key(contact_id), consistent=True)
 
     def resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
-        """The live profile and its contact id (``leadflow.store.resolve_profile``)."""
+        """The live profile and its contact id (``leadflow.contacts.store.resolve_profile``)."""
         return resolve_profile(self._client, self._contacts_table, contact_id)
 
     def link(self, visitor_id: str) -> dict[str, Any] | None:

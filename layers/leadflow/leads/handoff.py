@@ -20,13 +20,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from leadflow.errors import LeadflowError
+from leadflow.events.store import event_history
+from leadflow.kernel.clock import iso
+from leadflow.kernel.errors import LeadflowError
 from leadflow.leads.model import LeadModel
 from leadflow.leads.routing import Assignment
 from leadflow.leads.scoring import current_score, display_score
-from leadflow.models import iso
-from leadflow.store import event_history
-from leadflow.tables import keys
+from leadflow.platform.tables import keys
 
 HISTORY_LIMIT = 1000
 """Events at most in a hand-off document (the newest)."""

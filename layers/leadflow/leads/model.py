@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from leadflow.errors import describe_validation
 from leadflow.journeys.conditions import EVENT_TYPE, NAME, Condition, Scalar, Span
+from leadflow.kernel.errors import describe_validation
 
 RULE_ID = r"^[a-z][a-z0-9_-]{0,63}$"
 STAGE = r"^[a-z][a-z0-9_]{0,31}$"
@@ -267,7 +267,7 @@ def read_lead_file(path: Path) -> LeadModel:
     the file does not exist."""
     import yaml
 
-    from leadflow import yaml_files
+    from leadflow.kernel import yaml_files
 
     if not path.exists():
         return LeadModel()

@@ -24,8 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.leads.model import AssignmentRule, LeadModel, Routing
 from leadflow.leads.scoring import current_score
-from leadflow.platform.dynamo import put_if, put_op
-from leadflow.store import deserialize, serialize, values
+from leadflow.platform.dynamo import deserialize, put_if, put_op, serialize, values
 
 DEFAULT_RULE = "default"
 """The ``rule`` of an assignment made by ``routing.default_owner``."""

@@ -31,11 +31,10 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from leadflow import ids
-from leadflow.clock import parse_iso
 from leadflow.journeys.conditions import Condition, Did, Facts, evaluate, matches_where, walk
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, parse_iso
 from leadflow.leads.model import LeadModel, ScoreRule
-from leadflow.models import iso
 
 ALL = "all"
 """The bucket of a counter key used without ``within``."""

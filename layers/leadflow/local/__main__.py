@@ -8,9 +8,9 @@ import signal
 import sys
 import threading
 
-from leadflow.api_routes import ADMIN_ROUTES, PUBLIC_ROUTES
 from leadflow.local.server import LocalServer
 from leadflow.local.system import ROOT, LocalSystem
+from leadflow.platform.routes import ADMIN_ROUTES, PUBLIC_ROUTES
 
 
 def content_problems() -> list[str]:

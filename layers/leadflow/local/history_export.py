@@ -25,10 +25,11 @@ from datetime import datetime
 from typing import Any
 
 from leadflow.contacts.model import PROFILE_FIELDS
+from leadflow.events.model import RESERVED_EVENT_PREFIXES, RESERVED_EVENT_TYPES
+from leadflow.kernel.clock import iso
 from leadflow.leads.model import LeadModel
-from leadflow.models import RESERVED_EVENT_PREFIXES, RESERVED_EVENT_TYPES, iso
-from leadflow.store import deserialize
-from leadflow.tables import keys
+from leadflow.platform.dynamo import deserialize
+from leadflow.platform.tables import keys
 
 REPLAYED = frozenset(
     {

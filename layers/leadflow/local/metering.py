@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from leadflow.journeys.cost import WRITES, Usage, call_units
 from leadflow.local.system import resource_name
-from leadflow.tables import ALL_TABLES
+from leadflow.platform.tables import ALL_TABLES
 
 SEND_MEMORY_MB = 512
 """The deployed memory size of the journey step function (``send``): its GB-seconds."""

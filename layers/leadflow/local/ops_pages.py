@@ -34,7 +34,7 @@ from markupsafe import Markup, escape
 from leadflow.journeys import Journey, JourneyError, compile_journey, load_journeys
 from leadflow.journeys.model import EndStep, GotoStep
 from leadflow.local.system import LocalSystem, resource_name
-from leadflow.tables import EVENTS, keys
+from leadflow.platform.tables import EVENTS, keys
 
 Page = tuple[int, str, bytes]
 """Status, content type, body."""

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from leadflow.events.streams import lambda_stream_record
 from leadflow.local.moto_patches import Handler, lambda_context
-from leadflow.streams import lambda_stream_record
 
 log = logging.getLogger("leadflow.local.pump")
 SHARDS_REFRESH_SECONDS = 1.0

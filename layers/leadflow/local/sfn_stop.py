@@ -2,7 +2,7 @@
 
 AWS stores both and returns them from ``DescribeExecution`` of the ABORTED execution; moto 5.2.5
 drops them (its response reads only ``executionArn`` and stops with ``error=""``). leadflow marks
-executions stopped on purpose through them (``leadflow.stops``) and ``leadflow ops redrive``
+executions stopped on purpose through them (``leadflow.journeys.runtime.stops``) and ``leadflow ops redrive``
 skips those, so the local runtime must keep them. Kept apart from ``moto_patches`` (one concern
 per module); ``check_moto`` is the canary: it fails loudly if moto's response moves.
 """

@@ -1,7 +1,7 @@
 """Step Functions state machine versions and aliases locally, as AWS runs them.
 
 The deployed stage publishes a version of every journey on each deploy and starts executions on
-the journey's alias (``leadflow.settings.Settings.state_machine_alias_arn``); an execution keeps
+the journey's alias (``leadflow.kernel.settings.Settings.state_machine_alias_arn``); an execution keeps
 the version it started on. moto 5.2.5 publishes versions and keeps aliases, but:
 
 - ``StartExecution`` on an alias ARN fails (it resolves only unqualified and version ARNs): here

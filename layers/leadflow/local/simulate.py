@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from leadflow import ids, observability
+from leadflow.events.model import RESERVED_EVENT_PREFIXES, RESERVED_EVENT_TYPES
 from leadflow.journeys import compile_journey, load_journey
 from leadflow.journeys.compiler import CALLBACK, DEFERRED_ERROR, EXITED, TIMEOUT_ERROR
 from leadflow.journeys.cost import Usage, gb_seconds, history_usage
@@ -65,11 +65,11 @@ from leadflow.journeys.model import (
     WaitForStep,
 )
 from leadflow.journeys.timing import next_send_time, zone
+from leadflow.kernel import ids, observability
+from leadflow.kernel.settings import get_settings
 from leadflow.local.metering import SEND_MEMORY_MB, DynamoMeter, enrollment_journey
 from leadflow.local.system import ROOT, LocalSystem, resource_name
-from leadflow.models import RESERVED_EVENT_PREFIXES, RESERVED_EVENT_TYPES
-from leadflow.settings import get_settings
-from leadflow.tables import EVENTS, MESSAGES
+from leadflow.platform.tables import EVENTS, MESSAGES
 
 """The journey step function's deployed memory (GB-seconds, as ``make bench`` prices them)."""
 JSON = {"content-type": "application/json"}
@@ -939,7 +939,7 @@ def simulate_apart(
         journey.write_text(journey_yaml, encoding="utf-8")
         (root / "templates").symlink_to(templates)
         (root / "events.jsonl").write_text(events, encoding="utf-8")
-        command = [sys.executable, "-m", "leadflow.cli", "journeys", "simulate", str(journey)]
+        command = [sys.executable, "-m", "leadflow.ops.cli", "journeys", "simulate", str(journey)]
         command += ["--events", str(root / "events.jsonl"), "--json"]
         if contacts:
             (root / "contacts.jsonl").write_text(contacts, encoding="utf-8")

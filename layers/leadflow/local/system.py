@@ -1,7 +1,7 @@
 """``LocalSystem``: the whole leadflow system in one process on moto.
 
 Resources come from the same definitions the CDK app deploys: the table specs in
-``leadflow.tables`` and the compiled journeys (the exact ASL text, placeholders filled). The four
+``leadflow.platform.tables`` and the compiled journeys (the exact ASL text, placeholders filled). The four
 Lambda handlers are imported from ``functions/*/app.py`` and called with real event shapes: HTTP
 API v2 events for ``track``, DynamoDB stream batches for ``trigger`` and ``score``, Step Functions
 Lambda-task payloads for ``send``."""
@@ -34,20 +34,22 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 from moto import mock_aws
 
-from leadflow import clock as domain_clock
-from leadflow import observability, protection, wiring
-from leadflow.api_routes import resolve
+from leadflow import wiring
+from leadflow.capture import protection
 from leadflow.journeys import compile_journey, load_journeys
+from leadflow.kernel import clock as domain_clock
+from leadflow.kernel import observability
+from leadflow.kernel.settings import get_settings
 from leadflow.local import limits, recording, sfn_stop, sfn_versions
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
 from leadflow.local.pump import Consumer, QueueConsumer, QueuePump, StreamPump
 from leadflow.local.ses_simulator import SesSimulator
 from leadflow.messaging.template_versions import upload_archive
+from leadflow.platform.routes import resolve
+from leadflow.platform.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
+from leadflow.platform.tokens import KeyRing
 from leadflow.reporting import api as reporting_api
-from leadflow.settings import get_settings
-from leadflow.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
-from leadflow.tokens import KeyRing
 
 ROOT = Path(__file__).resolve().parents[3]
 REGION = "us-east-1"
@@ -773,7 +775,7 @@ class LocalSystem:
 
     def _scan(self, logical: str) -> Iterator[dict[str, Any]]:
         """Every item of a table, plain Python values (a local tool: a full scan is fine here)."""
-        from leadflow.store import deserialize
+        from leadflow.platform.dynamo import deserialize
 
         pages = self.client("dynamodb").get_paginator("scan").paginate(TableName=resource_name(logical))
         for page in pages:
@@ -782,7 +784,7 @@ class LocalSystem:
 
     def contacts(self) -> list[dict[str, Any]]:
         """Every contact profile (keys left out), oldest first."""
-        from leadflow.tables import CONTACTS, keys
+        from leadflow.platform.tables import CONTACTS, keys
 
         profiles = [
             {k: v for k, v in item.items() if k not in ("pk", "sk")}
@@ -795,7 +797,7 @@ class LocalSystem:
         """The dashboard figures: what the CloudWatch dashboard shows in AWS, counted from the data."""
         from collections import Counter
 
-        from leadflow.tables import CONTACTS, keys
+        from leadflow.platform.tables import CONTACTS, keys
 
         events = Counter(str(item.get("type")) for item in self._scan(EVENTS.name))
         contacts = sum(1 for item in self._scan(CONTACTS.name) if item.get("sk") == keys.PROFILE)

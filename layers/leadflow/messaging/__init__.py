@@ -1,38 +1,7 @@
-"""Message composition: sandboxed rendering, tracked links, compliant headers, SMS segments."""
+"""Messaging: composing a message (sandboxed rendering, tracked links, compliant headers, SMS
+segments, versioned templates), sending it through SES or SNS with consent, suppression and caps
+(``sending``), the messages table (``store``), the send contract (``model``) and what the providers
+report back (``provider_feedback``: bounces, complaints, deliveries, inbound SMS).
 
-from leadflow.messaging.compose import (
-    InvalidRecipient,
-    OutgoingEmail,
-    SignedLinks,
-    compose_email,
-    compose_marketing_email,
-    rewrite_links,
-    template_context,
-)
-from leadflow.messaging.context import CONTACT_FIELDS, ENTRY_FIELDS, Fields
-from leadflow.messaging.render import EmailRenderer, RenderedEmail, TemplateRenderError
-from leadflow.messaging.sms import OPT_OUT_HINT, SmsText, compose_sms, measure
-from leadflow.messaging.template_versions import TemplateArchive, bundle_of, version_of
-
-__all__ = [
-    "CONTACT_FIELDS",
-    "ENTRY_FIELDS",
-    "OPT_OUT_HINT",
-    "EmailRenderer",
-    "Fields",
-    "InvalidRecipient",
-    "OutgoingEmail",
-    "RenderedEmail",
-    "SignedLinks",
-    "SmsText",
-    "TemplateArchive",
-    "TemplateRenderError",
-    "bundle_of",
-    "compose_email",
-    "compose_marketing_email",
-    "compose_sms",
-    "measure",
-    "rewrite_links",
-    "template_context",
-    "version_of",
-]
+The package imports nothing itself: ``feedback`` reads one tag name (``tags``) without loading the
+send path (Jinja2, templates)."""

@@ -15,10 +15,10 @@ from email.utils import formatdate, make_msgid
 
 from pydantic import BaseModel
 
-from leadflow import clock
+from leadflow.kernel import clock
 from leadflow.messaging.context import template_context
 from leadflow.messaging.render import RenderedEmail
-from leadflow.tokens import TokenClaims, TokenSigner
+from leadflow.platform.tokens import TokenClaims, TokenSigner
 
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 _BARE_URL = re.compile(r"""https?://[^\s<>"')\]]+""")

@@ -5,7 +5,7 @@ version (or started on the state machine before it had versions) is handled as t
 says:
 
 - ``finish_on_old`` (the default): left alone; it finishes on its version (counted as ``left``);
-- ``exit``: stopped on purpose (``leadflow.stops.stop_on_purpose``, reason ``changed``: ``leadflow ops
+- ``exit``: stopped on purpose (``leadflow.journeys.runtime.stops.stop_on_purpose``, reason ``changed``: ``leadflow ops
   redrive`` never resumes it), its enrollment closed as ``exited`` with reason ``journey changed``
   and a ``journey_exited`` event recorded — the bookkeeping trigger does for an exit rule, with the
   same deterministic event id, so a contact that also hit an exit rule is counted once;
@@ -19,8 +19,8 @@ says:
   ``resume_at`` (the journey's start Choice jumps there), fresh ``buckets`` for the new version's
   splits, the loop ``round`` it was in and ``moved_from``; then the old one is stopped on purpose
   (reason ``moved``: redrive never resumes it). Its name is the original's plus ``.v<live
-  version>`` (``leadflow.ids.moved_execution_name``); every id derived from an execution is
-  derived from its lineage (``leadflow.ids.lineage``), so a step done on the old version is
+  version>`` (``leadflow.kernel.ids.moved_execution_name``); every id derived from an execution is
+  derived from its lineage (``leadflow.kernel.ids.lineage``), so a step done on the old version is
   "already handled" on the new one: nothing is sent twice.
   Not moved, and reported: an execution waiting at a step the mapping does not name, or on a
   version whose definition does not name its waiting steps (``refused``, it stays on its
@@ -48,15 +48,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from leadflow import ids
-from leadflow.enrollments import JourneyStore, close_stopped
+from leadflow.events.store import EventStore
 from leadflow.journeys.compiler import buckets, waiting_steps
 from leadflow.journeys.model import Journey
-from leadflow.models import iso, utc_now
-from leadflow.observability import count_by, logger
+from leadflow.journeys.runtime.enrollments import JourneyStore, close_stopped
+from leadflow.journeys.runtime.stops import CHANGED, MOVED, stop_on_purpose
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.observability import count_by, logger
 from leadflow.platform.paging import token_pages
-from leadflow.stops import CHANGED, MOVED, stop_on_purpose
-from leadflow.store import EventStore
 
 EXIT_REASON = "journey changed"
 MAX_EXECUTION_NAME = 80

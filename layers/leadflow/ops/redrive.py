@@ -12,7 +12,7 @@
   Functions ``RedriveExecution``: same execution ARN, same input, resumed from the unsuccessful
   state. Send steps derive their message id from execution id + step id, so a step that already
   sent answers ``duplicate`` and no email goes out twice. An ABORTED execution that leadflow
-  stopped on purpose (an erasure, an exit rule: ``leadflow.stops``, StopExecution error
+  stopped on purpose (an erasure, an exit rule: ``leadflow.journeys.runtime.stops``, StopExecution error
   ``leadflow.stopped``) is never redriven: it is read with ``DescribeExecution`` and counted as
   ``skipped`` under its reason (``skipped_by_reason``), so an erased contact is never mailed again.
 """
@@ -28,8 +28,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from leadflow.stops import stopped_on_purpose
-from leadflow.streams import lambda_stream_record
+from leadflow.events.streams import lambda_stream_record
+from leadflow.journeys.runtime.stops import stopped_on_purpose
 
 CONSUMERS = ("trigger", "score", "report")
 EXECUTION_FAILURES = ("FAILED", "TIMED_OUT", "ABORTED")

@@ -1,5 +1,5 @@
 """DynamoDB helpers over a low-level boto3 client: the one place requests are shaped, paged,
-batched and committed. Stores (``store.py``, ``contacts/``, ``leads/``, ``segments/`` ...) own
+batched and committed. Stores (``events/store.py``, ``contacts/store.py``, ``messaging/store.py``, ``segments/store.py`` ...) own
 their items' keys and meanings; this module owns how an item travels.
 
 What it owns, and the invariants it keeps:

@@ -33,8 +33,8 @@ def reset() -> None:
 def reader() -> ReportReader:
     if not _reader:
         from leadflow import wiring
+        from leadflow.kernel.settings import get_settings
         from leadflow.reporting.config import report_reader
-        from leadflow.settings import get_settings
 
         _reader.append(report_reader(get_settings(), wiring.client("dynamodb")))
     return _reader[0]

@@ -1,4 +1,4 @@
-"""Building the reporting services from the settings (``leadflow.settings``).
+"""Building the reporting services from the settings (``leadflow.kernel.settings``).
 
 Each builder imports what it builds: the ``report`` function (the consumer) does not load the
 read side's report models at cold start, nor the admin API the consumer."""
@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from leadflow.events.store import IdempotencyMarks
+from leadflow.kernel.settings import Settings
+from leadflow.platform.dynamo import Transaction
 from leadflow.reporting.counters import ReportTable
-from leadflow.settings import Settings
-from leadflow.store import IdempotencyMarks, Transaction
 
 if TYPE_CHECKING:
     from leadflow.reporting.consumer import ReportService

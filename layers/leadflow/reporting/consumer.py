@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from leadflow.clock import parse_iso
-from leadflow.models import Event
-from leadflow.observability import logger, metrics
+from leadflow.events.model import Event
+from leadflow.events.store import IdempotencyMarks
+from leadflow.kernel.clock import parse_iso
+from leadflow.kernel.observability import logger, metrics
 from leadflow.platform.dynamo import Transaction, commit_once
 from leadflow.reporting.classify import (
     Channel,
@@ -22,7 +23,6 @@ from leadflow.reporting.classify import (
     is_internal,
 )
 from leadflow.reporting.counters import COUNTS, STATE, TOUCH, Changes, ReportTable, link_key, rkeys
-from leadflow.store import IdempotencyMarks
 
 DEFAULT_GOALS = ("purchase", "deal_won")
 MAX_TRANSACTION_ITEMS = 100

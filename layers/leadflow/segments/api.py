@@ -17,21 +17,26 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from leadflow.broadcasts import BroadcastAccepted, BroadcastIn, BroadcastService, BroadcastView
-from leadflow.bulk import BulkQueue
-from leadflow.clock import utc_now
-from leadflow.errors import Conflict, InvalidInput, NotFound
+from leadflow.broadcasts.service import (
+    BroadcastAccepted,
+    BroadcastIn,
+    BroadcastService,
+    BroadcastView,
+)
+from leadflow.contacts.store import ContactStore
+from leadflow.events.store import EventStore
 from leadflow.journeys.conditions import Condition
+from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.errors import Conflict, InvalidInput, NotFound
+from leadflow.kernel.settings import Settings
 from leadflow.leads.model import LeadModel, load_lead_model
 from leadflow.leads.scoring import current_score, display_score
-from leadflow.models import iso
-from leadflow.responses import error_response, json_response
+from leadflow.platform.bulk import BulkQueue
+from leadflow.platform.http import error_response, json_response
 from leadflow.segments.definitions import Segment, load_segments
 from leadflow.segments.evaluation import RunStatus, SegmentEvaluations
 from leadflow.segments.membership import SHARDS, SegmentMembership
 from leadflow.segments.store import SegmentDefinitionStore
-from leadflow.settings import Settings
-from leadflow.store import ContactStore, EventStore
 
 MAX_EXPORT_PAGE = 1000
 MEMBER_FIELDS = ("contact_id", "email", "first_name", "last_name", "stage", "score")

@@ -24,8 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from leadflow.errors import describe_validation
 from leadflow.journeys.conditions import SEGMENT, Condition
+from leadflow.kernel.errors import describe_validation
 
 
 class SegmentError(ValueError):
@@ -64,7 +64,7 @@ def read_segment_files(directory: Path) -> list[Segment]:
     """Every ``*.yaml`` segment file in ``directory``, validated (none if it does not exist)."""
     import yaml
 
-    from leadflow import yaml_files
+    from leadflow.kernel import yaml_files
 
     segments = []
     for path in sorted(Path(directory).glob("*.yaml")):

@@ -6,7 +6,7 @@ stream cannot: a segment defined (or redefined) after its members' events, time 
 segments; each page job re-evaluates its profiles through ``reevaluate(contact_id, run_id)`` (the
 lead engine: all segments, the stage and the decayed score of one contact at now, written under
 the profile's ``lead_version`` lock, derived event ids keyed by the run id) and continues with the
-next page (cursor chain, see ``leadflow.bulk``).
+next page (cursor chain, see ``leadflow.platform.bulk``).
 
 Run items (contacts table): ``SEGRUN#<run id>`` / ``META`` (kind, segment, started/finished) and
 ``LANE#<nn>`` (cursor, pages, counters); ``SEGLASTRUN`` / ``<segment id>`` (``*`` for all) points
@@ -25,8 +25,12 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from leadflow import ids
-from leadflow.bulk import (
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.observability import logger, metrics
+from leadflow.platform.bulk import (
     BulkQueue,
     Lanes,
     PageOutcome,
@@ -38,9 +42,6 @@ from leadflow.bulk import (
     run_page,
     unfinished,
 )
-from leadflow.clock import utc_now
-from leadflow.models import Event, iso
-from leadflow.observability import logger, metrics
 from leadflow.platform.dynamo import (
     Transaction,
     TransactionCancelled,
@@ -52,10 +53,9 @@ from leadflow.platform.dynamo import (
     update_op,
     values,
 )
+from leadflow.platform.tables import keys
 from leadflow.segments.membership import SHARDS, SegmentMembership
 from leadflow.segments.store import SegmentDefinitionStore
-from leadflow.store import EventStore
-from leadflow.tables import keys
 
 SCAN_LANES = 8
 """Parallel scan segments of a full evaluation."""

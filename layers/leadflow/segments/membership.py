@@ -17,7 +17,7 @@ import hashlib
 from typing import Any
 
 from leadflow.platform.dynamo import batch_get, put_op, serialize, update_op, values
-from leadflow.tables import keys
+from leadflow.platform.tables import keys
 
 SHARDS = 16
 

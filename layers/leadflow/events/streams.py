@@ -15,9 +15,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from pydantic import ValidationError
 
-from leadflow.models import Event
-from leadflow.observability import logger, metrics
-from leadflow.store import deserialize
+from leadflow.events.model import Event
+from leadflow.kernel.observability import logger, metrics
+from leadflow.platform.dynamo import deserialize
 
 EVENT_FIELDS = set(Event.model_fields)
 

@@ -3,7 +3,7 @@
 ``POST /admin/contacts/{contact_id}/sales-feedback`` with ``{outcome: accepted|rejected|won|lost,
 reason?, owner?, deal_value?, currency?, request_id?}`` -> 200 ``{contact_id, outcome, stage,
 previous_stage, changed}``; an unknown contact is 404, an invalid body 400 naming the field.
-See ``leadflow.leads.feedback``.
+See ``leadflow.leads.sales_feedback``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from leadflow import wiring
-from leadflow.leads.feedback import SalesFeedbackIn, SalesFeedbackResult, SalesFeedbackService
+from leadflow.kernel.clock import utc_now
+from leadflow.kernel.settings import Settings
 from leadflow.leads.model import load_lead_model
-from leadflow.models import utc_now
-from leadflow.settings import Settings
+from leadflow.leads.sales_feedback import SalesFeedbackIn, SalesFeedbackResult, SalesFeedbackService
 
 
 def build_router(settings: Settings, client: Callable[[str], Any]) -> APIGatewayHttpRouter:

@@ -1,7 +1,7 @@
 """Data-protection requests (GDPR/DSGVO art. 15 and 17): export everything stored about a contact,
 and erase it everywhere.
 
-Where a contact's data lives (``tables.py``):
+Where a contact's data lives (``leadflow.platform.tables``):
 - contacts table: the profile and every item of its partition ``C#<id>`` (journey enrollments,
   the consent log, frequency-cap counters) and of the partitions of the contacts merged into it
   (``merged_ids``: their tombstones, consent logs, journeys), the email index ``EMAIL#<address>``
@@ -13,7 +13,7 @@ Where a contact's data lives (``tables.py``):
 - running journey executions (their input holds only the contact id).
 
 Erasure deletes all of it, stops running executions (marked as stopped on purpose,
-``leadflow.stops``: redrive never resumes them), and keeps two things without personal data:
+``leadflow.journeys.runtime.stops``: redrive never resumes them), and keeps two things without personal data:
 an erasure record ``ERASURE#<contact id>`` (when, what was deleted: the proof) and the address on
 the suppression list as a hash, so it is never mailed again, even if it is imported later.
 Counters and reports keep only aggregates.
@@ -26,15 +26,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from leadflow.admin import DoNotContactIn
-from leadflow.errors import NotFound
-from leadflow.models import iso, utc_now
-from leadflow.observability import logger, metrics
+from leadflow.contacts.directory import DoNotContactIn
+from leadflow.contacts.store import ContactStore
+from leadflow.journeys.runtime.stops import ERASURE, stop_on_purpose
+from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.errors import NotFound
+from leadflow.kernel.observability import logger, metrics
 from leadflow.platform.dynamo import batch_get, batch_write, deserialize, pages, serialize, values
+from leadflow.platform.tables import keys
 from leadflow.reporting.counters import rkeys
-from leadflow.stops import ERASURE, stop_on_purpose
-from leadflow.store import ContactStore
-from leadflow.tables import keys
 
 
 class ErasureRequest(DoNotContactIn):
@@ -212,7 +212,7 @@ class PrivacyService:
                 continue
             machine = self._state_machine_arn(str(enrollment["journey_id"]))
             arn = machine.replace(":stateMachine:", ":execution:", 1) + f":{enrollment['execution_name']}"
-            # marked as stopped on purpose: ``leadflow ops redrive`` never resumes it (leadflow.stops)
+            # marked as stopped on purpose: ``leadflow ops redrive`` never resumes it (leadflow.journeys.runtime.stops)
             if stop_on_purpose(self._sfn, arn, ERASURE, "contact erased"):
                 stopped += 1
         return stopped

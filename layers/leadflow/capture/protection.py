@@ -29,10 +29,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 from urllib.parse import urlencode
 
-from leadflow.observability import count_by, logger
+from leadflow.kernel.observability import count_by, logger
+from leadflow.kernel.settings import CaptchaConfig, FormConfig, SignupBudget
 from leadflow.platform.dynamo import update_op
-from leadflow.settings import CaptchaConfig, FormConfig, SignupBudget
-from leadflow.tokens import TokenSigner
+from leadflow.platform.tokens import TokenSigner
 
 HONEYPOT_FIELD = "website_url"
 """A text input the form hides from people (off-screen, ``tabindex=-1``, ``autocomplete=off``)."""

@@ -32,25 +32,26 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from leadflow import ids
-from leadflow.errors import SendThrottled
+from leadflow.contacts.model import Contact
+from leadflow.contacts.normalize import is_e164
+from leadflow.contacts.store import ContactStore
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.errors import SendThrottled
+from leadflow.kernel.observability import count_by, logger, metrics, pii_hash
 from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import current_score, display_score
-from leadflow.message_tags import MESSAGE_TAG
-from leadflow.messaging import (
-    EmailRenderer,
-    InvalidRecipient,
-    SignedLinks,
-    TemplateRenderError,
-    compose_email,
-    compose_sms,
-    template_context,
-)
-from leadflow.models import Contact, Event, SendRequest, SendResult, is_e164, iso, utc_now
-from leadflow.observability import count_by, logger, metrics, pii_hash
-from leadflow.store import ContactStore, EventStore, MessageStore, Transaction, TransactionCancelled
-from leadflow.tables import keys
-from leadflow.tokens import TokenSigner
+from leadflow.messaging.compose import InvalidRecipient, SignedLinks, compose_email, template_context
+from leadflow.messaging.model import SendRequest, SendResult
+from leadflow.messaging.render import EmailRenderer, TemplateRenderError
+from leadflow.messaging.sms import compose_sms
+from leadflow.messaging.store import MessageStore
+from leadflow.messaging.tags import MESSAGE_TAG
+from leadflow.platform.dynamo import Transaction, TransactionCancelled
+from leadflow.platform.tables import keys
+from leadflow.platform.tokens import TokenSigner
 
 RETRYABLE = "retryable"
 """Message status of an attempt that did not reach the provider: the step's retry may claim it again."""

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadflow.observability import logger
-from leadflow.tokens import KeyRing
+from leadflow.kernel.observability import logger
+from leadflow.platform.tokens import KeyRing
 
 KEY_CHARS = 64
 

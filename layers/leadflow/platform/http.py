@@ -10,9 +10,10 @@ from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from pydantic import BaseModel
-
-from leadflow.models import ClientError
+from pydantic import (
+    BaseModel,
+    Field,
+)
 
 
 def json_response(status: HTTPStatus, model: BaseModel) -> Response[str]:
@@ -80,3 +81,10 @@ def refuse_unreadable(event: dict[str, Any], max_bytes: int = MAX_REQUEST_BYTES)
         except (binascii.Error, UnicodeDecodeError):
             return _refusal(HTTPStatus.BAD_REQUEST, "invalid request", "is not valid UTF-8 text")
     return None
+
+
+class ClientError(BaseModel):
+    """The JSON body of every 4xx answer."""
+
+    error: str
+    fields: list[dict[str, str]] = Field(default_factory=list)

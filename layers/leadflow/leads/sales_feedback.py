@@ -25,14 +25,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadflow import ids
-from leadflow.errors import NotFound
+from leadflow.contacts.store import resolve_profile
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore, IdempotencyMarks
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso
+from leadflow.kernel.errors import NotFound
+from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.model import LeadModel
-from leadflow.models import Event, iso
-from leadflow.observability import logger, metrics
 from leadflow.platform.dynamo import Transaction, TransactionCancelled, update_op
-from leadflow.store import EventStore, IdempotencyMarks, resolve_profile
-from leadflow.tables import keys
+from leadflow.platform.tables import keys
 
 Outcome = Literal["accepted", "rejected", "won", "lost"]
 MAX_ATTEMPTS = 5

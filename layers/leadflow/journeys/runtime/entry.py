@@ -12,14 +12,14 @@
   waiting execution at once: one waiting on a ``wait_for`` token gets ``SendTaskFailure
   (ContactExited)`` (its Catch leaves the journey as exited); any other running execution (in a
   Wait: a delay, a ``wait_until``, a deferred send) is stopped on purpose
-  (``leadflow.stops.stop_on_purpose``: error ``leadflow.stopped``, cause ``exit: <reason>``, so
+  (``leadflow.journeys.runtime.stops.stop_on_purpose``: error ``leadflow.stopped``, cause ``exit: <reason>``, so
   ``leadflow ops redrive`` leaves it alone) and trigger does the leave bookkeeping itself,
   recording ``stopped_reason`` on the enrollment. (``exit.if`` conditions are checked before each step.)
 - An event that a ``wait_for`` step of an enrolled journey awaits (type and ``where``) is recorded
   on the enrollment (``seen_<step id>``) and answers the step's registered task token
   (``SendTaskSuccess``): the execution takes the ``on_event`` path at once. Only those events cost
   anything (an index of awaited event types is built when the journeys load). Duplicate and
-  out-of-order deliveries answer nothing twice (see ``leadflow.enrollments``).
+  out-of-order deliveries answer nothing twice (see ``leadflow.journeys.runtime.enrollments``).
 """
 
 from __future__ import annotations
@@ -31,18 +31,19 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from leadflow import ids
-from leadflow.clock import parse_iso
-from leadflow.enrollments import JourneyStore, answer_wait, close_stopped, fail_wait
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore
 from leadflow.journeys.conditions import Facts, evaluate, matches_where
 from leadflow.journeys.model import Journey, ReEntryAfter, Trigger, WaitForStep, buckets
+from leadflow.journeys.runtime.enrollments import JourneyStore, answer_wait, close_stopped, fail_wait
+from leadflow.journeys.runtime.stops import EXIT, stop_on_purpose
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, parse_iso, utc_now
+from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import current_score
-from leadflow.models import Event, iso, utc_now
-from leadflow.observability import logger, metrics
-from leadflow.stops import EXIT, stop_on_purpose
-from leadflow.store import EventStore, MessageStore
-from leadflow.tables import keys
+from leadflow.messaging.store import MessageStore
+from leadflow.platform.tables import keys
 
 ENGAGEMENT_ATTRIBUTE = {"email_opened": "first_opened_at", "email_clicked": "first_clicked_at"}
 MANUAL_ENROLLMENT = "journey_enrollment_requested"

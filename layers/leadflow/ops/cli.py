@@ -183,10 +183,10 @@ def _apply_changes(args: argparse.Namespace) -> int:
     deploy's ``journey_changes`` function does (``leadflow.ops.changes.apply_changes``): a re-run
     after ``cdk deploy``, e.g. for executions reported ``busy``; a report line per journey and
     one JSON line. Exit 1 when a journey's change failed."""
-    from leadflow.enrollments import JourneyStore
+    from leadflow.events.store import EventStore
     from leadflow.journeys import load_journeys
+    from leadflow.journeys.runtime.enrollments import JourneyStore
     from leadflow.ops.changes import apply_changes
-    from leadflow.store import EventStore
 
     try:
         stack = _client("cloudformation", args.region).describe_stacks(StackName=f"leadflow-{args.stage}")
@@ -258,7 +258,7 @@ def _client(service: str, region: str | None) -> Any:
 def _backfill_event_times(args: argparse.Namespace) -> int:
     """Once per stage after upgrading to the events table's ``by_time`` index: older events get
     their ``at`` so history reads (``did … within``, timeline, hand-offs) see them."""
-    from leadflow.store import backfill_event_times
+    from leadflow.events.store import backfill_event_times
 
     table = f"leadflow-{args.stage}-events"
     updated = backfill_event_times(_client("dynamodb", args.region), table)

@@ -27,13 +27,14 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field, ValidationError
 
-from leadflow.errors import InvalidInput
-from leadflow.models import EventIn
-from leadflow.observability import metrics
-from leadflow.protection import RefusalReason, count_refusal
-from leadflow.responses import validation_fields
-from leadflow.store import IdempotencyMarks, is_conditional_failure
-from leadflow.tracking import EventRecorder
+from leadflow.capture.protection import RefusalReason, count_refusal
+from leadflow.capture.tracking import EventRecorder
+from leadflow.events.model import EventIn
+from leadflow.events.store import IdempotencyMarks
+from leadflow.kernel.errors import InvalidInput
+from leadflow.kernel.observability import metrics
+from leadflow.platform.dynamo import is_conditional_failure
+from leadflow.platform.http import validation_fields
 
 MAX_BATCH = 500
 MAX_BODY_BYTES = 1024 * 1024

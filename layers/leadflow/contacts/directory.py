@@ -12,15 +12,17 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from leadflow import ids
 from leadflow.contacts.normalize import normalize_email
-from leadflow.errors import NotFound
+from leadflow.contacts.store import ContactStore
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.errors import NotFound
+from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.model import LeadModel, load_lead_model
-from leadflow.models import Event, iso, utc_now
-from leadflow.observability import logger, metrics
-from leadflow.platform.dynamo import Transaction, TransactionCancelled
-from leadflow.store import ContactStore, EventStore, deserialize, serialize
-from leadflow.tables import keys
+from leadflow.platform.dynamo import Transaction, TransactionCancelled, deserialize, serialize
+from leadflow.platform.tables import keys
 
 TIMELINE_LIMIT = 100
 
@@ -208,7 +210,7 @@ class ContactDirectory:
 
     def _model(self) -> LeadModel:
         if self._lead_model is None:
-            from leadflow.settings import get_settings
+            from leadflow.kernel.settings import get_settings
 
             self._lead_model = load_lead_model(get_settings().leads_file)
         return self._lead_model

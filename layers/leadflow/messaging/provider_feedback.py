@@ -26,13 +26,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from leadflow import ids
 from leadflow.contacts.normalize import normalize_email, normalize_phone
-from leadflow.message_tags import MESSAGE_TAG
-from leadflow.models import Event, iso
-from leadflow.observability import logger, metrics, pii_hash
+from leadflow.contacts.store import ContactStore
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso
+from leadflow.kernel.observability import logger, metrics, pii_hash
+from leadflow.messaging.store import MessageStore
+from leadflow.messaging.tags import MESSAGE_TAG
 from leadflow.platform.dynamo import Transaction, commit_once
-from leadflow.store import ContactStore, EventStore, MessageStore
 
 STOP_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
 Outcome = Literal["recorded", "duplicate", "ignored", "unknown_recipient"]

@@ -1,7 +1,7 @@
 """The journey step function: every decision and effect a journey's state machine asks for.
 
 The compiled ASL calls this (through the ``send`` Lambda) with the step's own definition in the
-payload, parsed once into the task's typed request (``leadflow.journeys.tasks``) and dispatched
+payload, parsed once into the task's typed request (``leadflow.journeys.runtime.tasks``) and dispatched
 through one table, action → handler. Before every step the contact is checked against the journey's exit rules; a contact that
 meets one raises ``ContactExited`` (the state machine routes it to "Leave journey (exited)").
 
@@ -32,13 +32,13 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from leadflow import ids
-from leadflow.clock import parse_iso
-from leadflow.enrollments import CapExceeded, JourneyStore, answer_wait
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore, IdempotencyMarks
 from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.journeys.model import WaitUntil
 from leadflow.journeys.model import bucket as _bucket
-from leadflow.journeys.tasks import (
+from leadflow.journeys.runtime.enrollments import CapExceeded, JourneyStore, answer_wait
+from leadflow.journeys.runtime.tasks import (
     BranchSpec,
     ChannelSchedule,
     DeadLetterTask,
@@ -61,20 +61,17 @@ from leadflow.journeys.tasks import (
     derive,
 )
 from leadflow.journeys.timing import next_send_time, rfc3339, wait_until_time, week_key, zone
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, parse_iso, utc_now
+from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.handoff import HandoffPublisher, InteractionHistory, build_document
 from leadflow.leads.model import LeadModel
 from leadflow.leads.routing import Assignment, Assignments
 from leadflow.leads.scoring import current_score
-from leadflow.models import Event, SendRequest, SendResult, iso, utc_now
-from leadflow.observability import logger, metrics
-from leadflow.platform.dynamo import TransactionCancelled, update_op
-from leadflow.store import (
-    EventStore,
-    IdempotencyMarks,
-    MessageStore,
-    Transaction,
-)
-from leadflow.tables import keys, time_key
+from leadflow.messaging.model import SendRequest, SendResult
+from leadflow.messaging.store import MessageStore
+from leadflow.platform.dynamo import Transaction, TransactionCancelled, update_op
+from leadflow.platform.tables import keys, time_key
 
 WEBHOOK_TIMEOUT_SECONDS = 10
 HELD_OUT = "held_out"
@@ -171,7 +168,7 @@ class JourneyStepRunner:
         self._now = now
         self._sfn = sfn
         # action → the step it runs (after the exit check); a new step type is one entry here
-        # and one request model in ``leadflow.journeys.tasks``
+        # and one request model in ``leadflow.journeys.runtime.tasks``
         self._steps: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
             "send_email": self._send,
             "send_sms": self._send,
@@ -186,7 +183,7 @@ class JourneyStepRunner:
         }
 
     def run(self, request: StepTask) -> dict[str, Any]:
-        """Run one task's step (``request``: parsed by ``leadflow.journeys.tasks.TASK``)."""
+        """Run one task's step (``request``: parsed by ``leadflow.journeys.runtime.tasks.TASK``)."""
         if isinstance(request, LeaveTask):
             return self._leave(request)
         if isinstance(request, DeadLetterTask):

@@ -32,22 +32,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from botocore.exceptions import ClientError
 
-from leadflow import ids
-from leadflow.errors import InvalidInput, NotFound
-from leadflow.models import (
-    VISITOR_ID_PATTERN,
-    Event,
-    EventAccepted,
-    EventIn,
-    FormAccepted,
-    FormSubmission,
-    iso,
-    truncate_ip,
-    utc_now,
-)
-from leadflow.observability import logger, metrics
-from leadflow.platform.dynamo import TransactionCancelled, get, update_op
-from leadflow.protection import (
+from leadflow.capture.model import FormAccepted, FormSubmission, truncate_ip
+from leadflow.capture.protection import (
     CaptchaVerifier,
     PostSignals,
     SignupBudgets,
@@ -55,16 +41,17 @@ from leadflow.protection import (
     count_refusal,
     stamp_age,
 )
-from leadflow.settings import FormConfig
-from leadflow.store import (
-    ContactStore,
-    EventStore,
-    IdempotencyMarks,
-    Transaction,
-    put_op,
-)
-from leadflow.tables import keys
-from leadflow.tokens import InvalidToken, TokenClaims, TokenSigner
+from leadflow.contacts.store import ContactStore
+from leadflow.events.model import VISITOR_ID_PATTERN, Event, EventAccepted, EventIn
+from leadflow.events.store import EventStore, IdempotencyMarks
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.errors import InvalidInput, NotFound
+from leadflow.kernel.observability import logger, metrics
+from leadflow.kernel.settings import FormConfig
+from leadflow.platform.dynamo import Transaction, TransactionCancelled, get, put_op, update_op
+from leadflow.platform.tables import keys
+from leadflow.platform.tokens import InvalidToken, TokenClaims, TokenSigner
 
 _VISITOR_ID = re.compile(VISITOR_ID_PATTERN)
 MAX_CONFLICT_RETRIES = 3

@@ -6,7 +6,7 @@ request model per action — a discriminated union on ``action`` — whose ``ste
 what the compiler wrote there: the journey language's own models where the compiler dumps one
 (``UpdateContact``, ``NotifySales``, ``Webhook``, ``WaitUntil``, ``Holdout``), else the specs below
 (a send, a fused send, a branch with its folded acts, a ``wait_for``). The step function
-(``leadflow.journey_steps``) then dispatches on the parsed model through its table of handlers.
+(``leadflow.journeys.runtime.steps``) then dispatches on the parsed model through its table of handlers.
 
 Invariants: every shape a definition still running may send parses (a running execution keeps
 the definition it started on: the polling ``wait_for``, the ``schedule`` of a send by channel and
@@ -21,9 +21,9 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
-from leadflow import ids
 from leadflow.journeys.conditions import Condition
 from leadflow.journeys.model import Exit, Holdout, NotifySales, Settings, UpdateContact, WaitUntil, Webhook
+from leadflow.kernel import ids
 
 
 class _Spec(BaseModel):
@@ -197,7 +197,7 @@ class Task(BaseModel):
     @property
     def lineage_id(self) -> str:
         """What ids are derived from: the execution, or the one it continues when a deploy moved
-        it onto a new journey version (``leadflow.ids.lineage``): a step done before the move is
+        it onto a new journey version (``leadflow.kernel.ids.lineage``): a step done before the move is
         already done after it."""
         return ids.lineage(self.execution_id)
 

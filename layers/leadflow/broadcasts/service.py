@@ -5,7 +5,7 @@ membership it reads): a ``META`` item (segment, template, purpose, frequency cap
 lane item per membership shard (``LANE#<nn>``: the cursor — the last member id done — and the
 counters). It then enqueues one ``broadcast_page`` job per shard to the bulk queue; each job sends
 to one page of its shard's members and continues with the next page (cursor chain, see
-``leadflow.bulk``). When every shard is done the broadcast is ``completed``.
+``leadflow.platform.bulk``). When every shard is done the broadcast is ``completed``.
 
 Exactly once: each recipient's message id is deterministic (``execution_id`` =
 ``broadcast:<id>:<contact id>``), so a page done again after a crash finds the earlier claims and
@@ -26,8 +26,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from leadflow import ids
-from leadflow.bulk import (
+from leadflow.contacts.model import Contact
+from leadflow.contacts.store import ContactStore
+from leadflow.journeys.runtime.enrollments import CapExceeded, JourneyStore
+from leadflow.journeys.timing import week_key, zone
+from leadflow.kernel import ids
+from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.errors import Conflict, InvalidInput, NotFound, SendThrottled
+from leadflow.kernel.observability import count_by, logger, metrics
+from leadflow.messaging.model import SendRequest
+from leadflow.messaging.store import MessageStore
+from leadflow.platform.bulk import (
     BULK_WORKERS,
     BroadcastPage,
     BulkQueue,
@@ -37,18 +46,11 @@ from leadflow.bulk import (
     run_page,
     unfinished,
 )
-from leadflow.clock import utc_now
-from leadflow.enrollments import CapExceeded, JourneyStore
-from leadflow.errors import Conflict, InvalidInput, NotFound, SendThrottled
-from leadflow.journeys.timing import week_key, zone
-from leadflow.models import Contact, SendRequest, iso
-from leadflow.observability import count_by, logger, metrics
 from leadflow.segments.membership import SHARDS, SegmentMembership
-from leadflow.store import ContactStore, MessageStore
 
 if TYPE_CHECKING:  # the send path (templates, Jinja2) is loaded where a page sends: the bulk worker
     # builds its SendService at cold start; the admin API (create, view, cancel) never loads it
-    from leadflow.sending import SendService
+    from leadflow.messaging.sending import SendService
 
 BROADCAST_PREFIX = "BROADCAST#"
 PAGE_SECONDS = 30.0
@@ -309,8 +311,8 @@ class BroadcastService:
         self, broadcast_id: str, meta: dict[str, Any], contact_id: str, profile: dict[str, Any] | None
     ) -> list[str]:
         """Send to one member; the counters it adds."""
-        from leadflow.messaging import TemplateRenderError
-        from leadflow.sending import SendInDoubt
+        from leadflow.messaging.render import TemplateRenderError
+        from leadflow.messaging.sending import SendInDoubt
 
         assert self._sender is not None
         assert self._messages is not None
@@ -361,7 +363,7 @@ class BroadcastService:
 def _may_receive(profile: dict[str, Any], purpose: str) -> bool:
     """SendService's own pre-check (without the suppression list): a recipient it will skip
     anyway does not use up a frequency-cap slot."""
-    from leadflow.sending import email_skip_reason
+    from leadflow.messaging.sending import email_skip_reason
 
     try:
         contact = Contact.model_validate(profile)

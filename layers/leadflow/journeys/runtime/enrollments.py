@@ -26,8 +26,9 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from leadflow import ids
-from leadflow.models import Event
+from leadflow.events.model import Event
+from leadflow.events.store import EventStore, event_history
+from leadflow.kernel import ids
 from leadflow.platform.dynamo import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -42,8 +43,7 @@ from leadflow.platform.dynamo import (
     update_op,
     update_returning,
 )
-from leadflow.store import EventStore, event_history
-from leadflow.tables import keys
+from leadflow.platform.tables import keys
 
 CAP_TTL_SECONDS = 9 * 86400
 CAP_ATTEMPTS = 5
