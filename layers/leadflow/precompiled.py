@@ -1,12 +1,13 @@
 """Precompiled content: the journeys, file segments and lead model validated ONCE, when the layer
 is built, and restored at cold start without being validated again.
 
-Validating the content files takes milliseconds; building the pydantic validators of the content
-language (``journeys.model``, ``journeys.conditions``, ``leads.model``, ``segments.definitions``)
-takes several times that, and a Lambda function paid both at every cold start. The content models
-are declared with ``defer_build`` (validators built at their first validation), and a function
-restores its content from the artifact the layer's build wrote (``write_artifacts``, called by
-``infra/leadflow_infra/layer.py``): it never builds them.
+Validating the content files takes milliseconds; building the pydantic validators of the journey,
+lead and segment models (``journeys.model``, ``leads.model``, ``segments.definitions``) takes
+several times that, and a Lambda function paid both at every cold start. Those models are declared
+with ``defer_build`` (validators built at their first validation), and a function restores its
+content from the artifact the layer's build wrote (``write_artifacts``, called by
+``infra/leadflow_infra/layer.py``): it never builds them. (The condition language's models are
+built at import: other request models embed them.)
 
 One source of truth: an artifact holds exactly what the YAML loaders (``read_journey_files``,
 ``read_segment_files``, ``read_lead_file``) returned at build time, with the same models. It sits
