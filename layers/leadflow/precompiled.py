@@ -13,7 +13,8 @@ One source of truth: an artifact holds exactly what the YAML loaders (``read_jou
 ``read_segment_files``, ``read_lead_file``) returned at build time, with the same models. It sits
 next to what it was made from (``content/journeys`` -> ``content/journeys.precompiled``) and
 starts with its key: the sha256 of the artifact format, the pydantic version, the source of the
-content-language modules (``LANGUAGE``) and every file it was made from (names and bytes). The
+content-language modules (``LANGUAGE``), the source's name and every file it was made from (names
+and bytes). The
 loaders (``load_journeys``, ``load_segments``, ``load_lead_model``) use it only when that key is
 the key of the files there now: a file edited, added or removed, or a model changed, and the
 artifact is ignored (the YAML is read and validated). The local runtime and the CLI have no
@@ -68,7 +69,7 @@ def content_key(source: Path) -> bytes:
     for name in LANGUAGE:
         code = (PACKAGE / name).read_bytes()
         digest.update(f"{name} {len(code)}\n".encode() + code)
-    digest.update(b"folder\n" if source.is_dir() else b"file\n")
+    digest.update(f"{'folder' if source.is_dir() else 'file'} {source.name}\n".encode())
     for path in _files(source):
         data = path.read_bytes()
         digest.update(f"{path.name} {len(data)}\n".encode() + data)

@@ -100,6 +100,19 @@ def test_an_artifact_made_by_other_code_is_not_used(content: Path, monkeypatch: 
         assert precompiled.load(content / source, object) is None
 
 
+def test_an_artifact_next_to_another_source_is_not_used(tmp_path: Path) -> None:
+    """The key names its source: with the same files in both (here none), the segments' artifact
+    still cannot stand in for the journeys'."""
+    for folder in ("segments", "journeys"):
+        (tmp_path / folder).mkdir()
+    precompiled.write(tmp_path / "segments", read_segment_files(tmp_path / "segments"))
+    assert precompiled.load(tmp_path / "segments", list) == []
+    shutil.copy2(
+        precompiled.artifact_path(tmp_path / "segments"), precompiled.artifact_path(tmp_path / "journeys")
+    )
+    assert precompiled.load(tmp_path / "journeys", list) is None
+
+
 def test_an_artifact_whose_key_does_not_match_is_never_unpickled(content: Path) -> None:
     """A key mismatch returns before ``pickle.loads``: an artifact moved next to other files, or
     tampered with, runs nothing."""
