@@ -30,6 +30,7 @@ from bench.imports import import_ratios
 from bench.journeys import journey_figures
 from bench.reporting import report_calls
 from bench.streams import stream_figures
+from leadflow import wiring
 from leadflow.events.model import Event
 from leadflow.kernel import ids
 from leadflow.kernel.clock import iso, utc_now
@@ -86,7 +87,7 @@ def main() -> int:
         reads = sum(n for op, n in calls.items() if op in READS) / hits
         others = {op: n for op, n in calls.items() if op not in WRITES | READS}
 
-        ddb = system.modules["track"]._ddb
+        ddb = wiring.client("dynamodb")  # the functions' client (one per process)
         table = os.environ["LEADFLOW_EVENTS_TABLE"]
         events = system.modules["track"].service._events
 

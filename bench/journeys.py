@@ -103,6 +103,15 @@ def _post(system: LocalSystem, path: str, body: str) -> dict[str, Any]:
     return system.invoke_http("POST", path, headers=headers, body=body)
 
 
+def _sign_up(system: LocalSystem, form: str, email: str, first_name: str) -> None:
+    """A consenting sign-up through one of the site's forms."""
+    import json
+
+    body = json.dumps({"email": email, "first_name": first_name, "consent": True})
+    reply = _post(system, f"/forms/{form}", body)
+    assert reply["statusCode"] == 201, reply
+
+
 def _event(system: LocalSystem, email: str, kind: str, **properties: Any) -> None:
     """A business event (a trial, product usage, a purchase, attendance): from a server."""
     import json
@@ -124,7 +133,6 @@ def _first_on_event_steps(journeys: list[Journey]) -> dict[tuple[str, str], str]
 
 def journey_costs() -> dict[str, Any]:
     """Run the mix; per-journey and total usage, and the reaction time of ``wait_for``."""
-    import json
 
     meter = _Meter()
     with LocalSystem(background_pump=False, clock_start=START) as system, meter.counting():
@@ -135,21 +143,11 @@ def journey_costs() -> dict[str, Any]:
                 consumer.handler = meter.wrap_trigger(consumer.handler)
         emails = [f"mix-{n:02d}@example.com" for n in range(CONTACTS)]
         for email in emails:
-            reply = _post(
-                system,
-                "/forms/newsletter",
-                json.dumps({"email": email, "first_name": "Mix", "consent": True}),
-            )
-            assert reply["statusCode"] == 201, reply
+            _sign_up(system, "newsletter", email, "Mix")
             _event(system, email, "trial_started", plan="trial")
         optins = [f"optin-{n}@example.com" for n in range(4)]
         for email in optins:
-            reply = _post(
-                system,
-                "/forms/whitepaper",
-                json.dumps({"email": email, "first_name": "Opt", "consent": True}),
-            )
-            assert reply["statusCode"] == 201, reply
+            _sign_up(system, "whitepaper", email, "Opt")
         system.settle(timeout=120)
         for n, email in enumerate(emails):
             if n % 3 == 0:

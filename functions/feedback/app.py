@@ -9,24 +9,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
-from leadflow.kernel.observability import logger, metrics, tracer
+from leadflow.kernel.observability import lambda_handler, logger, metrics
 from leadflow.kernel.settings import get_settings
-from leadflow.messaging.provider_feedback import BadNotification, FeedbackService
+from leadflow.messaging.provider_feedback import BadNotification
 
-settings = get_settings()
-_ddb = wiring.client("dynamodb")
-service = FeedbackService(
-    contacts=wiring.contact_store(settings, _ddb),
-    events=wiring.event_store(settings, _ddb),
-    messages=wiring.message_store(settings, _ddb),
-    transact=wiring.transactor(_ddb),
-)
+service = wiring.feedback_service(get_settings())
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def process(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcomes: dict[str, int] = {}
     records = event.get("Records") if isinstance(event, dict) else None
     for record in records if isinstance(records, list) else [None]:
@@ -45,3 +35,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             outcome = "rejected"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return {"outcomes": outcomes}
+
+
+handler = lambda_handler(process)

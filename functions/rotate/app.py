@@ -1,4 +1,5 @@
-"""rotate: Secrets Manager rotation of the link-signing key ring (one protocol step per call)."""
+"""rotate: Secrets Manager rotation of the link-signing key ring (one protocol step per call).
+Wiring only."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadflow import wiring
-from leadflow.kernel.observability import logger, tracer
-from leadflow.platform.rotation import RotationEvent, SigningKeyRotation
+from leadflow.kernel.observability import lambda_handler
+from leadflow.platform.rotation import RotationEvent
 
-rotation = SigningKeyRotation(wiring.client("secretsmanager"))
+rotation = wiring.key_rotation()
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> None:
+def rotate(event: dict[str, Any], context: LambdaContext) -> None:
     rotation.run(RotationEvent.model_validate(event))
+
+
+handler = lambda_handler(rotate, flush_metrics=False)

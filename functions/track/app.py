@@ -10,17 +10,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from leadflow import wiring
+from leadflow.capture.api import record_server_events
 from leadflow.capture.model import FormAccepted, FormSubmission
-from leadflow.capture.protection import PostSignals, SignupBudgets, SignupRefused, render_stamp
-from leadflow.capture.server_events import ServerEvents, SignatureRefused, SignedEvents
-from leadflow.capture.tracking import ServerEventOnly, TrackingService, VisitorLinks
+from leadflow.capture.protection import PostSignals, SignupRefused, render_stamp
+from leadflow.capture.server_events import SignatureRefused
+from leadflow.capture.tracking import ServerEventOnly
 from leadflow.capture.web import (
     PIXEL_HEADERS,
     SNIPPET_JS,
@@ -33,55 +33,26 @@ from leadflow.capture.web import (
 )
 from leadflow.events.model import EventAccepted, EventIn
 from leadflow.kernel.clock import utc_now
-from leadflow.kernel.errors import InvalidInput, NotFound
-from leadflow.kernel.observability import logger, metrics, tracer
+from leadflow.kernel.errors import InvalidInput
+from leadflow.kernel.observability import lambda_handler, logger, metrics
 from leadflow.kernel.settings import get_settings
-from leadflow.platform.http import error_response, json_response, refuse_unreadable, validation_fields
+from leadflow.platform.http import error_response, json_response, map_errors, serve, validation_fields
 from leadflow.platform.tokens import InvalidToken
 
 settings = get_settings()
-_ddb = wiring.client("dynamodb")
-service = TrackingService(
-    events=wiring.event_store(settings, _ddb),
-    contacts=wiring.contact_store(settings, _ddb),
-    marks=wiring.idempotency_marks(settings, _ddb),
-    signer=wiring.token_signer(settings),
-    forms=settings.forms,
-    transact=wiring.transactor(_ddb),
-    links=VisitorLinks(_ddb, settings.contacts_table),
-    browser_event_types=settings.browser_event_types,
-    budgets=SignupBudgets(settings.idempotency_table),
-    forms_that_send=wiring.sending_forms(settings),
-    captcha=wiring.captcha_verifier(),
-)
-signed_events = SignedEvents(
-    keys=wiring.webhook_keys_source(settings.event_source_keys_secret),
-    marks=wiring.idempotency_marks(settings, _ddb),
-    ddb=_ddb,
-)
-server_events = ServerEvents(wiring.event_recorder(settings, _ddb))
+service = wiring.tracking_service(settings)
+signed_events = wiring.signed_events(settings)
+server_events = wiring.server_events(settings)
 app = APIGatewayHttpResolver(enable_validation=True)
 MAX_FORM_BODY = 16 * 1024
 HTML = "text/html; charset=utf-8"
 
 
-@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
-def _validation_error(exc: RequestValidationError) -> Response[str]:
+def _rejected() -> None:
     metrics.add_metric(name="RejectedRequests", unit="Count", value=1)
-    return error_response(HTTPStatus.BAD_REQUEST, "invalid request", validation_fields(list(exc.errors())))
 
 
-@app.exception_handler(InvalidInput)  # type: ignore[untyped-decorator]
-def _invalid_input(exc: InvalidInput) -> Response[str]:
-    metrics.add_metric(name="RejectedRequests", unit="Count", value=1)
-    return error_response(
-        HTTPStatus.BAD_REQUEST, "invalid request", [{"field": exc.field, "message": exc.message}]
-    )
-
-
-@app.exception_handler(NotFound)  # type: ignore[untyped-decorator]
-def _not_found(exc: NotFound) -> Response[str]:
-    return error_response(HTTPStatus.NOT_FOUND, str(exc))
+map_errors(app, on_rejected=_rejected)
 
 
 def _pixel() -> Response[str]:
@@ -190,18 +161,7 @@ def post_signed_events() -> Response[str]:
     except SignatureRefused as exc:
         status = HTTPStatus.CONFLICT if exc.reason == "replayed_signature" else HTTPStatus.UNAUTHORIZED
         return error_response(status, str(exc), [{"field": "headers", "message": str(exc)}])
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput("body", "is not valid JSON") from exc
-    try:
-        _, result = server_events.record_body(data)
-    except ValidationError as exc:
-        metrics.add_metric(name="RejectedRequests", unit="Count", value=1)
-        return error_response(
-            HTTPStatus.BAD_REQUEST, "invalid request", validation_fields(list(exc.errors()))
-        )
-    return json_response(HTTPStatus.ACCEPTED, result)
+    return record_server_events(server_events, body)
 
 
 @app.get("/t/stamp")
@@ -342,8 +302,8 @@ def confirm_subscription(token: str) -> Response[str]:
     )
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return refuse_unreadable(event) or app.resolve(event, context)
+def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return serve(app, event, context)
+
+
+handler = lambda_handler(resolve, correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -46,6 +46,20 @@ def nag_env(scope: Construct) -> tuple[str, str]:
     return region, account
 
 
+def dead_letter_queue(scope: Construct, construct_id: str, what: str) -> sqs.Queue:
+    """A queue where ``what`` (failed stream batches, bulk jobs, webhook deliveries...) waits for an
+    operator: encrypted, TLS only, kept 14 days. It is a dead-letter queue itself (cdk-nag is told)."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+    )
+    acknowledge(queue, "AwsSolutions-SQS3", f"This queue is the {what}' dead-letter queue.")
+    return queue
+
+
 class LeadflowTables(Construct):
     """Every table of ``leadflow.platform.tables``: on-demand, PITR, encrypted, stream, TTL and global
     secondary indexes (all attributes projected) per spec."""
@@ -155,16 +169,7 @@ class StreamConsumer(Construct):
         self, scope: Construct, construct_id: str, *, function: lambda_.Function, table: dynamodb.Table
     ):
         super().__init__(scope, construct_id)
-        self.failures = sqs.Queue(
-            self,
-            "Failures",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.failures, "AwsSolutions-SQS3", "This queue is the on-failure destination (a DLQ) itself."
-        )
+        self.failures = dead_letter_queue(self, "Failures", "failed stream batches")
         function.add_event_source(
             sources.DynamoEventSource(
                 table,
@@ -196,14 +201,7 @@ class BulkJobs(Construct):
         max_receive_count: int = 5,
     ):
         super().__init__(scope, construct_id)
-        self.dead_letters = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(self.dead_letters, "AwsSolutions-SQS3", "This queue is the bulk jobs' dead-letter queue.")
+        self.dead_letters = dead_letter_queue(self, "DeadLetters", "bulk jobs")
         timeout = function.timeout or Duration.minutes(5)
         self.queue = sqs.Queue(
             self,

@@ -21,6 +21,7 @@ from constructs import Construct
 
 from leadflow.journeys import JourneyError, load_journeys
 from leadflow.journeys.checks import check_content
+from leadflow.kernel.settings import Settings
 from leadflow.platform.tables import ALL_TABLES, CONTACTS, EVENTS, IDEMPOTENCY, MESSAGES, REPORTS
 
 from .config import StageConfig
@@ -34,6 +35,7 @@ from .constructs import (
     StreamConsumer,
     TopicKey,
     acknowledge,
+    dead_letter_queue,
     nag_env,
 )
 from .layer import ROOT, SharedLayer
@@ -87,18 +89,7 @@ class LeadflowStack(Stack):
         # hand-offs to sales also go to an EventBridge bus (CRM integrations subscribe with rules)
         lead_bus = events.EventBus(self, "LeadEvents", event_bus_name=f"{prefix}-leads")
         # journey webhooks (CRM deliveries) that failed every retry wait here for an operator
-        webhook_dead_letters = sqs.Queue(
-            self,
-            "WebhookDeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            webhook_dead_letters,
-            "AwsSolutions-SQS3",
-            "This queue is the webhook deliveries' dead-letter queue.",
-        )
+        webhook_dead_letters = dead_letter_queue(self, "WebhookDeadLetters", "webhook deliveries")
         email = EmailSending(
             self, "Email", name=prefix, domain=config.ses_identity_domain, topic_key=topic_key
         )
@@ -135,39 +126,34 @@ class LeadflowStack(Stack):
 
         # The API URL is the public base of every tracking link; the functions get it through the
         # environment, so the API is created first with the track function added afterwards.
-        environment = {
-            "LEADFLOW_STAGE": stage,
-            "LEADFLOW_CONTACTS_TABLE": tables[CONTACTS.name].table_name,
-            "LEADFLOW_EVENTS_TABLE": tables[EVENTS.name].table_name,
-            "LEADFLOW_MESSAGES_TABLE": tables[MESSAGES.name].table_name,
-            "LEADFLOW_IDEMPOTENCY_TABLE": tables[IDEMPOTENCY.name].table_name,
-            "LEADFLOW_SIGNING_KEY_SECRET": signing_key.secret_arn,
-            "LEADFLOW_SENDER_EMAIL": config.sender_email,
-            "LEADFLOW_SENDER_NAME": config.sender_name,
-            "LEADFLOW_UNSUBSCRIBE_MAILTO": config.unsubscribe_mailto,
-            "LEADFLOW_SES_CONFIGURATION_SET": email.configuration_set.configuration_set_name,
-            "LEADFLOW_CONTENT_DIR": "/opt/content",
-            "LEADFLOW_STATE_MACHINE_ARN_PREFIX": self.format_arn(
-                service="states",
-                resource="stateMachine",
-                resource_name=f"{prefix}-",
-                arn_format=ArnFormat.COLON_RESOURCE_NAME,
-            ),
-            "LEADFLOW_JOURNEY_ALIAS": JOURNEY_ALIAS,
-            "LEADFLOW_EVENT_RETENTION_DAYS": str(config.event_retention_days),
-            "LEADFLOW_REPORTS_TABLE": tables[REPORTS.name].table_name,
-            "LEADFLOW_REPORT_GOALS": ",".join(config.report_goals),
-            "LEADFLOW_SALES_TOPIC_ARN": sales_handoff.topic_arn,
-            "LEADFLOW_WEBHOOK_SECRETS_SECRET": webhook_keys.secret_arn,
-            "LEADFLOW_SMS_SENDER_ID": config.sms.sender_id or "",
-            "LEADFLOW_SMS_ORIGINATION_NUMBER": config.sms.origination_number or "",
-            "LEADFLOW_SMS_TYPE": config.sms.message_type,
-            "LEADFLOW_FORMS": json.dumps(forms_setting),  # a CAPTCHA secret ARN is a string token
-            "LEADFLOW_EVENT_BUS_NAME": lead_bus.event_bus_name,
-            "LEADFLOW_WEBHOOK_DEAD_LETTER_QUEUE_URL": webhook_dead_letters.queue_url,
-            "LEADFLOW_BROADCAST_SEND_RATE": str(config.broadcast_send_rate),
-            "LEADFLOW_PUBLIC_EVENT_TYPES": ",".join(config.public_event_types),
-            "LEADFLOW_EVENT_SOURCE_KEYS_SECRET": event_source_keys.secret_arn,
+        values: dict[str, str] = {  # every Settings field: its variable's text (``_complete_environment``)
+            "stage": stage,
+            "contacts_table": tables[CONTACTS.name].table_name,
+            "events_table": tables[EVENTS.name].table_name,
+            "messages_table": tables[MESSAGES.name].table_name,
+            "idempotency_table": tables[IDEMPOTENCY.name].table_name,
+            "signing_key_secret": signing_key.secret_arn,
+            "sender_email": config.sender_email,
+            "sender_name": config.sender_name,
+            "unsubscribe_mailto": config.unsubscribe_mailto,
+            "ses_configuration_set": email.configuration_set.configuration_set_name,
+            "content_dir": "/opt/content",
+            "state_machine_arn_prefix": _states_arn(self, "stateMachine", f"{prefix}-"),
+            "journey_alias": JOURNEY_ALIAS,
+            "event_retention_days": str(config.event_retention_days),
+            "reports_table": tables[REPORTS.name].table_name,
+            "report_goals": ",".join(config.report_goals),
+            "sales_topic_arn": sales_handoff.topic_arn,
+            "webhook_secrets_secret": webhook_keys.secret_arn,
+            "sms_sender_id": config.sms.sender_id or "",
+            "sms_origination_number": config.sms.origination_number or "",
+            "sms_type": config.sms.message_type,
+            "forms": json.dumps(forms_setting),  # a CAPTCHA secret ARN is a string token
+            "event_bus_name": lead_bus.event_bus_name,
+            "webhook_dead_letter_queue_url": webhook_dead_letters.queue_url,
+            "broadcast_send_rate": str(config.broadcast_send_rate),
+            "public_event_types": ",".join(config.public_event_types),
+            "event_source_keys_secret": event_source_keys.secret_arn,
         }
 
         # every function of the stage, in creation order: the environment is completed on all of
@@ -182,7 +168,7 @@ class LeadflowStack(Stack):
                     name=name,
                     prefix=prefix,
                     layer=layer,
-                    environment=environment,
+                    environment={},  # the stage's settings: ``_complete_environment``
                     log_retention=retention,
                     memory_mb=memory_mb,
                     timeout=Duration.seconds(timeout),
@@ -202,7 +188,7 @@ class LeadflowStack(Stack):
             log_retention=retention,
             custom_domain=config.custom_domain,
         )
-        environment["LEADFLOW_PUBLIC_BASE_URL"] = api.url
+        values["public_base_url"] = api.url
         trigger = function("trigger")
         score = function("score")
         send = function("send", timeout=60)
@@ -210,7 +196,7 @@ class LeadflowStack(Stack):
         # bulk jobs (broadcast pages, segment re-evaluations) run on SQS-fed workers
         bulk = function("bulk", memory_mb=1024, timeout=300)
         bulk_jobs = BulkJobs(self, "BulkJobs", function=bulk.function, max_concurrency=BULK_WORKERS)
-        environment["LEADFLOW_BULK_QUEUE_URL"] = bulk_jobs.queue.queue_url
+        values["bulk_queue_url"] = bulk_jobs.queue.queue_url
         signing_key.add_rotation_schedule(
             "Rotation",
             rotation_lambda=rotate.function,
@@ -232,7 +218,7 @@ class LeadflowStack(Stack):
         )
         # every template version ever deployed: running executions render the versions they started with
         template_archive = TemplateArchive(self, "TemplateArchive", templates_dir=ROOT / "templates")
-        environment["LEADFLOW_TEMPLATE_ARCHIVE_BUCKET"] = template_archive.bucket.bucket_name
+        values["template_archive_bucket"] = template_archive.bucket.bucket_name
         template_archive.grant_read(send.function)
         journeys.node.add_dependency(template_archive.deployment)  # versions archived before they are named
         consumers = {
@@ -397,7 +383,7 @@ class LeadflowStack(Stack):
         )
         functions["journey_changes"] = journey_changes
 
-        _complete_environment(created, environment)
+        _complete_environment(created, values)
 
         monitoring = Monitoring(
             self,
@@ -500,13 +486,7 @@ class LeadflowStack(Stack):
             iam.PolicyStatement(
                 actions=["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"],
                 resources=[
-                    self.format_arn(
-                        service="states",
-                        resource="stateMachine",
-                        resource_name=f"{prefix}-{journey_id}",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                    for journey_id in machines
+                    _states_arn(self, "stateMachine", f"{prefix}-{journey_id}") for journey_id in machines
                 ],
             )
         )
@@ -522,14 +502,7 @@ class LeadflowStack(Stack):
             function.add_to_role_policy(
                 iam.PolicyStatement(
                     actions=[action],
-                    resources=[
-                        self.format_arn(
-                            service="states",
-                            resource="execution",
-                            resource_name=f"{name}:*",
-                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    ],
+                    resources=[_states_arn(self, "execution", f"{name}:*")],
                 )
             )
             acknowledge(
@@ -641,15 +614,7 @@ class LeadflowStack(Stack):
     ) -> iam.ManagedPolicy:
         """What ``leadflow ops redrive`` needs, on this stage's resources only."""
         assert stream_arn is not None
-        executions = [
-            self.format_arn(
-                service="states",
-                resource="execution",
-                resource_name=f"{machine.state_machine_name}:*",
-                arn_format=ArnFormat.COLON_RESOURCE_NAME,
-            )
-            for machine in machines
-        ]
+        executions = _executions_of(self, machines)
         policy = iam.ManagedPolicy(
             self,
             "OpsRedrive",
@@ -725,16 +690,17 @@ def journey_changes_trigger(
     return trigger
 
 
+def _states_arn(stack: Stack, resource: str, name: str) -> str:
+    """The ARN of a Step Functions ``stateMachine`` or ``execution`` of this stack's account and
+    region (``name`` may end in ``:*``, any execution; or in ``-``, a prefix)."""
+    return stack.format_arn(
+        service="states", resource=resource, resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
+    )
+
+
 def _executions_of(stack: Stack, machines: list[sfn.StateMachine]) -> list[str]:
-    return [
-        stack.format_arn(
-            service="states",
-            resource="execution",
-            resource_name=f"{machine.state_machine_name}:*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        for machine in machines
-    ]
+    """Every execution of each of ``machines``."""
+    return [_states_arn(stack, "execution", f"{machine.state_machine_name}:*") for machine in machines]
 
 
 def _shared_keys(
@@ -757,11 +723,14 @@ def _shared_keys(
     return secret
 
 
-def _complete_environment(functions: list[LeadflowFunction], environment: Mapping[str, str]) -> None:
-    """Give every function the whole stage environment. Some values exist only after functions
-    were created (the API URL needs the track and admin functions, the bulk queue the bulk
-    function); each function gets them here, not in a hand-kept list, so every function starts
-    with a complete ``leadflow.kernel.settings.Settings`` (tests/parity/test_environment.py)."""
+def _complete_environment(functions: list[LeadflowFunction], values: Mapping[str, str]) -> None:
+    """Give every function the whole stage environment, built from ``Settings``'s own declaration
+    of its variables (``Settings.environment``: a field without a value here stops the synth, naming
+    the variable). Some values exist only after functions were created (the API URL needs the track
+    and admin functions, the bulk queue the bulk function); each function gets them here, not in a
+    hand-kept list, so every function starts with a complete ``leadflow.kernel.settings.Settings``
+    (tests/parity/test_environment.py)."""
+    environment = Settings.environment(values)
     for fn in functions:
         for key, value in environment.items():
             fn.function.add_environment(key, value)

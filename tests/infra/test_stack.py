@@ -49,6 +49,13 @@ def logical_id_of(template_json: dict[str, Any], kind: str, name_part: str) -> s
     return found
 
 
+def key_schema(partition_key: str, sort_key: str) -> list[dict[str, str]]:
+    return [
+        {"AttributeName": partition_key, "KeyType": "HASH"},
+        {"AttributeName": sort_key, "KeyType": "RANGE"},
+    ]
+
+
 def test_tables_follow_the_specs(template: Any) -> None:
     template.resource_count_is("AWS::DynamoDB::Table", len(ALL_TABLES))
     for spec in ALL_TABLES:
@@ -57,10 +64,7 @@ def test_tables_follow_the_specs(template: Any) -> None:
             "BillingMode": "PAY_PER_REQUEST",
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
             "SSESpecification": {"SSEEnabled": True},
-            "KeySchema": [
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
+            "KeySchema": key_schema("pk", "sk"),
         }
         if spec.stream:
             props["StreamSpecification"] = {"StreamViewType": spec.stream}
@@ -70,10 +74,7 @@ def test_tables_follow_the_specs(template: Any) -> None:
             props["GlobalSecondaryIndexes"] = [
                 {
                     "IndexName": index.name,
-                    "KeySchema": [
-                        {"AttributeName": index.partition_key, "KeyType": "HASH"},
-                        {"AttributeName": index.sort_key, "KeyType": "RANGE"},
-                    ],
+                    "KeySchema": key_schema(index.partition_key, index.sort_key),
                     "Projection": {"ProjectionType": "ALL"},
                 }
                 for index in spec.indexes
@@ -228,34 +229,47 @@ def test_the_journey_versions_policy_reads_versions_and_ends_old_executions_only
     assert "OpsJourneyVersionsPolicyArn" in template_json["Outputs"]
 
 
+def inline_function(stack: Any, name: str, returns: str) -> Any:
+    """A Python function whose handler returns ``returns`` (its code inline: nothing to bundle)."""
+    from aws_cdk import aws_lambda as lambda_
+
+    return lambda_.Function(
+        stack,
+        name,
+        runtime=lambda_.Runtime.PYTHON_3_13,
+        handler="index.handler",
+        code=lambda_.Code.from_inline(f"def handler(event, context):\n    return {returns}\n"),
+    )
+
+
+def journeys_only_stack(outdir: Path, name: str, journeys: list[Any]) -> tuple[Any, Any, Any]:
+    """(app, stack, machines): a stack with only the journeys' state machines (their send task an
+    inline function), synthesized into a new folder under ``outdir``."""
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_logs as logs
+    from leadflow_infra.constructs import JourneyStateMachines
+
+    app = App(outdir=str(outdir / f"out{len(list(outdir.iterdir()))}"))
+    stack = Stack(app, name)
+    machines = JourneyStateMachines(
+        stack,
+        "Journeys",
+        journeys=journeys,
+        prefix="p",
+        send=inline_function(stack, "Send", returns="event"),
+        log_retention=logs.RetentionDays.ONE_DAY,
+    )
+    return app, stack, machines
+
+
 def test_a_changed_journey_is_a_new_version_and_the_old_one_stays(tmp_path: Path) -> None:
     """Re-synthesizing with one journey changed: that journey's version gets a new logical id
     (CloudFormation creates it, retains the old) and its alias routes to it; the others keep theirs."""
-    from aws_cdk import App, Stack
-    from aws_cdk import aws_lambda as lambda_
-    from aws_cdk import aws_logs as logs
-    from leadflow_infra.constructs import JourneyStateMachines
 
     from leadflow.journeys import load_journey
 
     def synth(journeys: list[Any]) -> dict[str, Any]:
-        app = App(outdir=str(tmp_path / f"out{len(list(tmp_path.iterdir()))}"))
-        stack = Stack(app, "Versions")
-        send = lambda_.Function(
-            stack,
-            "Send",
-            runtime=lambda_.Runtime.PYTHON_3_13,
-            handler="index.handler",
-            code=lambda_.Code.from_inline("def handler(event, context):\n    return event\n"),
-        )
-        JourneyStateMachines(
-            stack,
-            "Journeys",
-            journeys=journeys,
-            prefix="p",
-            send=send,
-            log_retention=logs.RetentionDays.ONE_DAY,
-        )
+        app, _, _ = journeys_only_stack(tmp_path, "Versions", journeys)
         return app.synth().get_stack_by_name("Versions").template  # type: ignore[no-any-return]
 
     welcome = load_journey(ROOT / "journeys" / "welcome.yaml")
@@ -489,39 +503,13 @@ def test_a_changed_journey_or_on_change_reruns_the_trigger_and_an_unchanged_one_
 ) -> None:
     """A Trigger runs when its custom resource's ``HandlerArn`` changes: the function's current
     version, whose hash carries the journeys' definition hashes and ``on_change``."""
-    from aws_cdk import App, Stack
-    from aws_cdk import aws_lambda as lambda_
-    from aws_cdk import aws_logs as logs
-    from leadflow_infra.constructs import JourneyStateMachines
     from leadflow_infra.stack import journey_changes_trigger
 
     from leadflow.journeys import load_journey
 
     def handler_arn(journeys: list[Any]) -> str:
-        app = App(outdir=str(tmp_path / f"out{len(list(tmp_path.iterdir()))}"))
-        stack = Stack(app, "Changes")
-        send = lambda_.Function(
-            stack,
-            "Send",
-            runtime=lambda_.Runtime.PYTHON_3_13,
-            handler="index.handler",
-            code=lambda_.Code.from_inline("def handler(event, context):\n    return event\n"),
-        )
-        changes = lambda_.Function(
-            stack,
-            "Changes",
-            runtime=lambda_.Runtime.PYTHON_3_13,
-            handler="index.handler",
-            code=lambda_.Code.from_inline("def handler(event, context):\n    return {}\n"),
-        )
-        machines = JourneyStateMachines(
-            stack,
-            "Journeys",
-            journeys=journeys,
-            prefix="p",
-            send=send,
-            log_retention=logs.RetentionDays.ONE_DAY,
-        )
+        app, stack, machines = journeys_only_stack(tmp_path, "Changes", journeys)
+        changes = inline_function(stack, "Changes", returns="{}")
         journey_changes_trigger(stack, changes, machines, journeys)
         template = app.synth().get_stack_by_name("Changes").template
         [trigger] = resources(template, "Custom::Trigger").values()
@@ -542,3 +530,22 @@ def test_a_changed_journey_or_on_change_reruns_the_trigger_and_an_unchanged_one_
     assert "on_change" not in original
     only_on_change = original + "\non_change: exit\n"
     assert handler_arn([welcome(only_on_change, "d.yaml"), webinar]) != first  # same definition
+
+
+def test_a_settings_field_without_a_stack_value_fails_the_synth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The functions' environment is built from ``Settings``' own declaration of its variables: a
+    field added to the model but given no value by the stack stops ``cdk synth`` with the
+    variable's name, instead of deploying functions that fail their cold start."""
+    import app as cdk_app
+    import leadflow_infra.stack as stack_module
+    from aws_cdk import App
+    from pydantic import Field
+
+    from leadflow.kernel.settings import Settings
+
+    class WithNewSetting(Settings):
+        crm_endpoint: str = Field(min_length=1)
+
+    monkeypatch.setattr(stack_module, "Settings", WithNewSetting)
+    with pytest.raises(ValueError, match="no value for LEADFLOW_CRM_ENDPOINT"):
+        cdk_app.build(App(context=cdk_context()))

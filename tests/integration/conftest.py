@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
 from leadflow.kernel.observability import logger as powertools_logger
-from leadflow.local.system import LocalSystem
+from leadflow.local.system import ROOT, LocalSystem
+from leadflow.platform.dynamo import deserialize
+from leadflow.platform.tables import keys
+
+JSON = {"content-type": "application/json"}
+# Monday 2026-01-05 07:00 UTC = 08:00 in Berlin
+MONDAY_0700_UTC = datetime(2026, 1, 5, 7, 0, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture(scope="module")
@@ -19,20 +28,70 @@ def system() -> Iterator[LocalSystem]:
         yield local
 
 
-def sign_up(
-    system: LocalSystem, email: str, first_name: str = "Ada", visitor_id: str = "v-visitor-0001"
-) -> str:
-    reply = system.invoke_http(
-        "POST",
-        "/forms/newsletter",
-        headers={"content-type": "application/json"},
-        body=f'{{"email": "{email}", "first_name": "{first_name}", "consent": true, "visitor_id": "{visitor_id}"}}',
-    )
-    assert reply["statusCode"] == 201, reply
-    import json
+def content(tmp_path: Path, **journeys: str) -> Path:
+    """A content folder with the product's templates and only the given journeys (name=yaml)."""
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "templates").symlink_to(ROOT / "templates")
+    for name, text in journeys.items():
+        (tmp_path / "journeys" / f"{name}.yaml").write_text(text)
+    return tmp_path
 
+
+@pytest.fixture
+def run(tmp_path: Path) -> Iterator[Any]:
+    """``run(clock_start=..., name=yaml...)`` starts a local system with only those journeys."""
+    systems: list[LocalSystem] = []
+
+    def start(clock_start: float = MONDAY_0700_UTC, **journeys: str) -> LocalSystem:
+        system = LocalSystem(
+            background_pump=False, content_dir=content(tmp_path, **journeys), clock_start=clock_start
+        )
+        systems.append(system)
+        return system.__enter__()
+
+    yield start
+    for system in systems:
+        system.close()
+
+
+def sign_up(
+    system: LocalSystem,
+    email: str,
+    first_name: str = "Ada",
+    visitor_id: str | None = "v-visitor-0001",
+    form: str = "newsletter",
+) -> str:
+    """A consenting sign-up through the public form (the newsletter's unless ``form`` says), with
+    the visitor id, if any; the contact's id."""
+    fields: dict[str, Any] = {"email": email, "first_name": first_name, "consent": True}
+    if visitor_id:
+        fields["visitor_id"] = visitor_id
+    reply = system.invoke_http("POST", f"/forms/{form}", headers=JSON, body=json.dumps(fields))
+    assert reply["statusCode"] == 201, reply
     contact_id: str = json.loads(reply["body"])["contact_id"]
     return contact_id
+
+
+def post_event(system: LocalSystem, email: str, kind: str, **properties: Any) -> str:
+    """A server event (trial_started, webinar_attended...): POST /admin/events with the local admin
+    credential; the stored event's id."""
+    body = json.dumps({"type": kind, "email": email, "properties": properties})
+    headers = JSON | {"authorization": f"Bearer {system.admin_key}"}
+    reply = system.invoke_http("POST", "/admin/events", headers=headers, body=body)
+    assert reply["statusCode"] == 202, reply
+    event_id: str = json.loads(reply["body"])["event_id"]
+    return event_id
+
+
+def events_of(system: LocalSystem, contact_id: str) -> list[dict[str, Any]]:
+    """Every stored event of the contact, as the events table holds them (read consistently)."""
+    items = system.client("dynamodb").query(
+        TableName="leadflow-local-events",
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": keys.contact(contact_id)}},
+        ConsistentRead=True,
+    )["Items"]
+    return [deserialize(i) for i in items]
 
 
 def stream_records(system: LocalSystem) -> list[dict[str, Any]]:

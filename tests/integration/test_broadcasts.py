@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,18 +13,11 @@ from botocore.exceptions import ClientError
 from leadflow.kernel import ids
 from leadflow.local.system import LocalSystem
 from leadflow.platform.bulk import BroadcastPage, Pacer
-from tests.integration.test_segments import admin, body, content_dir, put_profile
+from tests.integration.test_segments import admin, body, put_profile
+from tests.integration.test_segments import system as system  # the same content: its segments
 
 TEMPLATE = "win-back"
 SEGMENT = "newsletter-readers"
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
-    with LocalSystem(
-        background_pump=False, content_dir=content_dir(tmp_path_factory.mktemp("content"))
-    ) as local:
-        yield local
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from leadflow.local.system import LocalSystem
-from tests.integration.conftest import sign_up
+from tests.integration.conftest import events_of, sign_up
 
 
 def admin(
@@ -29,8 +29,9 @@ def body(reply: dict[str, Any]) -> Any:
     return json.loads(reply["body"])
 
 
-def profiles_with_email(system: LocalSystem, email: str) -> list[dict[str, Any]]:
-    """The profiles with this email (a filtered scan: cheap on moto however many contacts exist)."""
+def profiles_where(system: LocalSystem, condition: str, value: str) -> list[dict[str, Any]]:
+    """The profiles meeting ``condition`` on ``:v`` (a filtered scan: cheap on moto however many
+    contacts exist)."""
     from leadflow.platform.dynamo import deserialize
 
     pages = (
@@ -38,36 +39,19 @@ def profiles_with_email(system: LocalSystem, email: str) -> list[dict[str, Any]]
         .get_paginator("scan")
         .paginate(
             TableName="leadflow-local-contacts",
-            FilterExpression="sk = :p AND email = :e",
-            ExpressionAttributeValues={":p": {"S": "PROFILE"}, ":e": {"S": email}},
+            FilterExpression=f"sk = :p AND {condition}",
+            ExpressionAttributeValues={":p": {"S": "PROFILE"}, ":v": {"S": value}},
         )
     )
     return [deserialize(i) for page in pages for i in page["Items"]]
 
 
+def profiles_with_email(system: LocalSystem, email: str) -> list[dict[str, Any]]:
+    return profiles_where(system, "email = :v", email)
+
+
 def stored_emails(system: LocalSystem, suffix: str) -> set[str]:
-    pages = (
-        system.client("dynamodb")
-        .get_paginator("scan")
-        .paginate(
-            TableName="leadflow-local-contacts",
-            FilterExpression="sk = :p AND contains(email, :s)",
-            ProjectionExpression="email",
-            ExpressionAttributeValues={":p": {"S": "PROFILE"}, ":s": {"S": suffix}},
-        )
-    )
-    return {i["email"]["S"] for page in pages for i in page["Items"]}
-
-
-def events_of(system: LocalSystem, contact_id: str) -> list[dict[str, Any]]:
-    resp = system.client("dynamodb").query(
-        TableName="leadflow-local-events",
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"C#{contact_id}"}},
-    )
-    from leadflow.platform.dynamo import deserialize
-
-    return [deserialize(i) for i in resp["Items"]]
+    return {profile["email"] for profile in profiles_where(system, "contains(email, :v)", suffix)}
 
 
 def test_upsert_by_email_creates_once_and_updates_only_changed_fields(system: LocalSystem) -> None:

@@ -37,6 +37,17 @@ def task_payload(journey: str, state: str, contact_id: str, execution: str, **pa
     return payload
 
 
+def offer_payload(
+    system: LocalSystem, email: str, visitor_id: str, execution: str, holdout: float, split: float
+) -> dict[str, Any]:
+    """trial-nurture's final send (its holdout and subject split folded in) for a new contact whose
+    holdout and split buckets are the given numbers."""
+    contact = sign_up(system, email, visitor_id=visitor_id)
+    system.settle()
+    buckets = {"$.buckets.holdout_1": holdout, "$.buckets.random_split_2": split}
+    return task_payload("trial-nurture", "Holdout: offer holdout", contact, execution, **buckets)
+
+
 def outbox_to(system: LocalSystem, address: str) -> list[dict[str, Any]]:
     return [m for m in system.outbox() if address in m["to"]]
 
@@ -82,14 +93,8 @@ def test_a_retried_branch_task_keeps_its_decision_and_never_sends_both_emails(sy
 
 def test_a_retried_subject_split_sends_one_variant_with_its_own_step_id(system: LocalSystem) -> None:
     """trial-nurture's offer: the holdout and the subject A/B test folded into the final send."""
-    contact = sign_up(system, "fold-split@example.com", visitor_id="v-visitor-0102")
-    system.settle()
-    payload = task_payload(
-        "trial-nurture",
-        "Holdout: offer holdout",
-        contact,
-        "fold-2",
-        **{"$.buckets.holdout_1": 0.5, "$.buckets.random_split_2": 0.75},
+    payload = offer_payload(
+        system, "fold-split@example.com", "v-visitor-0102", "fold-2", holdout=0.5, split=0.75
     )
     # the test is about the fold, not the send window of the virtual clock's moment
     payload["journey"]["settings"].pop("send_window")
@@ -108,14 +113,8 @@ def test_a_retried_subject_split_sends_one_variant_with_its_own_step_id(system: 
 
 
 def test_a_held_out_contact_gets_nothing_and_leaves_held_out(system: LocalSystem) -> None:
-    contact = sign_up(system, "fold-held@example.com", visitor_id="v-visitor-0103")
-    system.settle()
-    payload = task_payload(
-        "trial-nurture",
-        "Holdout: offer holdout",
-        contact,
-        "fold-3",
-        **{"$.buckets.holdout_1": 0.05, "$.buckets.random_split_2": 0.2},
+    payload = offer_payload(
+        system, "fold-held@example.com", "v-visitor-0103", "fold-3", holdout=0.05, split=0.2
     )
     before = len(outbox_to(system, "fold-held@example.com"))
     result = system.handlers[SEND](payload, lambda_context(SEND))

@@ -11,8 +11,8 @@ token and an exit ends the NEW execution — in a ``wait_for`` and in a ``wait``
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import pytest
@@ -20,73 +20,61 @@ import pytest
 from leadflow.journeys.runtime.stops import stopped_on_purpose
 from leadflow.kernel import ids
 from leadflow.local.system import LocalSystem
-from tests.integration.test_journey_runtime import (
-    DAY,
-    contact,
-    content,
-    enrollment,
-    event,
-    events_of,
-    profile,
-    sent,
-)
-from tests.integration.test_journey_versions import MONDAY_0907_UTC, described, ended
+from tests.integration.conftest import events_of
+from tests.integration.test_journey_runtime import DAY, contact, enrollment, event, profile, sent
+from tests.integration.test_journey_versions import MONDAY_0907_UTC, NUDGE, described, ended, on_monday_0907
 
-OLD = """
+# the trial journey: what its versions differ in is a placeholder
+TRIAL = Template("""
 id: trial
 name: Trial
 entry: {event: trial_started}
 exit: {events: [{event: purchase}]}
+$on_change
 steps:
   - send_email: {id: welcome, template: trial-welcome}
   - wait_for:
-      id: first_report
+      id: $wait_for
       event: product_used
       where: {feature: reports}
-      timeout: {days: 3}
-      on_event: [{update_contact: {add_tags: [activated]}}]
+      timeout: {days: $timeout_days}
+      on_event: [{update_contact: {add_tags: [$tag]}}]
       on_timeout: [{send_email: {id: tips, template: trial-tips-a}}]
-  - wait: {id: cooling, days: 4}
+$before_last_call
   - send_email: {id: last_call, template: trial-last-call}
-"""
+""")
+
+OLD = TRIAL.substitute(
+    on_change="",
+    wait_for="first_report",
+    timeout_days=3,
+    tag="activated",
+    before_last_call="  - wait: {id: cooling, days: 4}",
+)
 
 # renamed steps, a shorter timeout, a new send and a wait before the last call
-NEW = """
-id: trial
-name: Trial
-entry: {event: trial_started}
-exit: {events: [{event: purchase}]}
-on_change:
-  move_to_new:
-    first_report: activation
-    cooling: pause
-steps:
-  - send_email: {id: welcome, template: trial-welcome}
-  - wait_for:
-      id: activation
-      event: product_used
-      where: {feature: reports}
-      timeout: {days: 2}
-      on_event: [{update_contact: {add_tags: [activated_v2]}}]
-      on_timeout: [{send_email: {id: tips, template: trial-tips-a}}]
-  - wait: {id: pause, days: 2}
-  - send_email: {id: nudge, template: welcome-followup-nudge}
-  - wait: {id: before_last, days: 1}
-  - send_email: {id: last_call, template: trial-last-call}
-"""
+NEW = TRIAL.substitute(
+    on_change="on_change:\n  move_to_new:\n    first_report: activation\n    cooling: pause",
+    wait_for="activation",
+    timeout_days=2,
+    tag="activated_v2",
+    before_last_call="\n".join(
+        (
+            "  - wait: {id: pause, days: 2}",
+            "  - send_email: {id: nudge, template: welcome-followup-nudge}",
+            "  - wait: {id: before_last, days: 1}",
+        )
+    ),
+)
 
 WELCOME = "Your Northwind trial is ready, Test"
 TIPS = "3 reports our best customers open every Monday"
 LAST_CALL = "Your trial ends soon"
-NUDGE = "In case you missed it, Test: 3 playbooks in 5 minutes"
 
 
 @pytest.fixture
-def system(tmp_path: Path) -> Iterator[LocalSystem]:
-    with LocalSystem(
-        background_pump=False, content_dir=content(tmp_path, trial=OLD), clock_start=MONDAY_0907_UTC
-    ) as local:
-        yield local
+def system(run: Any) -> LocalSystem:
+    return on_monday_0907(run, trial=OLD)
 
 
 def subjects(system: LocalSystem, email: str) -> list[tuple[str, float]]:

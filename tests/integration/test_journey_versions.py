@@ -11,65 +11,58 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from string import Template
 from typing import Any
 
 import pytest
 
 from leadflow.local import sfn_versions
 from leadflow.local.system import LocalSystem
-from tests.integration.test_journey_runtime import DAY, contact, content, event, executions, profile, sent
+from tests.integration.conftest import events_of
+from tests.integration.test_journey_runtime import DAY, contact, event, executions, profile, sent
 
 MONDAY_0907_UTC = 1767604020.0  # Monday 2026-01-05 09:07:00 UTC
 
-OLD = """
+# the nurture journey: what its versions differ in is a placeholder
+NURTURE = Template("""
 id: nurture
 name: Nurture
 entry: {event: form_submitted, where: {form_id: newsletter}}
 steps:
   - send_email: {id: hello, template: welcome, purpose: transactional}
-  - wait: {days: 2}
-  - send_email: {id: nudge, template: welcome-followup-nudge, purpose: transactional}
+  - wait: {days: $wait_days}
+  - send_email: {id: $second, template: $second_template, purpose: transactional}
   - wait_for:
       id: pricing
       event: pricing_viewed
-      timeout: {days: 3}
+      timeout: {days: $timeout_days}
       on_event:
-        - update_contact: {add_tags: [old_event]}
+        - update_contact: {add_tags: [${version}_event]}
       on_timeout:
-        - update_contact: {add_tags: [old_timeout]}
-"""
+        - update_contact: {add_tags: [${version}_timeout]}
+""")
 
-NEW = """
-id: nurture
-name: Nurture
-entry: {event: form_submitted, where: {form_id: newsletter}}
-steps:
-  - send_email: {id: hello, template: welcome, purpose: transactional}
-  - wait: {days: 5}
-  - send_email: {id: workshop, template: welcome-followup-engaged, purpose: transactional}
-  - wait_for:
-      id: pricing
-      event: pricing_viewed
-      timeout: {days: 1}
-      on_event:
-        - update_contact: {add_tags: [new_event]}
-      on_timeout:
-        - update_contact: {add_tags: [new_timeout]}
-"""
+OLD = NURTURE.substitute(
+    wait_days=2, second="nudge", second_template="welcome-followup-nudge", timeout_days=3, version="old"
+)
+NEW = NURTURE.substitute(
+    wait_days=5, second="workshop", second_template="welcome-followup-engaged", timeout_days=1, version="new"
+)
 
 WELCOME = "Welcome to Northwind Analytics, Test!"
 NUDGE = "In case you missed it, Test: 3 playbooks in 5 minutes"
 WORKSHOP = "Test, your next step: the attribution workshop"
 
 
+def on_monday_0907(run: Any, **journeys: str) -> LocalSystem:
+    """A local system with only these journeys (name=yaml), its clock on Monday 09:07 UTC."""
+    local: LocalSystem = run(MONDAY_0907_UTC, **journeys)
+    return local
+
+
 @pytest.fixture
-def system(tmp_path: Path) -> Iterator[LocalSystem]:
-    with LocalSystem(
-        background_pump=False, content_dir=content(tmp_path, nurture=OLD), clock_start=MONDAY_0907_UTC
-    ) as local:
-        yield local
+def system(run: Any) -> LocalSystem:
+    return on_monday_0907(run, nurture=OLD)
 
 
 def described(system: LocalSystem, arn: str) -> dict[str, Any]:
@@ -304,7 +297,7 @@ def test_on_change_exit_ends_the_contacts_of_older_versions_on_purpose(system: L
     the old version's later steps never run; new contacts enter the new version."""
     from leadflow.journeys.runtime.stops import stopped_on_purpose
     from leadflow.ops.redrive import ExecutionRedrive
-    from tests.integration.test_journey_runtime import enrollment, events_of
+    from tests.integration.test_journey_runtime import enrollment
 
     sfn = system.client("stepfunctions")
     machine = system.state_machines["nurture"]

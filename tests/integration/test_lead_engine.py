@@ -3,7 +3,6 @@ once under redelivery, live segment membership, anonymous history folded in at i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +22,8 @@ from leadflow.platform.dynamo import deserialize
 from leadflow.platform.tables import keys
 from leadflow.segments.definitions import Segment
 from leadflow.segments.membership import SegmentMembership
-from tests.integration.conftest import stream_records
+from tests.integration.conftest import events_of, post_event, stream_records
+from tests.integration.conftest import sign_up as form_sign_up
 
 JSON = {"content-type": "application/json"}
 DAY = 86400
@@ -70,21 +70,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
 
 
 def sign_up(system: LocalSystem, email: str, visitor_id: str | None = None) -> str:
-    body: dict[str, Any] = {"email": email, "first_name": "Ada", "consent": True}
-    if visitor_id:
-        body["visitor_id"] = visitor_id
-    reply = system.invoke_http("POST", "/forms/newsletter", headers=JSON, body=json.dumps(body))
-    assert reply["statusCode"] == 201, reply
-    contact_id: str = json.loads(reply["body"])["contact_id"]
-    return contact_id
-
-
-def post_event(system: LocalSystem, email: str, kind: str) -> None:
-    """A server event (webinar_attended...): POST /admin/events with the admin credential."""
-    body = json.dumps({"type": kind, "email": email})
-    headers = JSON | {"authorization": f"Bearer {system.admin_key}"}
-    reply = system.invoke_http("POST", "/admin/events", headers=headers, body=body)
-    assert reply["statusCode"] == 202, reply
+    """Ada signs up through the form (with no browsing history unless a visitor id is given)."""
+    return form_sign_up(system, email, visitor_id=visitor_id)
 
 
 def page_view(system: LocalSystem, visitor_id: str, url: str) -> None:
@@ -92,17 +79,26 @@ def page_view(system: LocalSystem, visitor_id: str, url: str) -> None:
     assert reply["statusCode"] == 200, reply
 
 
-def record(system: LocalSystem, contact_id: str, kind: str, source: str, **properties: Any) -> None:
-    EventStore(system.client("dynamodb"), "leadflow-local-events", 30).record(
-        Event(
-            event_id=ids.new_event_id(),
-            type=kind,
-            occurred_at=iso(system.clock.now_datetime()),
-            contact_id=contact_id,
-            source=source,
-            properties=properties,
-        )
+def record(
+    system: LocalSystem,
+    contact_id: str,
+    kind: str,
+    source: str,
+    occurred_at: datetime | None = None,
+    **properties: Any,
+) -> Event:
+    """An event of the contact written to the events table (now, unless ``occurred_at`` says when);
+    the stream delivers it at the next settle."""
+    event = Event(
+        event_id=ids.new_event_id(),
+        type=kind,
+        occurred_at=iso(occurred_at or system.clock.now_datetime()),
+        contact_id=contact_id,
+        source=source,
+        properties=properties,
     )
+    EventStore(system.client("dynamodb"), "leadflow-local-events", 30).record(event)
+    return event
 
 
 def profile(system: LocalSystem, contact_id: str) -> dict[str, Any]:
@@ -300,25 +296,17 @@ def test_an_event_applied_late_gives_the_score_its_stored_events_say(system: Loc
     contact = sign_up(system, "late@example.com")  # +10
     system.settle()
     start = system.clock.now_datetime()
-    store = EventStore(system.client("dynamodb"), "leadflow-local-events", 30)
     engine = system.modules["score"].service
-    events = []
-    for hours, kind in ((1, "unsubscribed"), (2, "webinar_attended")):  # -20 (floored at 0), +40
-        event = Event(
-            event_id=ids.new_event_id(),
-            type=kind,
-            occurred_at=iso(start + timedelta(hours=hours)),
-            contact_id=contact,
-            source="api",
-        )
-        store.record(event)
-        events.append(event)
+    events = [
+        record(system, contact, kind, "api", start + timedelta(hours=hours))
+        for hours, kind in ((1, "unsubscribed"), (2, "webinar_attended"))  # -20 (floored at 0), +40
+    ]
     # the stream applies the webinar first; the unsubscribe comes back from the redrive
     assert engine.handle(events[1]) == "applied"
     assert engine.handle(events[0]) == "applied"
     system.settle()  # the stream's own delivery of both: duplicates
     model = load_lead_model(system.content_dir / "leads.yaml")
-    stored = all_events(system, contact)
+    stored = events_of(system, contact)
     expected = replay(stored, model)
     state = profile(system, contact)
     assert state["score"] == display_score(expected.value) == 40
@@ -326,9 +314,7 @@ def test_an_event_applied_late_gives_the_score_its_stored_events_say(system: Loc
     # later events add to it as usual
     post_event(system, "late@example.com", "webinar_attended")
     system.settle()
-    assert profile(system, contact)["score"] == display_score(
-        replay(all_events(system, contact), model).value
-    )
+    assert profile(system, contact)["score"] == display_score(replay(events_of(system, contact), model).value)
 
 
 def test_events_at_the_same_moment_add_up_once_whatever_arrives_late(system: LocalSystem) -> None:
@@ -337,19 +323,10 @@ def test_events_at_the_same_moment_add_up_once_whatever_arrives_late(system: Loc
     contact = sign_up(system, "same-moment@example.com")  # +10
     system.settle()
     start = system.clock.now_datetime()
-    store = EventStore(system.client("dynamodb"), "leadflow-local-events", 30)
     engine = system.modules["score"].service
 
     def stored(kind: str, hours: int) -> Event:
-        event = Event(
-            event_id=ids.new_event_id(),
-            type=kind,
-            occurred_at=iso(start + timedelta(hours=hours)),
-            contact_id=contact,
-            source="api",
-        )
-        store.record(event)
-        return event
+        return record(system, contact, kind, "api", start + timedelta(hours=hours))
 
     first = stored("webinar_attended", 2)  # +40 at 2 h
     same = stored("webinar_attended", 2)  # +40 at the same moment, delivered last
@@ -359,7 +336,7 @@ def test_events_at_the_same_moment_add_up_once_whatever_arrives_late(system: Loc
     assert engine.handle(same) == "applied"  # same moment: adds its 40 once
     system.settle()
     model = load_lead_model(system.content_dir / "leads.yaml")
-    expected = replay(all_events(system, contact), model)
+    expected = replay(events_of(system, contact), model)
     assert profile(system, contact)["score"] == display_score(expected.value) == 80
 
 
@@ -371,16 +348,10 @@ def test_events_of_one_moment_count_in_event_id_order_whatever_order_they_arrive
     brings them — here the floor at 0 makes that order matter."""
     contact = sign_up(system, "one-moment@example.com")  # +10
     system.settle()
-    moment = iso(system.clock.now_datetime() + timedelta(hours=1))
-    store = EventStore(system.client("dynamodb"), "leadflow-local-events", 30)
+    moment = system.clock.now_datetime() + timedelta(hours=1)
     engine = system.modules["score"].service
-    events = []
-    for kind in ("unsubscribed", "webinar_attended"):  # -20 then +40 in id order: 10 -> 0 -> 40
-        event = Event(
-            event_id=ids.new_event_id(), type=kind, occurred_at=moment, contact_id=contact, source="api"
-        )
-        store.record(event)
-        events.append(event)
+    # -20 then +40 in id order: 10 -> 0 -> 40
+    events = [record(system, contact, kind, "api", moment) for kind in ("unsubscribed", "webinar_attended")]
     assert events[0].event_id < events[1].event_id
     assert engine.handle(events[1]) == "applied"  # the webinar first: 50
     assert engine.handle(events[0]) == "applied"  # then the unsubscribe, older by id: replayed, 40
@@ -388,15 +359,6 @@ def test_events_of_one_moment_count_in_event_id_order_whatever_order_they_arrive
     model = load_lead_model(system.content_dir / "leads.yaml")
     assert (
         profile(system, contact)["score"]
-        == display_score(replay(all_events(system, contact), model).value)
+        == display_score(replay(events_of(system, contact), model).value)
         == 40
     )
-
-
-def all_events(system: LocalSystem, contact_id: str) -> list[dict[str, Any]]:
-    items = system.client("dynamodb").query(
-        TableName="leadflow-local-events",
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": keys.contact(contact_id)}},
-    )["Items"]
-    return [deserialize(i) for i in items]

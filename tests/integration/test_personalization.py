@@ -12,6 +12,7 @@ import pytest
 
 from leadflow.local.system import LocalSystem
 from leadflow.messaging.model import SendRequest
+from tests.integration.conftest import post_event
 
 JSON = {"content-type": "application/json"}
 
@@ -28,16 +29,6 @@ def admin(system: LocalSystem, method: str, path: str, body: object) -> dict[str
     assert reply["statusCode"] in (200, 201), reply
     result: dict[str, Any] = json.loads(reply["body"])
     return result
-
-
-def post_event(system: LocalSystem, email: str, kind: str, **properties: Any) -> str:
-    body = json.dumps({"type": kind, "email": email, "properties": properties})
-    # a server event: the admin route, with the local admin credential
-    headers = JSON | {"authorization": f"Bearer {system.admin_key}"}
-    reply = system.invoke_http("POST", "/admin/events", headers=headers, body=body)
-    assert reply["statusCode"] == 202, reply
-    event_id: str = json.loads(reply["body"])["event_id"]
-    return event_id
 
 
 def contact(system: LocalSystem, email: str, **fields: Any) -> str:

@@ -624,7 +624,7 @@ def test_signed_server_events_from_systems_without_sigv4(system: LocalSystem) ->
 
 
 def test_a_sign_up_that_meets_a_concurrent_one_on_a_budget_counter_is_tried_again(
-    system: LocalSystem,
+    system: LocalSystem, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """DynamoDB cancels a transaction with ``TransactionConflict`` when a concurrent one holds an
     item it writes (here: the shared budget counter); moto never does, so the first commit is
@@ -632,45 +632,32 @@ def test_a_sign_up_that_meets_a_concurrent_one_on_a_budget_counter_is_tried_agai
     from botocore.exceptions import ClientError
 
     from leadflow.capture.model import FormSubmission
-    from leadflow.capture.protection import SignupBudgets
-    from leadflow.capture.tracking import TrackingService, VisitorLinks
-    from leadflow.kernel.settings import get_settings
-    from leadflow.platform.dynamo import Transaction
 
-    settings = get_settings()
-    ddb = system.client("dynamodb")
+    ddb = wiring.client("dynamodb")  # the process's client: the one the track function commits with
+    commit = ddb.transact_write_items
     commits: list[int] = []
 
-    class HeldByAConcurrentSignUp:
-        """What DynamoDB answers when another transaction holds the last item (a budget counter)."""
+    def held_by_a_concurrent_sign_up(**params: Any) -> Any:
+        """What DynamoDB answers the first time: another transaction holds the last item."""
+        items = params["TransactItems"]
+        commits.append(len(items))
+        if len(commits) > 1:
+            return commit(**params)
+        reasons = [{"Code": "None"}] * (len(items) - 1) + [{"Code": "TransactionConflict"}]
+        raise ClientError(
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                "CancellationReasons": reasons,
+            },
+            "TransactWriteItems",
+        )
 
-        def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> None:
-            reasons = [{"Code": "None"}] * (len(TransactItems) - 1) + [{"Code": "TransactionConflict"}]
-            raise ClientError(
-                {
-                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
-                    "CancellationReasons": reasons,
-                },
-                "TransactWriteItems",
-            )
-
-    def transact(txn: Transaction) -> None:
-        commits.append(len(txn.items))
-        txn.commit(HeldByAConcurrentSignUp() if len(commits) == 1 else ddb)
-
-    service = TrackingService(
-        events=wiring.event_store(settings, ddb),
-        contacts=wiring.contact_store(settings, ddb),
-        marks=wiring.idempotency_marks(settings, ddb),
-        signer=wiring.token_signer(settings),
-        forms=settings.forms,
-        transact=transact,
-        links=VisitorLinks(ddb, settings.contacts_table),
-        budgets=SignupBudgets(settings.idempotency_table),
-        forms_that_send=lambda: frozenset({"whitepaper"}),
-    )
+    monkeypatch.setattr(ddb, "transact_write_items", held_by_a_concurrent_sign_up)
+    track = system.modules["track"].service
+    assert track.sends_email("whitepaper")  # its sign-ups spend the budget counters
     submission = FormSubmission.model_validate({"email": "conflict@example.com", "consent": True})
-    accepted = service.submit_form("whitepaper", submission, source_ip="100.64.99.1", user_agent="x")
+    accepted = track.submit_form("whitepaper", submission, source_ip="100.64.99.1", user_agent="x")
+    monkeypatch.undo()
     assert contact_by_email(system, "conflict@example.com") == accepted.contact_id
     assert len(commits) == 2
     assert commits[0] == commits[1]  # the same sign-up, budget counters included, once committed

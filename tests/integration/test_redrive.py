@@ -14,7 +14,8 @@ from leadflow.local import moto_patches
 from leadflow.local.system import LocalSystem
 from leadflow.ops import cli
 from leadflow.ops import redrive as ops
-from leadflow.ops.redrive import ExecutionRedrive, StageResources, StreamRedrive
+from leadflow.ops.redrive import ExecutionRedrive, StreamRedrive
+from tests.helpers import local_stage_resources, redrive_local_stage
 from tests.integration.conftest import profile, sign_up
 
 WELCOME = "Welcome to Northwind Analytics, Ada!"
@@ -172,19 +173,7 @@ def test_failed_trigger_record_starts_the_journey_once_on_redrive(
     assert int(profile(system, contact)["score"]["N"]) == 10  # the other consumer is unaffected
 
     monkeypatch.undo()
-    summaries = ops.redrive(
-        StageResources(
-            queue_urls=dict(system.dlq_urls),
-            function_names={c: f"leadflow-local-{c}" for c in ("trigger", "score")},
-            state_machine_arns=list(system.state_machines.values()),
-        ),
-        sqs=system.client("sqs"),
-        streams=system.client("dynamodbstreams"),
-        lambda_=system.client("lambda"),
-        sfn=system.client("stepfunctions"),
-        do_executions=False,
-        wait_seconds=0,
-    )
+    summaries = redrive_local_stage(system, ("trigger", "score"), do_executions=False)
     assert ops.totals(summaries)["redriven"] == 1
     system.settle()
     assert len(executions_of(system, contact)) == 1
@@ -300,11 +289,7 @@ def test_redrive_after_a_sent_step_sends_nothing_twice(
     assert failed["status"] == "FAILED"
     monkeypatch.undo()
 
-    resources = StageResources(
-        queue_urls=dict(system.dlq_urls),
-        function_names={c: f"leadflow-local-{c}" for c in ("trigger", "score")},
-        state_machine_arns=list(system.state_machines.values()),
-    )
+    resources = local_stage_resources(system, ("trigger", "score"))
     monkeypatch.setattr(ops, "stage_resources", lambda cfn, stage: resources)
     status = cli.main(
         ["ops", "redrive", "--stage", "local", "--executions", "--since", "2000-01-01T00:00:00Z"]
@@ -352,11 +337,7 @@ def test_redrive_skips_executions_stopped_on_purpose(
     assert outcomes[erased_run["arn"]] == "skipped"
     assert outcomes[aborted_run["arn"]] == "pending"
 
-    resources = StageResources(
-        queue_urls=dict(system.dlq_urls),
-        function_names={c: f"leadflow-local-{c}" for c in ("trigger", "score")},
-        state_machine_arns=list(system.state_machines.values()),
-    )
+    resources = local_stage_resources(system, ("trigger", "score"))
     monkeypatch.setattr(ops, "stage_resources", lambda cfn, stage: resources)
     status = cli.main(["ops", "redrive", "--stage", "local", "--executions"])
     output = capsys.readouterr().out.strip().splitlines()

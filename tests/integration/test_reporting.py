@@ -14,10 +14,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from leadflow.local.system import ROOT, LocalSystem, resource_name
+from leadflow.local.system import LocalSystem, resource_name
 from leadflow.platform.dynamo import deserialize
-from leadflow.reporting import api as reporting_api
 from leadflow.reporting.stats import newcombe
+from tests.integration.conftest import content
 
 JSON = {"content-type": "application/json"}
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC).timestamp()
@@ -43,10 +43,7 @@ BARRACUDA_UA = "Mozilla/5.0 (compatible; Barracuda Sentinel; +https://barracuda.
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[LocalSystem]:
-    (tmp_path / "journeys").mkdir()
-    (tmp_path / "templates").symlink_to(ROOT / "templates")
-    (tmp_path / "journeys" / "promo.yaml").write_text(PROMO)
-    with LocalSystem(content_dir=tmp_path, clock_start=START) as local:
+    with LocalSystem(content_dir=content(tmp_path, promo=PROMO), clock_start=START) as local:
         yield local
 
 
@@ -72,26 +69,11 @@ def event(system: LocalSystem, email: str, kind: str, **properties: Any) -> None
 
 
 def admin(system: LocalSystem, path: str) -> dict[str, Any]:
-    """The admin route's handler (the reporting router) on the local system's counters."""
-    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-
-    app = APIGatewayHttpResolver(enable_validation=True)
-    app.include_router(reporting_api.reports_router)
-    reply = system.invoke_http("GET", "/admin/contacts/none")  # a real admin route: the IAM gate answers
-    assert reply["statusCode"] == 403
-    event = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {},
-        "requestContext": {
-            "http": {"method": "GET", "path": path, "sourceIp": "127.0.0.1"},
-            "stage": "$default",
-        },
-        "isBase64Encoded": False,
-    }
-    answer = app.resolve(event, None)
+    """The admin route's answer (the admin function's reporting router) on the local system's
+    counters, called with the admin credential; without it the IAM gate answers."""
+    assert system.invoke_http("GET", path)["statusCode"] == 403
+    headers = {"authorization": f"Bearer {system.admin_key}"}
+    answer = system.invoke_http("GET", path, headers=headers)
     assert answer["statusCode"] == 200, answer
     return dict(json.loads(answer["body"]))
 

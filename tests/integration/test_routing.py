@@ -30,7 +30,8 @@ from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import ACCOUNT, REGION, ROOT, LocalSystem
 from leadflow.platform.dynamo import deserialize
 from leadflow.platform.tables import keys
-from tests.integration.conftest import stream_records
+from tests.integration.conftest import events_of, post_event, stream_records
+from tests.integration.conftest import sign_up as form_sign_up
 
 JSON = {"content-type": "application/json"}
 DAY = 86400
@@ -76,31 +77,34 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 def crm_journeys(port: int) -> dict[str, str]:
+    """One journey per CRM answer: entered by its event, a webhook to the receiver, then a tag
+    (none after the push) that shows whether the journey went on."""
     base = f"http://127.0.0.1:{port}"
+    # journey id: (name, entry event, the webhook step, the tag added after it)
+    table = {
+        "crm-down": (
+            "CRM down",
+            "crm_down_requested",
+            f'{{name: Push to CRM, url: "{base}/fail/leads?token=secret-in-query", secret: default}}',
+            "after_crm",
+        ),
+        "crm-refuses": (
+            "CRM refuses",
+            "crm_refuse_requested",
+            f'{{url: "{base}/refuse/leads", secret: default}}',
+            "after_refusal",
+        ),
+        "crm-push": (
+            "CRM push",
+            "crm_push_requested",
+            f'{{url: "{base}/ok/leads", secret: default, include_handoff: true, payload: {{list: mql}}}}',
+            None,
+        ),
+    }
     return {
-        "crm-down": f"""
-id: crm-down
-name: CRM down
-entry: {{event: crm_down_requested}}
-steps:
-  - webhook: {{name: Push to CRM, url: "{base}/fail/leads?token=secret-in-query", secret: default}}
-  - update_contact: {{add_tags: [after_crm]}}
-""",
-        "crm-refuses": f"""
-id: crm-refuses
-name: CRM refuses
-entry: {{event: crm_refuse_requested}}
-steps:
-  - webhook: {{url: "{base}/refuse/leads", secret: default}}
-  - update_contact: {{add_tags: [after_refusal]}}
-""",
-        "crm-push": f"""
-id: crm-push
-name: CRM push
-entry: {{event: crm_push_requested}}
-steps:
-  - webhook: {{url: "{base}/ok/leads", secret: default, include_handoff: true, payload: {{list: mql}}}}
-""",
+        journey_id: f"id: {journey_id}\nname: {name}\nentry: {{event: {event}}}\nsteps:\n  - webhook: {webhook}\n"
+        + (f"  - update_contact: {{add_tags: [{tag}]}}\n" if tag else "")
+        for journey_id, (name, event, webhook, tag) in table.items()
     }
 
 
@@ -131,21 +135,8 @@ def system(tmp_path_factory: pytest.TempPathFactory, crm: ThreadingHTTPServer) -
 
 
 def sign_up(system: LocalSystem, email: str, visitor_id: str | None = None) -> str:
-    fields: dict[str, Any] = {"email": email, "first_name": "Lea", "consent": True}
-    if visitor_id:
-        fields["visitor_id"] = visitor_id
-    reply = system.invoke_http("POST", "/forms/newsletter", headers=JSON, body=json.dumps(fields))
-    assert reply["statusCode"] == 201, reply
-    contact_id: str = json.loads(reply["body"])["contact_id"]
-    return contact_id
-
-
-def post_event(system: LocalSystem, email: str, kind: str, **properties: Any) -> None:
-    """A server event (POST /admin/events, with the local admin credential)."""
-    body = json.dumps({"type": kind, "email": email, "properties": properties})
-    headers = JSON | {"authorization": f"Bearer {system.admin_key}"}
-    reply = system.invoke_http("POST", "/admin/events", headers=headers, body=body)
-    assert reply["statusCode"] == 202, reply
+    """Lea signs up through the form (with no browsing history unless a visitor id is given)."""
+    return form_sign_up(system, email, first_name="Lea", visitor_id=visitor_id)
 
 
 def profile(system: LocalSystem, contact_id: str) -> dict[str, Any]:
@@ -166,16 +157,6 @@ def update_profile(system: LocalSystem, contact_id: str, expression: str, **vals
         UpdateExpression=expression,
         ExpressionAttributeValues=values(**vals),
     )
-
-
-def events_of(system: LocalSystem, contact_id: str) -> list[dict[str, Any]]:
-    items = system.client("dynamodb").query(
-        TableName="leadflow-local-events",
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": keys.contact(contact_id)}},
-        ConsistentRead=True,
-    )["Items"]
-    return [deserialize(i) for i in items]
 
 
 def record(system: LocalSystem, **fields: Any) -> Event:

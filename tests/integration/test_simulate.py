@@ -41,6 +41,10 @@ class History:
     def add(self, at: datetime, kind: str, email: str, **properties: Any) -> None:
         self.events.append({"type": kind, "email": email, "properties": properties, "at": iso(at)})
 
+    def consenting(self, email: str, source: str, **fields: Any) -> None:
+        """A contact who granted email consent through ``source`` (with these other fields)."""
+        self.contacts.append({"email": email, "consent_email": "granted", "consent_source": source, **fields})
+
     def write(self, folder: Path) -> tuple[Path, Path]:
         events = folder / "events.jsonl"
         # the file is not in time order: the simulator orders by "at"
@@ -112,15 +116,12 @@ def trial_history() -> History:
     history = History()
     for n, start in enumerate(TRIAL_STARTS):
         email = f"trial-{n}@example.com"
-        history.contacts.append(
-            {
-                "email": email,
-                "first_name": f"Trial{n}",
-                "consent_email": "granted",
-                "consent_source": "trial sign-up form",
-                "timezone": "Europe/Berlin",
-                "tags": ["employee"] if n in EMPLOYEE else [],
-            }
+        history.consenting(
+            email,
+            "trial sign-up form",
+            first_name=f"Trial{n}",
+            timezone="Europe/Berlin",
+            tags=["employee"] if n in EMPLOYEE else [],
         )
         history.add(start, "trial_started", email, plan="trial")
         history.add(start + 2 * HOUR, "page_visit_noise", email, path="/docs")
@@ -292,14 +293,7 @@ def test_cli_compare_names_the_contacts_whose_path_changes(tmp_path: Path, capsy
     for n, hours in enumerate((30, 40)):  # uses reports after 30 h and after 40 h
         email = f"cmp-{n}@example.com"
         start = MONDAY + timedelta(hours=8, minutes=17 * n)
-        history.contacts.append(
-            {
-                "email": email,
-                "consent_email": "granted",
-                "consent_source": "form",
-                "timezone": "Europe/Berlin",
-            }
-        )
+        history.consenting(email, "form", timezone="Europe/Berlin")
         history.add(start, "trial_started", email)
         history.add(start + hours * HOUR, "product_used", email, feature="reports")
     events, contacts = history.write(tmp_path)
@@ -362,14 +356,8 @@ def test_webinar_reminds_by_sms_and_follows_up_by_attendance(tmp_path: Path) -> 
     registered_twice = {1}
     for n in range(8):
         email = f"guest-{n}@example.com"
-        history.contacts.append(
-            {
-                "email": email,
-                "first_name": f"Guest{n}",
-                "phone": f"+49151123456{n:02d}",
-                "consent_email": "granted",
-                "consent_source": "webinar registration",
-            }
+        history.consenting(
+            email, "webinar registration", first_name=f"Guest{n}", phone=f"+49151123456{n:02d}"
         )
         registered = MONDAY + timedelta(hours=7 + 9 * n, minutes=n * 11, seconds=n * 3.5)
         properties = {
@@ -478,15 +466,12 @@ def test_win_back_enrolled_by_sales_sends_in_the_window_and_hands_clickers_back(
     enrolled_again = {0: timedelta(days=12)}  # after it completed: re-entry only after 180 days
     for n in range(5):
         email = f"lost-{n}@example.com"
-        history.contacts.append(
-            {
-                "email": email,
-                "first_name": f"Lost{n}",
-                "company": f"Company {n}",
-                "consent_email": "granted",
-                "consent_source": "customer contract",
-                "timezone": "Europe/Berlin",
-            }
+        history.consenting(
+            email,
+            "customer contract",
+            first_name=f"Lost{n}",
+            company=f"Company {n}",
+            timezone="Europe/Berlin",
         )
         at = MONDAY + timedelta(hours=23, minutes=59, seconds=59.999) + n * timedelta(hours=9, minutes=13)
         history.add(at, "journey_enrollment_requested", email)
@@ -523,9 +508,7 @@ def test_mql_handoff_waits_for_sales_feedback_and_reminds_after_two_days(tmp_pat
     for n in range(4):
         email = f"lead-{n}@example.com"
         fit = {"company_size": 200, "role": "decision_maker"} if n < 3 else {}  # lead-3: not a fit
-        history.contacts.append(
-            {"email": email, "consent_email": "granted", "consent_source": "form", "attributes": fit}
-        )
+        history.consenting(email, "form", attributes=fit)
         start = MONDAY + timedelta(hours=8, minutes=n * 17, seconds=n + 0.5)
         # whitepaper 20 + newsletter 10 + two webinars 15 each: the score crosses 50 at the second one
         history.events.append(

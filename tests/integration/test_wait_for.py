@@ -7,12 +7,8 @@ are hashes (not time-ordered), at odd moments (23:59:59.999, two events in one m
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore
@@ -21,37 +17,17 @@ from leadflow.kernel.clock import iso
 from leadflow.local.moto_patches import lambda_context
 from leadflow.local.system import LocalSystem
 from leadflow.platform.tables import keys
-from tests.integration.conftest import stream_records
+from tests.integration.conftest import JSON, events_of, stream_records
 from tests.integration.test_journey_runtime import (
     DAY,
-    JSON,
     contact,
-    content,
     enrollment,
     event,
-    events_of,
     executions,
     profile,
     sent,
 )
-
-
-@pytest.fixture
-def local(tmp_path: Path) -> Iterator[Any]:
-    """``local(clock_start=..., name=yaml...)`` starts a local system with only those journeys."""
-    systems: list[LocalSystem] = []
-
-    def start(clock_start: float, **journeys: str) -> LocalSystem:
-        system = LocalSystem(
-            background_pump=False, content_dir=content(tmp_path, **journeys), clock_start=clock_start
-        )
-        systems.append(system)
-        return system.__enter__()
-
-    yield start
-    for system in systems:
-        system.close()
-
+from tests.integration.test_journey_runtime import QUIET as quiet_hours
 
 # Monday 2026-01-05 23:59:59.999 UTC (00:59:59.999 in Berlin)
 ODD = datetime(2026, 1, 5, 23, 59, 59, 999000, tzinfo=UTC).timestamp()
@@ -99,10 +75,10 @@ def status(system: LocalSystem, journey: str) -> tuple[str, str | None]:
     return execution["status"], execution["state"]
 
 
-def test_wait_for_after_other_steps_reacts_at_once_to_the_event_among_hash_id_events(local: Any) -> None:
+def test_wait_for_after_other_steps_reacts_at_once_to_the_event_among_hash_id_events(run: Any) -> None:
     """The wait is the fifth step; journey, step and score events (hash ids) come before and after
     the awaited one, which happens at 23:59:59.999 in the same millisecond as another event."""
-    system = local(clock_start=ODD - 2 * 3600 - 10, webinar=WEBINAR)
+    system = run(clock_start=ODD - 2 * 3600 - 10, webinar=WEBINAR)
     cid = contact(system, "ada@example.com")
     event(system, "ada@example.com", "webinar_registered", webinar="w42")
     system.settle()
@@ -125,8 +101,8 @@ def test_wait_for_after_other_steps_reacts_at_once_to_the_event_among_hash_id_ev
     assert not enrollment(system, cid, "webinar").get("waiting")
 
 
-def test_the_timeout_path_runs_on_the_virtual_clock(local: Any) -> None:
-    system = local(clock_start=ODD, webinar=WEBINAR)
+def test_the_timeout_path_runs_on_the_virtual_clock(run: Any) -> None:
+    system = run(clock_start=ODD, webinar=WEBINAR)
     cid = contact(system, "bo@example.com")
     event(system, "bo@example.com", "webinar_registered", webinar="w42")
     system.advance(2 * 3600)
@@ -162,8 +138,8 @@ steps:
 """
 
 
-def test_an_event_before_the_wait_counts_from_entry_only_when_the_step_says_so(local: Any) -> None:
-    system = local(
+def test_an_event_before_the_wait_counts_from_entry_only_when_the_step_says_so(run: Any) -> None:
+    system = run(
         clock_start=ODD,
         entry=COUNT_FROM.replace("COUNT", "entry"),
         wait=COUNT_FROM.replace("COUNT", "wait").replace("id: onboarding", "id: onboarding-b"),
@@ -184,10 +160,10 @@ def test_an_event_before_the_wait_counts_from_entry_only_when_the_step_says_so(l
     assert len(help_mails) == 3  # two hellos and the help email of onboarding-b only
 
 
-def test_duplicate_and_out_of_order_deliveries_answer_once(local: Any) -> None:
+def test_duplicate_and_out_of_order_deliveries_answer_once(run: Any) -> None:
     """The awaited event, then an older matching event delivered late, then the awaited event's
     stream record delivered twice more: the on_event path runs once, no delivery fails."""
-    system = local(clock_start=ODD, webinar=WEBINAR)
+    system = run(clock_start=ODD, webinar=WEBINAR)
     cid = contact(system, "di@example.com")
     event(system, "di@example.com", "webinar_registered", webinar="w42")
     system.advance(2 * 3600)
@@ -224,10 +200,10 @@ def test_duplicate_and_out_of_order_deliveries_answer_once(local: Any) -> None:
     assert system.dead_letters("trigger") == []
 
 
-def test_an_exit_ends_a_waiting_execution_at_once(local: Any) -> None:
+def test_an_exit_ends_a_waiting_execution_at_once(run: Any) -> None:
     """A purchase while the contact waits on the token: the execution leaves (exited) at once, with
     no clock advance; one in a plain Wait is stopped and its leave recorded."""
-    system = local(clock_start=ODD, webinar=WEBINAR)
+    system = run(clock_start=ODD, webinar=WEBINAR)
     waiting = contact(system, "ed@example.com")
     sleeping = contact(system, "fe@example.com")
     event(system, "ed@example.com", "webinar_registered", webinar="w42")
@@ -273,10 +249,10 @@ steps:
 """
 
 
-def test_did_within_counts_events_in_time_order_across_pages(local: Any) -> None:
+def test_did_within_counts_events_in_time_order_across_pages(run: Any) -> None:
     """A history of more than one page (150 events written with ids that sort oldest-last): the
     two pricing views in the last hour are counted, the one before it is not."""
-    system = local(clock_start=ODD, pricing=DID_WITHIN)
+    system = run(clock_start=ODD, pricing=DID_WITHIN)
     cid = contact(system, "gi@example.com")
     store = EventStore(system.client("dynamodb"), "leadflow-local-events", 400)
     now = system.clock.now_datetime()
@@ -320,8 +296,8 @@ steps:
 """
 
 
-def test_score_or_stage_entry_enrols_once(local: Any) -> None:
-    system = local(clock_start=ODD, ready=ANY_ENTRY)
+def test_score_or_stage_entry_enrols_once(run: Any) -> None:
+    system = run(clock_start=ODD, ready=ANY_ENTRY)
     cid = contact(system, "hu@example.com")
     trigger = system.modules["trigger"].service
     base = {"contact_id": cid, "source": "journey", "occurred_at": iso(system.clock.now_datetime())}
@@ -344,8 +320,8 @@ steps:
 """
 
 
-def test_wait_until_a_fixed_moment_is_one_wait_state(local: Any) -> None:
-    system = local(clock_start=ODD, day=WEBINAR_AT)
+def test_wait_until_a_fixed_moment_is_one_wait_state(run: Any) -> None:
+    system = run(clock_start=ODD, day=WEBINAR_AT)
     contact(system, "io@example.com")
     event(system, "io@example.com", "webinar_registered")
     system.advance(5 * DAY)
@@ -353,22 +329,13 @@ def test_wait_until_a_fixed_moment_is_one_wait_state(local: Any) -> None:
     assert when == datetime(2026, 1, 8, 16, 0, tzinfo=UTC)
 
 
-QUIET = """
-id: quiet
-name: Quiet hours
-entry: {event: trial_started}
-settings:
-  timezone: Europe/Berlin
-  quiet_hours: {start: "21:00", end: "08:00"}
-steps:
-  - send_email: {id: hello, template: welcome}
-"""
+QUIET = quiet_hours.replace("  - wait: {hours: 14}\n", "")  # sends at entry
 
 
-def test_a_send_deferred_to_eight_in_berlin_goes_out_at_exactly_seven_utc(local: Any) -> None:
+def test_a_send_deferred_to_eight_in_berlin_goes_out_at_exactly_seven_utc(run: Any) -> None:
     """Winter: 08:00 in Berlin is 07:00:00Z; the virtual clock has fractions (06:12:34.567)."""
     start = datetime(2026, 1, 5, 6, 12, 34, 567000, tzinfo=UTC).timestamp()
-    system = local(clock_start=start, quiet=QUIET)
+    system = run(clock_start=start, quiet=QUIET)
     contact(system, "ju@example.com")
     event(system, "ju@example.com", "trial_started")
     system.advance(DAY)
@@ -379,13 +346,13 @@ def test_a_send_deferred_to_eight_in_berlin_goes_out_at_exactly_seven_utc(local:
     assert entered(system, execution["arn"], "Send email: hello") == 2
 
 
-def test_events_written_before_the_index_are_backfilled_into_history(local: Any) -> None:
+def test_events_written_before_the_index_are_backfilled_into_history(run: Any) -> None:
     """A deployed stage upgraded to the ``by_time`` index: its older events have no ``at`` until the
     one-off backfill gives it to them (twice is harmless)."""
     from leadflow.events.store import backfill_event_times
     from leadflow.platform.dynamo import serialize
 
-    system = local(clock_start=ODD)
+    system = run(clock_start=ODD)
     ddb = system.client("dynamodb")
     old = {
         "pk": keys.contact("c-old"),

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from leadflow.local.system import LocalSystem
+from tests.integration.conftest import post_event
 
 JSON = {"content-type": "application/json"}
 START = datetime(2026, 3, 10, 9, 0, tzinfo=UTC).timestamp()  # a Tuesday morning
@@ -46,14 +47,6 @@ def contact(system: LocalSystem, email: str, phone: str, first_name: str) -> str
     assert reply["statusCode"] in (200, 201), reply
     contact_id: str = json.loads(reply["body"])["contact_id"]
     return contact_id
-
-
-def post_event(system: LocalSystem, email: str, kind: str, **properties: Any) -> None:
-    body = json.dumps({"type": kind, "email": email, "properties": properties})
-    # a server event: the admin route, with the local admin credential
-    headers = JSON | {"authorization": f"Bearer {system.admin_key}"}
-    reply = system.invoke_http("POST", "/admin/events", headers=headers, body=body)
-    assert reply["statusCode"] == 202, reply
 
 
 def emails(system: LocalSystem, address: str) -> list[dict[str, Any]]:

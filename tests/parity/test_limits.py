@@ -93,40 +93,34 @@ def test_batch_write_takes_25_and_batch_get_100(system: LocalSystem) -> None:
 def test_messages_are_at_most_256_kb(system: LocalSystem) -> None:
     sqs, sns, events = system.client("sqs"), system.client("sns"), system.client("events")
     url = system.webhook_dead_letters_url
-    sqs.send_message(QueueUrl=url, MessageBody="x" * limits.MESSAGE_LIMIT)
-    refused(
-        sqs.send_message,
-        "InvalidParameterValue",
-        limits.MESSAGE_LIMIT,
-        QueueUrl=url,
-        MessageBody="x" * (limits.MESSAGE_LIMIT + 1),
-    )
-    entries = [{"Id": str(n), "MessageBody": "x" * 30000} for n in range(9)]
-    refused(
-        sqs.send_message_batch,
-        "AWS.SimpleQueueService.BatchRequestTooLong",
-        limits.MESSAGE_LIMIT,
-        QueueUrl=url,
-        Entries=entries,
-    )
-    eleven = [{"Id": str(n), "MessageBody": "x"} for n in range(11)]
-    refused(
-        sqs.send_message_batch,
-        "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
-        10,
-        QueueUrl=url,
-        Entries=eleven,
-    )
-
     topic = f"arn:aws:sns:us-east-1:123456789012:{resource_name('sales-handoff')}"
-    refused(
-        sns.publish,
-        "InvalidParameter",
-        limits.MESSAGE_LIMIT,
-        TopicArn=topic,
-        Message="x" * (limits.MESSAGE_LIMIT + 1),
-    )
+    sqs.send_message(QueueUrl=url, MessageBody="x" * limits.MESSAGE_LIMIT)
     sns.publish(TopicArn=topic, Message=json.dumps({"pad": "x" * (limits.MESSAGE_LIMIT - 20)}))
+    too_long = "x" * (limits.MESSAGE_LIMIT + 1)
+    # (call, error code, the limit its message names, parameters)
+    over_a_limit: list[tuple[Any, str, int, dict[str, Any]]] = [
+        (
+            sqs.send_message,
+            "InvalidParameterValue",
+            limits.MESSAGE_LIMIT,
+            {"QueueUrl": url, "MessageBody": too_long},
+        ),
+        (
+            sqs.send_message_batch,
+            "AWS.SimpleQueueService.BatchRequestTooLong",
+            limits.MESSAGE_LIMIT,
+            {"QueueUrl": url, "Entries": [{"Id": str(n), "MessageBody": "x" * 30000} for n in range(9)]},
+        ),
+        (
+            sqs.send_message_batch,
+            "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+            10,
+            {"QueueUrl": url, "Entries": [{"Id": str(n), "MessageBody": "x"} for n in range(11)]},
+        ),
+        (sns.publish, "InvalidParameter", limits.MESSAGE_LIMIT, {"TopicArn": topic, "Message": too_long}),
+    ]
+    for call, code, limit, params in over_a_limit:
+        refused(call, code, limit, **params)
 
     entry = {"Source": "leadflow", "DetailType": "t", "EventBusName": resource_name("leads")}
     refused(

@@ -13,11 +13,9 @@ module; the template is synthesized once per session.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,8 @@ from botocore.exceptions import ClientError
 from leadflow.local import limits, recording
 from leadflow.local.system import FUNCTIONS, ROOT, LocalSystem, resource_name
 from leadflow.messaging.render import EmailRenderer
-from leadflow.ops.redrive import StageResources, redrive
+from tests.helpers import redrive_local_stage
+from tests.integration.test_key_rotation import enable_rotation
 from tests.integration.test_routing import become_mql
 from tests.parity import contract
 from tests.parity.recorder import OPS_REDRIVE, STATES, CallRecorder
@@ -64,25 +63,6 @@ def sign_up(system: LocalSystem, email: str, visitor: str) -> str:
 
 def mails_to(system: LocalSystem, address: str) -> list[dict[str, Any]]:
     return [m for m in system.outbox() if address in m["to"]]
-
-
-def enable_rotation(system: LocalSystem) -> str:
-    """Register the rotate function with moto's Lambda (its invokes reach the in-process handler)."""
-    role = system.client("iam").create_role(
-        RoleName="leadflow-local-rotate",
-        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
-    )["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("app.py", "")
-    function_arn: str = system.client("lambda").create_function(
-        FunctionName=resource_name("rotate"),
-        Runtime="python3.13",
-        Role=role,
-        Handler="app.handler",
-        Code={"ZipFile": code.getvalue()},
-    )["FunctionArn"]
-    return function_arn
 
 
 def deploy_edited_layer(system: LocalSystem, monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
@@ -236,20 +216,8 @@ def scenario(system: LocalSystem, monkeypatch: pytest.MonkeyPatch, folder: Path)
     system.settle()
     monkeypatch.undo()
     assert system.dead_letters("score")
-    resources = StageResources(
-        queue_urls=dict(system.dlq_urls),
-        function_names={c: resource_name(c) for c in ("trigger", "score", "report")},
-        state_machine_arns=list(system.state_machines.values()),
-    )
     with recording.invocation(OPS_REDRIVE, None):
-        summaries = redrive(
-            resources,
-            sqs=system.client("sqs"),
-            streams=system.client("dynamodbstreams"),
-            lambda_=system.client("lambda"),
-            sfn=system.client("stepfunctions"),
-            wait_seconds=0,
-        )
+        summaries = redrive_local_stage(system, ("trigger", "score", "report"))
     assert sum(s.redriven for s in summaries) >= 1
     assert sum(s.skipped for s in summaries) == 1  # the erased contact's journey stays stopped
     system.settle()

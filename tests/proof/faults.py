@@ -50,6 +50,7 @@ from leadflow.leads.model import load_lead_model
 from leadflow.leads.scoring import display_score, replay
 from leadflow.local.system import LocalSystem
 from leadflow.ops import redrive as ops
+from tests.helpers import redrive_local_stage
 
 Handler = Callable[[dict[str, Any], Any], Any]
 CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("leadflow_proof_function", default="")
@@ -84,25 +85,26 @@ class LambdaCrash(RuntimeError):
     """The function died after handling part of its batch (timeout, out of memory)."""
 
 
+FAULTS: dict[str, tuple[tuple[str, str, float], ...]] = {
+    # service -> ((operation or "*", error code, the share of calls answered with it), ...)
+    "dynamodb": (("*", "ProvisionedThroughputExceededException", 0.08),),
+    "ses": (("SendRawEmail", "Throttling", 0.15), ("SendRawEmail", "MessageRejected", 0.06)),
+    "sns": (("Publish", "InternalError", 0.3),),
+    "sfn": (("StartExecution", "ThrottlingException", 0.15),),
+}
+
+
 @dataclass
 class Rates:
-    dynamodb: float = 0.08
-    ses_throttle: float = 0.15
-    ses_reject: float = 0.06
-    sns: float = 0.3
-    sfn: float = 0.15
+    """How often each fault strikes: an AWS error (by its code; FAULTS' shares unless given), a
+    throttled send task, a crashed consumer batch, a redelivered batch."""
+
+    errors: dict[str, float] = field(
+        default_factory=lambda: {code: share for faults in FAULTS.values() for _, code, share in faults}
+    )
     lambda_throttle: float = 0.15
     crash: float = 0.2
     redeliver: float = 0.25
-
-
-FAULTS: dict[str, tuple[tuple[str, str], ...]] = {
-    # service -> ((operation or "*", error code), ...)
-    "dynamodb": (("*", "ProvisionedThroughputExceededException"),),
-    "ses": (("SendRawEmail", "Throttling"), ("SendRawEmail", "MessageRejected")),
-    "sns": (("Publish", "InternalError"),),
-    "sfn": (("StartExecution", "ThrottlingException"),),
-}
 
 
 ID_TOKEN = re.compile(r"[A-Za-z0-9]{20,}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -161,15 +163,6 @@ class Injector:
         digest = hashlib.sha256(f"{self.seed}|{key}|{n}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
 
-    def _rate(self, service: str, code: str) -> float:
-        return {
-            "ProvisionedThroughputExceededException": self.rates.dynamodb,
-            "Throttling": self.rates.ses_throttle,
-            "MessageRejected": self.rates.ses_reject,
-            "InternalError": self.rates.sns,
-            "ThrottlingException": self.rates.sfn,
-        }[code]
-
     def hook(self, service: str) -> Callable[..., None]:
         def before_call(model: Any, params: Any = None, **_: Any) -> None:
             function = CURRENT.get()
@@ -178,11 +171,11 @@ class Injector:
             if not self.enabled:  # no fault now, but the ids the call names are learned all the same
                 self.identity.of(*_call_parts(service, model.name, params or {}))
                 return
-            for operation, code in FAULTS[service]:
+            for operation, code, _share in FAULTS[service]:
                 if operation not in ("*", model.name):
                     continue
                 call = _call_parts(service, model.name, params or {})
-                if self.draw(f"{function}|{code}", *call) < self._rate(service, code):
+                if self.draw(f"{function}|{code}", *call) < self.rates.errors[code]:
                     self.injected[f"{service}:{code}"] += 1
                     self.by_function[function.removeprefix("leadflow-local-")] += 1
                     raise ClientError(
@@ -379,22 +372,9 @@ def plan_for(contacts: int) -> Plan:
 
 def redrive_all(system: LocalSystem, rounds: int = 6) -> dict[str, int]:
     """``leadflow ops redrive`` against the local stage until nothing is left to redrive."""
-    resources = ops.StageResources(
-        queue_urls=dict(system.dlq_urls),
-        function_names={c: f"leadflow-local-{c}" for c in ops.CONSUMERS},
-        state_machine_arns=list(system.state_machines.values()),
-    )
     total: Counter[str] = Counter()
     for _ in range(rounds):
-        summaries = ops.redrive(
-            resources,
-            sqs=system.client("sqs"),
-            streams=system.client("dynamodbstreams"),
-            lambda_=system.client("lambda"),
-            sfn=system.client("stepfunctions"),
-            wait_seconds=0,
-        )
-        figures = ops.totals(summaries)
+        figures = ops.totals(redrive_local_stage(system))
         total.update({k: v for k, v in figures.items() if v})
         total["rounds"] += 1
         system.settle(timeout=120)

@@ -38,7 +38,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 
 from leadflow.local.system import LocalSystem
-from leadflow.platform.routes import resolve
+from leadflow.platform.routes import PUBLIC_ROUTES, resolve
 from leadflow.platform.tokens import _b64, _unb64
 from tests.proof.faults import LINK, quiet
 
@@ -70,6 +70,17 @@ FOREIGN = (
     "/\\evil.example",
     "https:evil.example",
     "javascript:alert(1)",
+)
+
+
+# the targets: each is a list of the inputs that missed it (none may)
+DEFECTS = (
+    "server_errors",
+    "stored_garbage",
+    "foreign_redirects",
+    "pixel_not_gif",
+    "header_injection",
+    "reflected_script",
 )
 
 
@@ -114,17 +125,12 @@ class Prober:
         return parts.path in self.form_pages
 
     def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: str = "",
-        headers: dict[str, str] | None = None,
-        body: bytes | str | None = None,
-        label: str = "",
-        stores: bool = False,
+        self, method: str, path: str, *, label: str = "", stores: bool = False, **request: Any
     ) -> dict[str, Any]:
-        """``stores``: the request may legitimately store (a valid event, a sign-up, a page view)."""
+        """One request as ``LocalSystem.invoke_http`` takes it (``query``, ``headers``, ``body``),
+        counted under ``label`` (else its method and first path segment). ``stores``: the request
+        may legitimately store (a valid event, a sign-up, a page view)."""
+        query, body = request.get("query", ""), request.get("body")
         t = self.tally
         t.inputs += 1
         route = label or f"{method} {path.split('/')[1] if '/' in path else path}"
@@ -132,7 +138,7 @@ class Prober:
         before = self.counts()
         what = f"{method} {path[:80]}?{query[:60]} body={str(body)[:80]!r}"
         try:
-            reply = self.system.invoke_http(method, path, query=query, headers=headers, body=body)
+            reply = self.system.invoke_http(method, path, **request)
         except Exception as exc:  # an unhandled error: API Gateway answers 502
             t.server_errors.append(f"{what}: {type(exc).__name__}: {exc}"[:300])
             t.statuses[502] += 1
@@ -228,6 +234,18 @@ def same_bytes(candidate: str, token: str) -> bool:
         return False
 
 
+# the proof's Hypothesis profile: derandomized (the same inputs every run), no example database,
+# no deadline, no health check
+settings.register_profile(
+    "proof", database=None, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+
+
+def reproducible(examples: int) -> settings:
+    """The proof's Hypothesis settings with ``examples`` per strategy."""
+    return settings(settings.get_profile("proof"), max_examples=examples)
+
+
 def fuzz_schema(prober: Prober, spec: dict[str, Any], examples: int, tokens: dict[str, list[str]]) -> int:
     """Schemathesis cases for every operation of the OpenAPI document (both generation modes)."""
     schema = schemathesis.openapi.from_dict(spec)
@@ -258,13 +276,7 @@ def fuzz_schema(prober: Prober, spec: dict[str, Any], examples: int, tokens: dic
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in GenerationMode:
-            one = settings(
-                max_examples=examples,
-                database=None,
-                deadline=None,
-                derandomize=True,
-                suppress_health_check=list(HealthCheck),
-            )(given(case=operation.as_strategy(generation_mode=mode))(send))
+            one = reproducible(examples)(given(case=operation.as_strategy(generation_mode=mode))(send))
             # Unsatisfiable: no invalid value exists for this operation (any string is a valid token)
             with contextlib.suppress(Unsatisfiable):
                 one()
@@ -280,13 +292,7 @@ def fuzz_properties(prober: Prober, examples: int, tokens: dict[str, list[str]])
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
         max_leaves=12,
     )
-    run_settings = settings(
-        max_examples=examples,
-        database=None,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-    )
+    run_settings = reproducible(examples)
 
     def body_as(value: Any, how: str) -> bytes | str:
         if how == "json":
@@ -393,18 +399,31 @@ def fuzz_properties(prober: Prober, examples: int, tokens: dict[str, list[str]])
         test()
 
 
+# the kind of token a public route's path takes, by the path before the token
+TOKEN_KINDS = {"/t/o/": "open", "/t/c/": "click", "/unsubscribe/": "unsubscribe", "/confirm/": "confirm"}
+
+
+def token_routes() -> dict[str, tuple[str, str]]:
+    """Every public route that takes a token, as the product declares them: its label (the token's
+    kind; "unsubscribe page" for the page that asks) -> (method, path with ``{}`` for the token).
+    The open pixel is requested as mail clients do, ``<token>.gif``."""
+    routes = {}
+    for route in PUBLIC_ROUTES:
+        prefix = route.path.removesuffix("{token}")
+        if prefix == route.path:
+            continue
+        page = route.method == "GET" and prefix == "/unsubscribe/"
+        label = TOKEN_KINDS[prefix] + (" page" if page else "")
+        routes[label] = (route.method, prefix + ("{}.gif" if prefix == "/t/o/" else "{}"))
+    return routes
+
+
 def fixed_cases(prober: Prober, tokens: dict[str, list[str]]) -> None:
     """Tampered and replayed tokens, open redirects, huge bodies, path traversal."""
     import random
 
     rng = random.Random(3)
-    routes = {
-        "open": ("GET", "/t/o/{}.gif"),
-        "click": ("GET", "/t/c/{}"),
-        "unsubscribe": ("POST", "/unsubscribe/{}"),
-        "confirm": ("GET", "/confirm/{}"),
-        "unsubscribe page": ("GET", "/unsubscribe/{}"),
-    }
+    routes = token_routes()
     for kind in ("open", "click", "unsubscribe"):
         for path in tokens[kind][:3]:
             for bad in tampered(token_of(path), rng):
@@ -468,21 +487,21 @@ def abuse_cases(prober: Prober) -> dict[str, Any]:
     form = {"content-type": "application/x-www-form-urlencoded"}
     fields = {"first_name": "Ada", "consent": "on"}
     # honeypot: the same answer as a person's post; nothing stored, nothing sent
-    person = prober.send(
-        "POST",
-        "/forms/newsletter",
-        headers=form,
-        body=urlencode(fields | {"email": "person@hp-person.example", "website_url": ""}),
-        label="abuse: honeypot (person)",
-        stores=True,
-    )
-    bot = prober.send(
-        "POST",
-        "/forms/newsletter",
-        headers=form,
-        body=urlencode(fields | {"email": "victim@hp-victim.example", "website_url": "https://spam.example"}),
-        label="abuse: honeypot (bot)",
-    )
+
+    def newsletter_post(who: str, email: str, website_url: str, stores: bool = False) -> dict[str, Any]:
+        """A newsletter sign-up whose hidden ``website_url`` field is filled in as ``who`` fills it."""
+        body = urlencode(fields | {"email": email, "website_url": website_url})
+        return prober.send(
+            "POST",
+            "/forms/newsletter",
+            headers=form,
+            body=body,
+            label=f"abuse: honeypot ({who})",
+            stores=stores,
+        )
+
+    person = newsletter_post("person", "person@hp-person.example", "", stores=True)
+    bot = newsletter_post("bot", "victim@hp-victim.example", "https://spam.example")
     system.settle()
     answer = (person["statusCode"], (person.get("headers") or {}).get("Location"))
     honeypot = {
@@ -598,40 +617,14 @@ def run(examples: int = 60, verbose: bool = True) -> dict[str, Any]:
             "schemathesis_cases": schema_cases,
             "operations_in_openapi": sum(len(v) for v in spec["paths"].values()),
             "rejected": t.rejected,
-            "server_errors": len(t.server_errors),
+            **{defect: len(getattr(t, defect)) for defect in DEFECTS},
             "server_error_kinds": dict(Counter(cause(e) for e in t.server_errors)),
-            "stored_garbage": len(t.stored_garbage),
-            "foreign_redirects": len(t.foreign_redirects),
-            "pixel_not_gif": len(t.pixel_not_gif),
-            "header_injection": len(t.header_injection),
-            "reflected_script": len(t.reflected_script),
             "statuses": {str(k): v for k, v in sorted(t.statuses.items())},
             "by_route": dict(sorted(t.by_route.items())),
             "abuse": abuse,
-            "examples": {
-                k: getattr(t, k)[:5]
-                for k in (
-                    "server_errors",
-                    "stored_garbage",
-                    "foreign_redirects",
-                    "pixel_not_gif",
-                    "header_injection",
-                    "reflected_script",
-                )
-                if getattr(t, k)
-            },
+            "examples": {defect: getattr(t, defect)[:5] for defect in DEFECTS if getattr(t, defect)},
         }
-    result["ok"] = result["abuse"]["ok"] and all(
-        result[k] == 0
-        for k in (
-            "server_errors",
-            "stored_garbage",
-            "foreign_redirects",
-            "pixel_not_gif",
-            "header_injection",
-            "reflected_script",
-        )
-    )
+    result["ok"] = result["abuse"]["ok"] and all(result[defect] == 0 for defect in DEFECTS)
     if verbose:
         report(result)
     return result

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,7 @@ import pytest
 
 from leadflow import precompiled
 from leadflow.local.system import AWS_ENV, FUNCTIONS, settings_env
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, last_line_printed
 
 PROBE = """
 import importlib.util, json, sys
@@ -53,16 +50,7 @@ def lambda_env(content_dir: Path = ROOT) -> dict[str, str]:
 def probe_every_function(content_dir: Path) -> dict[str, dict[str, Any]]:
     found = {}
     for name in FUNCTIONS:
-        out = subprocess.run(
-            [sys.executable, "-c", PROBE, name],
-            capture_output=True,
-            text=True,
-            env=lambda_env(content_dir),
-            cwd=ROOT,
-            check=False,
-        )
-        assert out.returncode == 0, out.stderr
-        found[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        found[name] = json.loads(last_line_printed(PROBE, name, env=lambda_env(content_dir)))
     return found
 
 

@@ -32,6 +32,11 @@ def fields_of(data: dict[str, object]) -> dict[str, str]:
     return {f["field"]: f["message"] for f in caught.value.fields}
 
 
+def with_address(**fields: object) -> ContactIn:
+    """The contact parsed from these fields and a valid email address."""
+    return parse_contact({"email": "a@example.com", **fields}, SCHEMA)
+
+
 def test_email_is_trimmed_lower_cased_and_idn_becomes_punycode() -> None:
     assert parse_contact({"email": " Ada@Bücher.Example "}, SCHEMA).email == "ada@xn--bcher-kva.example"
     assert parse_contact({"email": "MIXED.Case@Example.COM"}, SCHEMA).email == "mixed.case@example.com"
@@ -67,38 +72,20 @@ def test_gender_synonyms() -> None:
 
 
 def test_names_are_cleaned_and_blank_means_not_given() -> None:
-    contact = parse_contact(
-        {
-            "email": "a@example.com",
-            "first_name": "  Ada \t  Maria ",
-            "last_name": "",
-            "company": " ACME  GmbH ",
-        },
-        SCHEMA,
-    )
+    contact = with_address(first_name="  Ada \t  Maria ", last_name="", company=" ACME  GmbH ")
     assert (contact.first_name, contact.last_name, contact.company) == ("Ada Maria", None, "ACME GmbH")
     assert "first_name" in fields_of({"email": "a@example.com", "first_name": "bad\x00name"})
     assert "last_name" in fields_of({"email": "a@example.com", "last_name": "x" * 101})
 
 
 def test_tags_locale_timezone_consent() -> None:
-    contact = parse_contact(
-        {
-            "email": "a@example.com",
-            "tags": "VIP| webinar ;vip",
-            "locale": "de_AT",
-            "timezone": "Europe/Vienna",
-        },
-        SCHEMA,
-    )
+    contact = with_address(tags="VIP| webinar ;vip", locale="de_AT", timezone="Europe/Vienna")
     assert contact.tags == ["vip", "webinar"]
     assert contact.locale == "de-AT"
     assert "tags" in fields_of({"email": "a@example.com", "tags": ["has space"]})
     assert "timezone" in fields_of({"email": "a@example.com", "timezone": "Mars/Base"})
     assert "consent_source" in fields_of({"email": "a@example.com", "consent_email": "granted"})
-    granted = parse_contact(
-        {"email": "a@example.com", "consent_email": "GRANTED", "consent_source": "fair 2026"}, SCHEMA
-    )
+    granted = with_address(consent_email="GRANTED", consent_source="fair 2026")
     assert granted.consent_email == "granted"
     assert "consent_email" in fields_of({"email": "a@example.com", "consent_email": "maybe"})
     assert fields_of({"email": "a@example.com", "password": "x"}) == {"password": "unknown field"}

@@ -14,6 +14,7 @@ import yaml
 
 from leadflow.journeys import compile_journey, load_journeys, parse_journey
 from leadflow.local.system import ROOT
+from tests.unit.test_language_additions import HEAD
 
 
 def compiled(text: str, fold: bool = True) -> dict[str, Any]:
@@ -74,11 +75,9 @@ def test_trial_nurture_branch_decides_and_acts_then_routes_only_the_hot_path() -
     assert final["ResultSelector"]["decisions.$"] == "$.Payload.decisions"
 
 
-SPLIT_WITH_GOTO = """
-id: t
-name: T
-entry: {event: trial_started}
-steps:
+SPLIT_WITH_GOTO = (
+    HEAD
+    + """
   - send_email: {id: hello, template: welcome}
   - random_split:
       name: Test
@@ -92,6 +91,7 @@ steps:
       then: [{goto: b}]
       else: []
 """
+)
 
 
 def test_a_step_a_goto_jumps_to_keeps_its_own_state() -> None:

@@ -74,6 +74,24 @@ steps:
   - end: true
 """
 
+# the names EVERY_STEP's steps have both as states and as nodes of the diagram
+EVERY_STEP_NAMES = {
+    "Send email: hello",
+    "Send SMS: text",  # transactional: never deferred
+    "Wait 1 day 2 hours",
+    "Wait until 10:30 on Tue",
+    "Wait for demo_booked",
+    "Update contact: stage sql, +30 points",
+    "Notify sales: no demo after 5 days",
+    "Evaluate: Opened hello?",
+    "Opened hello?",
+    "Webhook: crm.example.com",
+    "Lead temperature?",
+    "Split: Offer test",
+    "Holdout: 15%",
+    "Held out",
+}
+
 
 def data(text: str = EVERY_STEP) -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load(text)
@@ -86,27 +104,13 @@ def test_every_step_type_compiles_to_readable_wired_states() -> None:
     states = asl["States"]
     assert asl["TimeoutSeconds"] == 120 * 86400
     assert asl["StartAt"] == "Send email: hello"  # a send that may go now is one task
-    expected = {
-        "Send email: hello",
+    expected = EVERY_STEP_NAMES | {
         "Deferred: hello",
         "Wait for send window: hello",
-        "Send SMS: text",  # transactional: never deferred
-        "Wait 1 day 2 hours",
         "Plan: Wait until 10:30 on Tue",
-        "Wait until 10:30 on Tue",
         "Plan: Wait until renewal_date -7 days",
-        "Wait for demo_booked",
-        "Update contact: stage sql, +30 points",
-        "Notify sales: no demo after 5 days",
-        "Evaluate: Opened hello?",
-        "Opened hello?",
-        "Webhook: crm.example.com",
         "Evaluate: Lead temperature",
-        "Lead temperature?",
-        "Split: Offer test",
-        "Holdout: 15%",
         "Contact exited",
-        "Held out",
     }
     assert expected <= set(states)
     # the last step leaves the journey itself: its task ends the execution
@@ -310,6 +314,30 @@ def test_conditions_evaluate_against_profile_engagement_and_history() -> None:
         assert evaluate(parse(condition), facts), name
     for name, condition in falsities.items():
         assert not evaluate(parse(condition), facts), name
+
+
+def test_a_compiled_condition_keeps_the_keys_in_the_languages_order() -> None:
+    """A branch's condition is in the deployed definition as written in the language's field order;
+    the definition's hash (a deploy publishes a new version when it changes) depends on that order."""
+    branch = {
+        "any": [
+            {"attribute": "score", "lte": 90, "gt": 10, "contains": "x", "equals": "y"},
+            {"score": {"lte": 5, "gt": 1, "ne": 3, "eq": 2}},
+        ]
+    }
+    journey = parse_journey(
+        {"id": "c", "name": "c", "entry": {"event": "x"}, "steps": [{"branch": {"name": "b", "if": branch}}]},
+        "c.yaml",
+    )
+    asl = json.loads(compile_journey(journey))
+    [task] = [
+        s
+        for s in asl["States"].values()
+        if s.get("Parameters", {}).get("Payload", {}).get("action") == "evaluate"
+    ]
+    attribute, score = task["Parameters"]["Payload"]["step"]["if"]["any"]
+    assert list(attribute) == ["attribute", "equals", "contains", "gt", "lte"]
+    assert list(score["score"]) == ["eq", "ne", "gt", "lte"]
 
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -47,6 +47,18 @@ steps:
 """
 
 
+def with_step(step: dict[str, Any]) -> str:
+    """HEAD with this one step (written as a YAML flow mapping)."""
+    return HEAD + "  - " + yaml.safe_dump(step, default_flow_style=True, width=1000)
+
+
+# the new wait_until forms: a fixed moment with its UTC offset, an entry event's property shifted
+NEW_WAIT_UNTIL_FORMS = """
+  - wait_until: {at: "2026-03-12T17:00:00+01:00"}
+  - wait_until: {event_property: starts_at, offset_hours: -1}
+"""
+
+
 # --- send_email subject / preheader ---------------------------------------------------------------
 
 
@@ -81,10 +93,8 @@ def test_send_step_carries_subject_and_preheader() -> None:
     ],
 )
 def test_bad_subject_or_preheader_is_refused(field: str, value: str, message: str) -> None:
-    step = {"send_email": {"id": "a", "template": "welcome", field: value}}
-    text = HEAD + "  - " + yaml.safe_dump(step, default_flow_style=True, width=1000)
     with pytest.raises(JourneyError, match=message):
-        journey(text)
+        journey(with_step({"send_email": {"id": "a", "template": "welcome", field: value}}))
 
 
 # --- wait_until: at, event_property, offsets ---------------------------------------------------------
@@ -93,11 +103,8 @@ def test_bad_subject_or_preheader_is_refused(field: str, value: str, message: st
 def test_wait_until_at_and_event_property_forms() -> None:
     parsed = journey(
         HEAD
-        + """
-  - wait_until: {at: "2026-03-12T17:00:00+01:00"}
-  - wait_until: {event_property: starts_at, offset_hours: -1}
-  - wait_until: {event_property: starts_at, offset_days: 1, offset_hours: 2}
-"""
+        + NEW_WAIT_UNTIL_FORMS
+        + "  - wait_until: {event_property: starts_at, offset_days: 1, offset_hours: 2}\n"
     )
     at, before, after = (s.wait_until for s in parsed.steps if isinstance(s, WaitUntilStep))
     assert at.at == datetime(2026, 3, 12, 16, 0, tzinfo=UTC)
@@ -133,21 +140,14 @@ def test_wait_until_at_and_event_property_forms() -> None:
     ],
 )
 def test_wait_until_forms_do_not_mix(spec: dict[str, Any], message: str) -> None:
-    text = HEAD + "  - " + yaml.safe_dump({"wait_until": spec}, default_flow_style=True, width=1000)
     with pytest.raises(JourneyError, match=message):
-        journey(text)
+        journey(with_step({"wait_until": spec}))
 
 
 def test_unnamed_new_wait_until_forms_get_readable_state_names() -> None:
     from leadflow.journeys.compiler import compile_journey
 
-    parsed = journey(
-        HEAD
-        + """
-  - wait_until: {at: "2026-03-12T17:00:00+01:00"}
-  - wait_until: {event_property: starts_at, offset_hours: -1}
-"""
-    )
+    parsed = journey(HEAD + NEW_WAIT_UNTIL_FORMS)
     states = json.loads(compile_journey(parsed))["States"]
     assert "Wait until 2026-03-12T17:00:00+01:00" in states
     assert "Wait until starts_at -1 hours" in states
@@ -443,11 +443,8 @@ def test_nested_typo_names_the_path() -> None:
 
 def test_every_step_order_problem_is_reported_not_only_the_first() -> None:
     message = refused(
-        """
-id: orders
-name: orders
-entry: {event: signed_up}
-steps:
+        HEAD
+        + """
   - branch: {name: "First?", if: {opened: later}, then: [], else: []}
   - branch: {name: "Second?", if: {clicked: s2x}, then: [], else: []}
   - send_email: {id: later, template: welcome}

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from leadflow.kernel.observability import NAMESPACE, count_by, pii_hash
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import last_line_printed
 
 
 def test_count_by_emits_one_emf_document_with_the_dimension(
@@ -81,16 +77,7 @@ def lambda_env() -> dict[str, str]:
 
 
 def test_the_xray_tracer_is_built_at_the_first_sampled_invocation_not_at_import() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", TRACED],
-        capture_output=True,
-        text=True,
-        env=lambda_env(),
-        cwd=ROOT,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "ok"
+    assert last_line_printed(TRACED, env=lambda_env()) == "ok"
 
 
 def test_no_function_imports_the_xray_sdk_at_cold_start() -> None:
@@ -106,13 +93,4 @@ def test_no_function_imports_the_xray_sdk_at_cold_start() -> None:
         "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
         "print(sorted(m for m in sys.modules if m.startswith('aws_xray_sdk')))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, *FUNCTIONS],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert last_line_printed(code, *FUNCTIONS, env=env) == "[]"

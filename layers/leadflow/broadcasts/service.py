@@ -130,14 +130,14 @@ def page_size(send_rate: float, workers: int = BULK_WORKERS) -> int:
 
 def template_problem(templates_dir: Path, template: str) -> str | None:
     """Why ``template`` is not a usable email template (as the journey checks see it), or None."""
-    from leadflow.journeys.checks import EMAIL_PARTS  # the checks load the journey model: not at cold start
+    from leadflow.messaging.render import PARTS  # the parts an email template has, as rendered
 
     folder = templates_dir / template
     if not folder.is_dir():
         return f"template {template!r} does not exist"
     if not (folder / "subject.txt").is_file():
         return f"template {template!r} has no subject.txt"
-    if not any((folder / part).is_file() for part in EMAIL_PARTS[1:]):
+    if not any((folder / part).is_file() for part in PARTS[1:]):
         return f"template {template!r} has neither body.html nor body.txt"
     return None
 

@@ -41,7 +41,7 @@ from leadflow.capture.protection import (
     count_refusal,
     stamp_age,
 )
-from leadflow.contacts.store import ContactStore
+from leadflow.contacts.store import ContactStore, VisitorLinks
 from leadflow.events.model import VISITOR_ID_PATTERN, Event, EventAccepted, EventIn
 from leadflow.events.store import EventStore, IdempotencyMarks
 from leadflow.kernel import ids
@@ -49,8 +49,7 @@ from leadflow.kernel.clock import iso, utc_now
 from leadflow.kernel.errors import InvalidInput, NotFound
 from leadflow.kernel.observability import logger, metrics
 from leadflow.kernel.settings import FormConfig
-from leadflow.platform.dynamo import Transaction, TransactionCancelled, get, put_op, update_op
-from leadflow.platform.tables import keys
+from leadflow.platform.dynamo import Transaction, TransactionCancelled
 from leadflow.platform.tokens import InvalidToken, TokenClaims, TokenSigner
 
 _VISITOR_ID = re.compile(VISITOR_ID_PATTERN)
@@ -124,41 +123,6 @@ def clean_url(value: str | None) -> str | None:
 
 def valid_visitor_id(value: str | None) -> str | None:
     return value if value and _VISITOR_ID.match(value) else None
-
-
-class VisitorLinks:
-    """The visitor link items ``V#<vid>``/``LINK`` {contact_id, linked_at} of the contacts table."""
-
-    def __init__(self, client: Any, table: str) -> None:
-        self._client = client
-        self._table = table
-
-    def linked_contact(self, visitor_id: str, *, consistent: bool = True) -> str | None:
-        link = get(
-            self._client,
-            self._table,
-            {"pk": keys.visitor(visitor_id), "sk": keys.LINK},
-            consistent=consistent,
-        )
-        return str(link["contact_id"]) if link else None
-
-    def link_op(self, visitor_id: str, contact_id: str, at: str) -> dict[str, Any]:
-        """The first link of a visitor id (fails the transaction when it is linked already)."""
-        return put_op(
-            self._table,
-            {"pk": keys.visitor(visitor_id), "sk": keys.LINK, "contact_id": contact_id, "linked_at": at},
-            "attribute_not_exists(pk)",
-        )
-
-    def add_visitor_op(self, contact_id: str, visitor_id: str, at: str) -> dict[str, Any]:
-        """Remember the visitor id on an existing, unmerged profile."""
-        return update_op(
-            self._table,
-            {"pk": keys.contact(contact_id), "sk": keys.PROFILE},
-            sets={"updated_at": at},
-            add={"visitor_ids": {visitor_id}},
-            condition="attribute_exists(pk) AND attribute_not_exists(merged_into)",
-        )
 
 
 def identified_event(
@@ -337,7 +301,7 @@ class EventRecorder:
                         "profile",
                     )
                 elif link:
-                    txn.add(self._links.add_visitor_op(contact_id, link, at), "profile")
+                    txn.add(self._contacts.add_visitor_op(contact_id, link, at), "profile")
                 if link:
                     txn.add(self._links.link_op(link, contact_id, at), "link")
                     txn.add(
@@ -462,7 +426,7 @@ class TrackingService:
         at = iso(utc_now())
         txn = Transaction()
         txn.add(self._links.link_op(visitor_id, contact_id, at), "link")
-        txn.add(self._links.add_visitor_op(contact_id, visitor_id, at), "profile")
+        txn.add(self._contacts.add_visitor_op(contact_id, visitor_id, at), "profile")
         txn.add(self._events.put_op(identified_event(contact_id, visitor_id, at, "email")), "identified")
         try:
             self._transact(txn)

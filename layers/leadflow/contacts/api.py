@@ -1,10 +1,13 @@
-"""Admin routes of contacts: upsert by email, list/search, timeline, tags, bulk import, merge and
-the attribute schema. Wiring only: parse, one call into the contacts services, answer."""
+"""Admin routes of contacts: upsert by email, reads (one contact, lookup, list/search, timeline),
+tags, do-not-contact, manual journey enrollment, bulk import, merge and the attribute schema.
+Routes only: parse, one call into the contacts services they are given
+(``leadflow.wiring.admin_app`` builds them), answer. Domain errors are answered by the app's one
+mapping (``leadflow.platform.http.map_errors``)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -12,67 +15,60 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
+from leadflow.contacts.directory import (
+    ContactDirectory,
+    ContactLookup,
+    ContactRef,
+    ContactView,
+    DoNotContactIn,
+    DoNotContactResult,
+    EnrollmentIn,
+)
 from leadflow.contacts.importing import ContactImporter, ImportReport
 from leadflow.contacts.merge import ContactMerger, MergeIn, MergeResult
-from leadflow.contacts.model import BUILT_IN_SCHEMA, ContactInvalid, parse_contact
-from leadflow.contacts.service import ContactPage, ContactService, TagsIn, TagsResult, Timeline
-from leadflow.contacts.store import ContactStore
-from leadflow.events.store import EventStore
+from leadflow.contacts.model import BUILT_IN_SCHEMA, parse_contact
+from leadflow.contacts.service import ContactPage, TagsIn, TagsResult, Timeline
 from leadflow.kernel.errors import InvalidInput
-from leadflow.kernel.settings import Settings
-from leadflow.leads.model import LeadModel, load_lead_model
-from leadflow.platform.dynamo import Transaction
-from leadflow.platform.http import error_response, json_response
+from leadflow.platform.http import iam_actor, json_response
 
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
 """Largest body of POST /admin/contacts/import (a Lambda request may be 6 MB)."""
 MAX_PAGE = 500
 
 
-def services(
-    settings: Settings, ddb: Any, model: LeadModel | None = None
-) -> tuple[ContactService, ContactMerger]:
-    model = model or load_lead_model(settings.leads_file)
-    contacts = ContactStore(ddb, settings.contacts_table)
-    events = EventStore(ddb, settings.events_table, settings.event_retention_days)
-
-    def transact(txn: Transaction) -> None:
-        txn.commit(ddb)
-
-    service = ContactService(
-        client=ddb,
-        contacts=contacts,
-        events=events,
-        events_table=settings.events_table,
-        messages_table=settings.messages_table,
-        model=model,
-        transact=transact,
-    )
-    merger = ContactMerger(client=ddb, contacts=contacts, events=events, model=model, transact=transact)
-    return service, merger
-
-
-def build_router(settings: Settings, client: Callable[[str], Any]) -> APIGatewayHttpRouter:
-    """The routes, wired from the settings and ``client(service)`` (boto3 clients)."""
+def router(
+    service: ContactMerger,
+    importer: ContactImporter,
+    directory: ContactDirectory,
+    manual_journeys: Callable[[], Set[str]],
+) -> APIGatewayHttpRouter:
+    """The routes over the given services (``service``: the contacts service with merging;
+    ``manual_journeys``: the journeys a contact may be enrolled in by hand, read at the first
+    enrollment)."""
     router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
-    service, merger = services(settings, client("dynamodb"))
-    importer = ContactImporter(service)
-
-    @router.exception_handler(ContactInvalid)  # type: ignore[untyped-decorator]
-    def _invalid_contact(exc: ContactInvalid) -> Response[str]:
-        return error_response(HTTPStatus.BAD_REQUEST, "invalid contact", exc.fields)
-
-    @router.exception_handler(InvalidInput)  # type: ignore[untyped-decorator]
-    def _invalid_input(exc: InvalidInput) -> Response[str]:
-        return error_response(
-            HTTPStatus.BAD_REQUEST, "invalid request", [{"field": exc.field, "message": exc.message}]
-        )
 
     def _json_body() -> Any:
         try:
             return json.loads(router.current_event.decoded_body or "null")
         except json.JSONDecodeError as exc:
             raise InvalidInput("body", "is not valid JSON") from exc
+
+    @router.get("/admin/contacts/<contact_id>")
+    def get_contact(contact_id: str) -> ContactView:
+        return directory.view(contact_id)
+
+    @router.post("/admin/contacts/lookup")
+    def lookup_contact(query: ContactLookup) -> ContactRef:
+        return directory.lookup(query)
+
+    @router.post("/admin/contacts/<contact_id>/do-not-contact")
+    def do_not_contact(contact_id: str, body: DoNotContactIn) -> DoNotContactResult:
+        return directory.do_not_contact(contact_id, body, actor=iam_actor(router.current_event))
+
+    @router.post("/admin/journeys/<journey_id>/enrollments")
+    def enroll(journey_id: str, body: EnrollmentIn) -> Response[str]:
+        accepted = directory.enroll(journey_id, body, manual_journeys=set(manual_journeys()))
+        return json_response(HTTPStatus.ACCEPTED, accepted)
 
     @router.post("/admin/contacts")
     def upsert_contact() -> Response[str]:
@@ -114,7 +110,7 @@ def build_router(settings: Settings, client: Callable[[str], Any]) -> APIGateway
 
     @router.post("/admin/contacts/<contact_id>/merge")
     def merge(contact_id: str, body: MergeIn) -> MergeResult:
-        return merger.merge(contact_id, body)
+        return service.merge(contact_id, body)
 
     @router.get("/admin/attributes")
     def attributes() -> dict[str, Any]:

@@ -25,31 +25,23 @@ answers ``changed: false``; merging into a tombstone, or a duplicate merged else
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow.contacts.model import PROFILE_FIELDS
+from leadflow.contacts.service import ContactService
 from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
-from leadflow.events.store import EventStore
 from leadflow.kernel import ids
-from leadflow.kernel.clock import iso, utc_now
+from leadflow.kernel.clock import iso
 from leadflow.kernel.errors import Conflict, InvalidInput, NotFound
 from leadflow.kernel.observability import logger, metrics
-from leadflow.leads.model import LeadModel
 from leadflow.platform.dynamo import (
     Op,
     Transaction,
     TransactionCancelled,
-    batch_get,
-    get,
-    put_op,
-    update_op,
-    values,
 )
 from leadflow.platform.tables import keys
 
@@ -83,35 +75,17 @@ def _set(value: Any) -> set[str]:
     return {str(v) for v in value} if isinstance(value, list | set | tuple) else set()
 
 
-class ContactMerger:
-    def __init__(
-        self,
-        *,
-        client: Any,
-        contacts: ContactStore,
-        events: EventStore,
-        model: LeadModel,
-        transact: Callable[[Transaction], None],
-        now: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._client = client
-        self._contacts = contacts
-        self._table = contacts.table
-        self._events = events
-        self._model = model
-        self._transact = transact
-        self._now = now
-
-    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        return get(self._client, self._table, {"pk": pk, "sk": sk}, consistent=True)
+class ContactMerger(ContactService):
+    """The contacts service with the merge of two contacts (its own module: merging is most of a
+    service by itself). Built as a ``ContactService`` is (``leadflow.wiring.admin_app``)."""
 
     def merge(self, survivor_id: str, body: MergeIn) -> MergeResult:
         duplicate_id = body.duplicate_id
         if duplicate_id == survivor_id:
             raise InvalidInput("duplicate_id", "is the contact itself")
         for _ in range(3):
-            survivor = self._get(keys.contact(survivor_id), keys.PROFILE)
-            duplicate = self._get(keys.contact(duplicate_id), keys.PROFILE)
+            survivor = self._contacts.profile(survivor_id, consistent=True)
+            duplicate = self._contacts.profile(duplicate_id, consistent=True)
             if survivor is None:
                 raise NotFound("contact")
             if duplicate is None:
@@ -133,11 +107,7 @@ class ContactMerger:
                     continue  # one of them changed meanwhile (lead engine, upsert): read again
                 raise
             for op in later:  # visitor links beyond one transaction: idempotent, conditional
-                try:
-                    self._client.put_item(**op["Put"])
-                except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                        raise
+                self._contacts.put_if(op)
             metrics.add_metric(name="ContactsMerged", unit="Count", value=1)
             logger.info("contacts merged", extra={"contact_id": survivor_id, "merged_id": duplicate_id})
             return MergeResult(contact_id=survivor_id, merged_id=duplicate_id, changed=True, filled=filled)
@@ -187,7 +157,7 @@ class ContactMerger:
             index_keys.append((ContactStore.phone_key(str(duplicate["phone"])), ContactStore.PHONE_SK))
         visitors = sorted(_set(duplicate.get("visitor_ids")))
         index_keys += [(keys.visitor(v), keys.LINK) for v in visitors]
-        index = self._batch_get(index_keys)
+        index = self._contacts.items(index_keys)
         repoint = [index[k] for k in index_keys if k in index and index[k].get("contact_id") == duplicate_id]
         linked = {
             str(index[k]["pk"]).removeprefix("V#")
@@ -230,10 +200,6 @@ class ContactMerger:
         ops |= {f"repoint[{i}]": op for i, op in enumerate(repoint_ops[:room])}
         return ops, repoint_ops[room:], sorted(fills)
 
-    def _batch_get(self, item_keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        items = batch_get(self._client, self._table, [{"pk": pk, "sk": sk} for pk, sk in item_keys])
-        return {(str(item["pk"]), str(item["sk"])): item for item in items}
-
     def _survivor_op(
         self,
         contact_id: str,
@@ -242,46 +208,19 @@ class ContactMerger:
         adds: Mapping[str, set[str]],
         version: Any,
     ) -> dict[str, Any]:
-        condition = "attribute_exists(pk) AND attribute_not_exists(#mi) AND "
-        condition += "attribute_not_exists(#lv)" if version is None else "#lv = :old_version"
-        return update_op(
-            self._table,
-            {"pk": keys.contact(contact_id), "sk": keys.PROFILE},
-            set_once=dict(sorted(fills.items())),
-            sets={name: value for name, value in sorted(sets.items()) if name not in fills},
+        return self._contacts.locked_update_op(
+            contact_id,
+            version,
+            set_once=fills,
+            sets={name: value for name, value in sets.items() if name not in fills},
             add={name: set(members) for name, members in sorted(adds.items()) if members},
-            condition=condition,
-            names={"#mi": "merged_into", "#lv": "lead_version"},
-            values_=None if version is None else {"old_version": version},
         )
 
     def _tombstone_op(
         self, contact_id: str, profile: Mapping[str, Any], survivor_id: str, at: str
     ) -> dict[str, Any]:
         """The duplicate's profile replaced by a tombstone (personal fields gone), if unchanged."""
-        item: dict[str, Any] = {
-            "pk": keys.contact(contact_id),
-            "sk": keys.PROFILE,
-            **{k: profile[k] for k in KEEP_ON_TOMBSTONE if profile.get(k)},
-            "merged_into": survivor_id,
-            "merged_at": at,
-            "updated_at": at,
-            "lead_version": int(profile.get("lead_version") or 0) + 1,
-        }
-        if "segments" in item:
-            item["segments"] = set(_set(item["segments"]))
-        version = profile.get("lead_version")
-        condition = "attribute_exists(pk) AND attribute_not_exists(merged_into) AND "
-        op = put_op(
-            self._table,
-            item,
-            condition + ("attribute_not_exists(lead_version)" if version is None else "lead_version = :lv"),
-        )
-        if version is not None:
-            op["Put"]["ExpressionAttributeValues"] = values(lv=version)
-        return op
+        return self._contacts.tombstone_op(contact_id, profile, survivor_id, at, KEEP_ON_TOMBSTONE)
 
     def _repoint_op(self, item: Mapping[str, Any], duplicate_id: str, survivor_id: str) -> dict[str, Any]:
-        op = put_op(self._table, {**item, "contact_id": survivor_id}, "contact_id = :dup")
-        op["Put"]["ExpressionAttributeValues"] = values(dup=duplicate_id)
-        return op
+        return self._contacts.repoint_op(item, duplicate_id, survivor_id)

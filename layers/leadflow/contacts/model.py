@@ -11,6 +11,10 @@ Normalization (so the same person is one contact however the data was typed):
 An empty value (``""`` or ``null``, an empty CSV cell) means "not given": the field is left as it
 is. Errors name the field (``country``, ``attributes.company_size``, ``tags.2``) and nothing of an
 invalid contact is stored.
+
+``Contact`` is the other direction: the domain's read of a stored profile (consent states,
+suppression, do-not-contact, locale, time zone) that sending and the journeys decide on; a merged
+contact's tombstone reads with an empty email and ``merged_into``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pydantic import (
 )
 
 from leadflow.contacts.normalize import check_time_zone, normalize_country, normalize_email, normalize_phone
-from leadflow.kernel.errors import InvalidInput
+from leadflow.kernel.errors import InvalidFields
 from leadflow.leads.model import BUILT_IN_FIELDS, AttributeSpec
 
 Gender = Literal["female", "male", "diverse", "undisclosed"]
@@ -90,13 +94,10 @@ def normalize_gender(raw: str) -> Gender:
     return found
 
 
-class ContactInvalid(InvalidInput):
+class ContactInvalid(InvalidFields):
     """A contact (an upsert body or an import row) failed validation: every problem, by field."""
 
-    def __init__(self, fields: list[dict[str, str]]) -> None:
-        first = fields[0] if fields else {"field": "body", "message": "invalid"}
-        super().__init__(first["field"], first["message"])
-        self.fields = fields
+    summary = "invalid contact"
 
 
 class ContactIn(BaseModel):

@@ -12,6 +12,7 @@ The rules come from the libraries made for them, not from hand-written patterns:
   contact's or the form's country): ``030 1234567`` in ``DE`` is ``+49301234567``; the German
   ``+49 (0)30 1234567`` drops its trunk prefix; numbers that no country assigns (``+999…``) are refused.
 - country: ISO 3166-1 alpha-2, the officially assigned codes (checked against ``pycountry`` in tests).
+- time zone: an IANA name (``check_time_zone``); ``is_e164`` tells a stored phone number apart.
 
 Every function raises ``ValueError`` with a reason a person understands and never echoes the value
 (error messages end up in logs and API answers; the value is personal data).

@@ -36,18 +36,11 @@ from leadflow.kernel.clock import iso, utc_now
 from leadflow.kernel.errors import Conflict, InvalidInput, NotFound
 from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.model import LeadModel
+from leadflow.messaging.store import MessageStore
 from leadflow.platform.dynamo import (
     Transaction,
     TransactionCancelled,
-    batch_get,
     deserialize,
-    get,
-    item_key,
-    pages,
-    put_op,
-    query_all,
-    update_op,
-    values,
 )
 from leadflow.platform.tables import keys
 
@@ -82,10 +75,6 @@ def current_score(profile: Mapping[str, Any], now: datetime, model: LeadModel) -
 
     value = decayed(profile, now, model)
     return display_score(value), round(value, 6)
-
-
-def _key(pk: str, sk: str) -> dict[str, Any]:
-    return item_key(pk, sk)
 
 
 def _set(value: Any) -> set[str]:
@@ -177,21 +166,16 @@ class ContactService:
     def __init__(
         self,
         *,
-        client: Any,
         contacts: ContactStore,
         events: EventStore,
-        events_table: str,
-        messages_table: str,
+        messages: MessageStore,
         model: LeadModel,
         transact: Callable[[Transaction], None],
         now: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._client = client
         self._contacts = contacts
-        self._table = contacts.table
         self._events = events
-        self._events_table = events_table
-        self._messages_table = messages_table
+        self._messages = messages
         self._model = model
         self._transact = transact
         self._now = now
@@ -203,9 +187,7 @@ class ContactService:
     # --- reads --------------------------------------------------------------------------------
 
     def profile(self, contact_id: str) -> dict[str, Any] | None:
-        return get(
-            self._client, self._table, {"pk": keys.contact(contact_id), "sk": keys.PROFILE}, consistent=True
-        )
+        return self._contacts.profile(contact_id, consistent=True)
 
     def resolve(self, contact_id: str) -> tuple[str, dict[str, Any]]:
         """The profile (a merged contact's survivor, followed once); ``NotFound`` otherwise."""
@@ -214,18 +196,9 @@ class ContactService:
             raise NotFound("contact")
         return resolved
 
-    def _batch_get(self, table: str, item_keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-        items = batch_get(self._client, table, [{"pk": pk, "sk": sk} for pk, sk in item_keys])
-        return {(str(item["pk"]), str(item["sk"])): item for item in items}
-
     def _resolve_emails(self, emails: Sequence[str]) -> dict[str, tuple[str, dict[str, Any] | None]]:
         """email -> (contact id, its profile or None) for the addresses that are known."""
-        index = self._batch_get(self._table, [(keys.email(e), keys.EMAIL) for e in emails])
-        owners = {
-            email: str(index[(keys.email(email), keys.EMAIL)]["contact_id"])
-            for email in emails
-            if (keys.email(email), keys.EMAIL) in index
-        }
+        owners = self._contacts.email_owners(emails)
         profiles = self._profiles(set(owners.values()))
         tombstones = {p["merged_into"] for p in profiles.values() if p.get("merged_into")}
         if tombstones:  # an index not re-pointed yet: follow the merge once
@@ -240,8 +213,7 @@ class ContactService:
         return out
 
     def _profiles(self, contact_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        found = self._batch_get(self._table, [(keys.contact(c), keys.PROFILE) for c in sorted(contact_ids)])
-        return {str(item["contact_id"]): item for item in found.values() if item.get("contact_id")}
+        return self._contacts.profiles(sorted(contact_ids))
 
     # --- upsert -------------------------------------------------------------------------------
 
@@ -334,31 +306,12 @@ class ContactService:
         return wanted
 
     def _create_op(self, contact_id: str, sets: Mapping[str, Any], tags: set[str], at: str) -> dict[str, Any]:
-        """A new profile: one conditional put (cheaper to evaluate than a long update expression)."""
-        item: dict[str, Any] = {
-            "pk": keys.contact(contact_id),
-            "sk": keys.PROFILE,
-            "contact_id": contact_id,
-            "created_at": at,
-            "updated_at": at,
-            "score": 0,
-            **sets,
-        }
-        if tags:
-            item["tags"] = set(tags)
-        return put_op(self._table, item, "attribute_not_exists(pk)")
+        return self._contacts.create_profile_op(contact_id, sets, tags, at)
 
     def _profile_op(
         self, contact_id: str, sets: Mapping[str, Any], tags: set[str], at: str
     ) -> dict[str, Any]:
-        return update_op(
-            self._table,
-            {"pk": keys.contact(contact_id), "sk": keys.PROFILE},
-            sets={"updated_at": at, **dict(sorted(sets.items()))},
-            add={"tags": set(tags)} if tags else None,
-            condition="attribute_exists(pk) AND attribute_not_exists(#mi)",
-            names={"#mi": "merged_into"},
-        )
+        return self._contacts.update_profile_op(contact_id, sets, tags, at)
 
     def upsert(self, contact: ContactIn, *, source: str = "admin", regrant: bool = True) -> UpsertResult:
         """Create or update the contact with this email (one transaction; retried once when the
@@ -492,21 +445,7 @@ class ContactService:
             if after == before:
                 return TagsResult(contact_id=contact_id, tags=sorted(after), changed=False)
             at = iso(self._now())
-            # unchanged since read: the same updated_at (or none yet)
-            condition = "attribute_exists(pk) AND attribute_not_exists(#mi) AND "
-            condition += "#u = :prev" if profile.get("updated_at") else "attribute_not_exists(#u)"
-            op = update_op(
-                self._table,
-                {"pk": keys.contact(contact_id), "sk": keys.PROFILE},
-                set_clauses=["#u = :at"],
-                sets={"tags": after or None},
-                remove=[] if after else ["tags"],
-                condition=condition,
-                names={"#u": "updated_at", "#mi": "merged_into"},
-                values_={"at": at, "prev": profile["updated_at"]}
-                if profile.get("updated_at")
-                else {"at": at},
-            )
+            op = self._contacts.tags_op(contact_id, after, at, unchanged_since=profile.get("updated_at"))
             event = Event(
                 event_id=ids.new_event_id(),
                 type="contact_updated",
@@ -548,18 +487,10 @@ class ContactService:
         ``limit`` contacts and still have a cursor: a request scans at most ``max_scanned`` items."""
         needle = q.strip().lower() if q else None
         country = country.strip().upper() if country else None
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": "sk = :profile AND attribute_not_exists(merged_into)",
-            "ExpressionAttributeValues": values(profile=keys.PROFILE),
-            "Limit": 1000,
-        }
-        if cursor:
-            params["ExclusiveStartKey"] = _decode_key(cursor)
         found: list[ContactSummary] = []
         scanned = 0
         now = self._now()
-        for resp in pages(self._client, "scan", **params):
+        for resp in self._contacts.profile_pages(after=_decode_key(cursor) if cursor else None):
             scanned += int(resp.get("ScannedCount", 0))
             for raw in resp["Items"]:
                 item = deserialize(raw)
@@ -585,17 +516,6 @@ class ContactService:
 
     # --- timeline -------------------------------------------------------------------------------
 
-    def _partition(self, table: str, pk: str, limit: int = 10_000) -> list[dict[str, Any]]:
-        return list(
-            query_all(
-                self._client,
-                limit=limit,
-                TableName=table,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues=values(pk=pk),
-            )
-        )
-
     def timeline(self, contact_id: str, *, limit: int = 50, cursor: str | None = None) -> Timeline:
         """The profile with the score now, and every event of the contact, of the contacts merged
         into it and of its visitor ids (their anonymous history), newest first; its messages,
@@ -620,15 +540,12 @@ class ContactService:
         message_ids = sorted({str(e["message_id"]) for e in events.values() if e.get("message_id")})
         messages = [
             {k: v for k, v in m.items() if k not in ("pk", "sk", "expires_at")}
-            for m in self._batch_get(
-                self._messages_table, [(keys.message(m), keys.MSG) for m in message_ids]
-            ).values()
+            for m in self._messages.many(message_ids)
         ]
         journeys = [
             {k: v for k, v in item.items() if k not in ("pk", "sk")} | {"contact_id": str(item["pk"])[2:]}
             for c in [contact_id, *merged]
-            for item in self._partition(self._table, keys.contact(c))
-            if str(item.get("sk", "")).startswith("J#")
+            for item in self._contacts.partition(c, sk_prefix="J#")
         ]
         history = sorted(events.values(), key=_event_order)
         score, score_value = current_score(profile, self._now(), self._model)
@@ -707,7 +624,7 @@ def _decode_key(cursor: str) -> dict[str, Any]:
     data = _unb64(cursor)
     if not isinstance(data, dict) or not isinstance(data.get("pk"), str) or data.get("sk") != keys.PROFILE:
         raise InvalidInput("cursor", "is not a cursor of this listing")
-    return _key(data["pk"], data["sk"])
+    return {"pk": data["pk"], "sk": data["sk"]}
 
 
 def _encode_cursor(order: tuple[str, str]) -> str:

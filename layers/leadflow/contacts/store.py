@@ -8,15 +8,19 @@ is shaped, paged, batched and committed is ``leadflow.platform.dynamo``'s."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from leadflow.contacts.model import Contact
 from leadflow.kernel import ids
 from leadflow.platform.dynamo import (
+    Op,
     batch_get,
     get,
+    pages,
+    put_if,
     put_op,
+    query_all,
     serialize,
     update_op,
     values,
@@ -56,9 +60,14 @@ class ContactStore:
         item = self.profile(contact_id)
         return Contact.model_validate(item) if item is not None else None
 
-    def profile(self, contact_id: str) -> dict[str, Any] | None:
-        """The stored profile item, every field (a template's context is made from it)."""
-        return get(self._client, self._table, self.profile_key(contact_id))
+    def profile(
+        self, contact_id: str, *, consistent: bool = False, fields: Sequence[str] = ()
+    ) -> dict[str, Any] | None:
+        """The stored profile item (a tombstone too): every field (a template's context is made from
+        it), or only ``fields``."""
+        return get(
+            self._client, self._table, self.profile_key(contact_id), consistent=consistent, fields=fields
+        )
 
     def resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
         """See ``resolve_profile``."""
@@ -84,6 +93,49 @@ class ContactStore:
             ConsistentRead=True,
         )
         return str(resp["Item"]["contact_id"]["S"]) if "Item" in resp else None
+
+    def email_owners(self, emails: Sequence[str]) -> dict[str, str]:
+        """email -> the contact id its index entry names, for the addresses that are known (batched,
+        unprocessed keys retried)."""
+        items = batch_get(
+            self._client, self._table, [{"pk": keys.email(e), "sk": keys.EMAIL} for e in emails]
+        )
+        by_pk = {str(item["pk"]): str(item["contact_id"]) for item in items}
+        return {email: by_pk[keys.email(email)] for email in emails if keys.email(email) in by_pk}
+
+    def profile_pages(
+        self, *, after: Mapping[str, Any] | None = None, page_size: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """Raw scan pages over the live profiles (tombstones filtered out), from ``after`` (a page's
+        ``LastEvaluatedKey``); each keeps ``ScannedCount`` and ``LastEvaluatedKey`` for cursors."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :profile AND attribute_not_exists(merged_into)",
+            "ExpressionAttributeValues": values(profile=keys.PROFILE),
+            "Limit": page_size,
+        }
+        if after:
+            params["ExclusiveStartKey"] = serialize(after)
+        return pages(self._client, "scan", **params)
+
+    def partition(self, contact_id: str, *, sk_prefix: str = "", limit: int = 10_000) -> list[dict[str, Any]]:
+        """The items of a contact's partition ``C#<id>`` (profile, consent log, journey enrollments
+        ``J#``, caps), those whose sort key starts with ``sk_prefix`` when given."""
+        condition = "pk = :pk AND begins_with(sk, :prefix)" if sk_prefix else "pk = :pk"
+        bound = (
+            values(pk=keys.contact(contact_id), prefix=sk_prefix)
+            if sk_prefix
+            else values(pk=keys.contact(contact_id))
+        )
+        return list(
+            query_all(
+                self._client,
+                limit=limit,
+                TableName=self._table,
+                KeyConditionExpression=condition,
+                ExpressionAttributeValues=bound,
+            )
+        )
 
     def email_claim_op(self, email: str, contact_id: str) -> dict[str, Any]:
         """The email index entry; fails the transaction if the address belongs to another contact."""
@@ -165,6 +217,182 @@ class ContactStore:
             sets={"score_updated_at": at},
             condition="attribute_exists(pk)",
         )
+
+    def create_profile_op(self, contact_id: str, fields: Mapping[str, Any], tags: set[str], at: str) -> Op:
+        """A new profile (admin API, imports): one conditional put, failing if the id exists (cheaper
+        to evaluate than a long update expression)."""
+        item: dict[str, Any] = {
+            **self.profile_key(contact_id),
+            "contact_id": contact_id,
+            "created_at": at,
+            "updated_at": at,
+            "score": 0,
+            **fields,
+        }
+        if tags:
+            item["tags"] = set(tags)
+        return put_op(self._table, item, "attribute_not_exists(pk)")
+
+    def update_profile_op(self, contact_id: str, fields: Mapping[str, Any], tags: set[str], at: str) -> Op:
+        """Set fields and add tags on an existing, unmerged profile (admin API, imports)."""
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={"updated_at": at, **dict(sorted(fields.items()))},
+            add={"tags": set(tags)} if tags else None,
+            condition="attribute_exists(pk) AND attribute_not_exists(#mi)",
+            names={"#mi": "merged_into"},
+        )
+
+    def tags_op(self, contact_id: str, tags: set[str], at: str, *, unchanged_since: str | None) -> Op:
+        """Replace the tags of a live profile that is unchanged since it was read (the same
+        ``updated_at``, ``unchanged_since``; None: it had none yet)."""
+        condition = "attribute_exists(pk) AND attribute_not_exists(#mi) AND "
+        condition += "#u = :prev" if unchanged_since else "attribute_not_exists(#u)"
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            set_clauses=["#u = :at"],
+            sets={"tags": tags or None},
+            remove=[] if tags else ["tags"],
+            condition=condition,
+            names={"#u": "updated_at", "#mi": "merged_into"},
+            values_={"at": at, "prev": unchanged_since} if unchanged_since else {"at": at},
+        )
+
+    def add_visitor_op(self, contact_id: str, visitor_id: str, at: str) -> dict[str, Any]:
+        """Remember the visitor id on an existing, unmerged profile."""
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={"updated_at": at},
+            add={"visitor_ids": {visitor_id}},
+            condition="attribute_exists(pk) AND attribute_not_exists(merged_into)",
+        )
+
+    def journey_update_op(
+        self,
+        contact_id: str,
+        *,
+        sets: Mapping[str, Any],
+        add: Mapping[str, Any] | None = None,
+        delete: Mapping[str, set[str]] | None = None,
+        remove: Sequence[str] = (),
+    ) -> Op:
+        """A journey's ``update_contact`` step on an existing profile. A stage change comes with
+        ``add={"lead_version": 1}``, so the lead engine's optimistic lock sees it and re-reads."""
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets=sets,
+            add=dict(add) if add else None,
+            delete=dict(delete) if delete else None,
+            remove=list(remove),
+            condition="attribute_exists(pk)",
+        )
+
+    def owner_op(self, contact_id: str, owner: str, at: str) -> Op:
+        """The sales owner a hand-off assigned; bumps ``lead_version`` (the lead engine re-reads)."""
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets={"owner": owner, "owner_assigned_at": at, "updated_at": at},
+            add={"lead_version": 1},
+            condition="attribute_exists(pk)",
+        )
+
+    def locked_update_op(
+        self,
+        contact_id: str,
+        version: Any,
+        *,
+        sets: Mapping[str, Any] | None = None,
+        set_once: Mapping[str, Any] | None = None,
+        add: Mapping[str, set[str]] | None = None,
+        remove: Sequence[str] = (),
+        delete: Mapping[str, set[str]] | None = None,
+        stage_from: tuple[str | None] | None = None,
+        live: bool = True,
+    ) -> Op:
+        """Lead fields (stage, scores, owner, segments, sales outcome ...) changed under the optimistic
+        lock: the profile's ``lead_version`` is still ``version`` (None: it has none yet) and becomes
+        ``version + 1``; ``set_once``: fields written only where absent. ``live``: the profile exists and is no tombstone; ``stage_from``: its stage is
+        still ``stage_from[0]`` (None: it has none)."""
+        names = {"#lv": "lead_version"}
+        vals: dict[str, Any] = {}
+        clauses: list[str] = []
+        if live:
+            names["#mi"] = "merged_into"
+            clauses.append("attribute_exists(pk) AND attribute_not_exists(#mi)")
+        if version is None:
+            clauses.append("attribute_not_exists(#lv)")
+        else:
+            clauses.append("#lv = :old_version")
+            vals["old_version"] = version
+        if stage_from is not None:
+            names["#st"] = "stage"
+            if stage_from[0] is None:
+                clauses.append("attribute_not_exists(#st)")
+            else:
+                clauses.append("#st = :old_stage")
+                vals["old_stage"] = stage_from[0]
+        return update_op(
+            self._table,
+            self.profile_key(contact_id),
+            sets=dict(sorted({**(sets or {}), "lead_version": int(version or 0) + 1}.items())),
+            set_once=dict(sorted(set_once.items())) if set_once else None,
+            add=dict(add) if add else None,
+            remove=list(remove),
+            delete=dict(delete) if delete else None,
+            condition=" AND ".join(clauses),
+            names=names,
+            values_=vals,
+        )
+
+    # --- merge: the tombstone and the index entries moved to the survivor --------------------------
+
+    def items(self, item_keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Items of the contacts table by (pk, sk) (batched, consistent reads not needed: index
+        entries are re-checked by the conditions of what is written)."""
+        found = batch_get(self._client, self._table, [{"pk": pk, "sk": sk} for pk, sk in item_keys])
+        return {(str(item["pk"]), str(item["sk"])): item for item in found}
+
+    def tombstone_op(
+        self, contact_id: str, profile: Mapping[str, Any], survivor_id: str, at: str, keep: Sequence[str]
+    ) -> Op:
+        """A merged contact's profile replaced by a tombstone that keeps only ``keep`` (no personal
+        field), if unchanged since read (its ``lead_version``); readers follow ``merged_into``."""
+        item: dict[str, Any] = {
+            **self.profile_key(contact_id),
+            **{k: profile[k] for k in keep if profile.get(k)},
+            "merged_into": survivor_id,
+            "merged_at": at,
+            "updated_at": at,
+            "lead_version": int(profile.get("lead_version") or 0) + 1,
+        }
+        if "segments" in item:
+            item["segments"] = {str(s) for s in item["segments"]}
+        version = profile.get("lead_version")
+        condition = "attribute_exists(pk) AND attribute_not_exists(merged_into) AND "
+        op = put_op(
+            self._table,
+            item,
+            condition + ("attribute_not_exists(lead_version)" if version is None else "lead_version = :lv"),
+        )
+        if version is not None:
+            op["Put"]["ExpressionAttributeValues"] = values(lv=version)
+        return op
+
+    def repoint_op(self, item: Mapping[str, Any], from_id: str, to_id: str) -> Op:
+        """An index entry (email, phone, visitor link) moved from one contact to another, if it
+        still names the first."""
+        op = put_op(self._table, {**item, "contact_id": to_id}, "contact_id = :from_id")
+        op["Put"]["ExpressionAttributeValues"] = values(from_id=from_id)
+        return op
+
+    def put_if(self, op: Op) -> bool:
+        """One conditional put of this store outside a transaction; False when its condition fails."""
+        return put_if(self._client, op)
 
     # --- phone index, suppression list, consent and do-not-contact --------------------------------
 
@@ -266,4 +494,29 @@ class ContactStore:
             },
             condition="attribute_exists(pk) AND (attribute_not_exists(do_not_contact) OR do_not_contact <> :yes)",
             values_={"yes": True},
+        )
+
+
+class VisitorLinks:
+    """The visitor link items ``V#<vid>``/``LINK`` {contact_id, linked_at} of the contacts table."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def linked_contact(self, visitor_id: str, *, consistent: bool = True) -> str | None:
+        link = get(
+            self._client,
+            self._table,
+            {"pk": keys.visitor(visitor_id), "sk": keys.LINK},
+            consistent=consistent,
+        )
+        return str(link["contact_id"]) if link else None
+
+    def link_op(self, visitor_id: str, contact_id: str, at: str) -> dict[str, Any]:
+        """The first link of a visitor id (fails the transaction when it is linked already)."""
+        return put_op(
+            self._table,
+            {"pk": keys.visitor(visitor_id), "sk": keys.LINK, "contact_id": contact_id, "linked_at": at},
+            "attribute_not_exists(pk)",
         )

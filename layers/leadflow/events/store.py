@@ -66,6 +66,21 @@ def event_history(
     )
 
 
+def stored_events(client: Any, table: str, subject_pk: str) -> list[Item]:
+    """Every stored event of a subject (``C#<contact>``/``V#<visitor>``) from the table itself:
+    consistent (an event written just before is there), every page, in event-id order. For the
+    lead engine's replays; time-ordered reads go through ``event_history``."""
+    return list(
+        query_all(
+            client,
+            TableName=table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :ev)",
+            ExpressionAttributeValues=values(pk=subject_pk, ev="EV#"),
+            ConsistentRead=True,
+        )
+    )
+
+
 def backfill_event_times(client: Any, table: str) -> int:
     """Give every event written before the ``by_time`` index existed its ``at`` (the index key), so
     history reads see it: run once per deployed stage after the upgrade. Idempotent and resumable

@@ -4,7 +4,7 @@ Cold start: Powertools' batch package builds its pydantic record models (SQS, Ki
 DynamoDB: ~15 ms) when it is imported *after* pydantic, and only then; these record models are
 not used here (records are parsed into ``Event``). So this module imports it before pydantic, and
 the stream functions import this module before anything that imports pydantic
-(``from leadflow import streams, wiring``); ``tests/unit/test_cold_start.py`` guards it."""
+(``from leadflow.events import streams`` first); ``tests/unit/test_cold_start.py`` guards it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from pydantic import ValidationError
 
 from leadflow.events.model import Event
-from leadflow.kernel.observability import logger, metrics
+from leadflow.kernel.observability import lambda_handler, logger, metrics
 from leadflow.platform.dynamo import deserialize
 
 EVENT_FIELDS = set(Event.model_fields)
@@ -95,3 +95,9 @@ def stream_batch_handler(handle: Callable[[Event], Any]) -> Callable[[dict[str, 
         )
 
     return run
+
+
+def stream_function(handle: Callable[[Event], Any]) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda handler of a consumer of the events stream (trigger, score, report): every
+    record handed to ``handle`` (``stream_batch_handler``), instrumented as every function is."""
+    return lambda_handler(stream_batch_handler(handle))

@@ -22,7 +22,6 @@ Every problem names the journey file, the send step, the template part and the v
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +38,8 @@ from leadflow.journeys.model import (
     load_journey,
 )
 from leadflow.messaging.context import CONFIRMATION_ONLY, CONTACT_FIELDS, ENTRY_FIELDS, TOP_LEVEL
-
-EMAIL_PARTS = ("subject.txt", "body.html", "body.txt")
-PREHEADER_PART = "preheader.txt"
-SMS_PART = "sms.txt"
-LOCALE_FOLDER = re.compile(r"^[a-z]{2}(?:[-_][A-Za-z]{2})?$")
+from leadflow.messaging.render import LOCALE_FOLDER, PREHEADER_PART, SMS_PART
+from leadflow.messaging.render import PARTS as EMAIL_PARTS  # the template folder's files, as rendered
 
 
 def missing_templates(journey: Journey, templates_dir: Path) -> list[str]:

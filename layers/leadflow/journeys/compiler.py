@@ -91,6 +91,12 @@ TRANSIENT_ERRORS = [
 SEND_RETRY_ERRORS = [*TRANSIENT_ERRORS, "SendThrottled"]
 EXITED_ERROR = "ContactExited"
 DEFERRED_ERROR = "SendDeferred"
+SEND_RESULT = {
+    "message_id.$": "$.Payload.message_id",
+    "status.$": "$.Payload.status",
+    "reason.$": "$.Payload.reason",
+}
+"""What a send task keeps of the function's answer (its decision's result)."""
 WEBHOOK_ERROR = "WebhookFailed"
 WEBHOOK_REJECTED = "WebhookRejected"
 HANDOFF_ERROR = "HandoffNotPublished"
@@ -115,15 +121,15 @@ WEEKDAY_NAMES = {
 State = dict[str, Any]
 
 
-def _retry(errors: list[str]) -> list[State]:
-    """A task's Retry: 6 attempts from 2 s, doubling, with full jitter (a throttled or briefly
-    unavailable service is not hit by every waiting execution at once)."""
+def _retry(errors: list[str], *, interval: int = 2, attempts: int = 6, backoff: float = 2.0) -> list[State]:
+    """A task's Retry: by default 6 attempts from 2 s, doubling, always with full jitter (a
+    throttled or briefly unavailable service is not hit by every waiting execution at once)."""
     return [
         {
             "ErrorEquals": errors,
-            "IntervalSeconds": 2,
-            "MaxAttempts": 6,
-            "BackoffRate": 2.0,
+            "IntervalSeconds": interval,
+            "MaxAttempts": attempts,
+            "BackoffRate": backoff,
             "JitterStrategy": "FULL",
         }
     ]
@@ -310,6 +316,11 @@ class _Builder:
                 raise JourneyError(f"journey {self.journey.id!r}: {exc}") from exc
         return self.template_versions[template]
 
+    def _deferral_catch(self, step_id: str, label: str, task_name: str) -> list[State]:
+        """The Catch of a send task that may be deferred: SendDeferred → ``_deferral``."""
+        deferral = self._deferral(step_id, label, task_name)
+        return [{"ErrorEquals": [DEFERRED_ERROR], "ResultPath": "$.deferred", "Next": deferral}]
+
     def _deferral(self, step_id: str, label: str, task_name: str) -> str:
         """Pass (the time from the SendDeferred error) → Wait → the task again; the Pass's name."""
         deferred_name = _truncate(f"Deferred: {label}")
@@ -369,28 +380,14 @@ class _Builder:
             spec["send"] = {"step_id": self.journey.step_id(step), **self._send_spec(sends[0])}
         deferrable = any(self._scheduled(self._body(s).purpose) for s in sends)
         channel = "email" if isinstance(sends[0], SendEmailStep) else "sms"
-        catch = None
-        if deferrable:
-            catch = [
-                {
-                    "ErrorEquals": [DEFERRED_ERROR],
-                    "ResultPath": "$.deferred",
-                    "Next": self._deferral(decision_id, label, name),
-                }
-            ]
+        catch = self._deferral_catch(decision_id, label, name) if deferrable else None
         task = self.task(
             name,
             f"send_{channel}",
             first,
             nxt,
             spec=spec,
-            result={
-                "message_id.$": "$.Payload.message_id",
-                "status.$": "$.Payload.status",
-                "reason.$": "$.Payload.reason",
-                "path.$": "$.Payload.path",
-                "decisions.$": "$.Payload.decisions",
-            },
+            result={**SEND_RESULT, "path.$": "$.Payload.path", "decisions.$": "$.Payload.decisions"},
             result_path=f"$.decisions.{decision_id}",
             retry=_retry(SEND_RETRY_ERRORS),
             catch=catch,
@@ -505,59 +502,26 @@ class _Builder:
     def send(self, step: SendEmailStep | SendSmsStep, nxt: str, plan: dict[str, Any] | None = None) -> str:
         """The send task; ``plan``: the ``wait_until`` right after it, whose time the task returns
         (``at``, read by the Wait's ``TimestampPath``) instead of a Plan task of its own."""
-        body = step.send_email if isinstance(step, SendEmailStep) else step.send_sms
+        body = self._body(step)
         channel = "email" if isinstance(step, SendEmailStep) else "sms"
-        step_id = self.journey.step_id(step)
-        label = self.labels[id(step)]
         send_name = self.entry(step)
-        scheduled = self._scheduled(body.purpose)
-        deferred_name = _truncate(f"Deferred: {label}")
-        spec: dict[str, Any] = {"template": body.template, "purpose": body.purpose, "channel": channel}
-        if self.templates_dir is not None:
-            spec["template_version"] = self._template_version(body.template)
-        if isinstance(step, SendEmailStep):
-            spec.update(step.send_email.model_dump(include={"subject", "preheader"}, exclude_none=True))
-        if scheduled:
-            spec["deferrable"] = True  # may fail with SendDeferred (caught below)
+        spec = self._send_spec(step)  # "deferrable" when it may fail with SendDeferred (caught below)
         if plan is not None:
             spec["plan"] = plan
-        if scheduled:
-            # added before the send so the send reads first in the definition
-            wait = self.add(
-                _truncate(f"Wait for send window: {label}"),
-                {
-                    "Type": "Wait",
-                    "Comment": step_comment(step_id, "until the send may go"),
-                    "TimestampPath": f"$.schedule.{step_id}.at.errorMessage",
-                    "Next": send_name,
-                },
-            )
-            self.add(
-                deferred_name,
-                {
-                    "Type": "Pass",
-                    "Comment": "quiet hours, send window or frequency cap: the error message is the time to send",
-                    "Parameters": {"at.$": "States.StringToJson($.deferred.Cause)"},
-                    "ResultPath": f"$.schedule.{step_id}",
-                    "Next": wait,
-                },
-            )
+        catch = (  # the deferral's states are added before the send
+            self._deferral_catch(self.journey.step_id(step), self.labels[id(step)], send_name)
+            if self._scheduled(body.purpose)
+            else None
+        )
         send = self.task(
             send_name,
             f"send_{channel}",
             step,
             nxt,
             spec=spec,
-            result={
-                "message_id.$": "$.Payload.message_id",
-                "status.$": "$.Payload.status",
-                "reason.$": "$.Payload.reason",
-                **({"at.$": "$.Payload.at"} if plan is not None else {}),
-            },
+            result={**SEND_RESULT, **({"at.$": "$.Payload.at"} if plan is not None else {})},
             retry=_retry(SEND_RETRY_ERRORS),
-            catch=[{"ErrorEquals": [DEFERRED_ERROR], "ResultPath": "$.deferred", "Next": deferred_name}]
-            if scheduled
-            else None,
+            catch=catch,
             extra={"entry_event_id.$": "$.entry_event_id"},
             may_end=True,
         )
@@ -702,27 +666,15 @@ class _Builder:
             after = self.path_choice(choice_name, step_id, rests)
         acts = {path: self._act(steps[0]) if steps else None for path, steps in paths}
         sends = [s for _, steps in paths for s in steps[:1] if isinstance(s, SendEmailStep | SendSmsStep)]
-        catch = None
-        if any(self._scheduled(self._body(s).purpose) for s in sends):
-            catch = [
-                {
-                    "ErrorEquals": [DEFERRED_ERROR],
-                    "ResultPath": "$.deferred",
-                    "Next": self._deferral(step_id, label, name),
-                }
-            ]
+        deferrable = any(self._scheduled(self._body(s).purpose) for s in sends)
+        catch = self._deferral_catch(step_id, label, name) if deferrable else None
         return self.task(
             name,
             "evaluate",
             step,
             after,
             spec={**spec, "act": acts},
-            result={
-                "path.$": "$.Payload.path",
-                "message_id.$": "$.Payload.message_id",
-                "status.$": "$.Payload.status",
-                "reason.$": "$.Payload.reason",
-            },
+            result={"path.$": "$.Payload.path", **SEND_RESULT},
             result_path=f"$.decisions.{step_id}",
             retry=_retry(SEND_RETRY_ERRORS),
             catch=catch,
@@ -778,15 +730,7 @@ class _Builder:
             return self.webhook(step, spec, nxt)
         retry = None
         if isinstance(step, NotifySalesStep):
-            retry = [
-                {
-                    "ErrorEquals": [*TRANSIENT_ERRORS, HANDOFF_ERROR],
-                    "IntervalSeconds": 5,
-                    "MaxAttempts": 6,
-                    "BackoffRate": 2.0,
-                    "JitterStrategy": "FULL",
-                }
-            ]
+            retry = _retry([*TRANSIENT_ERRORS, HANDOFF_ERROR], interval=5)
         return self.task(self.entry(step), kind, step, nxt, spec=spec, retry=retry, may_end=True)
 
     def webhook(self, step: WebhookStep, spec: dict[str, Any], nxt: str) -> str:
@@ -812,15 +756,7 @@ class _Builder:
             step,
             nxt,
             spec=spec,
-            retry=[
-                {
-                    "ErrorEquals": [*TRANSIENT_ERRORS, WEBHOOK_ERROR],
-                    "IntervalSeconds": 10,
-                    "MaxAttempts": 5,
-                    "BackoffRate": 3.0,
-                    "JitterStrategy": "FULL",
-                }
-            ],
+            retry=_retry([*TRANSIENT_ERRORS, WEBHOOK_ERROR], interval=10, attempts=5, backoff=3.0),
             catch=[
                 {
                     "ErrorEquals": [WEBHOOK_ERROR, WEBHOOK_REJECTED],

@@ -27,10 +27,11 @@ deferring them made ``send`` build the union twice and cost more than it saved e
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -64,109 +65,146 @@ class Span(_Model):
         return " ".join(f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n) or "0 seconds"
 
 
-class Compare(_Model):
+COMPARISONS: dict[str, tuple[str, Callable[[float, float], bool]]] = {
+    "eq": ("=", operator.eq),
+    "ne": ("≠", operator.ne),
+    "gt": (">", operator.gt),
+    "gte": ("≥", operator.ge),
+    "lt": ("<", operator.lt),
+    "lte": ("≤", operator.le),
+}
+"""Each numeric comparison a condition may give: its symbol and its test (value, bound)."""
+
+
+class _Equality(_Model):
     eq: float | None = None
     ne: float | None = None
+
+
+class _Bounds(_Model):
+    """Numeric bounds (gt, gte, lt, lte); all comparisons given (``bounds``) must hold. A model
+    with more fields lists ``_Bounds`` first among its bases: its fields come last, as written in
+    the language (a compiled definition holds the dump of its conditions; its hash is their order)."""
+
     gt: float | None = None
     gte: float | None = None
     lt: float | None = None
     lte: float | None = None
 
+    @property
+    def bounds(self) -> dict[str, float]:
+        """The comparisons given, in ``COMPARISONS`` order."""
+        given = {name: getattr(self, name) for name in COMPARISONS if name in type(self).model_fields}
+        return {name: bound for name, bound in given.items() if bound is not None}
+
+    def within(self, value: float) -> bool:
+        return all(COMPARISONS[name][1](value, bound) for name, bound in self.bounds.items())
+
+
+class Compare(_Bounds, _Equality):
+    """A number compared: eq, ne, gt, gte, lt, lte (at least one)."""
+
     @model_validator(mode="after")
     def _some(self) -> Compare:
-        if all(v is None for v in self.model_dump().values()):
+        if not self.bounds:
             raise ValueError("give at least one of eq, ne, gt, gte, lt, lte")
         return self
 
-    def test(self, value: float) -> bool:
-        checks: list[tuple[float | None, Callable[[float, float], bool]]] = [
-            (self.eq, lambda a, b: a == b),
-            (self.ne, lambda a, b: a != b),
-            (self.gt, lambda a, b: a > b),
-            (self.gte, lambda a, b: a >= b),
-            (self.lt, lambda a, b: a < b),
-            (self.lte, lambda a, b: a <= b),
-        ]
-        return all(op(value, bound) for bound, op in checks if bound is not None)
-
     def describe(self) -> str:
-        symbols = {"eq": "=", "ne": "≠", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
-        return " and ".join(f"{symbols[k]} {v:g}" for k, v in self.model_dump().items() if v is not None)
+        return " and ".join(f"{COMPARISONS[name][0]} {bound:g}" for name, bound in self.bounds.items())
 
 
 StepRef = Annotated[str, Field(pattern=STEP_ID)]
 StepRefs = StepRef | Annotated[list[StepRef], Field(min_length=1, max_length=20)]
 
 
-def _refs(value: str | list[str]) -> list[str]:
-    return value if isinstance(value, list) else [value]
+class _OneOf(_Model):
+    """A condition of one field holding a value or a list of them (any of them), described as
+    ``says`` and its values joined by "or" ("stage is mql or sql")."""
+
+    says: ClassVar[str]
+
+    @property
+    def values(self) -> list[str]:
+        (field,) = type(self).model_fields  # the condition's one field
+        value = getattr(self, field)
+        return list(value) if isinstance(value, list) else [value]
 
 
-class Opened(_Model):
-    """Opened the email of a send step (a list: of any of them)."""
+class _Engagement(_OneOf):
+    """Engagement with the email of send steps (a list: of any of them); ``signals``: the message
+    item's times that count as engaged."""
 
+    signals: ClassVar[tuple[str, ...]]
+
+    @property
+    def steps(self) -> list[str]:
+        return self.values
+
+
+class Opened(_Engagement):
     opened: StepRefs
-
-    @property
-    def steps(self) -> list[str]:
-        return _refs(self.opened)
+    says, signals = "opened", ("first_opened_at",)
 
 
-class Clicked(_Model):
+class Clicked(_Engagement):
     clicked: StepRefs
-
-    @property
-    def steps(self) -> list[str]:
-        return _refs(self.clicked)
+    says, signals = "clicked", ("first_clicked_at",)
 
 
-class OpenedOrClicked(_Model):
+class OpenedOrClicked(_Engagement):
     opened_or_clicked: StepRefs
-
-    @property
-    def steps(self) -> list[str]:
-        return _refs(self.opened_or_clicked)
+    says, signals = "opened or clicked", ("first_opened_at", "first_clicked_at")
 
 
 class ScoreIs(_Model):
     score: Compare
 
 
-class StageIs(_Model):
+class StageIs(_OneOf):
     stage: str | list[str]
+    says = "stage is"
 
     @property
     def stages(self) -> list[str]:
-        return self.stage if isinstance(self.stage, list) else [self.stage]
+        return self.values
 
 
-class HasTag(_Model):
+class HasTag(_OneOf):
     tag: str = Field(min_length=1, max_length=64)
+    says = "tagged"
 
 
-class InSegment(_Model):
+class InSegment(_OneOf):
     segment: str = Field(pattern=SEGMENT)
+    says = "in segment"
 
 
-class HasConsent(_Model):
+class HasConsent(_OneOf):
     consent: Literal["email", "sms"]
+    says = "consented to"
 
 
-class AttributeIs(_Model):
+class _AttributeTests(_Model):
     attribute: str = Field(pattern=NAME)
     equals: Scalar | None = None
     in_: list[Scalar] | None = Field(default=None, alias="in")
     exists: bool | None = None
     contains: str | None = None
-    gt: float | None = None
-    gte: float | None = None
-    lt: float | None = None
-    lte: float | None = None
+
+
+class AttributeIs(_Bounds, _AttributeTests):
+    """A profile attribute tested: equals, in, exists, contains, gt, gte, lt, lte (at least one)."""
+
+    @property
+    def tests(self) -> dict[str, Any]:
+        """The tests given, in the order of the fields."""
+        given = {name: getattr(self, name) for name in type(self).model_fields if name != "attribute"}
+        return {name: value for name, value in given.items() if value is not None}
 
     @model_validator(mode="after")
     def _one_test(self) -> AttributeIs:
-        given = [k for k, v in self.model_dump(exclude={"attribute"}).items() if v is not None]
-        if not given:
+        if not self.tests:
             raise ValueError("give a test: equals, in, exists, contains, gt, gte, lt or lte")
         return self
 
@@ -208,14 +246,17 @@ KINDS: dict[str, str] = {
 }
 
 
-def _kind(value: Any) -> str | None:
-    if isinstance(value, Mapping):
-        found = [KINDS[k] for k in value if k in KINDS]
-        return found[0] if len(found) == 1 else None
-    for attr, kind in KINDS.items():
-        if hasattr(value, attr):
-            return kind
-    return None
+def one_key_tag(tags: Mapping[str, str]) -> Callable[[Any], str | None]:
+    """The discriminator of a union of one-key models (conditions, journey steps): the tag of the
+    one key of ``tags`` a mapping has (none or several: None, an error), or of a model's field."""
+
+    def tag(value: Any) -> str | None:
+        if isinstance(value, Mapping):
+            found = [tags[k] for k in value if k in tags]
+            return found[0] if len(found) == 1 else None
+        return next((tag for field, tag in tags.items() if hasattr(value, field)), None)
+
+    return tag
 
 
 Condition = Annotated[
@@ -233,7 +274,7 @@ Condition = Annotated[
     | Annotated[Any_, Tag("any")]
     | Annotated[Not, Tag("not")],
     Discriminator(
-        _kind,
+        one_key_tag(KINDS),
         custom_error_type="condition_kind",
         custom_error_message=(
             "a condition has exactly one of: opened, clicked, opened_or_clicked, score, stage, tag, "
@@ -262,7 +303,7 @@ def engagement_refs(condition: Condition) -> list[str]:
     """The send steps whose engagement the condition reads."""
     refs: list[str] = []
     for c in walk(condition):
-        if isinstance(c, Opened | Clicked | OpenedOrClicked):
+        if isinstance(c, _Engagement):
             refs.extend(c.steps)
     return refs
 
@@ -273,25 +314,13 @@ def needs_events(condition: Condition) -> bool:
 
 def describe(condition: Condition) -> str:
     """A short human description (state names, graphs)."""
-    if isinstance(condition, Opened):
-        return f"opened {' or '.join(condition.steps)}"
-    if isinstance(condition, Clicked):
-        return f"clicked {' or '.join(condition.steps)}"
-    if isinstance(condition, OpenedOrClicked):
-        return f"opened or clicked {' or '.join(condition.steps)}"
+    if isinstance(condition, _OneOf):
+        return f"{condition.says} {' or '.join(condition.values)}"
     if isinstance(condition, ScoreIs):
         return f"score {condition.score.describe()}"
-    if isinstance(condition, StageIs):
-        return f"stage is {' or '.join(condition.stages)}"
-    if isinstance(condition, HasTag):
-        return f"tagged {condition.tag}"
-    if isinstance(condition, InSegment):
-        return f"in segment {condition.segment}"
-    if isinstance(condition, HasConsent):
-        return f"consented to {condition.consent}"
     if isinstance(condition, AttributeIs):
-        tests = {k: v for k, v in condition.model_dump(exclude={"attribute"}).items() if v is not None}
-        return f"{condition.attribute} " + " and ".join(f"{k.rstrip('_')} {v}" for k, v in tests.items())
+        tests = condition.tests.items()
+        return f"{condition.attribute} " + " and ".join(f"{k.rstrip('_')} {v}" for k, v in tests)
     if isinstance(condition, Did):
         window = f" within {condition.within.describe()}" if condition.within else ""
         times = f" at least {condition.at_least} times" if condition.at_least > 1 else ""
@@ -377,14 +406,9 @@ def _attribute(condition: AttributeIs, profile: Mapping[str, Any]) -> bool:
         present and any(condition.contains.lower() in str(v).lower() for v in _as_list(value))
     ):
         return False
-    bounds = (  # bounds of a validated condition: constructed, not validated again
-        Compare.model_construct(gt=condition.gt, gte=condition.gte, lt=condition.lt, lte=condition.lte)
-        if any(b is not None for b in (condition.gt, condition.gte, condition.lt, condition.lte))
-        else None
-    )
-    if bounds is not None:
+    if condition.bounds:
         number = _number(value)
-        if number is None or not bounds.test(number):
+        if number is None or not condition.within(number):
             return False
     return True
 
@@ -415,18 +439,11 @@ def _before(value: Any, moment: datetime) -> bool:
 def evaluate(condition: Condition, facts: Facts) -> bool:
     profile = facts.profile
     # a send step that did not run for this contact (another path) has no message: not engaged
-    if isinstance(condition, Opened):
-        return any(facts.engagement(step).get("first_opened_at") for step in condition.steps)
-    if isinstance(condition, Clicked):
-        return any(facts.engagement(step).get("first_clicked_at") for step in condition.steps)
-    if isinstance(condition, OpenedOrClicked):
-        return any(
-            facts.engagement(step).get("first_opened_at") or facts.engagement(step).get("first_clicked_at")
-            for step in condition.steps
-        )
+    if isinstance(condition, _Engagement):
+        return any(facts.engagement(step).get(time) for step in condition.steps for time in condition.signals)
     if isinstance(condition, ScoreIs):
         score = facts.score if facts.score is not None else _number(profile.get("score", 0))
-        return score is not None and condition.score.test(score)
+        return score is not None and condition.score.within(score)
     if isinstance(condition, StageIs):
         return profile.get("stage") in condition.stages
     if isinstance(condition, HasTag):

@@ -45,6 +45,7 @@ from leadflow.journeys.conditions import (
     Scalar,
     Span,
     engagement_refs,
+    one_key_tag,
 )
 
 if TYPE_CHECKING:
@@ -119,7 +120,30 @@ def parse_clock(value: str) -> time:
 TRIGGERS = ("event", "stage", "score_reaches", "segment", "manual")
 
 
-class Trigger(_Model):
+class _TriggerFields(_Model):
+    """The fields of one entry trigger: a ``Trigger`` has exactly one; an ``Entry`` has one inline
+    or lists triggers under ``any``."""
+
+    event: str | None = Field(default=None, pattern=EVENT_TYPE)
+    where: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    stage: str | None = Field(default=None, pattern=NAME)
+    score_reaches: int | None = None
+    segment: str | None = Field(default=None, pattern=SEGMENT)
+    manual: Literal[True] | None = None
+
+    @property
+    def given(self) -> list[str]:
+        """The trigger fields given (of ``TRIGGERS``)."""
+        return [k for k in TRIGGERS if getattr(self, k) is not None]
+
+    def _check_one_trigger(self, or_else: str = "") -> None:
+        if len(self.given) != 1:
+            raise ValueError(f"give exactly one of: event, stage, score_reaches, segment, manual{or_else}")
+        if self.where and self.event is None:
+            raise ValueError("'where' filters the properties of an 'event' entry")
+
+
+class Trigger(_TriggerFields):
     """One entry trigger: exactly one of
 
     - ``event``: an event of this type (``where``: property filters, a value or a list of values)
@@ -129,20 +153,9 @@ class Trigger(_Model):
     - ``manual``: only through the admin API (``POST /admin/journeys/{id}/enrollments``)
     """
 
-    event: str | None = Field(default=None, pattern=EVENT_TYPE)
-    where: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
-    stage: str | None = Field(default=None, pattern=NAME)
-    score_reaches: int | None = None
-    segment: str | None = Field(default=None, pattern=SEGMENT)
-    manual: Literal[True] | None = None
-
     @model_validator(mode="after")
     def _one_trigger(self) -> Trigger:
-        given = [k for k in TRIGGERS if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of: event, stage, score_reaches, segment, manual")
-        if self.where and self.event is None:
-            raise ValueError("'where' filters the properties of an 'event' entry")
+        self._check_one_trigger()
         return self
 
     @property
@@ -168,27 +181,20 @@ class Trigger(_Model):
         return True
 
 
-class Entry(_Model):
+class Entry(_TriggerFields):
     """When a contact enters: one trigger (see ``Trigger``) or ``any`` of several
     (``{any: [{score_reaches: 40}, {stage: mql}]}``: whichever happens first enrols the contact,
     once), optionally narrowed by a condition on the contact (``if``, shared by all triggers)."""
 
-    event: str | None = Field(default=None, pattern=EVENT_TYPE)
-    where: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
-    stage: str | None = Field(default=None, pattern=NAME)
-    score_reaches: int | None = None
-    segment: str | None = Field(default=None, pattern=SEGMENT)
-    manual: Literal[True] | None = None
     any_: list[Trigger] | None = Field(default=None, alias="any", min_length=1, max_length=10)
     if_: Condition | None = Field(default=None, alias="if")
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Entry:
-        given = [k for k in TRIGGERS if getattr(self, k) is not None]
         if self.any_ is not None:
-            if given or self.where:
+            if self.given or self.where:
                 raise ValueError(
-                    f"'any' lists the triggers; {', '.join(repr(k) for k in given or ['where'])} "
+                    f"'any' lists the triggers; {', '.join(repr(k) for k in self.given or ['where'])} "
                     "belongs inside one of its items"
                 )
             if any(t.manual for t in self.any_):
@@ -199,13 +205,7 @@ class Entry(_Model):
                     raise ValueError(f"any[{i}]: the same trigger is listed twice")
                 seen.append(trigger)
         else:
-            if len(given) != 1:
-                raise ValueError(
-                    "give exactly one of: event, stage, score_reaches, segment, manual "
-                    "(or several under 'any')"
-                )
-            if self.where and self.event is None:
-                raise ValueError("'where' filters the properties of an 'event' entry")
+            self._check_one_trigger(" (or several under 'any')")
         if self.if_ is not None and engagement_refs(self.if_):
             raise ValueError("an entry condition cannot test the engagement of this journey's emails")
         return self
@@ -218,14 +218,7 @@ class Entry(_Model):
         # fields of this validated entry: constructed, not validated again (the trigger function
         # asks this for every event; validating would build ``Trigger``'s validator for it)
         return [
-            Trigger.model_construct(
-                event=self.event,
-                where=self.where,
-                stage=self.stage,
-                score_reaches=self.score_reaches,
-                segment=self.segment,
-                manual=self.manual,
-            )
+            Trigger.model_construct(**{name: getattr(self, name) for name in _TriggerFields.model_fields})
         ]
 
     @property
@@ -674,14 +667,7 @@ STEP_KINDS = (
 )
 
 
-def _step_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        kinds = [kind for kind in STEP_KINDS if kind in value]
-        return kinds[0] if len(kinds) == 1 else None
-    for kind in STEP_KINDS:
-        if hasattr(value, kind):
-            return kind
-    return None
+_step_kind = one_key_tag({kind: kind for kind in STEP_KINDS})
 
 
 Step = Annotated[

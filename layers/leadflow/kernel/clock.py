@@ -1,5 +1,8 @@
 """The domain's time source. Lambda uses the wall clock; the local runtime installs its virtual
-clock here so events, messages and email Date headers carry virtual time."""
+clock here so events, messages and email Date headers carry virtual time.
+
+``iso`` is the one timestamp format stored in items (UTC, milliseconds, ``Z``); ``parse_iso`` reads
+it back (and any ISO 8601 with an offset)."""
 
 from __future__ import annotations
 

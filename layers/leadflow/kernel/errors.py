@@ -21,6 +21,18 @@ class InvalidInput(LeadflowError):
         self.message = message
 
 
+class InvalidFields(InvalidInput):
+    """Every problem of a request body, by field (``[{"field": ..., "message": ...}]``); ``summary``
+    heads the answer (``leadflow.platform.http.map_errors``)."""
+
+    summary = "invalid request"
+
+    def __init__(self, fields: list[dict[str, str]]) -> None:
+        first = fields[0] if fields else {"field": "body", "message": "invalid"}
+        super().__init__(first["field"], first["message"])
+        self.fields = fields
+
+
 class NotFound(LeadflowError):
     """A referenced thing (form, contact, token target) does not exist."""
 

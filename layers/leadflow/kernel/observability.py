@@ -15,7 +15,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -106,3 +106,17 @@ def count_by(name: str, dimension: str, value: str) -> None:
         default_dimensions={"service": SERVICE},
     ) as metric:
         metric.add_dimension(name=dimension, value=value)
+
+
+def lambda_handler(
+    body: Handler, *, correlation_id_path: str | None = None, flush_metrics: bool = True
+) -> Handler:
+    """``body`` as a Lambda handler, instrumented the same way in every function: the invocation's
+    context in every log line (``correlation_id_path``: where the event carries a request id), a
+    trace of the invocation (``tracer``) and, with ``flush_metrics``, the metrics flushed at its end."""
+    handler: Callable[..., Any] = metrics.log_metrics(body) if flush_metrics else body
+    handler = tracer.capture_lambda_handler(handler, capture_response=False)
+    instrumented = logger.inject_lambda_context(
+        handler, correlation_id_path=correlation_id_path, log_event=False
+    )
+    return cast("Handler", instrumented)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -93,6 +93,16 @@ class FormConfig(BaseModel):
 
 
 ENV_PREFIX = "LEADFLOW_"
+
+
+class InContent:
+    """A path in the settings' ``content_dir`` (what marketers write: journeys, templates...)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, settings: Settings, owner: type[Settings]) -> Path:
+        return settings.content_dir / self.name
 
 
 class Settings(BaseModel):
@@ -176,13 +186,31 @@ class Settings(BaseModel):
         return value.rstrip("/")
 
     @classmethod
+    def variables(cls) -> dict[str, str]:
+        """The environment contract, declared once: each field's variable (``LEADFLOW_<FIELD>``).
+        The stack builds every function's environment from it, and the local runtime its own
+        (``environment``); ``from_environ`` reads it."""
+        return {name: ENV_PREFIX + name.upper() for name in cls.model_fields}
+
+    @classmethod
+    def environment(cls, values: Mapping[str, str]) -> dict[str, str]:
+        """The environment that carries ``values`` (field name -> the variable's text): a value for
+        every field and for nothing else, or ``ValueError`` naming the variables missing or unknown."""
+        variables = cls.variables()
+        missing = [variables[name] for name in variables if name not in values]
+        unknown = sorted(ENV_PREFIX + name.upper() for name in values if name not in variables)
+        if missing or unknown:
+            problems = [f"no value for {', '.join(missing)}"] if missing else []
+            problems += [f"not a setting: {', '.join(unknown)}"] if unknown else []
+            raise ValueError(f"the {ENV_PREFIX}* environment does not match Settings: {'; '.join(problems)}")
+        return {variables[name]: values[name] for name in variables}
+
+    @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """The settings in ``environ`` (the process environment by default): each field from
-        ``LEADFLOW_<FIELD>`` (any case); raises ``pydantic.ValidationError`` naming the fields."""
-        env = os.environ if environ is None else environ
-        prefix = ENV_PREFIX.lower()
-        values = {k.lower().removeprefix(prefix): v for k, v in env.items() if k.lower().startswith(prefix)}
-        return cls.model_validate({name: values[name] for name in cls.model_fields if name in values})
+        """The settings in ``environ`` (the process environment by default): each field from its
+        variable (``variables``, any case); raises ``pydantic.ValidationError`` naming the fields."""
+        env = {k.upper(): v for k, v in (os.environ if environ is None else environ).items()}
+        return cls.model_validate({name: env[var] for name, var in cls.variables().items() if var in env})
 
     @field_validator("forms", mode="before")
     @classmethod
@@ -195,22 +223,11 @@ class Settings(BaseModel):
                 raise ValueError(f"must be a JSON object of form id -> form ({exc})") from exc
         return value
 
-    @property
-    def journeys_dir(self) -> Path:
-        return self.content_dir / "journeys"
-
-    @property
-    def templates_dir(self) -> Path:
-        return self.content_dir / "templates"
-
-    @property
-    def leads_file(self) -> Path:
-        """Scoring, fit, lifecycle, routing and custom attribute schema (``leads.yaml``)."""
-        return self.content_dir / "leads.yaml"
-
-    @property
-    def segments_dir(self) -> Path:
-        return self.content_dir / "segments"
+    journeys_dir: ClassVar = InContent("journeys")
+    templates_dir: ClassVar = InContent("templates")
+    leads_file: ClassVar = InContent("leads.yaml")
+    """Scoring, fit, lifecycle, routing and custom attribute schema."""
+    segments_dir: ClassVar = InContent("segments")
 
     @property
     def browser_event_types(self) -> frozenset[str]:

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from leadflow.contacts.store import ContactStore, resolve_profile
+from leadflow.contacts.store import ContactStore, VisitorLinks
 from leadflow.events.model import Event
-from leadflow.events.store import EventStore, IdempotencyMarks
+from leadflow.events.store import EventStore, IdempotencyMarks, stored_events
 from leadflow.kernel import ids
 from leadflow.kernel.clock import iso, parse_iso, utc_now
 from leadflow.kernel.observability import logger, metrics
@@ -61,7 +61,7 @@ from leadflow.leads.decision import (
 )
 from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import ScoreState, replay, rule_matches
-from leadflow.platform.dynamo import Op, Transaction, TransactionCancelled, get, query_all, update_op, values
+from leadflow.platform.dynamo import Op, Transaction, TransactionCancelled
 from leadflow.platform.tables import keys
 from leadflow.segments.definitions import Segment
 from leadflow.segments.membership import SegmentMembership
@@ -77,46 +77,38 @@ class LeadStateConflict(RuntimeError):
 
 
 class LeadStore:
-    """The reads the engine needs and its transactions (an injected DynamoDB client)."""
+    """The reads and the profile write the engine needs, over the stores that own the items: the
+    profile and visitor links (``leadflow.contacts.store``), the stored events
+    (``leadflow.events.store``)."""
 
     def __init__(self, client: Any, contacts_table: str, events_table: str) -> None:
         self._client = client
-        self._contacts_table = contacts_table
+        self._contacts = ContactStore(client, contacts_table)
+        self._links = VisitorLinks(client, contacts_table)
         self._events_table = events_table
 
     @property
     def contacts_table(self) -> str:
-        return self._contacts_table
+        return self._contacts.table
 
     def profile(self, contact_id: str) -> dict[str, Any] | None:
-        return get(self._client, self._contacts_table, ContactStore.profile_key(contact_id), consistent=True)
+        return self._contacts.profile(contact_id, consistent=True)
 
     def resolve(self, contact_id: str) -> tuple[str, dict[str, Any]] | None:
-        """The live profile and its contact id (``leadflow.contacts.store.resolve_profile``)."""
-        return resolve_profile(self._client, self._contacts_table, contact_id)
+        """The live profile and its contact id (``ContactStore.resolve``)."""
+        return self._contacts.resolve(contact_id)
 
-    def link(self, visitor_id: str) -> dict[str, Any] | None:
-        key = {"pk": keys.visitor(visitor_id), "sk": keys.LINK}
-        return get(self._client, self._contacts_table, key, consistent=True)
+    def link(self, visitor_id: str) -> str | None:
+        """The contact a visitor id is linked to (consistent), or None."""
+        return self._links.linked_contact(visitor_id)
 
     def visitor_events(self, visitor_id: str) -> list[dict[str, Any]]:
         """Every stored event of an anonymous visitor (one partition, paged)."""
-        return self._partition(keys.visitor(visitor_id))
+        return stored_events(self._client, self._events_table, keys.visitor(visitor_id))
 
     def contact_events(self, contact_id: str) -> list[dict[str, Any]]:
         """Every stored event of a contact (full re-evaluation only: never on the stream path)."""
-        return self._partition(keys.contact(contact_id))
-
-    def _partition(self, pk: str) -> list[dict[str, Any]]:
-        return list(
-            query_all(
-                self._client,
-                TableName=self._events_table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :ev)",
-                ExpressionAttributeValues=values(pk=pk, ev="EV#"),
-                ConsistentRead=True,
-            )
-        )
+        return stored_events(self._client, self._events_table, keys.contact(contact_id))
 
     def update_op(
         self,
@@ -126,31 +118,9 @@ class LeadStore:
         version: int | None,
         stage_from: tuple[str | None] | None,
     ) -> dict[str, Any]:
-        """SET/REMOVE lead fields under the lock: the profile exists, is no tombstone, its
-        ``lead_version`` is still ``version`` (and its stage still ``stage_from[0]`` when given)."""
-        names = {"#lv": "lead_version", "#mi": "merged_into"}
-        vals: dict[str, Any] = {}
-        condition = "attribute_exists(pk) AND attribute_not_exists(#mi) AND "
-        if version is None:
-            condition += "attribute_not_exists(#lv)"
-        else:
-            condition += "#lv = :old_version"
-            vals["old_version"] = version
-        if stage_from is not None:
-            names["#st"] = "stage"
-            if stage_from[0] is None:
-                condition += " AND attribute_not_exists(#st)"
-            else:
-                condition += " AND #st = :old_stage"
-                vals["old_stage"] = stage_from[0]
-        return update_op(
-            self._contacts_table,
-            {"pk": keys.contact(contact_id), "sk": keys.PROFILE},
-            sets=dict(sorted(sets.items())),
-            remove=removes,
-            condition=condition,
-            names=names,
-            values_=vals,
+        """SET/REMOVE lead fields under the lock (``ContactStore.locked_update_op``)."""
+        return self._contacts.locked_update_op(
+            contact_id, version, sets=sets, remove=removes, stage_from=stage_from
         )
 
     def transact(self, txn: Transaction) -> None:
@@ -244,10 +214,10 @@ class LeadEngine:
         for _attempt in range(MAX_ATTEMPTS):
             contact_id = event.contact_id
             if contact_id is None:
-                link = self._store.link(event.visitor_id or "")
-                if link is None:
+                linked = self._store.link(event.visitor_id or "")
+                if linked is None:
                     return self._count("anonymous")  # no marker: contact_identified folds it in
-                contact_id = str(link["contact_id"])
+                contact_id = linked
             resolved = self._resolve(contact_id)
             if resolved is None:
                 logger.info("event of an unknown contact skipped", extra={"event_id": event.event_id})
@@ -344,8 +314,7 @@ class LeadEngine:
         visitor_id = event.properties.get("visitor_id")
         if not isinstance(visitor_id, str) or not visitor_id:
             return
-        link = self._store.link(visitor_id)
-        if link is None or str(link.get("contact_id")) != contact_id:
+        if self._store.link(visitor_id) != contact_id:
             return
         pending = sorted(
             (
@@ -440,8 +409,7 @@ class LeadEngine:
         for merged in profile.get("merged_ids") or []:
             items += self._store.contact_events(str(merged))
         for visitor_id in profile.get("visitor_ids") or []:
-            link = self._store.link(str(visitor_id))
-            if link is not None and str(link.get("contact_id")) == contact_id:
+            if self._store.link(str(visitor_id)) == contact_id:
                 items += self._store.visitor_events(str(visitor_id))
         return [item for item in items if item.get("source") != LEADS_SOURCE]
 

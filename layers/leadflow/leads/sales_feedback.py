@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from leadflow.contacts.store import resolve_profile
+from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore, IdempotencyMarks
 from leadflow.kernel import ids
@@ -33,8 +33,7 @@ from leadflow.kernel.clock import iso
 from leadflow.kernel.errors import NotFound
 from leadflow.kernel.observability import logger, metrics
 from leadflow.leads.model import LeadModel
-from leadflow.platform.dynamo import Transaction, TransactionCancelled, update_op
-from leadflow.platform.tables import keys
+from leadflow.platform.dynamo import Transaction, TransactionCancelled
 
 Outcome = Literal["accepted", "rejected", "won", "lost"]
 MAX_ATTEMPTS = 5
@@ -88,16 +87,14 @@ class SalesFeedbackService:
     def __init__(
         self,
         *,
-        client: Any,
-        contacts_table: str,
+        contacts: ContactStore,
         events: EventStore,
         marks: IdempotencyMarks,
         transact: Callable[[Transaction], None],
         lead_model: Callable[[], LeadModel],
         now: Callable[[], datetime],
     ) -> None:
-        self._client = client
-        self._table = contacts_table
+        self._contacts = contacts
         self._events = events
         self._marks = marks
         self._transact = transact
@@ -106,7 +103,7 @@ class SalesFeedbackService:
 
     def _resolve(self, contact_id: str) -> dict[str, Any]:
         """The contact's profile; a merged contact's survivor (followed once)."""
-        resolved = resolve_profile(self._client, self._table, contact_id)
+        resolved = self._contacts.resolve(contact_id)
         if resolved is None:
             raise NotFound("contact")
         return resolved[1]
@@ -163,21 +160,8 @@ class SalesFeedbackService:
             )
         elif feedback.outcome in ("accepted", "won"):
             removes.append("stage_hold_until")
-        condition = "attribute_exists(pk) AND attribute_not_exists(merged_into) AND "
-        condition += "attribute_not_exists(lead_version)" if version is None else "lead_version = :version"
         txn = Transaction()
-        txn.add(
-            update_op(
-                self._table,
-                {"pk": keys.contact(cid), "sk": keys.PROFILE},
-                sets=sets,
-                remove=removes,
-                add={"lead_version": 1},
-                condition=condition,
-                values_=None if version is None else {"version": version},
-            ),
-            "profile",
-        )
+        txn.add(self._contacts.locked_update_op(cid, version, sets=sets, remove=removes), "profile")
         if feedback.request_id:
             txn.add(self._marks.put_op(MARK_KIND, f"{cid}#{key}"), "marker")
         if target != current:

@@ -31,18 +31,17 @@ from leadflow.leads.model import LeadModel
 from leadflow.platform.dynamo import deserialize
 from leadflow.platform.tables import keys
 
-REPLAYED = frozenset(
-    {
-        "form_submitted",
-        "email_opened",
-        "email_clicked",
-        "consent_confirmed",
-        "unsubscribed",
-        "journey_enrollment_requested",
-        "sales_feedback",
-    }
+REPLAYED = (
+    "form_submitted",
+    "email_opened",
+    "email_clicked",
+    "consent_confirmed",
+    "unsubscribed",
+    "journey_enrollment_requested",
+    "sales_feedback",
 )
-"""System events ``simulate`` replays through the route that records them."""
+"""System events ``simulate`` replays through the route that records them (a form post, a tracking
+link, ...): the only system events a history to replay may hold."""
 SALES_FEEDBACK_FIELDS = ("outcome", "reason", "owner", "deal_value", "currency")
 GRANTS = frozenset({"form_submitted", "consent_confirmed", "consent_granted"})
 REVOCATIONS = frozenset({"unsubscribed", "consent_revoked"})

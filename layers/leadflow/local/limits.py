@@ -93,14 +93,24 @@ def item_size(item: Mapping[str, Any]) -> int:
     return sum(_text_size(name) + attribute_size(value) for name, value in item.items())
 
 
+def _at_most(amount: int, limit: int, code: str, message: str, operation: str, status: int = 400) -> None:
+    """Refuse the request as AWS does (``code``, ``message``) when ``amount`` is over ``limit``."""
+    if amount > limit:
+        raise refuse(code, message, operation, status)
+
+
+def _too_long(member: str, limit: int, got: str = "") -> str:
+    """AWS's validation message of a member over its length limit."""
+    return (
+        f"1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have "
+        f"length less than or equal to {limit}{got}"
+    )
+
+
 def _check_item(item: Mapping[str, Any], operation: str) -> int:
     size = item_size(item)
-    if size > ITEM_LIMIT:
-        raise refuse(
-            "ValidationException",
-            f"Item size has exceeded the maximum allowed size ({size} bytes; the limit is {ITEM_LIMIT} bytes, 400 KB)",
-            operation,
-        )
+    message = f"Item size has exceeded the maximum allowed size ({size} bytes; the limit is {ITEM_LIMIT} bytes, 400 KB)"
+    _at_most(size, ITEM_LIMIT, "ValidationException", message, operation)
     return size
 
 
@@ -109,43 +119,26 @@ def _dynamodb(operation: str, params: Mapping[str, Any]) -> None:
         _check_item(params.get("Item", {}), operation)
     elif operation == "TransactWriteItems":
         actions = params.get("TransactItems", [])
-        if len(actions) > TRANSACTION_ITEMS:
-            raise refuse(
-                "ValidationException",
-                f"1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must "
-                f"have length less than or equal to {TRANSACTION_ITEMS} (got {len(actions)})",
-                operation,
-            )
+        message = _too_long("transactItems", TRANSACTION_ITEMS, f" (got {len(actions)})")
+        _at_most(len(actions), TRANSACTION_ITEMS, "ValidationException", message, operation)
         total = 0
         for action in actions:
             [(kind, body)] = action.items()
             total += _check_item(body["Item"], operation) if kind == "Put" else item_size(body.get("Key", {}))
             total += item_size(body.get("ExpressionAttributeValues", {}))
-        if total > TRANSACTION_BYTES:
-            raise refuse(
-                "ValidationException",
-                f"Transaction request cannot be larger than 4 MB ({TRANSACTION_BYTES} bytes; got {total})",
-                operation,
-            )
+        message = f"Transaction request cannot be larger than 4 MB ({TRANSACTION_BYTES} bytes; got {total})"
+        _at_most(total, TRANSACTION_BYTES, "ValidationException", message, operation)
     elif operation == "BatchWriteItem":
         requests = [r for table in params.get("RequestItems", {}).values() for r in table]
-        if len(requests) > BATCH_WRITE_ITEMS:
-            raise refuse(
-                "ValidationException",
-                f"Too many items requested for the BatchWriteItem call: {len(requests)}, at most {BATCH_WRITE_ITEMS}",
-                operation,
-            )
+        message = f"Too many items requested for the BatchWriteItem call: {len(requests)}, at most {BATCH_WRITE_ITEMS}"
+        _at_most(len(requests), BATCH_WRITE_ITEMS, "ValidationException", message, operation)
         for request in requests:
             if "PutRequest" in request:
                 _check_item(request["PutRequest"]["Item"], operation)
     elif operation == "BatchGetItem":
         keys = sum(len(t.get("Keys", [])) for t in params.get("RequestItems", {}).values())
-        if keys > BATCH_GET_ITEMS:
-            raise refuse(
-                "ValidationException",
-                f"Too many items requested for the BatchGetItem call: {keys}, at most {BATCH_GET_ITEMS}",
-                operation,
-            )
+        message = f"Too many items requested for the BatchGetItem call: {keys}, at most {BATCH_GET_ITEMS}"
+        _at_most(keys, BATCH_GET_ITEMS, "ValidationException", message, operation)
 
 
 def _message_attributes_size(attributes: Mapping[str, Any] | None) -> int:
@@ -156,35 +149,30 @@ def _message_attributes_size(attributes: Mapping[str, Any] | None) -> int:
     return total
 
 
+def _sqs_size(message: Mapping[str, Any]) -> int:
+    """An SQS message's size: its body and its attributes."""
+    return _text_size(message.get("MessageBody")) + _message_attributes_size(message.get("MessageAttributes"))
+
+
 def _sqs(operation: str, params: Mapping[str, Any]) -> None:
     if operation == "SendMessage":
-        size = _text_size(params.get("MessageBody")) + _message_attributes_size(
-            params.get("MessageAttributes")
+        message = (
+            f"One or more parameters are invalid. Reason: Message must be shorter than {MESSAGE_LIMIT} bytes."
         )
-        if size > MESSAGE_LIMIT:
-            raise refuse(
-                "InvalidParameterValue",
-                f"One or more parameters are invalid. Reason: Message must be shorter than {MESSAGE_LIMIT} bytes.",
-                operation,
-            )
+        _at_most(_sqs_size(params), MESSAGE_LIMIT, "InvalidParameterValue", message, operation)
     elif operation == "SendMessageBatch":
         entries = params.get("Entries", [])
-        if len(entries) > BATCH_ENTRIES:
-            raise refuse(
-                "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
-                f"Maximum number of entries per request are {BATCH_ENTRIES}. You have sent {len(entries)}.",
-                operation,
-            )
-        total = sum(
-            _text_size(e.get("MessageBody")) + _message_attributes_size(e.get("MessageAttributes"))
-            for e in entries
+        message = f"Maximum number of entries per request are {BATCH_ENTRIES}. You have sent {len(entries)}."
+        _at_most(
+            len(entries),
+            BATCH_ENTRIES,
+            "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+            message,
+            operation,
         )
-        if total > MESSAGE_LIMIT:
-            raise refuse(
-                "AWS.SimpleQueueService.BatchRequestTooLong",
-                f"Batch requests cannot be longer than {MESSAGE_LIMIT} bytes. You have sent {total} bytes.",
-                operation,
-            )
+        total = sum(_sqs_size(e) for e in entries)
+        message = f"Batch requests cannot be longer than {MESSAGE_LIMIT} bytes. You have sent {total} bytes."
+        _at_most(total, MESSAGE_LIMIT, "AWS.SimpleQueueService.BatchRequestTooLong", message, operation)
 
 
 def _sns(operation: str, params: Mapping[str, Any]) -> None:
@@ -194,36 +182,26 @@ def _sns(operation: str, params: Mapping[str, Any]) -> None:
             + _text_size(params.get("Subject"))
             + _message_attributes_size(params.get("MessageAttributes"))
         )
-        if size > MESSAGE_LIMIT:
-            raise refuse(
-                "InvalidParameter",
-                f"Invalid parameter: Message too long ({size} bytes; at most {MESSAGE_LIMIT} bytes, 256 KB)",
-                operation,
-            )
+        message = f"Invalid parameter: Message too long ({size} bytes; at most {MESSAGE_LIMIT} bytes, 256 KB)"
+        _at_most(size, MESSAGE_LIMIT, "InvalidParameter", message, operation)
 
 
 def _events(operation: str, params: Mapping[str, Any]) -> None:
     if operation == "PutEvents":
         entries = params.get("Entries", [])
-        if len(entries) > BATCH_ENTRIES:
-            raise refuse(
-                "ValidationException",
-                f"1 validation error detected: Value at 'entries' failed to satisfy constraint: Member must have "
-                f"length less than or equal to {BATCH_ENTRIES}",
-                operation,
-            )
+        _at_most(
+            len(entries), BATCH_ENTRIES, "ValidationException", _too_long("entries", BATCH_ENTRIES), operation
+        )
         total = 0
         for entry in entries:
             total += sum(_text_size(entry.get(k)) for k in ("Source", "DetailType", "Detail", "EventBusName"))
             total += sum(_text_size(r) for r in entry.get("Resources", []))
             total += 14 if entry.get("Time") else 0
-        if total > MESSAGE_LIMIT:
-            raise refuse(
-                "ValidationException",
-                f"Total size of the entries in the request is over the limit: {total} bytes, at most {MESSAGE_LIMIT} "
-                "bytes (256 KB)",
-                operation,
-            )
+        message = (
+            f"Total size of the entries in the request is over the limit: {total} bytes, at most {MESSAGE_LIMIT} "
+            "bytes (256 KB)"
+        )
+        _at_most(total, MESSAGE_LIMIT, "ValidationException", message, operation)
 
 
 def check_execution_name(name: str, operation: str = "StartExecution") -> None:
@@ -241,20 +219,11 @@ def _stepfunctions(operation: str, params: Mapping[str, Any]) -> None:
         if "name" in params:
             check_execution_name(str(params["name"]))
         size = _text_size(params.get("input"))
-        if size > MESSAGE_LIMIT:
-            raise refuse(
-                "ValidationException",
-                f"1 validation error detected: Value at 'input' failed to satisfy constraint: Member must have "
-                f"length less than or equal to {MESSAGE_LIMIT} (got {size} bytes)",
-                operation,
-            )
-    elif operation == "SendTaskSuccess" and _text_size(params.get("output")) > MESSAGE_LIMIT:
-        raise refuse(
-            "ValidationException",
-            f"1 validation error detected: Value at 'output' failed to satisfy constraint: Member must have "
-            f"length less than or equal to {MESSAGE_LIMIT}",
-            operation,
-        )
+        message = _too_long("input", MESSAGE_LIMIT, f" (got {size} bytes)")
+        _at_most(size, MESSAGE_LIMIT, "ValidationException", message, operation)
+    elif operation == "SendTaskSuccess":
+        size = _text_size(params.get("output"))
+        _at_most(size, MESSAGE_LIMIT, "ValidationException", _too_long("output", MESSAGE_LIMIT), operation)
 
 
 def _lambda(operation: str, params: Mapping[str, Any]) -> None:
@@ -265,13 +234,8 @@ def _lambda(operation: str, params: Mapping[str, Any]) -> None:
         asynchronous = operation == "InvokeAsync" or params.get("InvocationType") == "Event"
         limit = MESSAGE_LIMIT if asynchronous else SYNC_PAYLOAD_LIMIT
         size = _text_size(payload)
-        if size > limit:
-            raise refuse(
-                "RequestTooLargeException",
-                f"Request must be smaller than {limit} bytes for the InvokeFunction operation (got {size})",
-                operation,
-                status=413,
-            )
+        message = f"Request must be smaller than {limit} bytes for the InvokeFunction operation (got {size})"
+        _at_most(size, limit, "RequestTooLargeException", message, operation, status=413)
 
 
 CHECKS = {

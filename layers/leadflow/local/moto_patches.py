@@ -42,7 +42,7 @@ import threading
 import time
 import types
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -272,6 +272,29 @@ def _transaction_snapshot(backend: Any, transact_items: list[dict[str, Any]]) ->
     return undo
 
 
+Patch = tuple[Any, str, Any]
+"""(owner: a module or class, attribute name, replacement)."""
+
+
+@contextmanager
+def patched(patches: Sequence[Patch]) -> Iterator[None]:
+    """Each owner's attribute replaced while active; on exit put back exactly as the owner held it
+    (its own value, descriptors such as ``staticmethod`` included; one it only inherited or did
+    not have: removed again)."""
+    missing = object()
+    saved = [(owner, name, vars(owner).get(name, missing)) for owner, name, _ in patches]
+    for owner, name, replacement in patches:
+        setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        for owner, name, original in saved:
+            if original is missing:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+
+
 @contextmanager
 def patched_moto(clock: VirtualClock, handlers: Mapping[str, Handler]) -> Iterator[None]:
     """Install the patches for the duration of the block."""
@@ -414,7 +437,7 @@ def patched_moto(clock: VirtualClock, handlers: Mapping[str, Handler]) -> Iterat
                 action()
             raise
 
-    patches: list[tuple[Any, str, Any]] = [
+    patches: list[Patch] = [
         (dynamodb_models, "get_filter_expression", cached_filter_expression),
         (dynamodb_table, "get_filter_expression", cached_filter_expression),
         (dynamodb_models, "copy", _TableCopyShim),
@@ -433,15 +456,5 @@ def patched_moto(clock: VirtualClock, handlers: Mapping[str, Handler]) -> Iterat
         (StepFunctionResponse, "redrive_execution", redrive_execution),
         (StepFunctionResponse, "send_task_failure", send_task_failure),
     ]
-    missing = object()
-    saved = [(owner, name, getattr(owner, name, missing)) for owner, name, _ in patches]
-    for owner, name, replacement in patches:
-        setattr(owner, name, replacement)
-    try:
+    with patched(patches):
         yield
-    finally:
-        for owner, name, original in saved:
-            if original is missing:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, original)

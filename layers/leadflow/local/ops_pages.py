@@ -451,6 +451,10 @@ def _html(system: LocalSystem, template: str, status: int = HTTPStatus.OK, **con
     return status, HTML, body.encode()
 
 
+def _error(system: LocalSystem, status: HTTPStatus, heading: str, message: str) -> Page:
+    return _html(system, "error.html", status, heading=heading, message=message)
+
+
 def _json(payload: Any) -> Page:
     return HTTPStatus.OK, JSON, json.dumps(payload, indent=1, default=str).encode()
 
@@ -473,33 +477,17 @@ def _journeys(system: LocalSystem, path: str, params: Mapping[str, str]) -> Page
     directory = system.content_dir / "journeys"
     try:
         journeys = load_journeys(directory)
-    except JourneyError as exc:
-        return _html(
-            system,
-            "error.html",
-            HTTPStatus.INTERNAL_SERVER_ERROR,
-            heading="Invalid journey",
-            message=str(exc),
-        )
-    if path == "/_local/journeys":
-        rows = [_journey_row(system, j, compile_journey(j)) for j in journeys]
-        return _html(system, "journeys.html", journeys=rows, directory=str(directory))
-    wanted = params.get("id", "")
-    journey = next((j for j in journeys if j.id == wanted), None)
-    if journey is None:
-        return _html(
-            system, "error.html", HTTPStatus.NOT_FOUND, heading="Not found", message=f"no journey {wanted!r}"
-        )
-    try:  # as deployed: each send names its template's version
+        if path == "/_local/journeys":
+            rows = [_journey_row(system, j, compile_journey(j)) for j in journeys]
+            return _html(system, "journeys.html", journeys=rows, directory=str(directory))
+        wanted = params.get("id", "")
+        journey = next((j for j in journeys if j.id == wanted), None)
+        if journey is None:
+            return _error(system, HTTPStatus.NOT_FOUND, "Not found", f"no journey {wanted!r}")
+        # as deployed: each send names its template's version
         asl = compile_journey(journey, templates_dir=system.content_dir / "templates")
     except JourneyError as exc:
-        return _html(
-            system,
-            "error.html",
-            HTTPStatus.INTERNAL_SERVER_ERROR,
-            heading="Invalid journey",
-            message=str(exc),
-        )
+        return _error(system, HTTPStatus.INTERNAL_SERVER_ERROR, "Invalid journey", str(exc))
     svg, svg_error = None, ""
     try:
         from leadflow.journeys.graph import render_svg
@@ -524,15 +512,11 @@ def render(system: LocalSystem, path: str, query: str = "") -> Page | None:
     if path in ("/_local/execution", "/_local/execution.json"):
         arn = params.get("arn", "")
         if not arn:
-            return _html(
-                system, "error.html", HTTPStatus.BAD_REQUEST, heading="Bad request", message="arn is required"
-            )
+            return _error(system, HTTPStatus.BAD_REQUEST, "Bad request", "arn is required")
         try:
             view = execution_view(system, arn)
         except ExecutionNotFound:
-            return _html(
-                system, "error.html", HTTPStatus.NOT_FOUND, heading="Not found", message=f"no execution {arn}"
-            )
+            return _error(system, HTTPStatus.NOT_FOUND, "Not found", f"no execution {arn}")
         return _json(view.as_json()) if path.endswith(".json") else _html(system, "execution.html", e=view)
     if path == "/_local/outbox/page":
         return _html(system, "outbox.html", messages=system.outbox())
@@ -566,10 +550,11 @@ def _versions(system: LocalSystem, journey_id: str) -> Page:
 def _report(system: LocalSystem, params: Mapping[str, str]) -> Page:
     """The reporting counters as charts (inline SVG) and figures: the figures of the admin API's
     /admin/reports/* routes and of ``leadflow report``."""
+    from leadflow import wiring
+    from leadflow.kernel.settings import get_settings
     from leadflow.reporting import render
-    from leadflow.reporting.api import reader
 
-    reports = reader()
+    reports = wiring.report_reader(get_settings())
     journeys = [j.id for j in load_journeys(system.content_dir / "journeys")]
     templates = sorted(
         p.name for p in (system.content_dir / "templates").iterdir() if not p.name.startswith("_")

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 from leadflow.events.streams import lambda_stream_record
 from leadflow.local.moto_patches import Handler, lambda_context
@@ -49,26 +49,62 @@ class Consumer:
     dead_lettered: int = 0
 
 
-class StreamPump:
-    def __init__(self, *, streams: Any, sqs: Any, stream_arn: str, region: str) -> None:
-        self._streams = streams
-        self._sqs = sqs
-        self._stream_arn = stream_arn
-        self._region = region
-        self._consumers: list[Consumer] = []
-        self._iterators: dict[str, str] = {}
-        self._shards: list[str] = []
-        self._shards_read_at = 0.0
+C = TypeVar("C")
+
+
+class _Pump(Generic[C]):
+    """A pump of its consumers (``C``) that runs on a daemon thread (``start``) every ``interval``
+    seconds until ``stop``; an error is logged, given to ``on_error`` and the next round runs."""
+
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._consumers: list[C] = []
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
-    def consumers(self) -> list[Consumer]:
+    def consumers(self) -> list[C]:
         return list(self._consumers)
 
-    def add_consumer(self, consumer: Consumer) -> None:
+    def add_consumer(self, consumer: C) -> None:
         self._consumers.append(consumer)
+
+    def _pump(self) -> None:
+        raise NotImplementedError
+
+    def start(self, interval: float = 0.05, on_error: Callable[[BaseException], None] | None = None) -> None:
+        def run() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self._pump()
+                except Exception as exc:
+                    log.exception(self.name)
+                    if on_error:
+                        on_error(exc)
+
+        self._thread = threading.Thread(target=run, name=self.name.replace(" ", "-"), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+
+class StreamPump(_Pump[Consumer]):
+    name = "stream pump"
+
+    def __init__(self, *, streams: Any, sqs: Any, stream_arn: str, region: str) -> None:
+        super().__init__()
+        self._streams = streams
+        self._sqs = sqs
+        self._stream_arn = stream_arn
+        self._region = region
+        self._iterators: dict[str, str] = {}
+        self._shards: list[str] = []
+        self._shards_read_at = 0.0
 
     def _read(self) -> list[dict[str, Any]]:
         """New stream records of every shard since the last read."""
@@ -201,23 +237,8 @@ class StreamPump:
                 return str(shard["ShardId"])
         return str(shards[0]["ShardId"])
 
-    def start(self, interval: float = 0.05, on_error: Callable[[BaseException], None] | None = None) -> None:
-        def run() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.drain()
-                except Exception as exc:
-                    log.exception("stream pump")
-                    if on_error:
-                        on_error(exc)
-
-        self._thread = threading.Thread(target=run, name="stream-pump", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
+    def _pump(self) -> None:
+        self.drain()
 
 
 @dataclass
@@ -239,23 +260,15 @@ class QueueConsumer:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
 
-class QueuePump:
+class QueuePump(_Pump[QueueConsumer]):
     """Pumps SQS queues into their consumers (the bulk worker)."""
 
+    name = "queue pump"
+
     def __init__(self, *, sqs: Any, region: str) -> None:
+        super().__init__()
         self._sqs = sqs
         self._region = region
-        self._consumers: list[QueueConsumer] = []
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def consumers(self) -> list[QueueConsumer]:
-        return list(self._consumers)
-
-    def add_consumer(self, consumer: QueueConsumer) -> None:
-        self._consumers.append(consumer)
 
     def _record(self, consumer: QueueConsumer, message: dict[str, Any]) -> dict[str, Any]:
         attributes = message.get("Attributes", {})
@@ -330,22 +343,6 @@ class QueuePump:
                     VisibilityTimeout=consumer.retry_delay,
                 )
 
-    def start(self, interval: float = 0.05, on_error: Callable[[BaseException], None] | None = None) -> None:
-        def run() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    while self.drain_once():
-                        if self._stop.is_set():
-                            return
-                except Exception as exc:
-                    log.exception("queue pump")
-                    if on_error:
-                        on_error(exc)
-
-        self._thread = threading.Thread(target=run, name="queue-pump", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
+    def _pump(self) -> None:
+        while self.drain_once() and not self._stop.is_set():
+            pass

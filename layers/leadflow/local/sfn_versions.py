@@ -42,6 +42,8 @@ from moto.stepfunctions.responses import StepFunctionResponse
 from moto.stepfunctions.utils import PAGINATION_MODEL
 from moto.utilities.paginator import paginate
 
+from leadflow.local.moto_patches import Patch, patched
+
 ALIAS_ATTRIBUTE = "leadflow_alias_arn"
 """Where an execution started on an alias keeps the alias's ARN."""
 
@@ -269,7 +271,7 @@ def versions_and_aliases() -> Iterator[None]:
         """A version's name check: ``start_execution`` made it across the state machine's versions."""
         return None
 
-    patches: list[tuple[Any, str, Any]] = [
+    patches: list[Patch] = [
         (StepFunctionsParserBackend, "start_execution", start_execution),
         (sfn_models.StateMachineVersion, "_handle_name_input_idempotency", no_second_check),
         (StepFunctionsParserBackend, "_get_executions", get_executions),
@@ -280,15 +282,5 @@ def versions_and_aliases() -> Iterator[None]:
         (StepFunctionResponse, "list_executions", list_executions_response),
         (StepFunctionResponse, "list_state_machine_versions", list_state_machine_versions),
     ]
-    missing = object()
-    saved = [(owner, attribute, owner.__dict__.get(attribute, missing)) for owner, attribute, _ in patches]
-    for owner, attribute, replacement in patches:
-        setattr(owner, attribute, replacement)
-    try:
+    with patched(patches):
         yield
-    finally:
-        for owner, attribute, original in saved:
-            if original is missing:
-                delattr(owner, attribute)
-            else:
-                setattr(owner, attribute, original)

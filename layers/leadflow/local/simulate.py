@@ -67,21 +67,13 @@ from leadflow.journeys.model import (
 from leadflow.journeys.timing import next_send_time, zone
 from leadflow.kernel import ids, observability
 from leadflow.kernel.settings import get_settings
+from leadflow.local.history_export import REPLAYED
 from leadflow.local.metering import SEND_MEMORY_MB, DynamoMeter, enrollment_journey
 from leadflow.local.system import ROOT, LocalSystem, resource_name
 from leadflow.platform.tables import EVENTS, MESSAGES
 
 """The journey step function's deployed memory (GB-seconds, as ``make bench`` prices them)."""
 JSON = {"content-type": "application/json"}
-REPLAYED_THROUGH_LINKS = (
-    "form_submitted",
-    "email_opened",
-    "email_clicked",
-    "consent_confirmed",
-    "unsubscribed",
-    "journey_enrollment_requested",
-    "sales_feedback",
-)
 NOT_ENTERED_METRICS = {
     "JourneyEntryConditionFalse": "entry condition",
     "JourneyReEntryRefused": "re-entry rule",
@@ -146,10 +138,10 @@ def read_events(path: Path) -> list[HistoryEvent]:
             raise SimulationError(f"{where}: 'email' is required (the contact the event is about)")
         if (
             kind in RESERVED_EVENT_TYPES or kind.startswith(RESERVED_EVENT_PREFIXES)
-        ) and kind not in REPLAYED_THROUGH_LINKS:
+        ) and kind not in REPLAYED:
             raise SimulationError(
                 f"{where}: {kind!r} is recorded by leadflow itself and cannot be replayed "
-                f"(replayable system events: {', '.join(REPLAYED_THROUGH_LINKS)})"
+                f"(replayable system events: {', '.join(REPLAYED)})"
             )
         if kind == "form_submitted" and not (body.get("properties") or {}).get("form_id"):
             raise SimulationError(f"{where}: form_submitted needs properties.form_id")

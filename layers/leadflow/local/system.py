@@ -39,7 +39,7 @@ from leadflow.capture import protection
 from leadflow.journeys import compile_journey, load_journeys
 from leadflow.kernel import clock as domain_clock
 from leadflow.kernel import observability
-from leadflow.kernel.settings import get_settings
+from leadflow.kernel.settings import Settings, get_settings
 from leadflow.local import limits, recording, sfn_stop, sfn_versions
 from leadflow.local.clock import VirtualClock
 from leadflow.local.moto_patches import Handler, lambda_context, patched_moto
@@ -49,7 +49,6 @@ from leadflow.messaging.template_versions import upload_archive
 from leadflow.platform.routes import resolve
 from leadflow.platform.tables import ALL_TABLES, EVENTS, MESSAGES, TableSpec
 from leadflow.platform.tokens import KeyRing
-from leadflow.reporting import api as reporting_api
 
 ROOT = Path(__file__).resolve().parents[3]
 REGION = "us-east-1"
@@ -95,32 +94,32 @@ def queue_url(logical: str) -> str:
     return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{resource_name(logical)}"
 
 
-def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, str]:
-    """The ``LEADFLOW_*`` environment the functions see locally (every Settings field)."""
+def local_settings(public_base_url: str, content_dir: Path = ROOT) -> dict[str, str]:
+    """The local runtime's value of every ``Settings`` field (the text of its variable)."""
     return {
-        "LEADFLOW_STAGE": STAGE,
-        "LEADFLOW_CONTACTS_TABLE": resource_name("contacts"),
-        "LEADFLOW_EVENTS_TABLE": resource_name("events"),
-        "LEADFLOW_MESSAGES_TABLE": resource_name("messages"),
-        "LEADFLOW_IDEMPOTENCY_TABLE": resource_name("idempotency"),
-        "LEADFLOW_REPORTS_TABLE": resource_name("reports"),
-        "LEADFLOW_REPORT_GOALS": "purchase,deal_won",
-        "LEADFLOW_PUBLIC_BASE_URL": public_base_url,
-        "LEADFLOW_SIGNING_KEY_SECRET": resource_name("signing-key"),
-        "LEADFLOW_SENDER_EMAIL": SENDER,
-        "LEADFLOW_SENDER_NAME": "Northwind Analytics",
-        "LEADFLOW_UNSUBSCRIBE_MAILTO": "unsubscribe@leadflow.example.com",
-        "LEADFLOW_SES_CONFIGURATION_SET": resource_name("email"),
-        "LEADFLOW_CONTENT_DIR": str(content_dir),
-        "LEADFLOW_STATE_MACHINE_ARN_PREFIX": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{PREFIX}-",
-        "LEADFLOW_JOURNEY_ALIAS": JOURNEY_ALIAS,
-        "LEADFLOW_EVENT_RETENTION_DAYS": "400",
-        "LEADFLOW_SALES_TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:{resource_name('sales-handoff')}",
-        "LEADFLOW_WEBHOOK_SECRETS_SECRET": resource_name("webhook-keys"),
-        "LEADFLOW_SMS_SENDER_ID": "Northwind",
-        "LEADFLOW_SMS_ORIGINATION_NUMBER": "",
-        "LEADFLOW_SMS_TYPE": "Promotional",
-        "LEADFLOW_FORMS": json.dumps(
+        "stage": STAGE,
+        "contacts_table": resource_name("contacts"),
+        "events_table": resource_name("events"),
+        "messages_table": resource_name("messages"),
+        "idempotency_table": resource_name("idempotency"),
+        "reports_table": resource_name("reports"),
+        "report_goals": "purchase,deal_won",
+        "public_base_url": public_base_url,
+        "signing_key_secret": resource_name("signing-key"),
+        "sender_email": SENDER,
+        "sender_name": "Northwind Analytics",
+        "unsubscribe_mailto": "unsubscribe@leadflow.example.com",
+        "ses_configuration_set": resource_name("email"),
+        "content_dir": str(content_dir),
+        "state_machine_arn_prefix": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{PREFIX}-",
+        "journey_alias": JOURNEY_ALIAS,
+        "event_retention_days": "400",
+        "sales_topic_arn": f"arn:aws:sns:{REGION}:{ACCOUNT}:{resource_name('sales-handoff')}",
+        "webhook_secrets_secret": resource_name("webhook-keys"),
+        "sms_sender_id": "Northwind",
+        "sms_origination_number": "",
+        "sms_type": "Promotional",
+        "forms": json.dumps(
             {
                 "newsletter": {
                     "thank_you_url": "/thanks",
@@ -138,13 +137,21 @@ def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, st
                 },
             }
         ),
-        "LEADFLOW_BULK_QUEUE_URL": queue_url("bulk-jobs"),
-        "LEADFLOW_EVENT_BUS_NAME": resource_name("leads"),
-        "LEADFLOW_WEBHOOK_DEAD_LETTER_QUEUE_URL": queue_url("webhook-dead-letters"),
-        "LEADFLOW_BROADCAST_SEND_RATE": "1000",
-        "LEADFLOW_PUBLIC_EVENT_TYPES": "video_played",
-        "LEADFLOW_EVENT_SOURCE_KEYS_SECRET": resource_name("event-source-keys"),
-        "LEADFLOW_TEMPLATE_ARCHIVE_BUCKET": resource_name("template-archive"),
+        "bulk_queue_url": queue_url("bulk-jobs"),
+        "event_bus_name": resource_name("leads"),
+        "webhook_dead_letter_queue_url": queue_url("webhook-dead-letters"),
+        "broadcast_send_rate": "1000",
+        "public_event_types": "video_played",
+        "event_source_keys_secret": resource_name("event-source-keys"),
+        "template_archive_bucket": resource_name("template-archive"),
+    }
+
+
+def settings_env(public_base_url: str, content_dir: Path = ROOT) -> dict[str, str]:
+    """The environment the functions see locally: every ``Settings`` field's variable
+    (``Settings.environment``: a field without a local value, or a value of no field, is an
+    error) and Powertools' own."""
+    return Settings.environment(local_settings(public_base_url, content_dir)) | {
         "POWERTOOLS_SERVICE_NAME": "leadflow",
         "POWERTOOLS_METRICS_NAMESPACE": "Leadflow",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -301,7 +308,6 @@ class LocalSystem:
         self._stack.enter_context(sfn_versions.versions_and_aliases())
         # a fresh process state for this system: settings, clients and cached secrets of an earlier one go
         get_settings.cache_clear()
-        reporting_api.reset()
         wiring.client.cache_clear()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
         protection.refusals.clear()  # the dashboard's refusal figures are this system's

@@ -42,7 +42,7 @@ from leadflow.messaging.template_versions import (
 PARTS = ("subject.txt", "body.html", "body.txt")
 PREHEADER_PART = "preheader.txt"
 SMS_PART = "sms.txt"
-_LOCALE = re.compile(r"^[a-z]{2}(?:[-_][A-Za-z]{2})?$")
+LOCALE_FOLDER = re.compile(r"^[a-z]{2}(?:[-_][A-Za-z]{2})?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _SMS_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]+")  # newlines stay
 
@@ -92,7 +92,7 @@ class _Version:
     def source(self, locale: str | None, part: str) -> str:
         template = self.template
         candidates = []
-        if locale and _LOCALE.match(locale):
+        if locale and LOCALE_FOLDER.match(locale):
             candidates += [f"{template}/{locale.replace('_', '-')}/{part}", f"{template}/{locale[:2]}/{part}"]
         candidates.append(f"{template}/{part}")
         for name in candidates:

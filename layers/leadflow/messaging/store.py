@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from leadflow.platform.dynamo import (
     Item,
+    batch_get,
     deserialize,
     is_conditional_failure,
     serialize,
@@ -64,6 +65,12 @@ class MessageStore:
     def get(self, message_id: str) -> Item | None:
         resp = self._client.get_item(TableName=self._table, Key=self._key(message_id), ConsistentRead=True)
         return deserialize(resp["Item"]) if "Item" in resp else None
+
+    def many(self, message_ids: Sequence[str]) -> list[Item]:
+        """The stored messages with these ids (batched, unprocessed keys retried); unknown ids absent."""
+        return batch_get(
+            self._client, self._table, [{"pk": keys.message(m), "sk": keys.MSG} for m in message_ids]
+        )
 
     def hand_over(self, message_id: str, at: str) -> bool:
         """Mark the moment the message goes to the provider (after this, a retry never re-sends);

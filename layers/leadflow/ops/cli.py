@@ -6,14 +6,19 @@ function does: each journey's ``on_change``),
 ``leadflow ops redrive [--stage dev] [--streams] [--executions] [--since ISO] [--dry-run]``,
 ``leadflow ops smoke [--stage STAGE | --url URL] [--key KEY] [--timeout S]``,
 ``leadflow ops backfill-event-times [--stage dev]`` (once, after upgrading to the events' by_time index),
-``leadflow contacts import FILE [--url URL] [--key ADMIN_KEY] [--chunk-rows 2000]``."""
+``leadflow contacts import FILE [--url URL] [--key ADMIN_KEY] [--chunk-rows 2000]``,
+``leadflow journeys simulate``, ``leadflow report``.
+
+The commands are one table (``COMMANDS``: group, name, function, help, arguments); ``parser``
+builds argparse from it, so adding a command is adding a row."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -132,9 +137,7 @@ def _versions(args: argparse.Namespace) -> int:
         from leadflow.ops.versions import journey_versions
 
         try:
-            stack = _client("cloudformation", args.region).describe_stacks(StackName=f"leadflow-{args.stage}")
-            outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Stacks"][0].get("Outputs", [])}
-            machine = outputs[f"Journey{args.id.replace('-', '').capitalize()}Arn"]
+            machine = _stack_outputs(args.stage, args.region)[_journey_output(args.id)]
         except Exception as exc:
             print(f"error: no journey {args.id!r} in stack leadflow-{args.stage}: {exc}", file=sys.stderr)
             return 2
@@ -189,14 +192,13 @@ def _apply_changes(args: argparse.Namespace) -> int:
     from leadflow.ops.changes import apply_changes
 
     try:
-        stack = _client("cloudformation", args.region).describe_stacks(StackName=f"leadflow-{args.stage}")
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Stacks"][0].get("Outputs", [])}
+        outputs = _stack_outputs(args.stage, args.region)
         contacts, events_table = outputs["ContactsTable"], outputs["EventsTable"]
     except Exception as exc:
         print(f"error: cannot read stack leadflow-{args.stage}: {exc}", file=sys.stderr)
         return 2
     journeys = load_journeys(Path(args.journeys))
-    machines = {j.id: outputs.get(f"Journey{j.id.replace('-', '').capitalize()}Arn") for j in journeys}
+    machines = {j.id: outputs.get(_journey_output(j.id)) for j in journeys}
     for journey_id, machine in machines.items():
         if machine is None:
             print(f"error: journey {journey_id!r} is not deployed in leadflow-{args.stage}", file=sys.stderr)
@@ -253,6 +255,17 @@ def _client(service: str, region: str | None) -> Any:
     import boto3
 
     return boto3.client(service, region_name=region)
+
+
+def _stack_outputs(stage: str, region: str | None) -> dict[str, str]:
+    """The outputs of the stage's stack ``leadflow-<stage>`` (its table names, journey ARNs...)."""
+    stack = _client("cloudformation", region).describe_stacks(StackName=f"leadflow-{stage}")
+    return {o["OutputKey"]: o["OutputValue"] for o in stack["Stacks"][0].get("Outputs", [])}
+
+
+def _journey_output(journey_id: str) -> str:
+    """The stack output with a journey's state machine ARN."""
+    return f"Journey{journey_id.replace('-', '').capitalize()}Arn"
 
 
 def _backfill_event_times(args: argparse.Namespace) -> int:
@@ -428,172 +441,6 @@ def _import_contacts(args: argparse.Namespace) -> int:
     return 1 if totals["failed"] else 0
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="leadflow", description="leadflow command line")
-    groups = root.add_subparsers(dest="group", required=True)
-    journeys = groups.add_parser("journeys", help="validate, compile and draw journey files")
-    commands = journeys.add_subparsers(dest="command", required=True)
-    validate = commands.add_parser("validate", help="check journey files, print every problem")
-    validate.add_argument("files", nargs="+", metavar="FILE")
-    validate.add_argument("--templates", help="templates folder (default: templates/ beside journeys/)")
-    validate.add_argument("--leads", help="leads.yaml with the custom attributes (default: beside journeys/)")
-    validate.set_defaults(run=_validate)
-    compile_ = commands.add_parser("compile", help="print the Step Functions definition (ASL) of a journey")
-    compile_.add_argument("file", metavar="FILE")
-    compile_.set_defaults(run=_compile)
-    graph = commands.add_parser("graph", help="draw a journey as a flowchart (SVG)")
-    graph.add_argument("file", metavar="FILE")
-    graph.add_argument("-o", "--output", metavar="OUT.svg", help="write here (default: standard output)")
-    graph.set_defaults(run=_graph)
-    simulate = commands.add_parser(
-        "simulate",
-        help="replay a history of events through a journey on the local runtime (nothing leaves the machine)",
-        description='Each line of EVENTS.jsonl is a POST /events body plus "at" (ISO 8601): virtual time '
-        "moves to it and the event arrives as the real system would receive it; then the clock runs "
-        "until the journey is done. Prints entries, paths, sends, skips, exits, send times and the "
-        "orchestration cost per contact (the model of make bench). See journeys/README.md.",
-    )
-    simulate.add_argument("file", metavar="JOURNEY.yaml")
-    simulate.add_argument("--events", metavar="EVENTS.jsonl", help="the history to replay")
-    simulate.add_argument(
-        "--from-stage", metavar="STAGE", help="replay a deployed stage's history instead (boto3, read-only)"
-    )
-    simulate.add_argument(
-        "--since", type=_window, default=timedelta(days=30), help="with --from-stage: 30d, 12h or an ISO time"
-    )
-    simulate.add_argument("--region", default=None, help="with --from-stage: AWS region")
-    simulate.add_argument(
-        "--contacts",
-        metavar="CONTACTS.jsonl",
-        help="contacts to import first (the admin import's JSON Lines rows)",
-    )
-    simulate.add_argument("--compare", metavar="OLD.yaml", help="replay through this version too and compare")
-    simulate.add_argument("--json", action="store_true", help="also print the result as the final JSON line")
-    simulate.set_defaults(run=_simulate)
-
-    versions = commands.add_parser(
-        "versions",
-        help="a journey's published versions and the running executions on each",
-        description="Every deploy publishes a version of each changed journey and moves its alias "
-        "(live) to it; running executions keep theirs. Lists the versions (newest first: number, "
-        "created, the alias's share, the definition's hash) and the RUNNING executions per version.",
-    )
-    versions.add_argument("id", metavar="ID", help="journey id")
-    versions.add_argument(
-        "--stage", default=None, help="a deployed stage (stack leadflow-<stage>), via boto3"
-    )
-    versions.add_argument("--url", default="http://127.0.0.1:8080", help="the local system (make run)")
-    versions.add_argument("--alias", default="live", help="the journeys' alias (default live)")
-    versions.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
-    versions.add_argument("--json", action="store_true", help="also the document as one JSON line")
-    versions.set_defaults(run=_versions)
-
-    changes = commands.add_parser(
-        "apply-changes",
-        help="re-run what cdk deploy did: each journey's on_change for the contacts on its older versions",
-        description="cdk deploy runs this itself (the journey_changes function); run it again for "
-        "executions reported busy or a journey reported failed: for each journey of journeys/, the "
-        "RUNNING executions on versions the alias no longer routes to are left (on_change: "
-        "finish_on_old), ended on purpose (on_change: exit) or moved onto the live version at "
-        "the mapped step (on_change: {move_to_new: {OLD_STEP: NEW_STEP}}). Idempotent.",
-    )
-    changes.add_argument("--stage", required=True, help="the deployed stage (stack leadflow-<stage>)")
-    changes.add_argument(
-        "--journeys", default="journeys", help="the journey files deployed (default journeys/)"
-    )
-    changes.add_argument("--alias", default="live", help="the journeys' alias (default live)")
-    changes.add_argument(
-        "--event-retention-days", type=int, default=None, help="default: the stage's, from cdk.json"
-    )
-    changes.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
-    changes.set_defaults(run=_apply_changes)
-
-    ops = groups.add_parser("ops", help="operate a deployed stage")
-    ops_commands = ops.add_subparsers(dest="command", required=True)
-    redrive = ops_commands.add_parser(
-        "redrive",
-        help="re-process failed stream batches (on-failure queues) and failed journey executions",
-        description="Stream batches are read back from the stream and given to their consumer again; a "
-        "queue message is deleted only when the consumer succeeds. FAILED, TIMED_OUT and ABORTED journey "
-        "executions are redriven (same execution, so no email is sent twice). Neither --streams nor "
-        "--executions means both. Exit status 1 when something is still failing or expired.",
-    )
-    redrive.add_argument("--stage", default="dev", help="stage to redrive (stack leadflow-<stage>)")
-    redrive.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
-    redrive.add_argument("--streams", action="store_true", help="redrive the stream consumers' failures")
-    redrive.add_argument("--executions", action="store_true", help="redrive failed journey executions")
-    redrive.add_argument(
-        "--since", type=_since, default=None, metavar="ISO", help="only executions that ended at or after"
-    )
-    redrive.add_argument(
-        "--dry-run", action="store_true", help="report what would be redriven, change nothing"
-    )
-    redrive.add_argument(
-        "--delete-expired",
-        action="store_true",
-        help="delete queue messages whose records the stream no longer holds (after reporting them)",
-    )
-    redrive.set_defaults(run=_redrive)
-    backfill = ops_commands.add_parser(
-        "backfill-event-times",
-        help="once after the upgrade to the by_time index: give older events their time key",
-    )
-    backfill.add_argument("--stage", default="dev", help="stage (table leadflow-<stage>-events)")
-    backfill.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
-    backfill.set_defaults(run=_backfill_event_times)
-
-    smoke = ops_commands.add_parser(
-        "smoke",
-        help="post-deploy smoke test: sign-up to welcome email, bounce and complaint feedback, IAM, erasure",
-        description="Form posts for SES's mailbox simulator (success, bounce, complaint), then checks the "
-        "contact and its event, the welcome journey's execution, the email accepted and delivered, the "
-        "bounce and complaint suppressed through SES -> SNS -> feedback, and that admin routes need IAM; "
-        "everything it created is erased at the end. One line per step, then one JSON line; exit "
-        "status 1 on any failure. --stage local (or a --url on localhost) runs it against `make run`.",
-    )
-    smoke.add_argument("--stage", default=None, help="stage (stack leadflow-<stage>); local: `make run`")
-    smoke.add_argument("--url", default=None, help="API base URL (default: the stack's ApiUrl output)")
-    smoke.add_argument("--key", default=None, help="local admin key (default: $LEADFLOW_LOCAL_ADMIN_KEY)")
-    smoke.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
-    smoke.add_argument("--timeout", type=float, default=180.0, help="seconds per awaited outcome (180)")
-    smoke.set_defaults(run=_smoke)
-
-    contacts = groups.add_parser("contacts", help="contacts: bulk import")
-    contacts_commands = contacts.add_subparsers(dest="command", required=True)
-    importer = contacts_commands.add_parser(
-        "import",
-        help="import contacts from a CSV (header row) or JSON Lines (.jsonl) file",
-        description="Posts the file in chunks to POST /admin/contacts/import and prints progress per "
-        "chunk (stderr), then every bad row with its row number in the file (1-based data row; the "
-        "header and blank lines are not counted). Locally pass the admin key `make run` prints; "
-        "without a key the request is signed with your AWS credentials (SigV4, IAM). "
-        "Exit status 1 when a row failed.",
-    )
-    importer.add_argument("file", metavar="FILE")
-    importer.add_argument("--url", default="http://127.0.0.1:8080", help="base URL of the API")
-    importer.add_argument("--key", default=None, help="local admin key (default: $LEADFLOW_ADMIN_KEY)")
-    importer.add_argument("--region", default=None, help="AWS region for SigV4 (default: from the URL)")
-    importer.add_argument("--chunk-rows", type=int, default=2000, help="rows per request (default 2000)")
-    importer.set_defaults(run=_import_contacts)
-
-    report = groups.add_parser(
-        "report",
-        help="print the reporting figures of a deployed stage",
-        description="Reads the reporting counters (the ReportsTable output of stack leadflow-<stage>) "
-        "through boto3: a fixed number of reads, whatever the number of contacts. Locally, "
-        "/_local/report shows the same figures as charts.",
-    )
-    report.add_argument("--stage", default="dev", help="stage (stack leadflow-<stage>)")
-    report.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
-    report.add_argument("--table", default=None, help="the reports table name (default: from the stack)")
-    report.add_argument("--journey", action="append", default=[], help="journey id (repeatable)")
-    report.add_argument("--template", action="append", default=[], help="template name (repeatable)")
-    report.add_argument("--goal", default=None, help="goal event type of journey reports")
-    report.add_argument("--json", action="store_true", help="JSON instead of text")
-    report.set_defaults(run=_report)
-    return root
-
-
 def _smoke(args: argparse.Namespace) -> int:
     import os
     from urllib.parse import urlsplit
@@ -632,9 +479,7 @@ def _report(args: argparse.Namespace) -> int:
 
     table = args.table
     if table is None:
-        stack = _client("cloudformation", args.region).describe_stacks(StackName=f"leadflow-{args.stage}")
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Stacks"][0].get("Outputs", [])}
-        table = outputs["ReportsTable"]
+        table = _stack_outputs(args.stage, args.region)["ReportsTable"]
     goals = (args.goal,) if args.goal else DEFAULT_GOALS
     reader = ReportReader(ReportTable(_client("dynamodb", args.region), table), goals)
     journeys = [reader.journey(j, args.goal) for j in args.journey]
@@ -658,6 +503,252 @@ def _report(args: argparse.Namespace) -> int:
         print(render.message_text(m))
     print(render.attribution_text(attribution))
     return 0
+
+
+Argument = tuple[tuple[str, ...], dict[str, Any]]
+"""An argument of a command: ``add_argument``'s flags (or name) and options."""
+
+
+def _arg(*flags: str, **options: Any) -> Argument:
+    return flags, options
+
+
+REGION = _arg("--region", default=None, help="AWS region (default: the AWS configuration's)")
+ALIAS = _arg("--alias", default="live", help="the journeys' alias (default live)")
+LOCAL_URL = "http://127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command of the table: ``leadflow GROUP NAME`` (``name`` None: the group itself runs)."""
+
+    group: str
+    name: str | None
+    run: Callable[[argparse.Namespace], int]
+    help: str
+    arguments: tuple[Argument, ...]
+    description: str | None = None
+
+
+GROUPS = {
+    "journeys": "validate, compile and draw journey files",
+    "ops": "operate a deployed stage",
+    "contacts": "contacts: bulk import",
+}
+"""The groups of commands (``leadflow GROUP COMMAND``), with their help."""
+
+COMMANDS = (
+    Command(
+        "journeys",
+        "validate",
+        _validate,
+        "check journey files, print every problem",
+        (
+            _arg("files", nargs="+", metavar="FILE"),
+            _arg("--templates", help="templates folder (default: templates/ beside journeys/)"),
+            _arg("--leads", help="leads.yaml with the custom attributes (default: beside journeys/)"),
+        ),
+    ),
+    Command(
+        "journeys",
+        "compile",
+        _compile,
+        "print the Step Functions definition (ASL) of a journey",
+        (_arg("file", metavar="FILE"),),
+    ),
+    Command(
+        "journeys",
+        "graph",
+        _graph,
+        "draw a journey as a flowchart (SVG)",
+        (
+            _arg("file", metavar="FILE"),
+            _arg("-o", "--output", metavar="OUT.svg", help="write here (default: standard output)"),
+        ),
+    ),
+    Command(
+        "journeys",
+        "simulate",
+        _simulate,
+        "replay a history of events through a journey on the local runtime (nothing leaves the machine)",
+        (
+            _arg("file", metavar="JOURNEY.yaml"),
+            _arg("--events", metavar="EVENTS.jsonl", help="the history to replay"),
+            _arg(
+                "--from-stage",
+                metavar="STAGE",
+                help="replay a deployed stage's history instead (boto3, read-only)",
+            ),
+            _arg(
+                "--since",
+                type=_window,
+                default=timedelta(days=30),
+                help="with --from-stage: 30d, 12h or an ISO time",
+            ),
+            _arg("--region", default=None, help="with --from-stage: AWS region"),
+            _arg(
+                "--contacts",
+                metavar="CONTACTS.jsonl",
+                help="contacts to import first (the admin import's JSON Lines rows)",
+            ),
+            _arg("--compare", metavar="OLD.yaml", help="replay through this version too and compare"),
+            _arg("--json", action="store_true", help="also print the result as the final JSON line"),
+        ),
+        'Each line of EVENTS.jsonl is a POST /events body plus "at" (ISO 8601): virtual time '
+        "moves to it and the event arrives as the real system would receive it; then the clock runs "
+        "until the journey is done. Prints entries, paths, sends, skips, exits, send times and the "
+        "orchestration cost per contact (the model of make bench). See journeys/README.md.",
+    ),
+    Command(
+        "journeys",
+        "versions",
+        _versions,
+        "a journey's published versions and the running executions on each",
+        (
+            _arg("id", metavar="ID", help="journey id"),
+            _arg("--stage", default=None, help="a deployed stage (stack leadflow-<stage>), via boto3"),
+            _arg("--url", default=LOCAL_URL, help="the local system (make run)"),
+            ALIAS,
+            REGION,
+            _arg("--json", action="store_true", help="also the document as one JSON line"),
+        ),
+        "Every deploy publishes a version of each changed journey and moves its alias "
+        "(live) to it; running executions keep theirs. Lists the versions (newest first: number, "
+        "created, the alias's share, the definition's hash) and the RUNNING executions per version.",
+    ),
+    Command(
+        "journeys",
+        "apply-changes",
+        _apply_changes,
+        "re-run what cdk deploy did: each journey's on_change for the contacts on its older versions",
+        (
+            _arg("--stage", required=True, help="the deployed stage (stack leadflow-<stage>)"),
+            _arg("--journeys", default="journeys", help="the journey files deployed (default journeys/)"),
+            ALIAS,
+            _arg(
+                "--event-retention-days", type=int, default=None, help="default: the stage's, from cdk.json"
+            ),
+            REGION,
+        ),
+        "cdk deploy runs this itself (the journey_changes function); run it again for "
+        "executions reported busy or a journey reported failed: for each journey of journeys/, the "
+        "RUNNING executions on versions the alias no longer routes to are left (on_change: "
+        "finish_on_old), ended on purpose (on_change: exit) or moved onto the live version at "
+        "the mapped step (on_change: {move_to_new: {OLD_STEP: NEW_STEP}}). Idempotent.",
+    ),
+    Command(
+        "ops",
+        "redrive",
+        _redrive,
+        "re-process failed stream batches (on-failure queues) and failed journey executions",
+        (
+            _arg("--stage", default="dev", help="stage to redrive (stack leadflow-<stage>)"),
+            REGION,
+            _arg("--streams", action="store_true", help="redrive the stream consumers' failures"),
+            _arg("--executions", action="store_true", help="redrive failed journey executions"),
+            _arg(
+                "--since",
+                type=_since,
+                default=None,
+                metavar="ISO",
+                help="only executions that ended at or after",
+            ),
+            _arg("--dry-run", action="store_true", help="report what would be redriven, change nothing"),
+            _arg(
+                "--delete-expired",
+                action="store_true",
+                help="delete queue messages whose records the stream no longer holds (after reporting them)",
+            ),
+        ),
+        "Stream batches are read back from the stream and given to their consumer again; a "
+        "queue message is deleted only when the consumer succeeds. FAILED, TIMED_OUT and ABORTED journey "
+        "executions are redriven (same execution, so no email is sent twice). Neither --streams nor "
+        "--executions means both. Exit status 1 when something is still failing or expired.",
+    ),
+    Command(
+        "ops",
+        "backfill-event-times",
+        _backfill_event_times,
+        "once after the upgrade to the by_time index: give older events their time key",
+        (_arg("--stage", default="dev", help="stage (table leadflow-<stage>-events)"), REGION),
+    ),
+    Command(
+        "ops",
+        "smoke",
+        _smoke,
+        "post-deploy smoke test: sign-up to welcome email, bounce and complaint feedback, IAM, erasure",
+        (
+            _arg("--stage", default=None, help="stage (stack leadflow-<stage>); local: `make run`"),
+            _arg("--url", default=None, help="API base URL (default: the stack's ApiUrl output)"),
+            _arg("--key", default=None, help="local admin key (default: $LEADFLOW_LOCAL_ADMIN_KEY)"),
+            REGION,
+            _arg("--timeout", type=float, default=180.0, help="seconds per awaited outcome (180)"),
+        ),
+        "Form posts for SES's mailbox simulator (success, bounce, complaint), then checks the "
+        "contact and its event, the welcome journey's execution, the email accepted and delivered, the "
+        "bounce and complaint suppressed through SES -> SNS -> feedback, and that admin routes need IAM; "
+        "everything it created is erased at the end. One line per step, then one JSON line; exit "
+        "status 1 on any failure. --stage local (or a --url on localhost) runs it against `make run`.",
+    ),
+    Command(
+        "contacts",
+        "import",
+        _import_contacts,
+        "import contacts from a CSV (header row) or JSON Lines (.jsonl) file",
+        (
+            _arg("file", metavar="FILE"),
+            _arg("--url", default=LOCAL_URL, help="base URL of the API"),
+            _arg("--key", default=None, help="local admin key (default: $LEADFLOW_ADMIN_KEY)"),
+            _arg("--region", default=None, help="AWS region for SigV4 (default: from the URL)"),
+            _arg("--chunk-rows", type=int, default=2000, help="rows per request (default 2000)"),
+        ),
+        "Posts the file in chunks to POST /admin/contacts/import and prints progress per "
+        "chunk (stderr), then every bad row with its row number in the file (1-based data row; the "
+        "header and blank lines are not counted). Locally pass the admin key `make run` prints; "
+        "without a key the request is signed with your AWS credentials (SigV4, IAM). "
+        "Exit status 1 when a row failed.",
+    ),
+    Command(
+        "report",
+        None,
+        _report,
+        "print the reporting figures of a deployed stage",
+        (
+            _arg("--stage", default="dev", help="stage (stack leadflow-<stage>)"),
+            REGION,
+            _arg("--table", default=None, help="the reports table name (default: from the stack)"),
+            _arg("--journey", action="append", default=[], help="journey id (repeatable)"),
+            _arg("--template", action="append", default=[], help="template name (repeatable)"),
+            _arg("--goal", default=None, help="goal event type of journey reports"),
+            _arg("--json", action="store_true", help="JSON instead of text"),
+        ),
+        "Reads the reporting counters (the ReportsTable output of stack leadflow-<stage>) "
+        "through boto3: a fixed number of reads, whatever the number of contacts. Locally, "
+        "/_local/report shows the same figures as charts.",
+    ),
+)
+"""Every command, in the order ``--help`` lists them."""
+
+
+def parser() -> argparse.ArgumentParser:
+    """The parser of ``COMMANDS``: each command's arguments, with its function as ``run``."""
+    root = argparse.ArgumentParser(prog="leadflow", description="leadflow command line")
+    groups = root.add_subparsers(dest="group", required=True)
+    subcommands: dict[str, Any] = {}
+    for command in COMMANDS:
+        if command.name is None:
+            found = groups.add_parser(command.group, help=command.help, description=command.description)
+        else:
+            if command.group not in subcommands:
+                group = groups.add_parser(command.group, help=GROUPS[command.group])
+                subcommands[command.group] = group.add_subparsers(dest="command", required=True)
+            found = subcommands[command.group].add_parser(
+                command.name, help=command.help, description=command.description
+            )
+        for flags, options in command.arguments:
+            found.add_argument(*flags, **options)
+        found.set_defaults(run=command.run)
+    return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:

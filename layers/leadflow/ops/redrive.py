@@ -85,33 +85,21 @@ class StreamRecordsExpired(Exception):
     """The stream no longer holds the batch's records."""
 
 
+@dataclass(frozen=True, kw_only=True)
 class StreamRedrive:
-    """Redrive one stream consumer's on-failure queue into its function."""
+    """Redrive one stream consumer's on-failure queue into its function. ``event_names``: the
+    kinds of stream record the consumer's mapping passes (its filter)."""
 
-    def __init__(
-        self,
-        *,
-        sqs: Any,
-        streams: Any,
-        lambda_: Any,
-        consumer: str,
-        function_name: str,
-        queue_url: str,
-        event_names: Sequence[str] = ("INSERT",),
-        wait_seconds: int = 1,
-        visibility_timeout: int = 900,
-        delete_expired: bool = False,
-    ) -> None:
-        self._sqs = sqs
-        self._streams = streams
-        self._lambda = lambda_
-        self.consumer = consumer
-        self.function_name = function_name
-        self.queue_url = queue_url
-        self._event_names = tuple(event_names)
-        self._wait_seconds = wait_seconds
-        self._visibility_timeout = visibility_timeout
-        self._delete_expired = delete_expired
+    sqs: Any
+    streams: Any
+    lambda_: Any
+    consumer: str
+    function_name: str
+    queue_url: str
+    event_names: Sequence[str] = ("INSERT",)
+    wait_seconds: int = 1
+    visibility_timeout: int = 900
+    delete_expired: bool = False
 
     def run(self, *, dry_run: bool = False) -> RedriveSummary:
         summary = RedriveSummary(name=f"stream:{self.consumer}")
@@ -123,7 +111,7 @@ class StreamRedrive:
                     kept.append(message["ReceiptHandle"])
         finally:
             for receipt in kept:  # visible again at once: the next run (or the console) sees them
-                self._sqs.change_message_visibility(
+                self.sqs.change_message_visibility(
                     QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
                 )
         return summary
@@ -132,11 +120,11 @@ class StreamRedrive:
         """Every message of the queue, each held invisible for the rest of the run."""
         messages: dict[str, dict[str, Any]] = {}
         while True:
-            response = self._sqs.receive_message(
+            response = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=10,
-                VisibilityTimeout=self._visibility_timeout,
-                WaitTimeSeconds=self._wait_seconds,
+                VisibilityTimeout=self.visibility_timeout,
+                WaitTimeSeconds=self.wait_seconds,
             )
             batch = response.get("Messages", [])
             if not batch:
@@ -184,13 +172,13 @@ class StreamRedrive:
                 reason="records trimmed from stream",
             )
             return self._drop_expired(message, dry_run=dry_run)
-        self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
         summary.add("redriven", **position, found=len(records))
         return True
 
     def _drop_expired(self, message: dict[str, Any], *, dry_run: bool) -> bool:
-        if self._delete_expired and not dry_run:
-            self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        if self.delete_expired and not dry_run:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
             return True
         return False
 
@@ -199,7 +187,7 @@ class StreamRedrive:
         stream_arn = str(info["streamArn"])
         start, end = int(info["startSequenceNumber"]), int(info["endSequenceNumber"])
         try:
-            iterator: str | None = self._streams.get_shard_iterator(
+            iterator: str | None = self.streams.get_shard_iterator(
                 StreamArn=stream_arn,
                 ShardId=info["shardId"],
                 ShardIteratorType="AT_SEQUENCE_NUMBER",
@@ -213,7 +201,7 @@ class StreamRedrive:
         empty = 0
         while iterator and empty < MAX_EMPTY_PAGES:
             try:
-                response = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+                response = self.streams.get_records(ShardIterator=iterator, Limit=1000)
             except ClientError as exc:
                 if _error_code(exc) in EXPIRED_STREAM_CODES:
                     raise StreamRecordsExpired(f"{_error_code(exc)}: {exc}") from exc
@@ -229,11 +217,11 @@ class StreamRedrive:
                 break
         if not found:
             raise StreamRecordsExpired("no record of the batch is left in the stream")
-        return [lambda_stream_record(r, stream_arn) for r in found if r["eventName"] in self._event_names]
+        return [lambda_stream_record(r, stream_arn) for r in found if r["eventName"] in self.event_names]
 
     def _invoke(self, records: list[dict[str, Any]]) -> str | None:
         """Call the consumer with the records; None on success, else why it failed."""
-        response = self._lambda.invoke(
+        response = self.lambda_.invoke(
             FunctionName=self.function_name,
             InvocationType="RequestResponse",
             Payload=json.dumps({"Records": records}, default=_json_default).encode(),

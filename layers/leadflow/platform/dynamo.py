@@ -245,9 +245,15 @@ def update_returning(client: Any, op: Op) -> Item | None:
     return deserialize(resp.get("Attributes") or {})
 
 
-def get(client: Any, table: str, key: Mapping[str, Any], *, consistent: bool = False) -> Item | None:
-    """One item by its key (plain values), or None."""
-    resp = client.get_item(TableName=table, Key=serialize(key), ConsistentRead=consistent)
+def get(
+    client: Any, table: str, key: Mapping[str, Any], *, consistent: bool = False, fields: Sequence[str] = ()
+) -> Item | None:
+    """One item by its key (plain values), or None; only ``fields`` when given."""
+    params: dict[str, Any] = {"TableName": table, "Key": serialize(key), "ConsistentRead": consistent}
+    if fields:
+        params["ProjectionExpression"] = ", ".join(f"#f{i}" for i in range(len(fields)))
+        params["ExpressionAttributeNames"] = {f"#f{i}": name for i, name in enumerate(fields)}
+    resp = client.get_item(**params)
     return deserialize(resp["Item"]) if "Item" in resp else None
 
 

@@ -1,19 +1,22 @@
-"""JSON error responses shared by the API handlers (track and admin): one shape for every 4xx."""
+"""JSON error responses shared by the API handlers (track and admin): one shape for every 4xx
+(``ClientError``: ``error`` and the ``fields`` that failed, never the values given), and one mapping
+of the domain errors to it (``map_errors``)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from pydantic import (
-    BaseModel,
-    Field,
-)
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from pydantic import BaseModel, Field
+
+from leadflow.kernel.errors import Conflict, InvalidFields, InvalidInput, NotFound
 
 
 def json_response(status: HTTPStatus, model: BaseModel) -> Response[str]:
@@ -88,3 +91,55 @@ class ClientError(BaseModel):
 
     error: str
     fields: list[dict[str, str]] = Field(default_factory=list)
+
+
+def map_errors(resolver: APIGatewayHttpResolver, on_rejected: Callable[[], None] = lambda: None) -> None:
+    """Answer the domain errors the same way on every route of ``resolver``: a request that does
+    not validate and ``InvalidInput`` 400 naming the fields (``on_rejected`` is called, e.g. to
+    count it), ``NotFound`` 404, ``Conflict`` 409. ``InvalidFields`` (every problem of a body)
+    answers all of them, under its ``summary``."""
+
+    @resolver.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
+    def _validation_error(exc: RequestValidationError) -> Response[str]:
+        on_rejected()
+        return error_response(HTTPStatus.BAD_REQUEST, "invalid request", validation_fields(exc.errors()))
+
+    @resolver.exception_handler(InvalidInput)  # type: ignore[untyped-decorator]
+    def _invalid_input(exc: InvalidInput) -> Response[str]:
+        on_rejected()
+        if isinstance(exc, InvalidFields):
+            return error_response(HTTPStatus.BAD_REQUEST, exc.summary, exc.fields)
+        return error_response(
+            HTTPStatus.BAD_REQUEST, "invalid request", [{"field": exc.field, "message": exc.message}]
+        )
+
+    @resolver.exception_handler(NotFound)  # type: ignore[untyped-decorator]
+    def _not_found(exc: NotFound) -> Response[str]:
+        return error_response(HTTPStatus.NOT_FOUND, str(exc))
+
+    @resolver.exception_handler(Conflict)  # type: ignore[untyped-decorator]
+    def _conflict(exc: Conflict) -> Response[str]:
+        return error_response(HTTPStatus.CONFLICT, str(exc))
+
+
+def iam_actor(event: APIGatewayProxyEventV2) -> str:
+    """Who called an IAM-authorized route (the caller's ARN), for audit records."""
+    identity = event.request_context.authorizer.iam
+    return (identity.user_arn if identity else None) or "unknown"
+
+
+def serve(
+    app: APIGatewayHttpResolver,
+    event: dict[str, Any],
+    context: Any,
+    body_limits: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """An HTTP API (payload v2) invocation: an unreadable or too large body is refused before the
+    resolver (``refuse_unreadable``; ``body_limits``: a larger limit by raw path)."""
+    limit = (body_limits or {}).get(str(event.get("rawPath")), MAX_REQUEST_BYTES)
+    return refuse_unreadable(event, limit) or app.resolve(event, context)
+
+
+def accepted(model: type[BaseModel], description: str) -> dict[int, Any]:
+    """The OpenAPI description of a 202 answer with ``model`` as its body (a route's ``responses``)."""
+    return {202: {"description": description, "content": {"application/json": {"model": model}}}}

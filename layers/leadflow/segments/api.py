@@ -1,5 +1,7 @@
-"""Admin routes of segments and broadcasts: list/define/delete segments, counts, full
-re-evaluation on demand, member export (JSON or CSV pages), broadcasts."""
+"""Admin routes of segments: list/define/delete segments, counts, full re-evaluation on demand,
+member export (JSON or CSV pages). ``SegmentAdmin`` holds the operations; ``router(admin)`` routes
+to it (``leadflow.wiring.admin_app`` builds both; broadcasts have their own routes,
+``leadflow.broadcasts.api``)."""
 
 from __future__ import annotations
 
@@ -17,23 +19,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from leadflow.broadcasts.service import (
-    BroadcastAccepted,
-    BroadcastIn,
-    BroadcastService,
-    BroadcastView,
-)
 from leadflow.contacts.store import ContactStore
-from leadflow.events.store import EventStore
 from leadflow.journeys.conditions import Condition
 from leadflow.kernel.clock import iso, utc_now
 from leadflow.kernel.errors import Conflict, InvalidInput, NotFound
-from leadflow.kernel.settings import Settings
-from leadflow.leads.model import LeadModel, load_lead_model
+from leadflow.leads.model import LeadModel
 from leadflow.leads.scoring import current_score, display_score
-from leadflow.platform.bulk import BulkQueue
-from leadflow.platform.http import error_response, json_response
-from leadflow.segments.definitions import Segment, load_segments
+from leadflow.platform.http import accepted, json_response
+from leadflow.segments.definitions import Segment
 from leadflow.segments.evaluation import RunStatus, SegmentEvaluations
 from leadflow.segments.membership import SHARDS, SegmentMembership
 from leadflow.segments.store import SegmentDefinitionStore
@@ -249,49 +242,9 @@ def _csv_safe(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def _accepted(model: type[BaseModel], description: str) -> dict[int, Any]:
-    """The OpenAPI description of a 202 answer with ``model`` as its body."""
-    return {202: {"description": description, "content": {"application/json": {"model": model}}}}
-
-
-def build_router(settings: Settings, client: Callable[[str], Any]) -> APIGatewayHttpRouter:
-    """The routes, wired from the settings and ``client(service)`` (boto3 clients)."""
+def router(admin: SegmentAdmin) -> APIGatewayHttpRouter:
+    """The routes over ``admin``."""
     router = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]
-    ddb = client("dynamodb")
-    queue = BulkQueue(client("sqs"), settings.bulk_queue_url)
-    definitions = SegmentDefinitionStore(ddb, settings.contacts_table)
-    files = load_segments(settings.segments_dir)
-    file_ids = {s.id for s in files}
-    evaluations = SegmentEvaluations(
-        client=ddb,
-        contacts_table=settings.contacts_table,
-        queue=queue,
-        definitions=definitions,
-        events=EventStore(ddb, settings.events_table, settings.event_retention_days),
-        file_segment_ids=lambda: file_ids,
-    )
-    admin = SegmentAdmin(
-        client=ddb,
-        contacts_table=settings.contacts_table,
-        files=files,
-        definitions=definitions,
-        evaluations=evaluations,
-        model=load_lead_model(settings.leads_file),
-    )
-    broadcasts = BroadcastService(
-        client=ddb,
-        contacts_table=settings.contacts_table,
-        queue=queue,
-        templates_dir=settings.templates_dir,
-        segment_exists=admin.exists,
-        send_rate=settings.broadcast_send_rate,
-    )
-
-    @router.exception_handler(InvalidInput)  # type: ignore[untyped-decorator]
-    def _invalid_input(exc: InvalidInput) -> Response[str]:
-        return error_response(
-            HTTPStatus.BAD_REQUEST, "invalid request", [{"field": exc.field, "message": exc.message}]
-        )
 
     @router.get("/admin/segments")
     def list_segments() -> SegmentList:
@@ -307,13 +260,13 @@ def build_router(settings: Settings, client: Callable[[str], Any]) -> APIGateway
 
     @router.delete(
         "/admin/segments/<segment_id>",
-        responses=_accepted(SegmentDeleted, "Deleted; members are being removed"),
+        responses=accepted(SegmentDeleted, "Deleted; members are being removed"),
     )
     def delete_segment(segment_id: str) -> Response[str]:
         return json_response(HTTPStatus.ACCEPTED, admin.delete(segment_id))
 
     @router.post(
-        "/admin/segments/<segment_id>/evaluate", responses=_accepted(EvaluationAccepted, "Evaluation started")
+        "/admin/segments/<segment_id>/evaluate", responses=accepted(EvaluationAccepted, "Evaluation started")
     )
     def evaluate_segment(segment_id: str) -> Response[str]:
         return json_response(HTTPStatus.ACCEPTED, admin.evaluate(segment_id))
@@ -346,13 +299,5 @@ def build_router(settings: Settings, client: Callable[[str], Any]) -> APIGateway
                 headers=headers,
             )
         return json_response(HTTPStatus.OK, page)
-
-    @router.post("/admin/broadcasts", responses=_accepted(BroadcastAccepted, "Broadcast started"))
-    def create_broadcast(body: BroadcastIn) -> Response[str]:
-        return json_response(HTTPStatus.ACCEPTED, broadcasts.create(body))
-
-    @router.get("/admin/broadcasts/<broadcast_id>")
-    def get_broadcast(broadcast_id: str) -> BroadcastView:
-        return broadcasts.view(broadcast_id)
 
     return router

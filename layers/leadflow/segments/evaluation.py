@@ -25,6 +25,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
+from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore
 from leadflow.kernel import ids
@@ -46,11 +47,9 @@ from leadflow.platform.dynamo import (
     Transaction,
     TransactionCancelled,
     batch_get,
-    deserialize,
     pages,
     put_op,
     serialize,
-    update_op,
     values,
 )
 from leadflow.platform.tables import keys
@@ -122,6 +121,7 @@ class SegmentEvaluations:
         self._file_ids = file_segment_ids
         self._lanes = Lanes(client, contacts_table)
         self._membership = SegmentMembership(client, contacts_table)
+        self._contacts = ContactStore(client, contacts_table)
 
     # --- starting runs ---------------------------------------------------------------------------
 
@@ -339,33 +339,20 @@ class SegmentEvaluations:
         """Remove one member: the member item and count, the profile's ``segments`` entry (under
         the ``lead_version`` lock) and a ``segment_left`` event, in one transaction. False when the
         member was gone already."""
-        profile_key = {"pk": keys.contact(contact_id), "sk": keys.PROFILE}
         with_event = True
         for _ in range(LEAVE_ATTEMPTS):
-            resp = self._client.get_item(
-                TableName=self._table,
-                Key=serialize(profile_key),
-                ProjectionExpression="contact_id, #segs, lead_version",
-                ExpressionAttributeNames={"#segs": "segments"},
-                ConsistentRead=True,
+            profile = self._contacts.profile(
+                contact_id, consistent=True, fields=("contact_id", "segments", "lead_version")
             )
             txn = Transaction()
             member, count = self._membership.leave_ops(segment_id, contact_id)
             txn.add(member, "member")
             txn.add(count, "count")
-            profile = deserialize(resp["Item"]) if "Item" in resp else None
             if profile is not None and segment_id in (profile.get("segments") or []):
-                version = profile.get("lead_version")
+                # no liveness check: a tombstone's stale entry is taken out too
                 txn.add(
-                    update_op(
-                        self._table,
-                        profile_key,
-                        delete={"segments": {segment_id}},
-                        sets={"lead_version": int(version or 0) + 1},
-                        condition="attribute_not_exists(lead_version)"
-                        if version is None
-                        else "lead_version = :v",
-                        values_={} if version is None else {"v": version},
+                    self._contacts.locked_update_op(
+                        contact_id, profile.get("lead_version"), delete={"segments": {segment_id}}, live=False
                     ),
                     "profile",
                 )

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
+from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore, IdempotencyMarks
 from leadflow.journeys.conditions import Facts, evaluate
@@ -70,7 +71,7 @@ from leadflow.leads.routing import Assignment, Assignments
 from leadflow.leads.scoring import current_score
 from leadflow.messaging.model import SendRequest, SendResult
 from leadflow.messaging.store import MessageStore
-from leadflow.platform.dynamo import Transaction, TransactionCancelled, update_op
+from leadflow.platform.dynamo import Transaction, commit_once
 from leadflow.platform.tables import keys, time_key
 
 WEBHOOK_TIMEOUT_SECONDS = 10
@@ -132,7 +133,7 @@ class JourneyStepRunner:
         marks: IdempotencyMarks,
         sender: Sender,
         transact: Callable[[Transaction], None],
-        contacts_table: str,
+        contacts: ContactStore,
         handoffs: HandoffPublisher,
         history: InteractionHistory,
         assignments: Assignments,
@@ -155,7 +156,7 @@ class JourneyStepRunner:
         self._marks = marks
         self._sender = sender
         self._transact = transact
-        self._contacts_table = contacts_table
+        self._contacts = contacts
         self._handoffs = handoffs
         self._history = history
         self._assignments = assignments
@@ -511,13 +512,9 @@ class JourneyStepRunner:
     def _once(self, request: Task, txn: Transaction, kind: str = "STEP") -> bool:
         """Commit ``txn`` with this step's marker; False when an earlier attempt already did."""
         txn.add(self._marks.put_op(kind, f"{request.lineage_id}#{request.round_step_id}"), "marker")
-        try:
-            self._transact(txn)
-        except TransactionCancelled as exc:
-            if exc.failed_condition("marker"):
-                metrics.add_metric(name="DuplicateStepsPrevented", unit="Count", value=1)
-                return False
-            raise
+        if not commit_once(self._transact, txn, "marker"):
+            metrics.add_metric(name="DuplicateStepsPrevented", unit="Count", value=1)
+            return False
         return True
 
     def _event(self, request: Task, kind: str, properties: dict[str, Any]) -> Event:
@@ -546,14 +543,12 @@ class JourneyStepRunner:
             add["tags"] = set(spec.add_tags)
         txn = Transaction()
         txn.add(
-            update_op(
-                self._contacts_table,
-                {"pk": keys.contact(request.contact_id), "sk": keys.PROFILE},
+            self._contacts.journey_update_op(
+                request.contact_id,
                 sets=sets,
                 add=add,
                 delete={"tags": set(spec.remove_tags)} if spec.remove_tags else None,
                 remove=spec.unset,
-                condition="attribute_exists(pk)",
             ),
             "profile",
         )
@@ -616,16 +611,7 @@ class JourneyStepRunner:
         )
         if new and assignment.owner is not None:
             at = iso(self._now())
-            txn.add(
-                update_op(
-                    self._contacts_table,
-                    {"pk": keys.contact(request.contact_id), "sk": keys.PROFILE},
-                    sets={"owner": assignment.owner, "owner_assigned_at": at, "updated_at": at},
-                    add={"lead_version": 1},
-                    condition="attribute_exists(pk)",
-                ),
-                "owner",
-            )
+            txn.add(self._contacts.owner_op(request.contact_id, assignment.owner, at), "owner")
             assigned = {"owner": assignment.owner, "rule": assignment.rule}
             txn.add(self._events.put_op(self._event(request, "lead_assigned", assigned)), "lead_assigned")
         self._once(request, txn)
