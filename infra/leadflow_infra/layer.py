@@ -1,5 +1,9 @@
 """The shared Lambda layer — the ``leadflow`` package, its third-party dependencies and the content
-(journeys, templates) — built on this machine without Docker (``ILocalBundling``)."""
+(journeys, templates) — built on this machine without Docker (``ILocalBundling``).
+
+The build validates the content once and writes its precompiled artifacts next to it
+(``leadflow.precompiled``): an invalid journey, segment or ``leads.yaml`` fails the build, and the
+functions restore the validated content at cold start instead of validating it again."""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+
+from leadflow.precompiled import write_artifacts
 
 ROOT = Path(__file__).resolve().parents[2]
 PIP_TARGET = {
@@ -105,6 +111,14 @@ def build(out: Path) -> None:
     for name in CONTENT_FILES:
         if (ROOT / name).is_file():
             shutil.copy2(ROOT / name, out / "content" / name)
+    precompile_content(out / "content")
+
+
+def precompile_content(content: Path) -> list[Path]:
+    """The precompiled artifacts of the layer's content, made by the ``leadflow`` package this
+    layer ships (the same models, the same code: ``leadflow.precompiled``)."""
+    content.mkdir(parents=True, exist_ok=True)
+    return write_artifacts(content)
 
 
 class SharedLayer(Construct):

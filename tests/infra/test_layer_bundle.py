@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 from leadflow_infra.layer import DEV_ONLY, ROOT, build, content_hash
 
+from leadflow import precompiled
+from leadflow.journeys.model import read_journey_files
+from leadflow.leads.model import LeadModel, read_lead_file
 from leadflow.local.system import AWS_ENV, settings_env
+from leadflow.segments.definitions import read_segment_files
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +40,19 @@ def test_layer_contains_the_package_deps_and_content_for_lambda(bundle: Path) ->
     assert shared_objects
     assert all("cpython-313-aarch64" in so.name for so in shared_objects), shared_objects
     assert not list(python.rglob("*.pyc"))
+
+
+def test_the_layer_ships_its_content_precompiled_from_the_same_files(bundle: Path) -> None:
+    """The build validated the content once and wrote each artifact next to what it was made from;
+    from the layer's own files, each restores equal to what the YAML path reads."""
+    content = bundle / "content"
+    for source in ("journeys", "segments", "leads.yaml"):
+        assert precompiled.artifact_path(content / source).is_file(), source
+    journeys = precompiled.load(content / "journeys", list)
+    assert journeys is not None
+    assert journeys == read_journey_files(ROOT / "journeys")
+    assert precompiled.load(content / "segments", list) == read_segment_files(ROOT / "segments")
+    assert precompiled.load(content / "leads.yaml", LeadModel) == read_lead_file(ROOT / "leads.yaml")
 
 
 def test_layer_hash_follows_its_inputs() -> None:

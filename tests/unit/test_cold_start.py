@@ -2,19 +2,23 @@
 stay out (``make bench`` measures the time; these tests catch a regression without timing).
 
 Each function module is imported in a fresh interpreter with the environment Lambda gives it
-(tracing and metrics on), and the test reads back ``sys.modules`` and the boto3 clients built."""
+(tracing and metrics on), and the test reads back ``sys.modules``, the boto3 clients built and the
+content models whose validators were built: with the repository's content (the local runtime: the
+YAML path) and with content precompiled as the layer's build leaves it (what Lambda runs)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from leadflow import precompiled
 from leadflow.local.system import AWS_ENV, FUNCTIONS, settings_env
-from tests.helpers import last_line_printed
+from tests.helpers import ROOT, last_line_printed
 
 PROBE = """
 import importlib.util, json, sys
@@ -22,26 +26,80 @@ name = sys.argv[1]
 spec = importlib.util.spec_from_file_location("fn_" + name, f"functions/{name}/app.py")
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
 from leadflow import wiring
-print(json.dumps({"modules": sorted(sys.modules), "clients": wiring.client.cache_info().currsize}))
+import pydantic
+content_modules = ("leadflow.journeys.model", "leadflow.leads.model", "leadflow.segments.definitions")
+built = sorted(
+    f"{module}.{k}" for module in content_modules if module in sys.modules
+    for k, v in vars(sys.modules[module]).items()
+    if isinstance(v, type) and issubclass(v, pydantic.BaseModel) and v.__module__ == module
+    and v.__pydantic_complete__
+)
+print(json.dumps({"modules": sorted(sys.modules), "clients": wiring.client.cache_info().currsize, "built": built}))
 """
 
 
-def lambda_env() -> dict[str, str]:
+def lambda_env(content_dir: Path = ROOT) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "_X_AMZN", "LEADFLOW_"))}
-    env |= AWS_ENV | settings_env("https://api.example.com")
+    env |= AWS_ENV | settings_env("https://api.example.com", content_dir)
     env = {
         k: v for k, v in env.items() if k not in ("POWERTOOLS_TRACE_DISABLED", "POWERTOOLS_METRICS_DISABLED")
     }
     return env | {"AWS_LAMBDA_FUNCTION_NAME": "leadflow-test-fn", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"}
 
 
-@pytest.fixture(scope="module")
-def cold_starts() -> dict[str, dict[str, Any]]:
-    """{function: {"modules": [...], "clients": n}} after importing its module once."""
+def probe_every_function(content_dir: Path) -> dict[str, dict[str, Any]]:
     found = {}
     for name in FUNCTIONS:
-        found[name] = json.loads(last_line_printed(PROBE, name, env=lambda_env()))
+        found[name] = json.loads(last_line_printed(PROBE, name, env=lambda_env(content_dir)))
     return found
+
+
+@pytest.fixture(scope="module")
+def cold_starts() -> dict[str, dict[str, Any]]:
+    """{function: {"modules": [...], "clients": n, "built": [...]}} after importing its module
+    once, with the repository's content (no artifacts: the YAML path)."""
+    return probe_every_function(ROOT)
+
+
+@pytest.fixture(scope="module")
+def layer_cold_starts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """The same with the content as the layer ships it: precompiled (``leadflow.precompiled``)."""
+    content = tmp_path_factory.mktemp("content")
+    for folder in ("journeys", "segments", "templates"):
+        shutil.copytree(ROOT / folder, content / folder)
+    shutil.copy2(ROOT / "leads.yaml", content / "leads.yaml")
+    precompiled.write_artifacts(content)
+    return probe_every_function(content)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_no_function_validates_its_content_at_cold_start(
+    layer_cold_starts: dict[str, dict[str, Any]], name: str
+) -> None:
+    """Journeys, segments and the lead model are restored from the layer's precompiled artifacts:
+    none of their models' validators is built (the condition language's are: other request models
+    embed it) and YAML is not even imported."""
+    assert layer_cold_starts[name]["built"] == []
+    assert loaded(layer_cold_starts, name, "yaml") == []
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_only_the_functions_that_render_load_jinja2(
+    layer_cold_starts: dict[str, dict[str, Any]], name: str
+) -> None:
+    """``send`` and ``bulk`` (broadcasts) render templates; the journey model imports Jinja2 only to
+    check a subject's syntax when it validates a file."""
+    renders = name in ("send", "bulk")
+    assert (loaded(layer_cold_starts, name, "jinja2") != []) == renders
+
+
+@pytest.mark.parametrize("name", ["trigger", "send"])
+def test_the_runtime_does_not_load_the_journey_compiler(
+    layer_cold_starts: dict[str, dict[str, Any]], name: str
+) -> None:
+    """The execution input's ``buckets`` live with the journey model; the compiler runs at synth
+    (and in ``journey_changes``, which reads the deployed definitions)."""
+    assert loaded(layer_cold_starts, name, "leadflow.journeys.compiler") == []
 
 
 def loaded(cold_starts: dict[str, dict[str, Any]], name: str, prefix: str) -> list[str]:

@@ -45,7 +45,6 @@ Transitions per contact: ``leadflow.journeys.cost``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -75,6 +74,8 @@ from leadflow.journeys.model import (
     step_body,
     step_kind,
 )
+from leadflow.journeys.model import bucket as bucket  # the execution input's placement (re-exported)
+from leadflow.journeys.model import buckets as buckets
 
 SEND_FUNCTION_ARN = "${SendFunctionArn}"
 CALLBACK = "arn:aws:states:::lambda:invoke.waitForTaskToken"
@@ -793,24 +794,6 @@ class _Builder:
                 ],
                 "End": True,
             }
-
-
-def bucket(*parts: str) -> float:
-    """A stable number in [0, 1) for the parts: the same contact always lands in the same place."""
-    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def buckets(journey: Journey, contact_id: str) -> dict[str, float]:
-    """The execution input's ``buckets``: the contact's place per ``random_split``/``holdout`` step
-    (the same numbers the journey step function used to draw, so assignments do not change)."""
-    found: dict[str, float] = {}
-    for step in journey.walk():
-        if isinstance(step, RandomSplitStep | HoldoutStep):
-            step_id = journey.step_id(step)
-            kind = "split" if isinstance(step, RandomSplitStep) else "holdout"
-            found[step_id] = bucket(kind, journey.id, step_id, contact_id)
-    return found
 
 
 def _describe_update(step: UpdateContactStep) -> str:

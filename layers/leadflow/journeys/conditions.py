@@ -18,6 +18,11 @@ Evaluation needs facts (``Facts``): the contact's profile, engagement of earlier
 contact's recent events; the step executor gathers them with as few reads as the condition needs.
 The lead engine passes the decayed score (``score``) and windowed counts from its activity
 counters (``counts``), so it evaluates ``did`` without reading the contact's history.
+
+Unlike the journey, lead and segment models, these are built when the module is imported (no
+``defer_build``): request models of the admin API and the journey task contract embed
+``Condition``, and a deferred model is built anew inside every model that embeds it (measured:
+deferring them made ``send`` build the union twice and cost more than it saved elsewhere).
 """
 
 from __future__ import annotations

@@ -4,21 +4,25 @@ A journey has an entry rule, re-entry and exit rules, settings (quiet hours, sen
 frequency cap, time zone, maximum duration) and a list of steps. Steps run in order; branching
 steps hold step lists of their own. Every model forbids unknown keys, so a typo is an error that
 names the file, the step and the key. The full reference is ``journeys/README.md``.
+
+Cold start: the models are declared with ``defer_build``: their validators are built when a file
+is first validated (``read_journey_files``), not when this module is imported. A Lambda function
+restores the journeys its layer's build validated (``leadflow.precompiled``, through
+``load_journeys``) and never builds them; Jinja2 and YAML are imported only to validate files.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime, time
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import jinja2
-import yaml
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -45,7 +49,9 @@ from leadflow.journeys.conditions import (
     one_key_tag,
 )
 from leadflow.journeys.timing import FrequencyCap
-from leadflow.kernel import yaml_files
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 JOURNEY_ID = r"^[a-z][a-z0-9-]{0,39}$"
 TEMPLATE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -64,7 +70,7 @@ class JourneyError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 def _clock_time(value: str) -> str:
@@ -179,7 +185,11 @@ class Entry(_TriggerFields):
         """The triggers, one for a single-trigger entry; an event matching any of them enters."""
         if self.any_ is not None:
             return list(self.any_)
-        return [Trigger(**{name: getattr(self, name) for name in _TriggerFields.model_fields})]
+        # fields of this validated entry: constructed, not validated again (the trigger function
+        # asks this for every event; validating would build ``Trigger``'s validator for it)
+        return [
+            Trigger.model_construct(**{name: getattr(self, name) for name in _TriggerFields.model_fields})
+        ]
 
     @property
     def kind(self) -> str:
@@ -272,7 +282,11 @@ class _Step(_Model):
     name: str | None = Field(default=None, min_length=1, max_length=60)
 
 
-_SYNTAX = SandboxedEnvironment(autoescape=True)
+@cache
+def _syntax() -> SandboxedEnvironment:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(autoescape=True)
 
 
 def _jinja_syntax(value: str | None) -> str | None:
@@ -280,8 +294,10 @@ def _jinja_syntax(value: str | None) -> str | None:
         return None
     if "\n" in value or "\r" in value:
         raise ValueError("must be one line")
+    import jinja2
+
     try:
-        _SYNTAX.parse(value)  # syntax only: what a template may use is checked by ``checks``
+        _syntax().parse(value)  # syntax only: what a template may use is checked by ``checks``
     except jinja2.TemplateSyntaxError as exc:
         raise ValueError(f"is not a valid Jinja2 template: {exc.message}") from exc
     return value
@@ -631,8 +647,6 @@ Step = Annotated[
         custom_error_message="a step is a mapping with exactly one of: " + ", ".join(STEP_KINDS),
     ),
 ]
-for _model in (WaitFor, Case, Branch, SplitPath, RandomSplit):
-    _model.model_rebuild()
 
 WAITING_KINDS = ("wait", "wait_until", "wait_for")
 
@@ -734,8 +748,25 @@ class Journey(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> Journey:
+        explicit = self._index_steps()
+        problems: list[str] = []
+        _check_steps(self.steps, "steps", sent_before=(), journey=self, explicit=explicit, problems=problems)
+        problems += _move_problems(self, explicit)
+        if problems:  # every one of them, not only the first
+            raise ValueError("; ".join(dict.fromkeys(problems)))
+        if self.settings.max_duration and not (
+            0 < self.settings.max_duration.total_seconds <= MAX_JOURNEY_SECONDS
+        ):
+            raise ValueError("settings.max_duration: must be longer than 0 and at most 365 days")
+        return self
+
+    def _index_steps(self) -> dict[str, str]:
+        """Fills the step index (``_order``: every step in walking order, ``_ids``: each step's id by
+        object identity) from the fields; returns the ids written in the file (id -> where)."""
         explicit: dict[str, str] = {}
         _collect_ids(self.steps, "steps", explicit)
+        self._order.clear()
+        self._ids.clear()
         counters: dict[str, int] = {}
         for step in _walk(self.steps):
             self._order.append(step)
@@ -751,16 +782,23 @@ class Journey(_Model):
                 n = counters[kind] = n + 1
                 auto = f"{kind}_{n}"
             self._ids[id(step)] = auto
-        problems: list[str] = []
-        _check_steps(self.steps, "steps", sent_before=(), journey=self, explicit=explicit, problems=problems)
-        problems += _move_problems(self, explicit)
-        if problems:  # every one of them, not only the first
-            raise ValueError("; ".join(dict.fromkeys(problems)))
-        if self.settings.max_duration and not (
-            0 < self.settings.max_duration.total_seconds <= MAX_JOURNEY_SECONDS
-        ):
-            raise ValueError("settings.max_duration: must be longer than 0 and at most 365 days")
-        return self
+        return explicit
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickled without the step index: it is keyed by object identity, which a pickle does not
+        keep; ``__setstate__`` rebuilds it from the fields (``leadflow.precompiled``)."""
+        return {**super().__getstate__(), "__pydantic_private__": None}
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__({**state, "__pydantic_private__": {"_ids": {}, "_order": []}})
+        self._index_steps()
+
+    def __eq__(self, other: object) -> bool:
+        """Journeys with the same fields are equal: the private step index is derived from them
+        (and keyed by object identity, so two loads of one file would otherwise differ)."""
+        if not isinstance(other, Journey):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
 
     def walk(self) -> Iterator[Step]:
         yield from _walk(self.steps)
@@ -775,6 +813,24 @@ class Journey(_Model):
     @property
     def timeout_seconds(self) -> int:
         return self.settings.max_duration.total_seconds if self.settings.max_duration else MAX_JOURNEY_SECONDS
+
+
+def bucket(*parts: str) -> float:
+    """A stable number in [0, 1) for the parts: the same contact always lands in the same place."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def buckets(journey: Journey, contact_id: str) -> dict[str, float]:
+    """The execution input's ``buckets``: the contact's place per ``random_split``/``holdout`` step
+    (the same numbers the journey step function used to draw, so assignments do not change)."""
+    found: dict[str, float] = {}
+    for step in journey.walk():
+        if isinstance(step, RandomSplitStep | HoldoutStep):
+            step_id = journey.step_id(step)
+            kind = "split" if isinstance(step, RandomSplitStep) else "holdout"
+            found[step_id] = bucket(kind, journey.id, step_id, contact_id)
+    return found
 
 
 def _move_problems(journey: Journey, explicit: Mapping[str, str]) -> list[str]:
@@ -956,6 +1012,10 @@ def parse_journey(data: Any, source: str) -> Journey:
 
 
 def load_journey(path: Path) -> Journey:
+    import yaml
+
+    from leadflow.kernel import yaml_files
+
     try:
         data = yaml_files.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -964,6 +1024,17 @@ def load_journey(path: Path) -> Journey:
 
 
 def load_journeys(directory: Path) -> list[Journey]:
+    """The journeys of ``directory``: restored from its precompiled artifact when one was made from
+    exactly these files (the layer's, ``leadflow.precompiled``), else read and validated
+    (``read_journey_files``: the local runtime, the CLI, edited files)."""
+    from leadflow import precompiled
+
+    restored = precompiled.load(Path(directory), list)
+    return restored if restored is not None else read_journey_files(directory)
+
+
+def read_journey_files(directory: Path) -> list[Journey]:
+    """Every ``*.yaml`` journey of ``directory``, validated; journey ids unique."""
     journeys = [load_journey(path) for path in sorted(Path(directory).glob("*.yaml"))]
     ids = [j.id for j in journeys]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})

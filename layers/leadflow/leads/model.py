@@ -6,6 +6,10 @@ handed to sales) and the schema of custom contact attributes.
 Conditions are the journey condition language (``leadflow.journeys.conditions``): the same
 ``{attribute: country, in: [DE, AT]}``, ``{score: {gte: 50}}``, ``{did: ..., within: ...}`` a
 journey branch uses. Errors name the file, the field and the problem.
+
+Cold start: the models are declared with ``defer_build`` (validators built at the first
+validation, ``read_lead_file``); a Lambda function restores the model its layer's build validated
+(``leadflow.precompiled``, through ``load_lead_model``) and never builds them.
 """
 
 from __future__ import annotations
@@ -14,12 +18,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from leadflow.contacts.fields import BUILT_IN_FIELDS
 from leadflow.journeys.conditions import EVENT_TYPE, NAME, Condition, Scalar, Span
-from leadflow.kernel import yaml_files
 from leadflow.kernel.errors import describe_validation
 
 RULE_ID = r"^[a-z][a-z0-9_-]{0,63}$"
@@ -31,7 +33,7 @@ class LeadModelError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 # --- behaviour score ------------------------------------------------------------------------------
@@ -224,8 +226,22 @@ def parse_lead_model(data: Any, source: str) -> LeadModel:
 
 
 def load_lead_model(path: Path) -> LeadModel:
-    """The lead model in ``path``; the defaults (no rules, the five standard stages) if the file
-    does not exist."""
+    """The lead model in ``path``: restored from its precompiled artifact when one was made from
+    exactly this file (the layer's, ``leadflow.precompiled``), else read and validated
+    (``read_lead_file``)."""
+    from leadflow import precompiled
+
+    restored = precompiled.load(path, LeadModel)
+    return restored if restored is not None else read_lead_file(path)
+
+
+def read_lead_file(path: Path) -> LeadModel:
+    """The lead model in ``path``, validated; the defaults (no rules, the five standard stages) if
+    the file does not exist."""
+    import yaml
+
+    from leadflow.kernel import yaml_files
+
     if not path.exists():
         return LeadModel()
     try:

@@ -11,6 +11,10 @@
 
 Files live in ``segments/*.yaml``; segments defined through the admin API are stored in the
 contacts table (``SEGDEFS``/``<id>``). Ids are unique across both.
+
+Cold start: ``Segment`` is declared with ``defer_build`` (its validator is built at the first
+validation); a Lambda function restores the file segments its layer's build validated
+(``leadflow.precompiled``, through ``load_segments``).
 """
 
 from __future__ import annotations
@@ -18,11 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadflow.journeys.conditions import SEGMENT, Condition
-from leadflow.kernel import yaml_files
 from leadflow.kernel.errors import describe_validation
 
 
@@ -31,7 +33,7 @@ class SegmentError(ValueError):
 
 
 class Segment(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     id: str = Field(pattern=SEGMENT)
     name: str = Field(min_length=1, max_length=120)
@@ -49,7 +51,21 @@ def parse_segment(data: Any, source: str) -> Segment:
 
 
 def load_segments(directory: Path) -> list[Segment]:
-    """Every ``*.yaml`` segment file in ``directory`` (none if it does not exist)."""
+    """The file segments of ``directory``: restored from its precompiled artifact when one was made
+    from exactly these files (the layer's, ``leadflow.precompiled``), else read and validated
+    (``read_segment_files``)."""
+    from leadflow import precompiled
+
+    restored = precompiled.load(Path(directory), list)
+    return restored if restored is not None else read_segment_files(directory)
+
+
+def read_segment_files(directory: Path) -> list[Segment]:
+    """Every ``*.yaml`` segment file in ``directory``, validated (none if it does not exist)."""
+    import yaml
+
+    from leadflow.kernel import yaml_files
+
     segments = []
     for path in sorted(Path(directory).glob("*.yaml")):
         try:

@@ -33,9 +33,8 @@ from botocore.exceptions import ClientError
 
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore
-from leadflow.journeys.compiler import buckets
 from leadflow.journeys.conditions import Facts, evaluate, matches_where
-from leadflow.journeys.model import Journey, ReEntryAfter, Trigger, WaitForStep
+from leadflow.journeys.model import Journey, ReEntryAfter, Trigger, WaitForStep, buckets
 from leadflow.journeys.runtime.enrollments import JourneyStore, answer_wait, close_stopped, fail_wait
 from leadflow.journeys.runtime.stops import EXIT, stop_on_purpose
 from leadflow.kernel import ids

@@ -35,9 +35,9 @@ from botocore.exceptions import ClientError
 from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore, IdempotencyMarks
-from leadflow.journeys.compiler import bucket as _bucket
 from leadflow.journeys.conditions import Facts, evaluate
 from leadflow.journeys.model import WaitUntil
+from leadflow.journeys.model import bucket as _bucket
 from leadflow.journeys.runtime.enrollments import (
     CAP_DAY,
     CAP_WEEK,
