@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class Consumer:
 C = TypeVar("C")
 
 
-class _Pump(Generic[C]):
+class _Pump(ABC, Generic[C]):
     """A pump of its consumers (``C``) that runs on a daemon thread (``start``) every ``interval``
     seconds until ``stop``; an error is logged, given to ``on_error`` and the next round runs."""
 
@@ -71,8 +72,9 @@ class _Pump(Generic[C]):
     def add_consumer(self, consumer: C) -> None:
         self._consumers.append(consumer)
 
+    @abstractmethod
     def _pump(self) -> None:
-        raise NotImplementedError
+        """One round: deliver what each consumer has waiting."""
 
     def start(self, interval: float = 0.05, on_error: Callable[[BaseException], None] | None = None) -> None:
         def run() -> None:
