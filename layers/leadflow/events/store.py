@@ -7,7 +7,7 @@ are ``leadflow.platform.tables``'."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
@@ -16,6 +16,7 @@ from leadflow.kernel.clock import parse_iso
 from leadflow.platform.dynamo import (
     ExpiringStore,
     Item,
+    delete_items,
     get,
     put_if,
     put_op,
@@ -89,6 +90,12 @@ def stored_events(client: DynamoDBClient, table: str, subject_pk: str) -> list[I
             ConsistentRead=True,
         )
     )
+
+
+def delete_stored_events(client: DynamoDBClient, table: str, events: Sequence[Item]) -> int:
+    """Delete these events (as ``stored_events`` read them), batched; how many. Events are never
+    updated; only erasure deletes one."""
+    return delete_items(client, table, events)
 
 
 def backfill_event_times(client: DynamoDBClient, table: str) -> int:

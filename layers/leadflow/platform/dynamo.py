@@ -434,6 +434,12 @@ def batch_write(
     return len(requests)
 
 
+def delete_items(client: DynamoDBClient, table: str, items: Sequence[Mapping[str, Any]]) -> int:
+    """Delete these items of a ``pk``/``sk`` table (as read: each by its ``pk`` and ``sk``) with
+    ``batch_write``; returns how many delete requests were written."""
+    return batch_write(client, table, deletes=[{"pk": item["pk"], "sk": item["sk"]} for item in items])
+
+
 # --- transactions ---------------------------------------------------------------------------------
 
 

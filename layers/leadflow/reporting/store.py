@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from leadflow.platform.dynamo import batch_get, get, query_all, serialize, update_op, values
+from leadflow.platform.dynamo import batch_get, delete_items, get, query_all, serialize, update_op, values
 from leadflow.platform.tables import Prefix
 
 if TYPE_CHECKING:
@@ -134,6 +134,10 @@ class ReportTable:
                 ConsistentRead=True,
             )
         )
+
+    def delete_items(self, items: Sequence[Mapping[str, Any]]) -> int:
+        """Delete these items (as ``partition`` read them), batched; how many."""
+        return delete_items(self._client, self._table, items)
 
     def query_state(self, pk: str, prefix: str) -> list[dict[str, Any]]:
         """One contact's state items (its journey memberships): per event, never per report."""
