@@ -17,7 +17,7 @@ What counts as building a request, read from the source (``ast``), not by runnin
   ``batch_write``, ...).
 
 ``local/`` (the embedded AWS runtime, not shipped) and ``ops/cli.py`` (operator tooling) are out
-of scope."""
+of scope; the Lambda handlers (``functions/*/app.py``) only wire and are held to the same rule."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "leadflow"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "layers" / "leadflow"
+HANDLERS = ROOT / "functions"
 
 NAMED_STORES = frozenset(
     {
@@ -71,6 +73,8 @@ REQUEST_PARAMETERS = frozenset(
         "FilterExpression",
         "ProjectionExpression",
         "ExclusiveStartKey",
+        "ExpressionAttributeNames",
+        "ExpressionAttributeValues",
         "RequestItems",
         "TransactItems",
     }
@@ -203,6 +207,17 @@ def test_only_stores_build_dynamodb_requests() -> None:
     }
     offenders = {module: [str(v) for v in found] for module, found in outside.items() if found}
     assert offenders == {}, "modules outside the data-access layer that build DynamoDB requests"
+
+
+def test_handlers_only_wire_and_build_no_dynamodb_requests() -> None:
+    handlers = sorted(HANDLERS.glob("*/app.py"))
+    assert len(handlers) >= 10  # every Lambda function's handler
+    offenders = {
+        path.parent.name: [str(v) for v in found]
+        for path in handlers
+        if (found := requests_built(path.read_text()))
+    }
+    assert offenders == {}
 
 
 def test_the_scan_covers_the_package_and_the_layer_is_where_it_says() -> None:

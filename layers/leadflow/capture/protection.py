@@ -1,6 +1,6 @@
 """What keeps the public surface from being abused: the sign-up forms' honeypot, signed render
-stamp (minimum fill time), per-source and per-recipient-domain budgets and optional CAPTCHA, and
-the count of every refusal.
+stamp (minimum fill time), optional CAPTCHA and the count of every refusal. The per-source and
+per-recipient-domain budgets are counters of ``capture/store.py`` (hashed keys, expiring items).
 
 Invariants:
 - A refused sign-up leaves nothing behind: the budget counters (``capture/store.SignupBudgets``)
@@ -10,10 +10,7 @@ Invariants:
   person's post gets and stores nothing: the bot learns nothing to adapt to.
 - Every refusal is counted (CloudWatch metric ``PublicRefusals`` by ``reason``; locally
   ``refusals``, shown by the dashboard) and logged by reason and route only, never with the
-  address, the IP or a field value.
-- Budget keys are per source network as stored everywhere else (IP truncated to /24, /48) and per
-  recipient domain, both hashed (an aggregate counter outlives an erased contact: it must not
-  name its network or domain); the counter items expire (TTL) an hour after their window."""
+  address, the IP or a field value."""
 
 from __future__ import annotations
 

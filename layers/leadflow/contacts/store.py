@@ -2,7 +2,7 @@
 contacts table (``C#<id>``/``PROFILE``, ``EMAIL#<address>``, ``PHONE#<e164>``, ``V#<visitor>``).
 
 Invariants: every write of a profile is built here (the services get operations to commit in their
-own transactions); ``resolve`` is the one reader that follows a merge to the survivor. How a request
+own transactions), and only erasure deletes one (``delete_items``, last of a contact's items); ``resolve`` is the one reader that follows a merge to the survivor. How a request
 is shaped, paged, batched and committed is ``leadflow.platform.dynamo``'s."""
 
 from __future__ import annotations

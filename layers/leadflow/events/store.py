@@ -1,5 +1,6 @@
-"""The events table and the idempotency marks: one put per event, never updated; a subject's history
-read in time order; markers written in the same transaction as the effect they make exactly-once.
+"""The events table and the idempotency marks: one put per event, never updated (only an erasure
+deletes events: ``delete_stored_events``); a subject's history read in time order; markers
+written in the same transaction as the effect they make exactly-once.
 
 How a request is shaped, paged, batched and committed is ``leadflow.platform.dynamo``'s; item keys
 are ``leadflow.platform.tables``'."""

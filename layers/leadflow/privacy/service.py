@@ -12,6 +12,9 @@ Where a contact's data lives (``leadflow.platform.tables``):
   and skip events, and by the deterministic message ids its journeys used);
 - running journey executions (their input holds only the contact id).
 
+This service gathers and orders; each store reads and deletes its own items (``ContactStore``,
+``stored_events``/``delete_stored_events``, ``MessageStore``, ``ReportTable``).
+
 Erasure deletes all of it, stops running executions (marked as stopped on purpose,
 ``leadflow.journeys.runtime.stops``: redrive never resumes them), and keeps two things without personal data:
 an erasure record ``ERASURE#<contact id>`` (when, what was deleted: the proof) and the address on

@@ -3,7 +3,8 @@
 Counter items (``COUNTS``) hold many counters each, updated with ``ADD``; a report reads one item
 per journey, template or day. One event's changes — counters and state — are committed in one
 transaction together with the idempotency marker ``REPORT#<event id>``: a redelivered stream record
-finds the marker and changes nothing.
+finds the marker and changes nothing. Only an erasure deletes items (a contact's, visitor's or
+message's state; aggregates stay).
 """
 
 from __future__ import annotations
