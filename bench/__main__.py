@@ -3,7 +3,8 @@
 (a) AWS API calls per tracked pixel/click (target: exactly 1 write, 0 reads)
 (b) median in-process time of ``track`` per pixel hit / median bare moto ``put_item`` of the same
     event item (target <= 1.3)
-(c) import time of each function module / ``import boto3`` alone (cold-start proxy, target <= 1.5)
+(c) import time of each function module / ``import boto3`` alone (cold-start proxy, target <= 1.5), and
+    with SnapStart the after-restore hooks / ``import boto3`` (what a restored cold start runs of ours)
 (d) AWS calls to build a journey report with 100 and with 10,000 contacts (target: equal)
 (e) stream records per second through ``score`` + ``trigger``, and the cost of a record of a contact
     with 10 past events / with 10,000 (target >= 0.9: cost must not grow with history)
@@ -25,8 +26,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.client import BaseClient
+from leadflow_infra.stack import SNAP_START_EXEMPT
 
-from bench.imports import import_ratios
+from bench.imports import import_ratios, restore_ratios
 from bench.journeys import journey_figures
 from bench.reporting import report_calls
 from bench.streams import stream_figures
@@ -130,6 +132,9 @@ def main() -> int:
     imports = import_ratios(env | {"AWS_DEFAULT_REGION": "us-east-1"})
     functions = [fn for fn in imports if fn != "boto3_s"]
     worst_fn = max(functions, key=lambda fn: imports[fn])
+    restores = restore_ratios(env | {"AWS_DEFAULT_REGION": "us-east-1"}, imports["boto3_s"])
+    snap_started = [fn for fn in functions if fn not in SNAP_START_EXEMPT]
+    worst_restore = max(snap_started, key=lambda fn: restores[fn])
 
     print("leadflow bench (local runtime, moto in-process; ratios measured in this run)")
     print(
@@ -144,9 +149,13 @@ def main() -> int:
           f"{report_large} with 10,000 (target: equal)")  # fmt: skip
     print(f"(e) stream records through score + trigger: {streams['stream_records_per_s']:.0f} records/s; "
           f"cost with 10 past events / with 10,000: {streams['history_cost_ratio']:.2f} (target >= 0.9)")  # fmt: skip
-    print(f"(c) import time / import boto3 ({imports['boto3_s'] * 1000:.0f} ms), target <= 1.5 each:")
+    print(f"(c) import time / import boto3 ({imports['boto3_s'] * 1000:.0f} ms), target <= 1.5 each;"
+          " with SnapStart, after-restore hooks / import boto3:")  # fmt: skip
     for fn in functions:
-        print(f"      {fn:<8} {imports[fn]:.2f}")
+        restore = (
+            f"{restores[fn]:.4f}" if fn in snap_started else f"- ({SNAP_START_EXEMPT[fn].split(':')[0]})"
+        )
+        print(f"      {fn:<16} import {imports[fn]:.2f}   restore {restore}")
     for line in journey_lines:
         print(line)
     print(json.dumps({
@@ -155,6 +164,9 @@ def main() -> int:
         "track_vs_put_item_ratio": round(ratio, 3),
         "import_vs_boto3_ratio": round(imports[worst_fn], 3),
         "import_worst_function": worst_fn,
+        "restore_vs_boto3_ratio": round(restores[worst_restore], 4),
+        "restore_worst_function": worst_restore,
+        "snap_start_functions": snap_started,
         "track_median_ms": round(track_median * 1000, 4),
         "put_item_median_ms": round(put_median * 1000, 4),
         "report_calls_small": report_small,

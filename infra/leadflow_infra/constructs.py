@@ -108,7 +108,15 @@ class LeadflowTables(Construct):
 
 
 class LeadflowFunction(Construct):
-    """A thin handler from ``functions/<name>/``: Python 3.13 on arm64 with the shared layer."""
+    """A thin handler from ``functions/<name>/``: Python 3.13 on arm64 with the shared layer.
+
+    With ``snap_start``, Lambda initializes the function when a version is published and starts
+    new execution environments from that snapshot: the imports, the validated content and the
+    clients are in the snapshot, and a cold start runs only the after-restore hooks
+    (``leadflow.kernel.snapshot``). Every invocation path must then target ``target`` — the
+    ``live`` alias of the published version — because ``$LATEST`` never runs from a snapshot
+    (``tests/infra/test_snap_start.py`` checks each path). Old versions are deleted on deploy: a
+    version's snapshot is billed while it exists."""
 
     def __init__(
         self,
@@ -122,6 +130,7 @@ class LeadflowFunction(Construct):
         log_retention: logs.RetentionDays,
         memory_mb: int = 512,
         timeout: Duration | None = None,
+        snap_start: bool = False,
     ):
         super().__init__(scope, construct_id)
         log_group = logs.LogGroup(self, "Logs", retention=log_retention)
@@ -139,12 +148,20 @@ class LeadflowFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
             logging_format=lambda_.LoggingFormat.JSON,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
             environment={
                 **environment,
                 "POWERTOOLS_SERVICE_NAME": "leadflow",
                 "POWERTOOLS_METRICS_NAMESPACE": "Leadflow",
             },
         )
+        self.target: lambda_.IFunction = self.function
+        """What every invocation path calls: the ``live`` alias with SnapStart, else the function."""
+        if snap_start:
+            self.target = lambda_.Alias(
+                self, "Live", alias_name="live", version=self.function.current_version
+            )
         acknowledge(
             self.function,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
@@ -166,11 +183,11 @@ class StreamConsumer(Construct):
     """A function fed by a table's stream with the delivery guarantees leadflow relies on."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, function: lambda_.Function, table: dynamodb.Table
+        self, scope: Construct, construct_id: str, *, function: LeadflowFunction, table: dynamodb.Table
     ):
         super().__init__(scope, construct_id)
         self.failures = dead_letter_queue(self, "Failures", "failed stream batches")
-        function.add_event_source(
+        function.target.add_event_source(
             sources.DynamoEventSource(
                 table,
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON,
@@ -196,13 +213,13 @@ class BulkJobs(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        function: lambda_.Function,
+        function: LeadflowFunction,
         max_concurrency: int,
         max_receive_count: int = 5,
     ):
         super().__init__(scope, construct_id)
         self.dead_letters = dead_letter_queue(self, "DeadLetters", "bulk jobs")
-        timeout = function.timeout or Duration.minutes(5)
+        timeout = function.function.timeout or Duration.minutes(5)
         self.queue = sqs.Queue(
             self,
             "Queue",
@@ -215,7 +232,7 @@ class BulkJobs(Construct):
                 queue=self.dead_letters, max_receive_count=max_receive_count
             ),
         )
-        function.add_event_source(
+        function.target.add_event_source(
             sources.SqsEventSource(
                 self.queue,
                 batch_size=1,

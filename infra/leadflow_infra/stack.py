@@ -50,6 +50,12 @@ it stops starting journeys 30 s before (``leadflow.ops.changes.TIME_MARGIN_MS``)
 BULK_WORKERS = 4
 """Concurrent bulk workers (SQS event source maximum concurrency): a broadcast's sending rate is
 shared by them (``leadflow.broadcasts.service``)."""
+SNAP_START_EXEMPT = {
+    "rotate": "runs once per signing-key rotation (every few weeks): a snapshot cache would cost more "
+    "than the seconds it saves",
+    "journey_changes": "runs once per deploy, invoked by a CDK Trigger on the version being published",
+}
+"""Functions that start by importing even when the stage enables SnapStart, and why."""
 
 
 class LeadflowStack(Stack):
@@ -172,6 +178,7 @@ class LeadflowStack(Stack):
                     log_retention=retention,
                     memory_mb=memory_mb,
                     timeout=Duration.seconds(timeout),
+                    snap_start=config.snap_start and name not in SNAP_START_EXEMPT,
                 )
             )
             return created[-1]
@@ -181,7 +188,7 @@ class LeadflowStack(Stack):
         api = LeadflowApi(
             self,
             "Api",
-            handlers={"track": track.function, "admin": admin.function},
+            handlers={"track": track.target, "admin": admin.target},
             allowed_origins=config.allowed_origins,
             rate_limit=config.throttling_rate_limit,
             burst_limit=config.throttling_burst_limit,
@@ -195,11 +202,11 @@ class LeadflowStack(Stack):
         rotate = function("rotate")
         # bulk jobs (broadcast pages, segment re-evaluations) run on SQS-fed workers
         bulk = function("bulk", memory_mb=1024, timeout=300)
-        bulk_jobs = BulkJobs(self, "BulkJobs", function=bulk.function, max_concurrency=BULK_WORKERS)
+        bulk_jobs = BulkJobs(self, "BulkJobs", function=bulk, max_concurrency=BULK_WORKERS)
         values["bulk_queue_url"] = bulk_jobs.queue.queue_url
         signing_key.add_rotation_schedule(
             "Rotation",
-            rotation_lambda=rotate.function,
+            rotation_lambda=rotate.target,
             automatically_after=Duration.days(config.signing_key_rotation_days),
         )
 
@@ -212,7 +219,7 @@ class LeadflowStack(Stack):
             "Journeys",
             journeys=journey_files,
             prefix=prefix,
-            send=send.function,
+            send=send.target,
             log_retention=retention,
             alias=JOURNEY_ALIAS,
         )
@@ -222,10 +229,8 @@ class LeadflowStack(Stack):
         template_archive.grant_read(send.function)
         journeys.node.add_dependency(template_archive.deployment)  # versions archived before they are named
         consumers = {
-            "trigger": StreamConsumer(
-                self, "TriggerStream", function=trigger.function, table=tables[EVENTS.name]
-            ),
-            "score": StreamConsumer(self, "ScoreStream", function=score.function, table=tables[EVENTS.name]),
+            "trigger": StreamConsumer(self, "TriggerStream", function=trigger, table=tables[EVENTS.name]),
+            "score": StreamConsumer(self, "ScoreStream", function=score, table=tables[EVENTS.name]),
         }
 
         # least privilege, one function at a time
@@ -342,7 +347,13 @@ class LeadflowStack(Stack):
         inbound_sms.grant_publish(sms_voice)
         topic_key.grant(sms_voice, "kms:Decrypt", "kms:GenerateDataKey*")
         for topic in (email.feedback, inbound_sms):
-            topic.add_subscription(sns_subscriptions.LambdaSubscription(feedback.function))
+            topic.add_subscription(sns_subscriptions.LambdaSubscription(feedback.target))
+        if isinstance(feedback.target, lambda_.Alias):
+            acknowledge(
+                feedback.target,
+                "CloudFormation-Validate::W3694",
+                "SNS delivers to a Lambda alias ARN as to a function ARN: the SnapStart alias is what runs.",
+            )
         tables[CONTACTS.name].grant_read_write_data(feedback.function)  # suppression, SMS consent
         tables[EVENTS.name].grant_write_data(feedback.function)
         tables[MESSAGES.name].grant_read_write_data(feedback.function)  # link + bounced_at etc.
@@ -363,9 +374,7 @@ class LeadflowStack(Stack):
         # --- reporting: a stream consumer of its own (own failure queue), so counting never delays
         # or fails scoring and journey entry; admin reads the counters for /admin/reports/*
         report = function("report")
-        consumers["report"] = StreamConsumer(
-            self, "ReportStream", function=report.function, table=tables[EVENTS.name]
-        )
+        consumers["report"] = StreamConsumer(self, "ReportStream", function=report, table=tables[EVENTS.name])
         tables[REPORTS.name].grant_read_write_data(report.function)
         tables[IDEMPOTENCY.name].grant_read_write_data(report.function)  # REPORT#<event id> markers
         # admin reads the reports; an erasure deletes the contact's per-contact reporting state

@@ -131,12 +131,12 @@ def test_state_machines_deploy_the_compiler_output_verbatim(template_json: dict[
     machines = resources(template_json, "AWS::StepFunctions::StateMachine")
     journeys = load_journeys(ROOT / "journeys")
     assert len(machines) == len(journeys)
-    send_id = logical_id_of(template_json, "AWS::Lambda::Function", "SendFunction")
+    send_live = logical_id_of(template_json, "AWS::Lambda::Alias", "SendLive")  # SnapStart: the alias
     by_name = {m["Properties"]["StateMachineName"]: m["Properties"] for m in machines.values()}
     for journey in journeys:
         props = by_name[f"leadflow-dev-{journey.id}"]
         assert props["DefinitionString"] == compile_journey(journey, templates_dir=ROOT / "templates")
-        assert props["DefinitionSubstitutions"]["SendFunctionArn"] == {"Fn::GetAtt": [send_id, "Arn"]}
+        assert props["DefinitionSubstitutions"]["SendFunctionArn"] == {"Ref": send_live}
         assert props["StateMachineType"] == "STANDARD"
         assert props["TracingConfiguration"] == {"Enabled": True}
         assert props["LoggingConfiguration"]["Level"] == "ALL"
@@ -305,7 +305,7 @@ def test_api_routes_are_exactly_the_declared_routes_and_admin_needs_iam(
     for route in ALL_ROUTES:
         target = routes[route.key]["Target"]["Fn::Join"][1][1]["Ref"]
         uri = json.dumps(integrations[target]["Properties"]["IntegrationUri"])
-        assert f"{route.function.capitalize()}Function" in uri, route.key
+        assert f'"Ref": "{route.function.capitalize()}Live' in uri, route.key  # its SnapStart alias
     [stage] = resources(template_json, "AWS::ApiGatewayV2::Stage").values()
     assert "DestinationArn" in stage["Properties"]["AccessLogSettings"]
     assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"] == 500
@@ -400,7 +400,7 @@ def test_synth_command_reports_bad_config() -> None:
 def test_feedback_function_is_subscribed_to_ses_feedback_and_inbound_sms(
     template_json: dict[str, Any],
 ) -> None:
-    feedback_id = logical_id_of(template_json, "AWS::Lambda::Function", "FeedbackFunction")
+    feedback_live = {"Ref": logical_id_of(template_json, "AWS::Lambda::Alias", "FeedbackLive")}
     topics = resources(template_json, "AWS::SNS::Topic")
     ses_topic = logical_id_of(template_json, "AWS::SNS::Topic", "EmailFeedback")
     sms_topic = logical_id_of(template_json, "AWS::SNS::Topic", "InboundSms")
@@ -412,12 +412,12 @@ def test_feedback_function_is_subscribed_to_ses_feedback_and_inbound_sms(
         if s["Properties"]["Protocol"] == "lambda"
     }
     for topic in (ses_topic, sms_topic):
-        assert subscriptions[topic]["Endpoint"] == {"Fn::GetAtt": [feedback_id, "Arn"]}
+        assert subscriptions[topic]["Endpoint"] == feedback_live
     invoke = {
         p["Properties"]["SourceArn"]["Ref"]
         for p in resources(template_json, "AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "sns.amazonaws.com"
-        and p["Properties"]["FunctionName"] == {"Fn::GetAtt": [feedback_id, "Arn"]}
+        and p["Properties"]["FunctionName"] == feedback_live
     }
     assert invoke == {ses_topic, sms_topic}
     # only this account's End User Messaging SMS may publish inbound replies
@@ -549,3 +549,39 @@ def test_a_settings_field_without_a_stack_value_fails_the_synth(monkeypatch: pyt
     monkeypatch.setattr(stack_module, "Settings", WithNewSetting)
     with pytest.raises(ValueError, match="no value for LEADFLOW_CRM_ENDPOINT"):
         cdk_app.build(App(context=cdk_context()))
+
+
+def test_snap_start_functions_run_only_through_their_live_alias(template_json: dict[str, Any]) -> None:
+    """With SnapStart only a published version starts from its snapshot: every function on a user's
+    path has it, nothing invokes one of them unqualified (``$LATEST`` would import from scratch), and
+    a replaced version is deleted (its snapshot is billed while it exists)."""
+    from leadflow.local.system import FUNCTIONS
+    from leadflow_infra.stack import SNAP_START_EXEMPT
+
+    functions = resources(template_json, "AWS::Lambda::Function")
+    snap_started = {
+        logical
+        for logical, r in functions.items()
+        if r["Properties"].get("SnapStart", {}).get("ApplyOn") == "PublishedVersions"
+    }
+    assert {functions[logical]["Properties"]["FunctionName"] for logical in snap_started} == {
+        f"leadflow-dev-{name}" for name in FUNCTIONS if name not in SNAP_START_EXEMPT
+    }
+    invoking = {
+        "AWS::Lambda::EventSourceMapping": "FunctionName",
+        "AWS::Lambda::Permission": "FunctionName",
+        "AWS::SNS::Subscription": "Endpoint",
+        "AWS::ApiGatewayV2::Integration": "IntegrationUri",
+        "AWS::StepFunctions::StateMachine": "DefinitionSubstitutions",
+    }
+    aliases = resources(template_json, "AWS::Lambda::Alias")
+    for kind, prop in invoking.items():
+        for logical, r in resources(template_json, kind).items():
+            named = json.dumps(r["Properties"].get(prop))
+            for function in snap_started:
+                assert f'"{function}"' not in named, f"{logical} invokes {function} unqualified"
+    for function in snap_started:
+        [alias] = [a for a in aliases.values() if a["Properties"]["FunctionName"] == {"Ref": function}]
+        assert alias["Properties"]["Name"] == "live"
+        version = alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
+        assert template_json["Resources"][version]["DeletionPolicy"] == "Delete"

@@ -138,6 +138,22 @@ class Names:
             raise NotInTemplate(f"function {deployed} is not in the template")
         return arn("lambda", f"function:{deployed}")
 
+    def invoked_as(self, function_arn: str) -> str:
+        """What every invocation path of the function must name: with SnapStart its alias — only a
+        published version starts from a snapshot, ``$LATEST`` never does — else the function."""
+        logical = self.stack.functions()[function_arn.rsplit(":", 1)[-1]]
+        snap_start = self.stack.resources[logical]["Properties"].get("SnapStart", {})
+        if snap_start.get("ApplyOn") != "PublishedVersions":
+            return function_arn
+        aliases = [
+            alias
+            for alias, r in self.stack.of_type("AWS::Lambda::Alias").items()
+            if r["Properties"]["FunctionName"] == {"Ref": logical}
+        ]
+        if len(aliases) != 1:
+            raise NotInTemplate(f"{function_arn} has SnapStart and {len(aliases)} aliases (one is invoked)")
+        return str(self.stack.resolve({"Ref": aliases[0]}))
+
     def state_machine(self, local_arn: str) -> str:
         """The deployed state machine's (unqualified) ARN; for a version or alias ARN that of its
         state machine (``qualified`` says which qualifier the call named)."""
@@ -244,7 +260,10 @@ def authorizations(call: Call, names: Names) -> list[Request]:
         # token does not say which journey it is from, so the caller must be allowed on every journey.
         return [Request(action, machine) for machine in names.state_machines()]
     if service == "lambda":
-        return [Request(action, names.function(p["FunctionName"]))]
+        function = names.function(p["FunctionName"])
+        if call.principal == STATES:  # a journey's task names what the deployed definition names
+            return [Request(action, names.invoked_as(function))]
+        return [Request(action, function)]
     if service == "events":
         return [Request(action, names.event_bus(e.get("EventBusName", "default"))) for e in p["Entries"]]
     if service in ("ses", "sesv2"):
@@ -383,11 +402,16 @@ def call_problems(stack: Stack, calls: Iterable[Call]) -> list[str]:
 # --- invocation paths -------------------------------------------------------------------------
 
 
+def _names_function(value: Any, function_arn: str) -> bool:
+    """``value`` (a ``FunctionName`` property: an ARN, a name, or ``name:qualifier``) names exactly
+    ``function_arn`` — an alias ARN is named only with its qualifier."""
+    return str(value) == function_arn or function_arn.endswith(f":function:{value}")
+
+
 def _permission(stack: Stack, function_arn: str, service: str, source: str | None = None) -> bool:
     for resource in stack.of_type("AWS::Lambda::Permission").values():
         props = stack.resolve(resource["Properties"])
-        name = str(props["FunctionName"])
-        if name not in (function_arn, function_arn.rsplit(":", 1)[-1]):
+        if not _names_function(props["FunctionName"], function_arn):
             continue
         if props.get("Action") != "lambda:InvokeFunction" or props.get("Principal") != service:
             continue
@@ -425,34 +449,39 @@ def invocation_problems(stack: Stack, invocations: Iterable[tuple[str, Any]]) ->
             problems.add(str(exc))
             continue
         name = function_arn.rsplit(":", 1)[-1]
+        try:
+            target = names.invoked_as(function_arn)
+        except NotInTemplate as exc:
+            problems.add(str(exc))
+            continue
         records = event.get("Records") if isinstance(event.get("Records"), list) else None
         if "routeKey" in event:
             key = f"{name} {event['routeKey']}"
             if key not in seen:
                 seen.add(key)
-                problems.update(_route_problems(stack, function_arn, str(event["routeKey"])))
+                problems.update(_route_problems(stack, target, str(event["routeKey"])))
         elif records and records[0].get("eventSource") == "aws:dynamodb":
             for record in records:
-                problems.update(_stream_problems(stack, names, function_arn, record))
+                problems.update(_stream_problems(stack, names, function_arn, record, target))
         elif records and records[0].get("eventSource") == "aws:sqs":
             key = f"{name} sqs {records[0]['eventSourceARN']}"
             if key not in seen:
                 seen.add(key)
                 problems.update(
-                    _queue_problems(stack, names, function_arn, str(records[0]["eventSourceARN"]))
+                    _queue_problems(stack, names, function_arn, str(records[0]["eventSourceARN"]), target)
                 )
         elif records and records[0].get("EventSource") == "aws:sns":
             key = f"{name} sns {records[0]['Sns']['TopicArn']}"
             if key not in seen:
                 seen.add(key)
                 problems.update(
-                    _topic_problems(stack, names, function_arn, str(records[0]["Sns"]["TopicArn"]))
+                    _topic_problems(stack, names, function_arn, str(records[0]["Sns"]["TopicArn"]), target)
                 )
         elif {"SecretId", "ClientRequestToken", "Step"} <= set(event):
             key = f"{name} rotation {event['SecretId']}"
             if key not in seen:
                 seen.add(key)
-                problems.update(_rotation_problems(stack, names, function_arn, str(event["SecretId"])))
+                problems.update(_rotation_problems(stack, names, target, str(event["SecretId"])))
         elif not event:  # no payload: CDK's Trigger custom resource invokes it during the deploy
             key = f"{name} deploy trigger"
             if key not in seen:
@@ -462,7 +491,7 @@ def invocation_problems(stack: Stack, invocations: Iterable[tuple[str, Any]]) ->
             key = f"{name} task"
             if key not in seen:
                 seen.add(key)
-                problems.update(_task_problems(stack, function_arn))
+                problems.update(_task_problems(stack, target))
     return sorted(problems)
 
 
@@ -487,19 +516,21 @@ def _route_problems(stack: Stack, function_arn: str, route_key: str) -> list[str
 def _mapping(stack: Stack, function_arn: str, source_arn: str) -> Mapping[str, Any] | None:
     for mapping in stack.of_type("AWS::Lambda::EventSourceMapping").values():
         props = stack.resolve(mapping["Properties"])
-        if props["EventSourceArn"] == source_arn and str(props["FunctionName"]) in (
-            function_arn,
-            function_arn.rsplit(":", 1)[-1],
-        ):
+        if props["EventSourceArn"] == source_arn and _names_function(props["FunctionName"], function_arn):
             return dict(props)
     return None
 
 
-def _stream_problems(stack: Stack, names: Names, function_arn: str, record: Mapping[str, Any]) -> list[str]:
+def _stream_problems(
+    stack: Stack, names: Names, function_arn: str, record: Mapping[str, Any], target: str
+) -> list[str]:
+    """``target``: what the mapping must name (``Names.invoked_as``); the role is the function's."""
     stream = names.stream(str(record["eventSourceARN"]))
-    mapping = _mapping(stack, function_arn, stream)
+    mapping = _mapping(stack, target, stream)
     if mapping is None:
-        return [f"{function_arn} gets stream records locally, the template maps no stream {stream} to it"]
+        return [
+            f"{function_arn} gets stream records locally, the template maps no stream {stream} to {target}"
+        ]
     problems = []
     if not _filter_allows(mapping, record):
         problems.append(
@@ -517,11 +548,15 @@ def _stream_problems(stack: Stack, names: Names, function_arn: str, record: Mapp
     return problems
 
 
-def _queue_problems(stack: Stack, names: Names, function_arn: str, local_queue: str) -> list[str]:
+def _queue_problems(
+    stack: Stack, names: Names, function_arn: str, local_queue: str, target: str
+) -> list[str]:
     queue = names.queue_arn(local_queue)
-    mapping = _mapping(stack, function_arn, queue)
+    mapping = _mapping(stack, target, queue)
     if mapping is None:
-        return [f"{function_arn} gets messages of {queue} locally, the template maps no such queue to it"]
+        return [
+            f"{function_arn} gets messages of {queue} locally, the template maps no such queue to {target}"
+        ]
     statements = _role_statements(stack, function_arn)
     return [
         f"{function_arn}: its role may not {action} on {queue} (the mapping polls as it)"
@@ -530,16 +565,18 @@ def _queue_problems(stack: Stack, names: Names, function_arn: str, local_queue: 
     ]
 
 
-def _topic_problems(stack: Stack, names: Names, function_arn: str, local_topic: str) -> list[str]:
+def _topic_problems(
+    stack: Stack, names: Names, function_arn: str, local_topic: str, target: str
+) -> list[str]:
     topic = names.topic(local_topic)
     for subscription in stack.of_type("AWS::SNS::Subscription").values():
         props = stack.resolve(subscription["Properties"])
-        if props["Protocol"] == "lambda" and props["TopicArn"] == topic and props["Endpoint"] == function_arn:
-            if not _permission(stack, function_arn, "sns.amazonaws.com", topic):
-                return [f"{topic}: SNS may not invoke {function_arn}"]
+        if props["Protocol"] == "lambda" and props["TopicArn"] == topic and props["Endpoint"] == target:
+            if not _permission(stack, target, "sns.amazonaws.com", topic):
+                return [f"{topic}: SNS may not invoke {target}"]
             return []
     return [
-        f"{function_arn} gets notifications of {topic} locally, the template subscribes it to no such topic"
+        f"{function_arn} gets notifications of {topic} locally, the template subscribes no {target} to it"
     ]
 
 

@@ -124,6 +124,12 @@ class Stack:
         if kind == "AWS::Lambda::Function":
             name = self._prop(logical, "FunctionName", logical)
             return Deployed(name, {"Arn": arn("lambda", f"function:{name}")})
+        if kind == "AWS::Lambda::Version":  # the first version published
+            version = f"{self._function_arn(logical)}:1"
+            return Deployed(version, {"Version": "1", "FunctionArn": version})
+        if kind == "AWS::Lambda::Alias":
+            alias = f"{self._function_arn(logical)}:{self._prop(logical, 'Name')}"
+            return Deployed(alias, {"AliasArn": alias})
         if kind == "AWS::Lambda::LayerVersion":
             return Deployed(arn("lambda", f"layer:{logical}:1"), {})
         if kind == "AWS::StepFunctions::StateMachine":
@@ -169,6 +175,11 @@ class Stack:
         if kind == "AWS::CloudWatch::Alarm":
             return Deployed(logical, {"Arn": arn("cloudwatch", f"alarm:{logical}")})
         return Deployed(logical, {})
+
+    def _function_arn(self, logical: str) -> str:
+        """The ARN of the function a version or an alias belongs to (``FunctionName``: its name)."""
+        name = str(self._prop(logical, "FunctionName")).rsplit(":function:", 1)[-1]
+        return arn("lambda", f"function:{name}")
 
     # --- intrinsics ----------------------------------------------------------------------------
 

@@ -407,12 +407,37 @@ def test_a_removed_invocation_path_fails_the_tier(
         k
         for k, r in broken["Resources"].items()
         if (r["Type"] == "AWS::SNS::Subscription" and "Feedback" in k and "InboundSms" not in k)
-        or (r["Type"] == "AWS::Lambda::EventSourceMapping" and k.startswith("ReportFunction"))
+        or (r["Type"] == "AWS::Lambda::EventSourceMapping" and k.startswith("ReportLive"))
     ]:
         del broken["Resources"][logical]
     problems = contract.invocation_problems(Stack(broken), recorded.invocations)
     assert any("feedback gets notifications of" in p for p in problems), problems
     assert any("report gets stream records locally" in p for p in problems), problems
+
+
+def test_a_path_to_latest_of_a_snap_start_function_fails_the_tier(
+    recorded: CallRecorder, template_document: dict[str, Any]
+) -> None:
+    """Score's stream mapping names the function, not its SnapStart alias: ``$LATEST`` would run,
+    importing from scratch at every cold start."""
+    broken = json.loads(json.dumps(template_document))
+    [mapping] = [
+        r
+        for k, r in broken["Resources"].items()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping" and k.startswith("ScoreLive")
+    ]
+    [score] = [
+        k
+        for k, r in broken["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Function" and k.startswith("ScoreFunction")
+    ]
+    mapping["Properties"]["FunctionName"] = {"Ref": score}
+    problems = contract.invocation_problems(Stack(broken), recorded.invocations)
+    assert problems == [
+        f"arn:aws:lambda:us-east-1:123456789012:function:leadflow-{STAGE}-score gets stream records locally,"
+        f" the template maps no stream arn:aws:dynamodb:us-east-1:123456789012:table/leadflow-{STAGE}-events"
+        f"/stream/2026-12-03T00:00:00.000 to arn:aws:lambda:us-east-1:123456789012:function:leadflow-{STAGE}-score:live"
+    ], problems
 
 
 def test_a_removed_variable_fails_the_tier(template_document: dict[str, Any]) -> None:

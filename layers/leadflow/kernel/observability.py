@@ -6,7 +6,8 @@ patching botocore cost more than ``import boto3`` itself, so no function pays fo
 the Powertools ``Tracer`` is built, and botocore patched, at the first invocation that X-Ray samples
 (``Sampled=1`` in the invocation's ``_X_AMZN_TRACE_ID``), and traces every invocation after it as
 before. Invocations before it are not sampled: X-Ray records nothing for them anyway (Lambda's own
-segment still is, with active tracing)."""
+segment still is, with active tracing). With Lambda SnapStart the tracer is built before the snapshot
+(``build_tracer``, ``leadflow.kernel.snapshot``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from leadflow.kernel.snapshot import before_snapshot
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
@@ -87,6 +90,16 @@ class LazyTracer:
 
 logger = Logger(service=SERVICE)
 tracer = LazyTracer(service=SERVICE)
+
+
+@before_snapshot
+def build_tracer() -> None:
+    """With SnapStart the X-Ray SDK is imported and botocore patched before the snapshot, so no
+    restored environment pays for it (``LazyTracer``: without SnapStart, at the first sampled call)."""
+    if not tracing_disabled():
+        tracer.tracer()
+
+
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
