@@ -100,7 +100,7 @@ def test_the_country_sent_with_the_number_wins_over_the_stored_one(system: Local
 def test_a_national_number_that_cannot_be_read_is_a_400_naming_phone(
     system: LocalSystem, email: str, country: str | None, phone: str, message: str
 ) -> None:
-    contact_id = known_in(system, email, country, first_name="Kim")
+    known_in(system, email, country, first_name="Kim")
     before = stored(system, email)
     reply = admin(system, "POST", "/admin/contacts", {"email": email, "phone": phone, "job_title": "CTO"})
     assert field_errors(reply) == {"phone": message}
@@ -109,7 +109,6 @@ def test_a_national_number_that_cannot_be_read_is_a_400_naming_phone(
     new = admin(system, "POST", "/admin/contacts", {"email": f"new.{email}", "phone": "030 7654321"})
     assert field_errors(new) == {"phone": NO_COUNTRY}
     assert profiles_with_email(system, f"new.{email}") == []
-    assert contact_id
 
 
 @pytest.mark.parametrize(

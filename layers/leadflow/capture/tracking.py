@@ -539,9 +539,12 @@ class TrackingService:
     ) -> FormAccepted:
         """Create or update the contact, record ``form_submitted`` and link the visitor (from the
         ``visitor_id`` field, else the ``lf_vid`` cookie): one transaction, which also spends the
-        form's sign-up budgets when its sign-ups send email. A bot's post returns a made-up contact
-        id (the answer a person gets) and stores nothing; a refused post raises ``SignupRefused``
-        and stores nothing."""
+        form's sign-up budgets when its sign-ups send email. Reads the email index, the visitor's
+        link and, only when the post needs it, the existing contact's consent and country (one
+        read: ``_stored``). A bot's post returns a made-up contact id (the answer a person gets) and
+        stores nothing; a refused post raises ``SignupRefused`` and stores nothing; a national phone
+        number that neither the form's nor the stored country reads is an ``InvalidInput``
+        naming ``phone``."""
         form = self.form_config(form_id)
         if form.consent_required and not submission.consent:
             raise InvalidInput("consent", "consent is required to sign up")
