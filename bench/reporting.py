@@ -13,8 +13,8 @@ from leadflow.events.store import IdempotencyMarks
 from leadflow.local.system import resource_name
 from leadflow.platform.dynamo import Transaction
 from leadflow.reporting.consumer import ReportService
-from leadflow.reporting.counters import Changes, ReportTable, rkeys
 from leadflow.reporting.reports import ReportReader
+from leadflow.reporting.store import Changes, ReportTable, rkeys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -260,8 +260,7 @@ def lead_engine(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> LeadE
     segment re-evaluations in bulk)."""
     from leadflow.leads.engine import LeadEngine, LeadStore
     from leadflow.segments.definitions import load_segments
-    from leadflow.segments.membership import SegmentMembership
-    from leadflow.segments.store import segment_source
+    from leadflow.segments.store import SegmentMembership, segment_source
 
     ddb = clients("dynamodb")
     return LeadEngine(
@@ -279,7 +278,7 @@ def lead_engine(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> LeadE
 
 def tracking_service(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> TrackingService:
     """The public API's service (``track``): pixels, clicks, browser events, forms, unsubscribes."""
-    from leadflow.capture.protection import SignupBudgets
+    from leadflow.capture.store import SignupBudgets
     from leadflow.capture.tracking import TrackingService
     from leadflow.contacts.store import VisitorLinks
 
@@ -339,7 +338,7 @@ def trigger_service(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> T
 def report_service(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> ReportService:
     """The reporting counters' consumer (``report``); it does not load the read side's models."""
     from leadflow.reporting.consumer import ReportService
-    from leadflow.reporting.counters import ReportTable
+    from leadflow.reporting.store import ReportTable
 
     ddb = clients("dynamodb")
     return ReportService(
@@ -352,8 +351,8 @@ def report_service(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> Re
 
 def report_reader(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> ReportReader:
     """The reports of ``/admin/reports/*`` (and the local runtime's charts)."""
-    from leadflow.reporting.counters import ReportTable
     from leadflow.reporting.reports import ReportReader
+    from leadflow.reporting.store import ReportTable
 
     return ReportReader(ReportTable(clients("dynamodb"), settings.reports_table), settings.goals)
 
@@ -589,7 +588,6 @@ def admin_app(settings: Settings, clients: Clients = PROCESS_CLIENTS) -> APIGate
     privacy = PrivacyService(
         ddb=ddb,
         contacts=contacts,
-        contacts_table=settings.contacts_table,
         events_table=settings.events_table,
         messages_table=settings.messages_table,
         reports_table=settings.reports_table,

@@ -38,8 +38,8 @@ from leadflow.platform.dynamo import (
     update_returning,
 )
 from leadflow.platform.tables import Prefix, keys
-from leadflow.reporting.counters import rkeys
-from leadflow.segments.membership import SegmentMembership
+from leadflow.reporting.store import rkeys
+from leadflow.segments.store import SegmentMembership
 
 TABLE = "helpers"
 

@@ -21,7 +21,7 @@ from leadflow.local.system import ROOT, LocalSystem
 from leadflow.platform.dynamo import deserialize
 from leadflow.platform.tables import keys
 from leadflow.segments.definitions import Segment
-from leadflow.segments.membership import SegmentMembership
+from leadflow.segments.store import SegmentMembership
 from tests.integration.conftest import events_of, post_event, stream_records
 from tests.integration.conftest import sign_up as form_sign_up
 

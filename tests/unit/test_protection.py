@@ -8,12 +8,11 @@ from pathlib import Path
 
 from leadflow.capture.protection import (
     PostSignals,
-    SignupBudgets,
     forms_that_send_email,
-    recipient_domain_key,
     render_stamp,
     stamp_age,
 )
+from leadflow.capture.store import SignupBudgets, recipient_domain_key
 from leadflow.journeys import load_journeys
 from leadflow.kernel.settings import FormConfig
 from leadflow.platform.tokens import KeyRing, TokenSigner

@@ -40,13 +40,13 @@ from leadflow.platform.bulk import (
     BULK_WORKERS,
     BroadcastPage,
     BulkQueue,
-    Lanes,
     Pacer,
     PageOutcome,
     run_page,
     unfinished,
 )
-from leadflow.segments.membership import SHARDS, SegmentMembership
+from leadflow.platform.lanes import Lanes
+from leadflow.segments.store import SHARDS, SegmentMembership
 
 if TYPE_CHECKING:  # the send path (templates, Jinja2) is loaded where a page sends: the bulk worker
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -1,23 +1,19 @@
 """What keeps the public surface from being abused: the sign-up forms' honeypot, signed render
-stamp (minimum fill time), per-source and per-recipient-domain budgets and optional CAPTCHA, and
-the count of every refusal.
+stamp (minimum fill time), optional CAPTCHA and the count of every refusal. The per-source and
+per-recipient-domain budgets are counters of ``capture/store.py`` (hashed keys, expiring items).
 
 Invariants:
-- A refused sign-up leaves nothing behind: the budget counters are conditional updates inside the
-  sign-up's own transaction, so a post over budget writes no contact, consent, event or email, and a
-  post that fails for another reason spends no budget.
+- A refused sign-up leaves nothing behind: the budget counters (``capture/store.SignupBudgets``)
+  are conditional updates inside the sign-up's own transaction, so a post over budget writes no
+  contact, consent, event or email, and a post that fails for another reason spends no budget.
 - A bot's post (honeypot filled, sent faster than a person can fill the form) gets the answer a
   person's post gets and stores nothing: the bot learns nothing to adapt to.
 - Every refusal is counted (CloudWatch metric ``PublicRefusals`` by ``reason``; locally
   ``refusals``, shown by the dashboard) and logged by reason and route only, never with the
-  address, the IP or a field value.
-- Budget keys are per source network as stored everywhere else (IP truncated to /24, /48) and per
-  recipient domain, both hashed (an aggregate counter outlives an erased contact: it must not
-  name its network or domain); the counter items expire (TTL) an hour after their window."""
+  address, the IP or a field value."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import urllib.error
@@ -25,13 +21,11 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 from urllib.parse import urlencode
 
 from leadflow.kernel.observability import count_by, logger
-from leadflow.kernel.settings import CaptchaConfig, FormConfig, SignupBudget
-from leadflow.platform.dynamo import update_op
+from leadflow.kernel.settings import CaptchaConfig, FormConfig
 from leadflow.platform.tokens import TokenSigner
 
 HONEYPOT_FIELD = "website_url"
@@ -132,61 +126,6 @@ def stamp_age(signer: TokenSigner, stamp: str | None, now: float) -> float | Non
     if not -60 <= age <= STAMP_MAX_AGE_SECONDS or not signer.verify_text(_stamp_text(at), mac):
         return None
     return max(age, 0.0)
-
-
-# --- budgets ---------------------------------------------------------------------------------------
-
-
-def _hashed(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:20]
-
-
-def recipient_domain_key(email: str) -> str:
-    """The recipient's domain as a budget key: hashed (a personal domain names its owner)."""
-    return _hashed(email.rsplit("@", 1)[-1].lower())
-
-
-class SignupBudgets:
-    """Hourly counters ``BUDGET#<form>#src#<hash>`` / ``BUDGET#<form>#dom#<hash>`` with sort key
-    ``H#<yyyymmddhh>`` in the idempotency table (TTL ``expires_at``): conditional atomic increments
-    written in the sign-up's transaction."""
-
-    def __init__(self, table: str) -> None:
-        self._table = table
-
-    @staticmethod
-    def window(now: datetime) -> tuple[str, int]:
-        """The hour's sort key and the seconds left in it."""
-        start = now.replace(minute=0, second=0, microsecond=0)
-        left = int((start + timedelta(hours=1) - now).total_seconds()) or 1
-        return f"H#{start:%Y%m%d%H}", left
-
-    def _op(self, pk: str, limit: int, now: datetime) -> dict[str, Any]:
-        sk, left = self.window(now)
-        return update_op(
-            self._table,
-            {"pk": pk, "sk": sk},
-            add={"n": 1},
-            sets={"expires_at": int(now.timestamp()) + left + 3600},
-            condition="attribute_not_exists(n) OR n < :limit",
-            values_={"limit": limit},
-        )
-
-    def ops(
-        self, form_id: str, budget: SignupBudget, *, network: str | None, email: str, now: datetime
-    ) -> list[dict[str, Any]]:
-        """The increments one sign-up spends: its source network's (when known) and its domain's."""
-        ops = []
-        if network:
-            ops.append(self._op(f"BUDGET#{form_id}#src#{_hashed(network)}", budget.per_source_per_hour, now))
-        ops.append(
-            self._op(
-                f"BUDGET#{form_id}#dom#{recipient_domain_key(email)}",
-                budget.per_recipient_domain_per_hour,
-                now,
-            )
-        )
-        return ops
 
 
 def forms_that_send_email(forms: Mapping[str, FormConfig], journeys: Iterable[Any]) -> frozenset[str]:

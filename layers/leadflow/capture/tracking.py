@@ -36,11 +36,11 @@ from leadflow.capture.model import FormAccepted, FormSubmission, truncate_ip
 from leadflow.capture.protection import (
     CaptchaVerifier,
     PostSignals,
-    SignupBudgets,
     SignupRefused,
     count_refusal,
     stamp_age,
 )
+from leadflow.capture.store import SignupBudgets
 from leadflow.contacts.normalize import NationalNumber, resolve_phone
 from leadflow.contacts.store import ContactStore, VisitorLinks
 from leadflow.events.model import VISITOR_ID_PATTERN, Event, EventAccepted, EventIn

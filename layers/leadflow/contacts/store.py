@@ -2,7 +2,7 @@
 contacts table (``C#<id>``/``PROFILE``, ``EMAIL#<address>``, ``PHONE#<e164>``, ``V#<visitor>``).
 
 Invariants: every write of a profile is built here (the services get operations to commit in their
-own transactions); ``resolve`` is the one reader that follows a merge to the survivor. How a request
+own transactions), and only erasure deletes one (``delete_items``, last of a contact's items); ``resolve`` is the one reader that follows a merge to the survivor. How a request
 is shaped, paged, batched and committed is ``leadflow.platform.dynamo``'s."""
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from leadflow.kernel import ids
 from leadflow.platform.dynamo import (
     Op,
     batch_get,
+    delete_items,
     get,
     pages,
     put_if,
     put_op,
     query_all,
     serialize,
+    update,
     update_op,
     values,
 )
@@ -513,6 +515,15 @@ class ContactStore:
             sets={"reason": reason, "updated_at": at},
             set_once={"suppressed_at": at},
         )
+
+    def suppress(self, email: str, reason: str, at: str) -> None:
+        """``suppression_op`` on its own (no transaction to join)."""
+        update(self._client, self.suppression_op(email, reason, at))
+
+    def delete_items(self, items: Sequence[Mapping[str, Any]]) -> int:
+        """Delete these items of the contacts table (as read: profiles, index entries, a
+        partition's items), batched; how many. Only erasure deletes a profile this way."""
+        return delete_items(self._client, self._table, items)
 
     def suppress_profile_op(self, contact_id: str, reason: str, at: str) -> dict[str, Any]:
         return self._profile_update_op(contact_id, at, {"suppressed": reason, "suppressed_at": at})

@@ -1,5 +1,6 @@
-"""The events table and the idempotency marks: one put per event, never updated; a subject's history
-read in time order; markers written in the same transaction as the effect they make exactly-once.
+"""The events table and the idempotency marks: one put per event, never updated (only an erasure
+deletes events: ``delete_stored_events``); a subject's history read in time order; markers
+written in the same transaction as the effect they make exactly-once.
 
 How a request is shaped, paged, batched and committed is ``leadflow.platform.dynamo``'s; item keys
 are ``leadflow.platform.tables``'."""
@@ -7,7 +8,7 @@ are ``leadflow.platform.tables``'."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
@@ -16,6 +17,7 @@ from leadflow.kernel.clock import parse_iso
 from leadflow.platform.dynamo import (
     ExpiringStore,
     Item,
+    delete_items,
     get,
     put_if,
     put_op,
@@ -89,6 +91,12 @@ def stored_events(client: DynamoDBClient, table: str, subject_pk: str) -> list[I
             ConsistentRead=True,
         )
     )
+
+
+def delete_stored_events(client: DynamoDBClient, table: str, events: Sequence[Item]) -> int:
+    """Delete these events (as ``stored_events`` read them), batched; how many. Events are never
+    updated; only erasure deletes one."""
+    return delete_items(client, table, events)
 
 
 def backfill_event_times(client: DynamoDBClient, table: str) -> int:

@@ -64,7 +64,7 @@ from leadflow.leads.scoring import ScoreState, replay, rule_matches
 from leadflow.platform.dynamo import Op, Transaction, TransactionCancelled
 from leadflow.platform.tables import keys
 from leadflow.segments.definitions import Segment
-from leadflow.segments.membership import SegmentMembership
+from leadflow.segments.store import SegmentMembership
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

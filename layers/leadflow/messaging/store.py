@@ -12,6 +12,7 @@ from leadflow.platform.dynamo import (
     ExpiringStore,
     Item,
     batch_get,
+    delete_items,
     deserialize,
     is_conditional_failure,
     serialize,
@@ -68,6 +69,10 @@ class MessageStore(ExpiringStore):
         return batch_get(
             self._client, self._table, [{"pk": keys.message(m), "sk": keys.MSG} for m in message_ids]
         )
+
+    def delete_items(self, messages: Sequence[Mapping[str, Any]]) -> int:
+        """Delete these stored messages (as ``many`` read them), batched; how many."""
+        return delete_items(self._client, self._table, messages)
 
     def hand_over(self, message_id: str, at: str) -> bool:
         """Mark the moment the message goes to the provider (after this, a retry never re-sends);

@@ -474,8 +474,8 @@ def _smoke(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from leadflow.reporting import render
     from leadflow.reporting.consumer import DEFAULT_GOALS
-    from leadflow.reporting.counters import ReportTable
     from leadflow.reporting.reports import ReportReader
+    from leadflow.reporting.store import ReportTable
 
     table = args.table
     if table is None:

@@ -19,7 +19,8 @@ What it owns, and the invariants it keeps:
   retry what DynamoDB hands back unprocessed (``UnprocessedKeys``/``UnprocessedItems``: throttling,
   the 16 MB response limit) with capped exponential backoff and full jitter, and raise
   ``Unprocessed`` after ``max_attempts`` rather than silently dropping a key. Duplicate keys are
-  read once (DynamoDB refuses a batch with duplicates).
+  read once (DynamoDB refuses a batch with duplicates). ``delete_items`` deletes items as read
+  (by their ``pk``/``sk``) through ``batch_write``.
 - **Transactions.** ``Transaction`` collects up to 100 operations, each with a *name* (unique in
   the transaction). When DynamoDB cancels it, ``commit`` raises ``TransactionCancelled`` (still a
   ``ClientError``): ``failed`` lists the names of the operations that caused the cancellation and
@@ -432,6 +433,12 @@ def batch_write(
         chunk = requests[start : start + BATCH_WRITE_REQUESTS]
         _retrying(send, {table: chunk}, "UnprocessedItems", "BatchWriteItem", backoff)
     return len(requests)
+
+
+def delete_items(client: DynamoDBClient, table: str, items: Sequence[Mapping[str, Any]]) -> int:
+    """Delete these items of a ``pk``/``sk`` table (as read: each by its ``pk`` and ``sk``) with
+    ``batch_write``; returns how many delete requests were written."""
+    return batch_write(client, table, deletes=[{"pk": item["pk"], "sk": item["sk"]} for item in items])
 
 
 # --- transactions ---------------------------------------------------------------------------------

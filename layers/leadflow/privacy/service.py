@@ -12,6 +12,9 @@ Where a contact's data lives (``leadflow.platform.tables``):
   and skip events, and by the deterministic message ids its journeys used);
 - running journey executions (their input holds only the contact id).
 
+This service gathers and orders; each store reads and deletes its own items (``ContactStore``,
+``stored_events``/``delete_stored_events``, ``MessageStore``, ``ReportTable``).
+
 Erasure deletes all of it, stops running executions (marked as stopped on purpose,
 ``leadflow.journeys.runtime.stops``: redrive never resumes them), and keeps two things without personal data:
 an erasure record ``ERASURE#<contact id>`` (when, what was deleted: the proof) and the address on
@@ -28,15 +31,14 @@ from pydantic import BaseModel
 
 from leadflow.contacts.directory import DoNotContactIn
 from leadflow.contacts.store import ContactStore
-from leadflow.events.store import stored_events
+from leadflow.events.store import delete_stored_events, stored_events
 from leadflow.journeys.runtime.stops import ERASURE, stop_on_purpose
 from leadflow.kernel.clock import iso, utc_now
 from leadflow.kernel.errors import NotFound
 from leadflow.kernel.observability import logger, metrics
 from leadflow.messaging.store import MessageStore
-from leadflow.platform.dynamo import batch_write, update
 from leadflow.platform.tables import keys
-from leadflow.reporting.counters import ReportTable, rkeys
+from leadflow.reporting.store import ReportTable, rkeys
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -84,7 +86,6 @@ class PrivacyService:
         *,
         ddb: DynamoDBClient,
         contacts: ContactStore,
-        contacts_table: str,
         events_table: str,
         messages_table: str,
         reports_table: str,
@@ -93,10 +94,7 @@ class PrivacyService:
     ) -> None:
         self._ddb = ddb
         self._contacts = contacts
-        self._contacts_table = contacts_table
         self._events_table = events_table
-        self._messages_table = messages_table
-        self._reports_table = reports_table
         self._messages = MessageStore(ddb, messages_table)
         self._reports = ReportTable(ddb, reports_table)
         self._sfn = sfn
@@ -178,10 +176,6 @@ class PrivacyService:
 
     # --- erasing ---------------------------------------------------------------------------------
 
-    def _delete(self, table: str, items: list[dict[str, Any]]) -> int:
-        """Delete the items by their keys."""
-        return batch_write(self._ddb, table, deletes=[{"pk": i["pk"], "sk": i["sk"]} for i in items])
-
     def _stop_executions(self, plain: list[dict[str, Any]]) -> int:
         stopped = 0
         for enrollment in plain:
@@ -201,20 +195,21 @@ class PrivacyService:
         email = found["profile"].get("email")
         stopped = self._stop_executions(found["items"])
         for address in found["emails"]:  # first: from now on nothing is sent to them, whatever else happens
-            update(self._ddb, self._contacts.suppression_op(address, "erased", at))
+            self._contacts.suppress(address, "erased", at)
+        # each store deletes its own items; the order is this service's
         deleted = {
-            "messages": self._delete(self._messages_table, found["messages"]),
-            "events": self._delete(self._events_table, found["events"]),
-            "visitor_events": self._delete(self._events_table, found["anonymous"]),
-            "indexes": self._delete(self._contacts_table, found["indexes"]),
-            "report_state": self._delete(self._reports_table, found["report_state"]),
-            "contact_items": self._delete(
-                self._contacts_table, [i for i in found["items"] if i["sk"] != keys.PROFILE]
+            "messages": self._messages.delete_items(found["messages"]),
+            "events": delete_stored_events(self._ddb, self._events_table, found["events"]),
+            "visitor_events": delete_stored_events(self._ddb, self._events_table, found["anonymous"]),
+            "indexes": self._contacts.delete_items(found["indexes"]),
+            "report_state": self._reports.delete_items(found["report_state"]),
+            "contact_items": self._contacts.delete_items(
+                [i for i in found["items"] if i["sk"] != keys.PROFILE]
             ),
         }
         # the profile last: until it is gone, a failed erasure can be repeated and finds everything
-        deleted["profile"] = self._delete(
-            self._contacts_table, [i for i in found["items"] if i["sk"] == keys.PROFILE]
+        deleted["profile"] = self._contacts.delete_items(
+            [i for i in found["items"] if i["sk"] == keys.PROFILE]
         )
         self._contacts.record_erasure(
             contact_id,

@@ -22,7 +22,7 @@ from leadflow.reporting.classify import (
     classify_touch,
     is_internal,
 )
-from leadflow.reporting.counters import COUNTS, STATE, TOUCH, Changes, ReportTable, link_key, rkeys
+from leadflow.reporting.store import COUNTS, STATE, TOUCH, Changes, ReportTable, link_key, rkeys
 
 DEFAULT_GOALS = ("purchase", "deal_won")
 MAX_TRANSACTION_ITEMS = 100

@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from leadflow.reporting.classify import CHANNELS
-from leadflow.reporting.counters import COUNTS, ReportTable, rkeys
 from leadflow.reporting.stats import newcombe, wilson
+from leadflow.reporting.store import COUNTS, ReportTable, rkeys
 
 
 def _rate(part: float, whole: float) -> float | None:

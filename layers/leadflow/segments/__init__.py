@@ -2,7 +2,7 @@
 from the event stream by the lead engine, full re-evaluation, counts, export and broadcasts."""
 
 from leadflow.segments.definitions import Segment, SegmentError, load_segments, parse_segment
-from leadflow.segments.membership import SHARDS, SegmentMembership, shard_of
+from leadflow.segments.store import SHARDS, SegmentMembership, shard_of
 
 __all__ = [
     "SHARDS",

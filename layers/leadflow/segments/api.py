@@ -29,8 +29,7 @@ from leadflow.leads.scoring import current_score, display_score
 from leadflow.platform.http import accepted, json_response
 from leadflow.segments.definitions import Segment
 from leadflow.segments.evaluation import RunStatus, SegmentEvaluations
-from leadflow.segments.membership import SHARDS, SegmentMembership
-from leadflow.segments.store import SegmentDefinitionStore
+from leadflow.segments.store import SHARDS, SegmentDefinitionStore, SegmentMembership
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -32,7 +32,6 @@ from leadflow.kernel.clock import iso, utc_now
 from leadflow.kernel.observability import logger, metrics
 from leadflow.platform.bulk import (
     BulkQueue,
-    Lanes,
     PageOutcome,
     SegmentCleanupPage,
     SegmentScanPage,
@@ -46,8 +45,8 @@ from leadflow.platform.dynamo import (
     Transaction,
     TransactionCancelled,
 )
-from leadflow.segments.membership import SHARDS, SegmentMembership
-from leadflow.segments.store import SegmentDefinitionStore
+from leadflow.platform.lanes import Lanes
+from leadflow.segments.store import SHARDS, SegmentDefinitionStore, SegmentMembership
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -3,26 +3,35 @@
 Counter items (``COUNTS``) hold many counters each, updated with ``ADD``; a report reads one item
 per journey, template or day. One event's changes — counters and state — are committed in one
 transaction together with the idempotency marker ``REPORT#<event id>``: a redelivered stream record
-finds the marker and changes nothing.
+finds the marker and changes nothing. Only an erasure deletes items (a contact's, visitor's or
+message's state; aggregates stay).
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from leadflow.platform.dynamo import batch_get, get, query_all, serialize, update_op, values
+from leadflow.platform.dynamo import (
+    ExpiringStore,
+    batch_get,
+    delete_items,
+    get,
+    query_all,
+    serialize,
+    update_op,
+    values,
+)
 from leadflow.platform.tables import Prefix
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 COUNTS = "COUNTS"
 STATE = "STATE"
 TOUCH = "TOUCH"
-STATE_TTL_SECONDS = 400 * 86400
+STATE_TTL_DAYS = 400
 
 
 class rkeys:
@@ -97,20 +106,15 @@ class Changes:
         return out
 
 
-class ReportTable:
-    """Reads of the reports table (writes go through ``Changes`` in a transaction)."""
+class ReportTable(ExpiringStore):
+    """Reads of the reports table (writes go through ``Changes`` in a transaction; erasure deletes);
+    state items expire ``TTL_DAYS`` after they are written (``expires_at``)."""
 
-    def __init__(self, client: DynamoDBClient, table: str, now: Callable[[], float] = time.time) -> None:
-        self._client = client
-        self._table = table
-        self._now = now
+    TTL_DAYS = STATE_TTL_DAYS
 
     @property
     def name(self) -> str:
         return self._table
-
-    def expires_at(self) -> int:
-        return int(self._now()) + STATE_TTL_SECONDS
 
     def get(self, pk: str, sk: str = COUNTS) -> dict[str, Any] | None:
         return get(self._client, self._table, {"pk": pk, "sk": sk}, consistent=True)
@@ -134,6 +138,10 @@ class ReportTable:
                 ConsistentRead=True,
             )
         )
+
+    def delete_items(self, items: Sequence[Mapping[str, Any]]) -> int:
+        """Delete these items (as ``partition`` read them), batched; how many."""
+        return delete_items(self._client, self._table, items)
 
     def query_state(self, pk: str, prefix: str) -> list[dict[str, Any]]:
         """One contact's state items (its journey memberships): per event, never per report."""
