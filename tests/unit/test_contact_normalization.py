@@ -14,7 +14,7 @@ from leadflow.contacts.model import (
     normalize_gender,
     parse_contact,
 )
-from leadflow.contacts.normalize import COUNTRY_CODES, normalize_country
+from leadflow.contacts.normalize import COUNTRY_CODES, NationalNumber, normalize_country, resolve_phone
 from leadflow.events.model import EventIn
 from leadflow.leads.model import AttributeSpec
 
@@ -55,7 +55,22 @@ def test_phone_becomes_e164() -> None:
     assert (
         parse_contact({"email": "a@example.com", "phone": "+1 415.555.0123"}, SCHEMA).phone == "+14155550123"
     )
-    assert "phone" in fields_of({"email": "a@example.com", "phone": "030 1234"})
+    assert "phone" in fields_of({"email": "a@example.com", "phone": "030 12", "country": "DE"})
+
+
+def test_a_national_number_without_a_country_waits_for_the_stored_one() -> None:
+    """The request model cannot know the stored contact: the number is kept unresolved, and only
+    ``resolve_phone`` (the services') turns it into E.164 or the error naming the missing country."""
+    kept = with_address(phone=" 030 7654321 ").phone
+    assert isinstance(kept, NationalNumber)
+    assert "7654321" not in repr(kept)  # personal data stays out of logs
+    assert resolve_phone(kept, "DE") == "+49307654321"
+    assert resolve_phone("+49307654321", None) == "+49307654321"  # resolved already: as it is
+    assert resolve_phone(None, "DE") is None
+    with pytest.raises(ValueError, match="international format"):
+        resolve_phone(kept, None)
+    with pytest.raises(ValueError, match="not a valid phone number"):
+        resolve_phone(with_address(phone="030 12").phone, "DE")
 
 
 def test_country_codes_are_the_249_assigned_ones() -> None:
@@ -195,9 +210,9 @@ def test_phone_numbers_as_people_write_them(phone: str, country: str | None, exp
     ("phone", "country", "message"),
     [
         ("+999 1234 5678", None, "is not a valid phone number"),  # no country has +999
-        ("030 1234567", None, "international format"),  # national, and no country to read it in
         ("+49 12", None, "not a valid phone number"),
-        ("call me maybe", "DE", "not a valid phone number"),
+        ("call me maybe", "DE", "written in digits"),  # no keypad letters
+        ("+49 30 CALL-ME", None, "written in digits"),
         ("+1 555 0123", None, "not a valid phone number"),
     ],
 )

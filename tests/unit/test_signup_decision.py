@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from leadflow.capture.model import FormSubmission
 from leadflow.capture.tracking import Signup, plan_signup
+from leadflow.kernel.errors import InvalidInput
 from leadflow.kernel.settings import FormConfig
 
 NEWSLETTER = FormConfig(
@@ -107,3 +110,19 @@ def test_a_visitor_linked_already_is_not_linked_again_and_another_contacts_stays
     assert shared.link_visitor is None
     assert shared.profile_visitor_id is None
     assert shared.events[-1][1].visitor_id == VID  # the post came from that browser
+
+
+def test_a_national_phone_without_a_country_is_read_in_the_stored_one() -> None:
+    national = {"phone": "030 7654321", "sms_consent": True}
+    planned = signup(existing=True, stored_country="DE", post=national)
+    assert (planned.phone, planned.fields["phone"]) == ("+49307654321", "+49307654321")
+    assert ("sms", "granted") in planned.consent_log
+    # the form's own country wins over the stored one
+    assert signup(
+        existing=True, stored_country="DE", post={"country": "AT", "phone": "01 5124567"}
+    ).phone == ("+4315124567")
+    for stored_country, message in ((None, "international format"), ("DE", "not a valid phone number")):
+        phone = "030 7654321" if stored_country is None else "030 12"
+        with pytest.raises(InvalidInput, match=message) as refused:
+            signup(existing=True, stored_country=stored_country, post={"phone": phone})
+        assert refused.value.field == "phone"

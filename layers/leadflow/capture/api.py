@@ -38,9 +38,9 @@ from leadflow.capture.web import (
 )
 from leadflow.events.model import EventAccepted, EventIn
 from leadflow.kernel.clock import utc_now
-from leadflow.kernel.errors import InvalidFields, InvalidInput
+from leadflow.kernel.errors import InvalidFields, InvalidInput, validation_fields
 from leadflow.kernel.observability import logger, metrics
-from leadflow.platform.http import error_response, json_response, validation_fields
+from leadflow.platform.http import error_response, json_response
 from leadflow.platform.tokens import InvalidToken
 
 MAX_FORM_BODY = 16 * 1024

@@ -39,7 +39,8 @@ class FormSubmission(BaseModel):
     visitor_id: Annotated[VisitorId | None, Blank] = None
     page_url: Annotated[str | None, Blank] = Field(default=None, max_length=2048)
     country: Annotated[Country | None, Blank] = None
-    """ISO 3166-1 alpha-2; also the region a national phone number is read in (before ``phone``)."""
+    """ISO 3166-1 alpha-2; also the region a national phone number is read in (before ``phone``);
+    without it, the stored contact's (``plan_signup``)."""
     phone: Annotated[Phone | None, Blank] = None
     sms_consent: bool = False
     locale: Annotated[str | None, Blank] = Field(

@@ -30,9 +30,8 @@ from leadflow.capture.protection import RefusalReason, count_refusal
 from leadflow.capture.tracking import EventRecorder
 from leadflow.events.model import EventIn
 from leadflow.events.store import IdempotencyMarks
-from leadflow.kernel.errors import InvalidInput
+from leadflow.kernel.errors import InvalidInput, validation_fields
 from leadflow.kernel.observability import metrics
-from leadflow.platform.http import validation_fields
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -41,6 +41,7 @@ from leadflow.capture.protection import (
     stamp_age,
 )
 from leadflow.capture.store import SignupBudgets
+from leadflow.contacts.normalize import NationalNumber, resolve_phone
 from leadflow.contacts.store import ContactStore, VisitorLinks
 from leadflow.events.model import VISITOR_ID_PATTERN, Event, EventAccepted, EventIn
 from leadflow.events.store import EventStore, IdempotencyMarks
@@ -178,12 +179,19 @@ def plan_signup(
     ip: str | None,
     at: str,
     form_event_id: str,
+    stored_country: str | None = None,
 ) -> Signup:
     """The writes of a sign-up, decided from what was read (no I/O): ``contact_id`` (the existing
     contact's, else a new one), ``existing``, ``already_granted`` (the contact confirmed email
     consent before: double opt-in does not ask again), the submitted ``visitor_id`` and the contact
-    it is linked to already (``linked_contact``)."""
+    it is linked to already (``linked_contact``), the existing contact's ``stored_country`` (a
+    national phone number posted without a country is read in it; ``InvalidInput`` naming
+    ``phone`` when there is none or the number is not valid there)."""
     source = f"form:{form_id}"
+    try:
+        phone = resolve_phone(submission.phone, stored_country)
+    except ValueError as exc:
+        raise InvalidInput("phone", str(exc)) from exc
     fields: dict[str, Any] = {
         "email": submission.email,
         "first_name": submission.first_name,
@@ -207,8 +215,8 @@ def plan_signup(
         consent_log.append(("email", str(fields["consent_email"])))
     elif not existing:
         fields["consent_email"] = "unknown"
-    if submission.phone:
-        fields["phone"] = submission.phone
+    if phone:
+        fields["phone"] = phone
         if submission.sms_consent:
             fields |= {"consent_sms": "granted", "consent_sms_updated_at": at, "consent_sms_source": source}
             consent_log.append(("sms", "granted"))
@@ -243,7 +251,7 @@ def plan_signup(
         # a visitor id linked to another contact keeps that link (shared device)
         profile_visitor_id=visitor_id if linked_contact in (None, contact_id) else None,
         consent_log=consent_log,
-        phone=submission.phone,
+        phone=phone,
         link_visitor=link_visitor,
         events=events,
     )
@@ -531,9 +539,12 @@ class TrackingService:
     ) -> FormAccepted:
         """Create or update the contact, record ``form_submitted`` and link the visitor (from the
         ``visitor_id`` field, else the ``lf_vid`` cookie): one transaction, which also spends the
-        form's sign-up budgets when its sign-ups send email. A bot's post returns a made-up contact
-        id (the answer a person gets) and stores nothing; a refused post raises ``SignupRefused``
-        and stores nothing."""
+        form's sign-up budgets when its sign-ups send email. Reads the email index, the visitor's
+        link and, only when the post needs it, the existing contact's consent and country (one
+        read: ``_stored``). A bot's post returns a made-up contact id (the answer a person gets) and
+        stores nothing; a refused post raises ``SignupRefused`` and stores nothing; a national phone
+        number that neither the form's nor the stored country reads is an ``InvalidInput``
+        naming ``phone``."""
         form = self.form_config(form_id)
         if form.consent_required and not submission.consent:
             raise InvalidInput("consent", "consent is required to sign up")
@@ -550,15 +561,15 @@ class TrackingService:
             now = utc_now()
             at = iso(now)
             linked = self._links.linked_contact(submitted_vid) if submitted_vid else None
+            stored = self._stored(existing, form, submission)
             signup = plan_signup(
                 form_id,
                 form,
                 submission,
                 contact_id=contact_id,
                 existing=existing is not None,
-                already_granted=bool(
-                    submission.consent and form.double_opt_in and self._already_granted(existing)
-                ),
+                already_granted=stored.get("consent_email") == "granted",
+                stored_country=stored.get("country"),
                 visitor_id=submitted_vid,
                 linked_contact=linked,
                 ip=truncate_ip(source_ip),
@@ -635,11 +646,16 @@ class TrackingService:
             txn.add(self._events.put_op(event), name)
         return txn
 
-    def _already_granted(self, contact_id: str | None) -> bool:
-        if contact_id is None:
-            return False
-        contact = self._contacts.get(contact_id)
-        return contact is not None and contact.consent_email == "granted"
+    def _stored(self, contact_id: str | None, form: FormConfig, submission: FormSubmission) -> dict[str, Any]:
+        """What a sign-up needs of the existing contact, read only when it needs it (one read):
+        ``consent_email`` (a double opt-in form with consent does not ask a confirmed contact
+        again) and ``country`` (a national phone number posted without a country)."""
+        consent = submission.consent and form.double_opt_in
+        national = isinstance(submission.phone, NationalNumber)
+        if contact_id is None or not (consent or national):
+            return {}
+        fields = [*(["consent_email"] if consent else []), *(["country"] if national else [])]
+        return self._contacts.profile(contact_id, fields=fields) or {}
 
     def _consent_change(
         self,

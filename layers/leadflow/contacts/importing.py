@@ -1,7 +1,8 @@
 """Bulk import: ``POST /admin/contacts/import`` with CSV (a header row) or JSON Lines.
 
-Every row is validated like an upsert (``ContactIn``); the report names exactly the bad rows
-(``{row, field, message}``, ``row`` 1-based among the data rows: the CSV header and blank lines
+Every row is validated like an upsert (``ContactIn``; a national phone number is read in the
+row's ``country``, else in the stored contact's, as for the admin API); the report names exactly
+the bad rows (``{row, field, message}``, ``row`` 1-based among the data rows: the CSV header and blank lines
 are not counted) and nothing of a bad row is stored. Good rows are upserted in order (the same
 address twice: the later row updates the earlier), several per transaction (``upsert_many``).
 Re-importing a file changes nothing and creates nothing: unchanged rows are not written.
@@ -51,6 +52,10 @@ class ImportReport(BaseModel):
     unchanged: int
     failed: int
     errors: list[RowError]
+
+
+def _row_errors(row: int, fields: list[dict[str, str]]) -> list[RowError]:
+    return [RowError(row=row, field=f["field"], message=f["message"]) for f in fields]
 
 
 def blank(record: list[str]) -> bool:
@@ -166,9 +171,9 @@ class ContactImporter:
             try:
                 valid.append((number, parse_contact(data, schema)))
             except ContactInvalid as exc:
-                errors += [RowError(row=number, field=f["field"], message=f["message"]) for f in exc.fields]
+                errors += _row_errors(number, exc.fields)
         results, failures = self._service.upsert_many(valid, source=source)
-        errors += [RowError(row=n, field="row", message=m) for n, m in failures.items()]
+        errors += [error for number, fields in failures.items() for error in _row_errors(number, fields)]
         failed_rows = {e.row for e in errors}
         return ImportReport(
             rows=len(parsed),

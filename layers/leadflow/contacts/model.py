@@ -3,7 +3,9 @@
 Normalization (so the same person is one contact however the data was typed):
 - email: trimmed, lower-cased, IDN domains as punycode (``normalize_email``);
 - names, company, job title: trimmed, inner whitespace collapsed, no control characters;
-- phone: E.164 (``normalize_phone``); country: ISO 3166-1 alpha-2, upper case (only assigned codes);
+- phone: E.164 (``normalize_phone``), a national number read in the row's ``country`` or, without
+  one, kept for ``ContactService`` to read in the stored contact's (``NationalNumber``);
+  country: ISO 3166-1 alpha-2, upper case (only assigned codes);
 - gender: ``female|male|diverse|undisclosed``, case-insensitive, with the usual short forms
   (``f``/``w``, ``m``, ``d``/``x``, ``u``) and German/English synonyms;
 - tags: lower case; custom attributes: typed by the lead model's schema (``leads.yaml``).
@@ -44,7 +46,7 @@ from leadflow.contacts.normalize import (
     none_if_blank,
     normalize_country,
 )
-from leadflow.kernel.errors import InvalidFields
+from leadflow.kernel.errors import InvalidFields, validation_fields
 from leadflow.leads.model import AttributeSpec
 
 Gender = Literal["female", "male", "diverse", "undisclosed"]
@@ -93,7 +95,7 @@ class ContactIn(BaseModel):
     first_name: Name | None = None
     last_name: Name | None = None
     country: Annotated[Country | None, Blank] = None
-    """Before ``phone``: a national number is read in the contact's country."""
+    """Before ``phone``: a national number is read in this country (else in the stored one)."""
     phone: Annotated[Phone | None, Blank] = None
     salutation: Salutation | None = None
     gender: Gender | None = None
@@ -159,7 +161,7 @@ def normalize_tags(raw: list[str], field: str) -> list[str]:
         raise ContactInvalid(
             [
                 {"field": f["field"].replace("tags", field, 1), "message": f["message"]}
-                for f in error_fields(exc)
+                for f in validation_fields(exc.errors())
             ]
         ) from exc
 
@@ -265,20 +267,6 @@ def check_attributes(
     return values, errors
 
 
-def error_fields(exc: ValidationError) -> list[dict[str, str]]:
-    out = []
-    for err in exc.errors():
-        loc = [str(part) for part in err.get("loc", ())]
-        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        field = ".".join(loc)
-        if not field and ":" in message:  # model-level checks name their field first
-            field, _, message = message.partition(": ")
-        if err.get("type") == "extra_forbidden":
-            message = "unknown field"
-        out.append({"field": field or "body", "message": message})
-    return out
-
-
 def parse_contact(data: Any, schema: Mapping[str, AttributeSpec]) -> ContactIn:
     """A validated contact, or ``ContactInvalid`` naming every bad field."""
     if not isinstance(data, Mapping):
@@ -289,7 +277,7 @@ def parse_contact(data: Any, schema: Mapping[str, AttributeSpec]) -> ContactIn:
     try:
         contact = ContactIn.model_validate(base)
     except ValidationError as exc:
-        errors += error_fields(exc)
+        errors += validation_fields(exc.errors())
     attributes, attribute_errors = check_attributes(data.get("attributes"), schema)
     errors += attribute_errors
     if errors or contact is None:

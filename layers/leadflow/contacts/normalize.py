@@ -8,9 +8,14 @@ The rules come from the libraries made for them, not from hand-written patterns:
   in ASCII (punycode): ``max@faß.de`` is ``max@xn--fa-hia.de`` (IDNA 2003 turned it into
   ``fass.de``, another domain). Local parts stay ASCII: SES does not send to SMTPUTF8 mailboxes.
 - phone: ``phonenumbers`` (Google's libphonenumber metadata; ``phonenumberslite`` in the Lambda layer,
-  the same API without geocoding data). National formats are read with a default region (the
-  contact's or the form's country): ``030 1234567`` in ``DE`` is ``+49301234567``; the German
-  ``+49 (0)30 1234567`` drops its trunk prefix; numbers that no country assigns (``+999…``) are refused.
+  the same API without geocoding data). National formats are read with a default region: the
+  request's ``country`` when it sends one, else the stored contact's: ``030 1234567`` in ``DE`` is
+  ``+49301234567``. A request model cannot know the stored contact, so a national number in a
+  request without ``country`` is kept as a ``NationalNumber``; the service that reads the contact
+  resolves it (``resolve_phone``) before anything is stored. The German ``+49 (0)30 1234567`` drops
+  its trunk prefix; numbers that no country assigns (``+999…``) and letters (keypad "vanity"
+  numbers such as ``+49 30 CALL-ME``) are refused; an extension (``ext. 12``, ``x12``) is accepted
+  and not stored (E.164 has none).
 - country: ISO 3166-1 alpha-2, the officially assigned codes (checked against ``pycountry`` in tests).
 - time zone: an IANA name (``check_time_zone``); ``is_e164`` tells a stored phone number apart.
 
@@ -26,9 +31,10 @@ of their own.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, StringConstraints, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, PlainValidator, StringConstraints, ValidationInfo
 
 COUNTRY_CODES = frozenset(
     """
@@ -66,11 +72,38 @@ def normalize_email(raw: str) -> str:
             allow_display_name=False,
         )
     except EmailNotValidError as exc:
-        after_at = "@" in value and not str(exc).startswith(("The email address", "An email address"))
-        raise ValueError("has an invalid domain" if after_at else "is not a valid email address") from exc
+        raise ValueError(_email_problem(value, str(exc))) from exc
     address = checked.ascii_email or checked.normalized
     local, domain = address.rsplit("@", 1)
     return f"{local.lower()}@{domain.lower()}"
+
+
+def _email_problem(value: str, reason: str) -> str:
+    """What is wrong with an address, in words a person acts on (``reason``: email-validator's)."""
+    local, at, domain = value.rpartition("@")
+    if not at:
+        return "is not a valid email address (it has no @)"
+    if not local:
+        return "is missing the part before the @ (the mailbox name)"
+    if not domain:
+        return "is missing the domain after the @"
+    if "before the @-sign" in reason or reason.startswith(("The email address", "An email address")):
+        return "is not a valid email address"
+    return "has an invalid domain"
+
+
+_NO_COUNTRY = (
+    "must be a phone number in international format, e.g. +14155550123 (or give the contact's country)"
+)
+_EXTENSION = re.compile(r"[\s,;]*(?:ext(?:ension)?\.?|x|#)\s*\d{1,7}#?\s*$", re.IGNORECASE)
+
+
+def _without_letters(value: str) -> str:
+    """``value`` when no letter is in it but an extension's marker (``ext. 12``, ``x12``):
+    ``phonenumbers`` reads keypad letters as digits, which is not what a person typing a form means."""
+    if any(ch.isalpha() for ch in _EXTENSION.sub("", value)):
+        raise ValueError("must be a phone number written in digits (letters are not read as keypad digits)")
+    return value
 
 
 def normalize_phone(raw: str, default_region: str | None = None) -> str:
@@ -80,7 +113,7 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
     number must be international (``+49…`` or ``0049…``)."""
     import phonenumbers
 
-    value = raw.strip()
+    value = _without_letters(raw.strip())
     region = default_region.upper() if default_region else None
     if region is None and value.startswith("00"):
         value = "+" + value[2:]
@@ -88,10 +121,7 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException as exc:
         if region is None and not value.startswith("+"):
-            raise ValueError(
-                "must be a phone number in international format, e.g. +14155550123 "
-                "(or give the contact's country)"
-            ) from exc
+            raise ValueError(_NO_COUNTRY) from exc
         raise ValueError("is not a valid phone number") from exc
     if phonenumbers.region_code_for_country_code(number.country_code or 0) == "ZZ":
         raise ValueError("has a country calling code no country uses")
@@ -150,8 +180,47 @@ def _required(value: Any) -> Any:
     return value
 
 
-def _phone_in_country(value: str, info: ValidationInfo) -> str:
-    return normalize_phone(value, info.data.get("country"))
+@dataclass(frozen=True)
+class NationalNumber:
+    """A phone number typed without its country calling code (``030 7654321``) in a request that
+    names no country: not a number yet. ``resolve_phone`` reads it in the stored contact's country;
+    nothing stores it as it is. The digits are personal data: ``repr`` does not show them."""
+
+    typed: str = field(repr=False)
+
+
+def _international(value: str) -> bool:
+    return value.startswith(("+", "00"))
+
+
+def read_phone(raw: str, country: str | None) -> str | NationalNumber:
+    """E.164 from what a request says (``country``: the request's own); a national number without
+    a country is kept for the service to resolve (``NationalNumber``)."""
+    value = _without_letters(raw.strip())
+    if country is None and not _international(value):
+        return NationalNumber(value)
+    return normalize_phone(value, country)
+
+
+def resolve_phone(value: str | NationalNumber | None, stored_country: str | None) -> str | None:
+    """The E.164 number to store: a ``NationalNumber`` read in the stored contact's country
+    (``ValueError`` naming no value when there is none or the number is not valid there)."""
+    if not isinstance(value, NationalNumber):
+        return value
+    if not stored_country:
+        raise ValueError(_NO_COUNTRY)
+    return normalize_phone(value.typed, stored_country)
+
+
+MAX_PHONE_LENGTH = 32
+
+
+def _phone_in_country(value: Any, info: ValidationInfo) -> str | NationalNumber:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if len(value) > MAX_PHONE_LENGTH:
+        raise ValueError(f"must be at most {MAX_PHONE_LENGTH} characters")
+    return read_phone(value, info.data.get("country"))
 
 
 # --- the field types of the models that take contact data in ------------------------------------
@@ -163,8 +232,9 @@ Blank = BeforeValidator(none_if_blank)
 Cleaned = AfterValidator(clean_text)
 """Field metadata: free text trimmed and collapsed, control characters refused, empty is None."""
 Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalize_email)]
-Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(_phone_in_country)]
-"""E.164; a national number is read in the model's ``country``, which is declared before it."""
+Phone = Annotated[str | NationalNumber, PlainValidator(_phone_in_country, json_schema_input_type=str)]
+"""E.164; a national number is read in the model's ``country``, which is declared before it, or
+kept as a ``NationalNumber`` when the model has none (``resolve_phone`` before it is stored)."""
 Country = Annotated[str, AfterValidator(normalize_country)]
 TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(check_time_zone)]
 Name = Annotated[str, StringConstraints(max_length=100), Cleaned]

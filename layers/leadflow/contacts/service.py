@@ -28,7 +28,8 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow.contacts.fields import PROFILE_FIELDS
-from leadflow.contacts.model import ContactIn, normalize_tags
+from leadflow.contacts.model import ContactIn, ContactInvalid, normalize_tags
+from leadflow.contacts.normalize import resolve_phone
 from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore
@@ -233,15 +234,20 @@ class ContactService:
         regrant: bool,
     ) -> Plan:
         """The writes that bring the stored contact (``found``: id and profile, None if unknown) to
-        what ``contact`` says."""
+        what ``contact`` says; ``ContactInvalid`` (``phone``) when its national number cannot be
+        read in the stored country (none stored, or not a number there)."""
         contact_id, profile = found if found else (ids.new_contact_id(), None)
         created = profile is None
         current: Mapping[str, Any] = profile or {}
+        try:  # a national number without a country in the request: read in the stored one
+            phone = resolve_phone(contact.phone, current.get("country"))
+        except ValueError as exc:
+            raise ContactInvalid([{"field": "phone", "message": str(exc)}]) from exc
         sets: dict[str, Any] = {}
         if created:
             sets["email"] = contact.email
         for name in PROFILE_FIELDS:
-            value = getattr(contact, name)
+            value = phone if name == "phone" else getattr(contact, name)
             if value is not None and current.get(name) != value:
                 sets[name] = value
         for name, value in contact.attributes.items():
@@ -349,13 +355,14 @@ class ContactService:
 
     def upsert_many(
         self, rows: Sequence[tuple[int, ContactIn]], *, source: str = "import"
-    ) -> tuple[dict[int, UpsertResult], dict[int, str]]:
+    ) -> tuple[dict[int, UpsertResult], dict[int, list[dict[str, str]]]]:
         """Upsert rows in order (a later row about the same contact sees the earlier one): results
-        and failures (row -> message) by row number. Reads the email index and the profiles of a
+        and failures (row -> the fields at fault, ``row`` when it could not be stored) by row
+        number. Reads the email index and the profiles of a
         round in batches, writes several rows per transaction; a cancelled group is retried row by
         row, so one row never blocks the others."""
         results: dict[int, UpsertResult] = {}
-        failures: dict[int, str] = {}
+        failures: dict[int, list[dict[str, str]]] = {}
         pending = list(rows)
         while pending:
             round_rows: list[tuple[int, ContactIn]] = []
@@ -374,7 +381,11 @@ class ContactService:
                 if hit is not None and hit[0] in contacts_in_round:
                     deferred.append((number, contact))  # two addresses of one contact: in order
                     continue
-                plan = self.plan(contact, hit, source=source, at=at, regrant=False)
+                try:
+                    plan = self.plan(contact, hit, source=source, at=at, regrant=False)
+                except ContactInvalid as exc:
+                    failures[number] = exc.fields
+                    continue
                 contacts_in_round.add(plan.contact_id)
                 if plan.changed:
                     plans.append((number, contact, plan))
@@ -408,7 +419,7 @@ class ContactService:
         self,
         group: list[tuple[int, ContactIn, Plan]],
         results: dict[int, UpsertResult],
-        failures: dict[int, str],
+        failures: dict[int, list[dict[str, str]]],
         source: str,
     ) -> None:
         try:
@@ -423,11 +434,18 @@ class ContactService:
                 except ClientError:
                     try:  # changed since it was read: read again and retry alone
                         results[number] = self.upsert(contact, source=source, regrant=False)
+                    except ContactInvalid as exc:  # its stored country changed meanwhile
+                        failures[number] = exc.fields
                     except (ClientError, Conflict) as exc:
                         logger.warning(
                             "import row not stored", extra={"row": number, "error": str(exc)[:200]}
                         )
-                        failures[number] = "could not be stored (changed concurrently); import the row again"
+                        failures[number] = [
+                            {
+                                "field": "row",
+                                "message": "could not be stored (changed concurrently); import the row again",
+                            }
+                        ]
             return
         for number, _, plan in group:
             results[number] = UpsertResult(

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -16,7 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from pydantic import BaseModel, Field
 
-from leadflow.kernel.errors import Conflict, InvalidFields, InvalidInput, NotFound
+from leadflow.kernel.errors import Conflict, InvalidFields, InvalidInput, NotFound, validation_fields
 
 
 def json_response(status: HTTPStatus, model: BaseModel) -> Response[str]:
@@ -29,24 +28,6 @@ def error_response(
     status: HTTPStatus, message: str, fields: list[dict[str, str]] | None = None
 ) -> Response[str]:
     return json_response(status, ClientError(error=message, fields=fields or []))
-
-
-_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}|\d{1,6}")
-
-
-def validation_fields(errors: Iterable[Any]) -> list[dict[str, str]]:
-    """Pydantic/Powertools validation errors as ``[{"field": "a.b", "message": ...}]``.
-
-    A location part that is not a field name (an unexpected key is whatever the client sent, e.g. a
-    whole JSON document posted as a form) is shown as ``?``: an answer never echoes posted data."""
-    out = []
-    for err in errors:
-        loc = [
-            part if _FIELD_NAME.fullmatch(part) else "?"
-            for part in (str(p) for p in err.get("loc", ()) if p not in ("body",))
-        ]
-        out.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", "invalid"))})
-    return out
 
 
 MAX_REQUEST_BYTES = 64 * 1024
