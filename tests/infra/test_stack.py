@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from leadflow_infra.stack import SNAP_START_EXEMPT
 
 from leadflow.journeys import compile_journey, load_journeys
 from leadflow.platform.routes import ADMIN_ROUTES, ALL_ROUTES, PUBLIC_ROUTES
@@ -555,9 +556,6 @@ def test_snap_start_functions_run_only_through_their_live_alias(template_json: d
     """With SnapStart only a published version starts from its snapshot: every function on a user's
     path has it, nothing invokes one of them unqualified (``$LATEST`` would import from scratch), and
     a replaced version is deleted (its snapshot is billed while it exists)."""
-    from leadflow.local.system import FUNCTIONS
-    from leadflow_infra.stack import SNAP_START_EXEMPT
-
     functions = resources(template_json, "AWS::Lambda::Function")
     snap_started = {
         logical
