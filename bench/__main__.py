@@ -26,7 +26,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.client import BaseClient
-from leadflow_infra.stack import SNAP_START_EXEMPT
 
 from bench.imports import import_ratios, restore_ratios
 from bench.journeys import journey_figures
@@ -133,8 +132,7 @@ def main() -> int:
     functions = [fn for fn in imports if fn != "boto3_s"]
     worst_fn = max(functions, key=lambda fn: imports[fn])
     restores = restore_ratios(env | {"AWS_DEFAULT_REGION": "us-east-1"}, imports["boto3_s"])
-    snap_started = [fn for fn in functions if fn not in SNAP_START_EXEMPT]
-    worst_restore = max(snap_started, key=lambda fn: restores[fn])
+    worst_restore = max(functions, key=lambda fn: restores[fn])
 
     print("leadflow bench (local runtime, moto in-process; ratios measured in this run)")
     print(
@@ -152,10 +150,7 @@ def main() -> int:
     print(f"(c) import time / import boto3 ({imports['boto3_s'] * 1000:.0f} ms), target <= 1.5 each;"
           " with SnapStart, after-restore hooks / import boto3:")  # fmt: skip
     for fn in functions:
-        restore = (
-            f"{restores[fn]:.4f}" if fn in snap_started else f"- ({SNAP_START_EXEMPT[fn].split(':')[0]})"
-        )
-        print(f"      {fn:<16} import {imports[fn]:.2f}   restore {restore}")
+        print(f"      {fn:<16} import {imports[fn]:.2f}   restore {restores[fn]:.4f}")
     for line in journey_lines:
         print(line)
     print(json.dumps({
@@ -166,7 +161,6 @@ def main() -> int:
         "import_worst_function": worst_fn,
         "restore_vs_boto3_ratio": round(restores[worst_restore], 4),
         "restore_worst_function": worst_restore,
-        "snap_start_functions": snap_started,
         "track_median_ms": round(track_median * 1000, 4),
         "put_item_median_ms": round(put_median * 1000, 4),
         "report_calls_small": report_small,

@@ -102,10 +102,10 @@ class StageConfig(_Strict):
     )
     snap_start: bool = Field(
         default=True,
-        description="Lambda SnapStart for the functions on a visitor's, a contact's or an operator's path "
-        "(a cold start restores an initialized snapshot). Costs a snapshot cache per function "
-        "(about 1.95 USD a month per 512 MB in us-east-1) and a restore fee per cold start; "
-        "false starts every environment by importing (a cold start 2-4x an `import boto3`).",
+        description="Lambda SnapStart for every function: a cold start restores the function initialized "
+        "at deploy instead of importing it. Costs a snapshot cache per function (about 1.95 USD a month "
+        "per 512 MB in us-east-1) and a restore fee per cold start; false starts every environment by "
+        "importing (a cold start 2-4x an `import boto3`).",
     )
 
     @model_validator(mode="after")

@@ -50,12 +50,6 @@ it stops starting journeys 30 s before (``leadflow.ops.changes.TIME_MARGIN_MS``)
 BULK_WORKERS = 4
 """Concurrent bulk workers (SQS event source maximum concurrency): a broadcast's sending rate is
 shared by them (``leadflow.broadcasts.service``)."""
-SNAP_START_EXEMPT = {
-    "rotate": "runs once per signing-key rotation (every few weeks): a snapshot cache would cost more "
-    "than the seconds it saves",
-    "journey_changes": "runs once per deploy, invoked by a CDK Trigger on the version being published",
-}
-"""Functions that start by importing even when the stage enables SnapStart, and why."""
 
 
 class LeadflowStack(Stack):
@@ -178,7 +172,7 @@ class LeadflowStack(Stack):
                     log_retention=retention,
                     memory_mb=memory_mb,
                     timeout=Duration.seconds(timeout),
-                    snap_start=config.snap_start and name not in SNAP_START_EXEMPT,
+                    snap_start=config.snap_start,
                 )
             )
             return created[-1]

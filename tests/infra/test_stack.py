@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leadflow_infra.stack import SNAP_START_EXEMPT
 
 from leadflow.journeys import compile_journey, load_journeys
 from leadflow.platform.routes import ADMIN_ROUTES, ALL_ROUTES, PUBLIC_ROUTES
@@ -553,8 +552,7 @@ def test_a_settings_field_without_a_stack_value_fails_the_synth(monkeypatch: pyt
 
 
 def test_snap_start_functions_run_only_through_their_live_alias(template_json: dict[str, Any]) -> None:
-    """With SnapStart only a published version starts from its snapshot: every function on a user's
-    path has it, nothing invokes one of them unqualified (``$LATEST`` would import from scratch), and
+    """With SnapStart only a published version starts from its snapshot: every function has it, nothing invokes one of them unqualified (``$LATEST`` would import from scratch), and
     a replaced version is deleted (its snapshot is billed while it exists)."""
     functions = resources(template_json, "AWS::Lambda::Function")
     snap_started = {
@@ -563,7 +561,7 @@ def test_snap_start_functions_run_only_through_their_live_alias(template_json: d
         if r["Properties"].get("SnapStart", {}).get("ApplyOn") == "PublishedVersions"
     }
     assert {functions[logical]["Properties"]["FunctionName"] for logical in snap_started} == {
-        f"leadflow-dev-{name}" for name in FUNCTIONS if name not in SNAP_START_EXEMPT
+        f"leadflow-dev-{name}" for name in FUNCTIONS
     }
     invoking = {
         "AWS::Lambda::EventSourceMapping": "FunctionName",
