@@ -30,24 +30,25 @@ from typing import Any
 Hook = Callable[[], Any]
 
 
+def _register(registration: str, hook: Hook) -> Hook:
+    """``hook`` registered with ``snapshot_restore_py.<registration>``; outside Lambda's runtime
+    (no library: a process Lambda never snapshots nor restores) nothing to register with."""
+    try:
+        import snapshot_restore_py
+    except ImportError:
+        return hook
+    getattr(snapshot_restore_py, registration)(hook)
+    return hook
+
+
 def before_snapshot(hook: Hook) -> Hook:
     """Run ``hook`` before Lambda snapshots the initialized environment (SnapStart only)."""
-    try:
-        from snapshot_restore_py import register_before_snapshot
-    except ImportError:  # not Lambda's runtime: this process is never snapshotted
-        return hook
-    register_before_snapshot(hook)
-    return hook
+    return _register("register_before_snapshot", hook)
 
 
 def after_restore(hook: Hook) -> Hook:
     """Run ``hook`` in every environment Lambda restores from the snapshot (SnapStart only)."""
-    try:
-        from snapshot_restore_py import register_after_restore
-    except ImportError:  # not Lambda's runtime: this process is never restored
-        return hook
-    register_after_restore(hook)
-    return hook
+    return _register("register_after_restore", hook)
 
 
 @after_restore
