@@ -376,7 +376,12 @@ class JourneyStateMachines(Construct):
         send: lambda_.IFunction,
         log_retention: logs.RetentionDays,
         alias: str = "live",
+        send_function: lambda_.Function | None = None,
     ):
+        """``send``: what the tasks invoke (the function, or its SnapStart alias); ``send_function``:
+        the function behind an alias, which the machines may invoke too — a retained version
+        published before the alias existed names the function itself, and an execution waiting on
+        it must still reach it."""
         super().__init__(scope, construct_id)
         log_group = logs.LogGroup(self, "Logs", retention=log_retention)
         self.alias_name = alias
@@ -397,17 +402,19 @@ class JourneyStateMachines(Construct):
                 ),
                 tracing_enabled=True,
             )
-            send.grant_invoke(machine)
             acknowledge(
                 machine,
                 "AwsSolutions-IAM5[Resource::*]",
                 "CloudWatch Logs delivery and X-Ray actions have no resource-level permissions.",
             )
-            acknowledge(
-                machine,
-                f"AwsSolutions-IAM5[Resource::<{Stack.of(self).get_logical_id(send.node.default_child)}.Arn>:*]",  # type: ignore[arg-type]
-                "grant_invoke covers the send function's versions and aliases (':*') — that function only.",
-            )
+            for function in [send] if send_function is None else [send, send_function]:
+                function.grant_invoke(machine)
+                if isinstance(function, lambda_.Function):
+                    acknowledge(
+                        machine,
+                        f"AwsSolutions-IAM5[Resource::<{Stack.of(self).get_logical_id(function.node.default_child)}.Arn>:*]",  # type: ignore[arg-type]
+                        "grant_invoke covers the send function's versions and aliases (':*') — that function only.",
+                    )
             self.machines[journey.id] = machine
             self._publish(journey.id, machine, definition)
 

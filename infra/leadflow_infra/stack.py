@@ -214,6 +214,7 @@ class LeadflowStack(Stack):
             journeys=journey_files,
             prefix=prefix,
             send=send.target,
+            send_function=send.function,
             log_retention=retention,
             alias=JOURNEY_ALIAS,
         )

@@ -31,8 +31,9 @@ from tests.helpers import redrive_local_stage
 from tests.integration.test_key_rotation import enable_rotation
 from tests.integration.test_routing import become_mql
 from tests.parity import contract
+from tests.parity.iam import Request, decide
 from tests.parity.recorder import OPS_REDRIVE, STATES, CallRecorder
-from tests.parity.template import STAGE, Stack
+from tests.parity.template import STAGE, Stack, arn
 
 JSON = {"content-type": "application/json"}
 
@@ -438,6 +439,16 @@ def test_a_path_to_latest_of_a_snap_start_function_fails_the_tier(
         f" the template maps no stream arn:aws:dynamodb:us-east-1:123456789012:table/leadflow-{STAGE}-events"
         f"/stream/2026-12-03T00:00:00.000 to arn:aws:lambda:us-east-1:123456789012:function:leadflow-{STAGE}-score:live"
     ], problems
+
+
+def test_an_execution_on_a_version_from_before_snap_start_still_reaches_send(stack: Stack) -> None:
+    """Journey versions are retained: one published before SnapStart names the send function itself
+    (its tasks' ``FunctionName``), newer ones its ``live`` alias. Every journey's role may invoke both,
+    so an execution waiting for weeks on an older version still sends."""
+    send = arn("lambda", f"function:leadflow-{STAGE}-send")
+    for label, _, statements in contract.policies_of(stack, STATES):
+        for target in (send, f"{send}:live"):
+            assert decide(statements, Request("lambda:InvokeFunction", target)) == "allow", (label, target)
 
 
 def test_a_removed_variable_fails_the_tier(template_document: dict[str, Any]) -> None:
