@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from typing import Any
+
+import pytest
 
 from leadflow.local.system import LocalSystem
 from tests.integration.conftest import events_of, sign_up
@@ -295,6 +298,21 @@ def test_the_cli_imports_in_chunks_and_reports_rows_of_the_file(
     reported = [line.split(":")[0] for line in out.splitlines() if line.startswith("row ")]
     assert reported == [f"row {n}" for n in sorted(bad)]
     assert json.loads(out.splitlines()[-1])["created"] == 95 - len(bad)
+
+
+def test_the_cli_says_plainly_when_no_api_answers_at_the_url(tmp_path: Any) -> None:
+    """``make run`` on another PORT, or a typo in ``--url``: one line naming the URL, no traceback."""
+    from leadflow.ops import cli
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path / "contacts.csv"
+    path.write_text("email\nada@example.com\n", encoding="utf-8")
+    url = f"http://127.0.0.1:{port}"
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["contacts", "import", str(path), "--key", "k", "--url", url])
+    assert str(stopped.value).startswith(f"error: cannot reach the API at {url}/admin/contacts/import")
 
 
 def test_import_jsonl_applies_rows_in_order_and_validates(system: LocalSystem) -> None:

@@ -408,6 +408,8 @@ def _post(url: str, body: str, content_type: str, key: str | None, region: str |
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:2000]
         raise SystemExit(f"error: the API answered {exc.code}: {detail}") from exc
+    except OSError as exc:  # refused, unresolvable, timed out: the API is not at --url
+        raise SystemExit(f"error: cannot reach the API at {url} (--url; make run's PORT): {exc}") from exc
 
 
 def _import_contacts(args: argparse.Namespace) -> int:
