@@ -1,6 +1,6 @@
 """Lambda SnapStart's runtime hooks (``leadflow.kernel.snapshot``), run locally the way Lambda runs
 them, through ``snapshot_restore_py``'s registries: every function registers them when its module
-is imported; the before-snapshot hooks build the tracer; after a restore, two environments restored
+is imported; the before-snapshot hooks build the tracer and the clients of rare paths; after a restore, two environments restored
 from one snapshot draw different backoff jitter, and a secret cached before the snapshot is fetched
 again."""
 
@@ -22,13 +22,21 @@ SNAPSHOT_AND_TWO_RESTORES = """
 import importlib.util, json, random, sys
 name = sys.argv[1]
 spec = importlib.util.spec_from_file_location("fn_" + name, f"functions/{name}/app.py")
-spec.loader.exec_module(importlib.util.module_from_spec(spec))
+function = importlib.util.module_from_spec(spec)  # kept, as Lambda keeps the handler's module
+spec.loader.exec_module(function)
 from snapshot_restore_py import get_after_restore, get_before_snapshot
+from leadflow.platform import aws
 before = [f.__name__ for f, _, _ in get_before_snapshot()]
 after = [f.__name__ for f, _, _ in get_after_restore()]
+clients_at_init = aws.client.cache_info().currsize
 for hook, args, kwargs in reversed(get_before_snapshot()):  # Lambda: in reverse order of registration
     hook(*args, **kwargs)
 traced = "aws_xray_sdk" in sys.modules
+clients_in_snapshot = aws.client.cache_info().currsize
+lazy = sorted({c.service for c in aws._LAZY_CLIENTS})
+for c in list(aws._LAZY_CLIENTS):  # a rare path after the restore: its client is already there
+    c.build()
+clients_after_rare_paths = aws.client.cache_info().currsize
 snapshot = random.getstate()
 draws = []
 for _ in range(2):  # two execution environments restored from the same snapshot
@@ -36,7 +44,8 @@ for _ in range(2):  # two execution environments restored from the same snapshot
     for hook, args, kwargs in get_after_restore():
         hook(*args, **kwargs)
     draws.append(random.random())
-print(json.dumps({"before": before, "after": after, "traced": traced, "draws": draws}))
+print(json.dumps({"before": before, "after": after, "traced": traced, "draws": draws, "lazy": lazy,
+    "clients": [clients_at_init, clients_in_snapshot, clients_after_rare_paths]}))
 """
 
 
@@ -53,6 +62,9 @@ def test_every_function_registers_the_hooks_and_restored_environments_differ(fun
     assert "build_tracer" in found["before"]
     assert {"reseed_random", "forget_cached_parameters"} <= set(found["after"])
     assert found["traced"], "the X-Ray SDK is loaded before the snapshot, not at the first sampled call"
+    at_init, in_snapshot, after_rare_paths = found["clients"]
+    assert in_snapshot == after_rare_paths, "a rare path built a client after the restore"
+    assert in_snapshot >= at_init + (1 if found["lazy"] else 0)
     first, second = found["draws"]
     assert first != second, "two environments restored from one snapshot drew the same jitter"
 

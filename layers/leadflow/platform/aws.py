@@ -6,7 +6,9 @@ What it owns, and the invariants it keeps:
   the project's retry and timeout configuration (``BOTO_CONFIG``: standard retries, 3 attempts,
   2 s to connect, 5 s to read); ``client.cache_clear()`` forgets them (the local runtime, tests).
 - **Built when first used.** ``lazy_client(service)`` answers a proxy that builds the client at
-  its first attribute access: for clients a function needs on a rare path only.
+  its first attribute access: for clients a function needs on a rare path only. With Lambda
+  SnapStart they are built before the snapshot instead (``build_lazy_clients``): a restored
+  environment builds no client.
 - **Typed for the checker, free at runtime.** The ``mypy_boto3_*`` stubs (dev dependencies, never
   in the Lambda layer) are imported under ``TYPE_CHECKING`` only: ``client("dynamodb")`` is a
   ``DynamoDBClient`` to mypy and a plain boto3 client at runtime, so a cold start imports nothing
@@ -16,12 +18,15 @@ What it owns, and the invariants it keeps:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
 from botocore.config import Config
+
+from leadflow.kernel.snapshot import before_snapshot
 
 if TYPE_CHECKING:  # dev-only stubs: never imported at runtime
     from functools import _CacheInfo
@@ -112,9 +117,25 @@ class LazyClient:
         """``make``: what builds (or finds) the client, the process's ``client`` by default."""
         self.service = service
         self._make: Callable[[Any], Any] = make or client
+        _LAZY_CLIENTS.add(self)
+
+    def build(self) -> Any:
+        """The client (built now if ``make`` has not built it yet)."""
+        return self._make(self.service)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._make(self.service), name)
+        return getattr(self.build(), name)
+
+
+_LAZY_CLIENTS: weakref.WeakSet[LazyClient] = weakref.WeakSet()
+
+
+@before_snapshot
+def build_lazy_clients() -> None:
+    """With Lambda SnapStart the clients of rare paths are built before the snapshot: deferring them
+    saves nothing there, and a restored environment pays for none of them."""
+    for lazy in list(_LAZY_CLIENTS):
+        lazy.build()
 
 
 def _lazy(service: Service) -> Any:
