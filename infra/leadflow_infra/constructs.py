@@ -115,8 +115,8 @@ class LeadflowFunction(Construct):
     clients are in the snapshot, and a cold start runs only the after-restore hooks
     (``leadflow.kernel.snapshot``). Every invocation path must then target ``target`` — the
     ``live`` alias of the published version — because ``$LATEST`` never runs from a snapshot
-    (``tests/infra/test_snap_start.py`` checks each path). Old versions are deleted on deploy: a
-    version's snapshot is billed while it exists."""
+    (``tests/infra/test_stack.py`` and the parity tier check each path). Old versions are deleted on
+    deploy: a version's snapshot is billed while it exists."""
 
     def __init__(
         self,
@@ -407,7 +407,7 @@ class JourneyStateMachines(Construct):
                 "AwsSolutions-IAM5[Resource::*]",
                 "CloudWatch Logs delivery and X-Ray actions have no resource-level permissions.",
             )
-            for function in [send] if send_function is None else [send, send_function]:
+            for function in [send] if send_function in (None, send) else [send, send_function]:
                 function.grant_invoke(machine)
                 if isinstance(function, lambda_.Function):
                     acknowledge(

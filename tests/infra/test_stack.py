@@ -552,8 +552,9 @@ def test_a_settings_field_without_a_stack_value_fails_the_synth(monkeypatch: pyt
 
 
 def test_snap_start_functions_run_only_through_their_live_alias(template_json: dict[str, Any]) -> None:
-    """With SnapStart only a published version starts from its snapshot: every function has it, nothing invokes one of them unqualified (``$LATEST`` would import from scratch), and
-    a replaced version is deleted (its snapshot is billed while it exists)."""
+    """With SnapStart only a published version starts from its snapshot: every function has it,
+    nothing invokes one of them unqualified (``$LATEST`` would import from scratch), and a replaced
+    version is deleted (its snapshot is billed while it exists)."""
     functions = resources(template_json, "AWS::Lambda::Function")
     snap_started = {
         logical
@@ -581,3 +582,32 @@ def test_snap_start_functions_run_only_through_their_live_alias(template_json: d
         assert alias["Properties"]["Name"] == "live"
         version = alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
         assert template_json["Resources"][version]["DeletionPolicy"] == "Delete"
+
+
+def test_a_stage_without_snap_start_invokes_the_functions_themselves(tmp_path: Path) -> None:
+    """``snap_start: false``: no snapshot, no alias; every path names the function, and a journey
+    role is granted the send function once."""
+    import app as cdk_app
+    from aws_cdk import App
+
+    context = cdk_context()
+    context["stage_defaults"] = {**context["stage_defaults"], "snap_start": False}
+    application = App(outdir=str(tmp_path), context=context)
+    stack = cdk_app.build(application)
+    application.synth()
+    document = json.loads((tmp_path / f"{stack.stack_name}.template.json").read_text())
+    assert not resources(document, "AWS::Lambda::Alias")
+    functions = resources(document, "AWS::Lambda::Function")
+    assert all("SnapStart" not in r["Properties"] for r in functions.values())
+    send = logical_id_of(document, "AWS::Lambda::Function", "SendFunction")
+    for machine in resources(document, "AWS::StepFunctions::StateMachine").values():
+        assert machine["Properties"]["DefinitionSubstitutions"]["SendFunctionArn"] == {
+            "Fn::GetAtt": [send, "Arn"]
+        }
+    for policy in resources(document, "AWS::IAM::Policy").values():
+        invokes = [
+            st
+            for st in policy["Properties"]["PolicyDocument"]["Statement"]
+            if st["Action"] == "lambda:InvokeFunction"
+        ]
+        assert len(invokes) <= 1, invokes
