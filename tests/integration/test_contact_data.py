@@ -250,3 +250,14 @@ def test_a_form_refuses_a_number_that_is_not_valid_in_the_stored_country(system:
     reply = form(system, {"email": "form.short@example.com", "consent": True, "phone": "030 12"})
     assert field_errors(reply) == {"phone": "is not a valid phone number for its country"}
     assert "phone" not in stored(system, "form.short@example.com")
+
+
+def test_a_search_finds_an_internationalized_domain_as_typed_or_as_stored(system: LocalSystem) -> None:
+    """``max@faß.de`` is stored as ``max@xn--fa-hia.de``; an operator searches the way people write it."""
+    created = admin(system, "POST", "/admin/contacts", {"email": "idn-search@faß.de", "first_name": "Max"})
+    assert created["statusCode"] in (200, 201), created
+    for q in ("faß", "FAß.DE", "idn-search@faß.de", "xn--fa-hia", "idn-search"):
+        found = body(admin(system, "GET", "/admin/contacts", query=urlencode({"q": q, "limit": 500})))
+        assert "idn-search@xn--fa-hia.de" in [c["email"] for c in found["contacts"]], q
+    fass = body(admin(system, "GET", "/admin/contacts", query=urlencode({"q": "idn-search@fass.de"})))
+    assert fass["contacts"] == []  # another domain

@@ -78,6 +78,22 @@ def normalize_email(raw: str) -> str:
     return f"{local.lower()}@{domain.lower()}"
 
 
+def stored_spelling(text: str) -> str:
+    """How a search text for addresses reads in stored addresses: the labels of an internationalized
+    domain in ASCII (``faß.de`` → ``xn--fa-hia.de``, as ``normalize_email`` stores them), lower case;
+    a label that is no valid domain label on its own stays as typed."""
+    import idna
+
+    local, at, domain = text.strip().lower().rpartition("@")
+    labels = []
+    for label in domain.split("."):
+        try:
+            labels.append(idna.encode(label, uts46=True).decode() if not label.isascii() else label)
+        except idna.IDNAError:
+            labels.append(label)
+    return f"{local}{at}{'.'.join(labels)}"
+
+
 def _email_problem(value: str, reason: str) -> str:
     """What is wrong with an address, in words a person acts on (``reason``: email-validator's)."""
     local, at, domain = value.rpartition("@")

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow.contacts.fields import PROFILE_FIELDS
 from leadflow.contacts.model import ContactIn, ContactInvalid, normalize_tags
-from leadflow.contacts.normalize import resolve_phone
+from leadflow.contacts.normalize import resolve_phone, stored_spelling
 from leadflow.contacts.store import ContactStore
 from leadflow.events.model import Event
 from leadflow.events.store import EventStore
@@ -508,8 +508,10 @@ class ContactService:
     ) -> ContactPage:
         """A page of contacts matching every filter given (a scan of the profiles; ``q`` is a
         case-insensitive substring of the email or the name). A page may hold fewer than
-        ``limit`` contacts and still have a cursor: a request scans at most ``max_scanned`` items."""
-        needle = q.strip().lower() if q else None
+        ``limit`` contacts and still have a cursor: a request scans at most ``max_scanned`` items.
+        An internationalized domain matches as typed or as stored (``faß`` finds
+        ``max@xn--fa-hia.de``: ``stored_spelling``)."""
+        needles = {q.strip().lower(), stored_spelling(q)} if q and q.strip() else set()
         country = country.strip().upper() if country else None
         found: list[ContactSummary] = []
         scanned = 0
@@ -518,7 +520,7 @@ class ContactService:
             scanned += int(resp.get("ScannedCount", 0))
             for raw in resp["Items"]:
                 item = deserialize(raw)
-                if not _matches(item, needle, stage, tag, segment, country):
+                if not _matches(item, needles, stage, tag, segment, country):
                     continue
                 found.append(self._summary(item, now))
                 if len(found) >= limit:
@@ -604,7 +606,7 @@ def _event_order(event: Mapping[str, Any]) -> tuple[str, str]:
 
 def _matches(
     item: Mapping[str, Any],
-    needle: str | None,
+    needles: set[str],
     stage: str | None,
     tag: str | None,
     segment: str | None,
@@ -618,14 +620,14 @@ def _matches(
         return False
     if country and item.get("country") != country:
         return False
-    if needle:
+    if needles:
         text = (
             " ".join(str(item.get(k) or "") for k in ("email", "first_name", "last_name")).lower()
             + " "
             + " ".join(_set(item.get("alt_emails")))
         )
         full = f"{item.get('first_name') or ''} {item.get('last_name') or ''}".lower()
-        return needle in text or needle in full
+        return any(needle in text or needle in full for needle in needles)
     return True
 
 
